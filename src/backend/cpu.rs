@@ -1,0 +1,477 @@
+//! The rayon CPU backend: host `Vec<f32>` storage, matmul through the `gemm` crate (blocked,
+//! AVX-512/AVX2/FMA kernels picked at run time), everything else as parallel loops.
+//!
+//! Worker threads run with flush-to-zero and denormals-are-zero set, so optimizer state that
+//! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
+//! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
+
+use super::{cpu_optim, Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View};
+use crate::optim::OptimStep;
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+/// Below this many elements a loop runs on the calling thread.
+const PAR_MIN: usize = 1 << 14;
+
+#[derive(Default)]
+enum Store {
+    F32(Vec<f32>),
+    Bytes(Vec<u8>),
+    #[default]
+    Freed,
+}
+
+pub struct CpuBackend {
+    bufs: Vec<Store>,
+    ops: u64,
+}
+
+/// Set flush-to-zero and denormals-are-zero on this thread (x86-64 MXCSR bits 15 and 6).
+pub fn set_flush_to_zero() {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
+/// Whether flush-to-zero is set on this thread.
+pub fn flush_to_zero_is_set() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::_mm_getcsr;
+        _mm_getcsr() & 0x8040 == 0x8040
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    pub fn new() -> CpuBackend {
+        static POOL: std::sync::Once = std::sync::Once::new();
+        POOL.call_once(|| {
+            // Fails only if another part of the program built the global pool first.
+            let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| set_flush_to_zero()).build_global();
+        });
+        set_flush_to_zero();
+        CpuBackend { bufs: Vec::new(), ops: 0 }
+    }
+
+    fn vec(&self, buf: usize) -> &[f32] {
+        match &self.bufs[buf] {
+            Store::F32(v) => v,
+            _ => panic!("buffer {buf} is not a live f32 buffer"),
+        }
+    }
+
+    fn bytes(&self, buf: usize) -> &[u8] {
+        match &self.bufs[buf] {
+            Store::Bytes(v) => v,
+            _ => panic!("buffer {buf} is not a byte buffer"),
+        }
+    }
+
+    /// Run `f` on the output range and the input slices. An input in the output's own buffer
+    /// is copied first, so in-place and aliased calls are safe.
+    fn run(&mut self, out: View, ins: &[View], f: impl FnOnce(&mut [f32], &[&[f32]])) {
+        self.ops += 1;
+        let mut o = match std::mem::replace(&mut self.bufs[out.buf], Store::Freed) {
+            Store::F32(v) => v,
+            _ => panic!("buffer {} is not a live f32 buffer", out.buf),
+        };
+        let copies: Vec<Option<Vec<f32>>> =
+            ins.iter().map(|v| (v.buf == out.buf).then(|| o[v.range()].to_vec())).collect();
+        {
+            let slices: Vec<&[f32]> = ins
+                .iter()
+                .zip(&copies)
+                .map(|(v, c)| match c {
+                    Some(c) => &c[..],
+                    None => &self.vec(v.buf)[v.range()],
+                })
+                .collect();
+            f(&mut o[out.range()], &slices);
+        }
+        self.bufs[out.buf] = Store::F32(o);
+    }
+}
+
+fn act_apply(act: Act, z: f32) -> f32 {
+    match act {
+        Act::Identity => z,
+        Act::Relu => z.max(0.0),
+        Act::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Act::Tanh => z.tanh(),
+    }
+}
+
+fn act_grad(act: Act, y: f32) -> f32 {
+    match act {
+        Act::Identity => 1.0,
+        Act::Relu => {
+            if y > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Act::Sigmoid => y * (1.0 - y),
+        Act::Tanh => 1.0 - y * y,
+    }
+}
+
+/// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
+fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
+    } else {
+        out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
+    }
+}
+
+/// `out[i] = f(i)`, in parallel when large.
+fn map_mut(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
+    if out.len() >= PAR_MIN {
+        out.par_iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
+    } else {
+        out.iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
+    }
+}
+
+/// Column sums of a rows×cols matrix, accumulated in f64.
+fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    let mut acc = vec![0f64; cols];
+    for row in x.chunks(cols) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v as f64;
+        }
+    }
+    acc.into_iter().map(|a| a as f32).collect()
+}
+
+/// C = op(A)·op(B) through `gemm`, row-major, overwriting C.
+pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Dims { m, k, n } = d;
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    // (column stride, row stride) of the logical m×k left and k×n right operands.
+    let (lcs, lrs) = match form {
+        Form::TN => (m as isize, 1),
+        _ => (1, k as isize),
+    };
+    let (rcs, rrs) = match form {
+        Form::NT => (k as isize, 1),
+        _ => (1, n as isize),
+    };
+    let par = if m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above keep every access inside the slices; C does not alias A or B.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            lcs,
+            lrs,
+            b.as_ptr(),
+            rcs,
+            rrs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        format!("cpu (rayon, {} threads, flush-to-zero on)", rayon::current_num_threads())
+    }
+
+    fn is_gpu(&self) -> bool {
+        false
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<usize> {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(len).is_err() {
+            bail!("cannot allocate {len} f32 values ({} MiB) in host memory", len * 4 >> 20);
+        }
+        v.resize(len, 0.0);
+        self.bufs.push(Store::F32(v));
+        Ok(self.bufs.len() - 1)
+    }
+
+    fn alloc_bytes(&mut self, data: &[u8]) -> Result<usize> {
+        self.bufs.push(Store::Bytes(data.to_vec()));
+        Ok(self.bufs.len() - 1)
+    }
+
+    fn free(&mut self, buf: usize) {
+        self.bufs[buf] = Store::Freed;
+    }
+
+    fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
+        if data.len() != dst.len {
+            bail!("write of {} values into a view of {}", data.len(), dst.len);
+        }
+        self.run(dst, &[], |o, _| o.copy_from_slice(data));
+        Ok(())
+    }
+
+    fn read(&mut self, src: View) -> Result<Vec<f32>> {
+        Ok(self.vec(src.buf)[src.range()].to_vec())
+    }
+
+    fn fill(&mut self, dst: View, value: f32) {
+        self.run(dst, &[], |o, _| o.fill(value));
+    }
+
+    fn copy(&mut self, src: View, dst: View) {
+        self.run(dst, &[src], |o, i| o.copy_from_slice(i[0]));
+    }
+
+    fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
+        let mut ins = vec![a, b];
+        ins.extend(epi.bias);
+        ins.extend(epi.act_grad.map(|(_, y)| y));
+        self.run(out, &ins, |o, i| {
+            gemm_f32(form, d, i[0], i[1], o);
+            let mut next = 2;
+            let bias = epi.bias.map(|_| {
+                next += 1;
+                i[next - 1]
+            });
+            let grad_of = epi.act_grad.map(|(act, _)| (act, i[next]));
+            if bias.is_none() && grad_of.is_none() && epi.act.is_none() {
+                return;
+            }
+            let act = epi.act.unwrap_or(Act::Identity);
+            rows_mut(o, d.n, |r, row| {
+                for (c, v) in row.iter_mut().enumerate() {
+                    let mut z = *v;
+                    if let Some((ga, y)) = grad_of {
+                        z *= act_grad(ga, y[r * d.n + c]);
+                    }
+                    if let Some(b) = bias {
+                        z += b[c];
+                    }
+                    *v = act_apply(act, z);
+                }
+            });
+        });
+        if let Some(cs) = epi.a_colsum {
+            self.col_sum(a, cs, d.m);
+        }
+    }
+
+    fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
+        let mut ins = vec![x];
+        ins.extend(bias);
+        self.run(out, &ins, |o, i| {
+            rows_mut(o, cols, |r, row| {
+                for (c, v) in row.iter_mut().enumerate() {
+                    let z = i[0][r * cols + c] + i.get(1).map_or(0.0, |b| b[c]);
+                    *v = act_apply(act, z);
+                }
+            })
+        });
+    }
+
+    fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
+        self.run(dx, &[y, dy], |o, i| map_mut(o, |k| i[1][k] * act_grad(act, i[0][k])));
+    }
+
+    fn col_sum(&mut self, x: View, out: View, cols: usize) {
+        self.run(out, &[x], |o, i| o.copy_from_slice(&col_sums(i[0], cols)));
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
+        self.run(out, &[a, b], |o, i| {
+            let (a, b) = (i[0], i[1]);
+            match op {
+                BinaryOp::Add => map_mut(o, |k| a[k] + b[k]),
+                BinaryOp::Sub => map_mut(o, |k| a[k] - b[k]),
+                BinaryOp::Mul => map_mut(o, |k| a[k] * b[k]),
+                BinaryOp::Div => map_mut(o, |k| a[k] / b[k]),
+            }
+        });
+    }
+
+    fn unary(&mut self, op: UnaryOp, a: View, out: View) {
+        self.run(out, &[a], |o, i| {
+            let a = i[0];
+            match op {
+                UnaryOp::Scale(s) => map_mut(o, |k| a[k] * s),
+                UnaryOp::AddScalar(s) => map_mut(o, |k| a[k] + s),
+                UnaryOp::Pow(p) => map_mut(o, |k| a[k].powf(p)),
+                UnaryOp::Log => map_mut(o, |k| a[k].ln()),
+                UnaryOp::Exp => map_mut(o, |k| a[k].exp()),
+                UnaryOp::Sin => map_mut(o, |k| a[k].sin()),
+                UnaryOp::Cos => map_mut(o, |k| a[k].cos()),
+            }
+        });
+    }
+
+    fn sum(&mut self, a: View, out: View, scale: f32) {
+        self.run(out, &[a], |o, i| {
+            let s: f64 = i[0].iter().map(|&v| v as f64).sum();
+            o[0] = (s * scale as f64) as f32;
+        });
+    }
+
+    fn broadcast(&mut self, src: View, out: View, scale: f32) {
+        self.run(out, &[src], |o, i| o.fill(i[0][0] * scale));
+    }
+
+    fn softmax_ce(
+        &mut self,
+        logits: View,
+        labels: View,
+        cols: usize,
+        loss: Option<View>,
+        dlogits: Option<View>,
+        metrics: Option<View>,
+    ) {
+        let rows = logits.len / cols;
+        let z = &self.vec(logits.buf)[logits.range()];
+        let y = &self.vec(labels.buf)[labels.range()];
+        // Per row: (loss, correct, softmax − onehot scaled by 1/rows).
+        let per_row = |r: usize| {
+            let row = &z[r * cols..(r + 1) * cols];
+            let label = y[r] as usize;
+            let (mut best, mut arg) = (f32::NEG_INFINITY, 0);
+            for (c, &v) in row.iter().enumerate() {
+                if v > best {
+                    best = v;
+                    arg = c;
+                }
+            }
+            let sum: f32 = row.iter().map(|&v| (v - best).exp()).sum();
+            let l = sum.ln() + best - row[label.min(cols - 1)];
+            (l, (arg == label) as u32 as f32, best, sum)
+        };
+        let stats: Vec<(f32, f32, f32, f32)> = if rows * cols >= PAR_MIN {
+            (0..rows).into_par_iter().map(per_row).collect()
+        } else {
+            (0..rows).map(per_row).collect()
+        };
+        let loss_sum: f64 = stats.iter().map(|s| s.0 as f64).sum();
+        let correct: f64 = stats.iter().map(|s| s.1 as f64).sum();
+        if let Some(d) = dlogits {
+            let inv = 1.0 / rows as f32;
+            let labels: Vec<f32> = y.to_vec();
+            self.run(d, &[logits], |o, i| {
+                rows_mut(o, cols, |r, row| {
+                    let (_, _, best, sum) = stats[r];
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let p = (i[0][r * cols + c] - best).exp() / sum;
+                        *v = (p - if c == labels[r] as usize { 1.0 } else { 0.0 }) * inv;
+                    }
+                })
+            });
+        }
+        if let Some(l) = loss {
+            self.run(l, &[], |o, _| o[0] = (loss_sum / rows as f64) as f32);
+        }
+        if let Some(m) = metrics {
+            self.run(m, &[], |o, _| {
+                o[0] += loss_sum as f32;
+                o[1] += correct as f32;
+            });
+        }
+    }
+
+    fn gather(&mut self, g: &Gather) {
+        let idx: Vec<usize> = self.bytes(g.indices)[g.start * 4..(g.start + g.count) * 4]
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .collect();
+        let images = std::mem::take(&mut self.bufs[g.images]);
+        let labels = std::mem::take(&mut self.bufs[g.labels]);
+        if let (Store::Bytes(im), Store::Bytes(lb)) = (&images, &labels) {
+            let (rl, scale) = (g.row_len, g.scale);
+            self.run(g.x, &[], |o, _| {
+                rows_mut(o, rl, |r, row| {
+                    let src = &im[idx[r] * rl..(idx[r] + 1) * rl];
+                    for (v, &b) in row.iter_mut().zip(src) {
+                        *v = b as f32 * scale;
+                    }
+                })
+            });
+            self.run(g.y, &[], |o, _| map_mut(o, |r| lb[idx[r]] as f32));
+        }
+        self.bufs[g.images] = images;
+        self.bufs[g.labels] = labels;
+    }
+
+    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        self.ops += 1;
+        let take = |s: &mut Self, b: usize| match std::mem::replace(&mut s.bufs[b], Store::Freed) {
+            Store::F32(v) => v,
+            _ => panic!("buffer {b} is not a live f32 buffer"),
+        };
+        let mut p = take(self, params.buf);
+        // State slots live in one buffer (the optimizer's), possibly several: take each once.
+        let mut state_bufs: Vec<(usize, Vec<f32>)> = Vec::new();
+        for v in state {
+            if !state_bufs.iter().any(|(b, _)| *b == v.buf) {
+                state_bufs.push((v.buf, take(self, v.buf)));
+            }
+        }
+        {
+            let mut slots: Vec<Option<&mut [f32]>> = (0..state.len()).map(|_| None).collect();
+            for (b, data) in state_bufs.iter_mut() {
+                // Split this buffer into the slot views that point into it, in offset order.
+                let mut mine: Vec<(usize, View)> =
+                    state.iter().copied().enumerate().filter(|(_, v)| v.buf == *b).collect();
+                mine.sort_by_key(|(_, v)| v.offset);
+                let mut rest: &mut [f32] = data;
+                let mut at = 0;
+                for (slot, v) in mine {
+                    let (_, tail) = rest.split_at_mut(v.offset - at);
+                    let (head, tail) = tail.split_at_mut(v.len);
+                    slots[slot] = Some(head);
+                    rest = tail;
+                    at = v.offset + v.len;
+                }
+            }
+            let slots: Vec<&mut [f32]> = slots.into_iter().map(|s| s.expect("every slot found")).collect();
+            let g = &self.vec(grads.buf)[grads.range()];
+            cpu_optim::apply(step, &mut p[params.range()], g, slots);
+        }
+        self.bufs[params.buf] = Store::F32(p);
+        for (b, data) in state_bufs {
+            self.bufs[b] = Store::F32(data);
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        Counters { dispatches: self.ops, submits: 0, bytes_read_back: 0 }
+    }
+}

@@ -1,0 +1,141 @@
+//! The rayon twins of `shaders/optim.wgsl`: each optimizer as one fused, parallel pass over
+//! the parameter arena. Formulas follow `torch.optim` (see `optim::reference` for the plain
+//! f64 version and `optim::OptimStep` for the layout of `h`).
+
+use crate::optim::{OptimKind, OptimStep};
+use rayon::prelude::*;
+
+/// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
+const CHUNK: usize = 1 << 15;
+
+/// Apply one step to `p` (in place) from `g` with the optimizer's state slots.
+pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>) {
+    let n = p.len();
+    assert_eq!(g.len(), n);
+    assert!(slots.iter().all(|s| s.len() == n));
+    // Cut every slice into the same chunks, then run the chunks in parallel.
+    let mut slot_chunks: Vec<_> = slots.into_iter().map(|s| s.chunks_mut(CHUNK)).collect();
+    let mut work = Vec::with_capacity(n.div_ceil(CHUNK));
+    for (pc, gc) in p.chunks_mut(CHUNK).zip(g.chunks(CHUNK)) {
+        let sc: Vec<&mut [f32]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
+        work.push((pc, gc, sc));
+    }
+    let h = step.h;
+    work.into_par_iter().for_each(|(p, g, mut s)| match step.kind {
+        OptimKind::Sgd => sgd(&h, p, g, &mut s),
+        OptimKind::Adagrad => adagrad(&h, p, g, &mut s[0]),
+        OptimKind::Rmsprop => rmsprop(&h, p, g, &mut s),
+        OptimKind::Adam => adam(&h, p, g, &mut s),
+        OptimKind::LectureMomentum => lecture_momentum(&h, p, g, &mut s[0]),
+    });
+}
+
+fn sgd(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+    let (lr, mu, damp, wd, nesterov, first) = (h[0], h[1], h[2], h[3], h[4] != 0.0, h[5] != 0.0);
+    if mu == 0.0 {
+        for (p, &g) in p.iter_mut().zip(g) {
+            *p -= lr * (g + wd * *p);
+        }
+        return;
+    }
+    let buf = &mut s[0][..p.len()];
+    for i in 0..p.len() {
+        let gi = g[i] + wd * p[i];
+        let b = if first { gi } else { mu * buf[i] + (1.0 - damp) * gi };
+        buf[i] = b;
+        let d = if nesterov { gi + mu * b } else { b };
+        p[i] -= lr * d;
+    }
+}
+
+fn adagrad(h: &[f32; 12], p: &mut [f32], g: &[f32], sum: &mut [f32]) {
+    let (clr, wd, eps) = (h[0], h[1], h[2]);
+    let sum = &mut sum[..p.len()];
+    for i in 0..p.len() {
+        let gi = g[i] + wd * p[i];
+        let s = sum[i] + gi * gi;
+        sum[i] = s;
+        p[i] -= clr * gi / (s.sqrt() + eps);
+    }
+}
+
+fn rmsprop(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+    let (lr, alpha, eps, wd, mu, centered) = (h[0], h[1], h[2], h[3], h[4], h[5] != 0.0);
+    let n = p.len();
+    let (sq, rest) = s.split_first_mut().expect("rmsprop has square_avg");
+    let (mut buf, mut ga): (Option<&mut [f32]>, Option<&mut [f32]>) = (None, None);
+    let mut rest = rest.iter_mut();
+    if mu > 0.0 {
+        buf = rest.next().map(|b| &mut b[..n]);
+    }
+    if centered {
+        ga = rest.next().map(|b| &mut b[..n]);
+    }
+    let sq = &mut sq[..n];
+    for i in 0..n {
+        let gi = g[i] + wd * p[i];
+        let v = alpha * sq[i] + (1.0 - alpha) * gi * gi;
+        sq[i] = v;
+        let avg = match ga.as_deref_mut() {
+            Some(ga) => {
+                let a = alpha * ga[i] + (1.0 - alpha) * gi;
+                ga[i] = a;
+                (v - a * a).sqrt() + eps
+            }
+            None => v.sqrt() + eps,
+        };
+        match buf.as_deref_mut() {
+            Some(buf) => {
+                let b = mu * buf[i] + gi / avg;
+                buf[i] = b;
+                p[i] -= lr * b;
+            }
+            None => p[i] -= lr * gi / avg,
+        }
+    }
+}
+
+fn adam(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+    let (lr, b1, b2, eps, wd) = (h[0], h[1], h[2], h[3], h[4]);
+    let (step_size, bc2_sqrt, decoupled, amsgrad) = (h[5], h[6], h[7] != 0.0, h[8] != 0.0);
+    let n = p.len();
+    let (m, rest) = s.split_first_mut().expect("adam has exp_avg");
+    let (v, rest) = rest.split_first_mut().expect("adam has exp_avg_sq");
+    let (m, v) = (&mut m[..n], &mut v[..n]);
+    // Decoupled decay scales p first; L2 decay adds wd·p to the gradient.
+    let (p_scale, l2) = if decoupled { (1.0 - lr * wd, 0.0) } else { (1.0, wd) };
+    if amsgrad {
+        let vmax = &mut rest[0][..n];
+        for i in 0..n {
+            let pi = p[i] * p_scale;
+            let gi = g[i] + l2 * pi;
+            let mi = b1 * m[i] + (1.0 - b1) * gi;
+            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+            let vm = vmax[i].max(vi);
+            m[i] = mi;
+            v[i] = vi;
+            vmax[i] = vm;
+            p[i] = pi - step_size * mi / (vm.sqrt() / bc2_sqrt + eps);
+        }
+    } else {
+        for i in 0..n {
+            let pi = p[i] * p_scale;
+            let gi = g[i] + l2 * pi;
+            let mi = b1 * m[i] + (1.0 - b1) * gi;
+            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = pi - step_size * mi / (vi.sqrt() / bc2_sqrt + eps);
+        }
+    }
+}
+
+fn lecture_momentum(h: &[f32; 12], p: &mut [f32], g: &[f32], vel: &mut [f32]) {
+    let (lr, mu, wd) = (h[0], h[1], h[2]);
+    let vel = &mut vel[..p.len()];
+    for i in 0..p.len() {
+        let v = mu * vel[i] - lr * (g[i] + wd * p[i]);
+        vel[i] = v;
+        p[i] += v;
+    }
+}

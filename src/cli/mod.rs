@@ -1,0 +1,155 @@
+//! Subcommands: each in its own file, sharing the optimizer flags defined here.
+
+mod info;
+mod train;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use descent::optim::{OptimConfig, Schedule};
+
+#[derive(Parser)]
+#[command(name = "descent", version, about = "A hand-written tensor engine: WGSL kernels through wgpu, a rayon CPU backend, autograd and fused optimizers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an MLP on a dataset and print one line per epoch.
+    Train(train::TrainArgs),
+    /// List the GPU adapters wgpu finds and the CPU backend.
+    Info(info::InfoArgs),
+}
+
+/// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
+#[derive(Args, Clone, Debug)]
+pub struct OptimArgs {
+    /// sgd, adagrad, rmsprop, adam, adamw or lecture_momentum.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    /// Learning rate (default: PyTorch's for the optimizer).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    #[arg(long)]
+    pub dampening: Option<f64>,
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    #[arg(long)]
+    pub initial_accumulator_value: Option<f64>,
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    #[arg(long)]
+    pub centered: bool,
+    /// Two numbers: --betas 0.9,0.999
+    #[arg(long)]
+    pub betas: Option<String>,
+    #[arg(long)]
+    pub eps: Option<f64>,
+    #[arg(long)]
+    pub amsgrad: bool,
+    /// constant, step:STEP_SIZE:GAMMA, exp:GAMMA, expdecay:RATE:STEPS[:staircase],
+    /// cosine:T_MAX[:WARMUP[:ETA_MIN]] (steps are optimizer steps).
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+}
+
+impl OptimArgs {
+    /// The configuration for optimizer `name` with every flag the user gave applied.
+    pub fn config_for(&self, name: &str) -> Result<OptimConfig> {
+        let mut obj = serde_json::Map::new();
+        obj.insert("name".into(), name.into());
+        let mut put = |k: &str, v: serde_json::Value| {
+            obj.insert(k.into(), v);
+        };
+        let nums = [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("dampening", self.dampening),
+            ("weight_decay", self.weight_decay),
+            ("lr_decay", self.lr_decay),
+            ("initial_accumulator_value", self.initial_accumulator_value),
+            ("alpha", self.alpha),
+            ("eps", self.eps),
+        ];
+        for (k, v) in nums {
+            if let Some(v) = v {
+                put(k, serde_json::Number::from_f64(v).map(Into::into).unwrap_or(serde_json::Value::Null));
+            }
+        }
+        for (k, v) in [("nesterov", self.nesterov), ("centered", self.centered), ("amsgrad", self.amsgrad)] {
+            if v {
+                put(k, true.into());
+            }
+        }
+        if let Some(b) = &self.betas {
+            let parts: Vec<f64> = b.split(',').map(|x| x.trim().parse::<f64>()).collect::<std::result::Result<_, _>>()
+                .map_err(|_| anyhow::anyhow!("--betas {b}: expected two numbers such as 0.9,0.999"))?;
+            anyhow::ensure!(parts.len() == 2, "--betas {b}: expected two numbers such as 0.9,0.999");
+            put("betas", serde_json::json!(parts));
+        }
+        let flag_name = |e: anyhow::Error| anyhow::anyhow!("{}", format!("{e:#}").replace("optimizer.", "--").replace('_', "-"));
+        OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(flag_name)
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        Schedule::parse(&self.schedule)
+    }
+}
+
+/// Parse "128,128" style lists.
+pub fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse::<T>().map_err(|_| anyhow::anyhow!("{what}: '{x}' is not valid in '{s}'")))
+        .collect()
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Info(a) => info::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Errors raised while checking arguments are usage errors.
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// An error in what the user asked for (exit code 2), as opposed to one met while running.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Mark an error as a usage error.
+pub fn usage<T>(r: Result<T>) -> Result<T> {
+    r.map_err(|e| UsageError(format!("{e:#}")).into())
+}

@@ -1,0 +1,108 @@
+//! Datasets held in memory as bytes (u8 pixels, u8 labels), as the devices keep them too:
+//! a batch is gathered and scaled to [0, 1] by a kernel.
+
+pub mod idx;
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// One split: `rows` images of `row_len` bytes and their labels.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    /// Where the data came from, for the user.
+    pub source: String,
+    pub row_len: usize,
+    pub classes: usize,
+    pub train: Split,
+    pub test: Split,
+}
+
+pub const DATASET_NAMES: [&str; 2] = ["fashion-mnist", "mnist"];
+
+/// Where the Debian package `dataset-fashion-mnist` installs the files.
+pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The small real subset of Fashion-MNIST kept in the repository.
+pub fn embedded_subset_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fashion-mnist-subset")
+}
+
+/// The IDX file `stem` in `dir`, as `.gz` or plain.
+fn idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [format!("{stem}.gz"), stem.to_string()].into_iter().map(|f| dir.join(f)).find(|p| p.is_file())
+}
+
+fn has_idx(dir: &Path) -> bool {
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+        .iter()
+        .all(|s| idx_file(dir, s).is_some())
+}
+
+/// Load an IDX dataset (Fashion-MNIST or MNIST) from the first place that has it: `data_dir`,
+/// then `$DESCENT_DATA`, then (Fashion-MNIST) the Debian package's folder, then the embedded
+/// subset.
+pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
+    if !DATASET_NAMES.contains(&name) {
+        bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", "));
+    }
+    let dir = if let Some(d) = data_dir {
+        if !d.is_dir() {
+            bail!("--data-dir {}: no such directory", d.display());
+        }
+        if !has_idx(d) {
+            bail!(
+                "--data-dir {}: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
+                d.display()
+            );
+        }
+        d.to_path_buf()
+    } else {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(env) = std::env::var_os("DESCENT_DATA") {
+            let env = PathBuf::from(env);
+            candidates.push(env.join(name));
+            candidates.push(env);
+        }
+        if name == "fashion-mnist" {
+            candidates.push(PathBuf::from(DEBIAN_FASHION_MNIST));
+            candidates.push(embedded_subset_dir());
+        }
+        match candidates.into_iter().find(|d| has_idx(d)) {
+            Some(d) => d,
+            None => bail!(
+                "no {name} data found: pass --data-dir DIR with the four IDX files, set DESCENT_DATA, or (Fashion-MNIST) run `apt-get install dataset-fashion-mnist`"
+            ),
+        }
+    };
+    let file = |s: &str| idx_file(&dir, s).expect("checked by has_idx");
+    let (ti, tl, tn, row_len) = idx::load_split(&file("train-images-idx3-ubyte"), &file("train-labels-idx1-ubyte"), 10)?;
+    let (vi, vl, vn, vrow) = idx::load_split(&file("t10k-images-idx3-ubyte"), &file("t10k-labels-idx1-ubyte"), 10)?;
+    if vrow != row_len {
+        bail!("{}: train images have {row_len} pixels, test images {vrow}", dir.display());
+    }
+    let subset = dir == embedded_subset_dir();
+    let source = if subset {
+        format!(
+            "{} (the embedded subset: {tn} train / {vn} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass --data-dir)",
+            dir.display()
+        )
+    } else {
+        format!("{} ({tn} train / {vn} test images)", dir.display())
+    };
+    Ok(Dataset {
+        name: name.to_string(),
+        source,
+        row_len,
+        classes: 10,
+        train: Split { images: ti, labels: tl, rows: tn },
+        test: Split { images: vi, labels: vl, rows: vn },
+    })
+}

@@ -1,0 +1,14 @@
+//! descent: a hand-written tensor engine. WGSL compute shaders through wgpu and a rayon CPU
+//! backend implement one op set ([`backend::Backend`]); a reverse-mode autograd
+//! ([`autograd::Tape`]) drives matmul, activations, softmax cross-entropy and fused optimizer
+//! updates ([`optim`]) over flat `f32` buffers. See ARCHITECTURE.md for the module map.
+
+pub mod autograd;
+pub mod backend;
+pub mod data;
+pub mod nn;
+pub mod optim;
+pub mod reference;
+pub mod rng;
+pub mod tensor;
+pub mod train;

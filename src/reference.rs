@@ -1,0 +1,146 @@
+//! Plain, obviously-correct versions of every op, accumulating in f64. Tests and `descent
+//! parity` compare both backends with these; nothing trains with them.
+//!
+//! The tolerances for comparing an f32 kernel with the reference live here, once.
+
+use crate::backend::{Act, BinaryOp, Form, UnaryOp};
+
+/// Relative tolerance for kernel vs reference.
+pub const REL_TOL: f64 = 1e-5;
+/// Absolute tolerance for elementwise kernels vs reference.
+pub const ABS_TOL: f64 = 1e-5;
+
+/// Absolute tolerance for a matmul of inner size `k` whose operands are of magnitude about 1:
+/// rounding error of an f32 dot product grows like √k.
+pub fn matmul_abs_tol(k: usize) -> f64 {
+    ABS_TOL * (k.max(1) as f64).sqrt()
+}
+
+/// Whether `got` is within `abs + rel·|want|` of `want` (NaN never is).
+pub fn close(got: f64, want: f64, abs: f64, rel: f64) -> bool {
+    (got - want).abs() <= abs + rel * want.abs()
+}
+
+/// Largest absolute and relative error of `got` against `want`, and whether every element is
+/// within tolerance. A NaN or a length mismatch is a failure with infinite error.
+pub fn compare(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool) {
+    if got.len() != want.len() {
+        return (f64::INFINITY, f64::INFINITY, false);
+    }
+    let (mut max_abs, mut max_rel, mut ok) = (0f64, 0f64, true);
+    for (&g, &w) in got.iter().zip(want) {
+        let e = (g as f64 - w).abs();
+        let e = if e.is_nan() { f64::INFINITY } else { e };
+        max_abs = max_abs.max(e);
+        max_rel = max_rel.max(e / w.abs().max(f64::MIN_POSITIVE));
+        ok &= close(g as f64, w, abs, rel);
+    }
+    (max_abs, max_rel, ok)
+}
+
+pub fn act(a: Act, z: f64) -> f64 {
+    match a {
+        Act::Identity => z,
+        Act::Relu => z.max(0.0),
+        Act::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Act::Tanh => z.tanh(),
+    }
+}
+
+/// The derivative of `a` expressed through its output y.
+pub fn act_grad(a: Act, y: f64) -> f64 {
+    match a {
+        Act::Identity => 1.0,
+        Act::Relu => (y > 0.0) as u8 as f64,
+        Act::Sigmoid => y * (1.0 - y),
+        Act::Tanh => 1.0 - y * y,
+    }
+}
+
+/// C (m×n) = op(A)·op(B) with the storage layouts of [`Form`].
+pub fn matmul(form: Form, m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
+    let at = |i: usize, p: usize| match form {
+        Form::TN => a[p * m + i],
+        _ => a[i * k + p],
+    } as f64;
+    let bt = |p: usize, j: usize| match form {
+        Form::NT => b[j * k + p],
+        _ => b[p * n + j],
+    } as f64;
+    let mut c = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+        }
+    }
+    c
+}
+
+pub fn bias_act(x: &[f32], bias: Option<&[f32]>, cols: usize, a: Act) -> Vec<f64> {
+    x.iter().enumerate().map(|(i, &v)| act(a, v as f64 + bias.map_or(0.0, |b| b[i % cols] as f64))).collect()
+}
+
+pub fn act_backward(a: Act, y: &[f32], dy: &[f32]) -> Vec<f64> {
+    y.iter().zip(dy).map(|(&y, &d)| d as f64 * act_grad(a, y as f64)).collect()
+}
+
+pub fn col_sum(x: &[f32], cols: usize) -> Vec<f64> {
+    let mut out = vec![0f64; cols];
+    for (i, &v) in x.iter().enumerate() {
+        out[i % cols] += v as f64;
+    }
+    out
+}
+
+pub fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| {
+            let (a, b) = (a as f64, b as f64);
+            match op {
+                BinaryOp::Add => a + b,
+                BinaryOp::Sub => a - b,
+                BinaryOp::Mul => a * b,
+                BinaryOp::Div => a / b,
+            }
+        })
+        .collect()
+}
+
+pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
+    a.iter()
+        .map(|&a| {
+            let a = a as f64;
+            match op {
+                UnaryOp::Scale(s) => a * s as f64,
+                UnaryOp::AddScalar(s) => a + s as f64,
+                UnaryOp::Pow(p) => a.powf(p as f64),
+                UnaryOp::Log => a.ln(),
+                UnaryOp::Exp => a.exp(),
+                UnaryOp::Sin => a.sin(),
+                UnaryOp::Cos => a.cos(),
+            }
+        })
+        .collect()
+}
+
+/// (mean loss, d(mean loss)/d(logits), Σ row loss, correct count) of softmax cross-entropy.
+pub fn softmax_ce(logits: &[f32], labels: &[f32], cols: usize) -> (f64, Vec<f64>, f64, f64) {
+    let rows = logits.len() / cols;
+    let (mut total, mut correct) = (0f64, 0f64);
+    let mut d = vec![0f64; logits.len()];
+    for r in 0..rows {
+        let row: Vec<f64> = logits[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+        let label = labels[r] as usize;
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let argmax = row.iter().position(|&v| v == max).unwrap_or(0);
+        let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+        total += sum.ln() + max - row[label];
+        correct += (argmax == label) as u8 as f64;
+        for c in 0..cols {
+            let p = (row[c] - max).exp() / sum;
+            d[r * cols + c] = (p - (c == label) as u8 as f64) / rows as f64;
+        }
+    }
+    (total / rows as f64, d, total, correct)
+}

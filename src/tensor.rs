@@ -1,0 +1,60 @@
+//! Tensors: a shape plus a view of contiguous row-major `f32` storage owned by a device.
+//!
+//! Storage is addressed by handle ([`View`]: buffer id, element offset, length), never by a
+//! host pointer, so the same autograd, layers and training loop drive both backends.
+
+/// A contiguous range of one device buffer, in `f32` elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct View {
+    pub buf: usize,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl View {
+    pub fn whole(buf: usize, len: usize) -> View {
+        View { buf, offset: 0, len }
+    }
+
+    /// A sub-range, relative to this view.
+    pub fn slice(&self, offset: usize, len: usize) -> View {
+        assert!(offset + len <= self.len, "slice {offset}+{len} outside a view of {}", self.len);
+        View { buf: self.buf, offset: self.offset + offset, len }
+    }
+
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// A tensor: row-major shape over a view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tensor {
+    pub view: View,
+    pub shape: Vec<usize>,
+}
+
+impl Tensor {
+    pub fn new(view: View, shape: &[usize]) -> Tensor {
+        assert_eq!(view.len, shape.iter().product::<usize>(), "shape {shape:?} does not match a view of {}", view.len);
+        Tensor { view, shape: shape.to_vec() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.view.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.view.len == 0
+    }
+
+    /// Rows and columns of a matrix (a vector is one row).
+    pub fn rows_cols(&self) -> (usize, usize) {
+        match self.shape.as_slice() {
+            [] => (1, 1),
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            s => (s[..s.len() - 1].iter().product(), s[s.len() - 1]),
+        }
+    }
+}
