@@ -1,5 +1,649 @@
-//! placeholder during development
-use super::*;
-pub struct GpuBackend;
-impl GpuBackend { pub fn new(_hw: bool) -> Result<Box<dyn Backend>> { anyhow::bail!("gpu backend not built yet") } }
-pub fn describe_adapters() -> String { String::new() }
+//! The WGSL backend: every op as a hand-written compute shader (`shaders/*.wgsl`, embedded),
+//! run through wgpu.
+//!
+//! Ops are recorded into one command encoder; each dispatch's parameters go into a uniform
+//! ring (256-byte slots, bound with a dynamic offset) that is uploaded once per submit. So a
+//! training step is one `queue.submit` and nothing is read back until someone asks. Pipelines
+//! and bind groups are created once and cached. Storage buffers are bound whole and
+//! addressed by element offsets, so views need no alignment.
+
+use super::{Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View};
+use crate::optim::{OptimKind, OptimStep};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const SOFTMAX_CE: &str = include_str!("../../shaders/softmax_ce.wgsl");
+const GATHER: &str = include_str!("../../shaders/gather.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+
+/// Bytes per uniform slot (wgpu's minimum uniform offset alignment is at most 256).
+const SLOT: usize = 256;
+/// Dispatches per submit before the ring forces a submit.
+const RING_SLOTS: usize = 1024;
+/// Invocations per workgroup of the 1-D kernels.
+const WG: u32 = 256;
+
+/// A kernel: its module, entry point, and which storage bindings (1, 2, …) it writes.
+#[derive(Clone, Copy)]
+struct Kernel {
+    module: &'static str,
+    source: &'static str,
+    entry: &'static str,
+    writes: &'static [bool],
+}
+
+const fn k(module: &'static str, source: &'static str, entry: &'static str, writes: &'static [bool]) -> Kernel {
+    Kernel { module, source, entry, writes }
+}
+
+const ELEM: &[bool] = &[false, false, true];
+const K_MATMUL: Kernel = k("matmul", MATMUL, "main", &[false, false, false, false, true, true]);
+const K_BIAS_ACT: Kernel = k("elementwise", ELEMENTWISE, "bias_act", ELEM);
+const K_ACT_BACKWARD: Kernel = k("elementwise", ELEMENTWISE, "act_backward", ELEM);
+const K_BINARY: Kernel = k("elementwise", ELEMENTWISE, "binary", ELEM);
+const K_UNARY: Kernel = k("elementwise", ELEMENTWISE, "unary", ELEM);
+const K_FILL: Kernel = k("elementwise", ELEMENTWISE, "fill", ELEM);
+const K_BROADCAST: Kernel = k("elementwise", ELEMENTWISE, "broadcast", ELEM);
+const K_COL_SUM: Kernel = k("reduce", REDUCE, "col_sum", &[false, true]);
+const K_SUM: Kernel = k("reduce", REDUCE, "sum", &[false, true]);
+const K_SOFTMAX_CE: Kernel = k("softmax_ce", SOFTMAX_CE, "main", &[false, false, true, true, true]);
+const K_GATHER: Kernel = k("gather", GATHER, "main", &[false, false, false, true, true]);
+const OPT: &[bool] = &[true, false, true];
+const K_SGD: Kernel = k("optim", OPTIM, "sgd", OPT);
+const K_ADAGRAD: Kernel = k("optim", OPTIM, "adagrad", OPT);
+const K_RMSPROP: Kernel = k("optim", OPTIM, "rmsprop", OPT);
+const K_ADAM: Kernel = k("optim", OPTIM, "adam", OPT);
+const K_LECTURE_MOMENTUM: Kernel = k("optim", OPTIM, "lecture_momentum", OPT);
+
+/// Every kernel, for warm-up and shader validation tests.
+pub const KERNEL_COUNT: usize = 16;
+
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    bufs: Vec<Option<wgpu::Buffer>>,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    layouts: HashMap<&'static [bool], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<(&'static str, &'static str), wgpu::ComputePipeline>,
+    bind_groups: HashMap<(&'static str, &'static str, Vec<usize>), wgpu::BindGroup>,
+    ring: wgpu::Buffer,
+    uniforms: Vec<u8>,
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Scratch copies for read operands that alias a written buffer, by size in bytes.
+    scratch: HashMap<u64, usize>,
+    /// Tiny placeholder buffers bound where an optional operand is absent.
+    dummy_read: usize,
+    dummy_write: usize,
+    errors: Arc<Mutex<Vec<String>>>,
+    counters: Counters,
+}
+
+/// Adapter preference: hardware first, then virtual, then software; Vulkan before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let t = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let b = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (t, b)
+}
+
+fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
+    matches!(info.device_type, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu)
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu finds, best first.
+fn adapters() -> Vec<wgpu::Adapter> {
+    let mut list = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    list.sort_by_key(|a| rank(&a.get_info()));
+    list
+}
+
+/// A description of each adapter and the limits that matter here, for `descent info`.
+pub fn describe_adapters() -> String {
+    let list = adapters();
+    if list.is_empty() {
+        return "gpu adapters: none found (install a Vulkan driver; on a machine without a GPU, `apt-get install mesa-vulkan-drivers` gives the lavapipe software adapter)".into();
+    }
+    let mut s = String::from("gpu adapters (best first):\n");
+    for a in list {
+        let i = a.get_info();
+        let l = a.limits();
+        s += &format!(
+            "  {} | backend {:?} | type {:?} | driver {} {}{}\n    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, max_compute_workgroups_per_dimension {}, max_compute_invocations_per_workgroup {}, max_compute_workgroup_storage_size {} KiB, timestamp queries {}\n",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            if is_hardware(&i) { "" } else { " (software or virtual: --device auto prefers the CPU backend)" },
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20,
+            l.max_compute_workgroups_per_dimension,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroup_storage_size >> 10,
+            a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        );
+    }
+    s
+}
+
+fn words(v: &[u32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+fn u(x: usize) -> u32 {
+    x as u32
+}
+
+impl GpuBackend {
+    /// Open the best adapter; with `hardware_only`, fail unless it is a real GPU.
+    pub fn new(hardware_only: bool) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(GpuBackend::open(hardware_only)?))
+    }
+
+    pub fn open(hardware_only: bool) -> Result<GpuBackend> {
+        let list = adapters();
+        let Some(adapter) = list.into_iter().next() else {
+            bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use --device cpu");
+        };
+        let info = adapter.get_info();
+        if hardware_only && !is_hardware(&info) {
+            bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; --device gpu uses it anyway", info.name, info.device_type);
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("descent"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .with_context(|| format!("could not open a device on {}", info.name))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut v) = lost.lock() {
+                v.push(format!("the GPU device was lost ({reason:?}): {msg}"));
+            }
+        });
+        let ring = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform ring"),
+            size: (SLOT * RING_SLOTS) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut g = GpuBackend {
+            device,
+            queue,
+            info,
+            limits,
+            bufs: Vec::new(),
+            modules: HashMap::new(),
+            layouts: HashMap::new(),
+            pipelines: HashMap::new(),
+            bind_groups: HashMap::new(),
+            ring,
+            uniforms: Vec::new(),
+            encoder: None,
+            scratch: HashMap::new(),
+            dummy_read: 0,
+            dummy_write: 0,
+            errors,
+            counters: Counters::default(),
+        };
+        g.dummy_read = g.alloc(4)?;
+        g.dummy_write = g.alloc(4)?;
+        Ok(g)
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    pub fn is_software(&self) -> bool {
+        !is_hardware(&self.info)
+    }
+
+    /// Errors wgpu reported since the last check, as one error.
+    fn check(&mut self) -> Result<()> {
+        let mut v = self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
+        if v.is_empty() {
+            return Ok(());
+        }
+        let msg = v.join("; ");
+        v.clear();
+        bail!("GPU error: {msg}")
+    }
+
+    fn buffer(&self, id: usize) -> &wgpu::Buffer {
+        self.bufs[id].as_ref().expect("live GPU buffer")
+    }
+
+    fn new_buffer(&mut self, bytes: u64, what: &str) -> Result<usize> {
+        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > max_bind.min(self.limits.max_buffer_size) {
+            bail!(
+                "{what} needs a buffer of {} MiB, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); use a smaller size or --device cpu",
+                bytes >> 20,
+                max_bind >> 20,
+                self.info.name
+            );
+        }
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.bufs.push(Some(b));
+        Ok(self.bufs.len() - 1)
+    }
+
+    fn pipeline(&mut self, kern: Kernel) -> &wgpu::ComputePipeline {
+        let key = (kern.module, kern.entry);
+        if !self.pipelines.contains_key(&key) {
+            let device = &self.device;
+            let module = self.modules.entry(kern.module).or_insert_with(|| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kern.module),
+                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{}", kern.source).into()),
+                })
+            });
+            let (_, layout) = self.layouts.entry(kern.writes).or_insert_with(|| {
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                for (i, &w) in kern.writes.iter().enumerate() {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: i as u32 + 1,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: !w },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (bgl, pl)
+            });
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kern.entry),
+                layout: Some(layout),
+                module,
+                entry_point: Some(kern.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            self.pipelines.insert(key, p);
+        }
+        &self.pipelines[&key]
+    }
+
+    /// Record one dispatch: `uniform` words, storage buffers in binding order, and the
+    /// workgroup grid.
+    fn dispatch(&mut self, kern: Kernel, uniform: &[u32], buffers: &[usize], grid: [u32; 3]) {
+        if self.uniforms.len() / SLOT >= RING_SLOTS {
+            if let Err(e) = self.flush() {
+                self.errors.lock().map(|mut v| v.push(e.to_string())).ok();
+            }
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if grid.iter().any(|&g| g > max) {
+            let msg = format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry);
+            self.errors.lock().map(|mut v| v.push(msg)).ok();
+            return;
+        }
+        if grid.contains(&0) {
+            return;
+        }
+        let mut buffers = buffers.to_vec();
+        // A buffer must not be bound for reading and writing at once: read from a copy.
+        let written: Vec<usize> = buffers.iter().zip(kern.writes).filter(|(_, &w)| w).map(|(b, _)| *b).collect();
+        for i in 0..buffers.len() {
+            if !kern.writes[i] && written.contains(&buffers[i]) {
+                buffers[i] = self.scratch_copy(buffers[i]);
+            }
+        }
+        self.pipeline(kern);
+        let key = (kern.module, kern.entry, buffers.clone());
+        if !self.bind_groups.contains_key(&key) {
+            let (bgl, _) = &self.layouts[kern.writes];
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.ring,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(SLOT as u64),
+                }),
+            }];
+            for (i, &b) in buffers.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: self.buffer(b).as_entire_binding() });
+            }
+            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: bgl, entries: &entries });
+            self.bind_groups.insert(key.clone(), bg);
+        }
+        let offset = self.uniforms.len() as u32;
+        let mut slot = words(uniform);
+        slot.resize(SLOT, 0);
+        self.uniforms.extend_from_slice(&slot);
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(&self.pipelines[&(kern.module, kern.entry)]);
+            pass.set_bind_group(0, &self.bind_groups[&key], &[offset]);
+            pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        }
+        self.counters.dispatches += 1;
+    }
+
+    /// A copy of a whole buffer in a scratch buffer of the same size (recorded in order).
+    fn scratch_copy(&mut self, src: usize) -> usize {
+        let size = self.buffer(src).size();
+        let dst = match self.scratch.get(&size) {
+            Some(&d) => d,
+            None => match self.new_buffer(size, "a scratch copy") {
+                Ok(d) => {
+                    self.scratch.insert(size, d);
+                    d
+                }
+                Err(e) => {
+                    self.errors.lock().map(|mut v| v.push(e.to_string())).ok();
+                    return src;
+                }
+            },
+        };
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_buffer(self.bufs[src].as_ref().expect("live"), 0, self.bufs[dst].as_ref().expect("live"), 0, size);
+        dst
+    }
+
+    /// A 1-D grid of 256-wide workgroups covering n, folded into 2-D past the per-dimension
+    /// limit.
+    fn grid(&self, n: usize) -> [u32; 3] {
+        let groups = n.div_ceil(WG as usize) as u64;
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            let x = max;
+            [x as u32, groups.div_ceil(x) as u32, 1]
+        }
+    }
+
+    fn elementwise(&mut self, kern: Kernel, n: usize, cols: usize, op: u32, act: u32, x: Option<View>, z: Option<View>, out: View, param: f32) {
+        let (xb, xo) = x.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
+        let (zb, zo) = z.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
+        let uni = [u(n), u(cols.max(1)), op, act, u(xo), u(zo), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0];
+        let grid = self.grid(n);
+        self.dispatch(kern, &uni, &[xb, zb, out.buf], grid);
+    }
+
+    /// Warm every pipeline (compiles all shaders; a shader error surfaces here).
+    pub fn compile_all(&mut self) -> Result<()> {
+        for kern in [
+            K_MATMUL, K_BIAS_ACT, K_ACT_BACKWARD, K_BINARY, K_UNARY, K_FILL, K_BROADCAST, K_COL_SUM, K_SUM, K_SOFTMAX_CE,
+            K_GATHER, K_SGD, K_ADAGRAD, K_RMSPROP, K_ADAM, K_LECTURE_MOMENTUM,
+        ] {
+            self.pipeline(kern);
+        }
+        self.check()
+    }
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        format!(
+            "gpu: {} ({:?}, {:?}{})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.is_software() { ", software rendering: for correctness, not speed" } else { "" }
+        )
+    }
+
+    fn is_gpu(&self) -> bool {
+        true
+    }
+
+    fn alloc(&mut self, len: usize) -> Result<usize> {
+        self.new_buffer(len as u64 * 4, &format!("a tensor of {len} values"))
+    }
+
+    fn alloc_bytes(&mut self, data: &[u8]) -> Result<usize> {
+        let size = (data.len() as u64).max(4).next_multiple_of(4);
+        let id = self.new_buffer(size, &format!("{} bytes of data", data.len()))?;
+        let mut padded = data.to_vec();
+        padded.resize(size as usize, 0);
+        self.flush()?;
+        self.queue.write_buffer(self.buffer(id), 0, &padded);
+        Ok(id)
+    }
+
+    fn free(&mut self, buf: usize) {
+        if self.encoder.is_some() {
+            let _ = self.flush();
+        }
+        self.bind_groups.retain(|k, _| !k.2.contains(&buf));
+        self.bufs[buf] = None;
+    }
+
+    fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
+        if data.len() != dst.len {
+            bail!("write of {} values into a view of {}", data.len(), dst.len);
+        }
+        // Recorded work must see the old contents: submit it first.
+        self.flush()?;
+        self.queue.write_buffer(self.buffer(dst.buf), dst.offset as u64 * 4, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    fn read(&mut self, src: View) -> Result<Vec<f32>> {
+        let bytes = (src.len as u64 * 4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        if src.len > 0 {
+            encoder.copy_buffer_to_buffer(self.bufs[src.buf].as_ref().expect("live"), src.offset as u64 * 4, &staging, 0, bytes);
+        }
+        self.flush()?;
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        rx.recv().map_err(|_| anyhow!("GPU readback never completed"))?.map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        self.check()?;
+        let data = {
+            let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback could not be mapped: {e}"))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..src.len].to_vec()
+        };
+        staging.unmap();
+        self.counters.bytes_read_back += src.len as u64 * 4;
+        Ok(data)
+    }
+
+    fn fill(&mut self, dst: View, value: f32) {
+        self.elementwise(K_FILL, dst.len, 1, 0, 0, None, None, dst, value);
+    }
+
+    fn copy(&mut self, src: View, dst: View) {
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_buffer(
+            self.bufs[src.buf].as_ref().expect("live"),
+            src.offset as u64 * 4,
+            self.bufs[dst.buf].as_ref().expect("live"),
+            dst.offset as u64 * 4,
+            src.len as u64 * 4,
+        );
+    }
+
+    fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
+        let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
+        let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
+        let (cs_b, cs_o) = match epi.a_colsum {
+            Some(v) if form == Form::TN => (v.buf, v.offset),
+            _ => (self.dummy_write, 0),
+        };
+        let uni = [
+            u(d.m),
+            u(d.k),
+            u(d.n),
+            form.code(),
+            u(a.offset),
+            u(b.offset),
+            u(out.offset),
+            u(bias_o),
+            u(y_o),
+            u(cs_o),
+            epi.bias.is_some() as u32,
+            epi.act.unwrap_or(Act::Identity).code(),
+            epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
+            (epi.a_colsum.is_some() && form == Form::TN) as u32,
+            0,
+            0,
+        ];
+        let grid = [u(d.n.div_ceil(64)), u(d.m.div_ceil(64)), 1];
+        self.dispatch(K_MATMUL, &uni, &[a.buf, b.buf, bias_b, y_b, out.buf, cs_b], grid);
+        if let (Some(cs), false) = (epi.a_colsum, form == Form::TN) {
+            self.col_sum(a, cs, d.m);
+        }
+    }
+
+    fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
+        self.elementwise(K_BIAS_ACT, out.len, cols, 0, act.code(), Some(x), bias, out, 0.0);
+    }
+
+    fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
+        self.elementwise(K_ACT_BACKWARD, dx.len, 1, 0, act.code(), Some(y), Some(dy), dx, 0.0);
+    }
+
+    fn col_sum(&mut self, x: View, out: View, cols: usize) {
+        let uni = [u(x.len), u(cols), u(x.offset), u(out.offset), 0, 0, 0, 0];
+        let grid = self.grid(cols);
+        self.dispatch(K_COL_SUM, &uni, &[x.buf, out.buf], grid);
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
+        self.elementwise(K_BINARY, out.len, 1, op as u32, 0, Some(a), Some(b), out, 0.0);
+    }
+
+    fn unary(&mut self, op: UnaryOp, a: View, out: View) {
+        let (code, param) = op.code();
+        self.elementwise(K_UNARY, out.len, 1, code, 0, Some(a), None, out, param);
+    }
+
+    fn sum(&mut self, a: View, out: View, scale: f32) {
+        let uni = [u(a.len), 1, u(a.offset), u(out.offset), scale.to_bits(), 0, 0, 0];
+        self.dispatch(K_SUM, &uni, &[a.buf, out.buf], [1, 1, 1]);
+    }
+
+    fn broadcast(&mut self, src: View, out: View, scale: f32) {
+        self.elementwise(K_BROADCAST, out.len, 1, 0, 0, Some(src), None, out, scale);
+    }
+
+    fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, loss: Option<View>, dlogits: Option<View>, metrics: Option<View>) {
+        let rows = logits.len / cols;
+        let pick = |v: Option<View>, dummy: usize| v.map_or((dummy, 0), |v| (v.buf, v.offset));
+        let (lb, lo) = pick(loss, self.dummy_write);
+        let (db, dof) = pick(dlogits, self.dummy_write);
+        let (mb, mo) = pick(metrics, self.dummy_write);
+        let flags = loss.is_some() as u32 | (dlogits.is_some() as u32) << 1 | (metrics.is_some() as u32) << 2;
+        let uni = [u(rows), u(cols), u(logits.offset), u(labels.offset), u(lo), u(dof), u(mo), flags];
+        self.dispatch(K_SOFTMAX_CE, &uni, &[logits.buf, labels.buf, lb, db, mb], [1, 1, 1]);
+    }
+
+    fn gather(&mut self, g: &Gather) {
+        let uni = [u(g.count), u(g.row_len), u(g.start), u(g.x.offset), u(g.y.offset), g.scale.to_bits(), 0, 0];
+        let grid = self.grid(g.count * g.row_len);
+        self.dispatch(K_GATHER, &uni, &[g.images, g.labels, g.indices, g.x.buf, g.y.buf], grid);
+    }
+
+    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        let kern = match step.kind {
+            OptimKind::Sgd => K_SGD,
+            OptimKind::Adagrad => K_ADAGRAD,
+            OptimKind::Rmsprop => K_RMSPROP,
+            OptimKind::Adam => K_ADAM,
+            OptimKind::LectureMomentum => K_LECTURE_MOMENTUM,
+        };
+        let sbuf = state.first().map_or(self.dummy_write, |v| v.buf);
+        debug_assert!(state.iter().all(|v| v.buf == sbuf), "state slots share one buffer on the GPU");
+        let off = |i: usize| state.get(i).map_or(0, |v| u(v.offset));
+        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), off(0), off(1), off(2), 0, 0];
+        uni.extend(step.h.iter().map(|h| h.to_bits()));
+        let grid = self.grid(params.len);
+        self.dispatch(kern, &uni, &[params.buf, grads.buf, sbuf], grid);
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        self.check()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(encoder) = self.encoder.take() {
+            if !self.uniforms.is_empty() {
+                self.queue.write_buffer(&self.ring, 0, &self.uniforms);
+                self.uniforms.clear();
+            }
+            self.queue.submit([encoder.finish()]);
+            self.counters.submits += 1;
+        }
+        self.check()
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+}

@@ -1,0 +1,91 @@
+// Elementwise kernels over n elements: bias + activation, activation backward, binary and
+// unary ops, fill and broadcast. X and Z are read, OUT is written; offsets are in elements.
+
+struct Params {
+    n: u32, cols: u32, op: u32, act: u32,
+    x_off: u32, z_off: u32, out_off: u32, has_z: u32,
+    param: f32, pad0: u32, pad1: u32, pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Z: array<f32>;
+@group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+
+// out = act(x + bias[i % cols]); Z holds the bias when has_z.
+@compute @workgroup_size(256)
+fn bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    var v = X[P.x_off + i];
+    if (P.has_z == 1u) { v += Z[P.z_off + i % P.cols]; }
+    OUT[P.out_off + i] = act_apply(P.act, v);
+}
+
+// dx = dy ⊙ act'(y): X holds y, Z holds dy.
+@compute @workgroup_size(256)
+fn act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    OUT[P.out_off + i] = Z[P.z_off + i] * act_grad(P.act, X[P.x_off + i]);
+}
+
+// op: 0 add, 1 sub, 2 mul, 3 div.
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    let a = X[P.x_off + i];
+    let b = Z[P.z_off + i];
+    var r = a + b;
+    switch P.op {
+        case 1u: { r = a - b; }
+        case 2u: { r = a * b; }
+        case 3u: { r = a / b; }
+        default: {}
+    }
+    OUT[P.out_off + i] = r;
+}
+
+// x^p with WGSL's pow defined only for x >= 0: integral p takes the sign from x.
+fn pow_signed(x: f32, p: f32) -> f32 {
+    let m = pow(abs(x), p);
+    if (x >= 0.0) { return m; }
+    if (fract(p) != 0.0) { return bitcast<f32>(0x7fc00000u); }
+    if (fract(p * 0.5) != 0.0) { return -m; }
+    return m;
+}
+
+// op: 0 scale, 1 add scalar, 2 pow, 3 log, 4 exp, 5 sin, 6 cos (param is the scalar).
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    let a = X[P.x_off + i];
+    var r = a * P.param;
+    switch P.op {
+        case 1u: { r = a + P.param; }
+        case 2u: { r = pow_signed(a, P.param); }
+        case 3u: { r = log(a); }
+        case 4u: { r = exp(a); }
+        case 5u: { r = sin(a); }
+        case 6u: { r = cos(a); }
+        default: {}
+    }
+    OUT[P.out_off + i] = r;
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    OUT[P.out_off + i] = P.param;
+}
+
+// out[i] = param · x[0].
+@compute @workgroup_size(256)
+fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    OUT[P.out_off + i] = X[P.x_off] * P.param;
+}

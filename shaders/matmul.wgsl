@@ -1,0 +1,94 @@
+// C (m×n) = op(A)·op(B) in three forms, with a fused epilogue:
+//   C = act((A·B) ⊙ act_grad'(Y) + bias), and for the TN form optionally the column sums of
+//   the stored A (the bias gradient when A is dY in dW = dYᵀ·X).
+// form 0: A m×k, B k×n; form 1 (A·Bᵀ): B stored n×k; form 2 (Aᵀ·B): A stored k×m.
+// A 16×16 workgroup computes a 64×64 tile of C from 64×16 / 16×64 tiles in workgroup memory,
+// 4×4 outputs per invocation. Every load and store is bounds-checked, so any shape works.
+
+struct Params {
+    m: u32, k: u32, n: u32, form: u32,
+    a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
+    y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
+    grad_act: u32, has_colsum: u32, pad0: u32, pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(4) var<storage, read> Y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> C: array<f32>;
+@group(0) @binding(6) var<storage, read_write> COLSUM: array<f32>;
+
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+var<workgroup> As: array<f32, 1024>; // As[p * 64 + i]
+var<workgroup> Bs: array<f32, 1024>; // Bs[p * 64 + j]
+
+fn a_at(i: u32, p: u32) -> f32 {
+    if (i >= P.m || p >= P.k) { return 0.0; }
+    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
+    return A[P.a_off + i * P.k + p];
+}
+
+fn b_at(p: u32, j: u32) -> f32 {
+    if (p >= P.k || j >= P.n) { return 0.0; }
+    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
+    return B[P.b_off + p * P.n + j];
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let t = lid.y * 16u + lid.x;
+    var acc: array<f32, 16>;
+    var asum: array<f32, 4>;
+    let want_colsum = P.has_colsum == 1u && wid.x == 0u && lid.x == 0u;
+    for (var k0 = 0u; k0 < P.k; k0 += TK) {
+        for (var e = 0u; e < 4u; e++) {
+            let idx = t + e * 256u;
+            // Neighbouring invocations read neighbouring addresses in every layout.
+            var i = idx / TK;
+            var p = idx % TK;
+            if (P.form == 2u) { p = idx / TILE; i = idx % TILE; }
+            As[p * TILE + i] = a_at(row0 + i, k0 + p);
+            var j = idx % TILE;
+            var q = idx / TILE;
+            if (P.form == 1u) { j = idx / TK; q = idx % TK; }
+            Bs[q * TILE + j] = b_at(k0 + q, col0 + j);
+        }
+        workgroupBarrier();
+        for (var p = 0u; p < TK; p++) {
+            let a0 = As[p * TILE + lid.y * 4u];
+            let a1 = As[p * TILE + lid.y * 4u + 1u];
+            let a2 = As[p * TILE + lid.y * 4u + 2u];
+            let a3 = As[p * TILE + lid.y * 4u + 3u];
+            let av = array<f32, 4>(a0, a1, a2, a3);
+            for (var c = 0u; c < 4u; c++) {
+                let b = Bs[p * TILE + lid.x * 4u + c];
+                acc[c] += a0 * b;
+                acc[4u + c] += a1 * b;
+                acc[8u + c] += a2 * b;
+                acc[12u + c] += a3 * b;
+            }
+            if (want_colsum) {
+                for (var r = 0u; r < 4u; r++) { asum[r] += av[r]; }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let i = row0 + lid.y * 4u + r;
+        if (i >= P.m) { continue; }
+        for (var c = 0u; c < 4u; c++) {
+            let j = col0 + lid.x * 4u + c;
+            if (j >= P.n) { continue; }
+            var z = acc[r * 4u + c];
+            if (P.grad_act > 0u) { z *= act_grad(P.grad_act - 1u, Y[P.y_off + i * P.n + j]); }
+            if (P.has_bias == 1u) { z += BIAS[P.bias_off + j]; }
+            C[P.out_off + i * P.n + j] = act_apply(P.act, z);
+        }
+        if (want_colsum) { COLSUM[P.colsum_off + i] = asum[r]; }
+    }
+}

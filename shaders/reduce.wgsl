@@ -1,0 +1,36 @@
+// Reductions: column sums of a rows×cols matrix (one invocation per column) and the scaled
+// sum of a vector (one workgroup, tree reduction in workgroup memory).
+
+struct Params {
+    n: u32, cols: u32, x_off: u32, out_off: u32,
+    scale: f32, pad0: u32, pad1: u32, pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn col_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = flat_index(wid, nwg, lid);
+    if (c >= P.cols) { return; }
+    let rows = P.n / P.cols;
+    var s = 0.0;
+    for (var r = 0u; r < rows; r++) { s += X[P.x_off + r * P.cols + c]; }
+    OUT[P.out_off + c] = s;
+}
+
+@compute @workgroup_size(256)
+fn sum(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = lid.x; i < P.n; i += 256u) { s += X[P.x_off + i]; }
+    partial[lid.x] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if (lid.x < w) { partial[lid.x] += partial[lid.x + w]; }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) { OUT[P.out_off] = partial[0] * P.scale; }
+}
