@@ -1,7 +1,8 @@
 // Every optimizer as one fused kernel over the whole parameter arena: reads p, g and the
 // state, writes p and the state, one invocation per element. The rayon twins are in
 // src/backend/cpu_optim.rs; the layout of h (host-computed scalars, bias corrections
-// included) is documented at optim::OptimStep. State slots are ranges of one buffer S.
+// included) is documented at optim::OptimStep. State slots are S0, S1, S2 (one buffer each,
+// so no binding exceeds the per-binding limit before the parameters do).
 
 struct Params {
     n: u32, p_off: u32, g_off: u32, s0: u32,
@@ -12,7 +13,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> PARAM: array<f32>;
 @group(0) @binding(2) var<storage, read> GRAD: array<f32>;
-@group(0) @binding(3) var<storage, read_write> S: array<f32>;
+@group(0) @binding(3) var<storage, read_write> S0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> S1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> S2: array<f32>;
 
 // h: lr, momentum, dampening, weight_decay | nesterov, first_step
 @compute @workgroup_size(256)
@@ -27,8 +30,8 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         return;
     }
     var b = g;
-    if (P.h1.y == 0.0) { b = mu * S[P.s0 + i] + (1.0 - damp) * g; }
-    S[P.s0 + i] = b;
+    if (P.h1.y == 0.0) { b = mu * S0[P.s0 + i] + (1.0 - damp) * g; }
+    S0[P.s0 + i] = b;
     var d = b;
     if (P.h1.x != 0.0) { d = g + mu * b; }
     PARAM[P.p_off + i] = p - lr * d;
@@ -41,8 +44,8 @@ fn adagrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (i >= P.n) { return; }
     let p = PARAM[P.p_off + i];
     let g = GRAD[P.g_off + i] + P.h0.y * p;
-    let s = S[P.s0 + i] + g * g;
-    S[P.s0 + i] = s;
+    let s = S0[P.s0 + i] + g * g;
+    S0[P.s0 + i] = s;
     PARAM[P.p_off + i] = p - P.h0.x * g / (sqrt(s) + P.h0.z);
 }
 
@@ -56,19 +59,24 @@ fn rmsprop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let mu = P.h1.x;
     let p = PARAM[P.p_off + i];
     let g = GRAD[P.g_off + i] + wd * p;
-    let v = alpha * S[P.s0 + i] + (1.0 - alpha) * g * g;
-    S[P.s0 + i] = v;
+    let v = alpha * S0[P.s0 + i] + (1.0 - alpha) * g * g;
+    S0[P.s0 + i] = v;
     var avg = sqrt(v) + eps;
     if (P.h1.y != 0.0) {
-        var ga_off = P.s1;
-        if (mu > 0.0) { ga_off = P.s2; }
-        let a = alpha * S[ga_off + i] + (1.0 - alpha) * g;
-        S[ga_off + i] = a;
+        // grad_avg is the second slot, or the third when momentum_buffer is present.
+        var a = 0.0;
+        if (mu > 0.0) {
+            a = alpha * S2[P.s2 + i] + (1.0 - alpha) * g;
+            S2[P.s2 + i] = a;
+        } else {
+            a = alpha * S1[P.s1 + i] + (1.0 - alpha) * g;
+            S1[P.s1 + i] = a;
+        }
         avg = sqrt(v - a * a) + eps;
     }
     if (mu > 0.0) {
-        let b = mu * S[P.s1 + i] + g / avg;
-        S[P.s1 + i] = b;
+        let b = mu * S1[P.s1 + i] + g / avg;
+        S1[P.s1 + i] = b;
         PARAM[P.p_off + i] = p - lr * b;
     } else {
         PARAM[P.p_off + i] = p - lr * g / avg;
@@ -86,14 +94,14 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var p = PARAM[P.p_off + i];
     var g = GRAD[P.g_off + i];
     if (P.h1.w != 0.0) { p = p * (1.0 - lr * wd); } else { g = g + wd * p; }
-    let m = b1 * S[P.s0 + i] + (1.0 - b1) * g;
-    let v = b2 * S[P.s1 + i] + (1.0 - b2) * g * g;
-    S[P.s0 + i] = m;
-    S[P.s1 + i] = v;
+    let m = b1 * S0[P.s0 + i] + (1.0 - b1) * g;
+    let v = b2 * S1[P.s1 + i] + (1.0 - b2) * g * g;
+    S0[P.s0 + i] = m;
+    S1[P.s1 + i] = v;
     var vh = v;
     if (P.h2.x != 0.0) {
-        vh = max(S[P.s2 + i], v);
-        S[P.s2 + i] = vh;
+        vh = max(S2[P.s2 + i], v);
+        S2[P.s2 + i] = vh;
     }
     PARAM[P.p_off + i] = p - step_size * m / (sqrt(vh) / bc2_sqrt + eps);
 }
@@ -104,7 +112,7 @@ fn lecture_momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
     let p = PARAM[P.p_off + i];
-    let v = P.h0.y * S[P.s0 + i] - P.h0.x * (GRAD[P.g_off + i] + P.h0.z * p);
-    S[P.s0 + i] = v;
+    let v = P.h0.y * S0[P.s0 + i] - P.h0.x * (GRAD[P.g_off + i] + P.h0.z * p);
+    S0[P.s0 + i] = v;
     PARAM[P.p_off + i] = p + v;
 }

@@ -1,5 +1,6 @@
 // Reductions: column sums of a rows×cols matrix (one invocation per column) and the scaled
-// sum of a vector (one workgroup, tree reduction in workgroup memory).
+// sum of a vector in two passes: `sum_partial` (up to 256 workgroups, grid-stride, one
+// partial sum each) then `sum` (one workgroup, tree reduction in workgroup memory).
 
 struct Params {
     n: u32, cols: u32, x_off: u32, out_off: u32,
@@ -22,15 +23,29 @@ fn col_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     OUT[P.out_off + c] = s;
 }
 
+fn tree_reduce(lid: u32) {
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if (lid < w) { partial[lid] += partial[lid + w]; }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn sum_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    let stride = nwg.x * 256u;
+    for (var i = wid.x * 256u + lid.x; i < P.n; i += stride) { s += X[P.x_off + i]; }
+    partial[lid.x] = s;
+    tree_reduce(lid.x);
+    if (lid.x == 0u) { OUT[P.out_off + wid.x] = partial[0]; }
+}
+
 @compute @workgroup_size(256)
 fn sum(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s = 0.0;
     for (var i = lid.x; i < P.n; i += 256u) { s += X[P.x_off + i]; }
     partial[lid.x] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if (lid.x < w) { partial[lid.x] += partial[lid.x + w]; }
-        workgroupBarrier();
-    }
+    tree_reduce(lid.x);
     if (lid.x == 0u) { OUT[P.out_off] = partial[0] * P.scale; }
 }

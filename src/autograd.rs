@@ -249,8 +249,13 @@ impl Tape {
         self.preact = vec![false; n];
         match self.nodes[root.0].op {
             Op::SoftmaxCe { logits, dlogits } => {
-                if self.nodes[logits.0].needs_grad {
-                    self.grads[logits.0] = Some(dlogits);
+                match self.nodes[logits.0].op {
+                    Op::Param { grad } => {
+                        dev.copy(dlogits, grad);
+                        self.grads[logits.0] = Some(grad);
+                    }
+                    _ if self.nodes[logits.0].needs_grad => self.grads[logits.0] = Some(dlogits),
+                    _ => {}
                 }
             }
             _ => {

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod data;
 pub mod nn;
 pub mod optim;
+pub mod parity;
 pub mod reference;
 pub mod rng;
 pub mod tensor;

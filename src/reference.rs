@@ -21,8 +21,9 @@ pub fn close(got: f64, want: f64, abs: f64, rel: f64) -> bool {
     (got - want).abs() <= abs + rel * want.abs()
 }
 
-/// Largest absolute and relative error of `got` against `want`, and whether every element is
-/// within tolerance. A NaN or a length mismatch is a failure with infinite error.
+/// Largest absolute and relative error of `got` against `want` (relative to max(|want|, abs),
+/// so exact zeros do not divide by zero), and whether every element is within tolerance. A
+/// NaN or a length mismatch is a failure with infinite error.
 pub fn compare(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool) {
     if got.len() != want.len() {
         return (f64::INFINITY, f64::INFINITY, false);
@@ -32,7 +33,7 @@ pub fn compare(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool
         let e = (g as f64 - w).abs();
         let e = if e.is_nan() { f64::INFINITY } else { e };
         max_abs = max_abs.max(e);
-        max_rel = max_rel.max(e / w.abs().max(f64::MIN_POSITIVE));
+        max_rel = max_rel.max(e / w.abs().max(abs));
         ok &= close(g as f64, w, abs, rel);
     }
     (max_abs, max_rel, ok)

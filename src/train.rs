@@ -162,6 +162,18 @@ impl Trainer {
         self.dev.flush()
     }
 
+    /// A shuffled order of the training rows for one epoch, uploaded as a device index buffer.
+    pub fn epoch_order(&mut self) -> Result<usize> {
+        let mut order: Vec<u32> = (0..self.train.rows as u32).collect();
+        self.rng.shuffle(&mut order);
+        self.dev.alloc_bytes(&index_bytes(&order))
+    }
+
+    /// The training loss summed over the rows seen since the last epoch report (a readback).
+    pub fn loss_sum(&mut self) -> Result<f64> {
+        Ok(self.dev.read(self.metrics)?[0] as f64)
+    }
+
     /// Read and reset the device-side [Σ loss, correct] pair.
     fn take_metrics(&mut self) -> Result<(f64, f64)> {
         let m = self.dev.read(self.metrics)?;
@@ -173,9 +185,7 @@ impl Trainer {
     /// running mean loss) (that reads the device's loss sum back).
     pub fn train_epoch(&mut self, mut progress: impl FnMut(usize, usize, f64), progress_every: usize) -> Result<(f64, f64, f64)> {
         let start = Instant::now();
-        let mut order: Vec<u32> = (0..self.train.rows as u32).collect();
-        self.rng.shuffle(&mut order);
-        let order_buf = self.dev.alloc_bytes(&index_bytes(&order))?;
+        let order_buf = self.epoch_order()?;
         let steps = self.steps_per_epoch();
         let bs = self.config.batch_size;
         for s in 0..steps {

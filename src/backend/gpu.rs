@@ -50,18 +50,17 @@ const K_UNARY: Kernel = k("elementwise", ELEMENTWISE, "unary", ELEM);
 const K_FILL: Kernel = k("elementwise", ELEMENTWISE, "fill", ELEM);
 const K_BROADCAST: Kernel = k("elementwise", ELEMENTWISE, "broadcast", ELEM);
 const K_COL_SUM: Kernel = k("reduce", REDUCE, "col_sum", &[false, true]);
+const K_SUM_PARTIAL: Kernel = k("reduce", REDUCE, "sum_partial", &[false, true]);
 const K_SUM: Kernel = k("reduce", REDUCE, "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", SOFTMAX_CE, "main", &[false, false, true, true, true]);
 const K_GATHER: Kernel = k("gather", GATHER, "main", &[false, false, false, true, true]);
-const OPT: &[bool] = &[true, false, true];
+const OPT: &[bool] = &[true, false, true, true, true];
 const K_SGD: Kernel = k("optim", OPTIM, "sgd", OPT);
 const K_ADAGRAD: Kernel = k("optim", OPTIM, "adagrad", OPT);
 const K_RMSPROP: Kernel = k("optim", OPTIM, "rmsprop", OPT);
 const K_ADAM: Kernel = k("optim", OPTIM, "adam", OPT);
 const K_LECTURE_MOMENTUM: Kernel = k("optim", OPTIM, "lecture_momentum", OPT);
 
-/// Every kernel, for warm-up and shader validation tests.
-pub const KERNEL_COUNT: usize = 16;
 
 pub struct GpuBackend {
     device: wgpu::Device,
@@ -81,6 +80,8 @@ pub struct GpuBackend {
     /// Tiny placeholder buffers bound where an optional operand is absent.
     dummy_read: usize,
     dummy_write: usize,
+    /// Partial sums of the two-pass `sum`.
+    partials: usize,
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
 }
@@ -211,11 +212,13 @@ impl GpuBackend {
             scratch: HashMap::new(),
             dummy_read: 0,
             dummy_write: 0,
+            partials: 0,
             errors,
             counters: Counters::default(),
         };
         g.dummy_read = g.alloc(4)?;
         g.dummy_write = g.alloc(4)?;
+        g.partials = g.alloc(256)?;
         Ok(g)
     }
 
@@ -422,7 +425,7 @@ impl GpuBackend {
     /// Warm every pipeline (compiles all shaders; a shader error surfaces here).
     pub fn compile_all(&mut self) -> Result<()> {
         for kern in [
-            K_MATMUL, K_BIAS_ACT, K_ACT_BACKWARD, K_BINARY, K_UNARY, K_FILL, K_BROADCAST, K_COL_SUM, K_SUM, K_SOFTMAX_CE,
+            K_MATMUL, K_BIAS_ACT, K_ACT_BACKWARD, K_BINARY, K_UNARY, K_FILL, K_BROADCAST, K_COL_SUM, K_SUM_PARTIAL, K_SUM, K_SOFTMAX_CE,
             K_GATHER, K_SGD, K_ADAGRAD, K_RMSPROP, K_ADAM, K_LECTURE_MOMENTUM,
         ] {
             self.pipeline(kern);
@@ -583,8 +586,11 @@ impl Backend for GpuBackend {
     }
 
     fn sum(&mut self, a: View, out: View, scale: f32) {
-        let uni = [u(a.len), 1, u(a.offset), u(out.offset), scale.to_bits(), 0, 0, 0];
-        self.dispatch(K_SUM, &uni, &[a.buf, out.buf], [1, 1, 1]);
+        let groups = a.len.div_ceil(WG as usize).clamp(1, 256);
+        let uni = [u(a.len), 1, u(a.offset), 0, 0, 0, 0, 0];
+        self.dispatch(K_SUM_PARTIAL, &uni, &[a.buf, self.partials], [u(groups), 1, 1]);
+        let uni = [u(groups), 1, 0, u(out.offset), scale.to_bits(), 0, 0, 0];
+        self.dispatch(K_SUM, &uni, &[self.partials, out.buf], [1, 1, 1]);
     }
 
     fn broadcast(&mut self, src: View, out: View, scale: f32) {
@@ -616,13 +622,12 @@ impl Backend for GpuBackend {
             OptimKind::Adam => K_ADAM,
             OptimKind::LectureMomentum => K_LECTURE_MOMENTUM,
         };
-        let sbuf = state.first().map_or(self.dummy_write, |v| v.buf);
-        debug_assert!(state.iter().all(|v| v.buf == sbuf), "state slots share one buffer on the GPU");
-        let off = |i: usize| state.get(i).map_or(0, |v| u(v.offset));
-        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), off(0), off(1), off(2), 0, 0];
+        let slot = |i: usize| state.get(i).map_or((self.dummy_write, 0), |v| (v.buf, u(v.offset)));
+        let (s0, s1, s2) = (slot(0), slot(1), slot(2));
+        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, 0, 0];
         uni.extend(step.h.iter().map(|h| h.to_bits()));
         let grid = self.grid(params.len);
-        self.dispatch(kern, &uni, &[params.buf, grads.buf, sbuf], grid);
+        self.dispatch(kern, &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -189,7 +189,7 @@ pub trait Backend {
     );
     fn gather(&mut self, g: &Gather);
     /// One fused optimizer update over `params` (in place) from `grads`, with state slots
-    /// `state` (each as long as `params`, on the GPU all in one buffer).
+    /// `state` (each as long as `params`, in slot order, each in its own buffer or not).
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
     /// Run everything recorded so far and wait for it.
     fn sync(&mut self) -> Result<()>;

@@ -1,6 +1,7 @@
 //! Subcommands: each in its own file, sharing the optimizer flags defined here.
 
 mod info;
+mod parity;
 mod train;
 
 use anyhow::Result;
@@ -20,6 +21,8 @@ enum Command {
     Train(train::TrainArgs),
     /// List the GPU adapters wgpu finds and the CPU backend.
     Info(info::InfoArgs),
+    /// Run every kernel on the GPU and the CPU against the f64 reference; exit 1 on any failure.
+    Parity(parity::ParityArgs),
 }
 
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
@@ -122,6 +125,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Train(a) => train::run(a),
         Command::Info(a) => info::run(a),
+        Command::Parity(a) => parity::run(a),
     };
     match result {
         Ok(()) => 0,

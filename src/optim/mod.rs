@@ -259,28 +259,26 @@ impl OptimConfig {
     }
 }
 
-/// An optimizer bound to a device: its configuration, schedule, step count and its state in
-/// one flat buffer of `slots × n` elements beside the parameter arena.
+/// An optimizer bound to a device: its configuration, schedule, step count and its state, one
+/// flat buffer per slot, parallel to the parameter arena.
 pub struct Optimizer {
     pub config: OptimConfig,
     pub schedule: Schedule,
     /// Steps taken so far (PyTorch's `step`).
     pub step: u64,
     pub n: usize,
-    pub state: Option<View>,
+    pub state: Vec<View>,
 }
 
 impl Optimizer {
     pub fn new(dev: &mut Device, config: OptimConfig, schedule: Schedule, n: usize) -> Result<Optimizer> {
         config.validate()?;
-        let slots = config.state_names().len();
-        let state = if slots > 0 {
-            let v = dev.alloc(slots * n)?;
+        let mut state = Vec::new();
+        for _ in config.state_names() {
+            let v = dev.alloc(n)?;
             dev.fill(v, config.state_init());
-            Some(v)
-        } else {
-            None
-        };
+            state.push(v);
+        }
         Ok(Optimizer { config, schedule, step: 0, n, state })
     }
 
@@ -290,7 +288,7 @@ impl Optimizer {
     }
 
     pub fn slot(&self, i: usize) -> View {
-        self.state.expect("optimizer has state slots").slice(i * self.n, self.n)
+        self.state[i]
     }
 
     /// Views of the state slots, each restricted to `[offset, offset + len)` of the arena.

@@ -1,0 +1,312 @@
+//! Kernel parity: run every kernel on a device with fresh random inputs and compare it with
+//! the plain f64 reference. Output buffers are poisoned with NaN first, so an element a kernel
+//! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
+
+use crate::backend::{Act, BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
+use crate::optim::{reference as optim_ref, OptimConfig};
+use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, REL_TOL};
+use crate::rng::Rng;
+use crate::tensor::View;
+use anyhow::Result;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParityRow {
+    pub device: String,
+    pub kernel: String,
+    pub shape: String,
+    pub max_abs_err: f64,
+    pub max_rel_err: f64,
+    pub pass: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParityConfig {
+    pub seed: u64,
+    /// Matmul shapes m×k×n; the other matrix kernels use m×n.
+    pub shapes: Vec<(usize, usize, usize)>,
+    /// Vector lengths for the elementwise kernels and the optimizers.
+    pub lengths: Vec<usize>,
+    /// Optimizer steps per check.
+    pub optim_steps: u64,
+}
+
+impl Default for ParityConfig {
+    fn default() -> Self {
+        ParityConfig {
+            seed: 0,
+            shapes: vec![(1, 1, 1), (3, 5, 7), (63, 65, 129), (257, 784, 128)],
+            // The last is over 65,535 workgroups of 256: the 2-D grid path.
+            lengths: vec![1, 7, 1023, 65_537, 65_535 * 256 + 1],
+            optim_steps: 3,
+        }
+    }
+}
+
+/// The optimizer configurations parity covers: every kernel and every flag that changes it.
+pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
+    let mut out = Vec::new();
+    let mut add = |label: &str, name: &str, f: &dyn Fn(&mut OptimConfig)| {
+        let mut c = OptimConfig::defaults(name).expect("known optimizer");
+        f(&mut c);
+        out.push((label.to_string(), c));
+    };
+    add("sgd", "sgd", &|c| c.lr = 0.1);
+    add("sgd_momentum_dampening_wd", "sgd", &|c| {
+        c.momentum = 0.9;
+        c.dampening = 0.1;
+        c.weight_decay = 0.01;
+    });
+    add("sgd_nesterov", "sgd", &|c| {
+        c.momentum = 0.9;
+        c.nesterov = true;
+    });
+    add("adagrad_lr_decay_init", "adagrad", &|c| {
+        c.lr_decay = 0.01;
+        c.initial_accumulator_value = 0.1;
+        c.weight_decay = 0.01;
+    });
+    add("rmsprop", "rmsprop", &|_| {});
+    add("rmsprop_centered_momentum", "rmsprop", &|c| {
+        c.centered = true;
+        c.momentum = 0.9;
+        c.weight_decay = 0.01;
+    });
+    add("rmsprop_centered", "rmsprop", &|c| c.centered = true);
+    add("adam", "adam", &|_| {});
+    add("adam_amsgrad_wd", "adam", &|c| {
+        c.amsgrad = true;
+        c.weight_decay = 0.01;
+    });
+    add("adamw", "adamw", &|_| {});
+    add("lecture_momentum", "lecture_momentum", &|_| {});
+    out
+}
+
+struct Checker<'a> {
+    dev: &'a mut Device,
+    rng: Rng,
+    rows: Vec<ParityRow>,
+}
+
+impl Checker<'_> {
+    fn input(&mut self, data: &[f32]) -> Result<View> {
+        self.dev.upload(data)
+    }
+
+    fn random(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        self.rng.uniform_vec(n, lo, hi)
+    }
+
+    fn poisoned(&mut self, n: usize) -> Result<View> {
+        let v = self.dev.alloc(n)?;
+        self.dev.write(v, &vec![f32::NAN; n])?;
+        Ok(v)
+    }
+
+    fn check(&mut self, kernel: &str, shape: String, out: View, want: &[f64], abs: f64, rel: f64) -> Result<()> {
+        let got = self.dev.read(out)?;
+        let (max_abs_err, max_rel_err, pass) = compare(&got, want, abs, rel);
+        self.rows.push(ParityRow { device: self.dev.describe(), kernel: kernel.into(), shape, max_abs_err, max_rel_err, pass });
+        Ok(())
+    }
+
+    fn done(&mut self, views: &[View]) {
+        for &v in views {
+            self.dev.release(v);
+        }
+    }
+
+    fn matrix_kernels(&mut self, m: usize, k: usize, n: usize) -> Result<()> {
+        let shape = format!("{m}x{k}x{n}");
+        let d = Dims { m, k, n };
+        for form in Form::ALL {
+            let a = self.random(m * k, -1.0, 1.0);
+            let b = self.random(k * n, -1.0, 1.0);
+            let (av, bv, out) = (self.input(&a)?, self.input(&b)?, self.poisoned(m * n)?);
+            self.dev.matmul(form, d, av, bv, out, &Epilogue::default());
+            let want = r::matmul(form, m, k, n, &a, &b);
+            self.check(form.name(), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL)?;
+            // The fused epilogues the layers use.
+            let epi_kernel = match form {
+                Form::NT => {
+                    let bias = self.random(n, -1.0, 1.0);
+                    let biasv = self.input(&bias)?;
+                    let out2 = self.poisoned(m * n)?;
+                    self.dev.matmul(form, d, av, bv, out2, &Epilogue { bias: Some(biasv), act: Some(Act::Relu), ..Default::default() });
+                    let want: Vec<f64> = want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
+                    self.check("matmul_nt+bias+relu", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    vec![biasv, out2]
+                }
+                Form::NN => {
+                    let y = self.random(m * n, -1.0, 1.0).iter().map(|v| v.tanh()).collect::<Vec<_>>();
+                    let yv = self.input(&y)?;
+                    let out2 = self.poisoned(m * n)?;
+                    self.dev.matmul(form, d, av, bv, out2, &Epilogue { act_grad: Some((Act::Tanh, yv)), ..Default::default() });
+                    let want: Vec<f64> = want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
+                    self.check("matmul_nn*tanh'", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    vec![yv, out2]
+                }
+                Form::TN => {
+                    // A is stored k×m: its column sums have length m.
+                    let out2 = self.poisoned(m * n)?;
+                    let cs = self.poisoned(m)?;
+                    self.dev.matmul(form, d, av, bv, out2, &Epilogue { a_colsum: Some(cs), ..Default::default() });
+                    self.check("matmul_tn+colsum", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    let want_cs = r::col_sum(&a, m);
+                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL)?;
+                    vec![out2, cs]
+                }
+            };
+            self.done(&epi_kernel);
+            self.done(&[av, bv, out]);
+        }
+        let shape2 = format!("{m}x{n}");
+        for act in Act::ALL {
+            let x = self.random(m * n, -2.0, 2.0);
+            let bias = self.random(n, -1.0, 1.0);
+            let (xv, bv, out) = (self.input(&x)?, self.input(&bias)?, self.poisoned(m * n)?);
+            self.dev.bias_act(xv, Some(bv), out, n, act);
+            let want = r::bias_act(&x, Some(&bias), n, act);
+            self.check(&format!("bias_act_{}", act.name()), shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            let y: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+            let dy = self.random(m * n, -1.0, 1.0);
+            let (yv, dyv, dx) = (self.input(&y)?, self.input(&dy)?, self.poisoned(m * n)?);
+            self.dev.act_backward(act, yv, dyv, dx);
+            let want = r::act_backward(act, &y, &dy);
+            self.check(&format!("act_backward_{}", act.name()), shape2.clone(), dx, &want, ABS_TOL, REL_TOL)?;
+            self.done(&[xv, bv, out, yv, dyv, dx]);
+        }
+        let x = self.random(m * n, -1.0, 1.0);
+        let (xv, out) = (self.input(&x)?, self.poisoned(n)?);
+        self.dev.col_sum(xv, out, n);
+        let want = r::col_sum(&x, n);
+        self.check("col_sum", shape2.clone(), out, &want, matmul_abs_tol(m), REL_TOL)?;
+        self.done(&[xv, out]);
+        // Softmax cross-entropy with n classes over m rows.
+        let z = self.random(m * n, -5.0, 5.0);
+        let labels: Vec<f32> = (0..m).map(|_| self.rng.below(n) as f32).collect();
+        let (zv, lv) = (self.input(&z)?, self.input(&labels)?);
+        let (loss, dz, metrics) = (self.poisoned(1)?, self.poisoned(m * n)?, self.dev.alloc_zeroed(2)?);
+        self.dev.softmax_ce(zv, lv, n, Some(loss), Some(dz), Some(metrics));
+        let (want_loss, want_d, total, correct) = r::softmax_ce(&z, &labels, n);
+        self.check("softmax_ce loss", shape2.clone(), loss, &[want_loss], ABS_TOL, REL_TOL)?;
+        self.check("softmax_ce dlogits", shape2.clone(), dz, &want_d, ABS_TOL, REL_TOL)?;
+        self.check("softmax_ce metrics", shape2, metrics, &[total, correct], ABS_TOL * m as f64, REL_TOL)?;
+        self.done(&[zv, lv, loss, dz, metrics]);
+        Ok(())
+    }
+
+    fn vector_kernels(&mut self, n: usize, steps: u64) -> Result<()> {
+        let shape = n.to_string();
+        let a = self.random(n, -1.0, 1.0);
+        // Divisors and logarithms away from zero.
+        let b: Vec<f32> = self.random(n, 0.5, 1.5).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -v }).collect();
+        let pos = self.random(n, 0.1, 2.0);
+        let (av, bv, pv) = (self.input(&a)?, self.input(&b)?, self.input(&pos)?);
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            let out = self.poisoned(n)?;
+            self.dev.binary(op, av, bv, out);
+            self.check(&format!("{op:?}").to_lowercase(), shape.clone(), out, &r::binary(op, &a, &b), ABS_TOL, REL_TOL)?;
+            self.done(&[out]);
+        }
+        let unary = [
+            ("scale", UnaryOp::Scale(-2.5), false),
+            ("add_scalar", UnaryOp::AddScalar(0.75), false),
+            ("pow3", UnaryOp::Pow(3.0), false),
+            ("pow2.5", UnaryOp::Pow(2.5), true),
+            ("log", UnaryOp::Log, true),
+            ("exp", UnaryOp::Exp, false),
+            ("sin", UnaryOp::Sin, false),
+            ("cos", UnaryOp::Cos, false),
+        ];
+        for (name, op, positive) in unary {
+            let (src, data) = if positive { (pv, &pos) } else { (av, &a) };
+            let out = self.poisoned(n)?;
+            self.dev.unary(op, src, out);
+            let want = r::unary(op, data);
+            self.check(name, shape.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            self.done(&[out]);
+        }
+        let out = self.poisoned(1)?;
+        self.dev.sum(av, out, 0.5);
+        let want = a.iter().map(|&v| v as f64).sum::<f64>() * 0.5;
+        self.check("sum", shape.clone(), out, &[want], matmul_abs_tol(n), REL_TOL)?;
+        let bc = self.poisoned(n)?;
+        self.dev.broadcast(out, bc, 2.0);
+        let got = self.dev.read(out)?[0] as f64 * 2.0;
+        self.check("broadcast", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL)?;
+        self.done(&[out, bc, av, bv, pv]);
+        for (label, cfg) in optimizer_cases() {
+            self.optimizer(&label, &cfg, n, steps)?;
+        }
+        Ok(())
+    }
+
+    fn optimizer(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
+        let names = cfg.state_names();
+        let p0 = self.random(n, -1.0, 1.0);
+        let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+        let mut state: Vec<Vec<f64>> = names.iter().map(|_| vec![cfg.state_init() as f64; n]).collect();
+        let pv = self.input(&p0)?;
+        let gv = self.dev.alloc(n)?;
+        let mut slots = Vec::new();
+        for _ in &names {
+            let s = self.dev.alloc(n)?;
+            self.dev.fill(s, cfg.state_init());
+            slots.push(s);
+        }
+        for t in 1..=steps {
+            // Fresh gradients of mixed scale, bounded away from zero so that g + wd·p cannot
+            // cancel: a cancellation makes any f32 result differ from f64 by more than the
+            // tolerance, whatever the kernel. (Tiny gradients are covered by the PyTorch
+            // fixtures in tests/optim_fixtures.rs.)
+            let scale = [1.0f32, 10.0, 0.5][(t as usize - 1) % 3];
+            let g: Vec<f32> = self.random(n, 0.1 * scale, scale).into_iter().map(|v| if self.rng.below(2) == 0 { v } else { -v }).collect();
+            self.dev.write(gv, &g)?;
+            let lr = cfg.lr;
+            self.dev.optim_step(&cfg.kernel_step(t, lr), pv, gv, &slots);
+            let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+            optim_ref::step(cfg, t, lr, &mut p, &g64, &mut state);
+        }
+        let shape = format!("{n} x {steps} steps");
+        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL)?;
+        for (i, name) in names.iter().enumerate() {
+            self.check(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL)?;
+        }
+        self.done(&[pv, gv]);
+        self.done(&slots);
+        Ok(())
+    }
+}
+
+/// Run every kernel on `dev` against the reference.
+pub fn run(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
+    let mut c = Checker { dev, rng: Rng::new(cfg.seed), rows: Vec::new() };
+    for &(m, k, n) in &cfg.shapes {
+        c.matrix_kernels(m, k, n)?;
+    }
+    for &n in &cfg.lengths {
+        c.vector_kernels(n, cfg.optim_steps)?;
+    }
+    c.dev.sync()?;
+    Ok(c.rows)
+}
+
+/// The table `descent parity` prints.
+pub fn table(rows: &[ParityRow]) -> String {
+    let mut s = format!("{:<8} {:<36} {:<18} {:>12} {:>12}  {}\n", "device", "kernel", "shape", "max abs err", "max rel err", "result");
+    for r in rows {
+        let dev = if r.device.starts_with("gpu") { "gpu" } else { "cpu" };
+        s += &format!(
+            "{:<8} {:<36} {:<18} {:>12.3e} {:>12.3e}  {}\n",
+            dev,
+            r.kernel,
+            r.shape,
+            r.max_abs_err,
+            r.max_rel_err,
+            if r.pass { "pass" } else { "FAIL" }
+        );
+    }
+    s
+}

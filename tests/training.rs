@@ -1,0 +1,88 @@
+//! Training end to end on real Fashion-MNIST: the GPU step matches the CPU step loss for loss
+//! from the same seed, and SGD reaches the lecture's accuracy.
+
+mod common;
+
+use descent::backend::{Act, Device};
+use descent::data::{load_idx_dataset, Dataset, DEBIAN_FASHION_MNIST};
+use descent::optim::{OptimConfig, Schedule};
+use descent::train::{TrainConfig, Trainer};
+use std::path::Path;
+
+fn full_data() -> Dataset {
+    let dir = Path::new(DEBIAN_FASHION_MNIST);
+    assert!(dir.is_dir(), "the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist");
+    load_idx_dataset("fashion-mnist", Some(dir)).unwrap()
+}
+
+fn config(opt: &str, lr: f64, epochs: usize) -> TrainConfig {
+    let mut o = OptimConfig::defaults(opt).unwrap();
+    o.lr = lr;
+    TrainConfig { epochs, batch_size: 64, seed: 0, hidden: vec![128, 128], act: Act::Relu, optimizer: o, schedule: Schedule::Constant, eval_batch: 1000 }
+}
+
+/// Per-step mean losses of the first `steps` steps.
+fn step_losses(dev: Device, data: &Dataset, opt: &str, lr: f64, steps: usize) -> Vec<f64> {
+    let mut t = Trainer::new(dev, data, config(opt, lr, 1)).unwrap();
+    let order = t.epoch_order().unwrap();
+    let mut out = Vec::new();
+    let mut before = 0.0;
+    for s in 0..steps {
+        t.step(order, s * 64, 64).unwrap();
+        let now = t.loss_sum().unwrap();
+        out.push((now - before) / 64.0);
+        before = now;
+    }
+    out
+}
+
+#[test]
+fn gpu_step_losses_match_cpu() {
+    let data = full_data();
+    for (opt, lr) in [("sgd", 0.01), ("adam", 1e-3)] {
+        let cpu = step_losses(Device::cpu(), &data, opt, lr, 40);
+        let gpu = step_losses(common::gpu(), &data, opt, lr, 40);
+        for (s, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+            // Same data, same initial weights; only f32 rounding order differs.
+            assert!((c - g).abs() <= 1e-4 * c.abs().max(1.0), "{opt} step {s}: cpu loss {c} vs gpu {g}");
+        }
+        assert!(cpu[39] < cpu[0], "{opt}: the loss did not fall ({} → {})", cpu[0], cpu[39]);
+    }
+}
+
+#[test]
+fn gpu_training_step_is_eleven_dispatches_and_one_submit() {
+    let data = full_data();
+    let mut t = Trainer::new(common::gpu(), &data, config("adam", 1e-3, 1)).unwrap();
+    let order = t.epoch_order().unwrap();
+    t.step(order, 0, 64).unwrap();
+    let before = t.counters();
+    for s in 1..6 {
+        t.step(order, s * 64, 64).unwrap();
+    }
+    let after = t.counters();
+    assert_eq!((after.dispatches - before.dispatches) / 5, 11);
+    assert_eq!(after.submits - before.submits, 5);
+    assert_eq!(after.bytes_read_back, before.bytes_read_back);
+}
+
+#[test]
+fn sgd_reaches_82_percent_in_10_epochs_on_cpu() {
+    // PyTorch's same run on this machine: 83.5–83.9% over seeds 0–2. One epoch's test accuracy
+    // swings by a point or more under plain SGD, so the claim is checked over three seeds.
+    let data = full_data();
+    let mut finals = Vec::new();
+    for seed in 0..3 {
+        let mut c = config("sgd", 0.01, 10);
+        c.seed = seed;
+        let mut t = Trainer::new(Device::cpu(), &data, c).unwrap();
+        let mut last = None;
+        for _ in 0..10 {
+            last = Some(t.run_epoch(|_, _, _| {}, 0).unwrap());
+        }
+        finals.push(last.unwrap().test_accuracy);
+    }
+    let mean = finals.iter().sum::<f64>() / 3.0;
+    assert!(mean >= 0.82, "mean test accuracy after 10 epochs over seeds 0-2: {mean} ({finals:?})");
+    assert!(finals.iter().all(|&a| a >= 0.80), "a seed fell below 80%: {finals:?}");
+}
