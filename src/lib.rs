@@ -10,6 +10,7 @@ pub mod nn;
 pub mod optim;
 pub mod parity;
 pub mod reference;
+pub mod replay;
 pub mod rng;
 pub mod tensor;
 pub mod train;

@@ -2,6 +2,7 @@
 
 mod info;
 mod parity;
+mod replay;
 mod train;
 
 use anyhow::Result;
@@ -23,6 +24,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Run every kernel on the GPU and the CPU against the f64 reference; exit 1 on any failure.
     Parity(parity::ParityArgs),
+    /// Replay an optimizer on a JSON spec and print its trajectory as JSON.
+    Replay(replay::ReplayArgs),
 }
 
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
@@ -126,6 +129,7 @@ pub fn main() -> i32 {
         Command::Train(a) => train::run(a),
         Command::Info(a) => info::run(a),
         Command::Parity(a) => parity::run(a),
+        Command::Replay(a) => replay::run(a),
     };
     match result {
         Ok(()) => 0,
