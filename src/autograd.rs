@@ -23,17 +23,43 @@ enum Op {
     /// An input that needs no gradient (data, constants).
     Leaf,
     /// A trainable tensor whose gradient is written into `grad` (a slice of the gradient arena).
-    Param { grad: View },
+    Param {
+        grad: View,
+    },
     /// `act(op(A)·op(B) + bias)`.
-    Matmul { form: Form, d: Dims, a: Var, b: Var, bias: Option<Var>, act: Act },
+    Matmul {
+        form: Form,
+        d: Dims,
+        a: Var,
+        b: Var,
+        bias: Option<Var>,
+        act: Act,
+    },
     /// `act(x + bias)`, bias broadcast over rows.
-    BiasAct { x: Var, bias: Option<Var>, act: Act },
-    Binary { op: BinaryOp, a: Var, b: Var },
-    Unary { op: UnaryOp, a: Var },
+    BiasAct {
+        x: Var,
+        bias: Option<Var>,
+        act: Act,
+    },
+    Binary {
+        op: BinaryOp,
+        a: Var,
+        b: Var,
+    },
+    Unary {
+        op: UnaryOp,
+        a: Var,
+    },
     /// `scale · Σ a`.
-    Sum { a: Var, scale: f32 },
+    Sum {
+        a: Var,
+        scale: f32,
+    },
     /// Mean softmax cross-entropy; d(loss)/d(logits) was computed with the forward pass.
-    SoftmaxCe { logits: Var, dlogits: View },
+    SoftmaxCe {
+        logits: Var,
+        dlogits: View,
+    },
 }
 
 struct Node {
@@ -117,7 +143,15 @@ impl Tape {
         self.matmul_fused(dev, form, a, b, None, Act::Identity)
     }
 
-    fn matmul_fused(&mut self, dev: &mut Device, form: Form, a: Var, b: Var, bias: Option<Var>, act: Act) -> Result<Var> {
+    fn matmul_fused(
+        &mut self,
+        dev: &mut Device,
+        form: Form,
+        a: Var,
+        b: Var,
+        bias: Option<Var>,
+        act: Act,
+    ) -> Result<Var> {
         let (ar, ac) = self.matrix(a, "matmul's left operand")?;
         let (br, bc) = self.matrix(b, "matmul's right operand")?;
         let (m, k, k2, n) = match form {
@@ -248,16 +282,14 @@ impl Tape {
         self.grads = vec![None; n];
         self.preact = vec![false; n];
         match self.nodes[root.0].op {
-            Op::SoftmaxCe { logits, dlogits } => {
-                match self.nodes[logits.0].op {
-                    Op::Param { grad } => {
-                        dev.copy(dlogits, grad);
-                        self.grads[logits.0] = Some(grad);
-                    }
-                    _ if self.nodes[logits.0].needs_grad => self.grads[logits.0] = Some(dlogits),
-                    _ => {}
+            Op::SoftmaxCe { logits, dlogits } => match self.nodes[logits.0].op {
+                Op::Param { grad } => {
+                    dev.copy(dlogits, grad);
+                    self.grads[logits.0] = Some(grad);
                 }
-            }
+                _ if self.nodes[logits.0].needs_grad => self.grads[logits.0] = Some(dlogits),
+                _ => {}
+            },
             _ => {
                 let seed = dev.alloc(1)?;
                 dev.fill(seed, 1.0);
@@ -318,7 +350,16 @@ impl Tape {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn matmul_backward(&mut self, dev: &mut Device, form: Form, d: Dims, a: Var, b: Var, bias: Option<Var>, dz: View) -> Result<()> {
+    fn matmul_backward(
+        &mut self,
+        dev: &mut Device,
+        form: Form,
+        d: Dims,
+        a: Var,
+        b: Var,
+        bias: Option<Var>,
+        dz: View,
+    ) -> Result<()> {
         let (av, bv) = (self.value(a).view, self.value(b).view);
         let Dims { m, k, n } = d;
         let bias_needs = bias.filter(|bv| self.nodes[bv.0].needs_grad);

@@ -30,6 +30,9 @@ impl ParamInfo {
     }
 }
 
+/// A tensor's name, shape and values, read back from a device.
+pub type NamedValues = (String, Vec<usize>, Vec<f32>);
+
 /// The flat parameter and gradient buffers and their layout.
 pub struct ParamArena {
     pub params: View,
@@ -49,7 +52,13 @@ impl ParamArena {
         }
         let mut host = vec![0f32; at.max(1)];
         for (e, data) in entries.iter().zip(&init) {
-            ensure!(data.len() == e.len(), "initial values for {} have {} elements, not {}", e.name, data.len(), e.len());
+            ensure!(
+                data.len() == e.len(),
+                "initial values for {} have {} elements, not {}",
+                e.name,
+                data.len(),
+                e.len()
+            );
             host[e.offset..e.offset + e.len()].copy_from_slice(data);
         }
         let params = dev.upload(&host)?;
@@ -82,16 +91,21 @@ impl ParamArena {
     }
 
     /// Each entry's values, read back from the device.
-    pub fn read(&self, dev: &mut Device) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn read(&self, dev: &mut Device) -> Result<Vec<NamedValues>> {
         let all = dev.read(self.params)?;
-        Ok(self.entries.iter().map(|e| (e.name.clone(), e.shape.clone(), all[e.offset..e.offset + e.len()].to_vec())).collect())
+        Ok(self
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.shape.clone(), all[e.offset..e.offset + e.len()].to_vec()))
+            .collect())
     }
 
     /// A table of the layout, for `--verbose` and docs.
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for e in &self.entries {
-            s += &format!("{:<10} {:>12} offset {:>8} len {:>8}\n", e.name, format!("{:?}", e.shape), e.offset, e.len());
+            s +=
+                &format!("{:<10} {:>12} offset {:>8} len {:>8}\n", e.name, format!("{:?}", e.shape), e.offset, e.len());
         }
         s
     }

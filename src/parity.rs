@@ -107,7 +107,14 @@ impl Checker<'_> {
     fn check(&mut self, kernel: &str, shape: String, out: View, want: &[f64], abs: f64, rel: f64) -> Result<()> {
         let got = self.dev.read(out)?;
         let (max_abs_err, max_rel_err, pass) = compare(&got, want, abs, rel);
-        self.rows.push(ParityRow { device: self.dev.describe(), kernel: kernel.into(), shape, max_abs_err, max_rel_err, pass });
+        self.rows.push(ParityRow {
+            device: self.dev.describe(),
+            kernel: kernel.into(),
+            shape,
+            max_abs_err,
+            max_rel_err,
+            pass,
+        });
         Ok(())
     }
 
@@ -133,8 +140,16 @@ impl Checker<'_> {
                     let bias = self.random(n, -1.0, 1.0);
                     let biasv = self.input(&bias)?;
                     let out2 = self.poisoned(m * n)?;
-                    self.dev.matmul(form, d, av, bv, out2, &Epilogue { bias: Some(biasv), act: Some(Act::Relu), ..Default::default() });
-                    let want: Vec<f64> = want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
+                    self.dev.matmul(
+                        form,
+                        d,
+                        av,
+                        bv,
+                        out2,
+                        &Epilogue { bias: Some(biasv), act: Some(Act::Relu), ..Default::default() },
+                    );
+                    let want: Vec<f64> =
+                        want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
                     self.check("matmul_nt+bias+relu", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
                     vec![biasv, out2]
                 }
@@ -142,8 +157,16 @@ impl Checker<'_> {
                     let y = self.random(m * n, -1.0, 1.0).iter().map(|v| v.tanh()).collect::<Vec<_>>();
                     let yv = self.input(&y)?;
                     let out2 = self.poisoned(m * n)?;
-                    self.dev.matmul(form, d, av, bv, out2, &Epilogue { act_grad: Some((Act::Tanh, yv)), ..Default::default() });
-                    let want: Vec<f64> = want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
+                    self.dev.matmul(
+                        form,
+                        d,
+                        av,
+                        bv,
+                        out2,
+                        &Epilogue { act_grad: Some((Act::Tanh, yv)), ..Default::default() },
+                    );
+                    let want: Vec<f64> =
+                        want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
                     self.check("matmul_nn*tanh'", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
                     vec![yv, out2]
                 }
@@ -201,13 +224,21 @@ impl Checker<'_> {
         let shape = n.to_string();
         let a = self.random(n, -1.0, 1.0);
         // Divisors and logarithms away from zero.
-        let b: Vec<f32> = self.random(n, 0.5, 1.5).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -v }).collect();
+        let b: Vec<f32> =
+            self.random(n, 0.5, 1.5).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -v }).collect();
         let pos = self.random(n, 0.1, 2.0);
         let (av, bv, pv) = (self.input(&a)?, self.input(&b)?, self.input(&pos)?);
         for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
             let out = self.poisoned(n)?;
             self.dev.binary(op, av, bv, out);
-            self.check(&format!("{op:?}").to_lowercase(), shape.clone(), out, &r::binary(op, &a, &b), ABS_TOL, REL_TOL)?;
+            self.check(
+                &format!("{op:?}").to_lowercase(),
+                shape.clone(),
+                out,
+                &r::binary(op, &a, &b),
+                ABS_TOL,
+                REL_TOL,
+            )?;
             self.done(&[out]);
         }
         let unary = [
@@ -262,7 +293,11 @@ impl Checker<'_> {
             // tolerance, whatever the kernel. (Tiny gradients are covered by the PyTorch
             // fixtures in tests/optim_fixtures.rs.)
             let scale = [1.0f32, 10.0, 0.5][(t as usize - 1) % 3];
-            let g: Vec<f32> = self.random(n, 0.1 * scale, scale).into_iter().map(|v| if self.rng.below(2) == 0 { v } else { -v }).collect();
+            let g: Vec<f32> = self
+                .random(n, 0.1 * scale, scale)
+                .into_iter()
+                .map(|v| if self.rng.below(2) == 0 { v } else { -v })
+                .collect();
             self.dev.write(gv, &g)?;
             let lr = cfg.lr;
             self.dev.optim_step(&cfg.kernel_step(t, lr), pv, gv, &slots);
@@ -295,7 +330,10 @@ pub fn run(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
 
 /// The table `descent parity` prints.
 pub fn table(rows: &[ParityRow]) -> String {
-    let mut s = format!("{:<8} {:<36} {:<18} {:>12} {:>12}  {}\n", "device", "kernel", "shape", "max abs err", "max rel err", "result");
+    let mut s = format!(
+        "{:<8} {:<36} {:<18} {:>12} {:>12}  {}\n",
+        "device", "kernel", "shape", "max abs err", "max rel err", "result"
+    );
     for r in rows {
         let dev = if r.device.starts_with("gpu") { "gpu" } else { "cpu" };
         s += &format!(

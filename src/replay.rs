@@ -63,7 +63,9 @@ impl ReplaySpec {
             (None, None) => bail!("$: missing \"grads\" (a gradient per step) or \"quadratic\" + \"steps\""),
             (Some(g), None) => {
                 if obj.contains_key("steps") {
-                    bail!("$.steps: only used with \"quadratic\" (with \"grads\" the step count is the number of rows)");
+                    bail!(
+                        "$.steps: only used with \"quadratic\" (with \"grads\" the step count is the number of rows)"
+                    );
                 }
                 let rows = g.as_array().context("$.grads: expected an array of gradient rows")?;
                 let mut out = Vec::new();
@@ -85,7 +87,10 @@ impl ReplaySpec {
                     bail!("$.quadratic: has {} coefficients but init has {}", a.len(), init.len());
                 }
                 let steps = obj.get("steps").context("$.steps: missing (needed with \"quadratic\")")?;
-                let steps = steps.as_u64().filter(|&s| s > 0).with_context(|| format!("$.steps: expected a whole number >= 1, got {steps}"))?;
+                let steps = steps
+                    .as_u64()
+                    .filter(|&s| s > 0)
+                    .with_context(|| format!("$.steps: expected a whole number >= 1, got {steps}"))?;
                 Problem::Quadratic { a, steps: steps as usize }
             }
         };

@@ -32,7 +32,10 @@ impl TrainConfig {
         ensure!(self.epochs > 0, "--epochs must be at least 1");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         ensure!(self.eval_batch > 0, "the evaluation batch must be at least 1");
-        ensure!(!self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0), "--hidden needs one or more sizes > 0, e.g. 128,128");
+        ensure!(
+            !self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0),
+            "--hidden needs one or more sizes > 0, e.g. 128,128"
+        );
         self.optimizer.validate()?;
         self.schedule.validate()
     }
@@ -183,7 +186,11 @@ impl Trainer {
 
     /// Train one epoch; `progress` is called every `progress_every` steps with (step, steps,
     /// running mean loss) (that reads the device's loss sum back).
-    pub fn train_epoch(&mut self, mut progress: impl FnMut(usize, usize, f64), progress_every: usize) -> Result<(f64, f64, f64)> {
+    pub fn train_epoch(
+        &mut self,
+        mut progress: impl FnMut(usize, usize, f64),
+        progress_every: usize,
+    ) -> Result<(f64, f64, f64)> {
         let start = Instant::now();
         let order_buf = self.epoch_order()?;
         let steps = self.steps_per_epoch();
@@ -227,7 +234,11 @@ impl Trainer {
     }
 
     /// Train one epoch and evaluate.
-    pub fn run_epoch(&mut self, progress: impl FnMut(usize, usize, f64), progress_every: usize) -> Result<EpochMetrics> {
+    pub fn run_epoch(
+        &mut self,
+        progress: impl FnMut(usize, usize, f64),
+        progress_every: usize,
+    ) -> Result<EpochMetrics> {
         let (train_loss, train_accuracy, seconds) = self.train_epoch(progress, progress_every)?;
         let (test_loss, test_accuracy) = self.evaluate()?;
         Ok(EpochMetrics { epoch: self.epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds })

@@ -94,7 +94,11 @@ fn linear_layer_with_each_activation() {
     for act in Act::ALL {
         check(
             &format!("linear+{}", act.name()),
-            vec![(rand(m * k, 3, -1.0, 1.0), vec![m, k]), (rand(n * k, 4, -1.0, 1.0), vec![n, k]), (rand(n, 5, -0.5, 0.5), vec![n])],
+            vec![
+                (rand(m * k, 3, -1.0, 1.0), vec![m, k]),
+                (rand(n * k, 4, -1.0, 1.0), vec![n, k]),
+                (rand(n, 5, -0.5, 0.5), vec![n]),
+            ],
             &|t, d, v| t.linear(d, v[0], v[1], Some(v[2]), act).unwrap(),
             &|x| {
                 let z = r::matmul(Form::NT, m, k, n, &x[0], &x[1]);
@@ -129,7 +133,15 @@ fn elementwise_and_scalar_ops() {
             &|x| r::binary(op, &x[0], &x[1]),
         );
     }
-    for op in [UnaryOp::Scale(-1.5), UnaryOp::AddScalar(2.0), UnaryOp::Pow(3.0), UnaryOp::Log, UnaryOp::Exp, UnaryOp::Sin, UnaryOp::Cos] {
+    for op in [
+        UnaryOp::Scale(-1.5),
+        UnaryOp::AddScalar(2.0),
+        UnaryOp::Pow(3.0),
+        UnaryOp::Log,
+        UnaryOp::Exp,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+    ] {
         check(
             &format!("{op:?}"),
             vec![(rand(1, 10, 0.5, 2.0), vec![1])],
@@ -154,7 +166,12 @@ fn softmax_cross_entropy() {
     let lv = dev.upload(&labels).unwrap();
     let x = tape.param(Tensor::new(zv, &[rows, cols]), g);
     let loss = tape.softmax_ce(&mut dev, x, lv, None).unwrap();
-    assert!(r::close(dev.read(tape.value(loss).view).unwrap()[0] as f64, r::softmax_ce(&z, &labels, cols).0, 1e-6, 1e-5));
+    assert!(r::close(
+        dev.read(tape.value(loss).view).unwrap()[0] as f64,
+        r::softmax_ce(&z, &labels, cols).0,
+        1e-6,
+        1e-5
+    ));
     tape.backward(&mut dev, loss).unwrap();
     let want = numeric_grad(&z, &|x| r::softmax_ce(x, &labels, cols).0);
     assert_grad(&dev.read(g).unwrap(), &want, "softmax_ce");
@@ -204,7 +221,14 @@ fn whole_mlp_gradient() {
                 a[at] += h;
                 b[at] -= h;
                 let num = (forward(&a) - forward(&b)) / ((a[at] - b[at]) as f64);
-                assert!(r::close(grads[at] as f64, num, 2e-4, 5e-3), "{} {}[{i}] ({}): autograd {} vs numeric {num}", act.name(), e.name, at, grads[at]);
+                assert!(
+                    r::close(grads[at] as f64, num, 2e-4, 5e-3),
+                    "{} {}[{i}] ({}): autograd {} vs numeric {num}",
+                    act.name(),
+                    e.name,
+                    at,
+                    grads[at]
+                );
             }
         }
         tape.reset(&mut dev);

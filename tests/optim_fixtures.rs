@@ -16,7 +16,12 @@ fn fixtures() -> Vec<(String, Value)> {
         .expect("fixture folder")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            )
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(out.len() >= 20, "expected the committed fixtures, found {}", out.len());
@@ -49,7 +54,13 @@ fn check_device(mut dev: Device) {
             let scale = want.iter().map(|r| r[i].abs()).fold(0.0, f64::max);
             for (s, row) in want.iter().enumerate() {
                 let got = t.params[s][i] as f64;
-                assert!(within(got, row[i], scale), "{name} ({}): param {i} after step {}: {got} vs PyTorch {}", dev.describe(), s + 1, row[i]);
+                assert!(
+                    within(got, row[i], scale),
+                    "{name} ({}): param {i} after step {}: {got} vs PyTorch {}",
+                    dev.describe(),
+                    s + 1,
+                    row[i]
+                );
             }
         }
         let states = fx["expected"]["states"].as_array().unwrap();
@@ -59,8 +70,13 @@ fn check_device(mut dev: Device) {
                 assert_eq!(t.steps as f64, val.as_f64().unwrap(), "{name}: step count");
                 continue;
             }
-            let (_, got) = t.state.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("{name}: no state '{key}' in {:?}", t.state.iter().map(|s| s.0).collect::<Vec<_>>()));
-            let traj: Vec<Vec<f64>> = states.iter().map(|s| s[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
+            let (_, got) = t.state.iter().find(|(k, _)| k == key).unwrap_or_else(|| {
+                panic!("{name}: no state '{key}' in {:?}", t.state.iter().map(|s| s.0).collect::<Vec<_>>())
+            });
+            let traj: Vec<Vec<f64>> = states
+                .iter()
+                .map(|s| s[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+                .collect();
             for i in 0..n {
                 let scale = traj.iter().map(|r| r[i].abs()).fold(0.0, f64::max);
                 let want = val[i].as_f64().unwrap();
@@ -69,7 +85,12 @@ fn check_device(mut dev: Device) {
         }
         // Same buffers as PyTorch (SGD keeps no step count there; replay always reports one).
         let theirs = last.keys().filter(|k| *k != "step").count();
-        assert_eq!(t.state.len(), theirs, "{name}: state buffers differ from PyTorch's: ours {:?}", t.state.iter().map(|s| s.0).collect::<Vec<_>>());
+        assert_eq!(
+            t.state.len(),
+            theirs,
+            "{name}: state buffers differ from PyTorch's: ours {:?}",
+            t.state.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
     }
     for o in ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"] {
         assert!(covered.contains(o), "no fixture covers {o}");
@@ -99,9 +120,15 @@ fn replay_rejects_bad_specs_with_json_paths() {
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "grads": [[1]], "quadratic": [1], "steps": 2}"#, "not both"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1]}"#, "missing \"grads\""),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "quadratic": [1, 2], "steps": 2}"#, "$.quadratic: has 2"),
-        (r#"{"optimizer": {"name": "sgd", "lr": "x"}, "init": [1], "grads": [[1]]}"#, "$.optimizer.lr: expected a number"),
+        (
+            r#"{"optimizer": {"name": "sgd", "lr": "x"}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.lr: expected a number",
+        ),
         (r#"{"optimizer": {"name": "sgd"}, "init": ["a"], "grads": [[1]]}"#, "$.init[0]"),
-        (r#"{"optimizer": {"name": "sgd"}, "schedule": {"name": "step"}, "init": [1], "grads": [[1]]}"#, "$.schedule.step_size"),
+        (
+            r#"{"optimizer": {"name": "sgd"}, "schedule": {"name": "step"}, "init": [1], "grads": [[1]]}"#,
+            "$.schedule.step_size",
+        ),
     ];
     for (text, want) in bad {
         let err = format!("{:#}", ReplaySpec::parse(text).unwrap_err());

@@ -18,7 +18,16 @@ fn full_data() -> Dataset {
 fn config(opt: &str, lr: f64, epochs: usize) -> TrainConfig {
     let mut o = OptimConfig::defaults(opt).unwrap();
     o.lr = lr;
-    TrainConfig { epochs, batch_size: 64, seed: 0, hidden: vec![128, 128], act: Act::Relu, optimizer: o, schedule: Schedule::Constant, eval_batch: 1000 }
+    TrainConfig {
+        epochs,
+        batch_size: 64,
+        seed: 0,
+        hidden: vec![128, 128],
+        act: Act::Relu,
+        optimizer: o,
+        schedule: Schedule::Constant,
+        eval_batch: 1000,
+    }
 }
 
 /// Per-step mean losses of the first `steps` steps.

@@ -216,7 +216,7 @@ impl Backend for CpuBackend {
     fn alloc(&mut self, len: usize) -> Result<usize> {
         let mut v = Vec::new();
         if v.try_reserve_exact(len).is_err() {
-            bail!("cannot allocate {len} f32 values ({} MiB) in host memory", len * 4 >> 20);
+            bail!("cannot allocate {len} f32 values ({} MiB) in host memory", (len * 4) >> 20);
         }
         v.resize(len, 0.0);
         self.bufs.push(Store::F32(v));

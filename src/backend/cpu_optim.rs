@@ -23,10 +23,10 @@ pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>)
     let h = step.h;
     work.into_par_iter().for_each(|(p, g, mut s)| match step.kind {
         OptimKind::Sgd => sgd(&h, p, g, &mut s),
-        OptimKind::Adagrad => adagrad(&h, p, g, &mut s[0]),
+        OptimKind::Adagrad => adagrad(&h, p, g, s[0]),
         OptimKind::Rmsprop => rmsprop(&h, p, g, &mut s),
         OptimKind::Adam => adam(&h, p, g, &mut s),
-        OptimKind::LectureMomentum => lecture_momentum(&h, p, g, &mut s[0]),
+        OptimKind::LectureMomentum => lecture_momentum(&h, p, g, s[0]),
     });
 }
 

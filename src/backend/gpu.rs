@@ -61,7 +61,6 @@ const K_RMSPROP: Kernel = k("optim", OPTIM, "rmsprop", OPT);
 const K_ADAM: Kernel = k("optim", OPTIM, "adam", OPT);
 const K_LECTURE_MOMENTUM: Kernel = k("optim", OPTIM, "lecture_momentum", OPT);
 
-
 pub struct GpuBackend {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -156,7 +155,7 @@ fn u(x: usize) -> u32 {
 
 impl GpuBackend {
     /// Open the best adapter; with `hardware_only`, fail unless it is a real GPU.
-    pub fn new(hardware_only: bool) -> Result<Box<dyn Backend>> {
+    pub fn boxed(hardware_only: bool) -> Result<Box<dyn Backend>> {
         Ok(Box::new(GpuBackend::open(hardware_only)?))
     }
 
@@ -246,7 +245,7 @@ impl GpuBackend {
     }
 
     fn new_buffer(&mut self, bytes: u64, what: &str) -> Result<usize> {
-        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let max_bind = self.limits.max_storage_buffer_binding_size;
         if bytes > max_bind.min(self.limits.max_buffer_size) {
             bail!(
                 "{what} needs a buffer of {} MiB, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); use a smaller size or --device cpu",
@@ -298,7 +297,8 @@ impl GpuBackend {
                         count: None,
                     });
                 }
-                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+                let bgl = device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
                 let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: None,
                     bind_group_layouts: &[Some(&bgl)],
@@ -329,7 +329,8 @@ impl GpuBackend {
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         if grid.iter().any(|&g| g > max) {
-            let msg = format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry);
+            let msg =
+                format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry);
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;
         }
@@ -339,8 +340,8 @@ impl GpuBackend {
         let mut buffers = buffers.to_vec();
         // A buffer must not be bound for reading and writing at once: read from a copy.
         let written: Vec<usize> = buffers.iter().zip(kern.writes).filter(|(_, &w)| w).map(|(b, _)| *b).collect();
-        for i in 0..buffers.len() {
-            if !kern.writes[i] && written.contains(&buffers[i]) {
+        for (i, &w) in kern.writes.iter().enumerate() {
+            if !w && written.contains(&buffers[i]) {
                 buffers[i] = self.scratch_copy(buffers[i]);
             }
         }
@@ -357,9 +358,14 @@ impl GpuBackend {
                 }),
             }];
             for (i, &b) in buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: self.buffer(b).as_entire_binding() });
+                entries
+                    .push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: self.buffer(b).as_entire_binding() });
             }
-            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: bgl, entries: &entries });
+            let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: bgl,
+                entries: &entries,
+            });
             self.bind_groups.insert(key.clone(), bg);
         }
         let offset = self.uniforms.len() as u32;
@@ -370,7 +376,8 @@ impl GpuBackend {
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
             pass.set_pipeline(&self.pipelines[&(kern.module, kern.entry)]);
             pass.set_bind_group(0, &self.bind_groups[&key], &[offset]);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
@@ -397,7 +404,13 @@ impl GpuBackend {
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        encoder.copy_buffer_to_buffer(self.bufs[src].as_ref().expect("live"), 0, self.bufs[dst].as_ref().expect("live"), 0, size);
+        encoder.copy_buffer_to_buffer(
+            self.bufs[src].as_ref().expect("live"),
+            0,
+            self.bufs[dst].as_ref().expect("live"),
+            0,
+            size,
+        );
         dst
     }
 
@@ -414,10 +427,23 @@ impl GpuBackend {
         }
     }
 
-    fn elementwise(&mut self, kern: Kernel, n: usize, cols: usize, op: u32, act: u32, x: Option<View>, z: Option<View>, out: View, param: f32) {
+    #[allow(clippy::too_many_arguments)]
+    fn elementwise(
+        &mut self,
+        kern: Kernel,
+        n: usize,
+        cols: usize,
+        op: u32,
+        act: u32,
+        x: Option<View>,
+        z: Option<View>,
+        out: View,
+        param: f32,
+    ) {
         let (xb, xo) = x.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
         let (zb, zo) = z.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
-        let uni = [u(n), u(cols.max(1)), op, act, u(xo), u(zo), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0];
+        let uni =
+            [u(n), u(cols.max(1)), op, act, u(xo), u(zo), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0];
         let grid = self.grid(n);
         self.dispatch(kern, &uni, &[xb, zb, out.buf], grid);
     }
@@ -425,8 +451,23 @@ impl GpuBackend {
     /// Warm every pipeline (compiles all shaders; a shader error surfaces here).
     pub fn compile_all(&mut self) -> Result<()> {
         for kern in [
-            K_MATMUL, K_BIAS_ACT, K_ACT_BACKWARD, K_BINARY, K_UNARY, K_FILL, K_BROADCAST, K_COL_SUM, K_SUM_PARTIAL, K_SUM, K_SOFTMAX_CE,
-            K_GATHER, K_SGD, K_ADAGRAD, K_RMSPROP, K_ADAM, K_LECTURE_MOMENTUM,
+            K_MATMUL,
+            K_BIAS_ACT,
+            K_ACT_BACKWARD,
+            K_BINARY,
+            K_UNARY,
+            K_FILL,
+            K_BROADCAST,
+            K_COL_SUM,
+            K_SUM_PARTIAL,
+            K_SUM,
+            K_SOFTMAX_CE,
+            K_GATHER,
+            K_SGD,
+            K_ADAGRAD,
+            K_RMSPROP,
+            K_ADAM,
+            K_LECTURE_MOMENTUM,
         ] {
             self.pipeline(kern);
         }
@@ -493,7 +534,13 @@ impl Backend for GpuBackend {
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
         if src.len > 0 {
-            encoder.copy_buffer_to_buffer(self.bufs[src.buf].as_ref().expect("live"), src.offset as u64 * 4, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(
+                self.bufs[src.buf].as_ref().expect("live"),
+                src.offset as u64 * 4,
+                &staging,
+                0,
+                bytes,
+            );
         }
         self.flush()?;
         let slice = staging.slice(..);
@@ -502,7 +549,9 @@ impl Backend for GpuBackend {
             let _ = tx.send(r);
         });
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-        rx.recv().map_err(|_| anyhow!("GPU readback never completed"))?.map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU readback never completed"))?
+            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
         self.check()?;
         let data = {
             let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback could not be mapped: {e}"))?;
@@ -597,7 +646,15 @@ impl Backend for GpuBackend {
         self.elementwise(K_BROADCAST, out.len, 1, 0, 0, Some(src), None, out, scale);
     }
 
-    fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, loss: Option<View>, dlogits: Option<View>, metrics: Option<View>) {
+    fn softmax_ce(
+        &mut self,
+        logits: View,
+        labels: View,
+        cols: usize,
+        loss: Option<View>,
+        dlogits: Option<View>,
+        metrics: Option<View>,
+    ) {
         let rows = logits.len / cols;
         let pick = |v: Option<View>, dummy: usize| v.map_or((dummy, 0), |v| (v.buf, v.offset));
         let (lb, lo) = pick(loss, self.dummy_write);

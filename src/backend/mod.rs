@@ -243,7 +243,7 @@ impl Device {
     }
 
     pub fn gpu() -> Result<Device> {
-        Ok(Device::from_backend(gpu::GpuBackend::new(false)?))
+        Ok(Device::from_backend(gpu::GpuBackend::boxed(false)?))
     }
 
     pub fn from_backend(backend: Box<dyn Backend>) -> Device {
@@ -256,7 +256,7 @@ impl Device {
         match choice {
             DeviceChoice::Cpu => Ok(Device::cpu()),
             DeviceChoice::Gpu => Device::gpu(),
-            DeviceChoice::Auto => match gpu::GpuBackend::new(true) {
+            DeviceChoice::Auto => match gpu::GpuBackend::boxed(true) {
                 Ok(g) => Ok(Device::from_backend(g)),
                 Err(e) => {
                     let mut d = Device::cpu();

@@ -10,13 +10,18 @@ use clap::{Args, Parser, Subcommand};
 use descent::optim::{OptimConfig, Schedule};
 
 #[derive(Parser)]
-#[command(name = "descent", version, about = "A hand-written tensor engine: WGSL kernels through wgpu, a rayon CPU backend, autograd and fused optimizers")]
+#[command(
+    name = "descent",
+    version,
+    about = "A hand-written tensor engine: WGSL kernels through wgpu, a rayon CPU backend, autograd and fused optimizers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Train an MLP on a dataset and print one line per epoch.
     Train(train::TrainArgs),
@@ -95,12 +100,16 @@ impl OptimArgs {
             }
         }
         if let Some(b) = &self.betas {
-            let parts: Vec<f64> = b.split(',').map(|x| x.trim().parse::<f64>()).collect::<std::result::Result<_, _>>()
+            let parts: Vec<f64> = b
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
                 .map_err(|_| anyhow::anyhow!("--betas {b}: expected two numbers such as 0.9,0.999"))?;
             anyhow::ensure!(parts.len() == 2, "--betas {b}: expected two numbers such as 0.9,0.999");
             put("betas", serde_json::json!(parts));
         }
-        let flag_name = |e: anyhow::Error| anyhow::anyhow!("{}", format!("{e:#}").replace("optimizer.", "--").replace('_', "-"));
+        let flag_name =
+            |e: anyhow::Error| anyhow::anyhow!("{}", format!("{e:#}").replace("optimizer.", "--").replace('_', "-"));
         OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(flag_name)
     }
 

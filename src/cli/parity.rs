@@ -28,7 +28,10 @@ pub struct ParityArgs {
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize, usize)> {
-    let v: Vec<usize> = s.split('x').map(|p| p.parse::<usize>()).collect::<std::result::Result<_, _>>()
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
         .map_err(|_| anyhow::anyhow!("--shapes: '{s}' is not MxKxN"))?;
     match v.as_slice() {
         [m, k, n] if *m > 0 && *k > 0 && *n > 0 => Ok((*m, *k, *n)),

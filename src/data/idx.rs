@@ -25,7 +25,13 @@ pub fn parse(bytes: &[u8], ndims: u8, what: &str) -> Result<(Vec<usize>, Vec<u8>
         bail!("{what}: file too short for an IDX header ({} bytes)", bytes.len());
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        bail!("{what}: not an IDX file (magic number {:02x}{:02x}{:02x}{:02x})", bytes[0], bytes[1], bytes[2], bytes[3]);
+        bail!(
+            "{what}: not an IDX file (magic number {:02x}{:02x}{:02x}{:02x})",
+            bytes[0],
+            bytes[1],
+            bytes[2],
+            bytes[3]
+        );
     }
     if bytes[2] != 0x08 {
         bail!("{what}: IDX element type 0x{:02x} is not unsigned bytes (0x08)", bytes[2]);
@@ -43,7 +49,10 @@ pub fn parse(bytes: &[u8], ndims: u8, what: &str) -> Result<(Vec<usize>, Vec<u8>
     let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("dimensions overflow")?;
     let data = &bytes[header..];
     if data.len() != expected {
-        bail!("{what}: header says {dims:?} = {expected} bytes of data, the file has {} (truncated or corrupt)", data.len());
+        bail!(
+            "{what}: header says {dims:?} = {expected} bytes of data, the file has {} (truncated or corrupt)",
+            data.len()
+        );
     }
     Ok((dims, data.to_vec()))
 }

@@ -83,7 +83,8 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
         }
     };
     let file = |s: &str| idx_file(&dir, s).expect("checked by has_idx");
-    let (ti, tl, tn, row_len) = idx::load_split(&file("train-images-idx3-ubyte"), &file("train-labels-idx1-ubyte"), 10)?;
+    let (ti, tl, tn, row_len) =
+        idx::load_split(&file("train-images-idx3-ubyte"), &file("train-labels-idx1-ubyte"), 10)?;
     let (vi, vl, vn, vrow) = idx::load_split(&file("t10k-images-idx3-ubyte"), &file("t10k-labels-idx1-ubyte"), 10)?;
     if vrow != row_len {
         bail!("{}: train images have {row_len} pixels, test images {vrow}", dir.display());

@@ -244,7 +244,17 @@ impl OptimConfig {
                 let (b1, b2) = self.betas;
                 let bc1 = 1.0 - b1.powi(t as i32);
                 let bc2 = 1.0 - b2.powi(t as i32);
-                &[lr, b1, b2, self.eps, self.weight_decay, lr / bc1, bc2.sqrt(), b(self.name == "adamw"), b(self.amsgrad)]
+                &[
+                    lr,
+                    b1,
+                    b2,
+                    self.eps,
+                    self.weight_decay,
+                    lr / bc1,
+                    bc2.sqrt(),
+                    b(self.name == "adamw"),
+                    b(self.amsgrad),
+                ]
             }
             OptimKind::LectureMomentum => &[lr, self.momentum, self.weight_decay],
         };

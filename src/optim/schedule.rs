@@ -9,17 +9,30 @@ pub enum Schedule {
     Constant,
     /// StepLR: `base · gamma^floor(t / step_size)` (the lecture's "every p steps lr /= k" with
     /// gamma = 1/k).
-    Step { step_size: u64, gamma: f64 },
+    Step {
+        step_size: u64,
+        gamma: f64,
+    },
     /// ExponentialLR: `base · gamma^t`.
-    Exponential { gamma: f64 },
+    Exponential {
+        gamma: f64,
+    },
     /// The lecture's (and Keras') form `base · decay_rate^(t / decay_steps)`, floored when
     /// `staircase`.
-    ExponentialDecay { decay_rate: f64, decay_steps: u64, staircase: bool },
+    ExponentialDecay {
+        decay_rate: f64,
+        decay_steps: u64,
+        staircase: bool,
+    },
     /// Linear warmup `base · (t + 1) / warmup_steps` for `t < warmup_steps`, then
     /// CosineAnnealingLR over `t_max − warmup_steps` steps:
     /// `eta_min + (base − eta_min)(1 + cos(π s / (t_max − warmup_steps))) / 2`, s = t − warmup.
     /// Equals PyTorch's SequentialLR(LinearLR(1/warmup, 1, warmup − 1), CosineAnnealingLR).
-    Cosine { t_max: u64, eta_min: f64, warmup_steps: u64 },
+    Cosine {
+        t_max: u64,
+        eta_min: f64,
+        warmup_steps: u64,
+    },
 }
 
 impl Schedule {
@@ -53,7 +66,9 @@ impl Schedule {
         }
         let obj = v.as_object().with_context(|| format!("{path}: expected null or an object"))?;
         let name = obj.get("name").and_then(|n| n.as_str()).with_context(|| {
-            format!("{path}.name: missing or not a string (one of constant, step, exponential, exponential_decay, cosine)")
+            format!(
+                "{path}.name: missing or not a string (one of constant, step, exponential, exponential_decay, cosine)"
+            )
         })?;
         let num = |key: &str, default: Option<f64>| -> Result<f64> {
             match obj.get(key) {
@@ -81,7 +96,9 @@ impl Schedule {
                 eta_min: num("eta_min", Some(0.0))?,
                 warmup_steps: count("warmup_steps", Some(0))?,
             },
-            _ => bail!("{path}.name: unknown schedule '{name}' (use constant, step, exponential, exponential_decay or cosine)"),
+            _ => bail!(
+                "{path}.name: unknown schedule '{name}' (use constant, step, exponential, exponential_decay or cosine)"
+            ),
         };
         s.validate().with_context(|| path.to_string())?;
         Ok(s)
@@ -93,11 +110,17 @@ impl Schedule {
         let parts: Vec<&str> = s.split(':').collect();
         let usage = "use constant, step:STEP_SIZE:GAMMA, exp:GAMMA, expdecay:RATE:STEPS[:staircase] or cosine:T_MAX[:WARMUP[:ETA_MIN]]";
         let f = |i: usize| -> Result<f64> {
-            parts.get(i).with_context(|| format!("schedule '{s}' is missing a value: {usage}"))?.parse::<f64>()
+            parts
+                .get(i)
+                .with_context(|| format!("schedule '{s}' is missing a value: {usage}"))?
+                .parse::<f64>()
                 .with_context(|| format!("schedule '{s}': '{}' is not a number", parts[i]))
         };
         let u = |i: usize| -> Result<u64> {
-            parts.get(i).with_context(|| format!("schedule '{s}' is missing a value: {usage}"))?.parse::<u64>()
+            parts
+                .get(i)
+                .with_context(|| format!("schedule '{s}' is missing a value: {usage}"))?
+                .parse::<u64>()
                 .with_context(|| format!("schedule '{s}': '{}' is not a whole number", parts[i]))
         };
         let sched = match parts[0] {
