@@ -96,7 +96,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let after = t.counters();
             let steps = t.steps_per_epoch() as f64;
             println!(
-                "  per training step: {:.1} dispatches, {:.2} submits; {} bytes read back this epoch (training and evaluation)",
+                "  per training step, evaluation included: {:.1} dispatches, {:.2} submits; {} bytes read back this epoch",
                 (after.dispatches - before.dispatches) as f64 / steps,
                 (after.submits - before.submits) as f64 / steps,
                 after.bytes_read_back - before.bytes_read_back
