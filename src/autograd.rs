@@ -12,7 +12,7 @@
 
 use crate::backend::{Act, BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
 use crate::tensor::{Tensor, View};
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 
 /// A value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +58,7 @@ enum Op {
     /// Mean softmax cross-entropy; d(loss)/d(logits) was computed with the forward pass.
     SoftmaxCe {
         logits: Var,
-        dlogits: View,
+        dlogits: Option<View>,
     },
 }
 
@@ -259,12 +259,10 @@ impl Tape {
     pub fn softmax_ce(&mut self, dev: &mut Device, logits: Var, labels: View, metrics: Option<View>) -> Result<Var> {
         let (rows, cols) = self.matrix(logits, "logits")?;
         ensure!(labels.len == rows, "{} labels for {rows} rows of logits", labels.len);
-        let needs_grad = self.nodes[logits.0].needs_grad;
-        let dlogits = if needs_grad { dev.alloc(rows * cols)? } else { dev.alloc(1)? };
+        let dlogits = if self.nodes[logits.0].needs_grad { Some(self.temp(dev, rows * cols)?) } else { None };
         let loss = self.out(dev, &[1])?;
         let lv = self.value(logits).view;
-        dev.softmax_ce(lv, labels, cols, Some(loss.view), needs_grad.then_some(dlogits), metrics);
-        self.temps.push(dlogits);
+        dev.softmax_ce(lv, labels, cols, Some(loss.view), dlogits, metrics);
         Ok(self.push(loss, Op::SoftmaxCe { logits, dlogits }, true))
     }
 
@@ -282,14 +280,14 @@ impl Tape {
         self.grads = vec![None; n];
         self.preact = vec![false; n];
         match self.nodes[root.0].op {
-            Op::SoftmaxCe { logits, dlogits } => match self.nodes[logits.0].op {
+            Op::SoftmaxCe { logits, dlogits: Some(d) } => match self.nodes[logits.0].op {
                 Op::Param { grad } => {
-                    dev.copy(dlogits, grad);
+                    dev.copy(d, grad);
                     self.grads[logits.0] = Some(grad);
                 }
-                _ if self.nodes[logits.0].needs_grad => self.grads[logits.0] = Some(dlogits),
-                _ => {}
+                _ => self.grads[logits.0] = Some(d),
             },
+            Op::SoftmaxCe { dlogits: None, .. } => {}
             _ => {
                 let seed = dev.alloc(1)?;
                 dev.fill(seed, 1.0);
@@ -367,8 +365,11 @@ impl Tape {
         // Gradient of the weight-like right operand first, so a linear layer's bias gradient
         // rides along as the column sums of dZ.
         if self.nodes[b.0].needs_grad {
-            let fuse_bias = form == Form::NT && bias_needs.is_some() && self.grads[bias_needs.unwrap().0].is_none();
-            let bias_dst = if fuse_bias { Some(self.grad_dst(dev, bias_needs.unwrap())?) } else { None };
+            let fusable = bias_needs.filter(|bv| form == Form::NT && self.grads[bv.0].is_none());
+            let bias_dst = match fusable {
+                Some(bv) => Some(self.grad_dst(dev, bv)?),
+                None => None,
+            };
             self.contribute(dev, b, |dev, dst| {
                 let (f, dd, x, y) = match form {
                     Form::NN => (Form::TN, Dims { m: k, k: m, n }, av, dz),
@@ -513,14 +514,6 @@ impl Tape {
         }
         self.grads.clear();
         self.preact.clear();
-    }
-
-    /// Fail early with a clear message if a value is not what the caller expects.
-    pub fn expect_shape(&self, v: Var, shape: &[usize]) -> Result<()> {
-        if self.value(v).shape != shape {
-            bail!("expected shape {shape:?}, got {:?}", self.value(v).shape);
-        }
-        Ok(())
     }
 }
 

@@ -30,9 +30,6 @@ impl ParamInfo {
     }
 }
 
-/// A tensor's name, shape and values, read back from a device.
-pub type NamedValues = (String, Vec<usize>, Vec<f32>);
-
 /// The flat parameter and gradient buffers and their layout.
 pub struct ParamArena {
     pub params: View,
@@ -88,16 +85,6 @@ impl ParamArena {
     pub fn grad(&self, i: usize) -> View {
         let e = &self.entries[i];
         self.grads.slice(e.offset, e.len())
-    }
-
-    /// Each entry's values, read back from the device.
-    pub fn read(&self, dev: &mut Device) -> Result<Vec<NamedValues>> {
-        let all = dev.read(self.params)?;
-        Ok(self
-            .entries
-            .iter()
-            .map(|e| (e.name.clone(), e.shape.clone(), all[e.offset..e.offset + e.len()].to_vec()))
-            .collect())
     }
 
     /// A table of the layout, for `--verbose` and docs.

@@ -47,14 +47,4 @@ impl Tensor {
     pub fn is_empty(&self) -> bool {
         self.view.len == 0
     }
-
-    /// Rows and columns of a matrix (a vector is one row).
-    pub fn rows_cols(&self) -> (usize, usize) {
-        match self.shape.as_slice() {
-            [] => (1, 1),
-            [n] => (1, *n),
-            [r, c] => (*r, *c),
-            s => (s[..s.len() - 1].iter().product(), s[s.len() - 1]),
-        }
-    }
 }

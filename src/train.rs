@@ -86,7 +86,6 @@ pub struct Trainer {
     pub rng: Rng,
     pub epoch: usize,
     row_len: usize,
-    classes: usize,
     train: DeviceSplit,
     test: DeviceSplit,
     test_order: usize,
@@ -120,7 +119,6 @@ impl Trainer {
             rng,
             epoch: 0,
             row_len: data.row_len,
-            classes: data.classes,
             train,
             test,
             test_order,
@@ -246,9 +244,5 @@ impl Trainer {
 
     pub fn counters(&self) -> Counters {
         self.dev.counters()
-    }
-
-    pub fn classes(&self) -> usize {
-        self.classes
     }
 }

@@ -475,3 +475,20 @@ impl Backend for CpuBackend {
         Counters { dispatches: self.ops, submits: 0, bytes_read_back: 0 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn worker_threads_flush_subnormals_to_zero() {
+        let _backend = CpuBackend::new();
+        assert!(flush_to_zero_is_set(), "calling thread");
+        let all: Vec<bool> = (0..64).into_par_iter().map(|_| flush_to_zero_is_set()).collect();
+        assert!(all.iter().all(|&b| b), "a rayon worker runs without flush-to-zero");
+        // A subnormal product becomes zero.
+        let tiny = std::hint::black_box(1e-30f32);
+        assert_eq!(tiny * std::hint::black_box(1e-10f32), 0.0);
+    }
+}

@@ -221,10 +221,6 @@ impl GpuBackend {
         Ok(g)
     }
 
-    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
-        &self.info
-    }
-
     pub fn is_software(&self) -> bool {
         !is_hardware(&self.info)
     }
@@ -447,32 +443,6 @@ impl GpuBackend {
         let grid = self.grid(n);
         self.dispatch(kern, &uni, &[xb, zb, out.buf], grid);
     }
-
-    /// Warm every pipeline (compiles all shaders; a shader error surfaces here).
-    pub fn compile_all(&mut self) -> Result<()> {
-        for kern in [
-            K_MATMUL,
-            K_BIAS_ACT,
-            K_ACT_BACKWARD,
-            K_BINARY,
-            K_UNARY,
-            K_FILL,
-            K_BROADCAST,
-            K_COL_SUM,
-            K_SUM_PARTIAL,
-            K_SUM,
-            K_SOFTMAX_CE,
-            K_GATHER,
-            K_SGD,
-            K_ADAGRAD,
-            K_RMSPROP,
-            K_ADAM,
-            K_LECTURE_MOMENTUM,
-        ] {
-            self.pipeline(kern);
-        }
-        self.check()
-    }
 }
 
 impl Backend for GpuBackend {
@@ -499,7 +469,6 @@ impl Backend for GpuBackend {
         let id = self.new_buffer(size, &format!("{} bytes of data", data.len()))?;
         let mut padded = data.to_vec();
         padded.resize(size as usize, 0);
-        self.flush()?;
         self.queue.write_buffer(self.buffer(id), 0, &padded);
         Ok(id)
     }

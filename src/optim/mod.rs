@@ -307,13 +307,12 @@ impl Optimizer {
     }
 
     /// One fused step over the whole arena: a single kernel launch.
-    pub fn step(&mut self, dev: &mut Device, params: View, grads: View) -> OptimStep {
+    pub fn step(&mut self, dev: &mut Device, params: View, grads: View) {
         let lr = self.lr_at(self.step);
         self.step += 1;
         let k = self.config.kernel_step(self.step, lr);
         let slots = self.slots_for(0, self.n);
         dev.optim_step(&k, params, grads, &slots);
-        k
     }
 
     /// The state as PyTorch's `state_dict()` names it.
