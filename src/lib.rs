@@ -6,9 +6,12 @@
 pub mod autograd;
 pub mod backend;
 pub mod data;
+pub mod descend;
+pub mod functions;
 pub mod nn;
 pub mod optim;
 pub mod parity;
+pub mod plot;
 pub mod reference;
 pub mod replay;
 pub mod rng;

@@ -1,5 +1,7 @@
 //! Subcommands: each in its own file, sharing the optimizer flags defined here.
 
+mod descend;
+mod ewa;
 mod info;
 mod parity;
 mod replay;
@@ -31,6 +33,10 @@ enum Command {
     Parity(parity::ParityArgs),
     /// Replay an optimizer on a JSON spec and print its trajectory as JSON.
     Replay(replay::ReplayArgs),
+    /// Run optimizers on the lecture's functions: step tables, curves and contour plots.
+    Descend(descend::DescendArgs),
+    /// Exponentially weighted averages of a series, raw and bias-corrected.
+    Ewa(ewa::EwaArgs),
 }
 
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
@@ -42,6 +48,24 @@ pub struct OptimArgs {
     /// Learning rate (default: PyTorch's for the optimizer).
     #[arg(long)]
     pub lr: Option<f64>,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+}
+
+impl OptimArgs {
+    pub fn config(&self) -> Result<OptimConfig> {
+        self.hyper.config_for(&self.optimizer, self.lr)
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        self.hyper.schedule()
+    }
+}
+
+/// Every optimizer and schedule flag but the optimizer's name and the learning rate, so that
+/// subcommands comparing several optimizers or rates can take those two as lists.
+#[derive(Args, Clone, Debug)]
+pub struct HyperArgs {
     #[arg(long)]
     pub momentum: Option<f64>,
     #[arg(long)]
@@ -71,16 +95,17 @@ pub struct OptimArgs {
     pub schedule: String,
 }
 
-impl OptimArgs {
-    /// The configuration for optimizer `name` with every flag the user gave applied.
-    pub fn config_for(&self, name: &str) -> Result<OptimConfig> {
+impl HyperArgs {
+    /// The configuration for optimizer `name` at learning rate `lr` (None: PyTorch's default)
+    /// with every flag the user gave applied.
+    pub fn config_for(&self, name: &str, lr: Option<f64>) -> Result<OptimConfig> {
         let mut obj = serde_json::Map::new();
         obj.insert("name".into(), name.into());
         let mut put = |k: &str, v: serde_json::Value| {
             obj.insert(k.into(), v);
         };
         let nums = [
-            ("lr", self.lr),
+            ("lr", lr),
             ("momentum", self.momentum),
             ("dampening", self.dampening),
             ("weight_decay", self.weight_decay),
@@ -139,6 +164,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Parity(a) => parity::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Descend(a) => descend::run(a),
+        Command::Ewa(a) => ewa::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -47,7 +47,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             seed: a.seed,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::parse(&a.activation)?,
-            optimizer: a.optim.config_for(&a.optim.optimizer)?,
+            optimizer: a.optim.config()?,
             schedule: a.optim.schedule()?,
             eval_batch: 1000,
         };

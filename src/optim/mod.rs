@@ -315,6 +315,13 @@ impl Optimizer {
         dev.optim_step(&k, params, grads, &slots);
     }
 
+    /// Give the state buffers back to the device's pool.
+    pub fn release(self, dev: &mut Device) {
+        for v in self.state {
+            dev.release(v);
+        }
+    }
+
     /// The state as PyTorch's `state_dict()` names it.
     pub fn read_state(&self, dev: &mut Device) -> Result<Vec<(&'static str, Vec<f32>)>> {
         let names = self.config.state_names();
