@@ -1,11 +1,13 @@
-//! Criterion benches of the CPU backend's kernels: matmul at the MLP's shapes (forward and
-//! both backward forms) and at 1024³, and the fused Adam step. `cargo bench`; BENCHMARKS.md
-//! says how the published figures were made.
+//! Criterion benches of the kernels: matmul at the MLP's shapes (forward and
+//! both backward forms) and at 1024³, and optimizer steps fused over the arena, fused per tensor
+//! and unfused, on the CPU and (when wgpu finds an adapter) the GPU. `cargo bench`;
+//! BENCHMARKS.md says how the published figures were made.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use descent::backend::cpu::gemm_f32;
 use descent::backend::{Device, Dims, Form};
-use descent::optim::{OptimConfig, Optimizer, Schedule};
+use descent::bench::{bench_config, tensor_sizes, Unfused};
+use descent::optim::{Optimizer, Schedule};
 use descent::rng::Rng;
 
 /// (label, form, m, k, n): the 784-128-128-10 MLP at batch 64 and 256, and a square.
@@ -33,19 +35,61 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
-fn adam(c: &mut Criterion) {
-    let mut g = c.benchmark_group("cpu_adam_fused");
-    let n = 1_000_000;
-    let mut dev = Device::cpu();
+/// One optimizer step in each of `descent bench optim`'s three variants.
+fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(if dev.is_gpu() { 10 } else { 50 });
     let mut rng = Rng::new(1);
-    let p = dev.upload(&rng.uniform_vec(n, -1.0, 1.0)).unwrap();
-    let grads = dev.upload(&rng.uniform_vec(n, -1.0, 1.0)).unwrap();
-    let cfg = OptimConfig::defaults("adam").unwrap();
-    g.throughput(Throughput::Bytes((cfg.bytes_per_param() * n) as u64));
-    let mut opt = Optimizer::new(&mut dev, cfg, Schedule::Constant, n).unwrap();
-    g.bench_function("1e6 params", |bench| bench.iter(|| opt.step(&mut dev, p, grads)));
+    let init = rng.uniform_vec(n, -1.0, 1.0);
+    let p = dev.upload(&init).unwrap();
+    let grads = dev.upload(&rng.uniform_vec(n, -1e-2, 1e-2)).unwrap();
+    for name in ["adam", "sgd"] {
+        let cfg = bench_config(name).unwrap();
+        g.throughput(Throughput::Bytes((cfg.bytes_per_param() * n) as u64));
+        let mut opt = Optimizer::new(dev, cfg.clone(), Schedule::Constant, n).unwrap();
+        g.bench_function(format!("{name} fused_multi_tensor {n}"), |b| {
+            b.iter(|| {
+                opt.step(dev, p, grads);
+                dev.sync().unwrap();
+            })
+        });
+        let sizes = tensor_sizes(n, 8);
+        g.bench_function(format!("{name} fused_per_tensor {n}"), |b| {
+            b.iter(|| {
+                opt.step += 1;
+                let k = opt.config.kernel_step(opt.step, opt.config.lr);
+                let mut off = 0;
+                for &len in &sizes {
+                    dev.optim_step(&k, p.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));
+                    off += len;
+                }
+                dev.sync().unwrap();
+            })
+        });
+        let mut unfused = Unfused::new(dev, &cfg, &init).unwrap();
+        g.bench_function(format!("{name} unfused {n}"), |b| {
+            b.iter(|| {
+                unfused.step(dev, grads);
+                dev.sync().unwrap();
+            })
+        });
+        unfused.release(dev);
+        opt.release(dev);
+    }
     g.finish();
 }
 
-criterion_group!(benches, matmul, adam);
+fn optim(c: &mut Criterion) {
+    optim_variants(c, "cpu_optim", &mut Device::cpu(), 1_000_000);
+    // On any adapter wgpu finds; lavapipe (software) is slow, so the size is small.
+    match Device::gpu() {
+        Ok(mut dev) => {
+            let n = if dev.describe().contains("software") { 100_000 } else { 10_000_000 };
+            optim_variants(c, "gpu_optim", &mut dev, n);
+        }
+        Err(e) => eprintln!("gpu_optim skipped: {e:#}"),
+    }
+}
+
+criterion_group!(benches, matmul, optim);
 criterion_main!(benches);

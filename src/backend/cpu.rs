@@ -137,6 +137,46 @@ fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
     }
 }
 
+/// Elements per parallel task of the elementwise loops.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).
+fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
+    let body = |(o, a): (&mut [f32], &[f32])| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
+    } else {
+        body((out, a));
+    }
+}
+
+/// `out[i] = f(a[i], b[i])`, like [`map1`].
+fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    let body =
+        |((o, a), b): ((&mut [f32], &[f32]), &[f32])| o.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
+    } else {
+        body(((out, a), b));
+    }
+}
+
+/// `x^p` as `powf` computes it, with the common exponents on faster exact paths
+/// (`powf(x, 0.5)` is `sqrt(x)` except that it maps −0 to +0 and −∞ to +∞).
+fn pow(x: f32, p: f32) -> f32 {
+    if p == 2.0 {
+        x * x
+    } else if p == 0.5 {
+        if x == f32::NEG_INFINITY {
+            f32::INFINITY
+        } else {
+            x.sqrt() + 0.0
+        }
+    } else {
+        x.powf(p)
+    }
+}
+
 /// `out[i] = f(i)`, in parallel when large.
 fn map_mut(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
     if out.len() >= PAR_MIN {
@@ -245,11 +285,17 @@ impl Backend for CpuBackend {
     }
 
     fn fill(&mut self, dst: View, value: f32) {
-        self.run(dst, &[], |o, _| o.fill(value));
+        self.run(dst, &[], |o, _| {
+            if o.len() >= PAR_MIN {
+                o.par_chunks_mut(CHUNK).for_each(|c| c.fill(value));
+            } else {
+                o.fill(value);
+            }
+        });
     }
 
     fn copy(&mut self, src: View, dst: View) {
-        self.run(dst, &[src], |o, i| o.copy_from_slice(i[0]));
+        self.run(dst, &[src], |o, i| map1(o, i[0], |x| x));
     }
 
     fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
@@ -300,7 +346,7 @@ impl Backend for CpuBackend {
     }
 
     fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
-        self.run(dx, &[y, dy], |o, i| map_mut(o, |k| i[1][k] * act_grad(act, i[0][k])));
+        self.run(dx, &[y, dy], |o, i| map2(o, i[0], i[1], |y, dy| dy * act_grad(act, y)));
     }
 
     fn col_sum(&mut self, x: View, out: View, cols: usize) {
@@ -311,10 +357,10 @@ impl Backend for CpuBackend {
         self.run(out, &[a, b], |o, i| {
             let (a, b) = (i[0], i[1]);
             match op {
-                BinaryOp::Add => map_mut(o, |k| a[k] + b[k]),
-                BinaryOp::Sub => map_mut(o, |k| a[k] - b[k]),
-                BinaryOp::Mul => map_mut(o, |k| a[k] * b[k]),
-                BinaryOp::Div => map_mut(o, |k| a[k] / b[k]),
+                BinaryOp::Add => map2(o, a, b, |x, y| x + y),
+                BinaryOp::Sub => map2(o, a, b, |x, y| x - y),
+                BinaryOp::Mul => map2(o, a, b, |x, y| x * y),
+                BinaryOp::Div => map2(o, a, b, |x, y| x / y),
             }
         });
     }
@@ -323,13 +369,13 @@ impl Backend for CpuBackend {
         self.run(out, &[a], |o, i| {
             let a = i[0];
             match op {
-                UnaryOp::Scale(s) => map_mut(o, |k| a[k] * s),
-                UnaryOp::AddScalar(s) => map_mut(o, |k| a[k] + s),
-                UnaryOp::Pow(p) => map_mut(o, |k| a[k].powf(p)),
-                UnaryOp::Log => map_mut(o, |k| a[k].ln()),
-                UnaryOp::Exp => map_mut(o, |k| a[k].exp()),
-                UnaryOp::Sin => map_mut(o, |k| a[k].sin()),
-                UnaryOp::Cos => map_mut(o, |k| a[k].cos()),
+                UnaryOp::Scale(s) => map1(o, a, |x| x * s),
+                UnaryOp::AddScalar(s) => map1(o, a, |x| x + s),
+                UnaryOp::Pow(p) => map1(o, a, |x| pow(x, p)),
+                UnaryOp::Log => map1(o, a, f32::ln),
+                UnaryOp::Exp => map1(o, a, f32::exp),
+                UnaryOp::Sin => map1(o, a, f32::sin),
+                UnaryOp::Cos => map1(o, a, f32::cos),
             }
         });
     }
@@ -479,6 +525,16 @@ impl Backend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_pow_paths_match_powf() {
+        for x in [0.0f32, -0.0, 1e-30, 0.25, 2.0, 1e30, f32::INFINITY, f32::NEG_INFINITY, -1.0, f32::NAN] {
+            for p in [0.5f32, 2.0] {
+                let (a, b) = (pow(x, p), x.powf(p));
+                assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{x}^{p}: {a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]

@@ -61,7 +61,15 @@ const K_RMSPROP: Kernel = k("optim", OPTIM, "rmsprop", OPT);
 const K_ADAM: Kernel = k("optim", OPTIM, "adam", OPT);
 const K_LECTURE_MOMENTUM: Kernel = k("optim", OPTIM, "lecture_momentum", OPT);
 
+/// Two timestamp queries around a span of recorded work, and where they are read back.
+struct Timer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
 pub struct GpuBackend {
+    timer: Option<Timer>,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -169,9 +177,11 @@ impl GpuBackend {
             bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; --device gpu uses it anyway", info.name, info.device_type);
         }
         let limits = adapter.limits();
+        let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let timestamps = adapter.features().contains(timestamps).then_some(timestamps);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("descent"),
-            required_features: wgpu::Features::empty(),
+            required_features: timestamps.unwrap_or(wgpu::Features::empty()),
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -195,7 +205,27 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let timer = timestamps.map(|_| Timer {
+            set: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timer resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timer readback"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        });
         let mut g = GpuBackend {
+            timer,
             device,
             queue,
             info,
@@ -676,5 +706,50 @@ impl Backend for GpuBackend {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn timer_start(&mut self) -> bool {
+        let Some(t) = &self.timer else { return false };
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.write_timestamp(&t.set, 0);
+        true
+    }
+
+    fn timer_stop(&mut self) {
+        let Some(t) = &self.timer else { return };
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.write_timestamp(&t.set, 1);
+        encoder.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
+        encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, 16);
+    }
+
+    fn timer_read(&mut self) -> Result<Option<f64>> {
+        if self.timer.is_none() {
+            return Ok(None);
+        }
+        self.flush()?;
+        let Some(t) = &self.timer else { return Ok(None) };
+        let slice = t.readback.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU timer readback never completed"))?
+            .map_err(|e| anyhow!("GPU timer readback failed: {e}"))?;
+        let ticks: [u64; 2] = {
+            let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU timer could not be mapped: {e}"))?;
+            let v = bytemuck::cast_slice::<u8, u64>(&view);
+            [v[0], v[1]]
+        };
+        t.readback.unmap();
+        self.check()?;
+        let period_ns = self.queue.get_timestamp_period() as f64;
+        Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
     }
 }

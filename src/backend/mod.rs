@@ -197,6 +197,17 @@ pub trait Backend {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Start timing the work recorded from now on with the device's own clock (GPU timestamp
+    /// queries). False when the device has none; then callers time submit-and-wait.
+    fn timer_start(&mut self) -> bool {
+        false
+    }
+    /// End the span begun by [`Backend::timer_start`].
+    fn timer_stop(&mut self) {}
+    /// The last timed span in seconds, waiting for the device to finish it.
+    fn timer_read(&mut self) -> Result<Option<f64>> {
+        Ok(None)
+    }
     /// Dispatches and submits so far, for `--verbose` reporting (the CPU counts ops as
     /// dispatches and never submits).
     fn counters(&self) -> Counters;

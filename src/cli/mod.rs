@@ -1,5 +1,6 @@
 //! Subcommands: each in its own file, sharing the optimizer flags defined here.
 
+mod bench;
 mod descend;
 mod ewa;
 mod info;
@@ -37,6 +38,8 @@ enum Command {
     Descend(descend::DescendArgs),
     /// Exponentially weighted averages of a series, raw and bias-corrected.
     Ewa(ewa::EwaArgs),
+    /// Benchmarks: optimizer steps (fused vs unfused), matmul GFLOP/s, training epochs.
+    Bench(bench::BenchArgs),
 }
 
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
@@ -166,6 +169,7 @@ pub fn main() -> i32 {
         Command::Replay(a) => replay::run(a),
         Command::Descend(a) => descend::run(a),
         Command::Ewa(a) => ewa::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => 0,

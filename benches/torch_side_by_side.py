@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""PyTorch's figures for the same work as `descent bench`, to run in the same session (not in CI).
+
+    cargo run --release -- bench optim --optimizer adam,adamw --params 1e6,1e7,1e8 --json > /tmp/optim.json
+    cargo run --release -- bench matmul --json > /tmp/matmul.json
+    cargo run --release -- bench epoch --optimizer adam --lr 1e-3 --json > /tmp/epoch.json
+    python3 benches/torch_side_by_side.py --params 1e6,1e7,1e8 --descent /tmp/optim.json /tmp/matmul.json /tmp/epoch.json
+
+Measures, with 2 threads (the machine's cores): torch.optim.Adam / AdamW with fused=True,
+foreach=True and the for-loop, over the same 8-tensor split of the parameters that descent's
+per-tensor variant uses; torch.mm at `descent bench matmul`'s default shapes; and one
+Fashion-MNIST epoch of the 784-128-128-10 MLP with Adam (median of 3 after a warm-up). With
+--descent it prints descent's figure beside each and the ratio (> 1: descent is faster).
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import time
+
+import torch
+
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def tensor_sizes(n, k):
+    """The same split as descent::bench::tensor_sizes."""
+    k = max(1, min(k, n))
+    weights, biases = (k + 1) // 2, k // 2
+    total = sum(0.5**i for i in range(weights))
+    sizes, used = [], 0
+    for i in range(weights):
+        share = max(1, int(n * 0.5**i / total))
+        bias = max(1, int(math.sqrt(share))) if i < biases else 0
+        w = max(1, share - bias)
+        sizes.append(w)
+        used += w
+        if i < biases:
+            sizes.append(bias)
+            used += bias
+    sizes[0] += n - used
+    return sizes
+
+
+def bench_optim(names, sizes, repeats, tensors):
+    rows = []
+    for name in names:
+        cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+        for n in sizes:
+            for variant, kw in [("fused", {"fused": True}), ("foreach", {"foreach": True}), ("for-loop", {"foreach": False})]:
+                params = [torch.rand(s, requires_grad=True) for s in tensor_sizes(n, tensors)]
+                for p in params:
+                    p.grad = torch.rand_like(p) * 1e-2
+                opt = cls(params, lr=1e-3, **kw)
+                for _ in range(2):
+                    opt.step()
+                ts = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    opt.step()
+                    ts.append(time.perf_counter() - t)
+                ms = median(ts) * 1e3
+                rows.append({"optimizer": name, "variant": variant, "params": n, "median_ms": ms, "gb_per_s": 28 * n / (ms * 1e-3) / 1e9})
+                del opt, params
+    return rows
+
+
+SHAPES = [
+    ("nt", 64, 784, 128), ("nt", 64, 128, 128), ("nt", 64, 128, 10), ("tn", 128, 64, 784), ("tn", 128, 64, 128),
+    ("nn", 64, 128, 128), ("nt", 256, 784, 128), ("nn", 1024, 1024, 1024), ("nn", 2048, 2048, 2048),
+]
+
+
+def bench_mm(repeats):
+    rows = []
+    for form, m, k, n in SHAPES:
+        a = torch.rand(k, m).t() if form == "tn" else torch.rand(m, k)
+        b = torch.rand(n, k).t() if form == "nt" else torch.rand(k, n)
+        out = torch.empty(m, n)
+        inner = max(1, int(2e8 / (2 * m * k * n)))
+        torch.mm(a, b, out=out)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(inner):
+                torch.mm(a, b, out=out)
+            ts.append((time.perf_counter() - t) / inner)
+        ms = median(ts) * 1e3
+        rows.append({"form": form, "m": m, "k": k, "n": n, "median_ms": ms, "gflop_per_s": 2 * m * k * n / (ms * 1e-3) / 1e9})
+    return rows
+
+
+def load_fashion():
+    d = "/usr/share/datasets/fashion-mnist"
+
+    def read(name, offset):
+        with gzip.open(os.path.join(d, name)) as f:
+            return f.read()[offset:]
+
+    try:
+        x = torch.frombuffer(bytearray(read("train-images-idx3-ubyte.gz", 16)), dtype=torch.uint8).float().div(255).view(-1, 784)
+        y = torch.frombuffer(bytearray(read("train-labels-idx1-ubyte.gz", 8)), dtype=torch.uint8).long()
+        return x, y, "Fashion-MNIST"
+    except OSError:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(60000, 784, generator=g), torch.randint(0, 10, (60000,), generator=g), "random data (Fashion-MNIST not found)"
+
+
+def bench_epoch(batch, epochs, fused):
+    x, y, source = load_fashion()
+    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    times = []
+    for e in range(epochs + 1):
+        t = time.perf_counter()
+        perm = torch.randperm(x.shape[0])
+        for i in range(0, x.shape[0], batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+        if e > 0:
+            times.append(time.perf_counter() - t)
+    return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--params", default="1e6,1e7")
+    ap.add_argument("--optimizers", default="adam,adamw")
+    ap.add_argument("--tensors", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--skip", default="", help="comma-separated: optim,matmul,epoch")
+    ap.add_argument("--descent", nargs="*", default=[], help="JSON files written by descent bench … --json")
+    a = ap.parse_args()
+    skip = set(a.skip.split(","))
+    ours = {"optim": [], "matmul": [], "epoch": None}
+    for path in a.descent:
+        with open(path) as f:
+            d = json.load(f)
+        if "median_s" in d:
+            ours["epoch"] = d
+        elif d.get("results") and "optimizer" in d["results"][0]:
+            ours["optim"] += d["results"]
+        elif d.get("results"):
+            ours["matmul"] += d["results"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if "optim" not in skip:
+        sizes = [int(float(s)) for s in a.params.split(",")]
+        print(f"\n{'optimizer':<7} {'torch variant':<9} {'params':>10} {'torch ms':>9} {'GB/s':>6} | {'descent fused_multi_tensor ms':>30} {'ratio':>6}")
+        for r in bench_optim(a.optimizers.split(","), sizes, a.repeats, a.tensors):
+            mine = [o for o in ours["optim"] if o["optimizer"] == r["optimizer"] and o["params"] == r["params"] and o["variant"] == "fused_multi_tensor"]
+            extra = f"{mine[0]['median_ms']:>30.3f} {r['median_ms'] / mine[0]['median_ms']:>6.2f}" if mine else ""
+            print(f"{r['optimizer']:<7} {r['variant']:<9} {r['params']:>10} {r['median_ms']:>9.3f} {r['gb_per_s']:>6.1f} | {extra}")
+    if "matmul" not in skip:
+        print(f"\n{'form':<4} {'m':>5} {'k':>5} {'n':>5} {'torch GFLOP/s':>14} | {'descent GFLOP/s':>16} {'ratio':>6}")
+        for r in bench_mm(a.repeats):
+            mine = [o for o in ours["matmul"] if (o["form"], o["m"], o["k"], o["n"]) == (r["form"], r["m"], r["k"], r["n"])]
+            extra = f"{mine[0]['gflop_per_s']:>16.1f} {mine[0]['gflop_per_s'] / r['gflop_per_s']:>6.2f}" if mine else ""
+            print(f"{r['form']:<4} {r['m']:>5} {r['k']:>5} {r['n']:>5} {r['gflop_per_s']:>14.1f} | {extra}")
+    if "epoch" not in skip:
+        for fused in (False, True):
+            r = bench_epoch(a.batch_size, 3, fused)
+            extra = ""
+            if ours["epoch"]:
+                extra = f" | descent {ours['epoch']['median_s']:.3f} s, ratio {r['median_s'] / ours['epoch']['median_s']:.2f}"
+            print(f"\nepoch ({r['source']}, Adam fused={fused}, batch {r['batch_size']}): median {r['median_s']:.3f} s (min {r['min_s']:.3f}, max {r['max_s']:.3f}){extra}")
+
+
+if __name__ == "__main__":
+    main()

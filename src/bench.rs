@@ -1,0 +1,496 @@
+//! Benchmarks behind `descent bench`: optimizer steps in three variants, the device's own
+//! copy and streaming bandwidth, matmul GFLOP/s and training epochs.
+//!
+//! Timings are medians over repeats after warm-up. On a GPU with timestamp queries the time is
+//! the device's own clock around the recorded work; otherwise (and on the CPU) it is the wall
+//! time of running the work and waiting for it. Each result says which.
+
+use crate::backend::{BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
+use crate::optim::{OptimConfig, OptimKind, OptimStep, Optimizer, Schedule};
+use crate::rng::Rng;
+use crate::tensor::View;
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Median, min and max of repeated timings, in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    /// "gpu_timestamps" or "wall_clock".
+    pub clock: &'static str,
+}
+
+impl Timing {
+    pub fn from_ms(mut v: Vec<f64>, clock: &'static str) -> Timing {
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { 0.5 * (v[v.len() / 2 - 1] + v[v.len() / 2]) };
+        Timing { median_ms: median, min_ms: v[0], max_ms: v[v.len() - 1], clock }
+    }
+}
+
+/// Time `work` (which records or runs device work) `repeats` times after `warmup` runs.
+pub fn time(dev: &mut Device, warmup: usize, repeats: usize, mut work: impl FnMut(&mut Device)) -> Result<Timing> {
+    if repeats == 0 {
+        bail!("at least one repeat is needed");
+    }
+    for _ in 0..warmup {
+        work(dev);
+    }
+    dev.sync()?;
+    let mut ms = Vec::with_capacity(repeats);
+    let mut clock = "wall_clock";
+    for _ in 0..repeats {
+        let timed = dev.timer_start();
+        let t0 = Instant::now();
+        work(dev);
+        if timed {
+            dev.timer_stop();
+        }
+        dev.sync()?;
+        let wall = t0.elapsed().as_secs_f64();
+        match dev.timer_read()? {
+            Some(s) if timed => {
+                clock = "gpu_timestamps";
+                ms.push(s * 1e3);
+            }
+            _ => ms.push(wall * 1e3),
+        }
+    }
+    Ok(Timing::from_ms(ms, clock))
+}
+
+/// Memory bandwidth the device reaches by itself, read + write bytes counted.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bandwidth {
+    /// Buffer-to-buffer copy (copy_buffer_to_buffer on the GPU, a parallel memcpy on the CPU).
+    pub copy_gb_per_s: f64,
+    /// An in-place streaming kernel `a = 2a` (CPU: rayon over the buffer) or, on the GPU, a
+    /// scale kernel from one buffer into another.
+    pub streaming_gb_per_s: f64,
+}
+
+/// Measure copy and streaming bandwidth over `n` floats.
+pub fn bandwidth(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth> {
+    let bytes = 8.0 * n as f64;
+    let gbps = |t: &Timing| bytes / (t.median_ms * 1e-3) / 1e9;
+    let a = dev.alloc(n)?;
+    let b = dev.alloc(n)?;
+    dev.fill(a, 1.0);
+    dev.fill(b, 0.0);
+    let copy = time(dev, 1, repeats, |d| d.copy(a, b))?;
+    let streaming = if dev.is_gpu() {
+        time(dev, 1, repeats, |d| d.unary(UnaryOp::Scale(2.0), a, b))?
+    } else {
+        // In place on host memory, the way the rayon backend runs its optimizer passes.
+        let mut host = vec![1.0f32; n];
+        let mut ms = Vec::new();
+        for r in 0..=repeats {
+            let t0 = Instant::now();
+            host.par_chunks_mut(1 << 15).for_each(|c| c.iter_mut().for_each(|x| *x *= 0.5));
+            if r > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        std::hint::black_box(&host);
+        Timing::from_ms(ms, "wall_clock")
+    };
+    dev.release(a);
+    dev.release(b);
+    Ok(Bandwidth { copy_gb_per_s: gbps(&copy), streaming_gb_per_s: gbps(&streaming) })
+}
+
+/// The optimizers `descent bench optim` knows, with the settings benchmarked.
+pub const BENCH_OPTIMIZERS: [&str; 5] = ["adam", "adamw", "sgd", "rmsprop", "adagrad"];
+
+/// PyTorch's defaults, except SGD with momentum 0.9 (the usual way it is run).
+pub fn bench_config(name: &str) -> Result<OptimConfig> {
+    if !BENCH_OPTIMIZERS.contains(&name) {
+        bail!("descent bench optim: unknown optimizer '{name}': use one of {} or all", BENCH_OPTIMIZERS.join(", "));
+    }
+    let mut c = OptimConfig::defaults(name)?;
+    if name == "sgd" {
+        c.lr = 0.01;
+        c.momentum = 0.9;
+    }
+    Ok(c)
+}
+
+/// How an optimizer step is issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// One fused kernel over the whole arena.
+    FusedMultiTensor,
+    /// One fused kernel per parameter tensor.
+    FusedPerTensor,
+    /// One elementwise kernel per arithmetic operation of the formula.
+    Unfused,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::FusedMultiTensor, Variant::FusedPerTensor, Variant::Unfused];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::FusedMultiTensor => "fused_multi_tensor",
+            Variant::FusedPerTensor => "fused_per_tensor",
+            Variant::Unfused => "unfused",
+        }
+    }
+}
+
+/// Split `n` parameters into `k` tensors shaped like an MLP's: weight matrices of decreasing
+/// size, each followed by its bias (about √ of the weight's size), summing exactly to `n`.
+pub fn tensor_sizes(n: usize, k: usize) -> Vec<usize> {
+    let k = k.clamp(1, n.max(1));
+    let weights = k.div_ceil(2);
+    let biases = k / 2;
+    // Weight i gets a share ∝ 2^-i of the arena.
+    let total: f64 = (0..weights).map(|i| 0.5f64.powi(i as i32)).sum();
+    let mut sizes = Vec::with_capacity(k);
+    let mut used = 0;
+    for i in 0..weights {
+        let share = ((n as f64 * 0.5f64.powi(i as i32) / total) as usize).max(1);
+        let bias = if i < biases { ((share as f64).sqrt() as usize).max(1) } else { 0 };
+        let w = share.saturating_sub(bias).max(1);
+        sizes.push(w);
+        used += w;
+        if i < biases {
+            sizes.push(bias);
+            used += bias;
+        }
+    }
+    // Give the rounding remainder to (or take it from) the first, largest tensor.
+    if used > n {
+        sizes[0] -= used - n;
+    } else {
+        sizes[0] += n - used;
+    }
+    sizes
+}
+
+/// The unfused baseline: the optimizer's formula as separate elementwise kernels from the op
+/// set, out of place (state and parameters ping-pong between two buffers), the way an eager
+/// framework without fused optimizers runs it. Covers the settings of [`bench_config`].
+pub struct Unfused {
+    config: OptimConfig,
+    step: u64,
+    /// Current and next buffer of the parameters and of each state slot.
+    pub params: [View; 2],
+    pub state: Vec<[View; 2]>,
+    temps: [View; 3],
+}
+
+impl Unfused {
+    pub fn new(dev: &mut Device, config: &OptimConfig, params: &[f32]) -> Result<Unfused> {
+        let n = params.len();
+        let supported =
+            matches!(config.kind(), OptimKind::Adam | OptimKind::Rmsprop | OptimKind::Adagrad | OptimKind::Sgd)
+                && !config.amsgrad
+                && !config.centered
+                && !config.nesterov
+                && config.dampening == 0.0
+                && (config.kind() != OptimKind::Rmsprop || config.momentum == 0.0)
+                && (config.kind() != OptimKind::Sgd || config.momentum > 0.0)
+                && (config.weight_decay == 0.0 || config.name == "adamw");
+        if !supported {
+            bail!("the unfused baseline covers the benchmark settings only, not {config:?}");
+        }
+        let two = |dev: &mut Device| -> Result<[View; 2]> { Ok([dev.alloc(n)?, dev.alloc(n)?]) };
+        let p = two(dev)?;
+        dev.write(p[0], params)?;
+        let mut state = Vec::new();
+        for _ in config.state_names() {
+            let s = two(dev)?;
+            dev.fill(s[0], config.state_init());
+            state.push(s);
+        }
+        let temps = [dev.alloc(n)?, dev.alloc(n)?, dev.alloc(n)?];
+        Ok(Unfused { config: config.clone(), step: 0, params: p, state, temps })
+    }
+
+    /// One step from `g`: every operation its own kernel.
+    pub fn step(&mut self, dev: &mut Device, g: View) {
+        use BinaryOp::*;
+        use UnaryOp::*;
+        self.step += 1;
+        let c = &self.config;
+        let t = self.step as i32;
+        let lr = c.lr as f32;
+        let [t1, t2, t3] = self.temps;
+        let [p, p_next] = self.params;
+        match c.kind() {
+            OptimKind::Sgd => {
+                let [buf, buf_next] = self.state[0];
+                if self.step == 1 {
+                    dev.copy(g, buf_next);
+                } else {
+                    dev.unary(Scale(c.momentum as f32), buf, t1);
+                    dev.binary(Add, t1, g, buf_next);
+                }
+                dev.unary(Scale(-lr), buf_next, t1);
+                dev.binary(Add, p, t1, p_next);
+            }
+            OptimKind::Adam => {
+                let ([m, m_next], [v, v_next]) = (self.state[0], self.state[1]);
+                let (b1, b2) = (c.betas.0 as f32, c.betas.1 as f32);
+                let src = if c.name == "adamw" {
+                    dev.unary(Scale(1.0 - lr * c.weight_decay as f32), p, t3);
+                    t3
+                } else {
+                    p
+                };
+                dev.unary(Scale(b1), m, t1);
+                dev.unary(Scale(1.0 - b1), g, t2);
+                dev.binary(Add, t1, t2, m_next);
+                dev.binary(Mul, g, g, t1);
+                dev.unary(Scale(1.0 - b2), t1, t2);
+                dev.unary(Scale(b2), v, t1);
+                dev.binary(Add, t1, t2, v_next);
+                let bc1 = 1.0 - (c.betas.0).powi(t);
+                let bc2 = 1.0 - (c.betas.1).powi(t);
+                dev.unary(Pow(0.5), v_next, t1);
+                dev.unary(Scale((1.0 / bc2.sqrt()) as f32), t1, t2);
+                dev.unary(AddScalar(c.eps as f32), t2, t1);
+                dev.binary(Div, m_next, t1, t2);
+                dev.unary(Scale((-c.lr / bc1) as f32), t2, t1);
+                dev.binary(Add, src, t1, p_next);
+            }
+            OptimKind::Rmsprop => {
+                let [v, v_next] = self.state[0];
+                let alpha = c.alpha as f32;
+                dev.binary(Mul, g, g, t1);
+                dev.unary(Scale(1.0 - alpha), t1, t2);
+                dev.unary(Scale(alpha), v, t1);
+                dev.binary(Add, t1, t2, v_next);
+                dev.unary(Pow(0.5), v_next, t1);
+                dev.unary(AddScalar(c.eps as f32), t1, t2);
+                dev.binary(Div, g, t2, t1);
+                dev.unary(Scale(-lr), t1, t2);
+                dev.binary(Add, p, t2, p_next);
+            }
+            OptimKind::Adagrad => {
+                let [s, s_next] = self.state[0];
+                let clr = c.lr / (1.0 + (self.step - 1) as f64 * c.lr_decay);
+                dev.binary(Mul, g, g, t1);
+                dev.binary(Add, s, t1, s_next);
+                dev.unary(Pow(0.5), s_next, t1);
+                dev.unary(AddScalar(c.eps as f32), t1, t2);
+                dev.binary(Div, g, t2, t1);
+                dev.unary(Scale(-clr as f32), t1, t2);
+                dev.binary(Add, p, t2, p_next);
+            }
+            OptimKind::LectureMomentum => unreachable!("rejected in Unfused::new"),
+        }
+        self.params.swap(0, 1);
+        for s in &mut self.state {
+            s.swap(0, 1);
+        }
+    }
+
+    pub fn release(self, dev: &mut Device) {
+        for v in self.params.into_iter().chain(self.state.into_iter().flatten()).chain(self.temps) {
+            dev.release(v);
+        }
+    }
+}
+
+/// One row of `descent bench optim`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OptimResult {
+    pub optimizer: String,
+    pub variant: Variant,
+    pub params: usize,
+    pub tensors: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub clock: &'static str,
+    /// Bytes the fused kernel must move per parameter (reads + writes).
+    pub bytes_per_param: usize,
+    /// bytes_per_param × params / median time (the unfused variant moves more than that; this
+    /// is the useful rate, so variants compare directly).
+    pub gb_per_s: f64,
+    pub fraction_of_copy_bw: f64,
+    pub fraction_of_streaming_bw: f64,
+}
+
+/// Time one optimizer variant on `n` random parameters and gradients.
+pub fn bench_optim(
+    dev: &mut Device,
+    name: &str,
+    variant: Variant,
+    n: usize,
+    tensors: usize,
+    bw: &Bandwidth,
+    repeats: usize,
+) -> Result<OptimResult> {
+    let config = bench_config(name)?;
+    let mut rng = Rng::new(n as u64);
+    let init = rng.uniform_vec(n, -1.0, 1.0);
+    let gr = rng.uniform_vec(n, -1e-2, 1e-2);
+    let grads = dev.upload(&gr)?;
+    let timing = match variant {
+        Variant::FusedMultiTensor | Variant::FusedPerTensor => {
+            let params = dev.upload(&init)?;
+            let mut opt = Optimizer::new(dev, config.clone(), Schedule::Constant, n)?;
+            let sizes = if variant == Variant::FusedMultiTensor { vec![n] } else { tensor_sizes(n, tensors) };
+            let t = time(dev, 2, repeats, |d| {
+                opt.step += 1;
+                let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr);
+                let mut off = 0;
+                for &len in &sizes {
+                    d.optim_step(&k, params.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));
+                    off += len;
+                }
+            })?;
+            opt.release(dev);
+            dev.release(params);
+            t
+        }
+        Variant::Unfused => {
+            let mut u = Unfused::new(dev, &config, &init)?;
+            let t = time(dev, 2, repeats, |d| u.step(d, grads))?;
+            u.release(dev);
+            t
+        }
+    };
+    dev.release(grads);
+    let bpp = config.bytes_per_param();
+    let gbps = (bpp * n) as f64 / (timing.median_ms * 1e-3) / 1e9;
+    Ok(OptimResult {
+        optimizer: name.to_string(),
+        variant,
+        params: n,
+        tensors: if variant == Variant::FusedPerTensor { tensor_sizes(n, tensors).len() } else { 1 },
+        median_ms: timing.median_ms,
+        min_ms: timing.min_ms,
+        max_ms: timing.max_ms,
+        clock: timing.clock,
+        bytes_per_param: bpp,
+        gb_per_s: gbps,
+        fraction_of_copy_bw: gbps / bw.copy_gb_per_s,
+        fraction_of_streaming_bw: gbps / bw.streaming_gb_per_s,
+    })
+}
+
+/// A matmul shape to benchmark, with what it is in the MLP.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatmulShape {
+    pub label: String,
+    pub form: &'static str,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// The 784-128-128-10 MLP's matmuls at batch 64 (forward, dW, dX) and two square sizes.
+pub fn default_matmul_shapes() -> Vec<MatmulShape> {
+    let s = |label: &str, form, m, k, n| MatmulShape { label: label.into(), form, m, k, n };
+    vec![
+        s("fwd layer 1 (x·W1ᵀ)", "nt", 64, 784, 128),
+        s("fwd layer 2", "nt", 64, 128, 128),
+        s("fwd layer 3", "nt", 64, 128, 10),
+        s("dW1 (dZᵀ·x)", "tn", 128, 64, 784),
+        s("dW2", "tn", 128, 64, 128),
+        s("dX2 (dZ·W)", "nn", 64, 128, 128),
+        s("fwd layer 1, batch 256", "nt", 256, 784, 128),
+        s("1024³", "nn", 1024, 1024, 1024),
+        s("2048³", "nn", 2048, 2048, 2048),
+    ]
+}
+
+/// Parse `nt:64x784x128` (form optional, default nn).
+pub fn parse_matmul_shape(s: &str) -> Result<MatmulShape> {
+    let (form, dims) = match s.split_once(':') {
+        Some((f, d)) => (f.to_ascii_lowercase(), d),
+        None => ("nn".to_string(), s),
+    };
+    let form: &'static str = match form.as_str() {
+        "nn" => "nn",
+        "nt" => "nt",
+        "tn" => "tn",
+        _ => bail!("--shapes {s}: the form must be nn, nt or tn"),
+    };
+    let v: Vec<usize> = dims
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--shapes {s}: expected FORM:MxKxN such as nt:64x784x128"))?;
+    match v.as_slice() {
+        [m, k, n] if *m > 0 && *k > 0 && *n > 0 => Ok(MatmulShape { label: s.to_string(), form, m: *m, k: *k, n: *n }),
+        _ => bail!("--shapes {s}: expected FORM:MxKxN with sizes >= 1"),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MatmulResult {
+    #[serde(flatten)]
+    pub shape: MatmulShape,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub clock: &'static str,
+    pub gflop_per_s: f64,
+}
+
+pub fn bench_matmul(dev: &mut Device, shape: &MatmulShape, repeats: usize) -> Result<MatmulResult> {
+    let (m, k, n) = (shape.m, shape.k, shape.n);
+    let form = match shape.form {
+        "nt" => Form::NT,
+        "tn" => Form::TN,
+        _ => Form::NN,
+    };
+    let mut rng = Rng::new(1);
+    let mut rand = |len: usize| rng.uniform_vec(len, -1.0, 1.0);
+    let a = dev.upload(&rand(m * k))?;
+    let b = dev.upload(&rand(k * n))?;
+    let out = dev.alloc(m * n)?;
+    let d = Dims { m, k, n };
+    let t = time(dev, 2, repeats, |dv| dv.matmul(form, d, a, b, out, &Epilogue::default()))?;
+    for v in [a, b, out] {
+        dev.release(v);
+    }
+    let flops = 2.0 * (m * k * n) as f64;
+    Ok(MatmulResult {
+        shape: shape.clone(),
+        median_ms: t.median_ms,
+        min_ms: t.min_ms,
+        max_ms: t.max_ms,
+        clock: t.clock,
+        gflop_per_s: flops / (t.median_ms * 1e-3) / 1e9,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_sizes_sum_to_the_arena() {
+        for (n, k) in [(1_000_000, 8), (10, 3), (1, 4), (101_770, 6), (7, 1)] {
+            let s = tensor_sizes(n, k);
+            assert_eq!(s.iter().sum::<usize>(), n, "{n} in {k}: {s:?}");
+            assert!(s.iter().all(|&x| x > 0), "{s:?}");
+        }
+        assert_eq!(tensor_sizes(1_000_000, 8).len(), 8);
+    }
+
+    #[test]
+    fn timing_median() {
+        let t = Timing::from_ms(vec![3.0, 1.0, 2.0, 10.0], "wall_clock");
+        assert_eq!((t.median_ms, t.min_ms, t.max_ms), (2.5, 1.0, 10.0));
+    }
+
+    #[test]
+    fn matmul_shapes_parse() {
+        let s = parse_matmul_shape("NT:64x784x128").unwrap();
+        assert_eq!((s.form, s.m, s.k, s.n), ("nt", 64, 784, 128));
+        assert!(parse_matmul_shape("xx:1x2x3").is_err());
+        assert!(parse_matmul_shape("nn:0x2x3").is_err());
+    }
+}

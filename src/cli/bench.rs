@@ -1,0 +1,300 @@
+//! `descent bench optim|matmul|epoch`: the figures of BENCHMARKS.md, as a table or JSON.
+
+use super::{parse_list, usage, OptimArgs};
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use descent::backend::{Act, Device, DeviceChoice};
+use descent::bench::{self, Variant, BENCH_OPTIMIZERS};
+use descent::train::{TrainConfig, Trainer};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
+pub enum BenchWhat {
+    /// Time optimizer steps: fused over the whole arena, fused per tensor, and unfused.
+    Optim(OptimBench),
+    /// GFLOP/s of the three matmul forms at the MLP's shapes and at 1024³ / 2048³.
+    Matmul(MatmulBench),
+    /// Seconds per training epoch (data in device memory, evaluation excluded).
+    Epoch(EpochBench),
+}
+
+#[derive(Args)]
+pub struct OptimBench {
+    /// adam, adamw, sgd (momentum 0.9), rmsprop, adagrad, or all; comma-separated.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Parameter counts, e.g. 1e6,1e7,1e8.
+    #[arg(long, default_value = "1e6,1e7")]
+    pub params: String,
+    /// cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Tensors the arena is split into for the per-tensor variant (an MLP's layers).
+    #[arg(long, default_value_t = 8)]
+    pub tensors: usize,
+    /// Timed repeats per row (after 2 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    pub repeats: usize,
+    /// Variants: fused_multi_tensor, fused_per_tensor, unfused (default: all three).
+    #[arg(long)]
+    pub variants: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct MatmulBench {
+    /// cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Shapes as FORM:MxKxN (form nn, nt or tn), e.g. nt:64x784x128,nn:1024x1024x1024.
+    #[arg(long)]
+    pub shapes: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub repeats: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EpochBench {
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value = "128,128")]
+    pub hidden: String,
+    /// Timed epochs after one warm-up epoch (at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchWhat::Optim(o) => optim(o),
+        BenchWhat::Matmul(m) => matmul(m),
+        BenchWhat::Epoch(e) => epoch(e),
+    }
+}
+
+fn open(device: &str) -> Result<Device> {
+    let choice = usage(DeviceChoice::parse(device))?;
+    if choice == DeviceChoice::Auto {
+        return usage(Err(anyhow::anyhow!("benchmarks name their device: use --device cpu or --device gpu")));
+    }
+    let dev = Device::select(choice)?;
+    if let Some(n) = &dev.notice {
+        eprintln!("{n}");
+    }
+    Ok(dev)
+}
+
+/// "1e7" or "10000000".
+fn parse_count(s: &str) -> Result<usize> {
+    let v: f64 = s.trim().parse().map_err(|_| anyhow::anyhow!("--params: '{s}' is not a number"))?;
+    if !((1.0..=4e9).contains(&v) && v.fract() == 0.0) {
+        bail!("--params: '{s}' must be a whole number from 1 to 4e9");
+    }
+    Ok(v as usize)
+}
+
+fn optim(a: OptimBench) -> Result<()> {
+    let (names, sizes, variants) = usage((|| {
+        let names: Vec<String> = if a.optimizer == "all" {
+            BENCH_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
+        } else {
+            parse_list(&a.optimizer, "--optimizer")?
+        };
+        for n in &names {
+            bench::bench_config(n)?;
+        }
+        let sizes = a.params.split(',').map(parse_count).collect::<Result<Vec<_>>>()?;
+        let variants = match &a.variants {
+            None => Variant::ALL.to_vec(),
+            Some(v) => v
+                .split(',')
+                .map(|x| {
+                    Variant::ALL.into_iter().find(|v| v.name() == x.trim()).ok_or_else(|| {
+                        anyhow::anyhow!("--variants: '{x}' is not fused_multi_tensor, fused_per_tensor or unfused")
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        if a.tensors == 0 || a.repeats == 0 {
+            bail!("--tensors and --repeats must be at least 1");
+        }
+        Ok((names, sizes, variants))
+    })())?;
+    let mut dev = open(&a.device)?;
+    let largest = *sizes.iter().max().unwrap_or(&1);
+    let bw = bench::bandwidth(&mut dev, largest.max(1 << 24), a.repeats.min(10))?;
+    if !a.json {
+        println!("device: {}", dev.describe());
+        println!(
+            "memory: copy {:.1} GB/s, streaming {:.1} GB/s (read + write bytes over {} floats)",
+            bw.copy_gb_per_s,
+            bw.streaming_gb_per_s,
+            largest.max(1 << 24)
+        );
+        println!(
+            "{:<8} {:<19} {:>11} {:>7} {:>10} {:>10} {:>10} {:>5} {:>8} {:>7} {:>7}",
+            "optim", "variant", "params", "tensors", "median ms", "min ms", "max ms", "B/p", "GB/s", "%copy", "%stream"
+        );
+    }
+    let mut rows = Vec::new();
+    for name in &names {
+        for &n in &sizes {
+            let mut fused_ms = None;
+            for &v in &variants {
+                let r = bench::bench_optim(&mut dev, name, v, n, a.tensors, &bw, a.repeats)?;
+                if !a.json {
+                    println!(
+                        "{:<8} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>8.1} {:>6.0}% {:>6.0}%{}",
+                        r.optimizer,
+                        v.name(),
+                        r.params,
+                        r.tensors,
+                        r.median_ms,
+                        r.min_ms,
+                        r.max_ms,
+                        r.bytes_per_param,
+                        r.gb_per_s,
+                        100.0 * r.fraction_of_copy_bw,
+                        100.0 * r.fraction_of_streaming_bw,
+                        if r.clock == "gpu_timestamps" {
+                            ""
+                        } else if dev.is_gpu() {
+                            "  (wall clock)"
+                        } else {
+                            ""
+                        }
+                    );
+                    if v == Variant::FusedMultiTensor {
+                        fused_ms = Some(r.median_ms);
+                    }
+                    if let (Variant::Unfused, Some(f)) = (v, fused_ms) {
+                        println!("{:<8} fused is {:.1}× faster than unfused", "", r.median_ms / f);
+                    }
+                }
+                rows.push(r);
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "device": {"name": dev.describe(), "gpu": dev.is_gpu()},
+                "copy_gb_per_s": bw.copy_gb_per_s,
+                "streaming_gb_per_s": bw.streaming_gb_per_s,
+                "results": rows,
+            })
+        );
+    }
+    Ok(())
+}
+
+fn matmul(a: MatmulBench) -> Result<()> {
+    let shapes = usage(match &a.shapes {
+        Some(s) => s.split(',').map(bench::parse_matmul_shape).collect::<Result<Vec<_>>>(),
+        None => Ok(bench::default_matmul_shapes()),
+    })?;
+    if a.repeats == 0 {
+        return usage(Err(anyhow::anyhow!("--repeats must be at least 1")));
+    }
+    let mut dev = open(&a.device)?;
+    if !a.json {
+        println!("device: {}", dev.describe());
+        println!(
+            "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9}",
+            "shape", "form", "m", "k", "n", "median ms", "min ms", "max ms", "GFLOP/s"
+        );
+    }
+    let mut rows = Vec::new();
+    for s in &shapes {
+        let r = bench::bench_matmul(&mut dev, s, a.repeats)?;
+        if !a.json {
+            println!(
+                "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10.4} {:>10.4} {:>10.4} {:>9.1}",
+                s.label, s.form, s.m, s.k, s.n, r.median_ms, r.min_ms, r.max_ms, r.gflop_per_s
+            );
+        }
+        rows.push(r);
+    }
+    if a.json {
+        println!("{}", json!({"device": {"name": dev.describe(), "gpu": dev.is_gpu()}, "results": rows}));
+    }
+    Ok(())
+}
+
+fn epoch(a: EpochBench) -> Result<()> {
+    let config = usage((|| {
+        if a.epochs < 3 {
+            bail!("--epochs {}: the median needs at least 3 timed epochs", a.epochs);
+        }
+        let c = TrainConfig {
+            epochs: a.epochs + 1,
+            batch_size: a.batch_size,
+            seed: 0,
+            hidden: parse_list(&a.hidden, "--hidden")?,
+            act: Act::Relu,
+            optimizer: a.optim.config()?,
+            schedule: a.optim.schedule()?,
+            eval_batch: 1000,
+        };
+        c.validate()?;
+        Ok(c)
+    })())?;
+    let data = descent::data::load_idx_dataset(&a.dataset, a.data_dir.as_deref())?;
+    let dev = open(&a.device)?;
+    let device = dev.describe();
+    let mut t = Trainer::new(dev, &data, config)?;
+    let rows = data.train.rows;
+    if !a.json {
+        println!("data: {}", data.source);
+        println!("device: {device}");
+        println!("warm-up epoch …");
+    }
+    t.train_epoch(|_, _, _| {}, 0)?;
+    let mut secs = Vec::new();
+    for e in 0..a.epochs {
+        let (_, _, s) = t.train_epoch(|_, _, _| {}, 0)?;
+        if !a.json {
+            println!("epoch {}: {s:.3} s", e + 1);
+        }
+        secs.push(s * 1e3);
+    }
+    let tm = bench::Timing::from_ms(secs, "wall_clock");
+    let (median, min, max) = (tm.median_ms / 1e3, tm.min_ms / 1e3, tm.max_ms / 1e3);
+    let sps = rows as f64 / median;
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "median_s": median, "min_s": min, "max_s": max, "samples_per_s": sps,
+                "batch_size": a.batch_size, "device": device, "optimizer": a.optim.optimizer,
+                "epochs": a.epochs, "samples": rows,
+            })
+        );
+    } else {
+        println!("median {median:.3} s (min {min:.3}, max {max:.3}), {sps:.0} samples/s, batch {}", a.batch_size);
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `descent bench`: the unfused baseline computes what the fused kernels compute (so the
+//! speedup compares like with like), and the JSON schemas users script against stay put.
+//! No timing is asserted.
+
+mod common;
+
+use descent::backend::Device;
+use descent::bench::{bench_config, Unfused, BENCH_OPTIMIZERS};
+use descent::optim::{Optimizer, Schedule};
+use descent::reference::{ABS_TOL, REL_TOL};
+use descent::rng::Rng;
+use serde_json::Value;
+use std::process::Command;
+
+fn unfused_matches_fused(dev: &mut Device) {
+    for name in BENCH_OPTIMIZERS {
+        for n in [1, 7, 1023] {
+            let config = bench_config(name).unwrap();
+            let mut rng = Rng::new(n as u64 + 17);
+            let init = rng.uniform_vec(n, -1.0, 1.0);
+            let params = dev.upload(&init).unwrap();
+            let mut fused = Optimizer::new(dev, config.clone(), Schedule::Constant, n).unwrap();
+            let mut unfused = Unfused::new(dev, &config, &init).unwrap();
+            for _ in 0..3 {
+                let g = dev.upload(&rng.uniform_vec(n, -1.0, 1.0)).unwrap();
+                fused.step(dev, params, g);
+                unfused.step(dev, g);
+                dev.release(g);
+            }
+            let want = dev.read(params).unwrap();
+            let got = dev.read(unfused.params[0]).unwrap();
+            let state = fused.read_state(dev).unwrap();
+            let mut pairs = vec![("params", want, got)];
+            for (k, (slot, v)) in state.into_iter().enumerate() {
+                pairs.push((slot, v, dev.read(unfused.state[k][0]).unwrap()));
+            }
+            for (what, want, got) in pairs {
+                for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+                    // The unfused form rounds differently (sqrt(v)/√bc2 vs sqrt(v/bc2) etc.).
+                    let tol = 10.0 * (ABS_TOL + REL_TOL * w.abs() as f64);
+                    assert!(((w - g).abs() as f64) <= tol, "{name} n={n} {what}[{i}]: fused {w}, unfused {g}");
+                }
+            }
+            fused.release(dev);
+            unfused.release(dev);
+            dev.release(params);
+        }
+    }
+}
+
+#[test]
+fn unfused_baseline_matches_fused_on_cpu() {
+    unfused_matches_fused(&mut Device::cpu());
+}
+
+#[test]
+fn unfused_baseline_matches_fused_on_gpu() {
+    unfused_matches_fused(&mut common::gpu());
+}
+
+fn descent_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
+}
+
+fn number(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {v}"))
+}
+
+#[test]
+fn bench_optim_json_schema() {
+    let v =
+        descent_json(&["bench", "optim", "--optimizer", "adam,sgd", "--params", "1000", "--repeats", "2", "--json"]);
+    assert!(v["device"]["name"].is_string() && number(&v, "copy_gb_per_s") > 0.0);
+    assert!(number(&v, "streaming_gb_per_s") > 0.0);
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "2 optimizers × 3 variants");
+    let variants: Vec<&str> = rows.iter().map(|r| r["variant"].as_str().unwrap()).collect();
+    assert_eq!(&variants[..3], ["fused_multi_tensor", "fused_per_tensor", "unfused"]);
+    for r in rows {
+        for key in ["median_ms", "min_ms", "max_ms", "gb_per_s", "fraction_of_copy_bw", "fraction_of_streaming_bw"] {
+            assert!(number(r, key) > 0.0, "{key} in {r}");
+        }
+        assert!(number(r, "min_ms") <= number(r, "median_ms") && number(r, "median_ms") <= number(r, "max_ms"));
+        assert_eq!(r["params"], 1000);
+        let want = if r["optimizer"] == "adam" { 28 } else { 20 };
+        assert_eq!(r["bytes_per_param"], want, "{r}");
+        assert_eq!(r["clock"], "wall_clock");
+    }
+}
+
+#[test]
+fn bench_matmul_json_schema() {
+    let v = descent_json(&["bench", "matmul", "--shapes", "nt:7x9x5,tn:3x4x5", "--repeats", "2", "--json"]);
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["form"].as_str(), rows[0]["m"].as_u64(), rows[0]["k"].as_u64()),
+        (Some("nt"), Some(7), Some(9))
+    );
+    for r in rows {
+        assert!(number(r, "gflop_per_s") > 0.0 && number(r, "median_ms") > 0.0);
+    }
+}
+
+#[test]
+fn bench_epoch_json_schema() {
+    let subset = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/fashion-mnist-subset");
+    let v = descent_json(&["bench", "epoch", "--data-dir", subset, "--epochs", "3", "--batch-size", "100", "--json"]);
+    for key in ["median_s", "min_s", "max_s", "samples_per_s"] {
+        assert!(number(&v, key) > 0.0, "{key} in {v}");
+    }
+    assert_eq!(v["batch_size"], 100);
+    assert!(v["device"].is_string());
+}
+
+#[test]
+fn bench_rejects_bad_requests() {
+    for (args, says) in [
+        (vec!["bench", "optim", "--params", "0"], "--params"),
+        (vec!["bench", "optim", "--optimizer", "lbfgs"], "unknown optimizer"),
+        (vec!["bench", "optim", "--device", "auto"], "--device cpu or --device gpu"),
+        (vec!["bench", "optim", "--variants", "fast"], "--variants"),
+        (vec!["bench", "matmul", "--shapes", "64x0x3"], "--shapes"),
+        (vec!["bench", "epoch", "--epochs", "2"], "at least 3"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
