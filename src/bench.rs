@@ -86,7 +86,9 @@ pub fn bandwidth(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth
         time(dev, 1, repeats, |d| d.unary(UnaryOp::Scale(2.0), a, b))?
     } else {
         // In place on host memory, the way the rayon backend runs its optimizer passes.
-        let mut host = vec![1.0f32; n];
+        let mut host = Vec::with_capacity(n);
+        crate::backend::cpu::advise_huge_pages(&mut host);
+        host.resize(n, 1.0f32);
         let mut ms = Vec::new();
         for r in 0..=repeats {
             let t0 = Instant::now();

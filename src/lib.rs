@@ -6,9 +6,11 @@
 pub mod autograd;
 pub mod backend;
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod descend;
 pub mod functions;
+pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod parity;

@@ -158,34 +158,64 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))
 }
 
+/// One chart of a figure: title, axis labels and its series.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: &'a [Series],
+    /// Put the legend in the lower right corner (for curves that rise, like accuracy).
+    pub legend_low: bool,
+}
+
 /// A line chart of several series with a legend. Ranges cover every plottable point.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+    line_charts(path, &[Panel { title, x_label, y_label, series, legend_low: false }])
+}
+
+/// Several line charts side by side in one PNG.
+pub fn line_charts(path: &Path, panels: &[Panel]) -> Result<()> {
     check_target(path)?;
     load_font()?;
+    let err = draw_err(path);
+    let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (panel, area) in panels.iter().zip(&areas) {
+        draw_panel(area, panel).map_err(|e| anyhow!("drawing {}: {e:#}", path.display()))?;
+    }
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, p: &Panel) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
+    let series = p.series;
     let all = || series.iter().flat_map(|s| s.points.iter()).filter(|p| plottable(p));
     let (x0, x1) = padded(all().map(|p| p.0)).context("nothing finite to plot")?;
     let (y0, y1) = padded(all().map(|p| p.1)).context("nothing finite to plot")?;
-    let err = draw_err(path);
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 24))
+    let mut chart = ChartBuilder::on(area)
+        .caption(p.title, (FONT, 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(&err)?;
+        .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
+        .x_desc(p.x_label)
+        .y_desc(p.y_label)
         .x_label_formatter(&|v| num(*v))
         .y_label_formatter(&|v| num(*v))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 18))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
-        .map_err(&err)?;
+        .map_err(err)?;
     let mut legend = false;
     for s in series {
         let c = color(s.color);
@@ -193,15 +223,15 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         let style = c.stroke_width(2);
         let drawn = match s.kind {
             Kind::Curve => {
-                chart.draw_series(LineSeries::new(pts, RGBColor(90, 90, 90).stroke_width(2))).map_err(&err)?;
+                chart.draw_series(LineSeries::new(pts, RGBColor(90, 90, 90).stroke_width(2))).map_err(err)?;
                 continue;
             }
-            Kind::Line => chart.draw_series(LineSeries::new(pts, style)).map_err(&err)?,
-            Kind::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 5, style)).map_err(&err)?,
-            Kind::Points => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(&err)?,
+            Kind::Line => chart.draw_series(LineSeries::new(pts, style)).map_err(err)?,
+            Kind::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 5, style)).map_err(err)?,
+            Kind::Points => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?,
             Kind::Path => {
-                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(&err)?;
-                chart.draw_series(LineSeries::new(pts, c.stroke_width(1))).map_err(&err)?
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+                chart.draw_series(LineSeries::new(pts, c.stroke_width(1))).map_err(err)?
             }
         };
         if s.label.is_empty() {
@@ -225,11 +255,10 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
             .label_font((FONT, 15))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if p.legend_low { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
             .draw()
-            .map_err(&err)?;
+            .map_err(err)?;
     }
-    root.present().map_err(&err)?;
     Ok(())
 }
 

@@ -262,7 +262,7 @@ fn epoch(a: EpochBench) -> Result<()> {
         c.validate()?;
         Ok(c)
     })())?;
-    let data = descent::data::load_idx_dataset(&a.dataset, a.data_dir.as_deref())?;
+    let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     let dev = open(&a.device)?;
     let device = dev.describe();
     let mut t = Trainer::new(dev, &data, config)?;

@@ -1,10 +1,12 @@
 //! Subcommands: each in its own file, sharing the optimizer flags defined here.
 
 mod bench;
+mod compare;
 mod descend;
 mod ewa;
 mod info;
 mod parity;
+mod progress;
 mod replay;
 mod train;
 
@@ -38,6 +40,8 @@ enum Command {
     Descend(descend::DescendArgs),
     /// Exponentially weighted averages of a series, raw and bias-corrected.
     Ewa(ewa::EwaArgs),
+    /// The lecture's case studies: every optimizer on one MLP, with metrics files and figures.
+    Compare(compare::CompareArgs),
     /// Benchmarks: optimizer steps (fused vs unfused), matmul GFLOP/s, training epochs.
     Bench(bench::BenchArgs),
 }
@@ -170,6 +174,7 @@ pub fn main() -> i32 {
         Command::Descend(a) => descend::run(a),
         Command::Ewa(a) => ewa::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Compare(a) => compare::run(a),
     };
     match result {
         Ok(()) => 0,

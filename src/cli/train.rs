@@ -1,16 +1,19 @@
 //! `descent train`: one MLP, one optimizer, one line per epoch.
 
+use super::progress::EpochProgress;
 use super::{parse_list, usage, OptimArgs};
 use anyhow::Result;
 use clap::Args;
 use descent::backend::{Act, Device, DeviceChoice};
+use descent::metrics::{Report, RunMetrics};
+use descent::plot::{Kind, Panel, Series};
 use descent::train::{TrainConfig, Trainer};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// fashion-mnist or mnist.
+    /// fashion-mnist, mnist, cifar10 (binary batches or an image tree in --data-dir) or
+    /// folder:PATH (PATH/train/<class>/*.png|jpg and PATH/test/<class>/…).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
     /// Folder with the dataset's files (default: $DESCENT_DATA, the Debian package, the
@@ -37,6 +40,12 @@ pub struct TrainArgs {
     /// Print the parameter layout and per-step dispatch, submit and readback counts.
     #[arg(long)]
     pub verbose: bool,
+    /// Write per-epoch metrics as JSON (the schema of `descent compare`'s metrics.json).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Draw loss and accuracy (train and test) against epoch into this PNG, two panels.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -52,10 +61,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eval_batch: 1000,
         };
         c.validate()?;
+        if let Some(p) = &a.plot {
+            descent::plot::check_png_path(p)?;
+        }
         Ok(c)
     })())?;
     let choice = usage(DeviceChoice::parse(&a.device))?;
-    let data = descent::data::load_idx_dataset(&a.dataset, a.data_dir.as_deref())?;
+    let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     println!("data: {}", data.source);
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
@@ -75,23 +87,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.verbose {
         print!("{}", t.model.arena.describe());
     }
-    let bar = std::io::stderr().is_terminal();
+    let mut report = Report {
+        case: format!("{} {}", data.name, t.opt.config.name),
+        dataset: data.source.clone(),
+        device: t.dev.describe(),
+        batch_size: t.config.batch_size,
+        seed: t.config.seed,
+        runs: vec![RunMetrics::new(&t.opt.config.name, &t.opt.config, &a.optim.hyper.schedule)],
+    };
     for _ in 0..t.config.epochs {
         let before = t.counters();
-        let epochs = t.config.epochs;
-        let epoch = t.epoch + 1;
-        let m = t.run_epoch(
-            |s, n, loss| {
-                if bar {
-                    eprint!("\r  epoch {epoch}/{epochs} step {s}/{n} loss {loss:.4}   ");
-                }
-            },
-            if bar { 50 } else { 0 },
-        )?;
-        if bar {
-            eprint!("\r{:60}\r", "");
-        }
+        let bar = EpochProgress::new(t.epoch + 1, t.config.epochs, t.steps_per_epoch(), t.config.batch_size);
+        let every = bar.every();
+        let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), every)?;
+        bar.finish();
         println!("{}", m.line(t.config.epochs));
+        report.runs[0].epochs.push(m);
+        if let Some(path) = &a.metrics {
+            report.write_json(path)?;
+        }
         if a.verbose {
             let after = t.counters();
             let steps = t.steps_per_epoch() as f64;
@@ -102,6 +116,40 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 after.bytes_read_back - before.bytes_read_back
             );
         }
+    }
+    if let Some(path) = &a.plot {
+        let run = &report.runs[0];
+        let pts =
+            |f: fn(&descent::train::EpochMetrics) -> f64| run.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect();
+        let loss = [
+            Series::new("train", pts(|e| e.train_loss), Kind::Path, 0),
+            Series::new("test", pts(|e| e.test_loss), Kind::Path, 1),
+        ];
+        let acc = [
+            Series::new("train", pts(|e| e.train_accuracy), Kind::Path, 0),
+            Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
+        ];
+        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.opt.config.lr);
+        descent::plot::line_charts(
+            path,
+            &[
+                Panel {
+                    title: &format!("{title}: loss"),
+                    x_label: "epoch",
+                    y_label: "loss",
+                    series: &loss,
+                    legend_low: false,
+                },
+                Panel {
+                    title: &format!("{title}: accuracy"),
+                    x_label: "epoch",
+                    y_label: "accuracy",
+                    series: &acc,
+                    legend_low: true,
+                },
+            ],
+        )?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Datasets held in memory as bytes (u8 pixels, u8 labels), as the devices keep them too:
 //! a batch is gathered and scaled to [0, 1] by a kernel.
 
+pub mod cifar;
+pub mod folder;
 pub mod idx;
 
 use anyhow::{bail, Result};
@@ -25,7 +27,69 @@ pub struct Dataset {
     pub test: Split,
 }
 
-pub const DATASET_NAMES: [&str; 2] = ["fashion-mnist", "mnist"];
+pub const DATASET_NAMES: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "folder:PATH"];
+
+/// CIFAR-10's classes in label order (also their sorted folder names in the JPEG tree).
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// Load a dataset by name: `fashion-mnist`, `mnist`, `cifar10` or `folder:PATH`.
+pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
+    if let Some(root) = name.strip_prefix("folder:") {
+        if root.is_empty() {
+            bail!("--dataset folder:PATH needs the folder, e.g. folder:/data/pets");
+        }
+        return folder::load(Path::new(root), "folder", None);
+    }
+    match name {
+        "cifar10" => load_cifar10(data_dir),
+        _ => load_idx_dataset(name, data_dir),
+    }
+}
+
+/// CIFAR-10 from `data_dir` (or `$DESCENT_DATA/cifar10`, `$DESCENT_DATA`), as binary batches or
+/// as an image-folder tree, whichever is there.
+pub fn load_cifar10(data_dir: Option<&Path>) -> Result<Dataset> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(d) = data_dir {
+        if !d.is_dir() {
+            bail!("--data-dir {}: no such directory", d.display());
+        }
+        candidates.push(d.to_path_buf());
+    } else if let Some(env) = std::env::var_os("DESCENT_DATA") {
+        let env = PathBuf::from(env);
+        candidates.push(env.join("cifar10"));
+        candidates.push(env);
+    }
+    for d in &candidates {
+        if cifar::binary_dir(d).is_some() {
+            return cifar::load(d);
+        }
+        if folder::is_image_folder(d) {
+            let classes = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
+            let ds = folder::load(d, "cifar10", Some(classes))?;
+            if ds.row_len != cifar::ROW_LEN {
+                bail!(
+                    "{}: CIFAR-10 images are 32×32 RGB ({} bytes), these have {}",
+                    d.display(),
+                    cifar::ROW_LEN,
+                    ds.row_len
+                );
+            }
+            return Ok(ds);
+        }
+    }
+    let looked = if candidates.is_empty() {
+        "no --data-dir or DESCENT_DATA given".to_string()
+    } else {
+        format!("looked in {}", candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+    };
+    bail!(
+        "no CIFAR-10 data found ({looked}): pass --data-dir DIR holding either the binary batches \
+         (cifar-10-batches-bin/data_batch_1.bin … test_batch.bin, from the CIFAR-10 download page) or an image \
+         tree train/<class>/*.jpg and test/<class>/*.jpg (e.g. extracted from cifar10-jpg.tar.gz)"
+    )
+}
 
 /// Where the Debian package `dataset-fashion-mnist` installs the files.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -50,7 +114,7 @@ fn has_idx(dir: &Path) -> bool {
 /// then `$DESCENT_DATA`, then (Fashion-MNIST) the Debian package's folder, then the embedded
 /// subset.
 pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
-    if !DATASET_NAMES.contains(&name) {
+    if !["fashion-mnist", "mnist"].contains(&name) {
         bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", "));
     }
     let dir = if let Some(d) = data_dir {

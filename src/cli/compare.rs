@@ -1,0 +1,117 @@
+//! `descent compare --case fashion-mnist|cifar10`: the lecture's case studies, every optimizer
+//! on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
+
+use super::progress::EpochProgress;
+use super::{parse_list, usage};
+use anyhow::Result;
+use clap::Args;
+use descent::backend::{Act, Device, DeviceChoice};
+use descent::compare::Case;
+use descent::metrics::{Report, RunMetrics};
+use descent::optim::Schedule;
+use descent::train::{TrainConfig, Trainer};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// fashion-mnist (SGD, SGD+momentum, Adagrad, RMSProp, Adam, AdamW) or cifar10 (SGD, Adam, AdamW).
+    #[arg(long)]
+    pub case: String,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// auto, cpu or gpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: compare-CASE).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the dataset is (see `descent train --help`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Only these runs, e.g. sgd,adamw (labels as in metrics.json).
+    #[arg(long)]
+    pub optimizers: Option<String>,
+    #[arg(long, default_value = "128,128")]
+    pub hidden: String,
+}
+
+pub fn run(a: CompareArgs) -> Result<()> {
+    let (case, hidden) = usage((|| {
+        let mut case = Case::named(&a.case)?;
+        if let Some(list) = &a.optimizers {
+            case.select(&parse_list(list, "--optimizers")?)?;
+        }
+        let hidden: Vec<usize> = parse_list(&a.hidden, "--hidden")?;
+        // Validate the shared settings once, before any data is loaded.
+        let probe = TrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            seed: a.seed,
+            hidden: hidden.clone(),
+            act: Act::Relu,
+            optimizer: case.runs[0].1.clone(),
+            schedule: Schedule::Constant,
+            eval_batch: 1000,
+        };
+        probe.validate()?;
+        Ok((case, hidden))
+    })())?;
+    let choice = usage(DeviceChoice::parse(&a.device))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
+    let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
+    println!("data: {}", data.source);
+    let mut report = Report {
+        case: case.name.to_string(),
+        dataset: data.source.clone(),
+        device: String::new(),
+        batch_size: a.batch_size,
+        seed: a.seed,
+        runs: Vec::new(),
+    };
+    for (label, optimizer) in &case.runs {
+        let dev = Device::select(choice)?;
+        if report.device.is_empty() {
+            if let Some(n) = &dev.notice {
+                println!("{n}");
+            }
+            println!("device: {}", dev.describe());
+            report.device = dev.describe();
+        }
+        let config = TrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            seed: a.seed,
+            hidden: hidden.clone(),
+            act: Act::Relu,
+            optimizer: optimizer.clone(),
+            schedule: Schedule::Constant,
+            eval_batch: 1000,
+        };
+        let mut t = Trainer::new(dev, &data, config)?;
+        println!("== {label}");
+        let mut run = RunMetrics::new(label, optimizer, "constant");
+        for _ in 0..a.epochs {
+            let bar = EpochProgress::new(t.epoch + 1, a.epochs, t.steps_per_epoch(), a.batch_size);
+            let every = bar.every();
+            let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), every)?;
+            bar.finish();
+            println!("{}", m.line(a.epochs));
+            run.epochs.push(m);
+        }
+        report.runs.push(run);
+        // Written after every run, so an interrupted comparison keeps what it finished.
+        report.write_json(&out.join("metrics.json"))?;
+    }
+    report.write_csv(&out.join("metrics.csv"))?;
+    report.plot_loss(&out.join("train_loss.png"))?;
+    report.plot_accuracy(&out.join("test_accuracy.png"))?;
+    println!();
+    print!("{}", report.markdown());
+    println!();
+    println!("wrote {0}/metrics.json, {0}/metrics.csv, {0}/train_loss.png, {0}/test_accuracy.png", out.display());
+    Ok(())
+}

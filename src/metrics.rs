@@ -1,0 +1,154 @@
+//! Training metrics as files: `metrics.json` (the schema users script against), `metrics.csv`,
+//! the training-loss and test-accuracy figures, and a markdown summary table.
+//!
+//! Schema: `{"case", "dataset", "device", "batch_size", "seed", "runs": [{"optimizer",
+//! "hyperparameters": {PyTorch names}, "schedule", "epochs": [{"epoch", "train_loss",
+//! "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
+
+use crate::optim::OptimConfig;
+use crate::plot::{self, Kind, Panel, Series};
+use crate::train::EpochMetrics;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunMetrics {
+    /// The run's label: the optimizer's name, or a name like `sgd_momentum` for a variant.
+    pub optimizer: String,
+    pub hyperparameters: Value,
+    pub schedule: String,
+    pub epochs: Vec<EpochMetrics>,
+}
+
+impl RunMetrics {
+    pub fn new(label: &str, config: &OptimConfig, schedule: &str) -> RunMetrics {
+        RunMetrics {
+            optimizer: label.to_string(),
+            hyperparameters: hyperparameters(config),
+            schedule: schedule.to_string(),
+            epochs: Vec::new(),
+        }
+    }
+}
+
+/// The hyperparameters that apply to the optimizer, under PyTorch's names.
+pub fn hyperparameters(c: &OptimConfig) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("name".into(), json!(c.name));
+    for key in c.keys() {
+        let v = match *key {
+            "lr" => json!(c.lr),
+            "momentum" => json!(c.momentum),
+            "dampening" => json!(c.dampening),
+            "nesterov" => json!(c.nesterov),
+            "weight_decay" => json!(c.weight_decay),
+            "lr_decay" => json!(c.lr_decay),
+            "initial_accumulator_value" => json!(c.initial_accumulator_value),
+            "alpha" => json!(c.alpha),
+            "centered" => json!(c.centered),
+            "betas" => json!([c.betas.0, c.betas.1]),
+            "eps" => json!(c.eps),
+            "amsgrad" => json!(c.amsgrad),
+            _ => continue,
+        };
+        m.insert((*key).into(), v);
+    }
+    Value::Object(m)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub case: String,
+    pub dataset: String,
+    pub device: String,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub runs: Vec<RunMetrics>,
+}
+
+impl Report {
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        write_file(path, text.as_bytes())
+    }
+
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut s = String::from("optimizer,epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
+        for r in &self.runs {
+            for e in &r.epochs {
+                s += &format!(
+                    "{},{},{},{},{},{},{}\n",
+                    r.optimizer, e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.seconds
+                );
+            }
+        }
+        write_file(path, s.as_bytes())
+    }
+
+    /// Training loss and test accuracy against epoch, one line per run.
+    pub fn plot_loss(&self, path: &Path) -> Result<()> {
+        let s = self.series(|e| e.train_loss);
+        plot::line_chart(path, &format!("{}: training loss", self.case), "epoch", "training loss", &s)
+    }
+
+    pub fn plot_accuracy(&self, path: &Path) -> Result<()> {
+        let s = self.series(|e| e.test_accuracy);
+        let title = format!("{}: test accuracy", self.case);
+        plot::line_charts(
+            path,
+            &[Panel { title: &title, x_label: "epoch", y_label: "test accuracy", series: &s, legend_low: true }],
+        )
+    }
+
+    fn series(&self, f: impl Fn(&EpochMetrics) -> f64) -> Vec<Series> {
+        self.runs
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                Series::new(
+                    r.optimizer.clone(),
+                    r.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect(),
+                    Kind::Path,
+                    k,
+                )
+            })
+            .collect()
+    }
+
+    /// A markdown table: one row per run with its final and best figures.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| optimizer | hyperparameters | train loss | test accuracy | best test accuracy (epoch) | s/epoch |\n|---|---|---|---|---|---|\n",
+        );
+        for r in &self.runs {
+            let Some(last) = r.epochs.last() else { continue };
+            let best = r.epochs.iter().max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy)).unwrap_or(last);
+            let mean_s = r.epochs.iter().map(|e| e.seconds).sum::<f64>() / r.epochs.len() as f64;
+            let hp: Vec<String> = r
+                .hyperparameters
+                .as_object()
+                .map(|o| o.iter().filter(|(k, _)| *k != "name").map(|(k, v)| format!("{k}={v}")).collect())
+                .unwrap_or_default();
+            s += &format!(
+                "| {} | {} | {:.4} | {:.4} | {:.4} ({}) | {:.2} |\n",
+                r.optimizer,
+                hp.join(", "),
+                last.train_loss,
+                last.test_accuracy,
+                best.test_accuracy,
+                best.epoch,
+                mean_s
+            );
+        }
+        s
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
