@@ -216,7 +216,8 @@ fn image_folder_errors() {
 }
 
 /// The real CIFAR-10 JPEG tree from ../shared/datasets, where present: extracted to a temporary
-/// folder, loaded, class counts checked, and the cached second load identical.
+/// folder, loaded, class counts checked, the cached second load identical, and AdamW reaching
+/// the lecture's accuracy in 10 epochs (PyTorch on this machine: 45.6–48.4% over seeds 0–2).
 #[test]
 fn real_cifar10_jpeg_tree() {
     let tarball = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/cifar10-jpg.tar.gz");
@@ -239,6 +240,24 @@ fn real_cifar10_jpeg_tree() {
     let again = load_cifar10(Some(&root)).unwrap();
     assert!(again.source.contains("decoded copy"));
     assert!(again.train.images == d.train.images && again.test.labels == d.test.labels);
+    let mut optimizer = descent::optim::OptimConfig::defaults("adamw").unwrap();
+    optimizer.weight_decay = 0.01;
+    let config = descent::train::TrainConfig {
+        epochs: 10,
+        batch_size: 64,
+        seed: 0,
+        hidden: vec![128, 128],
+        act: descent::backend::Act::Relu,
+        optimizer,
+        schedule: descent::optim::Schedule::Constant,
+        eval_batch: 1000,
+    };
+    let mut t = descent::train::Trainer::new(descent::backend::Device::cpu(), &d, config).unwrap();
+    let mut acc = 0.0;
+    for _ in 0..10 {
+        acc = t.run_epoch(|_, _, _| {}, 0).unwrap().test_accuracy;
+    }
+    assert!(acc >= 0.45, "AdamW on CIFAR-10: {acc} after 10 epochs, target 0.45");
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(cache);
 }
