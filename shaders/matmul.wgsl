@@ -4,6 +4,9 @@
 // form 0: A m×k, B k×n; form 1 (A·Bᵀ): B stored n×k; form 2 (Aᵀ·B): A stored k×m.
 // A 16×16 workgroup computes a 64×64 tile of C from 64×16 / 16×64 tiles in workgroup memory,
 // 4×4 outputs per invocation. Every load and store is bounds-checked, so any shape works.
+// The tile loads come from one of two files placed after this one: matmul_load_scalar.wgsl
+// (any shape and offset) or matmul_load_vec4.wgsl (one vec4 per invocation and operand, when
+// the contiguous dimension of each operand and its offset are multiples of 4).
 
 struct Params {
     m: u32, k: u32, n: u32, form: u32,
@@ -13,8 +16,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read> Y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> C: array<f32>;
@@ -25,18 +26,6 @@ const TK: u32 = 16u;
 var<workgroup> As: array<f32, 1024>; // As[p * 64 + i]
 var<workgroup> Bs: array<f32, 1024>; // Bs[p * 64 + j]
 
-fn a_at(i: u32, p: u32) -> f32 {
-    if (i >= P.m || p >= P.k) { return 0.0; }
-    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
-    return A[P.a_off + i * P.k + p];
-}
-
-fn b_at(p: u32, j: u32) -> f32 {
-    if (p >= P.k || j >= P.n) { return 0.0; }
-    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
-    return B[P.b_off + p * P.n + j];
-}
-
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wid.y * TILE;
@@ -46,18 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var asum: array<f32, 4>;
     let want_colsum = P.has_colsum == 1u && wid.x == 0u && lid.x == 0u;
     for (var k0 = 0u; k0 < P.k; k0 += TK) {
-        for (var e = 0u; e < 4u; e++) {
-            let idx = t + e * 256u;
-            // Neighbouring invocations read neighbouring addresses in every layout.
-            var i = idx / TK;
-            var p = idx % TK;
-            if (P.form == 2u) { p = idx / TILE; i = idx % TILE; }
-            As[p * TILE + i] = a_at(row0 + i, k0 + p);
-            var j = idx % TILE;
-            var q = idx / TILE;
-            if (P.form == 1u) { j = idx / TK; q = idx % TK; }
-            Bs[q * TILE + j] = b_at(k0 + q, col0 + j);
-        }
+        load_tiles(t, row0, col0, k0);
         workgroupBarrier();
         for (var p = 0u; p < TK; p++) {
             let a0 = As[p * TILE + lid.y * 4u];

@@ -43,3 +43,37 @@ fn gpu_two_dimensional_grid_covers_every_element() {
     let cfg = ParityConfig { seed: 3, shapes: vec![], lengths: vec![65_535 * 256 + 1], optim_steps: 2 };
     assert_all_pass(&mut dev, &cfg);
 }
+
+/// Matmul on views inside larger buffers, at offsets that allow the vec4 loads (0, 4, 64) and
+/// ones that do not (1, 3), with shapes whose rows are and are not multiples of 4: the GPU picks
+/// the vec4 or the scalar kernel per call, and both must match the reference.
+#[test]
+fn gpu_matmul_at_aligned_and_unaligned_offsets() {
+    use descent::backend::{Dims, Epilogue, Form};
+    use descent::reference::{compare, matmul, matmul_abs_tol, REL_TOL};
+    use descent::rng::Rng;
+    let mut dev = common::gpu();
+    let mut rng = Rng::new(11);
+    for (m, k, n) in [(8, 16, 12), (64, 128, 36), (9, 20, 8), (7, 5, 3)] {
+        for (off_a, off_b) in [(0, 0), (4, 64), (1, 0), (0, 3), (3, 1)] {
+            for form in Form::ALL {
+                let a = rng.uniform_vec(m * k, -1.0, 1.0);
+                let b = rng.uniform_vec(k * n, -1.0, 1.0);
+                let abuf = dev.alloc(off_a + m * k + 5).unwrap();
+                let bbuf = dev.alloc(off_b + k * n + 5).unwrap();
+                let (av, bv) = (abuf.slice(off_a, m * k), bbuf.slice(off_b, k * n));
+                dev.write(av, &a).unwrap();
+                dev.write(bv, &b).unwrap();
+                let out = dev.alloc(m * n).unwrap();
+                dev.fill(out, f32::NAN);
+                dev.matmul(form, Dims { m, k, n }, av, bv, out, &Epilogue::default());
+                let got = dev.read(out).unwrap();
+                let (abs, rel, pass) = compare(&got, &matmul(form, m, k, n, &a, &b), matmul_abs_tol(k), REL_TOL);
+                assert!(pass, "{form:?} {m}x{k}x{n} offsets ({off_a}, {off_b}): abs {abs} rel {rel}");
+                for v in [abuf, bbuf, out] {
+                    dev.release(v);
+                }
+            }
+        }
+    }
+}

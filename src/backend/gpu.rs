@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL: &str =
+    concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_load_scalar.wgsl"));
+const MATMUL_VEC4: &str =
+    concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_load_vec4.wgsl"));
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX_CE: &str = include_str!("../../shaders/softmax_ce.wgsl");
@@ -42,7 +45,9 @@ const fn k(module: &'static str, source: &'static str, entry: &'static str, writ
 }
 
 const ELEM: &[bool] = &[false, false, true];
-const K_MATMUL: Kernel = k("matmul", MATMUL, "main", &[false, false, false, false, true, true]);
+const MM: &[bool] = &[false, false, false, false, true, true];
+const K_MATMUL: Kernel = k("matmul", MATMUL, "main", MM);
+const K_MATMUL_VEC4: Kernel = k("matmul_vec4", MATMUL_VEC4, "main", MM);
 const K_BIAS_ACT: Kernel = k("elementwise", ELEMENTWISE, "bias_act", ELEM);
 const K_ACT_BACKWARD: Kernel = k("elementwise", ELEMENTWISE, "act_backward", ELEM);
 const K_BINARY: Kernel = k("elementwise", ELEMENTWISE, "binary", ELEM);
@@ -604,7 +609,15 @@ impl Backend for GpuBackend {
             0,
         ];
         let grid = [u(d.n.div_ceil(64)), u(d.m.div_ceil(64)), 1];
-        self.dispatch(K_MATMUL, &uni, &[a.buf, b.buf, bias_b, y_b, out.buf, cs_b], grid);
+        // vec4 loads when every operand's contiguous dimension and offset allow them.
+        let (a_run, b_run) = match form {
+            Form::NN => (d.k, d.n),
+            Form::NT => (d.k, d.k),
+            Form::TN => (d.m, d.n),
+        };
+        let aligned = [a_run, b_run, a.offset, b.offset].iter().all(|x| x % 4 == 0);
+        let kern = if aligned { K_MATMUL_VEC4 } else { K_MATMUL };
+        self.dispatch(kern, &uni, &[a.buf, b.buf, bias_b, y_b, out.buf, cs_b], grid);
         if let (Some(cs), false) = (epi.a_colsum, form == Form::TN) {
             self.col_sum(a, cs, d.m);
         }
