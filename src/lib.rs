@@ -6,6 +6,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod bench;
+pub mod checkpoint;
 pub mod compare;
 pub mod data;
 pub mod descend;

@@ -5,13 +5,16 @@
 
 use crate::autograd::Tape;
 use crate::backend::{Act, Counters, Device, Gather};
+use crate::checkpoint::{self, NamedTensor};
 use crate::data::{Dataset, Split};
 use crate::nn::Mlp;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
 use crate::rng::Rng;
 use crate::tensor::{Tensor, View};
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -79,6 +82,10 @@ fn index_bytes(idx: &[u32]) -> Vec<u8> {
 }
 
 pub struct Trainer {
+    /// The dataset's name, recorded in checkpoints.
+    pub dataset: String,
+    /// Where to save checkpoints, and every how many optimizer steps (0: at epoch ends only).
+    pub checkpoint: Option<(PathBuf, u64)>,
     pub dev: Device,
     pub model: Mlp,
     pub opt: Optimizer,
@@ -89,6 +96,10 @@ pub struct Trainer {
     train: DeviceSplit,
     test: DeviceSplit,
     test_order: usize,
+    /// The RNG state before this epoch's shuffle, so a mid-epoch checkpoint can rebuild the order.
+    epoch_rng: Rng,
+    /// Steps of the current epoch already taken.
+    step_in_epoch: usize,
     /// [Σ loss, correct] accumulated on the device.
     metrics: View,
     tape: Tape,
@@ -112,6 +123,10 @@ impl Trainer {
         let test_order = dev.alloc_bytes(&index_bytes(&order))?;
         let metrics = dev.alloc_zeroed(2)?;
         Ok(Trainer {
+            dataset: data.name.clone(),
+            checkpoint: None,
+            epoch_rng: rng.clone(),
+            step_in_epoch: 0,
             dev,
             model,
             opt,
@@ -190,18 +205,32 @@ impl Trainer {
         progress_every: usize,
     ) -> Result<(f64, f64, f64)> {
         let start = Instant::now();
+        // A resumed checkpoint taken mid-epoch rebuilds this epoch's order from the RNG state
+        // saved at the epoch's start and continues after the steps already taken.
+        if self.step_in_epoch == 0 {
+            self.epoch_rng = self.rng.clone();
+        } else {
+            self.rng = self.epoch_rng.clone();
+        }
         let order_buf = self.epoch_order()?;
         let steps = self.steps_per_epoch();
         let bs = self.config.batch_size;
-        for s in 0..steps {
+        for s in self.step_in_epoch..steps {
             let from = s * bs;
             let count = bs.min(self.train.rows - from);
             self.step(order_buf, from, count)?;
+            self.step_in_epoch = s + 1;
             if progress_every > 0 && (s + 1) % progress_every == 0 && s + 1 < steps {
                 let m = self.dev.read(self.metrics)?;
                 progress(s + 1, steps, m[0] as f64 / ((s + 1) * bs) as f64);
             }
+            if let Some((path, every)) = self.checkpoint.clone() {
+                if every > 0 && self.opt.step.is_multiple_of(every) && s + 1 < steps {
+                    self.save_checkpoint(&path)?;
+                }
+            }
         }
+        self.step_in_epoch = 0;
         let (loss, correct) = self.take_metrics()?;
         self.dev.free(order_buf);
         self.epoch += 1;
@@ -239,10 +268,166 @@ impl Trainer {
     ) -> Result<EpochMetrics> {
         let (train_loss, train_accuracy, seconds) = self.train_epoch(progress, progress_every)?;
         let (test_loss, test_accuracy) = self.evaluate()?;
+        if let Some((path, _)) = self.checkpoint.clone() {
+            self.save_checkpoint(&path)?;
+        }
         Ok(EpochMetrics { epoch: self.epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds })
     }
 
     pub fn counters(&self) -> Counters {
         self.dev.counters()
     }
+
+    /// Everything a bit-exact resume needs, as safetensors tensors and metadata: parameters
+    /// under PyTorch's names, every optimizer state slot, the step count (which is also the
+    /// schedule's position), the RNG, the epoch and step within it, and the configuration.
+    pub fn checkpoint_contents(&mut self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+        let params = self.dev.read(self.model.arena.params)?;
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&i));
+            bail!(
+                "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller --lr",
+                name.map_or("?", |e| e.name.as_str()),
+                self.opt.step
+            );
+        }
+        let state = self.opt.read_state(&mut self.dev)?;
+        let mut tensors = Vec::new();
+        for e in &self.model.arena.entries {
+            let r = e.offset..e.offset + e.len();
+            tensors.push(NamedTensor { name: e.name.clone(), shape: e.shape.clone(), data: params[r].to_vec() });
+        }
+        for (slot, data) in &state {
+            for e in &self.model.arena.entries {
+                let r = e.offset..e.offset + e.len();
+                tensors.push(NamedTensor {
+                    name: format!("optimizer.{slot}.{}", e.name),
+                    shape: e.shape.clone(),
+                    data: data[r].to_vec(),
+                });
+            }
+        }
+        let m = self.dev.read(self.metrics)?;
+        let rng = |r: &Rng| r.state.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+        let c = &self.config;
+        let mut meta = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            meta.insert(k.to_string(), v);
+        };
+        put("format", CHECKPOINT_FORMAT.into());
+        put("dataset", self.dataset.clone());
+        put("sizes", self.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+        put("activation", c.act.name().into());
+        put("batch_size", c.batch_size.to_string());
+        put("seed", c.seed.to_string());
+        put("optimizer", crate::metrics::hyperparameters(&self.opt.config).to_string());
+        put("schedule", self.opt.schedule.spec());
+        put("optimizer_step", self.opt.step.to_string());
+        put("epoch", self.epoch.to_string());
+        put("step_in_epoch", self.step_in_epoch.to_string());
+        put("rng", rng(&self.rng));
+        put("epoch_rng", rng(&self.epoch_rng));
+        put("metrics", format!("{:?},{:?}", m[0], m[1]));
+        Ok((tensors, meta))
+    }
+
+    /// Write a checkpoint atomically (see [`crate::checkpoint`]).
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let (tensors, meta) = self.checkpoint_contents()?;
+        checkpoint::write_atomic(path, &checkpoint::encode(&tensors, &meta))
+            .with_context(|| format!("saving the checkpoint {}", path.display()))
+    }
+
+    /// Continue from a checkpoint made by a trainer of the same model and data.
+    pub fn restore(&mut self, tensors: &[NamedTensor], meta: &BTreeMap<String, String>, what: &str) -> Result<()> {
+        let get = |k: &str| meta.get(k).with_context(|| format!("{what}: the checkpoint has no '{k}' entry"));
+        ensure!(get("format")? == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint ({})", get("format")?);
+        let sizes = self.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+        ensure!(
+            get("dataset")? == &self.dataset && get("sizes")? == &sizes,
+            "{what}: made for {} with layers {}, not {} with layers {sizes}",
+            get("dataset")?,
+            get("sizes")?,
+            self.dataset
+        );
+        let find = |name: &str| -> Result<&NamedTensor> {
+            tensors.iter().find(|t| t.name == name).with_context(|| format!("{what}: tensor {name} is missing"))
+        };
+        let n = self.model.arena.len();
+        let mut params = vec![0f32; n];
+        for e in &self.model.arena.entries {
+            let t = find(&e.name)?;
+            ensure!(t.shape == e.shape, "{what}: {} has shape {:?}, the model {:?}", e.name, t.shape, e.shape);
+            params[e.offset..e.offset + e.len()].copy_from_slice(&t.data);
+        }
+        self.dev.write(self.model.arena.params, &params)?;
+        for (i, slot) in self.opt.config.state_names().into_iter().enumerate() {
+            let mut data = vec![self.opt.config.state_init(); n];
+            for e in &self.model.arena.entries {
+                let t = find(&format!("optimizer.{slot}.{}", e.name))?;
+                ensure!(t.data.len() == e.len(), "{what}: optimizer.{slot}.{} has the wrong size", e.name);
+                data[e.offset..e.offset + e.len()].copy_from_slice(&t.data);
+            }
+            self.dev.write(self.opt.slot(i), &data)?;
+        }
+        let num = |k: &str| -> Result<u64> {
+            get(k)?.parse::<u64>().with_context(|| format!("{what}: '{k}' is not a whole number"))
+        };
+        let rng = |k: &str| -> Result<Rng> {
+            let v: Vec<u64> = get(k)?
+                .split(',')
+                .map(|x| x.parse::<u64>())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("{what}: '{k}' is not four numbers"))?;
+            ensure!(v.len() == 4, "{what}: '{k}' is not four numbers");
+            Ok(Rng { state: [v[0], v[1], v[2], v[3]] })
+        };
+        self.opt.step = num("optimizer_step")?;
+        self.epoch = num("epoch")? as usize;
+        self.step_in_epoch = num("step_in_epoch")? as usize;
+        ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
+        self.rng = rng("rng")?;
+        self.epoch_rng = rng("epoch_rng")?;
+        let m: Vec<f32> = get("metrics")?
+            .split(',')
+            .map(|x| x.parse::<f32>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{what}: 'metrics' is not two numbers"))?;
+        ensure!(m.len() == 2, "{what}: 'metrics' is not two numbers");
+        self.dev.write(self.metrics, &m)?;
+        Ok(())
+    }
+}
+
+/// The `format` entry of a training checkpoint's metadata.
+pub const CHECKPOINT_FORMAT: &str = "descent-checkpoint-1";
+
+/// The training configuration a checkpoint was made with, and its dataset's name.
+pub fn config_from_checkpoint(
+    meta: &BTreeMap<String, String>,
+    epochs: usize,
+    what: &str,
+) -> Result<(TrainConfig, String)> {
+    let get = |k: &str| meta.get(k).with_context(|| format!("{what}: the checkpoint has no '{k}' entry"));
+    ensure!(get("format")? == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint");
+    let sizes: Vec<usize> = get("sizes")?
+        .split(',')
+        .map(|x| x.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{what}: 'sizes' is not a list of numbers"))?;
+    ensure!(sizes.len() >= 2, "{what}: 'sizes' needs an input and an output size");
+    let optimizer: serde_json::Value =
+        serde_json::from_str(get("optimizer")?).with_context(|| format!("{what}: 'optimizer' is not JSON"))?;
+    let config = TrainConfig {
+        epochs,
+        batch_size: get("batch_size")?.parse().with_context(|| format!("{what}: bad batch_size"))?,
+        seed: get("seed")?.parse().with_context(|| format!("{what}: bad seed"))?,
+        hidden: sizes[1..sizes.len() - 1].to_vec(),
+        act: Act::parse(get("activation")?)?,
+        optimizer: OptimConfig::from_json(&optimizer, "optimizer")?,
+        schedule: Schedule::parse(get("schedule")?)?,
+        eval_batch: 1000,
+    };
+    config.validate()?;
+    Ok((config, get("dataset")?.clone()))
 }

@@ -4,6 +4,7 @@ mod bench;
 mod compare;
 mod descend;
 mod ewa;
+mod export;
 mod info;
 mod parity;
 mod progress;
@@ -42,6 +43,8 @@ enum Command {
     Ewa(ewa::EwaArgs),
     /// The lecture's case studies: every optimizer on one MLP, with metrics files and figures.
     Compare(compare::CompareArgs),
+    /// Write a checkpoint's weights alone as safetensors, loadable by PyTorch.
+    Export(export::ExportArgs),
     /// Benchmarks: optimizer steps (fused vs unfused), matmul GFLOP/s, training epochs.
     Bench(bench::BenchArgs),
 }
@@ -175,6 +178,7 @@ pub fn main() -> i32 {
         Command::Ewa(a) => ewa::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -46,10 +46,32 @@ pub struct TrainArgs {
     /// Draw loss and accuracy (train and test) against epoch into this PNG, two panels.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Save a checkpoint (safetensors: parameters, optimizer state, RNG, position) here after
+    /// every epoch, written atomically.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Also save every N optimizer steps (needs --checkpoint).
+    #[arg(long, default_value_t = 0, requires = "checkpoint")]
+    pub checkpoint_every: u64,
+    /// Continue from a checkpoint: the model, optimizer, batch size and seed come from it, and
+    /// training runs until --epochs epochs in total.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    let resume = match &a.resume {
+        Some(p) => Some(usage(descent::checkpoint::read(p))?),
+        None => None,
+    };
     let config = usage((|| {
+        if let Some(p) = &a.plot {
+            descent::plot::check_png_path(p)?;
+        }
+        if let (Some((_, meta)), Some(p)) = (&resume, &a.resume) {
+            let (c, _) = descent::train::config_from_checkpoint(meta, a.epochs, &p.display().to_string())?;
+            return Ok(c);
+        }
         let c = TrainConfig {
             epochs: a.epochs,
             batch_size: a.batch_size,
@@ -61,9 +83,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eval_batch: 1000,
         };
         c.validate()?;
-        if let Some(p) = &a.plot {
-            descent::plot::check_png_path(p)?;
-        }
         Ok(c)
     })())?;
     let choice = usage(DeviceChoice::parse(&a.device))?;
@@ -75,6 +94,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     println!("device: {}", dev.describe());
     let mut t = Trainer::new(dev, &data, config)?;
+    if let (Some((tensors, meta)), Some(p)) = (&resume, &a.resume) {
+        t.restore(tensors, meta, &p.display().to_string())?;
+        println!("resumed from {}: epoch {} done, optimizer step {}", p.display(), t.epoch, t.opt.step);
+    }
+    t.checkpoint = a.checkpoint.clone().map(|p| (p, a.checkpoint_every));
     println!(
         "model: {} ({} parameters), optimizer {} lr {}, batch {}, {} steps per epoch",
         t.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
@@ -93,9 +117,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         device: t.dev.describe(),
         batch_size: t.config.batch_size,
         seed: t.config.seed,
-        runs: vec![RunMetrics::new(&t.opt.config.name, &t.opt.config, &a.optim.hyper.schedule)],
+        runs: vec![RunMetrics::new(&t.opt.config.name, &t.opt.config, &t.opt.schedule.spec())],
     };
-    for _ in 0..t.config.epochs {
+    while t.epoch < t.config.epochs {
         let before = t.counters();
         let bar = EpochProgress::new(t.epoch + 1, t.config.epochs, t.steps_per_epoch(), t.config.batch_size);
         let every = bar.every();

@@ -143,6 +143,19 @@ impl Schedule {
         Ok(sched)
     }
 
+    /// The command-line form that [`Schedule::parse`] reads back (numbers round-trip exactly).
+    pub fn spec(&self) -> String {
+        match *self {
+            Schedule::Constant => "constant".into(),
+            Schedule::Step { step_size, gamma } => format!("step:{step_size}:{gamma:?}"),
+            Schedule::Exponential { gamma } => format!("exp:{gamma:?}"),
+            Schedule::ExponentialDecay { decay_rate, decay_steps, staircase } => {
+                format!("expdecay:{decay_rate:?}:{decay_steps}{}", if staircase { ":staircase" } else { "" })
+            }
+            Schedule::Cosine { t_max, eta_min, warmup_steps } => format!("cosine:{t_max}:{warmup_steps}:{eta_min:?}"),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         match *self {
             Schedule::Constant => {}
@@ -174,6 +187,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_round_trips() {
+        for s in
+            ["constant", "step:5:0.5", "exp:0.9", "expdecay:0.9:5", "expdecay:0.2:3:staircase", "cosine:100:10:0.001"]
+        {
+            let a = Schedule::parse(s).unwrap();
+            assert_eq!(Schedule::parse(&a.spec()).unwrap(), a, "{s}");
+        }
+    }
 
     #[test]
     fn lecture_schedules() {

@@ -1,0 +1,36 @@
+//! `descent export --checkpoint FILE --out model.safetensors`: the weights alone, under
+//! `nn.Sequential`'s names, for `model.load_state_dict(safetensors.torch.load_file(…))`.
+
+use super::usage;
+use anyhow::{ensure, Result};
+use clap::Args;
+use descent::checkpoint;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A checkpoint written by `descent train --checkpoint`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Where to write the weights (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: ExportArgs) -> Result<()> {
+    let (tensors, meta) = usage(checkpoint::read(&a.checkpoint))?;
+    let weights: Vec<_> = tensors.into_iter().filter(|t| !t.name.starts_with("optimizer.")).collect();
+    ensure!(!weights.is_empty(), "{}: no model tensors in the checkpoint", a.checkpoint.display());
+    let mut out_meta = BTreeMap::new();
+    out_meta.insert("format".to_string(), "pt".to_string());
+    for k in ["sizes", "activation", "dataset"] {
+        if let Some(v) = meta.get(k) {
+            out_meta.insert(k.to_string(), v.clone());
+        }
+    }
+    checkpoint::write_atomic(&a.out, &checkpoint::encode(&weights, &out_meta))?;
+    let names: Vec<_> = weights.iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect();
+    println!("wrote {}: {}", a.out.display(), names.join(", "));
+    Ok(())
+}
