@@ -246,6 +246,7 @@ fn matmul(a: MatmulBench) -> Result<()> {
 
 fn epoch(a: EpochBench) -> Result<()> {
     let config = usage((|| {
+        descent::data::check_dataset_name(&a.dataset)?;
         if a.epochs < 3 {
             bail!("--epochs {}: the median needs at least 3 timed epochs", a.epochs);
         }

@@ -126,7 +126,10 @@ impl HyperArgs {
         ];
         for (k, v) in nums {
             if let Some(v) = v {
-                put(k, serde_json::Number::from_f64(v).map(Into::into).unwrap_or(serde_json::Value::Null));
+                let Some(n) = serde_json::Number::from_f64(v) else {
+                    anyhow::bail!("--{}: {v} is not a finite number", k.replace('_', "-"));
+                };
+                put(k, n.into());
             }
         }
         for (k, v) in [("nesterov", self.nesterov), ("centered", self.centered), ("amsgrad", self.amsgrad)] {
@@ -143,8 +146,18 @@ impl HyperArgs {
             anyhow::ensure!(parts.len() == 2, "--betas {b}: expected two numbers such as 0.9,0.999");
             put("betas", serde_json::json!(parts));
         }
-        let flag_name =
-            |e: anyhow::Error| anyhow::anyhow!("{}", format!("{e:#}").replace("optimizer.", "--").replace('_', "-"));
+        // Speak of flags, not JSON paths: "optimizer.weight_decay" is --weight-decay here.
+        let flag_name = |e: anyhow::Error| {
+            let full = format!("{e:#}");
+            let msg = full
+                .strip_prefix("optimizer: ")
+                .unwrap_or(&full)
+                .replace("optimizer.name", "--optimizer")
+                .replace("optimizer.", "--")
+                .replace('_', "-")
+                .replace("lecture-momentum", "lecture_momentum");
+            anyhow::anyhow!("{msg}")
+        };
         OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(flag_name)
     }
 

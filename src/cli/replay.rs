@@ -19,7 +19,8 @@ pub struct ReplayArgs {
 
 pub fn run(a: ReplayArgs) -> Result<()> {
     let choice = usage(DeviceChoice::parse(&a.device))?;
-    let text = std::fs::read_to_string(&a.spec).with_context(|| format!("cannot read --spec {}", a.spec.display()))?;
+    let text =
+        usage(std::fs::read_to_string(&a.spec).with_context(|| format!("cannot read --spec {}", a.spec.display())))?;
     let spec = usage(ReplaySpec::parse(&text).with_context(|| format!("{}", a.spec.display())))?;
     let mut dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {

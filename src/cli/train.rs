@@ -65,6 +65,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         None => None,
     };
     let config = usage((|| {
+        descent::data::check_dataset_name(&a.dataset)?;
         if let Some(p) = &a.plot {
             descent::plot::check_png_path(p)?;
         }

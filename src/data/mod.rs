@@ -33,6 +33,16 @@ pub const DATASET_NAMES: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "fold
 pub const CIFAR10_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
+/// Check a dataset name before anything is loaded.
+pub fn check_dataset_name(name: &str) -> Result<()> {
+    match name.strip_prefix("folder:") {
+        Some("") => bail!("--dataset folder:PATH needs the folder, e.g. folder:/data/pets"),
+        Some(_) => Ok(()),
+        None if ["fashion-mnist", "mnist", "cifar10"].contains(&name) => Ok(()),
+        None => bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", ")),
+    }
+}
+
 /// Load a dataset by name: `fashion-mnist`, `mnist`, `cifar10` or `folder:PATH`.
 pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
     if let Some(root) = name.strip_prefix("folder:") {
