@@ -125,7 +125,7 @@ fn image_folder_loader_never_panics() {
         std::fs::write(root.join(split).join("a/ok.png"), &png).unwrap();
     }
     std::env::set_var("DESCENT_CACHE", root.join("cache"));
-    let seeds = vec![png, jpg];
+    let seeds = [png, jpg];
     let mut k = 0;
     // Decoding goes through the loader (file I/O and a cache write per call): fewer rounds.
     let rounds = (iters() / 10).max(100);
