@@ -108,7 +108,7 @@ fn compare_rejects_bad_requests() {
         (vec!["compare", "--case", "fashion-mnist", "--epochs", "0"], 2, "--epochs"),
         (vec!["compare", "--case", "fashion-mnist", "--batch-size", "0"], 2, "--batch-size"),
         (vec!["train", "--plot", "x.svg"], 2, "PNG"),
-        (vec!["train", "--dataset", "folder:"], 1, "folder:PATH"),
+        (vec!["train", "--dataset", "folder:"], 2, "folder:PATH"),
         (vec!["train", "--dataset", "cifar10", "--data-dir", "/nonexistent"], 1, "no such directory"),
     ] {
         let (code, _, err) = descent(&args);
