@@ -1,5 +1,5 @@
 // Elementwise kernels over n elements: bias + activation, activation backward, binary and
-// unary ops, fill and broadcast. X and Z are read, OUT is written; offsets are in elements.
+// unary ops, fill, broadcast, and the search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
 
 struct Params {
     n: u32, cols: u32, op: u32, act: u32,
@@ -88,4 +88,18 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
     OUT[P.out_off + i] = X[P.x_off] * P.param;
+}
+
+// Record a non-finite element of X (NaN or ±∞: all exponent bits set): unless OUT[0] already
+// holds a tag (>= 0), OUT[0] = the tag (param, the step) and OUT[1] = the element's index.
+// Invocations racing within one dispatch write the same tag.
+@compute @workgroup_size(256)
+fn find_nonfinite(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    let bits = bitcast<u32>(X[P.x_off + i]);
+    if ((bits & 0x7f800000u) == 0x7f800000u && OUT[P.out_off] < 0.0) {
+        OUT[P.out_off] = P.param;
+        OUT[P.out_off + 1u] = f32(i);
+    }
 }

@@ -102,6 +102,8 @@ pub struct Trainer {
     step_in_epoch: usize,
     /// [Σ loss, correct] accumulated on the device.
     metrics: View,
+    /// [optimizer step, element] of the first non-finite gradient seen, or [-1, -1].
+    nonfinite: View,
     tape: Tape,
 }
 
@@ -122,6 +124,8 @@ impl Trainer {
         let order: Vec<u32> = (0..data.test.rows as u32).collect();
         let test_order = dev.alloc_bytes(&index_bytes(&order))?;
         let metrics = dev.alloc_zeroed(2)?;
+        let nonfinite = dev.alloc(2)?;
+        dev.fill(nonfinite, -1.0);
         Ok(Trainer {
             dataset: data.name.clone(),
             checkpoint: None,
@@ -138,6 +142,7 @@ impl Trainer {
             test,
             test_order,
             metrics,
+            nonfinite,
             tape: Tape::new(),
         })
     }
@@ -171,6 +176,12 @@ impl Trainer {
         let logits = self.model.forward(&mut self.tape, &mut self.dev, xv)?;
         let loss = self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics))?;
         self.tape.backward(&mut self.dev, loss)?;
+        // Record (on the device) the first step whose gradients hold a NaN or ±∞.
+        self.dev.find_nonfinite(self.model.arena.grads, self.nonfinite, (self.opt.step + 1) as f32);
+        if !self.dev.is_gpu() {
+            // On the CPU the check costs nothing to read: stop before the bad update is applied.
+            self.check_finite()?;
+        }
         self.opt.step(&mut self.dev, self.model.arena.params, self.model.arena.grads);
         self.tape.reset(&mut self.dev);
         self.dev.release(x);
@@ -188,6 +199,25 @@ impl Trainer {
     /// The training loss summed over the rows seen since the last epoch report (a readback).
     pub fn loss_sum(&mut self) -> Result<f64> {
         Ok(self.dev.read(self.metrics)?[0] as f64)
+    }
+
+    /// Fail, naming the step and the parameter tensor, if a non-finite gradient was recorded.
+    pub fn check_finite(&mut self) -> Result<()> {
+        let f = self.dev.read(self.nonfinite)?;
+        if f[0] < 0.0 {
+            return Ok(());
+        }
+        let (step, at) = (f[0] as u64, f[1] as usize);
+        let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&at));
+        let steps = self.steps_per_epoch() as u64;
+        let first_step = step - 1;
+        bail!(
+            "non-finite gradient (NaN or ±inf) in {} at epoch {}, step {} of {steps} (optimizer step {step}); training stopped{}. Try a smaller --lr",
+            name.map_or_else(|| format!("element {at}"), |e| format!("{} (element {})", e.name, at - e.offset)),
+            first_step / steps + 1,
+            first_step % steps + 1,
+            if self.checkpoint.is_some() { ", the last checkpoint is kept" } else { "" }
+        )
     }
 
     /// Read and reset the device-side [Σ loss, correct] pair.
@@ -221,6 +251,7 @@ impl Trainer {
             self.step(order_buf, from, count)?;
             self.step_in_epoch = s + 1;
             if progress_every > 0 && (s + 1) % progress_every == 0 && s + 1 < steps {
+                self.check_finite()?;
                 let m = self.dev.read(self.metrics)?;
                 progress(s + 1, steps, m[0] as f64 / ((s + 1) * bs) as f64);
             }
@@ -230,6 +261,7 @@ impl Trainer {
                 }
             }
         }
+        self.check_finite()?;
         self.step_in_epoch = 0;
         let (loss, correct) = self.take_metrics()?;
         self.dev.free(order_buf);
@@ -282,6 +314,7 @@ impl Trainer {
     /// under PyTorch's names, every optimizer state slot, the step count (which is also the
     /// schedule's position), the RNG, the epoch and step within it, and the configuration.
     pub fn checkpoint_contents(&mut self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+        self.check_finite()?;
         let params = self.dev.read(self.model.arena.params)?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&i));

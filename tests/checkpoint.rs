@@ -165,3 +165,26 @@ fn resume_errors_are_clear() {
     assert!(err.contains("--checkpoint"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Training that goes non-finite stops with a message naming the step and tensor, and the last
+/// checkpoint written before it stays intact and finite.
+#[test]
+fn non_finite_training_keeps_the_last_good_checkpoint() {
+    let d = temp("nan");
+    let ck = d.join("c.safetensors");
+    let out = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["train", "--data-dir", SUBSET, "--device", "cpu", "--optimizer", "sgd", "--lr", "1e9"])
+        .args(["--checkpoint", &s(&ck), "--checkpoint-every", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("non-finite gradient") && err.contains("step 3 of 32") && err.contains("last checkpoint is kept"),
+        "{err}"
+    );
+    let (tensors, meta) = checkpoint::read(&ck).unwrap();
+    assert_eq!(meta["optimizer_step"], "2", "the checkpoint after the last good step");
+    assert!(tensors.iter().all(|t| t.data.iter().all(|v| v.is_finite())));
+    let _ = std::fs::remove_dir_all(&d);
+}

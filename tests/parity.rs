@@ -77,3 +77,31 @@ fn gpu_matmul_at_aligned_and_unaligned_offsets() {
         }
     }
 }
+
+/// The non-finite search on both backends: nothing recorded for finite data; NaN, +∞ and −∞ found
+/// at their index with the tag; an earlier record is never overwritten.
+#[test]
+fn find_nonfinite_on_both_backends() {
+    use descent::rng::Rng;
+    for mut dev in [Device::cpu(), common::gpu()] {
+        let mut rng = Rng::new(5);
+        for n in [1, 7, 1023, 65_537] {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut data = rng.uniform_vec(n, -1e30, 1e30);
+                let src = dev.upload(&data).unwrap();
+                let flag = dev.upload(&[-1.0, -1.0]).unwrap();
+                dev.find_nonfinite(src, flag, 7.0);
+                assert_eq!(dev.read(flag).unwrap(), [-1.0, -1.0], "{} n={n}: finite data flagged", dev.describe());
+                let at = rng.below(n);
+                data[at] = bad;
+                dev.write(src, &data).unwrap();
+                dev.find_nonfinite(src, flag, 8.0);
+                assert_eq!(dev.read(flag).unwrap(), [8.0, at as f32], "{} n={n}: {bad} at {at}", dev.describe());
+                dev.find_nonfinite(src, flag, 9.0);
+                assert_eq!(dev.read(flag).unwrap()[0], 8.0, "a later step overwrote the first record");
+                dev.release(src);
+                dev.release(flag);
+            }
+        }
+    }
+}

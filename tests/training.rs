@@ -60,7 +60,7 @@ fn gpu_step_losses_match_cpu() {
 }
 
 #[test]
-fn gpu_training_step_is_eleven_dispatches_and_one_submit() {
+fn gpu_training_step_is_twelve_dispatches_and_one_submit() {
     let data = full_data();
     let mut t = Trainer::new(common::gpu(), &data, config("adam", 1e-3, 1)).unwrap();
     let order = t.epoch_order().unwrap();
@@ -70,8 +70,9 @@ fn gpu_training_step_is_eleven_dispatches_and_one_submit() {
         t.step(order, s * 64, 64).unwrap();
     }
     let after = t.counters();
-    // Exactly 11 per step: integer division of a total would hide a stray dispatch.
-    assert_eq!(after.dispatches - before.dispatches, 5 * 11);
+    // Exactly 12 per step (11 for the step itself, 1 for the non-finite check): integer
+    // division of a total would hide a stray dispatch.
+    assert_eq!(after.dispatches - before.dispatches, 5 * 12);
     assert_eq!(after.submits - before.submits, 5);
     assert_eq!(after.bytes_read_back, before.bytes_read_back);
 }
@@ -120,5 +121,18 @@ fn adaptive_optimizers_reach_the_lectures_accuracy() {
         c.optimizer.weight_decay = wd;
         let acc = final_accuracy(&data, c);
         assert!(acc >= target, "{opt}: {acc} after 10 epochs, target {target}");
+    }
+}
+
+/// A learning rate that blows the model up: both backends stop at the same step and name the
+/// parameter tensor whose gradient went non-finite.
+#[test]
+fn non_finite_gradients_stop_training_at_the_step_they_appear() {
+    let data = load_idx_dataset("fashion-mnist", Some(&descent::data::embedded_subset_dir())).unwrap();
+    for dev in [Device::cpu(), common::gpu()] {
+        let mut t = Trainer::new(dev, &data, config("sgd", 1e9, 1)).unwrap();
+        let err = format!("{:#}", t.run_epoch(|_, _, _| {}, 0).unwrap_err());
+        assert!(err.contains("non-finite gradient") && err.contains("epoch 1, step 3 of 32"), "{err}");
+        assert!(err.contains(".weight") || err.contains(".bias"), "{err}");
     }
 }

@@ -501,6 +501,17 @@ impl Backend for CpuBackend {
         self.bufs[g.labels] = labels;
     }
 
+    fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
+        self.run(flag, &[src], |o, i| {
+            if o[0] < 0.0 {
+                if let Some(k) = i[0].par_iter().position_first(|x| !x.is_finite()) {
+                    o[0] = tag;
+                    o[1] = k as f32;
+                }
+            }
+        });
+    }
+
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
         self.ops += 1;
         let take = |s: &mut Self, b: usize| match std::mem::replace(&mut s.bufs[b], Store::Freed) {

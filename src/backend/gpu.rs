@@ -54,6 +54,7 @@ const K_BINARY: Kernel = k("elementwise", ELEMENTWISE, "binary", ELEM);
 const K_UNARY: Kernel = k("elementwise", ELEMENTWISE, "unary", ELEM);
 const K_FILL: Kernel = k("elementwise", ELEMENTWISE, "fill", ELEM);
 const K_BROADCAST: Kernel = k("elementwise", ELEMENTWISE, "broadcast", ELEM);
+const K_FIND_NONFINITE: Kernel = k("elementwise", ELEMENTWISE, "find_nonfinite", ELEM);
 const K_COL_SUM: Kernel = k("reduce", REDUCE, "col_sum", &[false, true]);
 const K_SUM_PARTIAL: Kernel = k("reduce", REDUCE, "sum_partial", &[false, true]);
 const K_SUM: Kernel = k("reduce", REDUCE, "sum", &[false, true]);
@@ -675,6 +676,10 @@ impl Backend for GpuBackend {
         let flags = loss.is_some() as u32 | (dlogits.is_some() as u32) << 1 | (metrics.is_some() as u32) << 2;
         let uni = [u(rows), u(cols), u(logits.offset), u(labels.offset), u(lo), u(dof), u(mo), flags];
         self.dispatch(K_SOFTMAX_CE, &uni, &[logits.buf, labels.buf, lb, db, mb], [1, 1, 1]);
+    }
+
+    fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
+        self.elementwise(K_FIND_NONFINITE, src.len, 1, 0, 0, Some(src), None, flag, tag);
     }
 
     fn gather(&mut self, g: &Gather) {

@@ -188,6 +188,9 @@ pub trait Backend {
         metrics: Option<View>,
     );
     fn gather(&mut self, g: &Gather);
+    /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]
+    /// (some non-finite element, not necessarily the first). Nothing is read back.
+    fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);
     /// One fused optimizer update over `params` (in place) from `grads`, with state slots
     /// `state` (each as long as `params`, in slot order, each in its own buffer or not).
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
