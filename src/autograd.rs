@@ -80,7 +80,14 @@ pub struct Tape {
     preact: Vec<bool>,
     /// Gradient buffers owned by the tape.
     temps: Vec<View>,
+    /// Anomaly detection: when set, [`Tape::backward`] checks every op's output and every
+    /// gradient, in the order they were produced, and records the first non-finite one here
+    /// (tag: the node's index, plus [`GRADIENT_TAG`] for a gradient).
+    pub anomaly: Option<View>,
 }
+
+/// Added to a node's index in an anomaly tag when the non-finite value is its gradient.
+pub const GRADIENT_TAG: usize = 1 << 20;
 
 impl Tape {
     pub fn new() -> Tape {
@@ -279,6 +286,14 @@ impl Tape {
         let n = self.nodes.len();
         self.grads = vec![None; n];
         self.preact = vec![false; n];
+        if let Some(flag) = self.anomaly {
+            // Forward outputs in the order the ops ran: the flag keeps the first non-finite one.
+            for (i, node) in self.nodes.iter().enumerate().take(root.0 + 1) {
+                if !matches!(node.op, Op::Leaf | Op::Param { .. }) {
+                    dev.find_nonfinite(node.value.view, flag, i as f32);
+                }
+            }
+        }
         match self.nodes[root.0].op {
             Op::SoftmaxCe { logits, dlogits: Some(d) } => match self.nodes[logits.0].op {
                 Op::Param { grad } => {
@@ -315,6 +330,14 @@ impl Tape {
                 Op::Binary { op, a, b } => self.binary_backward(dev, op, a, b, g, i)?,
                 Op::Unary { op, a } => self.unary_backward(dev, op, a, g, i)?,
                 Op::Sum { a, scale } => self.contribute(dev, a, |dev, dst| dev.broadcast(g, dst, scale))?,
+            }
+        }
+        if let Some(flag) = self.anomaly {
+            // Gradients in the order they were completed (from the root down).
+            for i in (0..=root.0).rev() {
+                if let Some(g) = self.grads[i] {
+                    dev.find_nonfinite(g, flag, (GRADIENT_TAG + i) as f32);
+                }
             }
         }
         // Parameters the root does not depend on get zero gradients, not stale ones.
@@ -500,6 +523,35 @@ impl Tape {
             }
         }
         Ok(())
+    }
+
+    /// What an anomaly tag refers to, e.g. "the output of op 7 (matmul_nt 64×128·128×10 +
+    /// bias)" or "the gradient of op 3 (…)".
+    pub fn describe_tag(&self, tag: usize) -> String {
+        let (what, i) =
+            if tag >= GRADIENT_TAG { ("the gradient of", tag - GRADIENT_TAG) } else { ("the output of", tag) };
+        let Some(node) = self.nodes.get(i) else { return format!("{what} op {i}") };
+        let shape = format!("{:?}", node.value.shape);
+        let op = match &node.op {
+            Op::Leaf => "an input".to_string(),
+            Op::Param { .. } => "a parameter".to_string(),
+            Op::Matmul { form, d, bias, act, .. } => format!(
+                "{} {}×{}·{}×{}{}{}",
+                form.name(),
+                d.m,
+                d.k,
+                d.k,
+                d.n,
+                if bias.is_some() { " + bias" } else { "" },
+                if *act != Act::Identity { format!(", {}", act.name()) } else { String::new() }
+            ),
+            Op::BiasAct { act, bias, .. } => format!("{}{}", if bias.is_some() { "bias + " } else { "" }, act.name()),
+            Op::Binary { op, .. } => format!("{op:?}"),
+            Op::Unary { op, .. } => format!("{op:?}"),
+            Op::Sum { .. } => "sum".to_string(),
+            Op::SoftmaxCe { .. } => "softmax cross-entropy".to_string(),
+        };
+        format!("{what} op {i} ({op}, shape {shape})")
     }
 
     /// Release every buffer the tape owns to the device's pool and clear it.

@@ -104,6 +104,8 @@ pub struct Trainer {
     metrics: View,
     /// [optimizer step, element] of the first non-finite gradient seen, or [-1, -1].
     nonfinite: View,
+    /// With anomaly detection: [tag, element] of the first non-finite op output or gradient.
+    anomaly: Option<View>,
     tape: Tape,
 }
 
@@ -143,6 +145,7 @@ impl Trainer {
             test_order,
             metrics,
             nonfinite,
+            anomaly: None,
             tape: Tape::new(),
         })
     }
@@ -169,13 +172,35 @@ impl Trainer {
         Ok((x, y))
     }
 
+    /// Check every op's output and gradient each step and name the first non-finite one
+    /// (reads a flag back every step: for debugging, slower on a GPU).
+    pub fn detect_anomaly(&mut self) -> Result<()> {
+        let flag = self.dev.alloc(2)?;
+        self.dev.fill(flag, -1.0);
+        self.anomaly = Some(flag);
+        Ok(())
+    }
+
     /// One optimizer step on rows `order[start..start + count]`.
     pub fn step(&mut self, order: usize, start: usize, count: usize) -> Result<()> {
+        self.tape.anomaly = self.anomaly;
         let (x, y) = self.gather((self.train.images, self.train.labels), order, start, count)?;
         let xv = self.tape.input(Tensor::new(x, &[count, self.row_len]));
         let logits = self.model.forward(&mut self.tape, &mut self.dev, xv)?;
         let loss = self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics))?;
         self.tape.backward(&mut self.dev, loss)?;
+        if let Some(flag) = self.anomaly {
+            let f = self.dev.read(flag)?;
+            if f[0] >= 0.0 {
+                let what = self.tape.describe_tag(f[0] as usize);
+                let step = self.opt.step + 1;
+                bail!(
+                    "anomaly: {what} holds a non-finite value (element {}) at optimizer step {step} (epoch {}); training stopped",
+                    f[1] as usize,
+                    self.epoch + 1
+                );
+            }
+        }
         // Record (on the device) the first step whose gradients hold a NaN or ±∞.
         self.dev.find_nonfinite(self.model.arena.grads, self.nonfinite, (self.opt.step + 1) as f32);
         if !self.dev.is_gpu() {

@@ -136,3 +136,16 @@ fn non_finite_gradients_stop_training_at_the_step_they_appear() {
         assert!(err.contains(".weight") || err.contains(".bias"), "{err}");
     }
 }
+
+/// `--detect-anomaly`: both backends name the first op whose output went non-finite.
+#[test]
+fn anomaly_detection_names_the_first_bad_op() {
+    let data = load_idx_dataset("fashion-mnist", Some(&descent::data::embedded_subset_dir())).unwrap();
+    for dev in [Device::cpu(), common::gpu()] {
+        let mut t = Trainer::new(dev, &data, config("sgd", 1e9, 1)).unwrap();
+        t.detect_anomaly().unwrap();
+        let err = format!("{:#}", t.run_epoch(|_, _, _| {}, 0).unwrap_err());
+        assert!(err.contains("anomaly: the output of op 6 (matmul_nt 64×128·128×128 + bias, relu"), "{err}");
+        assert!(err.contains("at optimizer step 3"), "{err}");
+    }
+}

@@ -53,6 +53,10 @@ pub struct TrainArgs {
     /// Also save every N optimizer steps (needs --checkpoint).
     #[arg(long, default_value_t = 0, requires = "checkpoint")]
     pub checkpoint_every: u64,
+    /// Check every op's output and gradient each step and stop at the first non-finite one,
+    /// naming the op (reads back every step: a debugging aid).
+    #[arg(long)]
+    pub detect_anomaly: bool,
     /// Continue from a checkpoint: the model, optimizer, batch size and seed come from it, and
     /// training runs until --epochs epochs in total.
     #[arg(long)]
@@ -100,6 +104,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("resumed from {}: epoch {} done, optimizer step {}", p.display(), t.epoch, t.opt.step);
     }
     t.checkpoint = a.checkpoint.clone().map(|p| (p, a.checkpoint_every));
+    if a.detect_anomaly {
+        t.detect_anomaly()?;
+    }
     println!(
         "model: {} ({} parameters), optimizer {} lr {}, batch {}, {} steps per epoch",
         t.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
