@@ -336,11 +336,11 @@ pub fn bench_optim(
     let init = rng.uniform_vec(n, -1.0, 1.0);
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
     let grads = dev.upload(&gr)?;
+    let sizes = if variant == Variant::FusedPerTensor { tensor_sizes(n, tensors) } else { vec![n] };
     let timing = match variant {
         Variant::FusedMultiTensor | Variant::FusedPerTensor => {
             let params = dev.upload(&init)?;
             let mut opt = Optimizer::new(dev, config.clone(), Schedule::Constant, n)?;
-            let sizes = if variant == Variant::FusedMultiTensor { vec![n] } else { tensor_sizes(n, tensors) };
             let t = time(dev, 2, repeats, |d| {
                 opt.step += 1;
                 let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr);
@@ -368,7 +368,7 @@ pub fn bench_optim(
         optimizer: name.to_string(),
         variant,
         params: n,
-        tensors: if variant == Variant::FusedPerTensor { tensor_sizes(n, tensors).len() } else { 1 },
+        tensors: sizes.len(),
         median_ms: timing.median_ms,
         min_ms: timing.min_ms,
         max_ms: timing.max_ms,

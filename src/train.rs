@@ -100,10 +100,10 @@ pub struct Trainer {
     epoch_rng: Rng,
     /// Steps of the current epoch already taken.
     step_in_epoch: usize,
-    /// [Σ loss, correct] accumulated on the device.
+    /// On the device, read back together: [Σ loss, correct] accumulated over the batches since
+    /// the last report, then [optimizer step, element] of the first non-finite gradient seen,
+    /// or [-1, -1].
     metrics: View,
-    /// [optimizer step, element] of the first non-finite gradient seen, or [-1, -1].
-    nonfinite: View,
     /// With anomaly detection: [tag, element] of the first non-finite op output or gradient.
     anomaly: Option<View>,
     tape: Tape,
@@ -125,9 +125,8 @@ impl Trainer {
         let test = DeviceSplit::upload(&mut dev, &data.test)?;
         let order: Vec<u32> = (0..data.test.rows as u32).collect();
         let test_order = dev.alloc_bytes(&index_bytes(&order))?;
-        let metrics = dev.alloc_zeroed(2)?;
-        let nonfinite = dev.alloc(2)?;
-        dev.fill(nonfinite, -1.0);
+        let metrics = dev.alloc_zeroed(4)?;
+        dev.fill(metrics.slice(2, 2), -1.0);
         Ok(Trainer {
             dataset: data.name.clone(),
             checkpoint: None,
@@ -144,7 +143,6 @@ impl Trainer {
             test,
             test_order,
             metrics,
-            nonfinite,
             anomaly: None,
             tape: Tape::new(),
         })
@@ -187,7 +185,7 @@ impl Trainer {
         let (x, y) = self.gather((self.train.images, self.train.labels), order, start, count)?;
         let xv = self.tape.input(Tensor::new(x, &[count, self.row_len]));
         let logits = self.model.forward(&mut self.tape, &mut self.dev, xv)?;
-        let loss = self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics))?;
+        let loss = self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics.slice(0, 2)))?;
         self.tape.backward(&mut self.dev, loss)?;
         if let Some(flag) = self.anomaly {
             let f = self.dev.read(flag)?;
@@ -202,7 +200,7 @@ impl Trainer {
             }
         }
         // Record (on the device) the first step whose gradients hold a NaN or ±∞.
-        self.dev.find_nonfinite(self.model.arena.grads, self.nonfinite, (self.opt.step + 1) as f32);
+        self.dev.find_nonfinite(self.model.arena.grads, self.metrics.slice(2, 2), (self.opt.step + 1) as f32);
         if !self.dev.is_gpu() {
             // On the CPU the check costs nothing to read: stop before the bad update is applied.
             self.check_finite()?;
@@ -228,11 +226,16 @@ impl Trainer {
 
     /// Fail, naming the step and the parameter tensor, if a non-finite gradient was recorded.
     pub fn check_finite(&mut self) -> Result<()> {
-        let f = self.dev.read(self.nonfinite)?;
-        if f[0] < 0.0 {
-            return Ok(());
+        self.read_metrics().map(|_| ())
+    }
+
+    /// The metrics buffer in one readback, failing if a non-finite gradient was recorded.
+    fn read_metrics(&mut self) -> Result<Vec<f32>> {
+        let m = self.dev.read(self.metrics)?;
+        if m[2] < 0.0 {
+            return Ok(m);
         }
-        let (step, at) = (f[0] as u64, f[1] as usize);
+        let (step, at) = (m[2] as u64, m[3] as usize);
         let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&at));
         let steps = self.steps_per_epoch() as u64;
         let first_step = step - 1;
@@ -247,8 +250,8 @@ impl Trainer {
 
     /// Read and reset the device-side [Σ loss, correct] pair.
     fn take_metrics(&mut self) -> Result<(f64, f64)> {
-        let m = self.dev.read(self.metrics)?;
-        self.dev.fill(self.metrics, 0.0);
+        let m = self.read_metrics()?;
+        self.dev.fill(self.metrics.slice(0, 2), 0.0);
         Ok((m[0] as f64, m[1] as f64))
     }
 
@@ -276,8 +279,7 @@ impl Trainer {
             self.step(order_buf, from, count)?;
             self.step_in_epoch = s + 1;
             if progress_every > 0 && (s + 1) % progress_every == 0 && s + 1 < steps {
-                self.check_finite()?;
-                let m = self.dev.read(self.metrics)?;
+                let m = self.read_metrics()?;
                 progress(s + 1, steps, m[0] as f64 / ((s + 1) * bs) as f64);
             }
             if let Some((path, every)) = self.checkpoint.clone() {
@@ -286,7 +288,6 @@ impl Trainer {
                 }
             }
         }
-        self.check_finite()?;
         self.step_in_epoch = 0;
         let (loss, correct) = self.take_metrics()?;
         self.dev.free(order_buf);
@@ -307,7 +308,7 @@ impl Trainer {
             let (x, y) = self.gather((self.test.images, self.test.labels), self.test_order, from, count)?;
             let xv = self.tape.input(Tensor::new(x, &[count, self.row_len]));
             let logits = self.model.forward_no_grad(&mut self.tape, &mut self.dev, xv)?;
-            self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics))?;
+            self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics.slice(0, 2)))?;
             self.tape.reset(&mut self.dev);
             self.dev.release(x);
             self.dev.release(y);
@@ -339,7 +340,7 @@ impl Trainer {
     /// under PyTorch's names, every optimizer state slot, the step count (which is also the
     /// schedule's position), the RNG, the epoch and step within it, and the configuration.
     pub fn checkpoint_contents(&mut self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-        self.check_finite()?;
+        let m = self.read_metrics()?;
         let params = self.dev.read(self.model.arena.params)?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&i));
@@ -365,7 +366,6 @@ impl Trainer {
                 });
             }
         }
-        let m = self.dev.read(self.metrics)?;
         let rng = |r: &Rng| r.state.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
         let c = &self.config;
         let mut meta = BTreeMap::new();
@@ -452,7 +452,8 @@ impl Trainer {
             .collect::<Result<_, _>>()
             .with_context(|| format!("{what}: 'metrics' is not two numbers"))?;
         ensure!(m.len() == 2, "{what}: 'metrics' is not two numbers");
-        self.dev.write(self.metrics, &m)?;
+        self.dev.write(self.metrics.slice(0, 2), &m)?;
+        self.dev.fill(self.metrics.slice(2, 2), -1.0);
         Ok(())
     }
 }

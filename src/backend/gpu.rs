@@ -167,6 +167,23 @@ fn u(x: usize) -> u32 {
     x as u32
 }
 
+/// Map a MAP_READ buffer (its copy already submitted), wait for it, and read it with `f`.
+fn map_read<T>(device: &wgpu::Device, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    let slice = buf.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
+    rx.recv().map_err(|_| anyhow!("GPU {what} never completed"))?.map_err(|e| anyhow!("GPU {what} failed: {e}"))?;
+    let out = {
+        let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU {what} could not be mapped: {e}"))?;
+        f(&view)
+    };
+    buf.unmap();
+    Ok(out)
+}
+
 impl GpuBackend {
     /// Open the best adapter; with `hardware_only`, fail unless it is a real GPU.
     pub fn boxed(hardware_only: bool) -> Result<Box<dyn Backend>> {
@@ -548,21 +565,9 @@ impl Backend for GpuBackend {
             );
         }
         self.flush()?;
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("GPU readback never completed"))?
-            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        let data =
+            map_read(&self.device, &staging, "readback", |b| bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec())?;
         self.check()?;
-        let data = {
-            let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback could not be mapped: {e}"))?;
-            bytemuck::cast_slice::<u8, f32>(&view)[..src.len].to_vec()
-        };
-        staging.unmap();
         self.counters.bytes_read_back += src.len as u64 * 4;
         Ok(data)
     }
@@ -751,21 +756,10 @@ impl Backend for GpuBackend {
         }
         self.flush()?;
         let Some(t) = &self.timer else { return Ok(None) };
-        let slice = t.readback.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-        rx.recv()
-            .map_err(|_| anyhow!("GPU timer readback never completed"))?
-            .map_err(|e| anyhow!("GPU timer readback failed: {e}"))?;
-        let ticks: [u64; 2] = {
-            let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU timer could not be mapped: {e}"))?;
-            let v = bytemuck::cast_slice::<u8, u64>(&view);
+        let ticks = map_read(&self.device, &t.readback, "timer readback", |b| {
+            let v = bytemuck::cast_slice::<u8, u64>(b);
             [v[0], v[1]]
-        };
-        t.readback.unmap();
+        })?;
         self.check()?;
         let period_ns = self.queue.get_timestamp_period() as f64;
         Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))

@@ -40,25 +40,24 @@ pub struct CompareArgs {
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
-    let (case, hidden) = usage((|| {
+    let (case, base) = usage((|| {
         let mut case = Case::named(&a.case)?;
         if let Some(list) = &a.optimizers {
             case.select(&parse_list(list, "--optimizers")?)?;
         }
-        let hidden: Vec<usize> = parse_list(&a.hidden, "--hidden")?;
-        // Validate the shared settings once, before any data is loaded.
-        let probe = TrainConfig {
+        // The settings every run shares, checked once before any data is loaded.
+        let base = TrainConfig {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
-            hidden: hidden.clone(),
+            hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: case.runs[0].1.clone(),
             schedule: Schedule::Constant,
             eval_batch: 1000,
         };
-        probe.validate()?;
-        Ok((case, hidden))
+        base.validate()?;
+        Ok((case, base))
     })())?;
     let choice = usage(DeviceChoice::parse(&a.device))?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
@@ -81,16 +80,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             println!("device: {}", dev.describe());
             report.device = dev.describe();
         }
-        let config = TrainConfig {
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            seed: a.seed,
-            hidden: hidden.clone(),
-            act: Act::Relu,
-            optimizer: optimizer.clone(),
-            schedule: Schedule::Constant,
-            eval_batch: 1000,
-        };
+        let config = TrainConfig { optimizer: optimizer.clone(), ..base.clone() };
         let mut t = Trainer::new(dev, &data, config)?;
         println!("== {label}");
         let mut run = RunMetrics::new(label, optimizer, "constant");
