@@ -17,6 +17,7 @@ import gzip
 import json
 import math
 import os
+import subprocess
 import time
 
 import torch
@@ -132,6 +133,24 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
+def epoch_rounds(binary, batch, rounds):
+    """Interleave descent's and PyTorch's epochs round by round, so machine noise hits both alike;
+    report each round and the medians of the per-round ratios."""
+    rows = []
+    for r in range(rounds):
+        out = subprocess.run([binary, "bench", "epoch", "--optimizer", "adam", "--batch-size", str(batch), "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        ours = json.loads(out)["median_s"]
+        foreach = bench_epoch(batch, 3, False)["median_s"]
+        fused = bench_epoch(batch, 3, True)["median_s"]
+        rows.append((ours, foreach, fused))
+        print(f"round {r + 1}: descent {ours:.3f} s | torch Adam foreach {foreach:.3f} s ({foreach / ours:.2f}x), "
+              f"fused=True {fused:.3f} s ({fused / ours:.2f}x)  [batch {batch}]", flush=True)
+    print(f"median over {rounds} rounds, batch {batch}: descent {median([r[0] for r in rows]):.3f} s, "
+          f"torch foreach {median([r[1] for r in rows]):.3f} s, fused {median([r[2] for r in rows]):.3f} s; "
+          f"descent / torch: {median([r[0] / r[1] for r in rows]):.2f} (foreach), {median([r[0] / r[2] for r in rows]):.2f} (fused)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--params", default="1e6,1e7")
@@ -141,6 +160,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--skip", default="", help="comma-separated: optim,matmul,epoch")
     ap.add_argument("--descent", nargs="*", default=[], help="JSON files written by descent bench … --json")
+    ap.add_argument("--descent-bin", help="run `BIN bench epoch --json` interleaved with PyTorch's epochs, round by round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds for --descent-bin")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}
@@ -167,7 +188,9 @@ def main():
             mine = [o for o in ours["matmul"] if (o["form"], o["m"], o["k"], o["n"]) == (r["form"], r["m"], r["k"], r["n"])]
             extra = f"{mine[0]['gflop_per_s']:>16.1f} {mine[0]['gflop_per_s'] / r['gflop_per_s']:>6.2f}" if mine else ""
             print(f"{r['form']:<4} {r['m']:>5} {r['k']:>5} {r['n']:>5} {r['gflop_per_s']:>14.1f} | {extra}")
-    if "epoch" not in skip:
+    if "epoch" not in skip and a.descent_bin:
+        epoch_rounds(a.descent_bin, a.batch_size, a.rounds)
+    elif "epoch" not in skip:
         for fused in (False, True):
             r = bench_epoch(a.batch_size, 3, fused)
             extra = ""

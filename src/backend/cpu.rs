@@ -1,11 +1,13 @@
-//! The rayon CPU backend: host `Vec<f32>` storage, matmul through the `gemm` crate (blocked,
-//! AVX-512/AVX2/FMA kernels picked at run time), everything else as parallel loops.
+//! The rayon CPU backend: host `Vec<f32>` storage, matmul in `cpu_matmul` (the `gemm` crate
+//! plus an AVX2 kernel for A·Bᵀ), everything else as parallel loops.
 //!
 //! Worker threads run with flush-to-zero and denormals-are-zero set, so optimizer state that
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
-use super::{cpu_optim, Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View};
+use super::{
+    cpu_matmul::gemm_f32, cpu_optim, Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View,
+};
 use crate::optim::OptimStep;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
@@ -24,6 +26,18 @@ enum Store {
 pub struct CpuBackend {
     bufs: Vec<Store>,
     ops: u64,
+}
+
+/// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
+/// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
+/// worker (see `cli::main`).
+pub fn init_thread_pool() {
+    static POOL: std::sync::Once = std::sync::Once::new();
+    POOL.call_once(|| {
+        // Fails only if another part of the program built the global pool first.
+        let _ =
+            rayon::ThreadPoolBuilder::new().stack_size(8 << 20).start_handler(|_| set_flush_to_zero()).build_global();
+    });
 }
 
 /// Set flush-to-zero and denormals-are-zero on this thread (x86-64 MXCSR bits 15 and 6).
@@ -56,11 +70,7 @@ impl Default for CpuBackend {
 
 impl CpuBackend {
     pub fn new() -> CpuBackend {
-        static POOL: std::sync::Once = std::sync::Once::new();
-        POOL.call_once(|| {
-            // Fails only if another part of the program built the global pool first.
-            let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| set_flush_to_zero()).build_global();
-        });
+        init_thread_pool();
         set_flush_to_zero();
         CpuBackend { bufs: Vec::new(), ops: 0 }
     }
@@ -128,6 +138,29 @@ fn act_grad(act: Act, y: f32) -> f32 {
     }
 }
 
+/// The matmul epilogue on one row of C: `z = act(z · act'(y) + bias)`, as separate passes
+/// with the activation chosen outside each loop, so every pass vectorises.
+fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias: Option<&[f32]>, act: Act) {
+    fn each(row: &mut [f32], other: &[f32], f: impl Fn(f32, f32) -> f32) {
+        row.iter_mut().zip(other).for_each(|(z, &x)| *z = f(*z, x));
+    }
+    match grad_of {
+        None | Some((Act::Identity, _)) => {}
+        Some((Act::Relu, y)) => each(row, y, |z, y| z * act_grad(Act::Relu, y)),
+        Some((Act::Sigmoid, y)) => each(row, y, |z, y| z * act_grad(Act::Sigmoid, y)),
+        Some((Act::Tanh, y)) => each(row, y, |z, y| z * act_grad(Act::Tanh, y)),
+    }
+    if let Some(b) = bias {
+        each(row, b, |z, b| z + b);
+    }
+    match act {
+        Act::Identity => {}
+        Act::Relu => row.iter_mut().for_each(|z| *z = act_apply(Act::Relu, *z)),
+        Act::Sigmoid => row.iter_mut().for_each(|z| *z = act_apply(Act::Sigmoid, *z)),
+        Act::Tanh => row.iter_mut().for_each(|z| *z = act_apply(Act::Tanh, *z)),
+    }
+}
+
 /// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
 fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if out.len() >= PAR_MIN {
@@ -164,6 +197,23 @@ pub fn advise_huge_pages(v: &mut Vec<f32>) {
 }
 
 /// Elements per parallel task of the elementwise loops.
+/// Index of the first NaN or ±∞ in `x`. Runs once per training step over every gradient, so
+/// the common all-finite case must cost no more than reading the buffer: each chunk is tested
+/// with a branch-free exponent check that vectorises, and only a chunk that fails is searched.
+fn first_nonfinite(x: &[f32]) -> Option<usize> {
+    fn chunk_is_finite(c: &[f32]) -> bool {
+        let bad = c.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000));
+        bad == 0
+    }
+    let chunk = if x.len() >= PAR_MIN * 16 {
+        x.par_chunks(CHUNK).position_first(|c| !chunk_is_finite(c))
+    } else {
+        x.chunks(CHUNK).position(|c| !chunk_is_finite(c))
+    }?;
+    let start = chunk * CHUNK;
+    x[start..].iter().position(|v| !v.is_finite()).map(|k| start + k)
+}
+
 const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).
@@ -221,55 +271,6 @@ fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
         }
     }
     acc.into_iter().map(|a| a as f32).collect()
-}
-
-/// C = op(A)·op(B) through `gemm`, row-major, overwriting C.
-pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let Dims { m, k, n } = d;
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
-    // (column stride, row stride) of the logical m×k left and k×n right operands.
-    let (lcs, lrs) = match form {
-        Form::TN => (m as isize, 1),
-        _ => (1, k as isize),
-    };
-    let (rcs, rrs) = match form {
-        Form::NT => (k as isize, 1),
-        _ => (1, n as isize),
-    };
-    // Below about 2M multiply-adds, splitting across threads costs more than it saves (measured
-    // at the MLP's 64×128·128×128 shapes: 68 GFLOP/s on one thread, 46 on two).
-    let par = if m * n * k >= 1 << 21 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above keep every access inside the slices; C does not alias A or B.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            lcs,
-            lrs,
-            b.as_ptr(),
-            rcs,
-            rrs,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }
 
 impl Backend for CpuBackend {
@@ -344,16 +345,8 @@ impl Backend for CpuBackend {
             }
             let act = epi.act.unwrap_or(Act::Identity);
             rows_mut(o, d.n, |r, row| {
-                for (c, v) in row.iter_mut().enumerate() {
-                    let mut z = *v;
-                    if let Some((ga, y)) = grad_of {
-                        z *= act_grad(ga, y[r * d.n + c]);
-                    }
-                    if let Some(b) = bias {
-                        z += b[c];
-                    }
-                    *v = act_apply(act, z);
-                }
+                let grad_row = grad_of.map(|(ga, y)| (ga, &y[r * d.n..(r + 1) * d.n]));
+                epilogue_row(row, grad_row, bias, act)
             });
         });
         if let Some(cs) = epi.a_colsum {
@@ -504,7 +497,7 @@ impl Backend for CpuBackend {
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
         self.run(flag, &[src], |o, i| {
             if o[0] < 0.0 {
-                if let Some(k) = i[0].par_iter().position_first(|x| !x.is_finite()) {
+                if let Some(k) = first_nonfinite(i[0]) {
                     o[0] = tag;
                     o[1] = k as f32;
                 }
@@ -574,6 +567,20 @@ mod tests {
                 assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{x}^{p}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn first_nonfinite_finds_the_first_bad_element_on_both_paths() {
+        for len in [1, 7, CHUNK - 1, CHUNK + 3, PAR_MIN * 16 + 5] {
+            let mut x = vec![1.5f32; len];
+            assert_eq!(first_nonfinite(&x), None, "len {len}");
+            for (at, bad) in [(len - 1, f32::NAN), (len / 2, f32::INFINITY), (0, f32::NEG_INFINITY)] {
+                x[at] = bad;
+                assert_eq!(first_nonfinite(&x), Some(at), "len {len}, {bad} at {at}");
+            }
+        }
+        // Largest finite value and subnormals are finite.
+        assert_eq!(first_nonfinite(&[f32::MAX, -f32::MAX, 1e-45, 0.0]), None);
     }
 
     #[test]

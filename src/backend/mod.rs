@@ -7,6 +7,7 @@
 //! unless asked to.
 
 pub mod cpu;
+pub mod cpu_matmul;
 pub mod cpu_optim;
 pub mod gpu;
 

@@ -182,7 +182,11 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let result = match cli.command {
+    // Run the command on one of rayon's workers rather than beside them: the step's serial
+    // stretches (small matmuls, bookkeeping) then run on a worker while the other workers sleep,
+    // so a 2-core machine runs 2 threads, not 3 competing for its cores.
+    descent::backend::cpu::init_thread_pool();
+    let result = rayon::scope(|_| match cli.command {
         Command::Train(a) => train::run(a),
         Command::Info(a) => info::run(a),
         Command::Parity(a) => parity::run(a),
@@ -192,7 +196,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Export(a) => export::run(a),
-    };
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {

@@ -1,0 +1,413 @@
+//! The CPU backend's matrix products. A·B and Aᵀ·B go through the `gemm` crate (packed,
+//! blocked, SIMD kernels picked at run time). A·Bᵀ — every layer's forward product, x·Wᵀ — has
+//! its own AVX2/FMA kernel: both operands already have k contiguous, so each output element is
+//! a dot product of two rows that can be streamed as they are, where `gemm` would first pack the
+//! transposed operand (measured: that packing made 64×784·784×128 run at about half of
+//! torch.mm's rate; see BENCHMARKS.md). Small A·B and Aᵀ·B products (the MLP's hidden-layer
+//! backward shapes) have one more AVX2 kernel that skips packing altogether.
+
+use super::{Dims, Form};
+use rayon::prelude::*;
+
+/// Multiply-adds below which a `gemm` crate product runs on the calling thread: splitting it
+/// costs more than it saves (measured at 128×64·64×128, Aᵀ·B: about 55 GFLOP/s on one thread,
+/// 28 on two).
+const PAR_MIN_MACS: usize = 1 << 21;
+
+/// The same for this module's own kernels, whose split costs less (A·Bᵀ at 64×128·128×128:
+/// about 59 GFLOP/s on two threads, 52 on one).
+const NT_PAR_MIN_MACS: usize = 1 << 19;
+
+/// C = op(A)·op(B), row-major, overwriting C.
+pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Dims { m, k, n } = d;
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if nt::available() {
+        if form == Form::NT {
+            return nt::matmul_nt(d, &a[..m * k], &b[..n * k], &mut c[..m * n]);
+        }
+        if m * n * k < PAR_MIN_MACS {
+            return small::matmul_small(form, d, &a[..m * k], &b[..k * n], &mut c[..m * n]);
+        }
+    }
+    gemm_crate(form, d, a, b, c)
+}
+
+/// Any form through the `gemm` crate (also the reference point the A·Bᵀ kernel is tested
+/// and benchmarked against).
+pub fn gemm_crate(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let Dims { m, k, n } = d;
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    // (column stride, row stride) of the logical m×k left and k×n right operands.
+    let (lcs, lrs) = match form {
+        Form::TN => (m as isize, 1),
+        _ => (1, k as isize),
+    };
+    let (rcs, rrs) = match form {
+        Form::NT => (k as isize, 1),
+        _ => (1, n as isize),
+    };
+    let par = if m * n * k >= PAR_MIN_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above keep every access inside the slices; C does not alias A or B.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            lcs,
+            lrs,
+            b.as_ptr(),
+            rcs,
+            rrs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// A·Bᵀ as row-by-row dot products: a 4×3 block of C keeps 12 eight-lane accumulators in
+/// registers while k streams by, so each step issues 12 fused multiply-adds for 7 loads.
+#[cfg(target_arch = "x86_64")]
+pub mod nt {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Rows of A and of B per register block.
+    const MR: usize = 4;
+    const NR: usize = 3;
+
+    /// Whether this CPU has AVX2 and FMA (checked once).
+    pub fn available() -> bool {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    /// C (m×n) = A (m×k) · Bᵀ with B stored n×k. Rows of C are split among threads when the
+    /// product is large enough; each element is one thread's fixed-order sum, so results do
+    /// not depend on the thread count.
+    pub fn matmul_nt(d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let Dims { m, k, n } = d;
+        assert!(available(), "matmul_nt needs AVX2 and FMA");
+        assert!(a.len() == m * k && b.len() == n * k && c.len() == m * n, "matmul_nt operand sizes");
+        let rows_per_task = if m * n * k >= NT_PAR_MIN_MACS {
+            // Two tasks per thread, whole register blocks each.
+            m.div_ceil(rayon::current_num_threads() * 2).next_multiple_of(MR)
+        } else {
+            m
+        };
+        let task = |(t, c_rows): (usize, &mut [f32])| {
+            let r0 = t * rows_per_task;
+            let rows = c_rows.len() / n;
+            // SAFETY: the CPU has AVX2 and FMA (asserted above); the slices bound every access.
+            unsafe { rows_nt(&a[r0 * k..(r0 + rows) * k], b, c_rows, rows, k, n) }
+        };
+        if rows_per_task < m {
+            c.par_chunks_mut(rows_per_task * n).enumerate().for_each(task);
+        } else {
+            task((0, c));
+        }
+    }
+
+    /// One task: `rows` rows of C from the matching rows of A and all of B.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_nt(a: &[f32], b: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+        let mut i = 0;
+        while i < rows {
+            let mr = MR.min(rows - i);
+            let mut j = 0;
+            while j < n {
+                let nr = NR.min(n - j);
+                let (ap, bp) = (a.as_ptr().add(i * k), b.as_ptr().add(j * k));
+                let cp = c.as_mut_ptr().add(i * n + j);
+                match (mr, nr) {
+                    (4, 3) => block::<4, 3>(ap, bp, cp, k, n),
+                    (4, 2) => block::<4, 2>(ap, bp, cp, k, n),
+                    (4, 1) => block::<4, 1>(ap, bp, cp, k, n),
+                    (3, 3) => block::<3, 3>(ap, bp, cp, k, n),
+                    (3, 2) => block::<3, 2>(ap, bp, cp, k, n),
+                    (3, 1) => block::<3, 1>(ap, bp, cp, k, n),
+                    (2, 3) => block::<2, 3>(ap, bp, cp, k, n),
+                    (2, 2) => block::<2, 2>(ap, bp, cp, k, n),
+                    (2, 1) => block::<2, 1>(ap, bp, cp, k, n),
+                    (1, 3) => block::<1, 3>(ap, bp, cp, k, n),
+                    (1, 2) => block::<1, 2>(ap, bp, cp, k, n),
+                    _ => block::<1, 1>(ap, bp, cp, k, n),
+                }
+                j += NR;
+            }
+            i += MR;
+        }
+    }
+
+    /// C[0..R, 0..S] = dot(A row r, B row s) for R rows of A at `a` and S rows of B at `b`
+    /// (row length and stride k); C's row stride is `ldc`. The k % 8 tail uses masked loads.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block<const R: usize, const S: usize>(a: *const f32, b: *const f32, c: *mut f32, k: usize, ldc: usize) {
+        let mut acc = [[_mm256_setzero_ps(); S]; R];
+        let full = k / 8 * 8;
+        let mut p = 0;
+        while p < full {
+            let mut bv = [_mm256_setzero_ps(); S];
+            for (s, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(b.add(s * k + p));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_loadu_ps(a.add(r * k + p));
+                for (s, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_fmadd_ps(av, bv[s], *x);
+                }
+            }
+            p += 8;
+        }
+        if full < k {
+            let mask = tail_mask(k - full);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_maskload_ps(a.add(r * k + full), mask);
+                for (s, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_fmadd_ps(av, _mm256_maskload_ps(b.add(s * k + full), mask), *x);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (s, x) in row.iter().enumerate() {
+                *c.add(r * ldc + s) = hsum(*x);
+            }
+        }
+    }
+
+    /// Lanes 0..len set (len < 8): loads past the row's end are masked off, never read.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn tail_mask(len: usize) -> __m256i {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), lanes)
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn hsum(x: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn nt_matches_the_gemm_crate_at_odd_sizes() {
+            if !available() {
+                return;
+            }
+            let mut rng = crate::rng::Rng::new(7);
+            for (m, k, n) in
+                [(1, 1, 1), (1, 7, 1), (5, 9, 4), (4, 8, 3), (7, 17, 10), (64, 784, 128), (65, 129, 11), (257, 31, 7)]
+            {
+                let a = rng.uniform_vec(m * k, -1.0, 1.0);
+                let b = rng.uniform_vec(n * k, -1.0, 1.0);
+                let d = Dims { m, k, n };
+                let (mut mine, mut theirs) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                matmul_nt(d, &a, &b, &mut mine);
+                gemm_crate(Form::NT, d, &a, &b, &mut theirs);
+                for (i, (x, y)) in mine.iter().zip(&theirs).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + y.abs()),
+                        "{m}×{k}×{n} at {i}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Small A·B and Aᵀ·B without packing: a 6×16 block of C keeps 12 eight-lane accumulators
+/// while k streams by; each step loads 16 elements of one row of B and broadcasts 6 elements of
+/// A (a column of A; for Aᵀ·B six adjacent elements of one stored row), 12 fused multiply-adds
+/// for 8 loads. Everything these shapes touch stays in L1/L2, which packing exists to arrange.
+#[cfg(target_arch = "x86_64")]
+pub mod small {
+    use super::nt::tail_mask;
+    use super::*;
+    use std::arch::x86_64::*;
+
+    const MR: usize = 6;
+    const NC: usize = 16;
+
+    /// C (m×n) = op(A)·B for `Form::NN` (A stored m×k) or `Form::TN` (A stored k×m); B k×n.
+    pub fn matmul_small(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let Dims { m, k, n } = d;
+        assert!(super::nt::available(), "matmul_small needs AVX2 and FMA");
+        assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul_small operand sizes");
+        // Element (i, p) of the logical m×k operand A is at a[i * row + p * col].
+        let (row, col) = match form {
+            Form::NN => (k, 1),
+            Form::TN => (1, m),
+            Form::NT => panic!("matmul_small does A·B and Aᵀ·B; A·Bᵀ has its own kernel"),
+        };
+        // Split rows of C between the threads (one task each, whole register blocks) when the
+        // product is large enough to pay for it.
+        let threads = rayon::current_num_threads();
+        let rows_per_task =
+            if m * n * k >= NT_PAR_MIN_MACS && threads > 1 { m.div_ceil(threads).next_multiple_of(MR) } else { m };
+        let task = |(t, c_rows): (usize, &mut [f32])| {
+            let (r0, rows) = (t * rows_per_task, c_rows.len() / n);
+            // SAFETY: AVX2 and FMA are present (asserted); rows r0..r0 + rows of A lie inside
+            // `a` (its length is m·k) and every other access is bounded by k and n.
+            unsafe { kernel(a.as_ptr().add(r0 * row), row, col, b.as_ptr(), c_rows.as_mut_ptr(), rows, k, n) }
+        };
+        if rows_per_task < m {
+            c.par_chunks_mut(rows_per_task * n).enumerate().for_each(task);
+        } else {
+            task((0, c));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(a: *const f32, row: usize, col: usize, b: *const f32, c: *mut f32, m: usize, k: usize, n: usize) {
+        let mut j = 0;
+        while j < n {
+            let cols = NC.min(n - j);
+            let mut i = 0;
+            while i < m {
+                let (ap, bp, cp) = (a.add(i * row), b.add(j), c.add(i * n + j));
+                let at = Block { a: ap, col, row, b: bp, c: cp, k, n, cols };
+                match (MR.min(m - i), cols == NC) {
+                    (6, true) => at.run::<6, true>(),
+                    (5, true) => at.run::<5, true>(),
+                    (4, true) => at.run::<4, true>(),
+                    (3, true) => at.run::<3, true>(),
+                    (2, true) => at.run::<2, true>(),
+                    (1, true) => at.run::<1, true>(),
+                    (6, false) => at.run::<6, false>(),
+                    (5, false) => at.run::<5, false>(),
+                    (4, false) => at.run::<4, false>(),
+                    (3, false) => at.run::<3, false>(),
+                    (2, false) => at.run::<2, false>(),
+                    _ => at.run::<1, false>(),
+                }
+                i += MR;
+            }
+            j += NC;
+        }
+    }
+
+    /// One block of C: up to 6 rows from `a` (row stride `row`, column stride `col`), `cols`
+    /// (≤ 16) columns from `b` (row stride n), written to `c` (row stride n).
+    struct Block {
+        a: *const f32,
+        row: usize,
+        col: usize,
+        b: *const f32,
+        c: *mut f32,
+        k: usize,
+        n: usize,
+        cols: usize,
+    }
+
+    impl Block {
+        /// R rows; FULL when all 16 columns exist, otherwise the rest are masked off.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn run<const R: usize, const FULL: bool>(&self) {
+            let (m0, m1) = if FULL {
+                (_mm256_set1_epi32(-1), _mm256_set1_epi32(-1))
+            } else {
+                (tail_mask(self.cols.min(8)), tail_mask(self.cols.saturating_sub(8)))
+            };
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for p in 0..self.k {
+                let brow = self.b.add(p * self.n);
+                let (b0, b1) = if FULL {
+                    (_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8)))
+                } else {
+                    (_mm256_maskload_ps(brow, m0), _mm256_maskload_ps(brow.add(8), m1))
+                };
+                let acol = self.a.add(p * self.col);
+                for (r, x) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*acol.add(r * self.row));
+                    x[0] = _mm256_fmadd_ps(av, b0, x[0]);
+                    x[1] = _mm256_fmadd_ps(av, b1, x[1]);
+                }
+            }
+            for (r, x) in acc.iter().enumerate() {
+                let crow = self.c.add(r * self.n);
+                if FULL {
+                    _mm256_storeu_ps(crow, x[0]);
+                    _mm256_storeu_ps(crow.add(8), x[1]);
+                } else {
+                    _mm256_maskstore_ps(crow, m0, x[0]);
+                    _mm256_maskstore_ps(crow.add(8), m1, x[1]);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn small_matches_the_gemm_crate_at_odd_sizes() {
+            if !super::super::nt::available() {
+                return;
+            }
+            let mut rng = crate::rng::Rng::new(11);
+            for form in [Form::NN, Form::TN] {
+                for (m, k, n) in [
+                    (1, 1, 1),
+                    (1, 7, 1),
+                    (5, 9, 4),
+                    (6, 8, 16),
+                    (7, 17, 10),
+                    (64, 128, 128),
+                    (128, 64, 128),
+                    (13, 3, 33),
+                    (10, 64, 128),
+                    (64, 10, 128),
+                ] {
+                    let a = rng.uniform_vec(m * k, -1.0, 1.0);
+                    let b = rng.uniform_vec(k * n, -1.0, 1.0);
+                    let d = Dims { m, k, n };
+                    // Poisoned, and one element past the end to catch a stray masked store.
+                    let (mut mine, mut theirs) = (vec![f32::NAN; m * n + 1], vec![f32::NAN; m * n]);
+                    matmul_small(form, d, &a, &b, &mut mine[..m * n]);
+                    gemm_crate(form, d, &a, &b, &mut theirs);
+                    assert!(mine[m * n].is_nan(), "{form:?} {m}×{k}×{n}: wrote past the end");
+                    for (i, (x, y)) in mine.iter().zip(&theirs).enumerate() {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + y.abs()),
+                            "{form:?} {m}×{k}×{n} at {i}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
