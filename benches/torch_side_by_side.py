@@ -79,9 +79,9 @@ SHAPES = [
 ]
 
 
-def bench_mm(repeats):
+def bench_mm(repeats, shapes=None):
     rows = []
-    for form, m, k, n in SHAPES:
+    for form, m, k, n in shapes or SHAPES:
         a = torch.rand(k, m).t() if form == "tn" else torch.rand(m, k)
         b = torch.rand(n, k).t() if form == "nt" else torch.rand(k, n)
         out = torch.empty(m, n)
@@ -133,6 +133,22 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
+def matmul_rounds(binary, repeats, rounds):
+    """For each shape, alternate `BIN bench matmul --shapes …` and torch.mm `rounds` times, so
+    both see the same moments of machine noise; report the median of the per-round ratios."""
+    print(f"\n{'form':<4} {'m':>5} {'k':>5} {'n':>5} {'torch GFLOP/s':>14} {'descent GFLOP/s':>16} {'ratio':>6}   (medians of {rounds} alternating rounds)")
+    for form, m, k, n in SHAPES:
+        pairs = []
+        for _ in range(rounds):
+            out = subprocess.run([binary, "bench", "matmul", "--device", "cpu", "--shapes", f"{form}:{m}x{k}x{n}",
+                                  "--repeats", str(repeats), "--json"], check=True, capture_output=True, text=True).stdout
+            ours = json.loads(out)["results"][0]["gflop_per_s"]
+            theirs = bench_mm(repeats, [(form, m, k, n)])[0]["gflop_per_s"]
+            pairs.append((theirs, ours))
+        print(f"{form:<4} {m:>5} {k:>5} {n:>5} {median([p[0] for p in pairs]):>14.1f} {median([p[1] for p in pairs]):>16.1f} "
+              f"{median([p[1] / p[0] for p in pairs]):>6.2f}", flush=True)
+
+
 def epoch_rounds(binary, batch, rounds):
     """Interleave descent's and PyTorch's epochs round by round, so machine noise hits both alike;
     report each round and the medians of the per-round ratios."""
@@ -160,8 +176,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--skip", default="", help="comma-separated: optim,matmul,epoch")
     ap.add_argument("--descent", nargs="*", default=[], help="JSON files written by descent bench … --json")
-    ap.add_argument("--descent-bin", help="run `BIN bench epoch --json` interleaved with PyTorch's epochs, round by round")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds for --descent-bin")
+    ap.add_argument("--descent-bin", help="run descent's `bench matmul` and `bench epoch` alternately with PyTorch's, round by round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}
@@ -182,7 +198,9 @@ def main():
             mine = [o for o in ours["optim"] if o["optimizer"] == r["optimizer"] and o["params"] == r["params"] and o["variant"] == "fused_multi_tensor"]
             extra = f"{mine[0]['median_ms']:>30.3f} {r['median_ms'] / mine[0]['median_ms']:>6.2f}" if mine else ""
             print(f"{r['optimizer']:<7} {r['variant']:<9} {r['params']:>10} {r['median_ms']:>9.3f} {r['gb_per_s']:>6.1f} | {extra}")
-    if "matmul" not in skip:
+    if "matmul" not in skip and a.descent_bin:
+        matmul_rounds(a.descent_bin, a.repeats, a.rounds)
+    elif "matmul" not in skip:
         print(f"\n{'form':<4} {'m':>5} {'k':>5} {'n':>5} {'torch GFLOP/s':>14} | {'descent GFLOP/s':>16} {'ratio':>6}")
         for r in bench_mm(a.repeats):
             mine = [o for o in ours["matmul"] if (o["form"], o["m"], o["k"], o["n"]) == (r["form"], r["m"], r["k"], r["n"])]

@@ -24,6 +24,22 @@ const SOFTMAX_CE: &str = include_str!("../../shaders/softmax_ce.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 
+/// How a lost device's message begins.
+const LOST: &str = "the GPU device was lost";
+
+/// Every shader module, compiled and validated when the device opens so that a broken shader
+/// is one clear error up front (and `--device auto` falls back to the CPU) rather than a failure
+/// in the middle of a run.
+const MODULES: [(&str, &str); 7] = [
+    ("matmul", MATMUL),
+    ("matmul_vec4", MATMUL_VEC4),
+    ("elementwise", ELEMENTWISE),
+    ("reduce", REDUCE),
+    ("softmax_ce", SOFTMAX_CE),
+    ("gather", GATHER),
+    ("optim", OPTIM),
+];
+
 /// Bytes per uniform slot (wgpu's minimum uniform offset alignment is at most 256).
 const SLOT: usize = 256;
 /// Dispatches per submit before the ring forces a submit.
@@ -31,41 +47,41 @@ const RING_SLOTS: usize = 1024;
 /// Invocations per workgroup of the 1-D kernels.
 const WG: u32 = 256;
 
-/// A kernel: its module, entry point, and which storage bindings (1, 2, …) it writes.
+/// A kernel: its module (a name in `MODULES`), entry point, and which storage bindings
+/// (1, 2, …) it writes.
 #[derive(Clone, Copy)]
 struct Kernel {
     module: &'static str,
-    source: &'static str,
     entry: &'static str,
     writes: &'static [bool],
 }
 
-const fn k(module: &'static str, source: &'static str, entry: &'static str, writes: &'static [bool]) -> Kernel {
-    Kernel { module, source, entry, writes }
+const fn k(module: &'static str, entry: &'static str, writes: &'static [bool]) -> Kernel {
+    Kernel { module, entry, writes }
 }
 
 const ELEM: &[bool] = &[false, false, true];
 const MM: &[bool] = &[false, false, false, false, true, true];
-const K_MATMUL: Kernel = k("matmul", MATMUL, "main", MM);
-const K_MATMUL_VEC4: Kernel = k("matmul_vec4", MATMUL_VEC4, "main", MM);
-const K_BIAS_ACT: Kernel = k("elementwise", ELEMENTWISE, "bias_act", ELEM);
-const K_ACT_BACKWARD: Kernel = k("elementwise", ELEMENTWISE, "act_backward", ELEM);
-const K_BINARY: Kernel = k("elementwise", ELEMENTWISE, "binary", ELEM);
-const K_UNARY: Kernel = k("elementwise", ELEMENTWISE, "unary", ELEM);
-const K_FILL: Kernel = k("elementwise", ELEMENTWISE, "fill", ELEM);
-const K_BROADCAST: Kernel = k("elementwise", ELEMENTWISE, "broadcast", ELEM);
-const K_FIND_NONFINITE: Kernel = k("elementwise", ELEMENTWISE, "find_nonfinite", ELEM);
-const K_COL_SUM: Kernel = k("reduce", REDUCE, "col_sum", &[false, true]);
-const K_SUM_PARTIAL: Kernel = k("reduce", REDUCE, "sum_partial", &[false, true]);
-const K_SUM: Kernel = k("reduce", REDUCE, "sum", &[false, true]);
-const K_SOFTMAX_CE: Kernel = k("softmax_ce", SOFTMAX_CE, "main", &[false, false, true, true, true]);
-const K_GATHER: Kernel = k("gather", GATHER, "main", &[false, false, false, true, true]);
+const K_MATMUL: Kernel = k("matmul", "main", MM);
+const K_MATMUL_VEC4: Kernel = k("matmul_vec4", "main", MM);
+const K_BIAS_ACT: Kernel = k("elementwise", "bias_act", ELEM);
+const K_ACT_BACKWARD: Kernel = k("elementwise", "act_backward", ELEM);
+const K_BINARY: Kernel = k("elementwise", "binary", ELEM);
+const K_UNARY: Kernel = k("elementwise", "unary", ELEM);
+const K_FILL: Kernel = k("elementwise", "fill", ELEM);
+const K_BROADCAST: Kernel = k("elementwise", "broadcast", ELEM);
+const K_FIND_NONFINITE: Kernel = k("elementwise", "find_nonfinite", ELEM);
+const K_COL_SUM: Kernel = k("reduce", "col_sum", &[false, true]);
+const K_SUM_PARTIAL: Kernel = k("reduce", "sum_partial", &[false, true]);
+const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
+const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
+const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true]);
 const OPT: &[bool] = &[true, false, true, true, true];
-const K_SGD: Kernel = k("optim", OPTIM, "sgd", OPT);
-const K_ADAGRAD: Kernel = k("optim", OPTIM, "adagrad", OPT);
-const K_RMSPROP: Kernel = k("optim", OPTIM, "rmsprop", OPT);
-const K_ADAM: Kernel = k("optim", OPTIM, "adam", OPT);
-const K_LECTURE_MOMENTUM: Kernel = k("optim", OPTIM, "lecture_momentum", OPT);
+const K_SGD: Kernel = k("optim", "sgd", OPT);
+const K_ADAGRAD: Kernel = k("optim", "adagrad", OPT);
+const K_RMSPROP: Kernel = k("optim", "rmsprop", OPT);
+const K_ADAM: Kernel = k("optim", "adam", OPT);
+const K_LECTURE_MOMENTUM: Kernel = k("optim", "lecture_momentum", OPT);
 
 /// Two timestamp queries around a span of recorded work, and where they are read back.
 struct Timer {
@@ -167,6 +183,23 @@ fn u(x: usize) -> u32 {
     x as u32
 }
 
+/// wgpu's whole diagnostic: its `Display` says only "Validation Error"; the description (or
+/// the chain of sources) says what was wrong.
+fn describe_error(e: &wgpu::Error) -> String {
+    match e {
+        wgpu::Error::Validation { description, .. } => description.trim().to_string(),
+        other => {
+            let mut msg = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                msg = format!("{msg}: {s}");
+                source = s.source();
+            }
+            msg
+        }
+    }
+}
+
 /// Map a MAP_READ buffer (its copy already submitted), wait for it, and read it with `f`.
 fn map_read<T>(device: &wgpu::Device, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
     let slice = buf.slice(..);
@@ -213,13 +246,13 @@ impl GpuBackend {
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
+                v.push(describe_error(&e));
             }
         }));
         let lost = errors.clone();
         device.set_device_lost_callback(move |reason, msg| {
             if let Ok(mut v) = lost.lock() {
-                v.push(format!("the GPU device was lost ({reason:?}): {msg}"));
+                v.push(format!("{LOST} ({reason:?}): {msg}"));
             }
         });
         let ring = device.create_buffer(&wgpu::BufferDescriptor {
@@ -268,10 +301,39 @@ impl GpuBackend {
             errors,
             counters: Counters::default(),
         };
+        for (name, source) in MODULES {
+            let module = g.compile_shader(name, source)?;
+            g.modules.insert(name, module);
+        }
         g.dummy_read = g.alloc(4)?;
         g.dummy_write = g.alloc(4)?;
         g.partials = g.alloc(256)?;
         Ok(g)
+    }
+
+    /// Compile and validate one WGSL module (with the shared prelude), returning wgpu's
+    /// diagnostic as an error instead of reporting it later through the device's error log.
+    pub fn compile_shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!(
+                "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; --device cpu runs everything on the CPU backend",
+                self.info.name,
+                self.info.backend,
+                describe_error(&e)
+            );
+        }
+        Ok(module)
+    }
+
+    /// Destroy the wgpu device as a driver reset or a removed GPU would, so tests can check
+    /// that every later operation fails with a clear error rather than a panic or a hang.
+    pub fn simulate_device_loss(&mut self) {
+        self.device.destroy();
     }
 
     pub fn is_software(&self) -> bool {
@@ -279,14 +341,22 @@ impl GpuBackend {
     }
 
     /// Errors wgpu reported since the last check, as one error.
+    /// A lost device is reported as such: the invalid-buffer errors it causes are consequences.
     fn check(&mut self) -> Result<()> {
+        // wgpu reports a loss from its next poll; give it that poll so the cause comes first.
+        let _ = self.device.poll(wgpu::PollType::Poll);
         let mut v = self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
         if v.is_empty() {
             return Ok(());
         }
-        let msg = v.join("; ");
+        let msg = match v.iter().find(|m| m.starts_with(LOST)) {
+            Some(lost) => format!(
+                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use --device cpu"
+            ),
+            None => format!("GPU error: {}\n(--device cpu runs the same work on the CPU backend)", v.join("; ")),
+        };
         v.clear();
-        bail!("GPU error: {msg}")
+        bail!(msg)
     }
 
     fn buffer(&self, id: usize) -> &wgpu::Buffer {
@@ -317,12 +387,7 @@ impl GpuBackend {
         let key = (kern.module, kern.entry);
         if !self.pipelines.contains_key(&key) {
             let device = &self.device;
-            let module = self.modules.entry(kern.module).or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kern.module),
-                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{}", kern.source).into()),
-                })
-            });
+            let module = self.modules.get(kern.module).expect("every module is compiled when the device opens");
             let (_, layout) = self.layouts.entry(kern.writes).or_insert_with(|| {
                 let mut entries = vec![wgpu::BindGroupLayoutEntry {
                     binding: 0,
@@ -565,8 +630,14 @@ impl Backend for GpuBackend {
             );
         }
         self.flush()?;
-        let data =
-            map_read(&self.device, &staging, "readback", |b| bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec())?;
+        let data = match map_read(&self.device, &staging, "readback", |b| {
+            bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec()
+        }) {
+            Ok(d) => d,
+            // The device's own error (a lost device, a validation failure) says more than the
+            // failed map it caused.
+            Err(e) => return Err(self.check().err().unwrap_or(e)),
+        };
         self.check()?;
         self.counters.bytes_read_back += src.len as u64 * 4;
         Ok(data)
