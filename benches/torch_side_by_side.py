@@ -50,12 +50,15 @@ def tensor_sizes(n, k):
     return sizes
 
 
-def bench_optim(names, sizes, repeats, tensors):
+VARIANTS = [("fused", {"fused": True}), ("foreach", {"foreach": True}), ("for-loop", {"foreach": False})]
+
+
+def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS):
     rows = []
     for name in names:
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
         for n in sizes:
-            for variant, kw in [("fused", {"fused": True}), ("foreach", {"foreach": True}), ("for-loop", {"foreach": False})]:
+            for variant, kw in variants:
                 params = [torch.rand(s, requires_grad=True) for s in tensor_sizes(n, tensors)]
                 for p in params:
                     p.grad = torch.rand_like(p) * 1e-2
@@ -133,6 +136,24 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
+def optim_rounds(binary, names, sizes, repeats, tensors, rounds):
+    """Alternate `BIN bench optim` (fused multi-tensor) and PyTorch's fused=True step, per
+    optimizer and size, `rounds` times; report medians and the median per-round ratio."""
+    print(f"\n{'optimizer':<9} {'params':>10} {'torch fused ms':>15} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
+    for name in names:
+        for n in sizes:
+            pairs = []
+            for _ in range(rounds):
+                out = subprocess.run([binary, "bench", "optim", "--device", "cpu", "--optimizer", name, "--params", str(n),
+                                      "--variants", "fused_multi_tensor", "--repeats", str(repeats), "--json"],
+                                     check=True, capture_output=True, text=True).stdout
+                ours = json.loads(out)["results"][0]["median_ms"]
+                theirs = bench_optim([name], [n], repeats, tensors, VARIANTS[:1])[0]["median_ms"]
+                pairs.append((theirs, ours))
+            print(f"{name:<9} {n:>10} {median([p[0] for p in pairs]):>15.3f} {median([p[1] for p in pairs]):>11.3f} "
+                  f"{median([p[0] / p[1] for p in pairs]):>16.2f}   rounds: " + ", ".join(f"{p[0] / p[1]:.2f}" for p in pairs), flush=True)
+
+
 def matmul_rounds(binary, repeats, rounds):
     """For each shape, alternate `BIN bench matmul --shapes …` and torch.mm `rounds` times, so
     both see the same moments of machine noise; report the median of the per-round ratios."""
@@ -176,7 +197,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--skip", default="", help="comma-separated: optim,matmul,epoch")
     ap.add_argument("--descent", nargs="*", default=[], help="JSON files written by descent bench … --json")
-    ap.add_argument("--descent-bin", help="run descent's `bench matmul` and `bench epoch` alternately with PyTorch's, round by round")
+    ap.add_argument("--descent-bin", help="run descent's `bench optim|matmul|epoch` alternately with PyTorch's, round by round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
@@ -191,7 +212,9 @@ def main():
         elif d.get("results"):
             ours["matmul"] += d["results"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    if "optim" not in skip:
+    if "optim" not in skip and a.descent_bin:
+        optim_rounds(a.descent_bin, a.optimizers.split(","), [int(float(x)) for x in a.params.split(",")], a.repeats, a.tensors, a.rounds)
+    elif "optim" not in skip:
         sizes = [int(float(s)) for s in a.params.split(",")]
         print(f"\n{'optimizer':<7} {'torch variant':<9} {'params':>10} {'torch ms':>9} {'GB/s':>6} | {'descent fused_multi_tensor ms':>30} {'ratio':>6}")
         for r in bench_optim(a.optimizers.split(","), sizes, a.repeats, a.tensors):
