@@ -18,6 +18,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 import time
 
 import torch
@@ -170,6 +171,59 @@ def matmul_rounds(binary, repeats, rounds):
               f"{median([p[1] / p[0] for p in pairs]):>6.2f}", flush=True)
 
 
+def load_fashion_test():
+    d = "/usr/share/datasets/fashion-mnist"
+    with gzip.open(os.path.join(d, "t10k-images-idx3-ubyte.gz")) as f:
+        x = torch.frombuffer(bytearray(f.read()[16:]), dtype=torch.uint8).float().div(255).view(-1, 784)
+    with gzip.open(os.path.join(d, "t10k-labels-idx1-ubyte.gz")) as f:
+        y = torch.frombuffer(bytearray(f.read()[8:]), dtype=torch.uint8).long()
+    return x, y
+
+
+def sgd_accuracy(seed, epochs=10, batch=64, lr=0.01):
+    """The lecture's plain-SGD run in PyTorch: test accuracy after each epoch."""
+    x, y, _ = load_fashion()
+    tx, ty = load_fashion_test()
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    accs = []
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0], batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+        with torch.no_grad():
+            accs.append((model(tx).argmax(1) == ty).float().mean().item())
+    return accs
+
+
+def accuracy_seeds(binary, seeds):
+    """Plain SGD (lr 0.01, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent:
+    final test accuracy of each, and the spread over seeds."""
+    rows = []
+    for seed in seeds:
+        theirs = sgd_accuracy(seed)[-1]
+        ours = None
+        if binary:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "metrics.json")
+                subprocess.run([binary, "train", "--optimizer", "sgd", "--lr", "0.01", "--epochs", "10", "--device", "cpu",
+                                "--seed", str(seed), "--metrics", path], check=True, capture_output=True)
+                with open(path) as f:
+                    ours = json.load(f)["runs"][0]["epochs"][-1]["test_accuracy"]
+        rows.append((seed, theirs, ours))
+        print(f"seed {seed:>3}: torch {theirs * 100:.2f}%" + (f"  descent {ours * 100:.2f}%" if ours is not None else ""), flush=True)
+    for i, who in [(1, "torch"), (2, "descent")]:
+        vals = [r[i] * 100 for r in rows if r[i] is not None]
+        if vals:
+            print(f"{who}: mean {sum(vals) / len(vals):.2f}%, median {median(vals):.2f}%, min {min(vals):.2f}%, max {max(vals):.2f}%, "
+                  f"{sum(v < 82 for v in vals)} of {len(vals)} below 82%")
+
+
 def epoch_rounds(binary, batch, rounds):
     """Interleave descent's and PyTorch's epochs round by round, so machine noise hits both alike;
     report each round and the medians of the per-round ratios."""
@@ -199,7 +253,12 @@ def main():
     ap.add_argument("--descent", nargs="*", default=[], help="JSON files written by descent bench … --json")
     ap.add_argument("--descent-bin", help="run descent's `bench optim|matmul|epoch` alternately with PyTorch's, round by round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
+    ap.add_argument("--accuracy-seeds", help="e.g. 0-19: plain SGD's final Fashion-MNIST accuracy per seed (with --descent-bin, descent's too); skips the rest")
     a = ap.parse_args()
+    if a.accuracy_seeds:
+        lo, _, hi = a.accuracy_seeds.partition("-")
+        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1))
+        return
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}
     for path in a.descent:
