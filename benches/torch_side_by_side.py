@@ -13,6 +13,7 @@ Fashion-MNIST epoch of the 784-128-128-10 MLP with Adam (median of 3 after a war
 --descent it prints descent's figure beside each and the ratio (> 1: descent is faster).
 """
 import argparse
+import glob
 import gzip
 import json
 import math
@@ -180,12 +181,30 @@ def load_fashion_test():
     return x, y
 
 
-def sgd_accuracy(seed, epochs=10, batch=64, lr=0.01):
+def load_cached_folder(path):
+    """A dataset from descent's image-folder decode cache (`DSCNTIF1`, then row length, classes,
+    train rows, test rows as u64, then each split's pixel rows and labels): the CIFAR-10 JPEG
+    tree exactly as descent trains on it, without decoding 60,000 JPEGs in Python."""
+    with open(path, "rb") as f:
+        b = f.read()
+    if b[:8] != b"DSCNTIF1":
+        raise SystemExit(f"{path}: not a descent decode cache")
+    row, _classes, tr, te = (int.from_bytes(b[8 + 8 * i:16 + 8 * i], "little") for i in range(4))
+    at, out = 40, []
+    for rows in (tr, te):
+        x = torch.frombuffer(bytearray(b[at:at + rows * row]), dtype=torch.uint8).float().div(255).view(rows, row)
+        at += rows * row
+        y = torch.frombuffer(bytearray(b[at:at + rows]), dtype=torch.uint8).long()
+        at += rows
+        out += [x, y]
+    return out
+
+
+def sgd_accuracy(seed, data, epochs=10, batch=64, lr=0.01):
     """The lecture's plain-SGD run in PyTorch: test accuracy after each epoch."""
-    x, y, _ = load_fashion()
-    tx, ty = load_fashion_test()
+    x, y, tx, ty = data
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     accs = []
@@ -201,18 +220,26 @@ def sgd_accuracy(seed, epochs=10, batch=64, lr=0.01):
     return accs
 
 
-def accuracy_seeds(binary, seeds):
+def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82):
     """Plain SGD (lr 0.01, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent:
-    final test accuracy of each, and the spread over seeds."""
+    final test accuracy of each, and the spread over seeds. Fashion-MNIST, or with `cifar_dir`
+    the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it)."""
+    if cifar_dir:
+        data = load_cached_folder(cifar_cache)
+        extra = ["--dataset", "cifar10", "--data-dir", cifar_dir]
+    else:
+        x, y, _ = load_fashion()
+        data = (x, y, *load_fashion_test())
+        extra = []
     rows = []
     for seed in seeds:
-        theirs = sgd_accuracy(seed)[-1]
+        theirs = sgd_accuracy(seed, data)[-1]
         ours = None
         if binary:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "metrics.json")
                 subprocess.run([binary, "train", "--optimizer", "sgd", "--lr", "0.01", "--epochs", "10", "--device", "cpu",
-                                "--seed", str(seed), "--metrics", path], check=True, capture_output=True)
+                                "--seed", str(seed), "--metrics", path, *extra], check=True, capture_output=True)
                 with open(path) as f:
                     ours = json.load(f)["runs"][0]["epochs"][-1]["test_accuracy"]
         rows.append((seed, theirs, ours))
@@ -221,7 +248,7 @@ def accuracy_seeds(binary, seeds):
         vals = [r[i] * 100 for r in rows if r[i] is not None]
         if vals:
             print(f"{who}: mean {sum(vals) / len(vals):.2f}%, median {median(vals):.2f}%, min {min(vals):.2f}%, max {max(vals):.2f}%, "
-                  f"{sum(v < 82 for v in vals)} of {len(vals)} below 82%")
+                  f"{sum(v < threshold for v in vals)} of {len(vals)} below {threshold}%")
 
 
 def epoch_rounds(binary, batch, rounds):
@@ -254,10 +281,18 @@ def main():
     ap.add_argument("--descent-bin", help="run descent's `bench optim|matmul|epoch` alternately with PyTorch's, round by round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
     ap.add_argument("--accuracy-seeds", help="e.g. 0-19: plain SGD's final Fashion-MNIST accuracy per seed (with --descent-bin, descent's too); skips the rest")
+    ap.add_argument("--cifar10", metavar="DIR", help="with --accuracy-seeds: the CIFAR-10 JPEG tree instead of Fashion-MNIST (run `descent train --dataset cifar10 --data-dir DIR` once first, to write the decode cache)")
+    ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
     a = ap.parse_args()
     if a.accuracy_seeds:
         lo, _, hi = a.accuracy_seeds.partition("-")
-        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1))
+        cache = a.cifar10_cache
+        if a.cifar10 and not cache:
+            found = sorted(glob.glob(os.path.expanduser("~/.cache/descent/cifar10-*.bin")), key=os.path.getmtime)
+            if not found:
+                raise SystemExit("no decode cache found: run `descent train --dataset cifar10 --data-dir DIR --epochs 1` first, or pass --cifar10-cache")
+            cache = found[-1]
+        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, 41 if a.cifar10 else 82)
         return
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}
