@@ -28,6 +28,19 @@ pub struct CpuBackend {
     ops: u64,
 }
 
+/// Whether this CPU has AVX2 and FMA (checked once): the matmul kernels in `cpu_matmul` and
+/// the 8-lane optimizer loops in `cpu_optim` need both; without them the backend falls back to
+/// the `gemm` crate and portable loops.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
 /// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
 /// worker (see `cli::main`).

@@ -100,10 +100,9 @@ pub mod nt {
     const MR: usize = 4;
     const NR: usize = 3;
 
-    /// Whether this CPU has AVX2 and FMA (checked once).
+    /// Whether this CPU has AVX2 and FMA.
     pub fn available() -> bool {
-        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        crate::backend::cpu::has_avx2_fma()
     }
 
     /// C (m×n) = A (m×k) · Bᵀ with B stored n×k. Rows of C are split among threads when the

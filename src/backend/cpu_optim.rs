@@ -45,13 +45,7 @@ pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>)
 /// either way: every lane does the same IEEE operations, and Rust never contracts a·b + c into
 /// a fused multiply-add on its own.
 fn wide_vectors() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *WIDE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    super::cpu::has_avx2_fma()
 }
 
 #[inline(always)]

@@ -10,6 +10,14 @@ pub fn run(_a: InfoArgs) -> Result<()> {
     let cpu = descent::backend::cpu::CpuBackend::new();
     use descent::backend::Backend;
     println!("cpu backend: {}", cpu.describe());
+    println!(
+        "cpu kernels: {}",
+        if descent::backend::cpu::has_avx2_fma() {
+            "AVX2+FMA (A·Bᵀ and small matmuls, fused optimizers); larger A·B and Aᵀ·B through the gemm crate"
+        } else {
+            "portable loops and the gemm crate (this CPU lacks AVX2+FMA)"
+        }
+    );
     println!("{}", descent::backend::gpu::describe_adapters());
     Ok(())
 }
