@@ -1,6 +1,6 @@
 //! GPU faults become clear errors, never panics: no adapter (with `--device auto` falling back
-//! to the CPU), a buffer over the adapter's limits, a shader that fails to compile or validate,
-//! and a device lost in the middle of a run.
+//! to the CPU), a refused device request, a buffer over the adapter's limits, a shader that
+//! fails to compile or validate, and a device lost in the middle of a run.
 
 mod common;
 
@@ -45,6 +45,19 @@ fn a_lost_device_is_a_clear_error_not_a_panic() {
     assert!(err.starts_with("the GPU device was lost"), "{err}");
     assert!(!err.contains("is invalid"), "{err}");
     assert!(err.contains("--device cpu"), "{err}");
+}
+
+#[test]
+fn a_refused_device_request_is_a_clear_error() {
+    drop(common::gpu());
+    // Ask for more than any adapter has: the request fails inside wgpu.
+    let err = match GpuBackend::open_with_limits(false, |l| l.max_bind_groups = u32::MAX) {
+        Ok(_) => panic!("the adapter granted u32::MAX bind groups"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.starts_with("could not open a GPU device on "), "{err}");
+    assert!(err.contains("--device cpu"), "{err}");
+    assert!(err.contains("max_bind_groups"), "{err}");
 }
 
 #[test]

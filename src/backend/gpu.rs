@@ -224,6 +224,12 @@ impl GpuBackend {
     }
 
     pub fn open(hardware_only: bool) -> Result<GpuBackend> {
+        GpuBackend::open_with_limits(hardware_only, |_| {})
+    }
+
+    /// [`GpuBackend::open`], asking the device for the adapter's limits as changed by `adjust`
+    /// (tests use it to make the device request fail the way an over-asking one would).
+    pub fn open_with_limits(hardware_only: bool, adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<GpuBackend> {
         let list = adapters();
         let Some(adapter) = list.into_iter().next() else {
             bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use --device cpu");
@@ -232,7 +238,8 @@ impl GpuBackend {
         if hardware_only && !is_hardware(&info) {
             bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; --device gpu uses it anyway", info.name, info.device_type);
         }
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        adjust(&mut limits);
         let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let timestamps = adapter.features().contains(timestamps).then_some(timestamps);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -241,7 +248,7 @@ impl GpuBackend {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .with_context(|| format!("could not open a device on {}", info.name))?;
+        .with_context(|| format!("could not open a GPU device on {} (--device cpu runs without one)", info.name))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
