@@ -1,10 +1,11 @@
-//! The CPU backend's matrix products. A·B and Aᵀ·B go through the `gemm` crate (packed,
-//! blocked, SIMD kernels picked at run time). A·Bᵀ — every layer's forward product, x·Wᵀ — has
-//! its own AVX2/FMA kernel: both operands already have k contiguous, so each output element is
+//! The CPU backend's matrix products. The `gemm` crate (packed, blocked, SIMD kernels picked at
+//! run time) is the general path. A·Bᵀ — every layer's forward product, x·Wᵀ — has its own
+//! AVX2/FMA kernel: both operands already have k contiguous, so each output element is
 //! a dot product of two rows that can be streamed as they are, where `gemm` would first pack the
 //! transposed operand (measured: that packing made 64×784·784×128 run at about half of
-//! torch.mm's rate; see BENCHMARKS.md). Small A·B and Aᵀ·B products (the MLP's hidden-layer
-//! backward shapes) have one more AVX2 kernel that skips packing altogether.
+//! torch.mm's rate; see BENCHMARKS.md). A·B and Aᵀ·B with a short inner size (every backward
+//! product of the MLP up to batch 256) have one more AVX2 kernel that skips packing altogether;
+//! only long inner sizes (1024³ and the like) go through `gemm`.
 
 use super::{Dims, Form};
 use rayon::prelude::*;
@@ -15,8 +16,13 @@ use rayon::prelude::*;
 const PAR_MIN_MACS: usize = 1 << 21;
 
 /// The same for this module's own kernels, whose split costs less (A·Bᵀ at 64×128·128×128:
-/// about 59 GFLOP/s on two threads, 52 on one).
+/// about 59 GFLOP/s on two threads, 52 on one; the unpacked A·B at the same shape 80 on two,
+/// against the `gemm` crate's 60 on one).
 const NT_PAR_MIN_MACS: usize = 1 << 19;
+
+/// Inner size up to which A·B and Aᵀ·B use the unpacked kernel: a 16-column panel of B (k
+/// rows) then stays in L1 while every row block of A passes over it.
+const SMALL_MAX_K: usize = 256;
 
 /// C = op(A)·op(B), row-major, overwriting C.
 pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -34,7 +40,7 @@ pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         if form == Form::NT {
             return nt::matmul_nt(d, &a[..m * k], &b[..n * k], &mut c[..m * n]);
         }
-        if m * n * k < PAR_MIN_MACS {
+        if k <= SMALL_MAX_K {
             return small::matmul_small(form, d, &a[..m * k], &b[..k * n], &mut c[..m * n]);
         }
     }
@@ -245,7 +251,7 @@ pub mod nt {
     }
 }
 
-/// Small A·B and Aᵀ·B without packing: a 6×16 block of C keeps 12 eight-lane accumulators
+/// A·B and Aᵀ·B with k ≤ `SMALL_MAX_K`, without packing: a 6×16 block of C keeps 12 eight-lane accumulators
 /// while k streams by; each step loads 16 elements of one row of B and broadcasts 6 elements of
 /// A (a column of A; for Aᵀ·B six adjacent elements of one stored row), 12 fused multiply-adds
 /// for 8 loads. Everything these shapes touch stays in L1/L2, which packing exists to arrange.
