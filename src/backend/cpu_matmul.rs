@@ -18,7 +18,7 @@ const PAR_MIN_MACS: usize = 1 << 21;
 /// The same for this module's own kernels, whose split costs less (A·Bᵀ at 64×128·128×128:
 /// about 59 GFLOP/s on two threads, 52 on one; the unpacked A·B at the same shape 80 on two,
 /// against the `gemm` crate's 60 on one).
-const NT_PAR_MIN_MACS: usize = 1 << 19;
+const KERNEL_PAR_MIN_MACS: usize = 1 << 19;
 
 /// Inner size up to which A·B and Aᵀ·B use the unpacked kernel: a 16-column panel of B (k
 /// rows) then stays in L1 while every row block of A passes over it.
@@ -36,7 +36,7 @@ pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if nt::available() {
+    if super::cpu::has_avx2_fma() {
         if form == Form::NT {
             return nt::matmul_nt(d, &a[..m * k], &b[..n * k], &mut c[..m * n]);
         }
@@ -106,19 +106,14 @@ pub mod nt {
     const MR: usize = 4;
     const NR: usize = 3;
 
-    /// Whether this CPU has AVX2 and FMA.
-    pub fn available() -> bool {
-        crate::backend::cpu::has_avx2_fma()
-    }
-
     /// C (m×n) = A (m×k) · Bᵀ with B stored n×k. Rows of C are split among threads when the
     /// product is large enough; each element is one thread's fixed-order sum, so results do
     /// not depend on the thread count.
     pub fn matmul_nt(d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         let Dims { m, k, n } = d;
-        assert!(available(), "matmul_nt needs AVX2 and FMA");
+        assert!(crate::backend::cpu::has_avx2_fma(), "matmul_nt needs AVX2 and FMA");
         assert!(a.len() == m * k && b.len() == n * k && c.len() == m * n, "matmul_nt operand sizes");
-        let rows_per_task = if m * n * k >= NT_PAR_MIN_MACS {
+        let rows_per_task = if m * n * k >= KERNEL_PAR_MIN_MACS {
             // Two tasks per thread, whole register blocks each.
             m.div_ceil(rayon::current_num_threads() * 2).next_multiple_of(MR)
         } else {
@@ -227,7 +222,7 @@ pub mod nt {
 
         #[test]
         fn nt_matches_the_gemm_crate_at_odd_sizes() {
-            if !available() {
+            if !crate::backend::cpu::has_avx2_fma() {
                 return;
             }
             let mut rng = crate::rng::Rng::new(7);
@@ -267,7 +262,7 @@ pub mod small {
     /// C (m×n) = op(A)·B for `Form::NN` (A stored m×k) or `Form::TN` (A stored k×m); B k×n.
     pub fn matmul_small(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         let Dims { m, k, n } = d;
-        assert!(super::nt::available(), "matmul_small needs AVX2 and FMA");
+        assert!(crate::backend::cpu::has_avx2_fma(), "matmul_small needs AVX2 and FMA");
         assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul_small operand sizes");
         // Element (i, p) of the logical m×k operand A is at a[i * row + p * col].
         let (row, col) = match form {
@@ -279,7 +274,7 @@ pub mod small {
         // product is large enough to pay for it.
         let threads = rayon::current_num_threads();
         let rows_per_task =
-            if m * n * k >= NT_PAR_MIN_MACS && threads > 1 { m.div_ceil(threads).next_multiple_of(MR) } else { m };
+            if m * n * k >= KERNEL_PAR_MIN_MACS && threads > 1 { m.div_ceil(threads).next_multiple_of(MR) } else { m };
         let task = |(t, c_rows): (usize, &mut [f32])| {
             let (r0, rows) = (t * rows_per_task, c_rows.len() / n);
             // SAFETY: AVX2 and FMA are present (asserted); rows r0..r0 + rows of A lie inside
@@ -380,7 +375,7 @@ pub mod small {
 
         #[test]
         fn small_matches_the_gemm_crate_at_odd_sizes() {
-            if !super::super::nt::available() {
+            if !crate::backend::cpu::has_avx2_fma() {
                 return;
             }
             let mut rng = crate::rng::Rng::new(11);
