@@ -28,6 +28,11 @@ impl ParamInfo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Where this tensor lies in the arena's flat buffers.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
 }
 
 /// The flat parameter and gradient buffers and their layout.
@@ -56,7 +61,7 @@ impl ParamArena {
                 data.len(),
                 e.len()
             );
-            host[e.offset..e.offset + e.len()].copy_from_slice(data);
+            host[e.range()].copy_from_slice(data);
         }
         let params = dev.upload(&host)?;
         let grads = dev.alloc_zeroed(host.len())?;
@@ -70,6 +75,11 @@ impl ParamArena {
 
     pub fn is_empty(&self) -> bool {
         self.params.len == 0
+    }
+
+    /// The tensor that arena element `i` belongs to (none for padding).
+    pub fn entry_at(&self, i: usize) -> Option<&ParamInfo> {
+        self.entries.iter().find(|e| e.range().contains(&i))
     }
 
     /// Trainable elements, padding excluded.

@@ -236,7 +236,7 @@ impl Trainer {
             return Ok(m);
         }
         let (step, at) = (m[2] as u64, m[3] as usize);
-        let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&at));
+        let name = self.model.arena.entry_at(at);
         let steps = self.steps_per_epoch() as u64;
         let first_step = step - 1;
         bail!(
@@ -343,7 +343,7 @@ impl Trainer {
         let m = self.read_metrics()?;
         let params = self.dev.read(self.model.arena.params)?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            let name = self.model.arena.entries.iter().find(|e| (e.offset..e.offset + e.len()).contains(&i));
+            let name = self.model.arena.entry_at(i);
             bail!(
                 "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller --lr",
                 name.map_or("?", |e| e.name.as_str()),
@@ -353,20 +353,21 @@ impl Trainer {
         let state = self.opt.read_state(&mut self.dev)?;
         let mut tensors = Vec::new();
         for e in &self.model.arena.entries {
-            let r = e.offset..e.offset + e.len();
-            tensors.push(NamedTensor { name: e.name.clone(), shape: e.shape.clone(), data: params[r].to_vec() });
+            tensors.push(NamedTensor {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                data: params[e.range()].to_vec(),
+            });
         }
         for (slot, data) in &state {
             for e in &self.model.arena.entries {
-                let r = e.offset..e.offset + e.len();
                 tensors.push(NamedTensor {
                     name: format!("optimizer.{slot}.{}", e.name),
                     shape: e.shape.clone(),
-                    data: data[r].to_vec(),
+                    data: data[e.range()].to_vec(),
                 });
             }
         }
-        let rng = |r: &Rng| r.state.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
         let c = &self.config;
         let mut meta = BTreeMap::new();
         let mut put = |k: &str, v: String| {
@@ -374,7 +375,7 @@ impl Trainer {
         };
         put("format", CHECKPOINT_FORMAT.into());
         put("dataset", self.dataset.clone());
-        put("sizes", self.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+        put("sizes", join(&self.model.sizes));
         put("activation", c.act.name().into());
         put("batch_size", c.batch_size.to_string());
         put("seed", c.seed.to_string());
@@ -383,8 +384,8 @@ impl Trainer {
         put("optimizer_step", self.opt.step.to_string());
         put("epoch", self.epoch.to_string());
         put("step_in_epoch", self.step_in_epoch.to_string());
-        put("rng", rng(&self.rng));
-        put("epoch_rng", rng(&self.epoch_rng));
+        put("rng", join(&self.rng.state));
+        put("epoch_rng", join(&self.epoch_rng.state));
         put("metrics", format!("{:?},{:?}", m[0], m[1]));
         Ok((tensors, meta))
     }
@@ -398,14 +399,13 @@ impl Trainer {
 
     /// Continue from a checkpoint made by a trainer of the same model and data.
     pub fn restore(&mut self, tensors: &[NamedTensor], meta: &BTreeMap<String, String>, what: &str) -> Result<()> {
-        let get = |k: &str| meta.get(k).with_context(|| format!("{what}: the checkpoint has no '{k}' entry"));
-        ensure!(get("format")? == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint ({})", get("format")?);
-        let sizes = self.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+        let meta = Meta::new(meta, what)?;
+        let sizes = join(&self.model.sizes);
         ensure!(
-            get("dataset")? == &self.dataset && get("sizes")? == &sizes,
+            meta.get("dataset")? == &self.dataset && meta.get("sizes")? == &sizes,
             "{what}: made for {} with layers {}, not {} with layers {sizes}",
-            get("dataset")?,
-            get("sizes")?,
+            meta.get("dataset")?,
+            meta.get("sizes")?,
             self.dataset
         );
         let find = |name: &str| -> Result<&NamedTensor> {
@@ -416,7 +416,7 @@ impl Trainer {
         for e in &self.model.arena.entries {
             let t = find(&e.name)?;
             ensure!(t.shape == e.shape, "{what}: {} has shape {:?}, the model {:?}", e.name, t.shape, e.shape);
-            params[e.offset..e.offset + e.len()].copy_from_slice(&t.data);
+            params[e.range()].copy_from_slice(&t.data);
         }
         self.dev.write(self.model.arena.params, &params)?;
         for (i, slot) in self.opt.config.state_names().into_iter().enumerate() {
@@ -424,34 +424,21 @@ impl Trainer {
             for e in &self.model.arena.entries {
                 let t = find(&format!("optimizer.{slot}.{}", e.name))?;
                 ensure!(t.data.len() == e.len(), "{what}: optimizer.{slot}.{} has the wrong size", e.name);
-                data[e.offset..e.offset + e.len()].copy_from_slice(&t.data);
+                data[e.range()].copy_from_slice(&t.data);
             }
             self.dev.write(self.opt.slot(i), &data)?;
         }
-        let num = |k: &str| -> Result<u64> {
-            get(k)?.parse::<u64>().with_context(|| format!("{what}: '{k}' is not a whole number"))
-        };
         let rng = |k: &str| -> Result<Rng> {
-            let v: Vec<u64> = get(k)?
-                .split(',')
-                .map(|x| x.parse::<u64>())
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("{what}: '{k}' is not four numbers"))?;
-            ensure!(v.len() == 4, "{what}: '{k}' is not four numbers");
-            Ok(Rng { state: [v[0], v[1], v[2], v[3]] })
+            let v: [u64; 4] = meta.list(k, 4)?.try_into().expect("four numbers");
+            Ok(Rng { state: v })
         };
-        self.opt.step = num("optimizer_step")?;
-        self.epoch = num("epoch")? as usize;
-        self.step_in_epoch = num("step_in_epoch")? as usize;
+        self.opt.step = meta.num("optimizer_step")?;
+        self.epoch = meta.num("epoch")?;
+        self.step_in_epoch = meta.num("step_in_epoch")?;
         ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
         self.rng = rng("rng")?;
         self.epoch_rng = rng("epoch_rng")?;
-        let m: Vec<f32> = get("metrics")?
-            .split(',')
-            .map(|x| x.parse::<f32>())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{what}: 'metrics' is not two numbers"))?;
-        ensure!(m.len() == 2, "{what}: 'metrics' is not two numbers");
+        let m: Vec<f32> = meta.list("metrics", 2)?;
         self.dev.write(self.metrics.slice(0, 2), &m)?;
         self.dev.fill(self.metrics.slice(2, 2), -1.0);
         Ok(())
@@ -467,26 +454,60 @@ pub fn config_from_checkpoint(
     epochs: usize,
     what: &str,
 ) -> Result<(TrainConfig, String)> {
-    let get = |k: &str| meta.get(k).with_context(|| format!("{what}: the checkpoint has no '{k}' entry"));
-    ensure!(get("format")? == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint");
-    let sizes: Vec<usize> = get("sizes")?
-        .split(',')
-        .map(|x| x.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{what}: 'sizes' is not a list of numbers"))?;
+    let meta = Meta::new(meta, what)?;
+    let sizes: Vec<usize> = meta.list("sizes", 0)?;
     ensure!(sizes.len() >= 2, "{what}: 'sizes' needs an input and an output size");
     let optimizer: serde_json::Value =
-        serde_json::from_str(get("optimizer")?).with_context(|| format!("{what}: 'optimizer' is not JSON"))?;
+        serde_json::from_str(meta.get("optimizer")?).with_context(|| format!("{what}: 'optimizer' is not JSON"))?;
     let config = TrainConfig {
         epochs,
-        batch_size: get("batch_size")?.parse().with_context(|| format!("{what}: bad batch_size"))?,
-        seed: get("seed")?.parse().with_context(|| format!("{what}: bad seed"))?,
+        batch_size: meta.num("batch_size")?,
+        seed: meta.num("seed")?,
         hidden: sizes[1..sizes.len() - 1].to_vec(),
-        act: Act::parse(get("activation")?)?,
+        act: Act::parse(meta.get("activation")?)?,
         optimizer: OptimConfig::from_json(&optimizer, "optimizer")?,
-        schedule: Schedule::parse(get("schedule")?)?,
+        schedule: Schedule::parse(meta.get("schedule")?)?,
         eval_batch: 1000,
     };
     config.validate()?;
-    Ok((config, get("dataset")?.clone()))
+    Ok((config, meta.get("dataset")?.clone()))
+}
+
+/// Numbers as a checkpoint's metadata stores them: comma-separated.
+fn join<T: std::fmt::Display>(xs: &[T]) -> String {
+    xs.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// A training checkpoint's metadata, read with errors that name the file and the entry.
+struct Meta<'a> {
+    map: &'a BTreeMap<String, String>,
+    what: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    /// Fails unless the metadata says it is a descent training checkpoint.
+    fn new(map: &'a BTreeMap<String, String>, what: &'a str) -> Result<Meta<'a>> {
+        let meta = Meta { map, what };
+        let format = meta.get("format")?;
+        ensure!(format == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint ({format})");
+        Ok(meta)
+    }
+
+    fn get(&self, key: &str) -> Result<&'a String> {
+        self.map.get(key).with_context(|| format!("{}: the checkpoint has no '{key}' entry", self.what))
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
+        self.get(key)?.parse().ok().with_context(|| format!("{}: '{key}' is not a whole number", self.what))
+    }
+
+    /// A comma-separated list of `len` numbers (any length when `len` is 0).
+    fn list<T: std::str::FromStr>(&self, key: &str, len: usize) -> Result<Vec<T>> {
+        let v: Option<Vec<T>> = self.get(key)?.split(',').map(|x| x.parse().ok()).collect();
+        match v {
+            Some(v) if len == 0 || v.len() == len => Ok(v),
+            _ if len == 0 => bail!("{}: '{key}' is not a list of numbers", self.what),
+            _ => bail!("{}: '{key}' is not {len} numbers", self.what),
+        }
+    }
 }

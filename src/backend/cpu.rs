@@ -1,5 +1,5 @@
-//! The rayon CPU backend: host `Vec<f32>` storage, matmul in `cpu_matmul` (the `gemm` crate
-//! plus an AVX2 kernel for A·Bᵀ), everything else as parallel loops.
+//! The rayon CPU backend: host `Vec<f32>` storage, matmul in `cpu_matmul` (AVX2 kernels for
+//! the MLP's shapes, the `gemm` crate for long inner sizes), everything else as parallel loops.
 //!
 //! Worker threads run with flush-to-zero and denormals-are-zero set, so optimizer state that
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
@@ -209,7 +209,6 @@ pub fn advise_huge_pages(v: &mut Vec<f32>) {
     let _ = v;
 }
 
-/// Elements per parallel task of the elementwise loops.
 /// Index of the first NaN or ±∞ in `x`. Runs once per training step over every gradient, so
 /// the common all-finite case must cost no more than reading the buffer: each chunk is tested
 /// with a branch-free exponent check that vectorises, and only a chunk that fails is searched.
@@ -227,6 +226,7 @@ fn first_nonfinite(x: &[f32]) -> Option<usize> {
     x[start..].iter().position(|v| !v.is_finite()).map(|k| start + k)
 }
 
+/// Elements per parallel task of the elementwise loops.
 const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).

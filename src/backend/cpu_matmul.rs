@@ -215,35 +215,6 @@ pub mod nt {
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
     }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn nt_matches_the_gemm_crate_at_odd_sizes() {
-            if !crate::backend::cpu::has_avx2_fma() {
-                return;
-            }
-            let mut rng = crate::rng::Rng::new(7);
-            for (m, k, n) in
-                [(1, 1, 1), (1, 7, 1), (5, 9, 4), (4, 8, 3), (7, 17, 10), (64, 784, 128), (65, 129, 11), (257, 31, 7)]
-            {
-                let a = rng.uniform_vec(m * k, -1.0, 1.0);
-                let b = rng.uniform_vec(n * k, -1.0, 1.0);
-                let d = Dims { m, k, n };
-                let (mut mine, mut theirs) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
-                matmul_nt(d, &a, &b, &mut mine);
-                gemm_crate(Form::NT, d, &a, &b, &mut theirs);
-                for (i, (x, y)) in mine.iter().zip(&theirs).enumerate() {
-                    assert!(
-                        (x - y).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + y.abs()),
-                        "{m}×{k}×{n} at {i}: {x} vs {y}"
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// A·B and Aᵀ·B with k ≤ `SMALL_MAX_K`, without packing: a 6×16 block of C keeps 12 eight-lane accumulators
@@ -368,46 +339,63 @@ pub mod small {
             }
         }
     }
+}
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::reference::matmul_abs_tol;
 
-        #[test]
-        fn small_matches_the_gemm_crate_at_odd_sizes() {
-            if !crate::backend::cpu::has_avx2_fma() {
-                return;
+    /// `kernel` against the `gemm` crate on fresh random operands. C is poisoned with NaN and
+    /// has one guard element past its end, which a stray (masked) store would overwrite.
+    fn check(
+        form: Form,
+        shapes: &[(usize, usize, usize)],
+        seed: u64,
+        kernel: impl Fn(Dims, &[f32], &[f32], &mut [f32]),
+    ) {
+        if !crate::backend::cpu::has_avx2_fma() {
+            return;
+        }
+        let mut rng = crate::rng::Rng::new(seed);
+        for &(m, k, n) in shapes {
+            let d = Dims { m, k, n };
+            let a = rng.uniform_vec(m * k, -1.0, 1.0);
+            let b = rng.uniform_vec(k * n, -1.0, 1.0);
+            let (mut mine, mut theirs) = (vec![f32::NAN; m * n + 1], vec![f32::NAN; m * n]);
+            kernel(d, &a, &b, &mut mine[..m * n]);
+            gemm_crate(form, d, &a, &b, &mut theirs);
+            assert!(mine[m * n].is_nan(), "{form:?} {m}×{k}×{n}: wrote past the end");
+            for (i, (x, y)) in mine.iter().zip(&theirs).enumerate() {
+                let tol = matmul_abs_tol(k) as f32 * (1.0 + y.abs());
+                assert!((x - y).abs() <= tol, "{form:?} {m}×{k}×{n} at {i}: {x} vs {y}");
             }
-            let mut rng = crate::rng::Rng::new(11);
-            for form in [Form::NN, Form::TN] {
-                for (m, k, n) in [
-                    (1, 1, 1),
-                    (1, 7, 1),
-                    (5, 9, 4),
-                    (6, 8, 16),
-                    (7, 17, 10),
-                    (64, 128, 128),
-                    (128, 64, 128),
-                    (13, 3, 33),
-                    (10, 64, 128),
-                    (64, 10, 128),
-                ] {
-                    let a = rng.uniform_vec(m * k, -1.0, 1.0);
-                    let b = rng.uniform_vec(k * n, -1.0, 1.0);
-                    let d = Dims { m, k, n };
-                    // Poisoned, and one element past the end to catch a stray masked store.
-                    let (mut mine, mut theirs) = (vec![f32::NAN; m * n + 1], vec![f32::NAN; m * n]);
-                    matmul_small(form, d, &a, &b, &mut mine[..m * n]);
-                    gemm_crate(form, d, &a, &b, &mut theirs);
-                    assert!(mine[m * n].is_nan(), "{form:?} {m}×{k}×{n}: wrote past the end");
-                    for (i, (x, y)) in mine.iter().zip(&theirs).enumerate() {
-                        assert!(
-                            (x - y).abs() <= 1e-5 * (k as f32).sqrt() * (1.0 + y.abs()),
-                            "{form:?} {m}×{k}×{n} at {i}: {x} vs {y}"
-                        );
-                    }
-                }
-            }
+        }
+    }
+
+    #[test]
+    fn nt_matches_the_gemm_crate_at_odd_sizes() {
+        let shapes =
+            [(1, 1, 1), (1, 7, 1), (5, 9, 4), (4, 8, 3), (7, 17, 10), (64, 784, 128), (65, 129, 11), (257, 31, 7)];
+        check(Form::NT, &shapes, 7, nt::matmul_nt);
+    }
+
+    #[test]
+    fn small_matches_the_gemm_crate_at_odd_sizes() {
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 1),
+            (5, 9, 4),
+            (6, 8, 16),
+            (7, 17, 10),
+            (64, 128, 128),
+            (128, 64, 128),
+            (13, 3, 33),
+            (10, 64, 128),
+            (64, 10, 128),
+        ];
+        for form in [Form::NN, Form::TN] {
+            check(form, &shapes, 11, |d, a, b, c| small::matmul_small(form, d, a, b, c));
         }
     }
 }

@@ -201,7 +201,7 @@ fn describe_error(e: &wgpu::Error) -> String {
 }
 
 /// Map a MAP_READ buffer (its copy already submitted), wait for it, and read it with `f`.
-fn map_read<T>(device: &wgpu::Device, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+fn map_and_read<T>(device: &wgpu::Device, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
     let slice = buf.slice(..);
     let (tx, rx) = std::sync::mpsc::channel();
     slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -337,6 +337,14 @@ impl GpuBackend {
         Ok(module)
     }
 
+    /// [`map_and_read`], then any error the device reported. If the map fails, the device's own
+    /// error (a lost device, a validation failure) says more than the failed map it caused.
+    fn map_read<T>(&self, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let out = map_and_read(&self.device, buf, what, f).map_err(|e| self.check().err().unwrap_or(e))?;
+        self.check()?;
+        Ok(out)
+    }
+
     /// Destroy the wgpu device as a driver reset or a removed GPU would, so tests can check
     /// that every later operation fails with a clear error rather than a panic or a hang.
     pub fn simulate_device_loss(&mut self) {
@@ -349,13 +357,13 @@ impl GpuBackend {
 
     /// Errors wgpu reported since the last check, as one error.
     /// A lost device is reported as such: the invalid-buffer errors it causes are consequences.
-    fn check(&mut self) -> Result<()> {
+    fn check(&self) -> Result<()> {
+        if self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?.is_empty() {
+            return Ok(());
+        }
         // wgpu reports a loss from its next poll; give it that poll so the cause comes first.
         let _ = self.device.poll(wgpu::PollType::Poll);
         let mut v = self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
-        if v.is_empty() {
-            return Ok(());
-        }
         let msg = match v.iter().find(|m| m.starts_with(LOST)) {
             Some(lost) => format!(
                 "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use --device cpu"
@@ -637,15 +645,7 @@ impl Backend for GpuBackend {
             );
         }
         self.flush()?;
-        let data = match map_read(&self.device, &staging, "readback", |b| {
-            bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec()
-        }) {
-            Ok(d) => d,
-            // The device's own error (a lost device, a validation failure) says more than the
-            // failed map it caused.
-            Err(e) => return Err(self.check().err().unwrap_or(e)),
-        };
-        self.check()?;
+        let data = self.map_read(&staging, "readback", |b| bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec())?;
         self.counters.bytes_read_back += src.len as u64 * 4;
         Ok(data)
     }
@@ -834,11 +834,10 @@ impl Backend for GpuBackend {
         }
         self.flush()?;
         let Some(t) = &self.timer else { return Ok(None) };
-        let ticks = map_read(&self.device, &t.readback, "timer readback", |b| {
+        let ticks = self.map_read(&t.readback, "timer readback", |b| {
             let v = bytemuck::cast_slice::<u8, u64>(b);
             [v[0], v[1]]
         })?;
-        self.check()?;
         let period_ns = self.queue.get_timestamp_period() as f64;
         Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
     }

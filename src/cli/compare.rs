@@ -1,7 +1,7 @@
 //! `descent compare --case fashion-mnist|cifar10`: the lecture's case studies, every optimizer
 //! on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
 
-use super::progress::EpochProgress;
+use super::progress;
 use super::{parse_list, usage};
 use anyhow::Result;
 use clap::Args;
@@ -85,12 +85,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         println!("== {label}");
         let mut run = RunMetrics::new(label, optimizer, "constant");
         for _ in 0..a.epochs {
-            let bar = EpochProgress::new(t.epoch + 1, a.epochs, t.steps_per_epoch(), a.batch_size);
-            let every = bar.every();
-            let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), every)?;
-            bar.finish();
-            println!("{}", m.line(a.epochs));
-            run.epochs.push(m);
+            run.epochs.push(progress::run_epoch(&mut t, a.epochs)?);
         }
         report.runs.push(run);
         // Written after every run, so an interrupted comparison keeps what it finished.

@@ -1,6 +1,8 @@
 //! A progress bar per training epoch (step count, running loss, samples/s, ETA) on stderr when
 //! it is a terminal; nothing otherwise, since the per-epoch lines say it all in logs.
 
+use anyhow::Result;
+use descent::train::{EpochMetrics, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -46,4 +48,14 @@ impl EpochProgress {
             b.finish_and_clear();
         }
     }
+}
+
+/// One epoch of `t` under a progress bar, then its one-line summary printed (what `train` and
+/// `compare` do for every epoch).
+pub fn run_epoch(t: &mut Trainer, epochs: usize) -> Result<EpochMetrics> {
+    let bar = EpochProgress::new(t.epoch + 1, epochs, t.steps_per_epoch(), t.config.batch_size);
+    let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), bar.every())?;
+    bar.finish();
+    println!("{}", m.line(epochs));
+    Ok(m)
 }

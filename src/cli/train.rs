@@ -1,6 +1,6 @@
 //! `descent train`: one MLP, one optimizer, one line per epoch.
 
-use super::progress::EpochProgress;
+use super::progress;
 use super::{parse_list, usage, OptimArgs};
 use anyhow::Result;
 use clap::Args;
@@ -129,12 +129,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     while t.epoch < t.config.epochs {
         let before = t.counters();
-        let bar = EpochProgress::new(t.epoch + 1, t.config.epochs, t.steps_per_epoch(), t.config.batch_size);
-        let every = bar.every();
-        let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), every)?;
-        bar.finish();
-        println!("{}", m.line(t.config.epochs));
-        report.runs[0].epochs.push(m);
+        let epochs = t.config.epochs;
+        report.runs[0].epochs.push(progress::run_epoch(&mut t, epochs)?);
         if let Some(path) = &a.metrics {
             report.write_json(path)?;
         }

@@ -191,13 +191,8 @@ fn write_cache(path: &Path, d: &Dataset) -> Result<()> {
         out.extend_from_slice(&s.images);
         out.extend_from_slice(&s.labels);
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &out)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    // Atomic, so a concurrent or interrupted run never leaves a torn cache.
+    crate::checkpoint::write_atomic(path, &out)
 }
 
 fn read_cache(path: &Path) -> Option<(usize, usize, Split, Split)> {

@@ -45,10 +45,8 @@ pub fn check_dataset_name(name: &str) -> Result<()> {
 
 /// Load a dataset by name: `fashion-mnist`, `mnist`, `cifar10` or `folder:PATH`.
 pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
+    check_dataset_name(name)?;
     if let Some(root) = name.strip_prefix("folder:") {
-        if root.is_empty() {
-            bail!("--dataset folder:PATH needs the folder, e.g. folder:/data/pets");
-        }
         return folder::load(Path::new(root), "folder", None);
     }
     match name {
