@@ -47,9 +47,14 @@ pub fn has_avx2_fma() -> bool {
 pub fn init_thread_pool() {
     static POOL: std::sync::Once = std::sync::Once::new();
     POOL.call_once(|| {
-        // Fails only if another part of the program built the global pool first.
-        let _ =
+        // Fails if something ran on rayon's global pool before (a program that uses rayon
+        // itself, or a test): then its workers get flush-to-zero now, each in turn. The pool
+        // never adds workers later, so every thread that runs a kernel has it.
+        let built =
             rayon::ThreadPoolBuilder::new().stack_size(8 << 20).start_handler(|_| set_flush_to_zero()).build_global();
+        if built.is_err() {
+            rayon::broadcast(|_| set_flush_to_zero());
+        }
     });
 }
 
