@@ -200,30 +200,45 @@ def load_cached_folder(path):
     return out
 
 
-def sgd_accuracy(seed, data, epochs=10, batch=64, lr=0.01):
-    """The lecture's plain-SGD run in PyTorch: test accuracy after each epoch."""
+def batches(x, y, batch, shuffle, seed):
+    """One epoch's mini-batches at a time, in one of the two orders `descent train --shuffle`
+    reproduces: "randperm" (torch.randperm with a generator seeded with the seed, each epoch)
+    or "dataloader" (DataLoader(shuffle=True), drawing from the global generator)."""
+    if shuffle == "dataloader":
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch, shuffle=True)
+        while True:
+            yield iter(loader)
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(x.shape[0], generator=g)
+        yield ((x[perm[i:i + batch]], y[perm[i:i + batch]]) for i in range(0, x.shape[0], batch))
+
+
+def sgd_accuracy(seed, data, epochs=10, batch=64, lr=0.01, shuffle="randperm"):
+    """The lecture's plain-SGD run as a PyTorch user writes it: torch.manual_seed(seed), the
+    model, then the batches. descent's `--seed` and `--shuffle` reproduce its initial weights
+    and its batches (src/torch_rng.rs). Returns the test accuracy after each epoch."""
     x, y, tx, ty = data
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
+    epoch_batches = batches(x, y, batch, shuffle, seed)
     accs = []
     for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, x.shape[0], batch):
-            idx = perm[i:i + batch]
+        for xb, yb in next(epoch_batches):
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
         with torch.no_grad():
             accs.append((model(tx).argmax(1) == ty).float().mean().item())
     return accs
 
 
-def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82):
-    """Plain SGD (lr 0.01, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent:
-    final test accuracy of each, and the spread over seeds. Fashion-MNIST, or with `cifar_dir`
-    the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it)."""
+def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82, shuffle="randperm"):
+    """Plain SGD (lr 0.01, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent
+    with the same seed (the same initial weights and batches): each epoch's test accuracy of
+    both, the largest per-epoch gap, and the spread of final accuracies over seeds. Fashion-MNIST,
+    or with `cifar_dir` the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it)."""
     if cifar_dir:
         data = load_cached_folder(cifar_cache)
         extra = ["--dataset", "cifar10", "--data-dir", cifar_dir]
@@ -233,21 +248,24 @@ def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82
         extra = []
     rows = []
     for seed in seeds:
-        theirs = sgd_accuracy(seed, data)[-1]
+        theirs = sgd_accuracy(seed, data, shuffle=shuffle)
         ours = None
         if binary:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "metrics.json")
                 subprocess.run([binary, "train", "--optimizer", "sgd", "--lr", "0.01", "--epochs", "10", "--device", "cpu",
-                                "--seed", str(seed), "--metrics", path, *extra], check=True, capture_output=True)
+                                "--seed", str(seed), "--shuffle", shuffle, "--metrics", path, *extra], check=True, capture_output=True)
                 with open(path) as f:
-                    ours = json.load(f)["runs"][0]["epochs"][-1]["test_accuracy"]
-        rows.append((seed, theirs, ours))
-        print(f"seed {seed:>3}: torch {theirs * 100:.2f}%" + (f"  descent {ours * 100:.2f}%" if ours is not None else ""), flush=True)
+                    ours = [e["test_accuracy"] for e in json.load(f)["runs"][0]["epochs"]]
+        rows.append((seed, theirs[-1], ours[-1] if ours else None))
+        print(f"seed {seed:>3}: torch   " + " ".join(f"{a * 100:5.2f}" for a in theirs), flush=True)
+        if ours:
+            gap = max(abs(a - b) for a, b in zip(ours, theirs)) * 100
+            print("          descent " + " ".join(f"{a * 100:5.2f}" for a in ours) + f"   largest gap {gap:.2f} points", flush=True)
     for i, who in [(1, "torch"), (2, "descent")]:
         vals = [r[i] * 100 for r in rows if r[i] is not None]
         if vals:
-            print(f"{who}: mean {sum(vals) / len(vals):.2f}%, median {median(vals):.2f}%, min {min(vals):.2f}%, max {max(vals):.2f}%, "
+            print(f"{who}: final mean {sum(vals) / len(vals):.2f}%, median {median(vals):.2f}%, min {min(vals):.2f}%, max {max(vals):.2f}%, "
                   f"{sum(v < threshold for v in vals)} of {len(vals)} below {threshold}%")
 
 
@@ -282,6 +300,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
     ap.add_argument("--accuracy-seeds", help="e.g. 0-19: plain SGD's final Fashion-MNIST accuracy per seed (with --descent-bin, descent's too); skips the rest")
     ap.add_argument("--cifar10", metavar="DIR", help="with --accuracy-seeds: the CIFAR-10 JPEG tree instead of Fashion-MNIST (run `descent train --dataset cifar10 --data-dir DIR` once first, to write the decode cache)")
+    ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
     a = ap.parse_args()
     if a.accuracy_seeds:
@@ -292,7 +311,7 @@ def main():
             if not found:
                 raise SystemExit("no decode cache found: run `descent train --dataset cifar10 --data-dir DIR --epochs 1` first, or pass --cifar10-cache")
             cache = found[-1]
-        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, 41 if a.cifar10 else 82)
+        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, 41 if a.cifar10 else 82, a.shuffle)
         return
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}

@@ -20,4 +20,5 @@ pub mod reference;
 pub mod replay;
 pub mod rng;
 pub mod tensor;
+pub mod torch_rng;
 pub mod train;

@@ -1,7 +1,7 @@
 //! Training metrics as files: `metrics.json` (the schema users script against), `metrics.csv`,
 //! the training-loss and test-accuracy figures, and a markdown summary table.
 //!
-//! Schema: `{"case", "dataset", "device", "batch_size", "seed", "runs": [{"optimizer",
+//! Schema: `{"case", "dataset", "device", "batch_size", "seed", "shuffle", "runs": [{"optimizer",
 //! "hyperparameters": {PyTorch names}, "schedule", "epochs": [{"epoch", "train_loss",
 //! "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
 
@@ -65,6 +65,8 @@ pub struct Report {
     pub device: String,
     pub batch_size: usize,
     pub seed: u64,
+    /// The batch order: `randperm` or `dataloader` (see `descent train --help`).
+    pub shuffle: String,
     pub runs: Vec<RunMetrics>,
 }
 

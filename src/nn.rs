@@ -4,8 +4,8 @@
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Act, Device};
-use crate::rng::Rng;
 use crate::tensor::{Tensor, View};
+use crate::torch_rng::{linear_init_bounds, TorchGenerator};
 use anyhow::{ensure, Result};
 
 /// Arena offsets are multiples of this many elements (256 bytes: aligned for vector loads and
@@ -117,20 +117,21 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// `sizes` = [inputs, hidden…, outputs]. Weights and biases ~ U(±1/√fan_in), which is what
-    /// PyTorch's kaiming-uniform with a = √5 gives for nn.Linear.
-    pub fn new(dev: &mut Device, sizes: &[usize], act: Act, rng: &mut Rng) -> Result<Mlp> {
+    /// `sizes` = [inputs, hidden…, outputs]. Weights and biases ~ U(±1/√fan_in), drawn layer by
+    /// layer (weight, then bias) from `rng` exactly as `nn.Linear` draws them, so a generator
+    /// seeded like `torch.manual_seed(s)` gives PyTorch's initial weights bit for bit.
+    pub fn new(dev: &mut Device, sizes: &[usize], act: Act, rng: &mut TorchGenerator) -> Result<Mlp> {
         ensure!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         ensure!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive, got {sizes:?}");
         let mut shapes = Vec::new();
         let mut init = Vec::new();
         for (i, w) in sizes.windows(2).enumerate() {
             let (fan_in, fan_out) = (w[0], w[1]);
-            let bound = 1.0 / (fan_in as f32).sqrt();
+            let (weight_bound, bias_bound) = linear_init_bounds(fan_in);
             shapes.push((format!("{}.weight", 2 * i), vec![fan_out, fan_in]));
-            init.push(rng.uniform_vec(fan_out * fan_in, -bound, bound));
+            init.push(rng.uniform_vec(fan_out * fan_in, -weight_bound, weight_bound));
             shapes.push((format!("{}.bias", 2 * i), vec![fan_out]));
-            init.push(rng.uniform_vec(fan_out, -bound, bound));
+            init.push(rng.uniform_vec(fan_out, -bias_bound, bias_bound));
         }
         let arena = ParamArena::new(dev, shapes, init)?;
         Ok(Mlp { sizes: sizes.to_vec(), act, arena })

@@ -11,6 +11,7 @@ use crate::nn::Mlp;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
 use crate::rng::Rng;
 use crate::tensor::{Tensor, View};
+use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -21,7 +22,10 @@ use std::time::Instant;
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
+    /// Initial weights as `torch.manual_seed(seed)` then the model gives them (bit for bit).
     pub seed: u64,
+    /// Which PyTorch loop's batch order to reproduce.
+    pub shuffle: ShuffleOrder,
     pub hidden: Vec<usize>,
     pub act: Act,
     pub optimizer: OptimConfig,
@@ -41,6 +45,35 @@ impl TrainConfig {
         );
         self.optimizer.validate()?;
         self.schedule.validate()
+    }
+}
+
+/// The order of the training rows each epoch, as one of two PyTorch loops draws it after
+/// `torch.manual_seed(seed)` and building the model (see [`crate::torch_rng`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShuffleOrder {
+    /// `g = torch.Generator().manual_seed(seed)`, then `torch.randperm(n, generator=g)` each
+    /// epoch: a loop over in-memory tensors (and the figures the project's issues quote).
+    Randperm,
+    /// `DataLoader(train, batch_size=B, shuffle=True)`: each epoch seeds a fresh generator from
+    /// the global one.
+    DataLoader,
+}
+
+impl ShuffleOrder {
+    pub fn parse(s: &str) -> Result<ShuffleOrder> {
+        match s {
+            "randperm" => Ok(ShuffleOrder::Randperm),
+            "dataloader" => Ok(ShuffleOrder::DataLoader),
+            _ => bail!("unknown --shuffle '{s}': use randperm or dataloader"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShuffleOrder::Randperm => "randperm",
+            ShuffleOrder::DataLoader => "dataloader",
+        }
     }
 }
 
@@ -90,14 +123,16 @@ pub struct Trainer {
     pub model: Mlp,
     pub opt: Optimizer,
     pub config: TrainConfig,
-    pub rng: Rng,
+    /// Where the next epoch's order comes from.
+    shuffle: Shuffle,
     pub epoch: usize,
     row_len: usize,
     train: DeviceSplit,
     test: DeviceSplit,
     test_order: usize,
-    /// The RNG state before this epoch's shuffle, so a mid-epoch checkpoint can rebuild the order.
-    epoch_rng: Rng,
+    /// `shuffle` as it was before this epoch's order was drawn, so a mid-epoch checkpoint can
+    /// rebuild the order.
+    epoch_shuffle: Shuffle,
     /// Steps of the current epoch already taken.
     step_in_epoch: usize,
     /// On the device, read back together: [Σ loss, correct] accumulated over the batches since
@@ -115,11 +150,23 @@ impl Trainer {
         if data.train.rows == 0 || data.test.rows == 0 {
             bail!("dataset {} has an empty split", data.name);
         }
-        let mut rng = Rng::new(config.seed);
+        ensure!(
+            data.train.rows < u32::MAX as usize / 20,
+            "dataset {} has {} training rows; descent shuffles at most {} (as torch.randperm's 32-bit path does)",
+            data.name,
+            data.train.rows,
+            u32::MAX / 20 - 1
+        );
+        // torch.manual_seed(seed), then the model.
+        let mut rng = TorchGenerator::new(config.seed);
         let mut sizes = vec![data.row_len];
         sizes.extend(&config.hidden);
         sizes.push(data.classes);
         let model = Mlp::new(&mut dev, &sizes, config.act, &mut rng)?;
+        let shuffle = match config.shuffle {
+            ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
+            ShuffleOrder::DataLoader => Shuffle::DataLoader(rng),
+        };
         let opt = Optimizer::new(&mut dev, config.optimizer.clone(), config.schedule.clone(), model.arena.len())?;
         let train = DeviceSplit::upload(&mut dev, &data.train)?;
         let test = DeviceSplit::upload(&mut dev, &data.test)?;
@@ -130,13 +177,13 @@ impl Trainer {
         Ok(Trainer {
             dataset: data.name.clone(),
             checkpoint: None,
-            epoch_rng: rng.clone(),
+            epoch_shuffle: shuffle.clone(),
             step_in_epoch: 0,
             dev,
             model,
             opt,
             config,
-            rng,
+            shuffle,
             epoch: 0,
             row_len: data.row_len,
             train,
@@ -212,10 +259,9 @@ impl Trainer {
         self.dev.flush()
     }
 
-    /// A shuffled order of the training rows for one epoch, uploaded as a device index buffer.
+    /// The next epoch's order of the training rows, uploaded as a device index buffer.
     pub fn epoch_order(&mut self) -> Result<usize> {
-        let mut order: Vec<u32> = (0..self.train.rows as u32).collect();
-        self.rng.shuffle(&mut order);
+        let order = self.shuffle.epoch_order(self.train.rows);
         self.dev.alloc_bytes(&index_bytes(&order))
     }
 
@@ -266,9 +312,9 @@ impl Trainer {
         // A resumed checkpoint taken mid-epoch rebuilds this epoch's order from the RNG state
         // saved at the epoch's start and continues after the steps already taken.
         if self.step_in_epoch == 0 {
-            self.epoch_rng = self.rng.clone();
+            self.epoch_shuffle = self.shuffle.clone();
         } else {
-            self.rng = self.epoch_rng.clone();
+            self.shuffle = self.epoch_shuffle.clone();
         }
         let order_buf = self.epoch_order()?;
         let steps = self.steps_per_epoch();
@@ -373,19 +419,22 @@ impl Trainer {
         let mut put = |k: &str, v: String| {
             meta.insert(k.to_string(), v);
         };
-        put("format", CHECKPOINT_FORMAT.into());
+        put("format", self.shuffle.format().into());
         put("dataset", self.dataset.clone());
         put("sizes", join(&self.model.sizes));
         put("activation", c.act.name().into());
         put("batch_size", c.batch_size.to_string());
         put("seed", c.seed.to_string());
+        if let Some(order) = self.shuffle.order() {
+            put("shuffle", order.name().into());
+        }
         put("optimizer", crate::metrics::hyperparameters(&self.opt.config).to_string());
         put("schedule", self.opt.schedule.spec());
         put("optimizer_step", self.opt.step.to_string());
         put("epoch", self.epoch.to_string());
         put("step_in_epoch", self.step_in_epoch.to_string());
-        put("rng", join(&self.rng.state));
-        put("epoch_rng", join(&self.epoch_rng.state));
+        self.shuffle.save("rng", &mut put);
+        self.epoch_shuffle.save("epoch_rng", &mut put);
         put("metrics", format!("{:?},{:?}", m[0], m[1]));
         Ok((tensors, meta))
     }
@@ -428,16 +477,13 @@ impl Trainer {
             }
             self.dev.write(self.opt.slot(i), &data)?;
         }
-        let rng = |k: &str| -> Result<Rng> {
-            let v: [u64; 4] = meta.list(k, 4)?.try_into().expect("four numbers");
-            Ok(Rng { state: v })
-        };
         self.opt.step = meta.num("optimizer_step")?;
         self.epoch = meta.num("epoch")?;
         self.step_in_epoch = meta.num("step_in_epoch")?;
         ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
-        self.rng = rng("rng")?;
-        self.epoch_rng = rng("epoch_rng")?;
+        let (params, rows, begun) = (self.model.arena.count(), self.train.rows, self.epoch + 1);
+        self.shuffle = Shuffle::restore(&meta, "rng", &self.config, params, rows, begun)?;
+        self.epoch_shuffle = Shuffle::restore(&meta, "epoch_rng", &self.config, params, rows, begun)?;
         let m: Vec<f32> = meta.list("metrics", 2)?;
         self.dev.write(self.metrics.slice(0, 2), &m)?;
         self.dev.fill(self.metrics.slice(2, 2), -1.0);
@@ -445,8 +491,94 @@ impl Trainer {
     }
 }
 
-/// The `format` entry of a training checkpoint's metadata.
-pub const CHECKPOINT_FORMAT: &str = "descent-checkpoint-1";
+/// The `format` entry of a training checkpoint's metadata. Format 2 stores the shuffle
+/// generator's position as `rng_draws` / `epoch_rng_draws`; format 1 (xoshiro states in `rng` /
+/// `epoch_rng`) still restores.
+pub const CHECKPOINT_FORMAT: &str = "descent-checkpoint-2";
+const CHECKPOINT_FORMAT_1: &str = "descent-checkpoint-1";
+
+/// Where each epoch's order of the training rows comes from.
+#[derive(Clone)]
+enum Shuffle {
+    /// [`ShuffleOrder::Randperm`]: its own generator, seeded with the seed.
+    Randperm(TorchGenerator),
+    /// [`ShuffleOrder::DataLoader`]: the global generator, after the model's initialisation.
+    DataLoader(TorchGenerator),
+    /// xoshiro256** and a backward Fisher–Yates: what format-1 checkpoints were made with.
+    Xoshiro(Rng),
+}
+
+impl Shuffle {
+    fn order(&self) -> Option<ShuffleOrder> {
+        match self {
+            Shuffle::Randperm(_) => Some(ShuffleOrder::Randperm),
+            Shuffle::DataLoader(_) => Some(ShuffleOrder::DataLoader),
+            Shuffle::Xoshiro(_) => None,
+        }
+    }
+
+    /// The checkpoint format that stores this generator.
+    fn format(&self) -> &'static str {
+        match self {
+            Shuffle::Xoshiro(_) => CHECKPOINT_FORMAT_1,
+            _ => CHECKPOINT_FORMAT,
+        }
+    }
+
+    fn epoch_order(&mut self, rows: usize) -> Vec<u32> {
+        match self {
+            Shuffle::Randperm(g) => g.randperm(rows as u32),
+            Shuffle::DataLoader(g) => g.dataloader_epoch_order(rows as u32),
+            Shuffle::Xoshiro(rng) => {
+                let mut order: Vec<u32> = (0..rows as u32).collect();
+                rng.shuffle(&mut order);
+                order
+            }
+        }
+    }
+
+    /// Into checkpoint metadata under `key` (format 1) or `key_draws` (format 2).
+    fn save(&self, key: &str, put: &mut impl FnMut(&str, String)) {
+        match self {
+            Shuffle::Randperm(g) | Shuffle::DataLoader(g) => put(&format!("{key}_draws"), g.draws().to_string()),
+            Shuffle::Xoshiro(rng) => put(key, join(&rng.state)),
+        }
+    }
+
+    /// From checkpoint metadata. A format-2 position must be where the generator stands after
+    /// at most `epochs` epochs: `rows - 1` draws per epoch for randperm; the model's
+    /// initialisation (`params` draws) plus four per epoch for the DataLoader.
+    fn restore(
+        meta: &Meta,
+        key: &str,
+        config: &TrainConfig,
+        params: usize,
+        rows: usize,
+        epochs: usize,
+    ) -> Result<Shuffle> {
+        if meta.get("format")? == CHECKPOINT_FORMAT_1 {
+            let state: [u64; 4] = meta.list(key, 4)?.try_into().expect("four numbers");
+            return Ok(Shuffle::Xoshiro(Rng { state }));
+        }
+        let key = format!("{key}_draws");
+        let draws: u64 = meta.num(&key)?;
+        let (start, per_epoch) = match config.shuffle {
+            ShuffleOrder::Randperm => (0, rows.saturating_sub(1).max(1) as u64),
+            ShuffleOrder::DataLoader => (params as u64, 4),
+        };
+        ensure!(
+            draws >= start && (draws - start).is_multiple_of(per_epoch) && (draws - start) / per_epoch <= epochs as u64,
+            "{}: '{key}' ({draws}) is not a position of this model's {} shuffle after at most {epochs} epochs",
+            meta.what,
+            config.shuffle.name()
+        );
+        let g = TorchGenerator::at(config.seed, draws);
+        Ok(match config.shuffle {
+            ShuffleOrder::Randperm => Shuffle::Randperm(g),
+            ShuffleOrder::DataLoader => Shuffle::DataLoader(g),
+        })
+    }
+}
 
 /// The training configuration a checkpoint was made with, and its dataset's name.
 pub fn config_from_checkpoint(
@@ -463,6 +595,12 @@ pub fn config_from_checkpoint(
         epochs,
         batch_size: meta.num("batch_size")?,
         seed: meta.num("seed")?,
+        // Format 1 predates the choice; its checkpoints shuffle with xoshiro (see `restore`).
+        shuffle: if meta.get("format")? == CHECKPOINT_FORMAT_1 {
+            ShuffleOrder::Randperm
+        } else {
+            ShuffleOrder::parse(meta.get("shuffle")?).with_context(|| format!("{what}: 'shuffle'"))?
+        },
         hidden: sizes[1..sizes.len() - 1].to_vec(),
         act: Act::parse(meta.get("activation")?)?,
         optimizer: OptimConfig::from_json(&optimizer, "optimizer")?,
@@ -489,7 +627,10 @@ impl<'a> Meta<'a> {
     fn new(map: &'a BTreeMap<String, String>, what: &'a str) -> Result<Meta<'a>> {
         let meta = Meta { map, what };
         let format = meta.get("format")?;
-        ensure!(format == CHECKPOINT_FORMAT, "{what}: not a descent training checkpoint ({format})");
+        ensure!(
+            format == CHECKPOINT_FORMAT || format == CHECKPOINT_FORMAT_1,
+            "{what}: not a descent training checkpoint ({format})"
+        );
         Ok(meta)
     }
 

@@ -181,7 +181,7 @@ fn softmax_cross_entropy() {
 fn whole_mlp_gradient() {
     use descent::nn::Mlp;
     let mut dev = Device::cpu();
-    let mut rng = Rng::new(4);
+    let mut rng = descent::torch_rng::TorchGenerator::new(4);
     let sizes = [6, 5, 4, 3];
     for act in [Act::Tanh, Act::Sigmoid, Act::Relu] {
         let mlp = Mlp::new(&mut dev, &sizes, act, &mut rng).unwrap();

@@ -32,20 +32,43 @@ fn s(p: &Path) -> String {
 #[test]
 fn resume_after_two_epochs_is_bit_identical_to_four_straight() {
     let d = temp("resume");
-    let (full, half, resumed) = (d.join("full.safetensors"), d.join("half.safetensors"), d.join("resumed.safetensors"));
-    train(&["--epochs", "4", "--checkpoint", &s(&full)]);
-    train(&["--epochs", "2", "--checkpoint", &s(&half)]);
-    train(&["--epochs", "4", "--resume", &s(&half), "--checkpoint", &s(&resumed)]);
-    let (a, ma) = checkpoint::read(&full).unwrap();
-    let (b, mb) = checkpoint::read(&resumed).unwrap();
-    assert_eq!(ma["epoch"], "4");
-    assert_eq!(ma, mb, "metadata (RNG, step, position) differ");
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.name, y.name);
-        let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
-        assert!(same, "{} differs after resuming", x.name);
+    for shuffle in ["randperm", "dataloader"] {
+        let (full, half, resumed) =
+            (d.join("full.safetensors"), d.join("half.safetensors"), d.join("resumed.safetensors"));
+        train(&["--shuffle", shuffle, "--epochs", "4", "--checkpoint", &s(&full)]);
+        train(&["--shuffle", shuffle, "--epochs", "2", "--checkpoint", &s(&half)]);
+        // The order comes from the checkpoint, whatever --shuffle says now.
+        train(&["--epochs", "4", "--resume", &s(&half), "--checkpoint", &s(&resumed)]);
+        let (a, ma) = checkpoint::read(&full).unwrap();
+        let (b, mb) = checkpoint::read(&resumed).unwrap();
+        assert_eq!((ma["epoch"].as_str(), ma["shuffle"].as_str()), ("4", shuffle));
+        assert_eq!(ma, mb, "{shuffle}: metadata (RNG, step, position) differ");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.name, y.name);
+            let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{shuffle}: {} differs after resuming", x.name);
+        }
+        assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap());
     }
-    assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A shuffle position that no run of this model could have reached is refused.
+#[test]
+fn an_impossible_shuffle_position_is_an_error() {
+    let d = temp("position");
+    let (ck, bad) = (d.join("c.safetensors"), d.join("bad.safetensors"));
+    train(&["--epochs", "1", "--checkpoint", &s(&ck)]);
+    let (tensors, mut meta) = checkpoint::read(&ck).unwrap();
+    meta.insert("rng_draws".into(), "1234".into());
+    std::fs::write(&bad, checkpoint::encode(&tensors, &meta)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["train", "--data-dir", SUBSET, "--epochs", "2", "--resume", &s(&bad)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("'rng_draws' (1234) is not a position of this model's randperm shuffle"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -80,7 +103,7 @@ fn header_is_what_pytorch_reads_and_export_keeps_the_weights() {
     assert_eq!(spans[0].0, 0, "the model's tensors come first");
     let meta = header["__metadata__"].as_object().unwrap();
     assert!(meta.values().all(|v| v.is_string()), "safetensors metadata must be strings");
-    assert_eq!(meta["format"], "descent-checkpoint-1");
+    assert_eq!(meta["format"], "descent-checkpoint-2");
     let status = Command::new(env!("CARGO_BIN_EXE_descent"))
         .args(["export", "--checkpoint", &s(&ck), "--out", &s(&out)])
         .status()
@@ -142,6 +165,35 @@ fn sigkill_while_checkpointing_never_leaves_a_torn_file() {
         meta["step_in_epoch"],
         meta["epoch"]
     );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Checkpoints of format 1 (made before `--seed` followed PyTorch's generator) store a
+/// xoshiro256** state; they still resume, shuffling with that generator, and stay format 1.
+#[test]
+fn format_1_checkpoints_still_resume() {
+    let d = temp("format1");
+    let (ck, old, resumed) = (d.join("c.safetensors"), d.join("old.safetensors"), d.join("resumed.safetensors"));
+    train(&["--epochs", "1", "--checkpoint", &s(&ck)]);
+    let (tensors, mut meta) = checkpoint::read(&ck).unwrap();
+    // The default randperm order takes rows - 1 draws per epoch from its own generator.
+    assert_eq!((meta["epoch_rng_draws"].as_str(), meta["rng_draws"].as_str()), ("0", "1999"));
+    assert_eq!(meta["shuffle"], "randperm");
+    let mut rng = Rng::new(7);
+    let join = |r: &Rng| r.state.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    meta.remove("rng_draws");
+    meta.remove("epoch_rng_draws");
+    meta.insert("format".into(), "descent-checkpoint-1".into());
+    meta.insert("rng".into(), join(&rng));
+    meta.insert("epoch_rng".into(), join(&rng));
+    std::fs::write(&old, checkpoint::encode(&tensors, &meta)).unwrap();
+    train(&["--epochs", "2", "--resume", &s(&old), "--checkpoint", &s(&resumed)]);
+    let (_, after) = checkpoint::read(&resumed).unwrap();
+    assert_eq!(after["format"], "descent-checkpoint-1");
+    assert_eq!(after["epoch_rng"], join(&rng));
+    let mut order: Vec<u32> = (0..2000).collect();
+    rng.shuffle(&mut order);
+    assert_eq!(after["rng"], join(&rng), "epoch 2 did not shuffle with the checkpoint's xoshiro state");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -246,6 +246,7 @@ fn real_cifar10_jpeg_tree() {
         epochs: 10,
         batch_size: 64,
         seed: 0,
+        shuffle: descent::train::ShuffleOrder::Randperm,
         hidden: vec![128, 128],
         act: descent::backend::Act::Relu,
         optimizer,

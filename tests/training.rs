@@ -6,7 +6,7 @@ mod common;
 use descent::backend::{Act, Device};
 use descent::data::{load_idx_dataset, Dataset, DEBIAN_FASHION_MNIST};
 use descent::optim::{OptimConfig, Schedule};
-use descent::train::{TrainConfig, Trainer};
+use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::Path;
 
 fn full_data() -> Dataset {
@@ -22,6 +22,7 @@ fn config(opt: &str, lr: f64, epochs: usize) -> TrainConfig {
         epochs,
         batch_size: 64,
         seed: 0,
+        shuffle: ShuffleOrder::Randperm,
         hidden: vec![128, 128],
         act: Act::Relu,
         optimizer: o,
@@ -77,25 +78,28 @@ fn gpu_training_step_is_twelve_dispatches_and_one_submit() {
     assert_eq!(after.bytes_read_back, before.bytes_read_back);
 }
 
+/// The lecture's plain-SGD run (lr 0.01, batch 64, 10 epochs) from seeds 0–2 is PyTorch's run
+/// from the same seeds (same initial weights, same batches: tests/torch_rng.rs): its test
+/// accuracy follows PyTorch's epoch by epoch (tests/fixtures/torch_rng.json) and ends ≥ 82%.
 #[test]
-fn sgd_reaches_82_percent_in_10_epochs_on_cpu() {
-    // PyTorch's same run on this machine: 83.5–83.9% over seeds 0–2. One epoch's test accuracy
-    // swings by a point or more under plain SGD, so the claim is checked over three seeds.
+fn sgd_follows_pytorchs_curve_and_reaches_82_percent_in_10_epochs_on_cpu() {
     let data = full_data();
-    let mut finals = Vec::new();
-    for seed in 0..3 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_rng.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for seed in 0..3u64 {
+        let theirs = &fixture["fashion_mnist_sgd_randperm_test_accuracy"][seed.to_string()];
         let mut c = config("sgd", 0.01, 10);
         c.seed = seed;
         let mut t = Trainer::new(Device::cpu(), &data, c).unwrap();
-        let mut last = None;
-        for _ in 0..10 {
-            last = Some(t.run_epoch(|_, _, _| {}, 0).unwrap());
+        let ours: Vec<f64> = (0..10).map(|_| t.run_epoch(|_, _, _| {}, 0).unwrap().test_accuracy).collect();
+        for (e, (a, b)) in ours.iter().zip(theirs.as_array().unwrap()).enumerate() {
+            // Only f32 rounding order differs; over 10 seeds × 10 epochs the largest gap measured
+            // was 0.08 points. A different batch order or initialisation is off by whole points.
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() <= 0.005, "seed {seed}, epoch {}: descent {a}, PyTorch {b}", e + 1);
         }
-        finals.push(last.unwrap().test_accuracy);
+        assert!(ours[9] >= 0.82, "seed {seed}: {} after 10 epochs ({ours:?})", ours[9]);
     }
-    let mean = finals.iter().sum::<f64>() / 3.0;
-    assert!(mean >= 0.82, "mean test accuracy after 10 epochs over seeds 0-2: {mean} ({finals:?})");
-    assert!(finals.iter().all(|&a| a >= 0.80), "a seed fell below 80%: {finals:?}");
 }
 
 /// Test accuracy after `epochs` epochs on the CPU.

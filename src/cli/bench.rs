@@ -254,6 +254,7 @@ fn epoch(a: EpochBench) -> Result<()> {
             epochs: a.epochs + 1,
             batch_size: a.batch_size,
             seed: 0,
+            shuffle: descent::train::ShuffleOrder::Randperm,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: a.optim.config()?,

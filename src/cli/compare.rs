@@ -9,7 +9,7 @@ use descent::backend::{Act, Device, DeviceChoice};
 use descent::compare::Case;
 use descent::metrics::{Report, RunMetrics};
 use descent::optim::Schedule;
-use descent::train::{TrainConfig, Trainer};
+use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -24,8 +24,14 @@ pub struct CompareArgs {
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Which PyTorch loop's batch order to reproduce from --seed: randperm
+    /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
+    /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
+    #[arg(long, default_value = "randperm")]
+    pub shuffle: String,
     /// Output folder (default: compare-CASE).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -50,6 +56,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
+            shuffle: ShuffleOrder::parse(&a.shuffle)?,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: case.runs[0].1.clone(),
@@ -69,6 +76,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         device: String::new(),
         batch_size: a.batch_size,
         seed: a.seed,
+        shuffle: base.shuffle.name().into(),
         runs: Vec::new(),
     };
     for (label, optimizer) in &case.runs {

@@ -7,7 +7,7 @@ use clap::Args;
 use descent::backend::{Act, Device, DeviceChoice};
 use descent::metrics::{Report, RunMetrics};
 use descent::plot::{Kind, Panel, Series};
-use descent::train::{TrainConfig, Trainer};
+use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -35,8 +35,14 @@ pub struct TrainArgs {
     /// auto, cpu or gpu.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Which PyTorch loop's batch order to reproduce from --seed: randperm
+    /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
+    /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
+    #[arg(long, default_value = "randperm")]
+    pub shuffle: String,
     /// Print the parameter layout and per-step dispatch, submit and readback counts.
     #[arg(long)]
     pub verbose: bool,
@@ -81,6 +87,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
+            shuffle: ShuffleOrder::parse(&a.shuffle)?,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::parse(&a.activation)?,
             optimizer: a.optim.config()?,
@@ -125,6 +132,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         device: t.dev.describe(),
         batch_size: t.config.batch_size,
         seed: t.config.seed,
+        shuffle: t.config.shuffle.name().into(),
         runs: vec![RunMetrics::new(&t.opt.config.name, &t.opt.config, &t.opt.schedule.spec())],
     };
     while t.epoch < t.config.epochs {
