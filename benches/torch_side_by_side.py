@@ -214,14 +214,24 @@ def batches(x, y, batch, shuffle, seed):
         yield ((x[perm[i:i + batch]], y[perm[i:i + batch]]) for i in range(0, x.shape[0], batch))
 
 
-def sgd_accuracy(seed, data, epochs=10, batch=64, lr=0.01, shuffle="randperm"):
-    """The lecture's plain-SGD run as a PyTorch user writes it: torch.manual_seed(seed), the
-    model, then the batches. descent's `--seed` and `--shuffle` reproduce its initial weights
-    and its batches (src/torch_rng.rs). Returns the test accuracy after each epoch."""
+# The lecture's case-study settings: (torch.optim class, keyword arguments, descent train flags).
+CASE_OPTIMIZERS = {
+    "sgd": (torch.optim.SGD, {"lr": 0.01}, ["--optimizer", "sgd", "--lr", "0.01"]),
+    "adagrad": (torch.optim.Adagrad, {"lr": 0.01}, ["--optimizer", "adagrad", "--lr", "0.01"]),
+    "adam": (torch.optim.Adam, {"lr": 1e-3}, ["--optimizer", "adam", "--lr", "1e-3"]),
+    "adamw": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}, ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01"]),
+}
+
+
+def case_accuracy(seed, data, optimizer="sgd", epochs=10, batch=64, shuffle="randperm"):
+    """The lecture's run as a PyTorch user writes it: torch.manual_seed(seed), the model, then
+    the batches. descent's `--seed` and `--shuffle` reproduce its initial weights and its
+    batches (src/torch_rng.rs). Returns the test accuracy after each epoch."""
     x, y, tx, ty = data
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    cls, kwargs, _ = CASE_OPTIMIZERS[optimizer]
+    opt = cls(model.parameters(), **kwargs)
     epoch_batches = batches(x, y, batch, shuffle, seed)
     accs = []
     for _ in range(epochs):
@@ -234,8 +244,8 @@ def sgd_accuracy(seed, data, epochs=10, batch=64, lr=0.01, shuffle="randperm"):
     return accs
 
 
-def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82, shuffle="randperm"):
-    """Plain SGD (lr 0.01, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent
+def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82, shuffle="randperm", optimizer="sgd"):
+    """One optimizer (the lecture's settings, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent
     with the same seed (the same initial weights and batches): each epoch's test accuracy of
     both, the largest per-epoch gap, and the spread of final accuracies over seeds. Fashion-MNIST,
     or with `cifar_dir` the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it)."""
@@ -248,12 +258,12 @@ def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82
         extra = []
     rows = []
     for seed in seeds:
-        theirs = sgd_accuracy(seed, data, shuffle=shuffle)
+        theirs = case_accuracy(seed, data, optimizer, shuffle=shuffle)
         ours = None
         if binary:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "metrics.json")
-                subprocess.run([binary, "train", "--optimizer", "sgd", "--lr", "0.01", "--epochs", "10", "--device", "cpu",
+                subprocess.run([binary, "train", *CASE_OPTIMIZERS[optimizer][2], "--epochs", "10", "--device", "cpu",
                                 "--seed", str(seed), "--shuffle", shuffle, "--metrics", path, *extra], check=True, capture_output=True)
                 with open(path) as f:
                     ours = [e["test_accuracy"] for e in json.load(f)["runs"][0]["epochs"]]
@@ -299,6 +309,8 @@ def main():
     ap.add_argument("--descent-bin", help="run descent's `bench optim|matmul|epoch` alternately with PyTorch's, round by round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --descent-bin")
     ap.add_argument("--accuracy-seeds", help="e.g. 0-19: plain SGD's final Fashion-MNIST accuracy per seed (with --descent-bin, descent's too); skips the rest")
+    ap.add_argument("--accuracy-optimizer", default="sgd", choices=sorted(CASE_OPTIMIZERS), help="with --accuracy-seeds: the optimizer (the lecture's settings)")
+    ap.add_argument("--threshold", type=float, help="with --accuracy-seeds: count final accuracies below this percentage (default 82, or 41 with --cifar10)")
     ap.add_argument("--cifar10", metavar="DIR", help="with --accuracy-seeds: the CIFAR-10 JPEG tree instead of Fashion-MNIST (run `descent train --dataset cifar10 --data-dir DIR` once first, to write the decode cache)")
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
@@ -311,7 +323,8 @@ def main():
             if not found:
                 raise SystemExit("no decode cache found: run `descent train --dataset cifar10 --data-dir DIR --epochs 1` first, or pass --cifar10-cache")
             cache = found[-1]
-        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, 41 if a.cifar10 else 82, a.shuffle)
+        threshold = a.threshold if a.threshold is not None else 41 if a.cifar10 else 82
+        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, threshold, a.shuffle, a.accuracy_optimizer)
         return
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}
