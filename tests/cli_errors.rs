@@ -31,6 +31,8 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--hidden", "0"], 2, "--hidden needs one or more sizes > 0"),
     (&["train", "--hidden", ","], 2, "--hidden needs one or more sizes > 0"),
     (&["train", "--activation", "gelu"], 2, "unknown activation 'gelu'"),
+    (&["train", "--shuffle", "random"], 2, "unknown --shuffle 'random': use randperm or dataloader"),
+    (&["compare", "--case", "fashion-mnist", "--shuffle", "random"], 2, "unknown --shuffle 'random'"),
     (&["train", "--data-dir", "/nonexistent/descent"], 1, "--data-dir /nonexistent/descent: no such directory"),
     (&["train", "--dataset", "mnist", "--data-dir", "/"], 1, "expected train-images-idx3-ubyte"),
     (&["replay", "--spec", "/nonexistent/spec.json"], 2, "cannot read --spec"),

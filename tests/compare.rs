@@ -54,6 +54,7 @@ fn compare_writes_metrics_figures_and_a_table() {
     let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["case"], "fashion-mnist");
     assert_eq!(m["batch_size"], 64);
+    assert_eq!((&m["seed"], &m["shuffle"]), (&serde_json::json!(0), &serde_json::json!("randperm")));
     assert!(m["dataset"].as_str().unwrap().contains("subset") && m["device"].is_string());
     let runs = m["runs"].as_array().unwrap();
     assert_eq!(runs.iter().map(|r| r["optimizer"].as_str().unwrap()).collect::<Vec<_>>(), ["sgd", "adam"]);
@@ -84,6 +85,10 @@ fn train_writes_the_same_schema_and_a_plot() {
         SUBSET,
         "--optimizer",
         "adamw",
+        "--seed",
+        "3",
+        "--shuffle",
+        "dataloader",
         "--metrics",
         &metrics.to_string_lossy(),
         "--plot",
@@ -91,6 +96,7 @@ fn train_writes_the_same_schema_and_a_plot() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let m: Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!((&m["seed"], &m["shuffle"]), (&serde_json::json!(3), &serde_json::json!("dataloader")));
     let runs = m["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["optimizer"], "adamw");
