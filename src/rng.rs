@@ -1,5 +1,6 @@
-//! A small seeded random number generator (xoshiro256**), so runs are reproducible and the
-//! generator's state can be saved in checkpoints without pulling in a dependency.
+//! A small seeded random number generator (xoshiro256**) for reproducible random inputs in
+//! tests, `parity` and benches, without a dependency. Training draws from PyTorch's generator
+//! instead ([`crate::torch_rng`]); xoshiro still shuffles runs resumed from format-1 checkpoints.
 
 /// xoshiro256** seeded through SplitMix64.
 #[derive(Clone, Debug, PartialEq, Eq)]
