@@ -23,7 +23,6 @@ const M: usize = 397;
 /// a checkpoint can store the generator's position as two numbers.
 #[derive(Clone)]
 pub struct TorchGenerator {
-    seed: u64,
     state: [u32; N],
     index: usize,
     draws: u64,
@@ -38,7 +37,7 @@ impl TorchGenerator {
             let prev = state[j - 1];
             state[j] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(j as u32);
         }
-        TorchGenerator { seed, state, index: N, draws: 0 }
+        TorchGenerator { state, index: N, draws: 0 }
     }
 
     /// The generator `draws` outputs after seeding with `seed` (how checkpoints restore it).
@@ -48,10 +47,6 @@ impl TorchGenerator {
             g.random();
         }
         g
-    }
-
-    pub fn seed(&self) -> u64 {
-        self.seed
     }
 
     /// 32-bit outputs drawn since seeding.

@@ -24,17 +24,23 @@ const KERNEL_PAR_MIN_MACS: usize = 1 << 19;
 /// rows) then stays in L1 while every row block of A passes over it.
 const SMALL_MAX_K: usize = 256;
 
-/// C = op(A)·op(B), row-major, overwriting C.
-pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+/// Checks the operand lengths and does the empty products (m or n zero: nothing; k zero:
+/// C = 0); true when that was all there was to do.
+fn empty_product(d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
     let Dims { m, k, n } = d;
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
-    if m == 0 || n == 0 {
-        return;
-    }
     if k == 0 {
         c[..m * n].fill(0.0);
+    }
+    m == 0 || n == 0 || k == 0
+}
+
+/// C = op(A)·op(B), row-major, overwriting C.
+pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+    if empty_product(d, a, b, c) {
         return;
     }
+    let Dims { m, k, n } = d;
     #[cfg(target_arch = "x86_64")]
     if super::cpu::has_avx2_fma() {
         if form == Form::NT {
@@ -50,15 +56,10 @@ pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
 /// Any form through the `gemm` crate (also the reference point the A·Bᵀ kernel is tested
 /// and benchmarked against).
 pub fn gemm_crate(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+    if empty_product(d, a, b, c) {
+        return;
+    }
     let Dims { m, k, n } = d;
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul operands too short");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
     // (column stride, row stride) of the logical m×k left and k×n right operands.
     let (lcs, lrs) = match form {
         Form::TN => (m as isize, 1),
@@ -69,7 +70,8 @@ pub fn gemm_crate(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         _ => (1, n as isize),
     };
     let par = if m * n * k >= PAR_MIN_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above keep every access inside the slices; C does not alias A or B.
+    // SAFETY: the length check in `empty_product` keeps every access inside the slices; C does
+    // not alias A or B.
     unsafe {
         gemm::gemm(
             m,
@@ -396,6 +398,20 @@ mod tests {
         ];
         for form in [Form::NN, Form::TN] {
             check(form, &shapes, 11, |d, a, b, c| small::matmul_small(form, d, a, b, c));
+        }
+    }
+
+    #[test]
+    fn empty_products_zero_c_or_leave_it() {
+        for form in [Form::NN, Form::NT, Form::TN] {
+            for gemm in [gemm_f32, gemm_crate] {
+                let mut c = vec![f32::NAN; 6];
+                gemm(form, Dims { m: 2, k: 0, n: 3 }, &[], &[], &mut c);
+                assert_eq!(c, [0.0; 6], "{form:?}: k = 0 gives C = 0");
+                let mut c = [f32::NAN];
+                gemm(form, Dims { m: 0, k: 4, n: 3 }, &[], &[0.0; 12], &mut c);
+                assert!(c[0].is_nan(), "{form:?}: m = 0 writes nothing");
+            }
         }
     }
 }
