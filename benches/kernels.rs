@@ -46,10 +46,10 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
     for name in ["adam", "sgd"] {
         let cfg = bench_config(name).unwrap();
         g.throughput(Throughput::Bytes((cfg.bytes_per_param() * n) as u64));
-        let mut opt = Optimizer::new(dev, cfg.clone(), Schedule::Constant, n).unwrap();
+        let mut opt = Optimizer::for_len(dev, cfg.clone(), Schedule::Constant, n).unwrap();
         g.bench_function(format!("{name} fused_multi_tensor {n}"), |b| {
             b.iter(|| {
-                opt.step(dev, p, grads);
+                opt.step_views(dev, p, grads);
                 dev.sync().unwrap();
             })
         });

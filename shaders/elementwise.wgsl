@@ -1,5 +1,5 @@
 // Elementwise kernels over n elements: bias + activation, activation backward, binary and
-// unary ops, fill, broadcast, and the search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
+// unary ops (binary ones broadcasting a row, column or scalar), fill, expand, and the search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
 
 struct Params {
     n: u32, cols: u32, op: u32, act: u32,
@@ -30,13 +30,25 @@ fn act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     OUT[P.out_off + i] = Z[P.z_off + i] * act_grad(P.act, X[P.x_off + i]);
 }
 
-// op: 0 add, 1 sub, 2 mul, 3 div.
+// Which element of an operand read in layout `mode` output element i reads, over rows of P.cols:
+// 0 full (i), 1 row (i % cols), 2 column (i / cols), 3 scalar (0).
+fn bcast_index(mode: u32, i: u32) -> u32 {
+    switch mode {
+        case 1u: { return i % P.cols; }
+        case 2u: { return i / P.cols; }
+        case 3u: { return 0u; }
+        default: { return i; }
+    }
+}
+
+// op: 0 add, 1 sub, 2 mul, 3 div. P.act holds the operands' layouts: X's in bits 0-7, Z's in
+// bits 8-15 (see bcast_index).
 @compute @workgroup_size(256)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
-    let a = X[P.x_off + i];
-    let b = Z[P.z_off + i];
+    let a = X[P.x_off + bcast_index(P.act & 0xffu, i)];
+    let b = Z[P.z_off + bcast_index(P.act >> 8u, i)];
     var r = a + b;
     switch P.op {
         case 1u: { r = a - b; }
@@ -82,12 +94,12 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     OUT[P.out_off + i] = P.param;
 }
 
-// out[i] = param · x[0].
+// out[i] = param · x[bcast_index(op, i)]: a row, column or scalar spread over rows of P.cols.
 @compute @workgroup_size(256)
-fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn expand(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
-    OUT[P.out_off + i] = X[P.x_off] * P.param;
+    OUT[P.out_off + i] = X[P.x_off + bcast_index(P.op, i)] * P.param;
 }
 
 // Record a non-finite element of X (NaN or ±∞: all exponent bits set): unless OUT[0] already

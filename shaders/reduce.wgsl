@@ -1,6 +1,7 @@
-// Reductions: column sums of a rows×cols matrix (one invocation per column) and the scaled
-// sum of a vector in two passes: `sum_partial` (up to 256 workgroups, grid-stride, one
-// partial sum each) then `sum` (one workgroup, tree reduction in workgroup memory).
+// Reductions: column or row sums of a rows×cols matrix (one invocation per column or row,
+// times scale) and the scaled sum of a vector in two passes: `sum_partial` (up to 256
+// workgroups, grid-stride, one partial sum each) then `sum` (one workgroup, tree reduction in
+// workgroup memory).
 
 struct Params {
     n: u32, cols: u32, x_off: u32, out_off: u32,
@@ -20,7 +21,18 @@ fn col_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let rows = P.n / P.cols;
     var s = 0.0;
     for (var r = 0u; r < rows; r++) { s += X[P.x_off + r * P.cols + c]; }
-    OUT[P.out_off + c] = s;
+    OUT[P.out_off + c] = s * P.scale;
+}
+
+// Row sums (one invocation per row), times scale.
+@compute @workgroup_size(256)
+fn row_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = flat_index(wid, nwg, lid);
+    let rows = P.n / P.cols;
+    if (r >= rows) { return; }
+    var s = 0.0;
+    for (var c = 0u; c < P.cols; c++) { s += X[P.x_off + r * P.cols + c]; }
+    OUT[P.out_off + r] = s * P.scale;
 }
 
 fn tree_reduce(lid: u32) {

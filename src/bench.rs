@@ -340,7 +340,7 @@ pub fn bench_optim(
     let timing = match variant {
         Variant::FusedMultiTensor | Variant::FusedPerTensor => {
             let params = dev.upload(&init)?;
-            let mut opt = Optimizer::new(dev, config.clone(), Schedule::Constant, n)?;
+            let mut opt = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?;
             let t = time(dev, 2, repeats, |d| {
                 opt.step += 1;
                 let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr);

@@ -36,26 +36,27 @@ pub fn descend(
     let n = function.dims;
     let params = dev.upload(start)?;
     let grads = dev.alloc_zeroed(n)?;
-    let mut opt = Optimizer::new(dev, config.clone(), schedule.clone(), n)?;
-    let mut tape = Tape::new();
+    let mut opt = Optimizer::for_len(dev, config.clone(), schedule.clone(), n)?;
     let mut out = Vec::with_capacity(steps + 1);
     let mut lr = None;
     for t in 0..=steps {
-        let vars: Vec<_> =
-            (0..n).map(|i| tape.param(Tensor::new(params.slice(i, 1), &[1]), grads.slice(i, 1))).collect();
-        let f = function.build(&mut tape, dev, &vars)?;
-        tape.backward(dev, f)?;
-        let value = dev.read(tape.value(f).view)?[0];
-        let x = dev.read(params)?;
-        let grad = dev.read(grads)?;
-        tape.reset(dev);
+        let (value, x, grad) = {
+            let mut tape = Tape::new(dev);
+            let mut vars = Vec::with_capacity(n);
+            for i in 0..n {
+                vars.push(tape.param(Tensor::new(params.slice(i, 1), &[1]), grads.slice(i, 1))?);
+            }
+            let f = function.build(&mut tape, &vars)?;
+            tape.backward(f)?;
+            (tape.read(f)?[0], tape.device().read(params)?, tape.device().read(grads)?)
+        };
         let finite = x.iter().chain(&grad).all(|v| v.is_finite()) && value.is_finite();
         out.push(Iterate { t, x, f: value, grad, lr });
         if t == steps || !finite {
             break;
         }
         lr = Some(opt.lr_at(opt.step));
-        opt.step(dev, params, grads);
+        opt.step_views(dev, params, grads);
     }
     opt.release(dev);
     dev.release(params);

@@ -6,7 +6,7 @@
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, UnaryOp};
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
 /// A named function with the lecture's default start and learning rate.
 #[derive(Clone, Copy, Debug)]
@@ -231,51 +231,48 @@ impl Function {
     }
 
     /// Record the function of `vars` (one per variable, all of one shape) on the tape.
-    pub fn build(&self, tape: &mut Tape, dev: &mut Device, vars: &[Var]) -> Result<Var> {
-        assert_eq!(vars.len(), self.dims, "{} takes {} variables", self.name, self.dims);
-        (self.build)(&mut Expr { tape, dev }, vars)
+    pub fn build(&self, tape: &mut Tape, vars: &[Var]) -> Result<Var> {
+        ensure!(vars.len() == self.dims, "{} takes {} variables, got {}", self.name, self.dims, vars.len());
+        (self.build)(&mut Expr { tape }, vars)
     }
 
     /// The function at many points at once: `coords[d][i]` is variable d of point i.
     pub fn eval_many(&self, dev: &mut Device, coords: &[Vec<f32>]) -> Result<Vec<f32>> {
-        let mut tape = Tape::new();
+        let mut tape = Tape::new(dev);
         let mut vars = Vec::new();
         for c in coords {
-            vars.push(tape.constant(dev, c, &[c.len()])?);
+            vars.push(tape.constant(c, &[c.len()])?);
         }
-        let f = self.build(&mut tape, dev, &vars)?;
-        let out = dev.read(tape.value(f).view);
-        tape.reset(dev);
-        out
+        let f = self.build(&mut tape, &vars)?;
+        tape.read(f)
     }
 }
 
 /// Tape ops with the device at hand, so formulas read like formulas.
-pub struct Expr<'a> {
-    tape: &'a mut Tape,
-    dev: &'a mut Device,
+pub struct Expr<'a, 'd> {
+    tape: &'a mut Tape<'d>,
 }
 
-impl Expr<'_> {
+impl Expr<'_, '_> {
     fn sq(&mut self, a: Var) -> Result<Var> {
-        self.tape.mul(self.dev, a, a)
+        self.tape.mul(a, a)
     }
     fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
-        self.tape.mul(self.dev, a, b)
+        self.tape.mul(a, b)
     }
     fn add(&mut self, a: Var, b: Var) -> Result<Var> {
-        self.tape.add(self.dev, a, b)
+        self.tape.add(a, b)
     }
     fn sub(&mut self, a: Var, b: Var) -> Result<Var> {
-        self.tape.sub(self.dev, a, b)
+        self.tape.sub(a, b)
     }
     fn scale(&mut self, a: Var, s: f32) -> Result<Var> {
-        self.tape.scale(self.dev, a, s)
+        self.tape.scale(a, s)
     }
     fn add_scalar(&mut self, a: Var, s: f32) -> Result<Var> {
-        self.tape.add_scalar(self.dev, a, s)
+        self.tape.add_scalar(a, s)
     }
     fn unary(&mut self, op: UnaryOp, a: Var) -> Result<Var> {
-        self.tape.unary(self.dev, op, a)
+        self.tape.unary(op, a)
     }
 }

@@ -1,6 +1,10 @@
 //! Layers. Every parameter of a model lives in ONE flat arena buffer (a named, shaped slice
 //! each, at offsets padded to 64 elements) and every gradient in a parallel arena, so an
 //! optimizer updates the whole model with one kernel launch.
+//!
+//! Layers hand out typed handles ([`ParamId`]) to their tensors: register one on a tape for a
+//! penalty ([`ParamArena::var`]), read or write it ([`ParamArena::read`]), or freeze it
+//! ([`ParamArena::set_frozen`]), with no arithmetic on arena indices.
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Act, Device};
@@ -12,6 +16,18 @@ use anyhow::{ensure, Result};
 /// for binding sub-ranges on any GPU).
 pub const ARENA_ALIGN: usize = 64;
 
+/// A handle to one tensor of a [`ParamArena`] (valid for the arena that made it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamId(usize);
+
+impl ParamId {
+    /// The tensor's position in [`ParamArena::entries`] (registration order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Where one tensor lies in the arena, and what it is called.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamInfo {
     /// PyTorch's `state_dict()` name (`0.weight`, `0.bias`, … as `nn.Sequential` names them).
@@ -37,9 +53,14 @@ impl ParamInfo {
 
 /// The flat parameter and gradient buffers and their layout.
 pub struct ParamArena {
+    /// Every parameter, padded between tensors (padding stays 0).
     pub params: View,
+    /// Every gradient, laid out like `params`.
     pub grads: View,
+    /// The tensors, in registration order.
     pub entries: Vec<ParamInfo>,
+    /// Tensors that layers register as plain inputs and optimizers skip.
+    frozen: Vec<bool>,
 }
 
 impl ParamArena {
@@ -65,7 +86,93 @@ impl ParamArena {
         }
         let params = dev.upload(&host)?;
         let grads = dev.alloc_zeroed(host.len())?;
-        Ok(ParamArena { params, grads, entries })
+        let frozen = vec![false; entries.len()];
+        Ok(ParamArena { params, grads, entries, frozen })
+    }
+
+    /// Handles to every tensor, in registration order.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> {
+        (0..self.entries.len()).map(ParamId)
+    }
+
+    /// The handle of the tensor called `name` (PyTorch's `state_dict()` name).
+    pub fn find(&self, name: &str) -> Option<ParamId> {
+        self.entries.iter().position(|e| e.name == name).map(ParamId)
+    }
+
+    /// Name, shape and place of a tensor.
+    pub fn info(&self, id: ParamId) -> &ParamInfo {
+        &self.entries[id.0]
+    }
+
+    /// The tensor's values, as a tensor over the arena.
+    pub fn tensor(&self, id: ParamId) -> Tensor {
+        let e = &self.entries[id.0];
+        Tensor::new(self.params.slice(e.offset, e.len()), &e.shape)
+    }
+
+    /// The tensor's gradient, as a view of the gradient arena.
+    pub fn grad_view(&self, id: ParamId) -> View {
+        let e = &self.entries[id.0];
+        self.grads.slice(e.offset, e.len())
+    }
+
+    /// The tensor on `tape`: a parameter (the same `Var` however often it is registered, so
+    /// a penalty on a weight the model also uses adds to its gradient), or a plain input when
+    /// it is frozen.
+    pub fn var(&self, tape: &mut Tape, id: ParamId) -> Result<Var> {
+        if self.frozen[id.0] {
+            Ok(tape.input(self.tensor(id)))
+        } else {
+            tape.param(self.tensor(id), self.grad_view(id))
+        }
+    }
+
+    /// The tensor's values, copied to the host.
+    pub fn read(&self, dev: &mut Device, id: ParamId) -> Result<Vec<f32>> {
+        dev.read(self.tensor(id).view)
+    }
+
+    /// The tensor's gradient from the last backward pass, copied to the host.
+    pub fn read_grad(&self, dev: &mut Device, id: ParamId) -> Result<Vec<f32>> {
+        dev.read(self.grad_view(id))
+    }
+
+    /// Overwrite the tensor's values (`data` as long as the tensor).
+    pub fn write(&self, dev: &mut Device, id: ParamId, data: &[f32]) -> Result<()> {
+        let e = &self.entries[id.0];
+        ensure!(data.len() == e.len(), "{} values for {} of shape {:?}", data.len(), e.name, e.shape);
+        dev.write(self.tensor(id).view, data)
+    }
+
+    /// Freeze (or unfreeze) a tensor: layers then register it as an input, so it gets no
+    /// gradient, and [`crate::optim::Optimizer::step`] leaves it and its state untouched.
+    pub fn set_frozen(&mut self, id: ParamId, frozen: bool) {
+        self.frozen[id.0] = frozen;
+    }
+
+    /// Whether [`ParamArena::set_frozen`] froze this tensor.
+    pub fn is_frozen(&self, id: ParamId) -> bool {
+        self.frozen[id.0]
+    }
+
+    /// The arena ranges an optimizer updates: the whole arena when nothing is frozen (one
+    /// fused launch), else one range per run of consecutive trainable tensors.
+    pub fn trainable_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        if !self.frozen.contains(&true) {
+            return vec![0..self.len()];
+        }
+        let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+        for (e, &frozen) in self.entries.iter().zip(&self.frozen) {
+            if frozen {
+                continue;
+            }
+            match out.last_mut() {
+                Some(r) if r.end == e.offset => r.end = e.offset + e.len(),
+                _ => out.push(e.range()),
+            }
+        }
+        out
     }
 
     /// Total elements, padding included (what an optimizer step covers).
@@ -87,16 +194,6 @@ impl ParamArena {
         self.entries.iter().map(|e| e.len()).sum()
     }
 
-    pub fn param(&self, i: usize) -> Tensor {
-        let e = &self.entries[i];
-        Tensor::new(self.params.slice(e.offset, e.len()), &e.shape)
-    }
-
-    pub fn grad(&self, i: usize) -> View {
-        let e = &self.entries[i];
-        self.grads.slice(e.offset, e.len())
-    }
-
     /// A table of the layout, for `--verbose` and docs.
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -108,12 +205,34 @@ impl ParamArena {
     }
 }
 
+/// One fully connected layer's tensors: `y = x·Wᵀ + b` (PyTorch's `nn.Linear`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: ParamId,
+    /// `[out]`.
+    pub bias: ParamId,
+}
+
+impl Linear {
+    /// `act(x·Wᵀ + b)` on `tape`, with the parameters taken from `arena`.
+    pub fn forward(&self, arena: &ParamArena, tape: &mut Tape, x: Var, act: Act) -> Result<Var> {
+        let w = arena.var(tape, self.weight)?;
+        let b = arena.var(tape, self.bias)?;
+        tape.linear(x, w, Some(b), act)
+    }
+}
+
 /// A multilayer perceptron: Linear layers with an activation between them (none after the
 /// last), PyTorch's default initialisation.
 pub struct Mlp {
+    /// `[inputs, hidden…, outputs]`.
     pub sizes: Vec<usize>,
+    /// The activation between layers.
     pub act: Act,
+    /// Every weight and bias.
     pub arena: ParamArena,
+    layers: Vec<Linear>,
 }
 
 impl Mlp {
@@ -134,35 +253,42 @@ impl Mlp {
             init.push(rng.uniform_vec(fan_out, -bias_bound, bias_bound));
         }
         let arena = ParamArena::new(dev, shapes, init)?;
-        Ok(Mlp { sizes: sizes.to_vec(), act, arena })
+        let layers = (0..sizes.len() - 1)
+            .map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) })
+            .collect();
+        Ok(Mlp { sizes: sizes.to_vec(), act, arena, layers })
     }
 
-    pub fn layers(&self) -> usize {
-        self.sizes.len() - 1
+    /// The linear layers, input first.
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// The activation after layer `l` (none after the last).
+    fn act_after(&self, l: usize) -> Act {
+        if l + 1 < self.layers.len() {
+            self.act
+        } else {
+            Act::Identity
+        }
     }
 
     /// Logits for a batch `x` of shape [rows, inputs].
-    pub fn forward(&self, tape: &mut Tape, dev: &mut Device, x: Var) -> Result<Var> {
+    pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {
         let mut h = x;
-        for l in 0..self.layers() {
-            let w = tape.param(self.arena.param(2 * l), self.arena.grad(2 * l));
-            let b = tape.param(self.arena.param(2 * l + 1), self.arena.grad(2 * l + 1));
-            let act = if l + 1 < self.layers() { self.act } else { Act::Identity };
-            h = tape.linear(dev, h, w, Some(b), act)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&self.arena, tape, h, self.act_after(l))?;
         }
         Ok(h)
     }
-}
 
-impl Mlp {
     /// Logits without recording gradients (evaluation): parameters enter as plain inputs.
-    pub fn forward_no_grad(&self, tape: &mut Tape, dev: &mut Device, x: Var) -> Result<Var> {
+    pub fn forward_no_grad(&self, tape: &mut Tape, x: Var) -> Result<Var> {
         let mut h = x;
-        for l in 0..self.layers() {
-            let w = tape.input(self.arena.param(2 * l));
-            let b = tape.input(self.arena.param(2 * l + 1));
-            let act = if l + 1 < self.layers() { self.act } else { Act::Identity };
-            h = tape.linear(dev, h, w, Some(b), act)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let w = tape.input(self.arena.tensor(layer.weight));
+            let b = tape.input(self.arena.tensor(layer.bias));
+            h = tape.linear(h, w, Some(b), self.act_after(l))?;
         }
         Ok(h)
     }

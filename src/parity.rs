@@ -2,7 +2,7 @@
 //! the plain f64 reference. Output buffers are poisoned with NaN first, so an element a kernel
 //! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
 
-use crate::backend::{Act, BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
+use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::optim::{reference as optim_ref, OptimConfig};
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, REL_TOL};
 use crate::rng::Rng;
@@ -200,12 +200,7 @@ impl Checker<'_> {
             self.check(&format!("act_backward_{}", act.name()), shape2.clone(), dx, &want, ABS_TOL, REL_TOL)?;
             self.done(&[xv, bv, out, yv, dyv, dx]);
         }
-        let x = self.random(m * n, -1.0, 1.0);
-        let (xv, out) = (self.input(&x)?, self.poisoned(n)?);
-        self.dev.col_sum(xv, out, n);
-        let want = r::col_sum(&x, n);
-        self.check("col_sum", shape2.clone(), out, &want, matmul_abs_tol(m), REL_TOL)?;
-        self.done(&[xv, out]);
+        self.broadcast_kernels(m, n)?;
         // Softmax cross-entropy with n classes over m rows.
         let z = self.random(m * n, -5.0, 5.0);
         let labels: Vec<f32> = (0..m).map(|_| self.rng.below(n) as f32).collect();
@@ -217,6 +212,57 @@ impl Checker<'_> {
         self.check("softmax_ce dlogits", shape2.clone(), dz, &want_d, ABS_TOL, REL_TOL)?;
         self.check("softmax_ce metrics", shape2, metrics, &[total, correct], ABS_TOL * m as f64, REL_TOL)?;
         self.done(&[zv, lv, loss, dz, metrics]);
+        Ok(())
+    }
+
+    /// Per-axis sums, their inverse (expand), and binary ops with a row, column or scalar
+    /// operand broadcast over an m×n output.
+    fn broadcast_kernels(&mut self, m: usize, n: usize) -> Result<()> {
+        let shape2 = format!("{m}x{n}");
+        let x = self.random(m * n, -1.0, 1.0);
+        let xv = self.input(&x)?;
+        for (axis, len, k) in [(Axis::Rows, n, m), (Axis::Cols, m, n)] {
+            let out = self.poisoned(len)?;
+            self.dev.sum_axis(xv, out, n, axis, 0.5);
+            let want = r::sum_axis(&x, n, axis, 0.5);
+            self.check(&format!("sum_axis{}", axis.dim()), shape2.clone(), out, &want, matmul_abs_tol(k), REL_TOL)?;
+            self.done(&[out]);
+        }
+        for layout in [Layout::Row, Layout::Col, Layout::Scalar] {
+            let src = self.random(layout.len(m, n), -1.0, 1.0);
+            let (sv, out) = (self.input(&src)?, self.poisoned(m * n)?);
+            self.dev.expand(sv, layout, out, n, -2.0);
+            let want = r::expand(&src, layout, m * n, n, -2.0);
+            self.check(&format!("expand_{layout:?}").to_lowercase(), shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            self.done(&[sv, out]);
+        }
+        let pairs = [
+            (Layout::Full, Layout::Row),
+            (Layout::Col, Layout::Full),
+            (Layout::Col, Layout::Row),
+            (Layout::Full, Layout::Scalar),
+        ];
+        for (la, lb) in pairs {
+            let a = self.random(la.len(m, n), -1.0, 1.0);
+            // Divisors away from zero, of both signs.
+            let b: Vec<f32> = self
+                .random(lb.len(m, n), 0.5, 1.5)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 2 == 0 { *v } else { -v })
+                .collect();
+            let (av, bv) = (self.input(&a)?, self.input(&b)?);
+            for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+                let out = self.poisoned(m * n)?;
+                self.dev.binary_bcast(op, av, bv, out, Bcast { a: la, b: lb, cols: n });
+                let want = r::binary_bcast(op, &a, la, &b, lb, m * n, n);
+                let name = format!("{op:?}_{la:?}_{lb:?}").to_lowercase();
+                self.check(&name, shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+                self.done(&[out]);
+            }
+            self.done(&[av, bv]);
+        }
+        self.done(&[xv]);
         Ok(())
     }
 
@@ -264,9 +310,9 @@ impl Checker<'_> {
         let want = a.iter().map(|&v| v as f64).sum::<f64>() * 0.5;
         self.check("sum", shape.clone(), out, &[want], matmul_abs_tol(n), REL_TOL)?;
         let bc = self.poisoned(n)?;
-        self.dev.broadcast(out, bc, 2.0);
+        self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);
         let got = self.dev.read(out)?[0] as f64 * 2.0;
-        self.check("broadcast", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL)?;
+        self.check("expand_scalar", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL)?;
         self.done(&[out, bc, av, bv, pv]);
         for (label, cfg) in optimizer_cases() {
             self.optimizer(&label, &cfg, n, steps)?;

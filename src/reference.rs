@@ -3,7 +3,7 @@
 //!
 //! The tolerances for comparing an f32 kernel with the reference live here, once.
 
-use crate::backend::{Act, BinaryOp, Form, UnaryOp};
+use crate::backend::{Act, Axis, BinaryOp, Form, Layout, UnaryOp};
 
 /// Relative tolerance for kernel vs reference.
 pub const REL_TOL: f64 = 1e-5;
@@ -93,19 +93,47 @@ pub fn col_sum(x: &[f32], cols: usize) -> Vec<f64> {
     out
 }
 
+/// `scale ·` the sums of a `rows × cols` matrix along `axis`.
+pub fn sum_axis(x: &[f32], cols: usize, axis: Axis, scale: f64) -> Vec<f64> {
+    let rows = x.len() / cols;
+    let mut out = vec![0f64; if axis == Axis::Rows { cols } else { rows }];
+    for (i, &v) in x.iter().enumerate() {
+        out[if axis == Axis::Rows { i % cols } else { i / cols }] += v as f64;
+    }
+    out.iter().map(|s| s * scale).collect()
+}
+
+fn binary_op(op: BinaryOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+    }
+}
+
 pub fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f64> {
-    a.iter()
-        .zip(b)
-        .map(|(&a, &b)| {
-            let (a, b) = (a as f64, b as f64);
-            match op {
-                BinaryOp::Add => a + b,
-                BinaryOp::Sub => a - b,
-                BinaryOp::Mul => a * b,
-                BinaryOp::Div => a / b,
-            }
-        })
-        .collect()
+    a.iter().zip(b).map(|(&a, &b)| binary_op(op, a as f64, b as f64)).collect()
+}
+
+/// `a op b` over an output of `n` elements in rows of `cols`, each operand read in its layout
+/// (written out by hand rather than through [`Layout::index`], so the two can disagree).
+pub fn binary_bcast(op: BinaryOp, a: &[f32], la: Layout, b: &[f32], lb: Layout, n: usize, cols: usize) -> Vec<f64> {
+    let at = |x: &[f32], l: Layout, i: usize| -> f64 {
+        let (r, c) = (i / cols, i % cols);
+        (match l {
+            Layout::Full => x[r * cols + c],
+            Layout::Row => x[c],
+            Layout::Col => x[r],
+            Layout::Scalar => x[0],
+        }) as f64
+    };
+    (0..n).map(|i| binary_op(op, at(a, la, i), at(b, lb, i))).collect()
+}
+
+/// `scale · src` spread over `n` elements in rows of `cols` as `layout` says.
+pub fn expand(src: &[f32], layout: Layout, n: usize, cols: usize, scale: f64) -> Vec<f64> {
+    binary_bcast(BinaryOp::Mul, src, layout, &[1.0], Layout::Scalar, n, cols).iter().map(|v| v * scale).collect()
 }
 
 pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {

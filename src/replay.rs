@@ -134,7 +134,7 @@ pub fn run(dev: &mut Device, spec: &ReplaySpec) -> Result<Trajectory> {
         Problem::Quadratic { a, .. } => Some(dev.upload(&a.iter().map(|x| 2.0 * x).collect::<Vec<_>>())?),
         Problem::Grads(_) => None,
     };
-    let mut opt = Optimizer::new(dev, spec.optimizer.clone(), spec.schedule.clone(), n)?;
+    let mut opt = Optimizer::for_len(dev, spec.optimizer.clone(), spec.schedule.clone(), n)?;
     let mut out = Trajectory { params: Vec::new(), lr: Vec::new(), state: Vec::new(), steps: 0 };
     for t in 0..spec.steps() {
         match (&spec.problem, two_a) {
@@ -143,7 +143,7 @@ pub fn run(dev: &mut Device, spec: &ReplaySpec) -> Result<Trajectory> {
             _ => unreachable!("a quadratic has its coefficients uploaded"),
         }
         out.lr.push(opt.lr_at(opt.step));
-        opt.step(dev, params, grads);
+        opt.step_views(dev, params, grads);
         out.params.push(dev.read(params)?);
     }
     out.state = opt.read_state(dev)?;

@@ -4,7 +4,7 @@
 //! epoch (and at progress updates).
 
 use crate::autograd::Tape;
-use crate::backend::{Act, Counters, Device, Gather};
+use crate::backend::{Act, ByteBuffer, Counters, Device, Gather};
 use crate::checkpoint::{self, NamedTensor};
 use crate::data::{Dataset, Split};
 use crate::nn::Mlp;
@@ -99,14 +99,14 @@ impl EpochMetrics {
 
 /// A split uploaded to the device as bytes.
 struct DeviceSplit {
-    images: usize,
-    labels: usize,
+    images: ByteBuffer,
+    labels: ByteBuffer,
     rows: usize,
 }
 
 impl DeviceSplit {
     fn upload(dev: &mut Device, s: &Split) -> Result<DeviceSplit> {
-        Ok(DeviceSplit { images: dev.alloc_bytes(&s.images)?, labels: dev.alloc_bytes(&s.labels)?, rows: s.rows })
+        Ok(DeviceSplit { images: dev.upload_bytes(&s.images)?, labels: dev.upload_bytes(&s.labels)?, rows: s.rows })
     }
 }
 
@@ -129,7 +129,7 @@ pub struct Trainer {
     row_len: usize,
     train: DeviceSplit,
     test: DeviceSplit,
-    test_order: usize,
+    test_order: ByteBuffer,
     /// `shuffle` as it was before this epoch's order was drawn, so a mid-epoch checkpoint can
     /// rebuild the order.
     epoch_shuffle: Shuffle,
@@ -141,7 +141,6 @@ pub struct Trainer {
     metrics: View,
     /// With anomaly detection: [tag, element] of the first non-finite op output or gradient.
     anomaly: Option<View>,
-    tape: Tape,
 }
 
 impl Trainer {
@@ -167,11 +166,11 @@ impl Trainer {
             ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
             ShuffleOrder::DataLoader => Shuffle::DataLoader(rng),
         };
-        let opt = Optimizer::new(&mut dev, config.optimizer.clone(), config.schedule.clone(), model.arena.len())?;
+        let opt = Optimizer::new(&mut dev, &model.arena, config.optimizer.clone(), config.schedule.clone())?;
         let train = DeviceSplit::upload(&mut dev, &data.train)?;
         let test = DeviceSplit::upload(&mut dev, &data.test)?;
         let order: Vec<u32> = (0..data.test.rows as u32).collect();
-        let test_order = dev.alloc_bytes(&index_bytes(&order))?;
+        let test_order = dev.upload_bytes(&index_bytes(&order))?;
         let metrics = dev.alloc_zeroed(4)?;
         dev.fill(metrics.slice(2, 2), -1.0);
         Ok(Trainer {
@@ -191,7 +190,6 @@ impl Trainer {
             test_order,
             metrics,
             anomaly: None,
-            tape: Tape::new(),
         })
     }
 
@@ -200,16 +198,16 @@ impl Trainer {
     }
 
     /// Gather rows `order[start..start + count]` of a split into fresh x and y buffers.
-    fn gather(&mut self, split: (usize, usize), order: usize, start: usize, count: usize) -> Result<(View, View)> {
-        let x = self.dev.alloc(count * self.row_len)?;
-        let y = self.dev.alloc(count)?;
-        self.dev.gather(&Gather {
-            images: split.0,
-            labels: split.1,
+    fn gather(dev: &mut Device, row_len: usize, split: &DeviceSplit, order: ByteBuffer, start: usize, count: usize) -> Result<(View, View)> {
+        let x = dev.alloc(count * row_len)?;
+        let y = dev.alloc(count)?;
+        dev.gather(&Gather {
+            images: split.images,
+            labels: split.labels,
             indices: order,
             start,
             count,
-            row_len: self.row_len,
+            row_len,
             scale: 1.0 / 255.0,
             x,
             y,
@@ -227,23 +225,27 @@ impl Trainer {
     }
 
     /// One optimizer step on rows `order[start..start + count]`.
-    pub fn step(&mut self, order: usize, start: usize, count: usize) -> Result<()> {
-        self.tape.anomaly = self.anomaly;
-        let (x, y) = self.gather((self.train.images, self.train.labels), order, start, count)?;
-        let xv = self.tape.input(Tensor::new(x, &[count, self.row_len]));
-        let logits = self.model.forward(&mut self.tape, &mut self.dev, xv)?;
-        let loss = self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics.slice(0, 2)))?;
-        self.tape.backward(&mut self.dev, loss)?;
-        if let Some(flag) = self.anomaly {
-            let f = self.dev.read(flag)?;
-            if f[0] >= 0.0 {
-                let what = self.tape.describe_tag(f[0] as usize);
-                let step = self.opt.step + 1;
-                bail!(
-                    "anomaly: {what} holds a non-finite value (element {}) at optimizer step {step} (epoch {}); training stopped",
-                    f[1] as usize,
-                    self.epoch + 1
-                );
+    pub fn step(&mut self, order: ByteBuffer, start: usize, count: usize) -> Result<()> {
+        {
+            let mut tape = Tape::new(&mut self.dev);
+            tape.set_anomaly(self.anomaly);
+            let (x, y) = Self::gather(tape.device(), self.row_len, &self.train, order, start, count)?;
+            tape.adopt(y);
+            let xv = tape.input_owned(Tensor::new(x, &[count, self.row_len]));
+            let logits = self.model.forward(&mut tape, xv)?;
+            let loss = tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
+            tape.backward(loss)?;
+            if let Some(flag) = self.anomaly {
+                let f = tape.device().read(flag)?;
+                if f[0] >= 0.0 {
+                    let what = tape.describe_tag(f[0] as usize);
+                    let step = self.opt.step + 1;
+                    bail!(
+                        "anomaly: {what} holds a non-finite value (element {}) at optimizer step {step} (epoch {}); training stopped",
+                        f[1] as usize,
+                        self.epoch + 1
+                    );
+                }
             }
         }
         // Record (on the device) the first step whose gradients hold a NaN or ±∞.
@@ -252,17 +254,14 @@ impl Trainer {
             // On the CPU the check costs nothing to read: stop before the bad update is applied.
             self.check_finite()?;
         }
-        self.opt.step(&mut self.dev, self.model.arena.params, self.model.arena.grads);
-        self.tape.reset(&mut self.dev);
-        self.dev.release(x);
-        self.dev.release(y);
+        self.opt.step(&mut self.dev, &self.model.arena)?;
         self.dev.flush()
     }
 
     /// The next epoch's order of the training rows, uploaded as a device index buffer.
-    pub fn epoch_order(&mut self) -> Result<usize> {
+    pub fn epoch_order(&mut self) -> Result<ByteBuffer> {
         let order = self.shuffle.epoch_order(self.train.rows);
-        self.dev.alloc_bytes(&index_bytes(&order))
+        self.dev.upload_bytes(&index_bytes(&order))
     }
 
     /// The training loss summed over the rows seen since the last epoch report (a readback).
@@ -336,7 +335,7 @@ impl Trainer {
         }
         self.step_in_epoch = 0;
         let (loss, correct) = self.take_metrics()?;
-        self.dev.free(order_buf);
+        self.dev.free_bytes(order_buf);
         self.epoch += 1;
         let n = self.train.rows as f64;
         if !loss.is_finite() {
@@ -351,13 +350,13 @@ impl Trainer {
         let mut from = 0;
         while from < rows {
             let count = self.config.eval_batch.min(rows - from);
-            let (x, y) = self.gather((self.test.images, self.test.labels), self.test_order, from, count)?;
-            let xv = self.tape.input(Tensor::new(x, &[count, self.row_len]));
-            let logits = self.model.forward_no_grad(&mut self.tape, &mut self.dev, xv)?;
-            self.tape.softmax_ce(&mut self.dev, logits, y, Some(self.metrics.slice(0, 2)))?;
-            self.tape.reset(&mut self.dev);
-            self.dev.release(x);
-            self.dev.release(y);
+            let mut tape = Tape::new(&mut self.dev);
+            let (x, y) = Self::gather(tape.device(), self.row_len, &self.test, self.test_order, from, count)?;
+            tape.adopt(y);
+            let xv = tape.input_owned(Tensor::new(x, &[count, self.row_len]));
+            let logits = self.model.forward_no_grad(&mut tape, xv)?;
+            tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
+            drop(tape);
             from += count;
         }
         let (loss, correct) = self.take_metrics()?;

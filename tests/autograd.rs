@@ -1,14 +1,23 @@
 //! Gradient checks: the autograd's gradients against central finite differences of the f64
-//! reference, for every op and for a whole MLP; and the lecture's chain-rule example.
+//! reference, for every op, for composed graphs (cross-entropy below the root, penalties,
+//! values and parameters used twice, broadcasting, per-axis reductions, MSE, unreached
+//! parameters) and for whole MLPs; and the lecture's chain-rule example. Every check runs on
+//! both backends (`test_device!`), with gradient buffers poisoned with NaN beforehand.
+
+#[macro_use]
+mod common;
 
 use descent::autograd::{Tape, Var};
-use descent::backend::{Act, BinaryOp, Device, Form, UnaryOp};
+use descent::backend::{Act, Axis, BinaryOp, Device, Form, Layout, UnaryOp};
+use descent::nn::Mlp;
 use descent::reference as r;
 use descent::rng::Rng;
-use descent::tensor::Tensor;
+use descent::tensor::{Tensor, View};
+use descent::torch_rng::TorchGenerator;
 
 /// Tolerance of an f32 autograd gradient against an f64 finite difference.
 fn assert_grad(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: gradient length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(r::close(g as f64, w, 2e-4, 2e-3), "{what}: d/dx[{i}] autograd {g} vs finite difference {w}");
     }
@@ -29,40 +38,61 @@ fn numeric_grad(x: &[f32], f: &dyn Fn(&[f32]) -> f64) -> Vec<f64> {
         .collect()
 }
 
-/// Build loss = Σ (op(inputs) ⊙ weights) on the tape and check the gradient of every input.
-fn check(
-    name: &str,
-    inputs: Vec<(Vec<f32>, Vec<usize>)>,
-    build: &dyn Fn(&mut Tape, &mut Device, &[Var]) -> Var,
-    reference: &dyn Fn(&[Vec<f32>]) -> Vec<f64>,
-) {
-    let mut dev = Device::cpu();
-    let mut rng = Rng::new(9);
-    let out_len = reference(&inputs.iter().map(|i| i.0.clone()).collect::<Vec<_>>()).len();
-    let weights = rng.uniform_vec(out_len, -1.0, 1.0);
-    let mut tape = Tape::new();
-    let mut vars = Vec::new();
+/// A gradient buffer full of NaN, so an element backward fails to write fails the check.
+fn poisoned(dev: &mut Device, n: usize) -> View {
+    let g = dev.alloc(n).unwrap();
+    dev.fill(g, f32::NAN);
+    g
+}
+
+type Build<'a> = &'a dyn Fn(&mut Tape, &[Var]) -> Var;
+type Reference<'a> = &'a dyn Fn(&[Vec<f32>]) -> Vec<f64>;
+
+/// Register `inputs` as parameters, build the graph, and check the gradient of every input.
+/// A one-element result is the root itself; a larger one is reduced to Σ (y ⊙ w) with random
+/// weights w, so every output element's gradient matters.
+fn check(dev: &mut Device, name: &str, inputs: Vec<(Vec<f32>, Vec<usize>)>, build: Build, reference: Reference) {
+    let data: Vec<Vec<f32>> = inputs.iter().map(|i| i.0.clone()).collect();
+    let out_len = reference(&data).len();
+    let weights = if out_len == 1 { vec![1.0] } else { Rng::new(9).uniform_vec(out_len, -1.0, 1.0) };
     let mut grads = Vec::new();
-    for (data, shape) in &inputs {
-        let v = dev.upload(data).unwrap();
-        let g = dev.alloc(data.len()).unwrap();
-        grads.push(g);
-        vars.push(tape.param(Tensor::new(v, shape), g));
+    let mut values = Vec::new();
+    for (d, _) in &inputs {
+        values.push(dev.upload(d).unwrap());
+        grads.push(poisoned(dev, d.len()));
     }
-    let y = build(&mut tape, &mut dev, &vars);
-    let shape = tape.value(y).shape.clone();
-    let w = tape.constant(&mut dev, &weights, &shape).unwrap();
-    let yw = tape.mul(&mut dev, y, w).unwrap();
-    let loss = tape.sum(&mut dev, yw).unwrap();
-    tape.backward(&mut dev, loss).unwrap();
-    for (k, (data, _)) in inputs.iter().enumerate() {
+    {
+        let mut tape = Tape::new(dev);
+        let mut vars = Vec::new();
+        for (k, (_, shape)) in inputs.iter().enumerate() {
+            vars.push(tape.param(Tensor::new(values[k], shape), grads[k]).unwrap());
+        }
+        let y = build(&mut tape, &vars);
+        let got: Vec<f64> = tape.read(y).unwrap().iter().map(|&v| v as f64).collect();
+        let want = reference(&data);
+        let (_, _, ok) = r::compare(&got.iter().map(|&v| v as f32).collect::<Vec<_>>(), &want, 1e-5, 1e-4);
+        assert!(ok, "{name}: forward value {got:?} vs reference {want:?}");
+        let root = if out_len == 1 {
+            y
+        } else {
+            let shape = tape.shape(y).unwrap().to_vec();
+            let w = tape.constant(&weights, &shape).unwrap();
+            let yw = tape.mul(y, w).unwrap();
+            tape.sum(yw).unwrap()
+        };
+        tape.backward(root).unwrap();
+    }
+    for (k, (d, _)) in inputs.iter().enumerate() {
         let got = dev.read(grads[k]).unwrap();
         let f = |x: &[f32]| {
-            let mut all: Vec<Vec<f32>> = inputs.iter().map(|i| i.0.clone()).collect();
+            let mut all = data.clone();
             all[k] = x.to_vec();
             reference(&all).iter().zip(&weights).map(|(a, &b)| a * b as f64).sum()
         };
-        assert_grad(&got, &numeric_grad(data, &f), &format!("{name} input {k}"));
+        assert_grad(&got, &numeric_grad(d, &f), &format!("{name} input {k} on {}", dev.describe()));
+    }
+    for v in values.into_iter().chain(grads) {
+        dev.release(v);
     }
 }
 
@@ -70,8 +100,7 @@ fn rand(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     Rng::new(seed).uniform_vec(n, lo, hi)
 }
 
-#[test]
-fn matmul_forms() {
+fn matmul_forms(dev: &mut Device) {
     let (m, k, n) = (3, 4, 5);
     for form in Form::ALL {
         let (ash, bsh) = match form {
@@ -80,26 +109,28 @@ fn matmul_forms() {
             Form::TN => (vec![k, m], vec![k, n]),
         };
         check(
+            dev,
             form.name(),
             vec![(rand(m * k, 1, -1.0, 1.0), ash), (rand(k * n, 2, -1.0, 1.0), bsh)],
-            &|t, d, v| t.matmul(d, form, v[0], v[1]).unwrap(),
+            &|t, v| t.matmul(form, v[0], v[1]).unwrap(),
             &|x| r::matmul(form, m, k, n, &x[0], &x[1]),
         );
     }
 }
+test_device!(matmul_forms_grad, matmul_forms);
 
-#[test]
-fn linear_layer_with_each_activation() {
+fn linear_layer_with_each_activation(dev: &mut Device) {
     let (m, k, n) = (4, 3, 5);
     for act in Act::ALL {
         check(
+            dev,
             &format!("linear+{}", act.name()),
             vec![
                 (rand(m * k, 3, -1.0, 1.0), vec![m, k]),
                 (rand(n * k, 4, -1.0, 1.0), vec![n, k]),
                 (rand(n, 5, -0.5, 0.5), vec![n]),
             ],
-            &|t, d, v| t.linear(d, v[0], v[1], Some(v[2]), act).unwrap(),
+            &|t, v| t.linear(v[0], v[1], Some(v[2]), act).unwrap(),
             &|x| {
                 let z = r::matmul(Form::NT, m, k, n, &x[0], &x[1]);
                 z.iter().enumerate().map(|(i, &z)| r::act(act, z + x[2][i % n] as f64)).collect()
@@ -107,29 +138,28 @@ fn linear_layer_with_each_activation() {
         );
     }
 }
+test_device!(linear_layer_grad, linear_layer_with_each_activation);
 
-#[test]
-fn bias_act_and_activations() {
+fn bias_act_and_activations(dev: &mut Device) {
     for act in Act::ALL {
         check(
+            dev,
             &format!("bias_act {}", act.name()),
             vec![(rand(12, 6, -2.0, 2.0), vec![3, 4]), (rand(4, 7, -1.0, 1.0), vec![4])],
-            &|t, d, v| t.bias_act(d, v[0], Some(v[1]), act).unwrap(),
-            &|x| {
-                let z: Vec<f32> = x[0].clone();
-                r::bias_act(&z, Some(&x[1]), 4, act)
-            },
+            &|t, v| t.bias_act(v[0], Some(v[1]), act).unwrap(),
+            &|x| r::bias_act(&x[0], Some(&x[1]), 4, act),
         );
     }
 }
+test_device!(bias_act_grad, bias_act_and_activations);
 
-#[test]
-fn elementwise_and_scalar_ops() {
+fn elementwise_and_scalar_ops(dev: &mut Device) {
     for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
         check(
+            dev,
             &format!("{op:?}"),
             vec![(rand(7, 8, -1.0, 1.0), vec![7]), (rand(7, 9, 0.5, 1.5), vec![7])],
-            &|t, d, v| t.binary(d, op, v[0], v[1]).unwrap(),
+            &|t, v| t.binary(op, v[0], v[1]).unwrap(),
             &|x| r::binary(op, &x[0], &x[1]),
         );
     }
@@ -143,56 +173,314 @@ fn elementwise_and_scalar_ops() {
         UnaryOp::Cos,
     ] {
         check(
+            dev,
             &format!("{op:?}"),
-            vec![(rand(1, 10, 0.5, 2.0), vec![1])],
-            &|t, d, v| t.unary(d, op, v[0]).unwrap(),
+            vec![(rand(3, 10, 0.5, 2.0), vec![3])],
+            &|t, v| t.unary(op, v[0]).unwrap(),
             &|x| r::unary(op, &x[0]),
         );
     }
-    check("mean", vec![(rand(6, 11, -1.0, 1.0), vec![6])], &|t, d, v| t.mean(d, v[0]).unwrap(), &|x| {
+    check(dev, "mean", vec![(rand(6, 11, -1.0, 1.0), vec![6])], &|t, v| t.mean(v[0]).unwrap(), &|x| {
         vec![x[0].iter().map(|&v| v as f64).sum::<f64>() / 6.0]
     });
 }
+test_device!(elementwise_grad, elementwise_and_scalar_ops);
 
-#[test]
-fn softmax_cross_entropy() {
-    let mut dev = Device::cpu();
+/// Every op with a row, a vector, a column or a scalar broadcast over a matrix, and a row
+/// against a column (an outer combination): both operands' gradients.
+fn broadcasting(dev: &mut Device) {
+    let (m, n) = (3, 5);
+    let cases: [(Vec<usize>, Layout, Vec<usize>, Layout); 6] = [
+        (vec![m, n], Layout::Full, vec![1, n], Layout::Row),
+        (vec![m, n], Layout::Full, vec![n], Layout::Row),
+        (vec![m, 1], Layout::Col, vec![m, n], Layout::Full),
+        (vec![m, 1], Layout::Col, vec![1, n], Layout::Row),
+        (vec![m, n], Layout::Full, vec![1], Layout::Scalar),
+        (vec![1, 1], Layout::Scalar, vec![m, n], Layout::Full),
+    ];
+    for (sa, la, sb, lb) in cases {
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            let a = rand(sa.iter().product(), 20, -1.0, 1.0);
+            // Divisors away from zero.
+            let b: Vec<f32> = rand(sb.iter().product(), 21, 0.5, 1.5);
+            check(
+                dev,
+                &format!("{op:?} {sa:?} with {sb:?}"),
+                vec![(a, sa.clone()), (b, sb.clone())],
+                &|t, v| t.binary(op, v[0], v[1]).unwrap(),
+                &|x| r::binary_bcast(op, &x[0], la, &x[1], lb, m * n, n),
+            );
+        }
+    }
+}
+test_device!(broadcasting_grad, broadcasting);
+
+fn per_axis_reductions(dev: &mut Device) {
+    let (m, n) = (4, 3);
+    for axis in [Axis::Rows, Axis::Cols] {
+        for mean in [false, true] {
+            let count = if axis == Axis::Rows { m } else { n };
+            let scale = if mean { 1.0 / count as f64 } else { 1.0 };
+            check(
+                dev,
+                &format!("{} over axis {}", if mean { "mean" } else { "sum" }, axis.dim()),
+                vec![(rand(m * n, 22, -1.0, 1.0), vec![m, n])],
+                &|t, v| if mean { t.mean_axis(v[0], axis).unwrap() } else { t.sum_axis(v[0], axis).unwrap() },
+                &|x| r::sum_axis(&x[0], n, axis, scale),
+            );
+        }
+    }
+    // Centering: x − mean over rows, a reduction broadcast back over its input.
+    check(
+        dev,
+        "x - mean(x, axis 0)",
+        vec![(rand(m * n, 23, -1.0, 1.0), vec![m, n])],
+        &|t, v| {
+            let mu = t.mean_axis(v[0], Axis::Rows).unwrap();
+            let c = t.sub(v[0], mu).unwrap();
+            t.mul(c, c).unwrap()
+        },
+        &|x| {
+            let mu = r::sum_axis(&x[0], n, Axis::Rows, 1.0 / m as f64);
+            x[0].iter().enumerate().map(|(i, &v)| (v as f64 - mu[i % n]).powi(2)).collect()
+        },
+    );
+}
+test_device!(per_axis_reduction_grad, per_axis_reductions);
+
+const LABELS: [f32; 5] = [0.0, 3.0, 1.0, 2.0, 3.0];
+
+fn softmax_cross_entropy_at_the_root(dev: &mut Device) {
     let (rows, cols) = (5, 4);
+    let labels = dev.upload(&LABELS).unwrap();
+    check(
+        dev,
+        "softmax_ce",
+        vec![(rand(rows * cols, 12, -3.0, 3.0), vec![rows, cols])],
+        &|t, v| t.softmax_ce(v[0], labels, None).unwrap(),
+        &|x| vec![r::softmax_ce(&x[0], &LABELS, cols).0],
+    );
+}
+test_device!(softmax_ce_root_grad, softmax_cross_entropy_at_the_root);
+
+/// Cross-entropy below the root: scaled, plus a term, times another value, and summed with a
+/// penalty on the logits' own weights.
+fn cross_entropy_inside_a_graph(dev: &mut Device) {
+    let (rows, cols) = (5, 4);
+    let labels = dev.upload(&LABELS).unwrap();
     let z = rand(rows * cols, 12, -3.0, 3.0);
-    let labels: Vec<f32> = vec![0.0, 3.0, 1.0, 2.0, 3.0];
-    let mut tape = Tape::new();
-    let zv = dev.upload(&z).unwrap();
-    let g = dev.alloc(z.len()).unwrap();
-    let lv = dev.upload(&labels).unwrap();
-    let x = tape.param(Tensor::new(zv, &[rows, cols]), g);
-    let loss = tape.softmax_ce(&mut dev, x, lv, None).unwrap();
-    assert!(r::close(
-        dev.read(tape.value(loss).view).unwrap()[0] as f64,
-        r::softmax_ce(&z, &labels, cols).0,
-        1e-6,
-        1e-5
-    ));
-    tape.backward(&mut dev, loss).unwrap();
-    let want = numeric_grad(&z, &|x| r::softmax_ce(x, &labels, cols).0);
-    assert_grad(&dev.read(g).unwrap(), &want, "softmax_ce");
+    let ce = |x: &[f32]| r::softmax_ce(x, &LABELS, cols).0;
+    check(dev, "0.5·ce", vec![(z.clone(), vec![rows, cols])], &|t, v| {
+        let l = t.softmax_ce(v[0], labels, None).unwrap();
+        t.scale(l, 0.5).unwrap()
+    }, &|x| vec![0.5 * ce(&x[0])]);
+    check(
+        dev,
+        "ce · s + ce (two uses of one loss)",
+        vec![(z.clone(), vec![rows, cols]), (vec![-1.75], vec![1])],
+        &|t, v| {
+            let l = t.softmax_ce(v[0], labels, None).unwrap();
+            let ls = t.mul(l, v[1]).unwrap();
+            t.add(ls, l).unwrap()
+        },
+        &|x| vec![ce(&x[0]) * x[1][0] as f64 + ce(&x[0])],
+    );
+    // logits = x·Wᵀ; loss = ce + λ·Σ W²: W reaches the root along two paths.
+    let (k, lambda) = (3, 1e-1f32);
+    let x = rand(rows * k, 30, -1.0, 1.0);
+    let xv = dev.upload(&x).unwrap();
+    check(
+        dev,
+        "ce(x·Wᵀ) + λ·ΣW²",
+        vec![(rand(cols * k, 31, -1.0, 1.0), vec![cols, k])],
+        &|t, v| {
+            let xin = t.input(Tensor::new(xv, &[rows, k]));
+            let logits = t.linear(xin, v[0], None, Act::Identity).unwrap();
+            let l = t.softmax_ce(logits, labels, None).unwrap();
+            let w2 = t.mul(v[0], v[0]).unwrap();
+            let pen = t.sum(w2).unwrap();
+            let pen = t.scale(pen, lambda).unwrap();
+            t.add(l, pen).unwrap()
+        },
+        &|p| {
+            let logits: Vec<f32> = r::matmul(Form::NT, rows, k, cols, &x, &p[0]).iter().map(|&v| v as f32).collect();
+            let pen: f64 = p[0].iter().map(|&w| (w as f64).powi(2)).sum();
+            vec![ce(&logits) + lambda as f64 * pen]
+        },
+    );
+}
+test_device!(cross_entropy_inside_a_graph_grad, cross_entropy_inside_a_graph);
+
+/// An intermediate value (an activation's output) used twice, and one input used by two ops.
+fn shared_values(dev: &mut Device) {
+    let (m, k, n) = (3, 4, 2);
+    check(
+        dev,
+        "h = tanh(x·W); Σ h⊙h + Σ h·Vᵀ",
+        vec![(rand(m * k, 40, -1.0, 1.0), vec![m, k]), (rand(k * n, 41, -1.0, 1.0), vec![k, n])],
+        &|t, v| {
+            let h = t.matmul(Form::NN, v[0], v[1]).unwrap();
+            let h = t.act(h, Act::Tanh).unwrap();
+            let hh = t.mul(h, h).unwrap();
+            let s1 = t.sum(hh).unwrap();
+            let g = t.matmul(Form::NT, h, h).unwrap();
+            let s2 = t.sum(g).unwrap();
+            t.add(s1, s2).unwrap()
+        },
+        &|x| {
+            let h: Vec<f64> = r::matmul(Form::NN, m, k, n, &x[0], &x[1]).iter().map(|v| v.tanh()).collect();
+            let hf: Vec<f32> = h.iter().map(|&v| v as f32).collect();
+            let s2: f64 = r::matmul(Form::NT, m, n, m, &hf, &hf).iter().sum();
+            vec![h.iter().map(|v| v * v).sum::<f64>() + s2]
+        },
+    );
+    check(
+        dev,
+        "x⊙x + sin(x)",
+        vec![(rand(5, 42, -1.0, 1.0), vec![5])],
+        &|t, v| {
+            let a = t.mul(v[0], v[0]).unwrap();
+            let b = t.unary(UnaryOp::Sin, v[0]).unwrap();
+            t.add(a, b).unwrap()
+        },
+        &|x| x[0].iter().map(|&v| (v as f64).powi(2) + (v as f64).sin()).collect(),
+    );
+}
+test_device!(shared_values_grad, shared_values);
+
+/// Σw² + Σw² with w registered twice: one parameter, gradient 4w (not 2w).
+fn parameter_registered_twice(dev: &mut Device) {
+    let w = [0.5f32, -1.0, 2.0];
+    let (wv, g) = (dev.upload(&w).unwrap(), poisoned(dev, 3));
+    {
+        let mut tape = Tape::new(dev);
+        let a = tape.param(Tensor::new(wv, &[3]), g).unwrap();
+        let b = tape.param(Tensor::new(wv, &[3]), g).unwrap();
+        assert_eq!(a, b, "the same tensor and gradient view is one parameter");
+        let sa = tape.mul(a, a).unwrap();
+        let sa = tape.sum(sa).unwrap();
+        let sb = tape.mul(b, b).unwrap();
+        let sb = tape.sum(sb).unwrap();
+        let root = tape.add(sa, sb).unwrap();
+        tape.backward(root).unwrap();
+        // Overlapping registrations are refused, not silently wrong.
+        let err = tape.param(Tensor::new(wv.slice(1, 2), &[2]), g.slice(1, 2)).unwrap_err();
+        assert!(err.to_string().contains("overlaps"), "{err}");
+    }
+    assert_eq!(dev.read(g).unwrap(), vec![2.0, -4.0, 8.0]);
+}
+test_device!(parameter_registered_twice_grad, parameter_registered_twice);
+
+/// Linear regression: mean((x·wᵀ + b − y)²) against PyTorch's MSELoss formula.
+fn mse_regression(dev: &mut Device) {
+    let (m, k) = (6, 3);
+    let x = rand(m * k, 50, -1.0, 1.0);
+    let y = rand(m, 51, -2.0, 2.0);
+    let (xv, yv) = (dev.upload(&x).unwrap(), dev.upload(&y).unwrap());
+    check(
+        dev,
+        "mse(x·wᵀ + b, y)",
+        vec![(rand(k, 52, -1.0, 1.0), vec![1, k]), (vec![0.3], vec![1])],
+        &|t, v| {
+            let xin = t.input(Tensor::new(xv, &[m, k]));
+            let yin = t.input(Tensor::new(yv, &[m, 1]));
+            let pred = t.linear(xin, v[0], Some(v[1]), Act::Identity).unwrap();
+            t.mse(pred, yin).unwrap()
+        },
+        &|p| {
+            let pred = r::matmul(Form::NT, m, k, 1, &x, &p[0]);
+            let se: f64 = pred.iter().zip(&y).map(|(pr, &t)| (pr + p[1][0] as f64 - t as f64).powi(2)).sum();
+            vec![se / m as f64]
+        },
+    );
+}
+test_device!(mse_regression_grad, mse_regression);
+
+/// A parameter the root does not reach gets zeros (its buffer was poisoned), and an
+/// intermediate value the root does not reach has no gradient.
+fn unreached_parameter(dev: &mut Device) {
+    let (av, ag) = (dev.upload(&[1.0, 2.0]).unwrap(), poisoned(dev, 2));
+    let (bv, bg) = (dev.upload(&[3.0, 4.0]).unwrap(), poisoned(dev, 2));
+    {
+        let mut tape = Tape::new(dev);
+        let a = tape.param(Tensor::new(av, &[2]), ag).unwrap();
+        let b = tape.param(Tensor::new(bv, &[2]), bg).unwrap();
+        let unused = tape.mul(b, b).unwrap();
+        let root = tape.sum(a).unwrap();
+        tape.backward(root).unwrap();
+        assert_eq!(tape.grad(unused).unwrap(), None);
+    }
+    assert_eq!(dev.read(ag).unwrap(), vec![1.0, 1.0]);
+    assert_eq!(dev.read(bg).unwrap(), vec![0.0, 0.0]);
+}
+test_device!(unreached_parameter_grad, unreached_parameter);
+
+/// An activation's output feeding one matmul has its gradient fused away: reading it is an
+/// error unless it was retained, and then it is right.
+fn fused_gradients_are_not_misread(dev: &mut Device) {
+    let x = rand(6, 60, -1.0, 1.0);
+    let (xv, xg) = (dev.upload(&x).unwrap(), poisoned(dev, 6));
+    let w = rand(4, 61, -1.0, 1.0);
+    let wv = dev.upload(&w).unwrap();
+    for retain in [false, true] {
+        let mut tape = Tape::new(dev);
+        let xp = tape.param(Tensor::new(xv, &[3, 2]), xg).unwrap();
+        let h = tape.act(xp, Act::Tanh).unwrap();
+        if retain {
+            tape.retain_grad(h).unwrap();
+        }
+        let win = tape.input(Tensor::new(wv, &[2, 2]));
+        let y = tape.matmul(Form::NN, h, win).unwrap();
+        let root = tape.sum(y).unwrap();
+        tape.backward(root).unwrap();
+        if retain {
+            // d(Σ h·W)/dh = row sums of W, on every row.
+            let got = tape.read_grad(h).unwrap().unwrap();
+            let want: Vec<f32> = (0..6).map(|i| w[(i % 2) * 2] + w[(i % 2) * 2 + 1]).collect();
+            assert_grad(&got, &want.iter().map(|&v| v as f64).collect::<Vec<_>>(), "retained dh");
+        } else {
+            let err = tape.grad(h).unwrap_err();
+            assert!(err.to_string().contains("retain_grad"), "{err}");
+        }
+    }
+}
+test_device!(fused_gradients_grad, fused_gradients_are_not_misread);
+
+/// What the tape cannot do is an error.
+fn errors_not_wrong_numbers(dev: &mut Device) {
+    let v = dev.upload(&[1.0; 12]).unwrap();
+    let mut tape = Tape::new(dev);
+    let a = tape.input(Tensor::new(v, &[3, 4]));
+    let b = tape.input(Tensor::new(v.slice(0, 3), &[3]));
+    let err = tape.add(a, b).unwrap_err().to_string();
+    assert!(err.contains("do not broadcast"), "{err}");
+    let c = tape.input(Tensor::new(v, &[2, 3, 2]));
+    assert!(tape.add(a, c).is_err());
+    let at = tape.reshape(a, &[4, 3]).unwrap();
+    assert!(tape.mse(a, at).is_err());
+    let err = tape.backward(a).unwrap_err().to_string();
+    assert!(err.contains("1-element root"), "{err}");
+    assert!(tape.param(Tensor::new(v, &[12]), v.slice(0, 3)).is_err());
 }
 
-#[test]
-fn whole_mlp_gradient() {
-    use descent::nn::Mlp;
-    let mut dev = Device::cpu();
-    let mut rng = descent::torch_rng::TorchGenerator::new(4);
+test_device!(errors_grad, errors_not_wrong_numbers);
+
+fn whole_mlp_gradient(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(4);
     let sizes = [6, 5, 4, 3];
     for act in [Act::Tanh, Act::Sigmoid, Act::Relu] {
-        let mlp = Mlp::new(&mut dev, &sizes, act, &mut rng).unwrap();
+        let mlp = Mlp::new(dev, &sizes, act, &mut rng).unwrap();
         let x = rand(2 * 6, 13, -1.0, 1.0);
         let labels = vec![2.0f32, 0.0];
         let (xv, lv) = (dev.upload(&x).unwrap(), dev.upload(&labels).unwrap());
-        let mut tape = Tape::new();
-        let xin = tape.input(Tensor::new(xv, &[2, 6]));
-        let logits = mlp.forward(&mut tape, &mut dev, xin).unwrap();
-        let loss = tape.softmax_ce(&mut dev, logits, lv, None).unwrap();
-        tape.backward(&mut dev, loss).unwrap();
+        dev.fill(mlp.arena.grads, f32::NAN);
+        {
+            let mut tape = Tape::new(dev);
+            let xin = tape.input(Tensor::new(xv, &[2, 6]));
+            let logits = mlp.forward(&mut tape, xin).unwrap();
+            let loss = tape.softmax_ce(logits, lv, None).unwrap();
+            tape.backward(loss).unwrap();
+        }
         let params = dev.read(mlp.arena.params).unwrap();
         let grads = dev.read(mlp.arena.grads).unwrap();
         // The same network in f64 through the reference.
@@ -203,11 +491,9 @@ fn whole_mlp_gradient() {
             for l in 0..3 {
                 let (w, b) = (&entries[2 * l], &entries[2 * l + 1]);
                 let out = w.shape[0];
-                let wv = &p[w.offset..w.offset + w.len()];
-                let bv = &p[b.offset..b.offset + b.len()];
-                let z = r::matmul(Form::NT, 2, rows_in, out, &h, wv);
+                let z = r::matmul(Form::NT, 2, rows_in, out, &h, &p[w.range()]);
                 let a = if l < 2 { act } else { Act::Identity };
-                h = z.iter().enumerate().map(|(i, &z)| r::act(a, z + bv[i % out] as f64) as f32).collect();
+                h = z.iter().enumerate().map(|(i, &z)| r::act(a, z + p[b.range()][i % out] as f64) as f32).collect();
                 rows_in = out;
             }
             r::softmax_ce(&h, &labels, 3).0
@@ -231,25 +517,65 @@ fn whole_mlp_gradient() {
                 );
             }
         }
-        tape.reset(&mut dev);
     }
 }
+test_device!(whole_mlp_grad, whole_mlp_gradient);
 
-#[test]
-fn lecture_chain_rule_example() {
-    // g(f(x)) with f = x² + 3x and g = u³ + u + 2: g'(f(3))·f'(3) = 8757.
-    let mut dev = Device::cpu();
-    let mut tape = Tape::new();
-    let xv = dev.upload(&[3.0]).unwrap();
-    let g = dev.alloc(1).unwrap();
-    let x = tape.param(Tensor::new(xv, &[1]), g);
-    let x2 = tape.pow(&mut dev, x, 2.0).unwrap();
-    let x3 = tape.scale(&mut dev, x, 3.0).unwrap();
-    let u = tape.add(&mut dev, x2, x3).unwrap();
-    let u3 = tape.pow(&mut dev, u, 3.0).unwrap();
-    let s = tape.add(&mut dev, u3, u).unwrap();
-    let y = tape.add_scalar(&mut dev, s, 2.0).unwrap();
-    assert_eq!(dev.read(tape.value(y).view).unwrap()[0], 5852.0);
-    tape.backward(&mut dev, y).unwrap();
-    assert_eq!(dev.read(g).unwrap()[0], 8757.0);
+/// An L2 penalty on one layer's weight through its typed handle: the penalty's gradient adds
+/// to the one the model's own use of the weight gives.
+fn mlp_with_a_penalty_through_handles(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(5);
+    let mlp = Mlp::new(dev, &[4, 3, 2], Act::Relu, &mut rng).unwrap();
+    let x = rand(3 * 4, 70, -1.0, 1.0);
+    let labels = [1.0f32, 0.0, 1.0];
+    let (xv, lv) = (dev.upload(&x).unwrap(), dev.upload(&labels).unwrap());
+    let lambda = 0.3f32;
+    let w0 = mlp.layers()[0].weight;
+    let run = |dev: &mut Device, penalty: bool| -> Vec<f32> {
+        dev.fill(mlp.arena.grads, f32::NAN);
+        let mut tape = Tape::new(dev);
+        let xin = tape.input(Tensor::new(xv, &[3, 4]));
+        let logits = mlp.forward(&mut tape, xin).unwrap();
+        let mut loss = tape.softmax_ce(logits, lv, None).unwrap();
+        if penalty {
+            let w = mlp.arena.var(&mut tape, w0).unwrap();
+            let sq = tape.mul(w, w).unwrap();
+            let s = tape.sum(sq).unwrap();
+            let s = tape.scale(s, lambda).unwrap();
+            loss = tape.add(loss, s).unwrap();
+        }
+        tape.backward(loss).unwrap();
+        drop(tape);
+        mlp.arena.read_grad(dev, w0).unwrap()
+    };
+    let plain = run(dev, false);
+    let with = run(dev, true);
+    let w = mlp.arena.read(dev, w0).unwrap();
+    for i in 0..w.len() {
+        let want = plain[i] as f64 + 2.0 * lambda as f64 * w[i] as f64;
+        assert!(r::close(with[i] as f64, want, 1e-6, 1e-5), "dW[{i}]: {} vs {want}", with[i]);
+    }
 }
+test_device!(mlp_penalty_grad, mlp_with_a_penalty_through_handles);
+
+fn lecture_chain_rule_example(dev: &mut Device) {
+    // g(f(x)) with f = x² + 3x and g = u³ + u + 2: g'(f(3))·f'(3) = 8757.
+    let xv = dev.upload(&[3.0]).unwrap();
+    let g = poisoned(dev, 1);
+    let mut tape = Tape::new(dev);
+    let x = tape.param(Tensor::new(xv, &[1]), g).unwrap();
+    let x2 = tape.pow(x, 2.0).unwrap();
+    let x3 = tape.scale(x, 3.0).unwrap();
+    let u = tape.add(x2, x3).unwrap();
+    let u3 = tape.pow(u, 3.0).unwrap();
+    let s = tape.add(u3, u).unwrap();
+    let y = tape.add_scalar(s, 2.0).unwrap();
+    // Exact on the CPU; the GPU's pow is exp2(p·log2 x), within a few ulp.
+    let rel = if tape.device().is_gpu() { 1e-6 } else { 0.0 };
+    let value = tape.read(y).unwrap()[0] as f64;
+    assert!(r::close(value, 5852.0, 0.0, rel), "g(f(3)) = {value}");
+    tape.backward(y).unwrap();
+    let grad = tape.device().read(g).unwrap()[0] as f64;
+    assert!(r::close(grad, 8757.0, 0.0, rel), "d/dx g(f(3)) = {grad}");
+}
+test_device!(lecture_chain_rule, lecture_chain_rule_example);

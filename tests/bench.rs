@@ -19,11 +19,11 @@ fn unfused_matches_fused(dev: &mut Device) {
             let mut rng = Rng::new(n as u64 + 17);
             let init = rng.uniform_vec(n, -1.0, 1.0);
             let params = dev.upload(&init).unwrap();
-            let mut fused = Optimizer::new(dev, config.clone(), Schedule::Constant, n).unwrap();
+            let mut fused = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n).unwrap();
             let mut unfused = Unfused::new(dev, &config, &init).unwrap();
             for _ in 0..3 {
                 let g = dev.upload(&rng.uniform_vec(n, -1.0, 1.0)).unwrap();
-                fused.step(dev, params, g);
+                fused.step_views(dev, params, g);
                 unfused.step(dev, g);
                 dev.release(g);
             }

@@ -6,7 +6,8 @@
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
 use super::{
-    cpu_matmul::gemm_f32, cpu_optim, Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View,
+    cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
+    Layout, UnaryOp, View,
 };
 use crate::optim::OptimStep;
 use anyhow::{bail, Result};
@@ -271,6 +272,15 @@ fn pow(x: f32, p: f32) -> f32 {
     }
 }
 
+fn binary_op(op: BinaryOp, x: f32, y: f32) -> f32 {
+    match op {
+        BinaryOp::Add => x + y,
+        BinaryOp::Sub => x - y,
+        BinaryOp::Mul => x * y,
+        BinaryOp::Div => x / y,
+    }
+}
+
 /// `out[i] = f(i)`, in parallel when large.
 fn map_mut(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
     if out.len() >= PAR_MIN {
@@ -368,7 +378,7 @@ impl Backend for CpuBackend {
             });
         });
         if let Some(cs) = epi.a_colsum {
-            self.col_sum(a, cs, d.m);
+            self.sum_axis(a, cs, d.m, Axis::Rows, 1.0);
         }
     }
 
@@ -389,18 +399,30 @@ impl Backend for CpuBackend {
         self.run(dx, &[y, dy], |o, i| map2(o, i[0], i[1], |y, dy| dy * act_grad(act, y)));
     }
 
-    fn col_sum(&mut self, x: View, out: View, cols: usize) {
-        self.run(out, &[x], |o, i| o.copy_from_slice(&col_sums(i[0], cols)));
+    fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32) {
+        self.run(out, &[x], |o, i| match axis {
+            Axis::Rows => o.iter_mut().zip(col_sums(i[0], cols)).for_each(|(o, s)| *o = s * scale),
+            Axis::Cols => rows_mut(o, 1, |r, o| {
+                let s: f64 = i[0][r * cols..(r + 1) * cols].iter().map(|&v| v as f64).sum();
+                o[0] = (s * scale as f64) as f32;
+            }),
+        });
     }
 
-    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         self.run(out, &[a, b], |o, i| {
             let (a, b) = (i[0], i[1]);
-            match op {
-                BinaryOp::Add => map2(o, a, b, |x, y| x + y),
-                BinaryOp::Sub => map2(o, a, b, |x, y| x - y),
-                BinaryOp::Mul => map2(o, a, b, |x, y| x * y),
-                BinaryOp::Div => map2(o, a, b, |x, y| x / y),
+            if bcast == Bcast::NONE || (bcast.a == Layout::Full && bcast.b == Layout::Full) {
+                // Separate loops per op so each one vectorizes.
+                match op {
+                    BinaryOp::Add => map2(o, a, b, |x, y| x + y),
+                    BinaryOp::Sub => map2(o, a, b, |x, y| x - y),
+                    BinaryOp::Mul => map2(o, a, b, |x, y| x * y),
+                    BinaryOp::Div => map2(o, a, b, |x, y| x / y),
+                }
+            } else {
+                let cols = bcast.cols.max(1);
+                map_mut(o, |k| binary_op(op, a[bcast.a.index(k, cols)], b[bcast.b.index(k, cols)]))
             }
         });
     }
@@ -427,8 +449,9 @@ impl Backend for CpuBackend {
         });
     }
 
-    fn broadcast(&mut self, src: View, out: View, scale: f32) {
-        self.run(out, &[src], |o, i| o.fill(i[0][0] * scale));
+    fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
+        let cols = cols.max(1);
+        self.run(out, &[src], |o, i| map_mut(o, |k| i[0][layout.index(k, cols)] * scale));
     }
 
     fn softmax_ce(
@@ -490,12 +513,12 @@ impl Backend for CpuBackend {
     }
 
     fn gather(&mut self, g: &Gather) {
-        let idx: Vec<usize> = self.bytes(g.indices)[g.start * 4..(g.start + g.count) * 4]
+        let idx: Vec<usize> = self.bytes(g.indices.id)[g.start * 4..(g.start + g.count) * 4]
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .collect();
-        let images = std::mem::take(&mut self.bufs[g.images]);
-        let labels = std::mem::take(&mut self.bufs[g.labels]);
+        let images = std::mem::take(&mut self.bufs[g.images.id]);
+        let labels = std::mem::take(&mut self.bufs[g.labels.id]);
         if let (Store::Bytes(im), Store::Bytes(lb)) = (&images, &labels) {
             let (rl, scale) = (g.row_len, g.scale);
             self.run(g.x, &[], |o, _| {
@@ -508,8 +531,8 @@ impl Backend for CpuBackend {
             });
             self.run(g.y, &[], |o, _| map_mut(o, |r| lb[idx[r]] as f32));
         }
-        self.bufs[g.images] = images;
-        self.bufs[g.labels] = labels;
+        self.bufs[g.images.id] = images;
+        self.bufs[g.labels.id] = labels;
     }
 
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {

@@ -7,7 +7,7 @@
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 
-use super::{Act, Backend, BinaryOp, Counters, Dims, Epilogue, Form, Gather, UnaryOp, View};
+use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
 use crate::optim::{OptimKind, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -69,9 +69,10 @@ const K_ACT_BACKWARD: Kernel = k("elementwise", "act_backward", ELEM);
 const K_BINARY: Kernel = k("elementwise", "binary", ELEM);
 const K_UNARY: Kernel = k("elementwise", "unary", ELEM);
 const K_FILL: Kernel = k("elementwise", "fill", ELEM);
-const K_BROADCAST: Kernel = k("elementwise", "broadcast", ELEM);
+const K_EXPAND: Kernel = k("elementwise", "expand", ELEM);
 const K_FIND_NONFINITE: Kernel = k("elementwise", "find_nonfinite", ELEM);
 const K_COL_SUM: Kernel = k("reduce", "col_sum", &[false, true]);
+const K_ROW_SUM: Kernel = k("reduce", "row_sum", &[false, true]);
 const K_SUM_PARTIAL: Kernel = k("reduce", "sum_partial", &[false, true]);
 const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
@@ -703,7 +704,7 @@ impl Backend for GpuBackend {
         let kern = if aligned { K_MATMUL_VEC4 } else { K_MATMUL };
         self.dispatch(kern, &uni, &[a.buf, b.buf, bias_b, y_b, out.buf, cs_b], grid);
         if let (Some(cs), false) = (epi.a_colsum, form == Form::TN) {
-            self.col_sum(a, cs, d.m);
+            self.sum_axis(a, cs, d.m, Axis::Rows, 1.0);
         }
     }
 
@@ -715,14 +716,20 @@ impl Backend for GpuBackend {
         self.elementwise(K_ACT_BACKWARD, dx.len, 1, 0, act.code(), Some(y), Some(dy), dx, 0.0);
     }
 
-    fn col_sum(&mut self, x: View, out: View, cols: usize) {
-        let uni = [u(x.len), u(cols), u(x.offset), u(out.offset), 0, 0, 0, 0];
-        let grid = self.grid(cols);
-        self.dispatch(K_COL_SUM, &uni, &[x.buf, out.buf], grid);
+    fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32) {
+        let cols = cols.max(1);
+        let uni = [u(x.len), u(cols), u(x.offset), u(out.offset), scale.to_bits(), 0, 0, 0];
+        let (kern, n) = match axis {
+            Axis::Rows => (K_COL_SUM, cols),
+            Axis::Cols => (K_ROW_SUM, x.len / cols),
+        };
+        let grid = self.grid(n);
+        self.dispatch(kern, &uni, &[x.buf, out.buf], grid);
     }
 
-    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
-        self.elementwise(K_BINARY, out.len, 1, op as u32, 0, Some(a), Some(b), out, 0.0);
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
+        let layouts = bcast.a.code() | bcast.b.code() << 8;
+        self.elementwise(K_BINARY, out.len, bcast.cols, op as u32, layouts, Some(a), Some(b), out, 0.0);
     }
 
     fn unary(&mut self, op: UnaryOp, a: View, out: View) {
@@ -738,8 +745,8 @@ impl Backend for GpuBackend {
         self.dispatch(K_SUM, &uni, &[self.partials, out.buf], [1, 1, 1]);
     }
 
-    fn broadcast(&mut self, src: View, out: View, scale: f32) {
-        self.elementwise(K_BROADCAST, out.len, 1, 0, 0, Some(src), None, out, scale);
+    fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
+        self.elementwise(K_EXPAND, out.len, cols, layout.code(), 0, Some(src), None, out, scale);
     }
 
     fn softmax_ce(
@@ -768,7 +775,7 @@ impl Backend for GpuBackend {
     fn gather(&mut self, g: &Gather) {
         let uni = [u(g.count), u(g.row_len), u(g.start), u(g.x.offset), u(g.y.offset), g.scale.to_bits(), 0, 0];
         let grid = self.grid(g.count * g.row_len);
-        self.dispatch(K_GATHER, &uni, &[g.images, g.labels, g.indices, g.x.buf, g.y.buf], grid);
+        self.dispatch(K_GATHER, &uni, &[g.images.id, g.labels.id, g.indices.id, g.x.buf, g.y.buf], grid);
     }
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {

@@ -13,7 +13,7 @@ pub mod gpu;
 
 use crate::optim::OptimStep;
 pub use crate::tensor::View;
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use std::collections::HashMap;
 
 /// Activation functions. Their derivatives are taken from the output `y`, which is what the
@@ -98,6 +98,91 @@ pub struct Epilogue {
     pub a_colsum: Option<View>,
 }
 
+/// How one operand of a broadcasting op is read over an output of `rows × cols` elements
+/// (row-major): every element, one row repeated down the rows, one column repeated across
+/// the columns, or one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Layout {
+    /// As long as the output: element `i`.
+    #[default]
+    Full,
+    /// `cols` values: element `i % cols` (a `[1, n]` row or an `[n]` vector over `[m, n]`).
+    Row,
+    /// `rows` values: element `i / cols` (an `[m, 1]` column over `[m, n]`).
+    Col,
+    /// One value: element 0.
+    Scalar,
+}
+
+impl Layout {
+    /// The code the WGSL kernels switch on.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Which element of an operand in this layout output element `i` reads.
+    pub fn index(self, i: usize, cols: usize) -> usize {
+        match self {
+            Layout::Full => i,
+            Layout::Row => i % cols,
+            Layout::Col => i / cols,
+            Layout::Scalar => 0,
+        }
+    }
+
+    /// How many elements an operand in this layout holds for an output of `rows × cols`.
+    pub fn len(self, rows: usize, cols: usize) -> usize {
+        match self {
+            Layout::Full => rows * cols,
+            Layout::Row => cols,
+            Layout::Col => rows,
+            Layout::Scalar => 1,
+        }
+    }
+}
+
+/// How the two operands of [`Backend::binary`] are read: the output is `out.len / cols` rows
+/// of `cols`. [`Bcast::NONE`] is the plain elementwise case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bcast {
+    pub a: Layout,
+    pub b: Layout,
+    pub cols: usize,
+}
+
+impl Bcast {
+    /// Both operands as long as the output.
+    pub const NONE: Bcast = Bcast { a: Layout::Full, b: Layout::Full, cols: 1 };
+}
+
+/// The axis a reduction runs along, for a row-major `rows × cols` matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// Axis 0: sum down each column, giving `cols` values (PyTorch's `sum(dim=0)`).
+    Rows,
+    /// Axis 1: sum along each row, giving `rows` values (PyTorch's `sum(dim=1)`).
+    Cols,
+}
+
+impl Axis {
+    /// PyTorch's `dim` for a matrix.
+    pub fn dim(self) -> usize {
+        match self {
+            Axis::Rows => 0,
+            Axis::Cols => 1,
+        }
+    }
+
+    /// The layout in which a reduced result broadcasts back over the matrix.
+    pub fn kept(self) -> Layout {
+        match self {
+            Axis::Rows => Layout::Row,
+            Axis::Cols => Layout::Col,
+        }
+    }
+}
+
+/// Elementwise binary operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
     Add,
@@ -136,10 +221,12 @@ impl UnaryOp {
 /// count]` of `images` (u8, `row_len` per row) scaled by `scale` into `x`, their labels into `y`.
 #[derive(Clone, Copy, Debug)]
 pub struct Gather {
-    pub images: usize,
-    pub labels: usize,
-    /// A byte buffer holding little-endian u32 row indices.
-    pub indices: usize,
+    /// `u8` pixels, `row_len` per row.
+    pub images: ByteBuffer,
+    /// `u8` class indices, one per row.
+    pub labels: ByteBuffer,
+    /// Little-endian u32 row indices.
+    pub indices: ByteBuffer,
     pub start: usize,
     pub count: usize,
     pub row_len: usize,
@@ -168,14 +255,16 @@ pub trait Backend {
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act);
     /// dx = dy ⊙ act'(y).
     fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View);
-    /// out[c] = Σ_r x[r, c].
-    fn col_sum(&mut self, x: View, out: View, cols: usize);
-    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View);
+    /// `scale ·` the sums of the `rows × cols` matrix `x` along `axis`: `cols` values for
+    /// [`Axis::Rows`], `rows` values for [`Axis::Cols`].
+    fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32);
+    /// out[i] = a[bcast.a.index(i)] op b[bcast.b.index(i)].
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast);
     fn unary(&mut self, op: UnaryOp, a: View, out: View);
     /// out[0] = scale · Σ a.
     fn sum(&mut self, a: View, out: View, scale: f32);
-    /// out[i] = scale · src[0].
-    fn broadcast(&mut self, src: View, out: View, scale: f32);
+    /// out[i] = scale · src[layout.index(i, cols)]: the inverse shape of a reduction.
+    fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32);
     /// Softmax cross-entropy over rows of `cols` logits with labels stored as f32 class
     /// indices. Writes the mean loss, d(mean loss)/d(logits) = (softmax − onehot)/rows, and adds
     /// [Σ row loss, argmax-correct count] to `metrics`; each output is optional.
@@ -245,22 +334,42 @@ impl DeviceChoice {
     }
 }
 
-/// A backend plus a pool of released buffers, keyed by length.
+/// A byte buffer on a device (datasets as `u8`, row indices as little-endian `u32`): what
+/// [`Gather`] reads. Made by [`Device::upload_bytes`], freed by [`Device::free_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ByteBuffer {
+    /// The backend's buffer id.
+    pub id: usize,
+    /// Bytes stored.
+    pub len: usize,
+}
+
+/// What autograd, layers, optimizers and training talk to: one backend plus a pool of
+/// released buffers keyed by length, so a training step allocates nothing after the first.
+///
+/// `Device` wraps a [`Backend`] and is the one way to use it: [`Device::alloc`] takes an f32
+/// buffer (from the pool when one of that length is free) and [`Device::release`] gives it
+/// back; every op is a method of the same name as the backend's, with its shapes checked
+/// where they are not obvious from the views.
 pub struct Device {
-    pub backend: Box<dyn Backend>,
+    backend: Box<dyn Backend>,
     pool: HashMap<usize, Vec<usize>>,
+    /// Why [`DeviceChoice::Auto`] fell back to the CPU (one line), if it did.
     pub notice: Option<String>,
 }
 
 impl Device {
+    /// The rayon backend.
     pub fn cpu() -> Device {
         Device::from_backend(Box::new(cpu::CpuBackend::new()))
     }
 
+    /// The WGSL backend on any adapter wgpu finds (software ones included).
     pub fn gpu() -> Result<Device> {
         Ok(Device::from_backend(gpu::GpuBackend::boxed(false)?))
     }
 
+    /// Wrap a backend (one of this crate's, or your own implementation of [`Backend`]).
     pub fn from_backend(backend: Box<dyn Backend>) -> Device {
         Device { backend, pool: HashMap::new(), notice: None }
     }
@@ -275,14 +384,30 @@ impl Device {
                 Ok(g) => Ok(Device::from_backend(g)),
                 Err(e) => {
                     let mut d = Device::cpu();
-                    d.notice = Some(format!("--device auto: using the CPU backend ({e})"));
+                    d.notice = Some(format!("using the CPU backend ({e})"));
                     Ok(d)
                 }
             },
         }
     }
 
-    /// A buffer of `len` elements, reused from the pool when one of that length was released.
+    /// One line: what executes the ops.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Whether the ops run on a GPU (reads then cost a round trip).
+    pub fn is_gpu(&self) -> bool {
+        self.backend.is_gpu()
+    }
+
+    /// Dispatches, submits and bytes read back so far.
+    pub fn counters(&self) -> Counters {
+        self.backend.counters()
+    }
+
+    /// A buffer of `len` f32 elements (contents unspecified), reused from the pool when one of
+    /// that length was released. Give it back with [`Device::release`].
     pub fn alloc(&mut self, len: usize) -> Result<View> {
         let len = len.max(1);
         if let Some(buf) = self.pool.get_mut(&len).and_then(|v| v.pop()) {
@@ -291,38 +416,160 @@ impl Device {
         Ok(View::whole(self.backend.alloc(len)?, len))
     }
 
+    /// [`Device::alloc`], filled with zeros.
     pub fn alloc_zeroed(&mut self, len: usize) -> Result<View> {
         let v = self.alloc(len)?;
         self.backend.fill(v, 0.0);
         Ok(v)
     }
 
+    /// [`Device::alloc`], holding a copy of `data`.
     pub fn upload(&mut self, data: &[f32]) -> Result<View> {
         let v = self.alloc(data.len())?;
         self.backend.write(v, data)?;
         Ok(v)
     }
 
-    /// Return a whole buffer obtained from [`Device::alloc`] to the pool.
+    /// Return a whole buffer obtained from [`Device::alloc`] to the pool, for the next
+    /// allocation of the same length.
     pub fn release(&mut self, v: View) {
         debug_assert_eq!(v.offset, 0, "only whole buffers go back to the pool");
         self.pool.entry(v.len).or_default().push(v.buf);
     }
 
+    /// A byte buffer holding `data` (a dataset, row indices).
+    pub fn upload_bytes(&mut self, data: &[u8]) -> Result<ByteBuffer> {
+        Ok(ByteBuffer { id: self.backend.alloc_bytes(data)?, len: data.len() })
+    }
+
+    /// Free a byte buffer: its memory goes back to the system.
+    pub fn free_bytes(&mut self, b: ByteBuffer) {
+        self.backend.free(b.id);
+    }
+
+    /// Copy `data` into `dst` (lengths must match).
+    pub fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
+        ensure!(data.len() == dst.len, "write of {} values into a view of {}", data.len(), dst.len);
+        self.backend.write(dst, data)
+    }
+
+    /// Run what is recorded and copy `v` to the host.
     pub fn read(&mut self, v: View) -> Result<Vec<f32>> {
         self.backend.read(v)
     }
-}
 
-impl std::ops::Deref for Device {
-    type Target = dyn Backend;
-    fn deref(&self) -> &Self::Target {
-        self.backend.as_ref()
+    /// Set every element of `dst` to `value`.
+    pub fn fill(&mut self, dst: View, value: f32) {
+        self.backend.fill(dst, value)
     }
-}
 
-impl std::ops::DerefMut for Device {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.backend.as_mut()
+    /// `dst = src` (same lengths).
+    pub fn copy(&mut self, src: View, dst: View) {
+        debug_assert_eq!(src.len, dst.len);
+        self.backend.copy(src, dst)
+    }
+
+    /// `out = epilogue(op(a)·op(b))`; see [`Backend::matmul`].
+    pub fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
+        self.backend.matmul(form, d, a, b, out, epi)
+    }
+
+    /// `out = act(x + bias)` over rows of `cols`.
+    pub fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
+        self.backend.bias_act(x, bias, out, cols, act)
+    }
+
+    /// `dx = dy ⊙ act'(y)`.
+    pub fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
+        self.backend.act_backward(act, y, dy, dx)
+    }
+
+    /// `out[c] = Σ_r x[r, c]` for a matrix of `cols` columns.
+    pub fn col_sum(&mut self, x: View, out: View, cols: usize) {
+        self.backend.sum_axis(x, out, cols, Axis::Rows, 1.0)
+    }
+
+    /// `scale ·` sums of a `rows × cols` matrix along `axis`.
+    pub fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32) {
+        self.backend.sum_axis(x, out, cols, axis, scale)
+    }
+
+    /// Elementwise `out = a op b`, all three of one length.
+    pub fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
+        debug_assert!(a.len == out.len && b.len == out.len);
+        self.backend.binary(op, a, b, out, Bcast::NONE)
+    }
+
+    /// `out = a op b` with either operand broadcast as `bcast` says.
+    pub fn binary_bcast(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
+        self.backend.binary(op, a, b, out, bcast)
+    }
+
+    /// `out = op(a)`.
+    pub fn unary(&mut self, op: UnaryOp, a: View, out: View) {
+        self.backend.unary(op, a, out)
+    }
+
+    /// `out[0] = scale · Σ a`.
+    pub fn sum(&mut self, a: View, out: View, scale: f32) {
+        self.backend.sum(a, out, scale)
+    }
+
+    /// `out[i] = scale · src[layout.index(i, cols)]`.
+    pub fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
+        self.backend.expand(src, layout, out, cols, scale)
+    }
+
+    /// Softmax cross-entropy; see [`Backend::softmax_ce`].
+    pub fn softmax_ce(
+        &mut self,
+        logits: View,
+        labels: View,
+        cols: usize,
+        loss: Option<View>,
+        dlogits: Option<View>,
+        metrics: Option<View>,
+    ) {
+        self.backend.softmax_ce(logits, labels, cols, loss, dlogits, metrics)
+    }
+
+    /// Gather a mini-batch; see [`Gather`].
+    pub fn gather(&mut self, g: &Gather) {
+        self.backend.gather(g)
+    }
+
+    /// Record a non-finite element of `src` in `flag`; see [`Backend::find_nonfinite`].
+    pub fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
+        self.backend.find_nonfinite(src, flag, tag)
+    }
+
+    /// One fused optimizer update; see [`Backend::optim_step`].
+    pub fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        self.backend.optim_step(step, params, grads, state)
+    }
+
+    /// Run everything recorded so far and wait for it.
+    pub fn sync(&mut self) -> Result<()> {
+        self.backend.sync()
+    }
+
+    /// Start everything recorded so far without waiting.
+    pub fn flush(&mut self) -> Result<()> {
+        self.backend.flush()
+    }
+
+    /// Start timing with the device's own clock; false when it has none.
+    pub fn timer_start(&mut self) -> bool {
+        self.backend.timer_start()
+    }
+
+    /// End the span begun by [`Device::timer_start`].
+    pub fn timer_stop(&mut self) {
+        self.backend.timer_stop()
+    }
+
+    /// The last timed span in seconds.
+    pub fn timer_read(&mut self) -> Result<Option<f64>> {
+        self.backend.timer_read()
     }
 }

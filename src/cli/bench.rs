@@ -101,7 +101,7 @@ fn open(device: &str) -> Result<Device> {
     }
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("{n}");
+        eprintln!("--device auto: {n}");
     }
     Ok(dev)
 }

@@ -83,7 +83,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         let dev = Device::select(choice)?;
         if report.device.is_empty() {
             if let Some(n) = &dev.notice {
-                println!("{n}");
+                println!("--device auto: {n}");
             }
             println!("device: {}", dev.describe());
             report.device = dev.describe();

@@ -64,7 +64,7 @@ pub fn run(a: DescendArgs) -> Result<()> {
     let (function, start, runs_spec) = usage(parse(&a))?;
     let mut dev = Device::select(usage(DeviceChoice::parse(&a.device))?)?;
     if let Some(n) = &dev.notice {
-        eprintln!("{n}");
+        eprintln!("--device auto: {n}");
     }
     let mut runs = Vec::new();
     for (name, lr) in runs_spec {

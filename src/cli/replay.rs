@@ -24,7 +24,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     let spec = usage(ReplaySpec::parse(&text).with_context(|| format!("{}", a.spec.display())))?;
     let mut dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("{n}");
+        eprintln!("--device auto: {n}");
     }
     let t = replay(&mut dev, &spec)?;
     println!("{}", t.to_json());

@@ -102,7 +102,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     println!("data: {}", data.source);
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        println!("{n}");
+        println!("--device auto: {n}");
     }
     println!("device: {}", dev.describe());
     let mut t = Trainer::new(dev, &data, config)?;

@@ -12,7 +12,8 @@ pub mod schedule;
 
 use crate::backend::Device;
 use crate::tensor::View;
-use anyhow::{bail, Context, Result};
+use crate::nn::ParamArena;
+use anyhow::{bail, ensure, Context, Result};
 pub use schedule::Schedule;
 use serde_json::Value;
 
@@ -281,7 +282,14 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(dev: &mut Device, config: OptimConfig, schedule: Schedule, n: usize) -> Result<Optimizer> {
+    /// An optimizer for every tensor of `arena`, its state zeroed (or PyTorch's initial value).
+    pub fn new(dev: &mut Device, arena: &ParamArena, config: OptimConfig, schedule: Schedule) -> Result<Optimizer> {
+        Optimizer::for_len(dev, config, schedule, arena.len())
+    }
+
+    /// An optimizer for a flat buffer of `n` parameters (benchmarks, replays), stepped with
+    /// [`Optimizer::step_views`].
+    pub fn for_len(dev: &mut Device, config: OptimConfig, schedule: Schedule, n: usize) -> Result<Optimizer> {
         config.validate()?;
         let mut state = Vec::new();
         for _ in config.state_names() {
@@ -306,13 +314,36 @@ impl Optimizer {
         (0..self.config.state_names().len()).map(|i| self.slot(i).slice(offset, len)).collect()
     }
 
-    /// One fused step over the whole arena: a single kernel launch.
-    pub fn step(&mut self, dev: &mut Device, params: View, grads: View) {
-        let lr = self.lr_at(self.step);
-        self.step += 1;
-        let k = self.config.kernel_step(self.step, lr);
+    /// One step over `arena` from the gradients in it: a single fused kernel launch (one per
+    /// run of trainable tensors when some are frozen).
+    pub fn step(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
+        ensure!(
+            arena.len() == self.n,
+            "this optimizer was built for {} parameters, the arena holds {} (build it with Optimizer::new from the same arena)",
+            self.n,
+            arena.len()
+        );
+        let k = self.next_step();
+        for r in arena.trainable_ranges() {
+            let (at, len) = (r.start, r.len());
+            dev.optim_step(&k, arena.params.slice(at, len), arena.grads.slice(at, len), &self.slots_for(at, len));
+        }
+        Ok(())
+    }
+
+    /// One fused step over flat `params` and `grads` of the length the optimizer was built for.
+    pub fn step_views(&mut self, dev: &mut Device, params: View, grads: View) {
+        debug_assert!(params.len == self.n && grads.len == self.n);
+        let k = self.next_step();
         let slots = self.slots_for(0, self.n);
         dev.optim_step(&k, params, grads, &slots);
+    }
+
+    /// Count a step and compute its kernel scalars.
+    fn next_step(&mut self) -> OptimStep {
+        let lr = self.lr_at(self.step);
+        self.step += 1;
+        self.config.kernel_step(self.step, lr)
     }
 
     /// Give the state buffers back to the device's pool.

@@ -16,3 +16,22 @@ pub fn gpu() -> Device {
     }
     dev
 }
+
+/// Define a test once per device: `test_device!(name, body)` makes `name::cpu` and `name::gpu`,
+/// each calling `body(&mut Device)`, so a bug that only one backend has cannot hide. The test
+/// file needs `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! test_device {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn cpu() {
+                super::$body(&mut descent::backend::Device::cpu())
+            }
+            #[test]
+            fn gpu() {
+                super::$body(&mut crate::common::gpu())
+            }
+        }
+    };
+}
