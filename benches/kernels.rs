@@ -4,9 +4,9 @@
 //! BENCHMARKS.md says how the published figures were made.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use descent::app::bench::{bench_config, tensor_sizes, Unfused};
 use descent::backend::cpu_matmul::gemm_f32;
 use descent::backend::{Device, Dims, Form};
-use descent::bench::{bench_config, tensor_sizes, Unfused};
 use descent::optim::{Optimizer, Schedule};
 use descent::rng::Rng;
 

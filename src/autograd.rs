@@ -287,11 +287,7 @@ impl<'d> Tape<'d> {
 
     /// A constant uploaded from the host, owned by the tape.
     pub fn constant(&mut self, data: &[f32], shape: &[usize]) -> Result<Var> {
-        ensure!(
-            data.len() == shape.iter().product::<usize>(),
-            "{} values for shape {shape:?}",
-            data.len()
-        );
+        ensure!(data.len() == shape.iter().product::<usize>(), "{} values for shape {shape:?}", data.len());
         let t = self.out(shape)?;
         self.dev.write(t.view, data)?;
         Ok(self.push(t, Op::Leaf, true))
@@ -586,9 +582,7 @@ impl<'d> Tape<'d> {
                 }
                 Op::Binary { op, a, b, bcast } => self.binary_backward(op, a, b, bcast, g, i)?,
                 Op::Unary { op, a } => self.unary_backward(op, a, g, i)?,
-                Op::Sum { a, scale } => {
-                    self.contribute(a, |dev, dst| dev.expand(g, Layout::Scalar, dst, 1, scale))?
-                }
+                Op::Sum { a, scale } => self.contribute(a, |dev, dst| dev.expand(g, Layout::Scalar, dst, 1, scale))?,
                 Op::SumAxis { a, axis, scale } => {
                     let cols = self.value(a).shape[1];
                     self.contribute(a, |dev, dst| dev.expand(g, axis.kept(), dst, cols, scale))?
@@ -722,21 +716,21 @@ impl<'d> Tape<'d> {
         if self.nodes[a.0].needs_grad {
             match op {
                 BinaryOp::Add | BinaryOp::Sub => self.contribute_reduced(a, bc.a, cols, g, 1.0)?,
-                BinaryOp::Mul => {
-                    self.contribute_full(a, bc.a, cols, n, |dev, dst| dev.binary_bcast(BinaryOp::Mul, g, bv, dst, with_b))?
-                }
-                BinaryOp::Div => {
-                    self.contribute_full(a, bc.a, cols, n, |dev, dst| dev.binary_bcast(BinaryOp::Div, g, bv, dst, with_b))?
-                }
+                BinaryOp::Mul => self.contribute_full(a, bc.a, cols, n, |dev, dst| {
+                    dev.binary_bcast(BinaryOp::Mul, g, bv, dst, with_b)
+                })?,
+                BinaryOp::Div => self.contribute_full(a, bc.a, cols, n, |dev, dst| {
+                    dev.binary_bcast(BinaryOp::Div, g, bv, dst, with_b)
+                })?,
             }
         }
         if self.nodes[b.0].needs_grad {
             match op {
                 BinaryOp::Add => self.contribute_reduced(b, bc.b, cols, g, 1.0)?,
                 BinaryOp::Sub => self.contribute_reduced(b, bc.b, cols, g, -1.0)?,
-                BinaryOp::Mul => {
-                    self.contribute_full(b, bc.b, cols, n, |dev, dst| dev.binary_bcast(BinaryOp::Mul, g, av, dst, with_a))?
-                }
+                BinaryOp::Mul => self.contribute_full(b, bc.b, cols, n, |dev, dst| {
+                    dev.binary_bcast(BinaryOp::Mul, g, av, dst, with_a)
+                })?,
                 BinaryOp::Div => {
                     // d(a/b)/db = −(a/b)/b = −c/b.
                     let t = self.temp(n)?;

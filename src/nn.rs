@@ -32,15 +32,19 @@ impl ParamId {
 pub struct ParamInfo {
     /// PyTorch's `state_dict()` name (`0.weight`, `0.bias`, … as `nn.Sequential` names them).
     pub name: String,
+    /// Row-major shape (`[out, in]` for a linear layer's weight).
     pub shape: Vec<usize>,
+    /// Where the tensor starts in the arena, in elements (a multiple of [`ARENA_ALIGN`]).
     pub offset: usize,
 }
 
 impl ParamInfo {
+    /// Elements in the tensor.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -160,7 +164,7 @@ impl ParamArena {
     /// fused launch), else one range per run of consecutive trainable tensors.
     pub fn trainable_ranges(&self) -> Vec<std::ops::Range<usize>> {
         if !self.frozen.contains(&true) {
-            return vec![0..self.len()];
+            return std::iter::once(0..self.len()).collect();
         }
         let mut out: Vec<std::ops::Range<usize>> = Vec::new();
         for (e, &frozen) in self.entries.iter().zip(&self.frozen) {
@@ -180,6 +184,7 @@ impl ParamArena {
         self.params.len
     }
 
+    /// Whether the arena holds nothing.
     pub fn is_empty(&self) -> bool {
         self.params.len == 0
     }
@@ -253,9 +258,8 @@ impl Mlp {
             init.push(rng.uniform_vec(fan_out, -bias_bound, bias_bound));
         }
         let arena = ParamArena::new(dev, shapes, init)?;
-        let layers = (0..sizes.len() - 1)
-            .map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) })
-            .collect();
+        let layers =
+            (0..sizes.len() - 1).map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) }).collect();
         Ok(Mlp { sizes: sizes.to_vec(), act, arena, layers })
     }
 

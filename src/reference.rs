@@ -39,6 +39,7 @@ pub fn compare(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool
     (max_abs, max_rel, ok)
 }
 
+/// The activation `a` at `z`.
 pub fn act(a: Act, z: f64) -> f64 {
     match a {
         Act::Identity => z,
@@ -77,14 +78,17 @@ pub fn matmul(form: Form, m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) ->
     c
 }
 
+/// `act(x + bias)` over rows of `cols`.
 pub fn bias_act(x: &[f32], bias: Option<&[f32]>, cols: usize, a: Act) -> Vec<f64> {
     x.iter().enumerate().map(|(i, &v)| act(a, v as f64 + bias.map_or(0.0, |b| b[i % cols] as f64))).collect()
 }
 
+/// `dy ⊙ act'(y)`.
 pub fn act_backward(a: Act, y: &[f32], dy: &[f32]) -> Vec<f64> {
     y.iter().zip(dy).map(|(&y, &d)| d as f64 * act_grad(a, y as f64)).collect()
 }
 
+/// Column sums of a matrix of `cols` columns.
 pub fn col_sum(x: &[f32], cols: usize) -> Vec<f64> {
     let mut out = vec![0f64; cols];
     for (i, &v) in x.iter().enumerate() {
@@ -112,6 +116,7 @@ fn binary_op(op: BinaryOp, a: f64, b: f64) -> f64 {
     }
 }
 
+/// `a op b` elementwise, operands of one length.
 pub fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f64> {
     a.iter().zip(b).map(|(&a, &b)| binary_op(op, a as f64, b as f64)).collect()
 }
@@ -136,6 +141,7 @@ pub fn expand(src: &[f32], layout: Layout, n: usize, cols: usize, scale: f64) ->
     binary_bcast(BinaryOp::Mul, src, layout, &[1.0], Layout::Scalar, n, cols).iter().map(|v| v * scale).collect()
 }
 
+/// `op(a)` elementwise.
 pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
     a.iter()
         .map(|&a| {

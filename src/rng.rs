@@ -5,10 +5,12 @@
 /// xoshiro256** seeded through SplitMix64.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
+    /// The generator's 256-bit state.
     pub state: [u64; 4],
 }
 
 impl Rng {
+    /// A generator seeded through splitmix64, so nearby seeds give unrelated streams.
     pub fn new(seed: u64) -> Rng {
         let mut x = seed;
         let mut next = || {
@@ -21,6 +23,7 @@ impl Rng {
         Rng { state: [next(), next(), next(), next()] }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.state;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);

@@ -6,12 +6,16 @@
 /// A contiguous range of one device buffer, in `f32` elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct View {
+    /// The device's buffer id.
     pub buf: usize,
+    /// First element, in `f32` elements from the buffer's start.
     pub offset: usize,
+    /// Elements in the view.
     pub len: usize,
 }
 
 impl View {
+    /// A view of a whole buffer of `len` elements.
     pub fn whole(buf: usize, len: usize) -> View {
         View { buf, offset: 0, len }
     }
@@ -22,6 +26,7 @@ impl View {
         View { buf: self.buf, offset: self.offset + offset, len }
     }
 
+    /// The view's elements as a range of buffer indices.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len
     }
@@ -30,20 +35,28 @@ impl View {
 /// A tensor: row-major shape over a view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tensor {
+    /// Where the values are.
     pub view: View,
+    /// Row-major dimensions; their product is `view.len`.
     pub shape: Vec<usize>,
 }
 
 impl Tensor {
+    /// A tensor over `view`.
+    ///
+    /// # Panics
+    /// If the shape's product differs from the view's length.
     pub fn new(view: View, shape: &[usize]) -> Tensor {
         assert_eq!(view.len, shape.iter().product::<usize>(), "shape {shape:?} does not match a view of {}", view.len);
         Tensor { view, shape: shape.to_vec() }
     }
 
+    /// Elements in the tensor.
     pub fn len(&self) -> usize {
         self.view.len
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.view.len == 0
     }

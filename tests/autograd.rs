@@ -270,10 +270,16 @@ fn cross_entropy_inside_a_graph(dev: &mut Device) {
     let labels = dev.upload(&LABELS).unwrap();
     let z = rand(rows * cols, 12, -3.0, 3.0);
     let ce = |x: &[f32]| r::softmax_ce(x, &LABELS, cols).0;
-    check(dev, "0.5·ce", vec![(z.clone(), vec![rows, cols])], &|t, v| {
-        let l = t.softmax_ce(v[0], labels, None).unwrap();
-        t.scale(l, 0.5).unwrap()
-    }, &|x| vec![0.5 * ce(&x[0])]);
+    check(
+        dev,
+        "0.5·ce",
+        vec![(z.clone(), vec![rows, cols])],
+        &|t, v| {
+            let l = t.softmax_ce(v[0], labels, None).unwrap();
+            t.scale(l, 0.5).unwrap()
+        },
+        &|x| vec![0.5 * ce(&x[0])],
+    );
     check(
         dev,
         "ce · s + ce (two uses of one loss)",

@@ -4,8 +4,8 @@
 
 mod common;
 
+use descent::app::bench::{bench_config, Unfused, BENCH_OPTIMIZERS};
 use descent::backend::Device;
-use descent::bench::{bench_config, Unfused, BENCH_OPTIMIZERS};
 use descent::optim::{Optimizer, Schedule};
 use descent::reference::{ABS_TOL, REL_TOL};
 use descent::rng::Rng;

@@ -2,7 +2,7 @@
 //! epoch), crash safety under SIGKILL while checkpoints are being written, a header PyTorch's
 //! safetensors reader accepts, and `descent export`.
 
-use descent::checkpoint;
+use descent::app::checkpoint;
 use descent::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;

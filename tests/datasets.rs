@@ -242,18 +242,18 @@ fn real_cifar10_jpeg_tree() {
     assert!(again.train.images == d.train.images && again.test.labels == d.test.labels);
     let mut optimizer = descent::optim::OptimConfig::defaults("adamw").unwrap();
     optimizer.weight_decay = 0.01;
-    let config = descent::train::TrainConfig {
+    let config = descent::app::train::TrainConfig {
         epochs: 10,
         batch_size: 64,
         seed: 0,
-        shuffle: descent::train::ShuffleOrder::Randperm,
+        shuffle: descent::app::train::ShuffleOrder::Randperm,
         hidden: vec![128, 128],
         act: descent::backend::Act::Relu,
         optimizer,
         schedule: descent::optim::Schedule::Constant,
         eval_batch: 1000,
     };
-    let mut t = descent::train::Trainer::new(descent::backend::Device::cpu(), &d, config).unwrap();
+    let mut t = descent::app::train::Trainer::new(descent::backend::Device::cpu(), &d, config).unwrap();
     let mut acc = 0.0;
     for _ in 0..10 {
         acc = t.run_epoch(|_, _, _| {}, 0).unwrap().test_accuracy;

@@ -4,9 +4,9 @@
 
 mod common;
 
+use descent::app::descend::{descend, ewa, ewa_weights, Iterate};
+use descent::app::functions::{Function, FUNCTIONS};
 use descent::backend::Device;
-use descent::descend::{descend, ewa, ewa_weights, Iterate};
-use descent::functions::{Function, FUNCTIONS};
 use descent::optim::{OptimConfig, Schedule};
 use std::process::Command;
 

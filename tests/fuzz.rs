@@ -97,7 +97,7 @@ fn cifar_parser_never_panics() {
 #[test]
 fn safetensors_parser_never_panics() {
     fuzz("safetensors", &[corpus("model.safetensors")], |b| {
-        let _ = descent::checkpoint::decode(b, "fuzz");
+        let _ = descent::app::checkpoint::decode(b, "fuzz");
     });
 }
 
@@ -106,7 +106,7 @@ fn replay_parser_never_panics() {
     let seeds = vec![corpus("replay-grads.json"), corpus("replay-quadratic.json")];
     fuzz("replay", &seeds, |b| {
         if let Ok(text) = std::str::from_utf8(b) {
-            let _ = descent::replay::ReplaySpec::parse(text);
+            let _ = descent::app::replay::ReplaySpec::parse(text);
         }
     });
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
+use descent::app::replay::{run, ReplaySpec};
 use descent::backend::Device;
-use descent::replay::{run, ReplaySpec};
 
 /// Run a replay spec and return the parameters after each step.
 fn trajectory(dev: &mut Device, spec: &str) -> Vec<Vec<f32>> {

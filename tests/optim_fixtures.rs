@@ -6,8 +6,8 @@
 
 mod common;
 
+use descent::app::replay::{run, ReplaySpec};
 use descent::backend::Device;
-use descent::replay::{run, ReplaySpec};
 use serde_json::Value;
 
 fn fixtures() -> Vec<(String, Value)> {

@@ -1,10 +1,10 @@
 //! Every kernel on both backends against the f64 reference, on fresh random inputs with odd
-//! sizes; outputs are poisoned with NaN first (see `descent::parity`).
+//! sizes; outputs are poisoned with NaN first (see `descent::app::parity`).
 
 mod common;
 
+use descent::app::parity::{run, table, ParityConfig};
 use descent::backend::Device;
-use descent::parity::{run, table, ParityConfig};
 
 fn assert_all_pass(dev: &mut Device, cfg: &ParityConfig) {
     let rows = run(dev, cfg).expect("parity run");

@@ -4,9 +4,9 @@
 //! arbitrary input must never panic. proptest shrinks a failure to a minimal input and prints
 //! it; `PROPTEST_CASES=100000` runs longer than CI's default.
 
-use descent::checkpoint::{self, NamedTensor};
+use descent::app::checkpoint::{self, NamedTensor};
+use descent::app::replay::ReplaySpec;
 use descent::data::{cifar, idx};
-use descent::replay::ReplaySpec;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -3,12 +3,12 @@
 //! seeded with S), and (on the full Fashion-MNIST) the same training steps. The expected values are what PyTorch 2.15 drew (tests/fixtures/torch_rng.json, made by
 //! tests/fixtures/make_torch_rng_fixture.py).
 
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Act, Device};
 use descent::data::{load_idx_dataset, DEBIAN_FASHION_MNIST};
 use descent::nn::Mlp;
 use descent::optim::{OptimConfig, Schedule};
 use descent::torch_rng::TorchGenerator;
-use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use serde_json::Value;
 
 fn fixture() -> Value {

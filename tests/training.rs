@@ -3,10 +3,10 @@
 
 mod common;
 
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Act, Device};
 use descent::data::{load_idx_dataset, Dataset, DEBIAN_FASHION_MNIST};
 use descent::optim::{OptimConfig, Schedule};
-use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::Path;
 
 fn full_data() -> Dataset {

@@ -24,6 +24,7 @@ enum Store {
     Freed,
 }
 
+/// The rayon backend: host memory, parallel loops on flush-to-zero worker threads.
 pub struct CpuBackend {
     bufs: Vec<Store>,
     ops: u64,
@@ -88,6 +89,7 @@ impl Default for CpuBackend {
 }
 
 impl CpuBackend {
+    /// A backend on rayon's global pool (built with one worker per core if nothing built it yet).
     pub fn new() -> CpuBackend {
         init_thread_pool();
         set_flush_to_zero();

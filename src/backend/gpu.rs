@@ -91,6 +91,7 @@ struct Timer {
     readback: wgpu::Buffer,
 }
 
+/// The WGSL backend on one wgpu adapter: buffers, cached pipelines, one encoder per step.
 pub struct GpuBackend {
     timer: Option<Timer>,
     device: wgpu::Device,
@@ -164,7 +165,7 @@ pub fn describe_adapters() -> String {
             i.device_type,
             i.driver,
             i.driver_info,
-            if is_hardware(&i) { "" } else { " (software or virtual: --device auto prefers the CPU backend)" },
+            if is_hardware(&i) { "" } else { " (software or virtual: DeviceChoice::Auto prefers the CPU backend)" },
             l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_compute_workgroups_per_dimension,
@@ -224,6 +225,7 @@ impl GpuBackend {
         Ok(Box::new(GpuBackend::open(hardware_only)?))
     }
 
+    /// Open the best adapter wgpu finds (only a hardware one when `hardware_only`), with every shader compiled and validated up front.
     pub fn open(hardware_only: bool) -> Result<GpuBackend> {
         GpuBackend::open_with_limits(hardware_only, |_| {})
     }
@@ -233,11 +235,11 @@ impl GpuBackend {
     pub fn open_with_limits(hardware_only: bool, adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<GpuBackend> {
         let list = adapters();
         let Some(adapter) = list.into_iter().next() else {
-            bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use --device cpu");
+            bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use Device::cpu");
         };
         let info = adapter.get_info();
         if hardware_only && !is_hardware(&info) {
-            bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; --device gpu uses it anyway", info.name, info.device_type);
+            bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; Device::gpu uses it anyway", info.name, info.device_type);
         }
         let mut limits = adapter.limits();
         adjust(&mut limits);
@@ -249,7 +251,7 @@ impl GpuBackend {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .with_context(|| format!("could not open a GPU device on {} (--device cpu runs without one)", info.name))?;
+        .with_context(|| format!("could not open a GPU device on {} (Device::cpu runs without one)", info.name))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -329,7 +331,7 @@ impl GpuBackend {
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!(
-                "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; --device cpu runs everything on the CPU backend",
+                "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; Device::cpu runs everything on the CPU backend",
                 self.info.name,
                 self.info.backend,
                 describe_error(&e)
@@ -352,6 +354,7 @@ impl GpuBackend {
         self.device.destroy();
     }
 
+    /// Whether the adapter renders in software (lavapipe, SwiftShader): right answers, CPU speed.
     pub fn is_software(&self) -> bool {
         !is_hardware(&self.info)
     }
@@ -367,9 +370,9 @@ impl GpuBackend {
         let mut v = self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
         let msg = match v.iter().find(|m| m.starts_with(LOST)) {
             Some(lost) => format!(
-                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use --device cpu"
+                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu"
             ),
-            None => format!("GPU error: {}\n(--device cpu runs the same work on the CPU backend)", v.join("; ")),
+            None => format!("GPU error: {}\n(Device::cpu runs the same work on the CPU backend)", v.join("; ")),
         };
         v.clear();
         bail!(msg)
@@ -383,7 +386,7 @@ impl GpuBackend {
         let max_bind = self.limits.max_storage_buffer_binding_size;
         if bytes > max_bind.min(self.limits.max_buffer_size) {
             bail!(
-                "{what} needs a buffer of {} MiB, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); use a smaller size or --device cpu",
+                "{what} needs a buffer of {} MiB, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); use a smaller size or Device::cpu",
                 bytes >> 20,
                 max_bind >> 20,
                 self.info.name

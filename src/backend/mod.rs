@@ -17,18 +17,24 @@ use anyhow::{ensure, Result};
 use std::collections::HashMap;
 
 /// Activation functions. Their derivatives are taken from the output `y`, which is what the
-/// forward pass keeps: relu' = [y > 0], sigmoid' = y(1 - y), tanh' = 1 - y².
+/// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Act {
+    /// `y = z`.
     Identity,
+    /// `y = max(z, 0)`.
     Relu,
+    /// `y = 1 / (1 + e^-z)`.
     Sigmoid,
+    /// `y = tanh(z)`.
     Tanh,
 }
 
 impl Act {
+    /// Every activation, for parity and gradient checks.
     pub const ALL: [Act; 4] = [Act::Identity, Act::Relu, Act::Sigmoid, Act::Tanh];
 
+    /// The lowercase name the CLI and reports use.
     pub fn name(self) -> &'static str {
         match self {
             Act::Identity => "identity",
@@ -38,6 +44,7 @@ impl Act {
         }
     }
 
+    /// The activation called `s` (see [`Act::name`]).
     pub fn parse(s: &str) -> Result<Act> {
         Act::ALL
             .into_iter()
@@ -45,6 +52,7 @@ impl Act {
             .ok_or_else(|| anyhow::anyhow!("unknown activation '{s}': use one of relu, sigmoid, tanh, identity"))
     }
 
+    /// The code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
         self as u32
     }
@@ -54,14 +62,19 @@ impl Act {
 /// Stored shapes: NN: A m×k, B k×n; NT: A m×k, B n×k; TN: A k×m, B k×n.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Form {
+    /// `A·B`.
     NN,
+    /// `A·Bᵀ` (a linear layer's forward pass with W stored [out, in]).
     NT,
+    /// `Aᵀ·B` (a weight gradient).
     TN,
 }
 
 impl Form {
+    /// Every form, for parity and gradient checks.
     pub const ALL: [Form; 3] = [Form::NN, Form::NT, Form::TN];
 
+    /// The kernel's name in parity tables and anomaly reports.
     pub fn name(self) -> &'static str {
         match self {
             Form::NN => "matmul_nn",
@@ -70,6 +83,7 @@ impl Form {
         }
     }
 
+    /// The code the WGSL kernel switches on.
     pub fn code(self) -> u32 {
         self as u32
     }
@@ -78,8 +92,11 @@ impl Form {
 /// Matmul dimensions: out is m×n, inner size k.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dims {
+    /// Rows of the result.
     pub m: usize,
+    /// The inner size summed over.
     pub k: usize,
+    /// Columns of the result.
     pub n: usize,
 }
 
@@ -145,8 +162,11 @@ impl Layout {
 /// of `cols`. [`Bcast::NONE`] is the plain elementwise case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Bcast {
+    /// How the left operand is read.
     pub a: Layout,
+    /// How the right operand is read.
     pub b: Layout,
+    /// Columns of the output (rows are `out.len / cols`).
     pub cols: usize,
 }
 
@@ -185,20 +205,32 @@ impl Axis {
 /// Elementwise binary operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a − b`.
     Sub,
+    /// `a · b`.
     Mul,
+    /// `a / b`.
     Div,
 }
 
+/// Elementwise unary operations, with their scalar parameter where they take one.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
+    /// `s · a`.
     Scale(f32),
+    /// `a + s`.
     AddScalar(f32),
+    /// `a^p` (an integral `p` keeps the sign of a negative `a`).
     Pow(f32),
+    /// Natural logarithm.
     Log,
+    /// `e^a`.
     Exp,
+    /// `sin a`.
     Sin,
+    /// `cos a`.
     Cos,
 }
 
@@ -227,11 +259,17 @@ pub struct Gather {
     pub labels: ByteBuffer,
     /// Little-endian u32 row indices.
     pub indices: ByteBuffer,
+    /// The first position of `indices` to read.
     pub start: usize,
+    /// Rows to gather.
     pub count: usize,
+    /// Bytes (pixels) per row.
     pub row_len: usize,
+    /// Multiplies each byte (1/255 maps pixels to [0, 1]).
     pub scale: f32,
+    /// Output rows, `count × row_len` f32.
     pub x: View,
+    /// Output labels, `count` f32 class indices.
     pub y: View,
 }
 
@@ -240,16 +278,23 @@ pub struct Gather {
 pub trait Backend {
     /// One line: what executes the ops.
     fn describe(&self) -> String;
+    /// Whether the ops run on a GPU (reads then cost a round trip).
     fn is_gpu(&self) -> bool;
     /// A new f32 buffer of `len` elements (contents unspecified).
     fn alloc(&mut self, len: usize) -> Result<usize>;
     /// A new byte buffer holding `data` (datasets, row indices).
     fn alloc_bytes(&mut self, data: &[u8]) -> Result<usize>;
+    /// Free a buffer from [`Backend::alloc`] or [`Backend::alloc_bytes`]; its id is not reused.
     fn free(&mut self, buf: usize);
+    /// Copy `data` (as long as `dst`) into `dst`.
     fn write(&mut self, dst: View, data: &[f32]) -> Result<()>;
+    /// Run what is recorded and copy `src` to the host.
     fn read(&mut self, src: View) -> Result<Vec<f32>>;
+    /// Set every element of `dst` to `value`.
     fn fill(&mut self, dst: View, value: f32);
+    /// `dst = src` (same lengths, different buffers or disjoint ranges).
     fn copy(&mut self, src: View, dst: View);
+    /// `out = epilogue(op(A)·op(B))` with the shapes of `form` and `d` (see [`Epilogue`]).
     fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue);
     /// out = act(x + bias) over rows of `cols`.
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act);
@@ -258,12 +303,13 @@ pub trait Backend {
     /// `scale ·` the sums of the `rows × cols` matrix `x` along `axis`: `cols` values for
     /// [`Axis::Rows`], `rows` values for [`Axis::Cols`].
     fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32);
-    /// out[i] = a[bcast.a.index(i)] op b[bcast.b.index(i)].
+    /// `out[i] = a[bcast.a.index(i)] op b[bcast.b.index(i)]`.
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast);
+    /// `out = op(a)` elementwise.
     fn unary(&mut self, op: UnaryOp, a: View, out: View);
-    /// out[0] = scale · Σ a.
+    /// `out[0] = scale · Σ a`.
     fn sum(&mut self, a: View, out: View, scale: f32);
-    /// out[i] = scale · src[layout.index(i, cols)]: the inverse shape of a reduction.
+    /// `out[i] = scale · src[layout.index(i, cols)]`: the inverse shape of a reduction.
     fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32);
     /// Softmax cross-entropy over rows of `cols` logits with labels stored as f32 class
     /// indices. Writes the mean loss, d(mean loss)/d(logits) = (softmax − onehot)/rows, and adds
@@ -277,6 +323,7 @@ pub trait Backend {
         dlogits: Option<View>,
         metrics: Option<View>,
     );
+    /// Gather a mini-batch on the device (see [`Gather`]): no host copy per step.
     fn gather(&mut self, g: &Gather);
     /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]
     /// (some non-finite element, not necessarily the first). Nothing is read back.
@@ -306,10 +353,14 @@ pub trait Backend {
     fn counters(&self) -> Counters;
 }
 
+/// What a device has done so far: `--verbose` and the dispatch-count tests read these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Kernel launches (ops on the CPU).
     pub dispatches: u64,
+    /// `queue.submit` calls (0 on the CPU).
     pub submits: u64,
+    /// Bytes copied back to the host.
     pub bytes_read_back: u64,
 }
 
@@ -318,12 +369,14 @@ pub struct Counters {
 pub enum DeviceChoice {
     /// A hardware GPU if there is one, else the CPU backend.
     Auto,
+    /// The rayon backend.
     Cpu,
     /// Any adapter wgpu finds, software ones included.
     Gpu,
 }
 
 impl DeviceChoice {
+    /// `auto`, `cpu` or `gpu`.
     pub fn parse(s: &str) -> Result<DeviceChoice> {
         match s {
             "auto" => Ok(DeviceChoice::Auto),

@@ -3,9 +3,9 @@
 use super::{parse_list, usage, OptimArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use descent::app::bench::{self, Variant, BENCH_OPTIMIZERS};
+use descent::app::train::{TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
-use descent::bench::{self, Variant, BENCH_OPTIMIZERS};
-use descent::train::{TrainConfig, Trainer};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -101,7 +101,7 @@ fn open(device: &str) -> Result<Device> {
     }
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {n}");
+        eprintln!("--device auto: {}", super::flag_hints(n));
     }
     Ok(dev)
 }
@@ -254,7 +254,7 @@ fn epoch(a: EpochBench) -> Result<()> {
             epochs: a.epochs + 1,
             batch_size: a.batch_size,
             seed: 0,
-            shuffle: descent::train::ShuffleOrder::Randperm,
+            shuffle: descent::app::train::ShuffleOrder::Randperm,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: a.optim.config()?,
@@ -270,7 +270,7 @@ fn epoch(a: EpochBench) -> Result<()> {
     let mut t = Trainer::new(dev, &data, config)?;
     let rows = data.train.rows;
     if !a.json {
-        println!("data: {}", data.source);
+        println!("data: {}", super::flag_hints(&data.source));
         println!("device: {device}");
         println!("warm-up epoch …");
     }

@@ -5,11 +5,11 @@ use super::progress;
 use super::{parse_list, usage};
 use anyhow::Result;
 use clap::Args;
+use descent::app::compare::Case;
+use descent::app::metrics::{Report, RunMetrics};
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
-use descent::compare::Case;
-use descent::metrics::{Report, RunMetrics};
 use descent::optim::Schedule;
-use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -69,10 +69,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let choice = usage(DeviceChoice::parse(&a.device))?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
     let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
-    println!("data: {}", data.source);
+    println!("data: {}", super::flag_hints(&data.source));
     let mut report = Report {
         case: case.name.to_string(),
-        dataset: data.source.clone(),
+        dataset: super::flag_hints(&data.source),
         device: String::new(),
         batch_size: a.batch_size,
         seed: a.seed,
@@ -83,7 +83,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         let dev = Device::select(choice)?;
         if report.device.is_empty() {
             if let Some(n) = &dev.notice {
-                println!("--device auto: {n}");
+                println!("--device auto: {}", super::flag_hints(n));
             }
             println!("device: {}", dev.describe());
             report.device = dev.describe();

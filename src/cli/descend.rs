@@ -3,10 +3,10 @@
 use super::{parse_list, usage, HyperArgs};
 use anyhow::{bail, Result};
 use clap::Args;
+use descent::app::descend::{descend, Iterate};
+use descent::app::functions::{Function, FUNCTIONS};
+use descent::app::plot::{self, num, Grid, Kind, Series, FAR};
 use descent::backend::{Device, DeviceChoice};
-use descent::descend::{descend, Iterate};
-use descent::functions::{Function, FUNCTIONS};
-use descent::plot::{self, num, Grid, Kind, Series, FAR};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -64,7 +64,7 @@ pub fn run(a: DescendArgs) -> Result<()> {
     let (function, start, runs_spec) = usage(parse(&a))?;
     let mut dev = Device::select(usage(DeviceChoice::parse(&a.device))?)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {n}");
+        eprintln!("--device auto: {}", super::flag_hints(n));
     }
     let mut runs = Vec::new();
     for (name, lr) in runs_spec {

@@ -3,8 +3,8 @@
 use super::{parse_list, usage};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use descent::descend::{ewa, ewa_weights};
-use descent::plot::{self, num, Kind, Series};
+use descent::app::descend::{ewa, ewa_weights};
+use descent::app::plot::{self, num, Kind, Series};
 use std::path::PathBuf;
 
 /// The series the lecture's slides start with.

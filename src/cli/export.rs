@@ -4,7 +4,7 @@
 use super::usage;
 use anyhow::{ensure, Result};
 use clap::Args;
-use descent::checkpoint;
+use descent::app::checkpoint;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -200,7 +200,7 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", flag_hints(&format!("{e:#}")));
             // Errors raised while checking arguments are usage errors.
             if e.downcast_ref::<UsageError>().is_some() {
                 2
@@ -225,5 +225,26 @@ impl std::error::Error for UsageError {}
 
 /// Mark an error as a usage error.
 pub fn usage<T>(r: Result<T>) -> Result<T> {
-    r.map_err(|e| UsageError(format!("{e:#}")).into())
+    r.map_err(|e| UsageError(flag_hints(&format!("{e:#}"))).into())
+}
+
+/// The library's errors name its API (`Device::cpu`, `data_dir`, `epochs`); the command line
+/// names the flags that set the same things.
+const FLAG_HINTS: [(&str, &str); 11] = [
+    ("DeviceChoice::Auto", "--device auto"),
+    ("Device::cpu", "--device cpu"),
+    ("Device::gpu", "--device gpu"),
+    ("data_dir ", "--data-dir "),
+    ("data_dir)", "--data-dir)"),
+    ("dataset folder:PATH needs", "--dataset folder:PATH needs"),
+    ("epochs must be", "--epochs must be"),
+    ("batch_size must be", "--batch-size must be"),
+    ("hidden needs one or more", "--hidden needs one or more"),
+    ("smaller lr", "smaller --lr"),
+    ("unknown shuffle order", "unknown --shuffle"),
+];
+
+/// An error message with the library's names for things replaced by the CLI's flags.
+pub fn flag_hints(msg: &str) -> String {
+    FLAG_HINTS.iter().fold(msg.to_string(), |m, (lib, flag)| m.replace(lib, flag))
 }

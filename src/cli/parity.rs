@@ -3,8 +3,8 @@
 use super::{parse_list, usage};
 use anyhow::{bail, Result};
 use clap::Args;
+use descent::app::parity::{self, ParityConfig};
 use descent::backend::Device;
-use descent::parity::{self, ParityConfig};
 
 #[derive(Args)]
 pub struct ParityArgs {

@@ -2,7 +2,7 @@
 //! it is a terminal; nothing otherwise, since the per-epoch lines say it all in logs.
 
 use anyhow::Result;
-use descent::train::{EpochMetrics, Trainer};
+use descent::app::train::{EpochMetrics, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;

@@ -3,8 +3,8 @@
 use super::usage;
 use anyhow::{Context, Result};
 use clap::Args;
+use descent::app::replay::{run as replay, ReplaySpec};
 use descent::backend::{Device, DeviceChoice};
-use descent::replay::{run as replay, ReplaySpec};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -24,7 +24,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     let spec = usage(ReplaySpec::parse(&text).with_context(|| format!("{}", a.spec.display())))?;
     let mut dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {n}");
+        eprintln!("--device auto: {}", super::flag_hints(n));
     }
     let t = replay(&mut dev, &spec)?;
     println!("{}", t.to_json());

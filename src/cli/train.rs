@@ -4,10 +4,10 @@ use super::progress;
 use super::{parse_list, usage, OptimArgs};
 use anyhow::Result;
 use clap::Args;
+use descent::app::metrics::{Report, RunMetrics};
+use descent::app::plot::{Kind, Panel, Series};
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
-use descent::metrics::{Report, RunMetrics};
-use descent::plot::{Kind, Panel, Series};
-use descent::train::{ShuffleOrder, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -71,16 +71,16 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let resume = match &a.resume {
-        Some(p) => Some(usage(descent::checkpoint::read(p))?),
+        Some(p) => Some(usage(descent::app::checkpoint::read(p))?),
         None => None,
     };
     let config = usage((|| {
         descent::data::check_dataset_name(&a.dataset)?;
         if let Some(p) = &a.plot {
-            descent::plot::check_png_path(p)?;
+            descent::app::plot::check_png_path(p)?;
         }
         if let (Some((_, meta)), Some(p)) = (&resume, &a.resume) {
-            let (c, _) = descent::train::config_from_checkpoint(meta, a.epochs, &p.display().to_string())?;
+            let (c, _) = descent::app::train::config_from_checkpoint(meta, a.epochs, &p.display().to_string())?;
             return Ok(c);
         }
         let c = TrainConfig {
@@ -99,10 +99,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     })())?;
     let choice = usage(DeviceChoice::parse(&a.device))?;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
-    println!("data: {}", data.source);
+    println!("data: {}", super::flag_hints(&data.source));
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        println!("--device auto: {n}");
+        println!("--device auto: {}", super::flag_hints(n));
     }
     println!("device: {}", dev.describe());
     let mut t = Trainer::new(dev, &data, config)?;
@@ -128,7 +128,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let mut report = Report {
         case: format!("{} {}", data.name, t.opt.config.name),
-        dataset: data.source.clone(),
+        dataset: super::flag_hints(&data.source),
         device: t.dev.describe(),
         batch_size: t.config.batch_size,
         seed: t.config.seed,
@@ -155,8 +155,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     if let Some(path) = &a.plot {
         let run = &report.runs[0];
-        let pts =
-            |f: fn(&descent::train::EpochMetrics) -> f64| run.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect();
+        let pts = |f: fn(&descent::app::train::EpochMetrics) -> f64| {
+            run.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+        };
         let loss = [
             Series::new("train", pts(|e| e.train_loss), Kind::Path, 0),
             Series::new("test", pts(|e| e.test_loss), Kind::Path, 1),
@@ -166,7 +167,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
         ];
         let title = format!("{}, {} lr {}", data.name, run.optimizer, t.opt.config.lr);
-        descent::plot::line_charts(
+        descent::app::plot::line_charts(
             path,
             &[
                 Panel {

@@ -6,10 +6,13 @@ use super::{Dataset, Split};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
+/// Bytes per image: 3 colour planes of 32×32.
 pub const ROW_LEN: usize = 3 * 32 * 32;
 const RECORD: usize = 1 + ROW_LEN;
+/// The training batches of the binary release, in order.
 pub const TRAIN_FILES: [&str; 5] =
     ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+/// The test batch of the binary release.
 pub const TEST_FILE: &str = "test_batch.bin";
 
 /// The folder holding the binary batches: `dir` itself or `dir/cifar-10-batches-bin`.

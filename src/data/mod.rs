@@ -11,22 +11,32 @@ use std::path::{Path, PathBuf};
 /// One split: `rows` images of `row_len` bytes and their labels.
 #[derive(Clone, Debug)]
 pub struct Split {
+    /// `rows × row_len` bytes, row-major (pixels as stored: 0–255).
     pub images: Vec<u8>,
+    /// One class index per row.
     pub labels: Vec<u8>,
+    /// Images in the split.
     pub rows: usize,
 }
 
+/// A classification dataset held as bytes, ready to upload once and gather on the device.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// What [`load_dataset`] was asked for (`fashion-mnist`, `cifar10`, …).
     pub name: String,
     /// Where the data came from, for the user.
     pub source: String,
+    /// Bytes per image (784 for 28×28 grayscale, 3072 for 32×32 colour).
     pub row_len: usize,
+    /// Number of classes.
     pub classes: usize,
+    /// The training images.
     pub train: Split,
+    /// The test images.
     pub test: Split,
 }
 
+/// The names [`load_dataset`] accepts.
 pub const DATASET_NAMES: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "folder:PATH"];
 
 /// CIFAR-10's classes in label order (also their sorted folder names in the JPEG tree).
@@ -36,7 +46,7 @@ pub const CIFAR10_CLASSES: [&str; 10] =
 /// Check a dataset name before anything is loaded.
 pub fn check_dataset_name(name: &str) -> Result<()> {
     match name.strip_prefix("folder:") {
-        Some("") => bail!("--dataset folder:PATH needs the folder, e.g. folder:/data/pets"),
+        Some("") => bail!("dataset folder:PATH needs the folder, e.g. folder:/data/pets"),
         Some(_) => Ok(()),
         None if ["fashion-mnist", "mnist", "cifar10"].contains(&name) => Ok(()),
         None => bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", ")),
@@ -61,7 +71,7 @@ pub fn load_cifar10(data_dir: Option<&Path>) -> Result<Dataset> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(d) = data_dir {
         if !d.is_dir() {
-            bail!("--data-dir {}: no such directory", d.display());
+            bail!("data_dir {}: no such directory", d.display());
         }
         candidates.push(d.to_path_buf());
     } else if let Some(env) = std::env::var_os("DESCENT_DATA") {
@@ -88,12 +98,12 @@ pub fn load_cifar10(data_dir: Option<&Path>) -> Result<Dataset> {
         }
     }
     let looked = if candidates.is_empty() {
-        "no --data-dir or DESCENT_DATA given".to_string()
+        "no data_dir or DESCENT_DATA given".to_string()
     } else {
         format!("looked in {}", candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
     };
     bail!(
-        "no CIFAR-10 data found ({looked}): pass --data-dir DIR holding either the binary batches \
+        "no CIFAR-10 data found ({looked}): pass data_dir DIR holding either the binary batches \
          (cifar-10-batches-bin/data_batch_1.bin … test_batch.bin, from the CIFAR-10 download page) or an image \
          tree train/<class>/*.jpg and test/<class>/*.jpg (e.g. extracted from cifar10-jpg.tar.gz)"
     )
@@ -127,11 +137,11 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
     }
     let dir = if let Some(d) = data_dir {
         if !d.is_dir() {
-            bail!("--data-dir {}: no such directory", d.display());
+            bail!("data_dir {}: no such directory", d.display());
         }
         if !has_idx(d) {
             bail!(
-                "--data-dir {}: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
+                "data_dir {}: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
                 d.display()
             );
         }
@@ -150,7 +160,7 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
         match candidates.into_iter().find(|d| has_idx(d)) {
             Some(d) => d,
             None => bail!(
-                "no {name} data found: pass --data-dir DIR with the four IDX files, set DESCENT_DATA, or (Fashion-MNIST) run `apt-get install dataset-fashion-mnist`"
+                "no {name} data found: pass data_dir DIR with the four IDX files, set DESCENT_DATA, or (Fashion-MNIST) run `apt-get install dataset-fashion-mnist`"
             ),
         }
     };
@@ -164,7 +174,7 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
     let subset = dir == embedded_subset_dir();
     let source = if subset {
         format!(
-            "{} (the embedded subset: {tn} train / {vn} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass --data-dir)",
+            "{} (the embedded subset: {tn} train / {vn} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass data_dir)",
             dir.display()
         )
     } else {

@@ -4,27 +4,32 @@
 //! The host turns hyperparameters, the step count and the scheduled learning rate into an
 //! [`OptimStep`] (a kind and up to 12 ready-to-use scalars, bias corrections included); each
 //! backend applies it in one fused pass over the whole parameter arena: `backend::cpu_optim`
-//! (rayon) and `shaders/optim.wgsl` (WGSL). [`reference`] holds the plain f64 formulas that
+//! (rayon) and `shaders/optim.wgsl` (WGSL). [`reference`](mod@reference) holds the plain f64 formulas that
 //! tests compare both with.
 
 pub mod reference;
 pub mod schedule;
 
 use crate::backend::Device;
-use crate::tensor::View;
 use crate::nn::ParamArena;
+use crate::tensor::View;
 use anyhow::{bail, ensure, Context, Result};
 pub use schedule::Schedule;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The kernel families. AdamW is Adam with decoupled weight decay; SGD covers momentum and
 /// Nesterov.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OptimKind {
+    /// SGD with optional momentum, dampening, Nesterov and weight decay.
     Sgd,
+    /// Adagrad with learning-rate decay and an initial accumulator.
     Adagrad,
+    /// RMSProp, optionally centered and with momentum.
     Rmsprop,
+    /// Adam and AdamW (decoupled decay), optionally AMSGrad.
     Adam,
+    /// The lecture's `v = m·v − lr·g; θ += v`.
     LectureMomentum,
 }
 
@@ -36,32 +41,48 @@ pub enum OptimKind {
 ///   bc2_sqrt = √(1 − β2^t), decoupled (0/1, AdamW), amsgrad (0/1)
 /// - LectureMomentum: lr, momentum, weight_decay
 ///
-/// State slots come in this order: Sgd [momentum_buffer]; Adagrad [sum]; Rmsprop [square_avg,
-/// momentum_buffer if momentum > 0, grad_avg if centered]; Adam [exp_avg, exp_avg_sq,
-/// max_exp_avg_sq if amsgrad]; LectureMomentum [momentum_buffer].
+/// State slots come in this order: Sgd `[momentum_buffer]`; Adagrad `[sum]`;
+/// Rmsprop `[square_avg, momentum_buffer if momentum > 0, grad_avg if centered]`; Adam
+/// `[exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad]`; LectureMomentum `[momentum_buffer]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimStep {
+    /// Which kernel runs.
     pub kind: OptimKind,
+    /// Its scalars, laid out per kind as above.
     pub h: [f32; 12],
 }
 
+/// The optimizers [`OptimConfig::defaults`] knows.
 pub const OPTIMIZER_NAMES: [&str; 6] = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"];
 
 /// Hyperparameters, named and defaulted as in PyTorch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimConfig {
+    /// One of [`OPTIMIZER_NAMES`].
     pub name: String,
+    /// Learning rate.
     pub lr: f64,
+    /// Momentum factor (SGD, RMSProp, the lecture's momentum).
     pub momentum: f64,
+    /// Dampening for SGD's momentum.
     pub dampening: f64,
+    /// Nesterov momentum (SGD).
     pub nesterov: bool,
+    /// L2 penalty added to the gradient, or decoupled decay for AdamW.
     pub weight_decay: f64,
+    /// Adagrad's learning-rate decay.
     pub lr_decay: f64,
+    /// Adagrad's starting sum of squares.
     pub initial_accumulator_value: f64,
+    /// RMSProp's smoothing constant.
     pub alpha: f64,
+    /// RMSProp: normalise by the centered second moment.
     pub centered: bool,
+    /// Adam's coefficients for the running averages of the gradient and its square.
     pub betas: (f64, f64),
+    /// Added to the denominator for numerical stability.
     pub eps: f64,
+    /// Adam's AMSGrad variant (the maximum of past second moments).
     pub amsgrad: bool,
 }
 
@@ -157,6 +178,33 @@ impl OptimConfig {
         Ok(c)
     }
 
+    /// The name and the hyperparameters that apply to this optimizer, under PyTorch's names:
+    /// the object [`OptimConfig::from_json`] reads.
+    pub fn to_json(&self) -> Value {
+        let c = self;
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), json!(c.name));
+        for key in c.keys() {
+            let v = match *key {
+                "lr" => json!(c.lr),
+                "momentum" => json!(c.momentum),
+                "dampening" => json!(c.dampening),
+                "nesterov" => json!(c.nesterov),
+                "weight_decay" => json!(c.weight_decay),
+                "lr_decay" => json!(c.lr_decay),
+                "initial_accumulator_value" => json!(c.initial_accumulator_value),
+                "alpha" => json!(c.alpha),
+                "centered" => json!(c.centered),
+                "betas" => json!([c.betas.0, c.betas.1]),
+                "eps" => json!(c.eps),
+                "amsgrad" => json!(c.amsgrad),
+                _ => continue,
+            };
+            m.insert((*key).into(), v);
+        }
+        Value::Object(m)
+    }
+
     /// PyTorch's constructor checks, with a message that says what to use instead.
     pub fn validate(&self) -> Result<()> {
         let finite_nonneg = |v: f64, what: &str| -> Result<()> {
@@ -192,6 +240,7 @@ impl OptimConfig {
         Ok(())
     }
 
+    /// The kernel that runs this optimizer.
     pub fn kind(&self) -> OptimKind {
         match self.name.as_str() {
             "sgd" => OptimKind::Sgd,
@@ -273,11 +322,15 @@ impl OptimConfig {
 /// An optimizer bound to a device: its configuration, schedule, step count and its state, one
 /// flat buffer per slot, parallel to the parameter arena.
 pub struct Optimizer {
+    /// Hyperparameters.
     pub config: OptimConfig,
+    /// How the learning rate changes with the step.
     pub schedule: Schedule,
     /// Steps taken so far (PyTorch's `step`).
     pub step: u64,
+    /// Parameters updated (the arena's length, padding included).
     pub n: usize,
+    /// One buffer per state slot, parallel to the parameters.
     pub state: Vec<View>,
 }
 
@@ -305,6 +358,7 @@ impl Optimizer {
         self.schedule.lr(self.config.lr, t)
     }
 
+    /// State slot `i`, in [`OptimConfig::state_names`] order.
     pub fn slot(&self, i: usize) -> View {
         self.state[i]
     }

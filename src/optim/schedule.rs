@@ -4,24 +4,33 @@
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+/// A learning-rate schedule, as a function of the 0-based step (PyTorch's schedulers,
+/// stepped once per optimizer step).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
+    /// The base learning rate throughout.
     Constant,
     /// StepLR: `base · gamma^floor(t / step_size)` (the lecture's "every p steps lr /= k" with
     /// gamma = 1/k).
     Step {
+        /// Steps between decays.
         step_size: u64,
+        /// Factor applied at each decay.
         gamma: f64,
     },
     /// ExponentialLR: `base · gamma^t`.
     Exponential {
+        /// Factor applied every step.
         gamma: f64,
     },
     /// The lecture's (and Keras') form `base · decay_rate^(t / decay_steps)`, floored when
     /// `staircase`.
     ExponentialDecay {
+        /// λ: the factor per `decay_steps` steps.
         decay_rate: f64,
+        /// k: steps per factor of λ.
         decay_steps: u64,
+        /// Decay in whole periods (`floor(s / k)`) rather than continuously.
         staircase: bool,
     },
     /// Linear warmup `base · (t + 1) / warmup_steps` for `t < warmup_steps`, then
@@ -29,13 +38,17 @@ pub enum Schedule {
     /// `eta_min + (base − eta_min)(1 + cos(π s / (t_max − warmup_steps))) / 2`, s = t − warmup.
     /// Equals PyTorch's SequentialLR(LinearLR(1/warmup, 1, warmup − 1), CosineAnnealingLR).
     Cosine {
+        /// Steps from the end of warm-up to the minimum.
         t_max: u64,
+        /// The minimum learning rate.
         eta_min: f64,
+        /// Steps of linear warm-up before the cosine.
         warmup_steps: u64,
     },
 }
 
 impl Schedule {
+    /// The learning rate of step `t` (0-based) for base rate `base`.
     pub fn lr(&self, base: f64, t: u64) -> f64 {
         match *self {
             Schedule::Constant => base,
@@ -156,6 +169,7 @@ impl Schedule {
         }
     }
 
+    /// Check the schedule's parameters, saying what to use instead.
     pub fn validate(&self) -> Result<()> {
         match *self {
             Schedule::Constant => {}

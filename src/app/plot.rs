@@ -40,7 +40,7 @@ impl Series {
     }
 }
 
-/// Values of a function of two variables on a grid: `z[j * xs.len() + i]` is at (xs[i], ys[j]).
+/// Values of a function of two variables on a grid: `z[j * xs.len() + i]` is at `(xs[i], ys[j])`.
 #[derive(Clone, Debug)]
 pub struct Grid {
     pub xs: Vec<f64>,

@@ -5,12 +5,12 @@
 //! "hyperparameters": {PyTorch names}, "schedule", "epochs": [{"epoch", "train_loss",
 //! "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
 
+use crate::app::plot::{self, Kind, Panel, Series};
+use crate::app::train::EpochMetrics;
 use crate::optim::OptimConfig;
-use crate::plot::{self, Kind, Panel, Series};
-use crate::train::EpochMetrics;
 use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
 #[derive(Clone, Debug, Serialize)]
@@ -26,36 +26,11 @@ impl RunMetrics {
     pub fn new(label: &str, config: &OptimConfig, schedule: &str) -> RunMetrics {
         RunMetrics {
             optimizer: label.to_string(),
-            hyperparameters: hyperparameters(config),
+            hyperparameters: config.to_json(),
             schedule: schedule.to_string(),
             epochs: Vec::new(),
         }
     }
-}
-
-/// The hyperparameters that apply to the optimizer, under PyTorch's names.
-pub fn hyperparameters(c: &OptimConfig) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("name".into(), json!(c.name));
-    for key in c.keys() {
-        let v = match *key {
-            "lr" => json!(c.lr),
-            "momentum" => json!(c.momentum),
-            "dampening" => json!(c.dampening),
-            "nesterov" => json!(c.nesterov),
-            "weight_decay" => json!(c.weight_decay),
-            "lr_decay" => json!(c.lr_decay),
-            "initial_accumulator_value" => json!(c.initial_accumulator_value),
-            "alpha" => json!(c.alpha),
-            "centered" => json!(c.centered),
-            "betas" => json!([c.betas.0, c.betas.1]),
-            "eps" => json!(c.eps),
-            "amsgrad" => json!(c.amsgrad),
-            _ => continue,
-        };
-        m.insert((*key).into(), v);
-    }
-    Value::Object(m)
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -4,9 +4,9 @@
 //! Each step records the function on a tape, takes the gradient from [`Tape::backward`] and
 //! applies the same fused optimizer kernel that trains the MLPs.
 
+use crate::app::functions::Function;
 use crate::autograd::Tape;
 use crate::backend::Device;
-use crate::functions::Function;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
 use crate::tensor::Tensor;
 use anyhow::{ensure, Result};

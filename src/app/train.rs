@@ -3,9 +3,9 @@
 //! reading anything back; loss and accuracy accumulate on the device and are read once per
 //! epoch (and at progress updates).
 
+use crate::app::checkpoint::{self, NamedTensor};
 use crate::autograd::Tape;
 use crate::backend::{Act, ByteBuffer, Counters, Device, Gather};
-use crate::checkpoint::{self, NamedTensor};
 use crate::data::{Dataset, Split};
 use crate::nn::Mlp;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
@@ -36,12 +36,12 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.epochs > 0, "--epochs must be at least 1");
-        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(self.epochs > 0, "epochs must be at least 1");
+        ensure!(self.batch_size > 0, "batch_size must be at least 1");
         ensure!(self.eval_batch > 0, "the evaluation batch must be at least 1");
         ensure!(
             !self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0),
-            "--hidden needs one or more sizes > 0, e.g. 128,128"
+            "hidden needs one or more sizes > 0, e.g. 128,128"
         );
         self.optimizer.validate()?;
         self.schedule.validate()
@@ -65,7 +65,7 @@ impl ShuffleOrder {
         match s {
             "randperm" => Ok(ShuffleOrder::Randperm),
             "dataloader" => Ok(ShuffleOrder::DataLoader),
-            _ => bail!("unknown --shuffle '{s}': use randperm or dataloader"),
+            _ => bail!("unknown shuffle order '{s}': use randperm or dataloader"),
         }
     }
 
@@ -198,7 +198,14 @@ impl Trainer {
     }
 
     /// Gather rows `order[start..start + count]` of a split into fresh x and y buffers.
-    fn gather(dev: &mut Device, row_len: usize, split: &DeviceSplit, order: ByteBuffer, start: usize, count: usize) -> Result<(View, View)> {
+    fn gather(
+        dev: &mut Device,
+        row_len: usize,
+        split: &DeviceSplit,
+        order: ByteBuffer,
+        start: usize,
+        count: usize,
+    ) -> Result<(View, View)> {
         let x = dev.alloc(count * row_len)?;
         let y = dev.alloc(count)?;
         dev.gather(&Gather {
@@ -285,7 +292,7 @@ impl Trainer {
         let steps = self.steps_per_epoch() as u64;
         let first_step = step - 1;
         bail!(
-            "non-finite gradient (NaN or ±inf) in {} at epoch {}, step {} of {steps} (optimizer step {step}); training stopped{}. Try a smaller --lr",
+            "non-finite gradient (NaN or ±inf) in {} at epoch {}, step {} of {steps} (optimizer step {step}); training stopped{}. Try a smaller lr",
             name.map_or_else(|| format!("element {at}"), |e| format!("{} (element {})", e.name, at - e.offset)),
             first_step / steps + 1,
             first_step % steps + 1,
@@ -339,7 +346,7 @@ impl Trainer {
         self.epoch += 1;
         let n = self.train.rows as f64;
         if !loss.is_finite() {
-            bail!("training diverged in epoch {}: the loss is {loss} (try a smaller --lr)", self.epoch);
+            bail!("training diverged in epoch {}: the loss is {loss} (try a smaller lr)", self.epoch);
         }
         Ok((loss / n, correct / n, start.elapsed().as_secs_f64()))
     }
@@ -390,7 +397,7 @@ impl Trainer {
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             let name = self.model.arena.entry_at(i);
             bail!(
-                "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller --lr",
+                "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller lr",
                 name.map_or("?", |e| e.name.as_str()),
                 self.opt.step
             );
@@ -427,7 +434,7 @@ impl Trainer {
         if let Some(order) = self.shuffle.order() {
             put("shuffle", order.name().into());
         }
-        put("optimizer", crate::metrics::hyperparameters(&self.opt.config).to_string());
+        put("optimizer", self.opt.config.to_json().to_string());
         put("schedule", self.opt.schedule.spec());
         put("optimizer_step", self.opt.step.to_string());
         put("epoch", self.epoch.to_string());
@@ -438,7 +445,7 @@ impl Trainer {
         Ok((tensors, meta))
     }
 
-    /// Write a checkpoint atomically (see [`crate::checkpoint`]).
+    /// Write a checkpoint atomically (see [`crate::app::checkpoint`]).
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
         let (tensors, meta) = self.checkpoint_contents()?;
         checkpoint::write_atomic(path, &checkpoint::encode(&tensors, &meta))

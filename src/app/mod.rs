@@ -1,0 +1,24 @@
+//! The application built on the engine: the lecture's case studies and the tools behind the
+//! `descent` command. Each module is a client of the engine's public API, nothing more.
+//!
+//! - [`train`]: the training loop (device-resident data, one submit per step, checkpoints)
+//! - [`checkpoint`]: the safetensors checkpoint and export format
+//! - [`compare`]: which optimizers and settings each case study runs
+//! - [`functions`], [`descend`]: the lecture's 1-D and 2-D functions and optimizer walks on them
+//! - [`replay`]: an optimizer on a JSON spec of gradients, for comparing with PyTorch
+//! - [`parity`]: every kernel on a device against the f64 reference
+//! - [`bench`](mod@bench): timing, bandwidth and the unfused baseline
+//! - `metrics`, `plot` (feature `app`): metrics files, tables and PNG figures
+
+pub mod bench;
+pub mod checkpoint;
+pub mod compare;
+pub mod descend;
+pub mod functions;
+#[cfg(feature = "app")]
+pub mod metrics;
+pub mod parity;
+#[cfg(feature = "app")]
+pub mod plot;
+pub mod replay;
+pub mod train;
