@@ -247,6 +247,10 @@ impl Mlp {
     pub fn new(dev: &mut Device, sizes: &[usize], act: Act, rng: &mut TorchGenerator) -> Result<Mlp> {
         ensure!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         ensure!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive, got {sizes:?}");
+        // Parameters and gradients on the device, and the initial values drawn on the host.
+        let n = Mlp::arena_len(sizes).map_or(u64::MAX / 16, |n| n as u64);
+        let staging = if dev.is_gpu() { 0 } else { 8 * n };
+        dev.check_fits(&format!("an MLP of sizes {sizes:?}"), 8 * n + staging, 4 * n, "use smaller layer sizes")?;
         let mut shapes = Vec::new();
         let mut init = Vec::new();
         for (i, w) in sizes.windows(2).enumerate() {
@@ -261,6 +265,18 @@ impl Mlp {
         let layers =
             (0..sizes.len() - 1).map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) }).collect();
         Ok(Mlp { sizes: sizes.to_vec(), act, arena, layers })
+    }
+
+    /// Elements of the arena an MLP of `sizes` needs, padding included (`None` if that does not
+    /// fit in memory addresses): for checking a size before anything is allocated.
+    pub fn arena_len(sizes: &[usize]) -> Option<usize> {
+        let mut total = 0usize;
+        for w in sizes.windows(2) {
+            for len in [w[0].checked_mul(w[1])?, w[1]] {
+                total = total.checked_add(len.div_ceil(ARENA_ALIGN).checked_mul(ARENA_ALIGN)?)?;
+            }
+        }
+        Some(total)
     }
 
     /// The linear layers, input first.

@@ -38,6 +38,11 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["replay", "--spec", "/nonexistent/spec.json"], 2, "cannot read --spec"),
     (&["train", "--resume", "/nonexistent/c.safetensors"], 2, "cannot read /nonexistent/c.safetensors"),
     (&["bench", "optim", "--params", "0"], 2, "--params: '0' must be a whole number"),
+    // Larger than the machine holds: refused before allocating (24 GiB here, the CI machine's size).
+    (&["train", "--hidden", "100000,100000", "--device", "cpu"], 2, "over the memory available"),
+    (&["train", "--hidden", "100000,100000", "--device", "cpu"], 2, "reduce --hidden"),
+    (&["train", "--hidden", "100000,100000", "--device", "gpu"], 2, "over the largest buffer"),
+    (&["bench", "optim", "--params", "4e9", "--device", "cpu"], 2, "use a smaller --params"),
     (&["descend", "--function", "square", "--plot", "out.svg"], 2, "plots are PNG files"),
 ];
 
@@ -51,4 +56,22 @@ fn every_bad_input_gets_a_clear_error() {
         assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "{args:?}: {err}");
         assert!(err.starts_with("error:"), "{args:?}: {err}");
     }
+}
+
+/// A first run on a machine without a display (no XDG_RUNTIME_DIR) prints nothing that looks
+/// like an error: the GPU probe's driver layers stay quiet.
+#[test]
+fn a_first_run_prints_no_error_lines() {
+    let subset = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/fashion-mnist-subset");
+    let out = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["train", "--epochs", "1", "--data-dir", subset])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .expect("run descent");
+    let all = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("epoch   1/1"), "{all}");
+    let bad: Vec<&str> = all.lines().filter(|l| l.to_lowercase().contains("error")).collect();
+    assert!(bad.is_empty(), "lines mentioning an error on a quiet first run: {bad:?}");
 }

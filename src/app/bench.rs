@@ -75,6 +75,10 @@ pub struct Bandwidth {
 
 /// Measure copy and streaming bandwidth over `n` floats.
 pub fn bandwidth(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth> {
+    // Two device buffers of n values, and on the CPU a host one.
+    let buffers = if dev.is_gpu() { 2 } else { 3 };
+    let what = format!("measuring bandwidth over {n} values");
+    dev.check_fits(&what, 4 * n as u64 * buffers, 4 * n as u64, "use a smaller params count")?;
     let bytes = 8.0 * n as f64;
     let gbps = |t: &Timing| bytes / (t.median_ms * 1e-3) / 1e9;
     let a = dev.alloc(n)?;
@@ -332,6 +336,13 @@ pub fn bench_optim(
     repeats: usize,
 ) -> Result<OptimResult> {
     let config = bench_config(name)?;
+    // Buffers of n values: grads, params and the state slots (the unfused baseline keeps two
+    // copies of each and three temporaries), plus the host's initial values.
+    let slots = config.state_names().len() as u64;
+    let buffers = if variant == Variant::Unfused { 6 + 2 * slots } else { 2 + slots };
+    let bytes = 4 * n as u64;
+    let what = format!("{name} ({}) over {n} parameters", variant.name());
+    dev.check_fits(&what, bytes * buffers + 2 * bytes, bytes, "use a smaller params count")?;
     let mut rng = Rng::new(n as u64);
     let init = rng.uniform_vec(n, -1.0, 1.0);
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
@@ -447,6 +458,11 @@ pub fn bench_matmul(dev: &mut Device, shape: &MatmulShape, repeats: usize) -> Re
         "tn" => Form::TN,
         _ => Form::NN,
     };
+    // A, B and the result on the device, and A and B drawn on the host first.
+    let sizes = [m.saturating_mul(k), k.saturating_mul(n), m.saturating_mul(n)].map(|x| 4 * x as u64);
+    let total = sizes.iter().fold(0u64, |t, &x| t.saturating_add(x)).saturating_add(sizes[0] + sizes[1]);
+    let what = format!("a {m}×{k}×{n} matmul");
+    dev.check_fits(&what, total, sizes.into_iter().max().unwrap_or(0), "use smaller shapes")?;
     let mut rng = Rng::new(1);
     let mut rand = |len: usize| rng.uniform_vec(len, -1.0, 1.0);
     let a = dev.upload(&rand(m * k))?;

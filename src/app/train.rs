@@ -156,11 +156,12 @@ impl Trainer {
             data.train.rows,
             u32::MAX / 20 - 1
         );
-        // torch.manual_seed(seed), then the model.
-        let mut rng = TorchGenerator::new(config.seed);
         let mut sizes = vec![data.row_len];
         sizes.extend(&config.hidden);
         sizes.push(data.classes);
+        Self::check_fits(&dev, data, &sizes, &config.optimizer)?;
+        // torch.manual_seed(seed), then the model.
+        let mut rng = TorchGenerator::new(config.seed);
         let model = Mlp::new(&mut dev, &sizes, config.act, &mut rng)?;
         let shuffle = match config.shuffle {
             ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
@@ -191,6 +192,20 @@ impl Trainer {
             metrics,
             anomaly: None,
         })
+    }
+
+    /// Refuse a model and dataset the device cannot hold, before allocating any of it:
+    /// parameters, gradients and optimizer state, the dataset's bytes, and on the CPU the
+    /// host copies the initial weights are drawn into.
+    fn check_fits(dev: &Device, data: &Dataset, sizes: &[usize], opt: &OptimConfig) -> Result<()> {
+        let name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
+        let what = format!("a {name} model with {}", opt.name);
+        let n = Mlp::arena_len(sizes).map_or(u64::MAX / 64, |n| n as u64);
+        let buffers = 2 + opt.state_names().len() as u64;
+        let staging = if dev.is_gpu() { 0 } else { 8 * n };
+        let data_bytes = (data.train.images.len() + data.test.images.len() + 4 * data.test.rows) as u64;
+        let total = (4 * n).saturating_mul(buffers).saturating_add(staging).saturating_add(data_bytes);
+        dev.check_fits(&what, total, 4 * n, "reduce the hidden sizes")
     }
 
     pub fn steps_per_epoch(&self) -> usize {

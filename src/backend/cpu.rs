@@ -5,11 +5,11 @@
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
+use super::OptimStep;
 use super::{
     cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
     Layout, UnaryOp, View,
 };
-use crate::optim::OptimStep;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -591,6 +591,10 @@ impl Backend for CpuBackend {
 
     fn sync(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn capacity(&self) -> super::Capacity {
+        super::Capacity { max_buffer_bytes: isize::MAX as u64, available_bytes: super::host_available_bytes() }
     }
 
     fn counters(&self) -> Counters {

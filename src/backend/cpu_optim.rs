@@ -1,8 +1,8 @@
 //! The rayon twins of `shaders/optim.wgsl`: each optimizer as one fused, parallel pass over
 //! the parameter arena. Formulas follow `torch.optim` (see `optim::reference` for the plain
-//! f64 version and `optim::OptimStep` for the layout of `h`).
+//! f64 version and `backend::OptimStep` for the layout of `h`).
 
-use crate::optim::{OptimKind, OptimStep};
+use super::{OptimKind, OptimStep};
 use rayon::prelude::*;
 
 /// Elements per parallel task, at least: large enough to amortise scheduling.

@@ -8,7 +8,7 @@
 //! addressed by element offsets, so views need no alignment.
 
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
-use crate::optim::{OptimKind, OptimStep};
+use super::{OptimKind, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -813,6 +813,11 @@ impl Backend for GpuBackend {
             self.counters.submits += 1;
         }
         self.check()
+    }
+
+    fn capacity(&self) -> super::Capacity {
+        let binding = self.limits.max_storage_buffer_binding_size;
+        super::Capacity { max_buffer_bytes: self.limits.max_buffer_size.min(binding), available_bytes: None }
     }
 
     fn counters(&self) -> Counters {

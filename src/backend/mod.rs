@@ -11,7 +11,6 @@ pub mod cpu_matmul;
 pub mod cpu_optim;
 pub mod gpu;
 
-use crate::optim::OptimStep;
 pub use crate::tensor::View;
 use anyhow::{ensure, Result};
 use std::collections::HashMap;
@@ -249,6 +248,41 @@ impl UnaryOp {
     }
 }
 
+/// The kernel families. AdamW is Adam with decoupled weight decay; SGD covers momentum and
+/// Nesterov.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptimKind {
+    /// SGD with optional momentum, dampening, Nesterov and weight decay.
+    Sgd,
+    /// Adagrad with learning-rate decay and an initial accumulator.
+    Adagrad,
+    /// RMSProp, optionally centered and with momentum.
+    Rmsprop,
+    /// Adam and AdamW (decoupled decay), optionally AMSGrad.
+    Adam,
+    /// The lecture's `v = m·v − lr·g; θ += v`.
+    LectureMomentum,
+}
+
+/// What one kernel launch needs. `h` is laid out per kind:
+/// - Sgd: lr, momentum, dampening, weight_decay, nesterov (0/1), first_step (0/1)
+/// - Adagrad: clr = lr / (1 + (step − 1)·lr_decay), weight_decay, eps
+/// - Rmsprop: lr, alpha, eps, weight_decay, momentum, centered (0/1)
+/// - Adam: lr, beta1, beta2, eps, weight_decay, step_size = lr / (1 − β1^t),
+///   bc2_sqrt = √(1 − β2^t), decoupled (0/1, AdamW), amsgrad (0/1)
+/// - LectureMomentum: lr, momentum, weight_decay
+///
+/// State slots come in this order: Sgd `[momentum_buffer]`; Adagrad `[sum]`;
+/// Rmsprop `[square_avg, momentum_buffer if momentum > 0, grad_avg if centered]`; Adam
+/// `[exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad]`; LectureMomentum `[momentum_buffer]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimStep {
+    /// Which kernel runs.
+    pub kind: OptimKind,
+    /// Its scalars, laid out per kind as above.
+    pub h: [f32; 12],
+}
+
 /// Gather a mini-batch from a dataset kept on the device as bytes: rows `indices[start..start +
 /// count]` of `images` (u8, `row_len` per row) scaled by `scale` into `x`, their labels into `y`.
 #[derive(Clone, Copy, Debug)]
@@ -351,6 +385,9 @@ pub trait Backend {
     /// Dispatches and submits so far, for `--verbose` reporting (the CPU counts ops as
     /// dispatches and never submits).
     fn counters(&self) -> Counters;
+    /// How much this device can hold, so a request too large for it can be refused before
+    /// anything is allocated.
+    fn capacity(&self) -> Capacity;
 }
 
 /// What a device has done so far: `--verbose` and the dispatch-count tests read these.
@@ -363,6 +400,58 @@ pub struct Counters {
     /// Bytes copied back to the host.
     pub bytes_read_back: u64,
 }
+
+/// How much a device can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// The largest single buffer (a GPU's `max_buffer_size`, capped at what one binding can
+    /// address, since a tensor is bound whole).
+    pub max_buffer_bytes: u64,
+    /// Memory free for new buffers, where the device says (the host's available RAM for the
+    /// CPU backend; wgpu does not report a GPU's).
+    pub available_bytes: Option<u64>,
+}
+
+/// The host's available memory (Linux's `MemAvailable`), if known.
+pub fn host_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A request larger than the device holds, refused before allocating. Front ends treat it as
+/// a usage error: the size came from the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// What was asked for, e.g. "a 784-100000-100000-10 model with sgd".
+    pub what: String,
+    /// Bytes it needs (in total, or in its largest buffer).
+    pub needs: u64,
+    /// Which limit it is over, e.g. "the host's available memory".
+    pub limit: String,
+    /// Bytes that limit allows.
+    pub fits: u64,
+    /// What to change.
+    pub fix: String,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gb = |b: u64| b as f64 / 1e9;
+        write!(
+            f,
+            "{} needs {:.2} GB, over {} of {:.2} GB; {}",
+            self.what,
+            gb(self.needs),
+            self.limit,
+            gb(self.fits),
+            self.fix
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
 
 /// Which backend to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +546,35 @@ impl Device {
     /// Dispatches, submits and bytes read back so far.
     pub fn counters(&self) -> Counters {
         self.backend.counters()
+    }
+
+    /// How much this device can hold.
+    pub fn capacity(&self) -> Capacity {
+        self.backend.capacity()
+    }
+
+    /// Refuse, with a [`TooLarge`] error, a request of `total_bytes` whose largest buffer is
+    /// `largest_buffer_bytes`, when the device cannot hold it. `what` names the request and
+    /// `fix` says what to change.
+    pub fn check_fits(&self, what: &str, total_bytes: u64, largest_buffer_bytes: u64, fix: &str) -> Result<()> {
+        let cap = self.capacity();
+        let too_large = |needs: u64, limit: &str, fits: u64| TooLarge {
+            what: what.to_string(),
+            needs,
+            limit: limit.to_string(),
+            fits,
+            fix: fix.to_string(),
+        };
+        if largest_buffer_bytes > cap.max_buffer_bytes {
+            let limit = format!("the largest buffer {} allocates", self.describe());
+            return Err(too_large(largest_buffer_bytes, &limit, cap.max_buffer_bytes).into());
+        }
+        if let Some(free) = cap.available_bytes {
+            if total_bytes > free {
+                return Err(too_large(total_bytes, "the memory available", free).into());
+            }
+        }
+        Ok(())
     }
 
     /// A buffer of `len` f32 elements (contents unspecified), reused from the pool when one of

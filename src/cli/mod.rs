@@ -202,7 +202,8 @@ pub fn main() -> i32 {
         Err(e) => {
             eprintln!("error: {}", flag_hints(&format!("{e:#}")));
             // Errors raised while checking arguments are usage errors.
-            if e.downcast_ref::<UsageError>().is_some() {
+            // So are requests larger than the device holds: the size came from a flag.
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<descent::backend::TooLarge>().is_some() {
                 2
             } else {
                 1
@@ -230,7 +231,7 @@ pub fn usage<T>(r: Result<T>) -> Result<T> {
 
 /// The library's errors name its API (`Device::cpu`, `data_dir`, `epochs`); the command line
 /// names the flags that set the same things.
-const FLAG_HINTS: [(&str, &str); 11] = [
+const FLAG_HINTS: [(&str, &str); 14] = [
     ("DeviceChoice::Auto", "--device auto"),
     ("Device::cpu", "--device cpu"),
     ("Device::gpu", "--device gpu"),
@@ -242,6 +243,9 @@ const FLAG_HINTS: [(&str, &str); 11] = [
     ("hidden needs one or more", "--hidden needs one or more"),
     ("smaller lr", "smaller --lr"),
     ("unknown shuffle order", "unknown --shuffle"),
+    ("reduce the hidden sizes", "reduce --hidden"),
+    ("use a smaller params count", "use a smaller --params"),
+    ("use smaller shapes", "use smaller --shapes"),
 ];
 
 /// An error message with the library's names for things replaced by the CLI's flags.

@@ -192,7 +192,7 @@ fn write_cache(path: &Path, d: &Dataset) -> Result<()> {
         out.extend_from_slice(&s.labels);
     }
     // Atomic, so a concurrent or interrupted run never leaves a torn cache.
-    crate::app::checkpoint::write_atomic(path, &out)
+    super::write_atomic(path, &out)
 }
 
 fn read_cache(path: &Path) -> Option<(usize, usize, Split, Split)> {

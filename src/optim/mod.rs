@@ -11,46 +11,12 @@ pub mod reference;
 pub mod schedule;
 
 use crate::backend::Device;
+pub use crate::backend::{OptimKind, OptimStep};
 use crate::nn::ParamArena;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Context, Result};
 pub use schedule::Schedule;
 use serde_json::{json, Value};
-
-/// The kernel families. AdamW is Adam with decoupled weight decay; SGD covers momentum and
-/// Nesterov.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OptimKind {
-    /// SGD with optional momentum, dampening, Nesterov and weight decay.
-    Sgd,
-    /// Adagrad with learning-rate decay and an initial accumulator.
-    Adagrad,
-    /// RMSProp, optionally centered and with momentum.
-    Rmsprop,
-    /// Adam and AdamW (decoupled decay), optionally AMSGrad.
-    Adam,
-    /// The lecture's `v = m·v − lr·g; θ += v`.
-    LectureMomentum,
-}
-
-/// What one kernel launch needs. `h` is laid out per kind:
-/// - Sgd: lr, momentum, dampening, weight_decay, nesterov (0/1), first_step (0/1)
-/// - Adagrad: clr = lr / (1 + (step − 1)·lr_decay), weight_decay, eps
-/// - Rmsprop: lr, alpha, eps, weight_decay, momentum, centered (0/1)
-/// - Adam: lr, beta1, beta2, eps, weight_decay, step_size = lr / (1 − β1^t),
-///   bc2_sqrt = √(1 − β2^t), decoupled (0/1, AdamW), amsgrad (0/1)
-/// - LectureMomentum: lr, momentum, weight_decay
-///
-/// State slots come in this order: Sgd `[momentum_buffer]`; Adagrad `[sum]`;
-/// Rmsprop `[square_avg, momentum_buffer if momentum > 0, grad_avg if centered]`; Adam
-/// `[exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad]`; LectureMomentum `[momentum_buffer]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OptimStep {
-    /// Which kernel runs.
-    pub kind: OptimKind,
-    /// Its scalars, laid out per kind as above.
-    pub h: [f32; 12],
-}
 
 /// The optimizers [`OptimConfig::defaults`] knows.
 pub const OPTIMIZER_NAMES: [&str; 6] = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"];
