@@ -427,16 +427,16 @@ pub fn parse_matmul_shape(s: &str) -> Result<MatmulShape> {
         "nn" => "nn",
         "nt" => "nt",
         "tn" => "tn",
-        _ => bail!("--shapes {s}: the form must be nn, nt or tn"),
+        _ => bail!("matmul shape {s}: the form must be nn, nt or tn"),
     };
     let v: Vec<usize> = dims
         .split('x')
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--shapes {s}: expected FORM:MxKxN such as nt:64x784x128"))?;
+        .map_err(|_| anyhow::anyhow!("matmul shape {s}: expected FORM:MxKxN such as nt:64x784x128"))?;
     match v.as_slice() {
         [m, k, n] if *m > 0 && *k > 0 && *n > 0 => Ok(MatmulShape { label: s.to_string(), form, m: *m, k: *k, n: *n }),
-        _ => bail!("--shapes {s}: expected FORM:MxKxN with sizes >= 1"),
+        _ => bail!("matmul shape {s}: expected FORM:MxKxN with sizes >= 1"),
     }
 }
 

@@ -57,7 +57,7 @@ impl Case {
         for l in labels {
             if !self.runs.iter().any(|(name, _)| name == l) {
                 let names: Vec<_> = self.runs.iter().map(|(n, _)| n.as_str()).collect();
-                bail!("--optimizers: '{l}' is not in the {} case ({})", self.name, names.join(", "));
+                bail!("optimizer selection: '{l}' is not in the {} case ({})", self.name, names.join(", "));
             }
         }
         self.runs.retain(|(name, _)| labels.contains(name));

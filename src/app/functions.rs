@@ -225,7 +225,7 @@ impl Function {
             Some(f) => Ok(*f),
             None => {
                 let names: Vec<_> = FUNCTIONS.iter().map(|f| f.name).collect();
-                bail!("unknown function '{name}': use one of {} (descent descend --list)", names.join(", "))
+                bail!("unknown function '{name}': use one of {} (FUNCTIONS lists them)", names.join(", "))
             }
         }
     }

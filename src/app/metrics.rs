@@ -1,17 +1,37 @@
 //! Training metrics as files: `metrics.json` (the schema users script against), `metrics.csv`,
-//! the training-loss and test-accuracy figures, and a markdown summary table.
+//! the training-loss and test-accuracy figures (feature `app`), and a markdown summary table.
 //!
 //! Schema: `{"case", "dataset", "device", "batch_size", "seed", "shuffle", "runs": [{"optimizer",
 //! "hyperparameters": {PyTorch names}, "schedule", "epochs": [{"epoch", "train_loss",
 //! "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
 
+#[cfg(feature = "app")]
 use crate::app::plot::{self, Kind, Panel, Series};
-use crate::app::train::EpochMetrics;
 use crate::optim::OptimConfig;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
+
+/// One epoch's figures, as `metrics.json` stores them.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+}
+
+impl EpochMetrics {
+    pub fn line(&self, epochs: usize) -> String {
+        format!(
+            "epoch {:>3}/{epochs}  train loss {:.4}  acc {:.4}  test loss {:.4}  acc {:.4}  {:.2}s",
+            self.epoch, self.train_loss, self.train_accuracy, self.test_loss, self.test_accuracy, self.seconds
+        )
+    }
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunMetrics {
@@ -64,36 +84,6 @@ impl Report {
         write_file(path, s.as_bytes())
     }
 
-    /// Training loss and test accuracy against epoch, one line per run.
-    pub fn plot_loss(&self, path: &Path) -> Result<()> {
-        let s = self.series(|e| e.train_loss);
-        plot::line_chart(path, &format!("{}: training loss", self.case), "epoch", "training loss", &s)
-    }
-
-    pub fn plot_accuracy(&self, path: &Path) -> Result<()> {
-        let s = self.series(|e| e.test_accuracy);
-        let title = format!("{}: test accuracy", self.case);
-        plot::line_charts(
-            path,
-            &[Panel { title: &title, x_label: "epoch", y_label: "test accuracy", series: &s, legend_low: true }],
-        )
-    }
-
-    fn series(&self, f: impl Fn(&EpochMetrics) -> f64) -> Vec<Series> {
-        self.runs
-            .iter()
-            .enumerate()
-            .map(|(k, r)| {
-                Series::new(
-                    r.optimizer.clone(),
-                    r.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect(),
-                    Kind::Path,
-                    k,
-                )
-            })
-            .collect()
-    }
-
     /// A markdown table: one row per run with its final and best figures.
     pub fn markdown(&self) -> String {
         let mut s = String::from(
@@ -128,4 +118,38 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
     }
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The figures: PNG line charts (feature `app`, which brings plotters).
+#[cfg(feature = "app")]
+impl Report {
+    /// Training loss and test accuracy against epoch, one line per run.
+    pub fn plot_loss(&self, path: &Path) -> Result<()> {
+        let s = self.series(|e| e.train_loss);
+        plot::line_chart(path, &format!("{}: training loss", self.case), "epoch", "training loss", &s)
+    }
+
+    pub fn plot_accuracy(&self, path: &Path) -> Result<()> {
+        let s = self.series(|e| e.test_accuracy);
+        let title = format!("{}: test accuracy", self.case);
+        plot::line_charts(
+            path,
+            &[Panel { title: &title, x_label: "epoch", y_label: "test accuracy", series: &s, legend_low: true }],
+        )
+    }
+
+    fn series(&self, f: impl Fn(&EpochMetrics) -> f64) -> Vec<Series> {
+        self.runs
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                Series::new(
+                    r.optimizer.clone(),
+                    r.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect(),
+                    Kind::Path,
+                    k,
+                )
+            })
+            .collect()
+    }
 }

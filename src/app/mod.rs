@@ -8,14 +8,14 @@
 //! - [`replay`]: an optimizer on a JSON spec of gradients, for comparing with PyTorch
 //! - [`parity`]: every kernel on a device against the f64 reference
 //! - [`bench`](mod@bench): timing, bandwidth and the unfused baseline
-//! - `metrics`, `plot` (feature `app`): metrics files, tables and PNG figures
+//! - [`metrics`]: metrics.json / metrics.csv and tables; with feature `app`, figures
+//! - `plot` (feature `app`): PNG line charts and contour maps
 
 pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod descend;
 pub mod functions;
-#[cfg(feature = "app")]
 pub mod metrics;
 pub mod parity;
 #[cfg(feature = "app")]

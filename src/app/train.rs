@@ -4,6 +4,7 @@
 //! epoch (and at progress updates).
 
 use crate::app::checkpoint::{self, NamedTensor};
+pub use crate::app::metrics::EpochMetrics;
 use crate::autograd::Tape;
 use crate::backend::{Act, ByteBuffer, Counters, Device, Gather};
 use crate::data::{Dataset, Split};
@@ -13,7 +14,6 @@ use crate::rng::Rng;
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Context, Result};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -74,26 +74,6 @@ impl ShuffleOrder {
             ShuffleOrder::Randperm => "randperm",
             ShuffleOrder::DataLoader => "dataloader",
         }
-    }
-}
-
-/// One epoch's figures, as `metrics.json` stores them.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    pub seconds: f64,
-}
-
-impl EpochMetrics {
-    pub fn line(&self, epochs: usize) -> String {
-        format!(
-            "epoch {:>3}/{epochs}  train loss {:.4}  acc {:.4}  test loss {:.4}  acc {:.4}  {:.2}s",
-            self.epoch, self.train_loss, self.train_accuracy, self.test_loss, self.test_accuracy, self.seconds
-        )
     }
 }
 

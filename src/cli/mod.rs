@@ -231,7 +231,7 @@ pub fn usage<T>(r: Result<T>) -> Result<T> {
 
 /// The library's errors name its API (`Device::cpu`, `data_dir`, `epochs`); the command line
 /// names the flags that set the same things.
-const FLAG_HINTS: [(&str, &str); 14] = [
+const FLAG_HINTS: [(&str, &str); 17] = [
     ("DeviceChoice::Auto", "--device auto"),
     ("Device::cpu", "--device cpu"),
     ("Device::gpu", "--device gpu"),
@@ -246,6 +246,9 @@ const FLAG_HINTS: [(&str, &str); 14] = [
     ("reduce the hidden sizes", "reduce --hidden"),
     ("use a smaller params count", "use a smaller --params"),
     ("use smaller shapes", "use smaller --shapes"),
+    ("matmul shape ", "--shapes "),
+    ("optimizer selection:", "--optimizers:"),
+    ("(FUNCTIONS lists them)", "(descent descend --list)"),
 ];
 
 /// An error message with the library's names for things replaced by the CLI's flags.
