@@ -93,18 +93,21 @@ fn index_bytes(idx: &[u32]) -> Vec<u8> {
     idx.iter().flat_map(|i| i.to_le_bytes()).collect()
 }
 
+/// The training loop over one model, optimizer and dataset on one device. Build it with
+/// [`Trainer::new`], run [`Trainer::run_epoch`] (or [`Trainer::step`] for finer control), and
+/// read what it holds through the accessors.
 pub struct Trainer {
     /// The dataset's name, recorded in checkpoints.
-    pub dataset: String,
+    pub(crate) dataset: String,
     /// Where to save checkpoints, and every how many optimizer steps (0: at epoch ends only).
-    pub checkpoint: Option<(PathBuf, u64)>,
-    pub dev: Device,
-    pub model: Mlp,
-    pub opt: Optimizer,
-    pub config: TrainConfig,
+    pub(crate) checkpoint: Option<(PathBuf, u64)>,
+    pub(crate) dev: Device,
+    pub(crate) model: Mlp,
+    pub(crate) opt: Optimizer,
+    pub(crate) config: TrainConfig,
     /// Where the next epoch's order comes from.
     pub(crate) shuffle: Shuffle,
-    pub epoch: usize,
+    pub(crate) epoch: usize,
     row_len: usize,
     pub(crate) train: DeviceSplit,
     test: DeviceSplit,
@@ -185,6 +188,42 @@ impl Trainer {
         let data_bytes = (data.train.images.len() + data.test.images.len() + 4 * data.test.rows) as u64;
         let total = (4 * n).saturating_mul(buffers).saturating_add(staging).saturating_add(data_bytes);
         dev.check_fits(&what, total, 4 * n, "reduce the hidden sizes")
+    }
+
+    /// Epochs completed.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The model being trained (its arena holds the current weights).
+    pub fn model(&self) -> &Mlp {
+        &self.model
+    }
+
+    /// The optimizer: its configuration, schedule and step count.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+
+    /// The configuration the trainer was built with.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The device the trainer runs on.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// The dataset's name, as checkpoints record it.
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    /// Save a checkpoint to `path` at every epoch's end, and every `every` optimizer steps
+    /// within an epoch when `every > 0`; `None` stops saving.
+    pub fn set_checkpoint(&mut self, path: Option<PathBuf>, every: u64) {
+        self.checkpoint = path.map(|p| (p, every));
     }
 
     pub fn steps_per_epoch(&self) -> usize {

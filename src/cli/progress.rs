@@ -53,7 +53,7 @@ impl EpochProgress {
 /// One epoch of `t` under a progress bar, then its one-line summary printed (what `train` and
 /// `compare` do for every epoch).
 pub fn run_epoch(t: &mut Trainer, epochs: usize) -> Result<EpochMetrics> {
-    let bar = EpochProgress::new(t.epoch + 1, epochs, t.steps_per_epoch(), t.config.batch_size);
+    let bar = EpochProgress::new(t.epoch() + 1, epochs, t.steps_per_epoch(), t.config().batch_size);
     let m = t.run_epoch(|s, n, loss| bar.update(s, n, loss), bar.every())?;
     bar.finish();
     println!("{}", m.line(epochs));

@@ -108,36 +108,36 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut t = Trainer::new(dev, &data, config)?;
     if let (Some((tensors, meta)), Some(p)) = (&resume, &a.resume) {
         t.restore(tensors, meta, &p.display().to_string())?;
-        println!("resumed from {}: epoch {} done, optimizer step {}", p.display(), t.epoch, t.opt.step);
+        println!("resumed from {}: epoch {} done, optimizer step {}", p.display(), t.epoch(), t.optimizer().step);
     }
-    t.checkpoint = a.checkpoint.clone().map(|p| (p, a.checkpoint_every));
+    t.set_checkpoint(a.checkpoint.clone(), a.checkpoint_every);
     if a.detect_anomaly {
         t.detect_anomaly()?;
     }
     println!(
         "model: {} ({} parameters), optimizer {} lr {}, batch {}, {} steps per epoch",
-        t.model.sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
-        t.model.arena.count(),
-        t.opt.config.name,
-        t.opt.config.lr,
-        t.config.batch_size,
+        t.model().sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+        t.model().arena.count(),
+        t.optimizer().config.name,
+        t.optimizer().config.lr,
+        t.config().batch_size,
         t.steps_per_epoch()
     );
     if a.verbose {
-        print!("{}", t.model.arena.describe());
+        print!("{}", t.model().arena.describe());
     }
     let mut report = Report {
-        case: format!("{} {}", data.name, t.opt.config.name),
+        case: format!("{} {}", data.name, t.optimizer().config.name),
         dataset: super::flag_hints(&data.source),
-        device: t.dev.describe(),
-        batch_size: t.config.batch_size,
-        seed: t.config.seed,
-        shuffle: t.config.shuffle.name().into(),
-        runs: vec![RunMetrics::new(&t.opt.config.name, &t.opt.config, &t.opt.schedule.spec())],
+        device: t.device().describe(),
+        batch_size: t.config().batch_size,
+        seed: t.config().seed,
+        shuffle: t.config().shuffle.name().into(),
+        runs: vec![RunMetrics::new(&t.optimizer().config.name, &t.optimizer().config, &t.optimizer().schedule.spec())],
     };
-    while t.epoch < t.config.epochs {
+    while t.epoch() < t.config().epochs {
         let before = t.counters();
-        let epochs = t.config.epochs;
+        let epochs = t.config().epochs;
         report.runs[0].epochs.push(progress::run_epoch(&mut t, epochs)?);
         if let Some(path) = &a.metrics {
             report.write_json(path)?;
@@ -166,7 +166,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Series::new("train", pts(|e| e.train_accuracy), Kind::Path, 0),
             Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
         ];
-        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.opt.config.lr);
+        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.optimizer().config.lr);
         descent::app::plot::line_charts(
             path,
             &[
