@@ -34,7 +34,7 @@ def median(xs):
 
 
 def tensor_sizes(n, k):
-    """The same split as descent::bench::tensor_sizes."""
+    """The same split as descent::app::bench::tensor_sizes."""
     k = max(1, min(k, n))
     weights, biases = (k + 1) // 2, k // 2
     total = sum(0.5**i for i in range(weights))

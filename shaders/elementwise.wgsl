@@ -1,5 +1,6 @@
-// Elementwise kernels over n elements: bias + activation, activation backward, binary and
-// unary ops (binary ones broadcasting a row, column or scalar), fill, expand, and the search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
+// Elementwise kernels over n elements: bias + activation, activation backward, binary ops
+// (either operand broadcasting a row, column or scalar) and unary ops, fill, expand, and the
+// search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
 
 struct Params {
     n: u32, cols: u32, op: u32, act: u32,

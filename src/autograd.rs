@@ -577,7 +577,7 @@ impl<'d> Tape<'d> {
                     self.contribute(x, |dev, dst| dev.copy(dz, dst))?;
                     if let Some(bv) = bias {
                         let cols = *self.value(x).shape.last().unwrap_or(&1);
-                        self.contribute(bv, |dev, dst| dev.col_sum(dz, dst, cols))?;
+                        self.contribute(bv, |dev, dst| dev.sum_axis(dz, dst, cols, Axis::Rows, 1.0))?;
                     }
                 }
                 Op::Binary { op, a, b, bcast } => self.binary_backward(op, a, b, bcast, g, i)?,
@@ -671,7 +671,7 @@ impl<'d> Tape<'d> {
             }
         }
         if let (Some(bvar), false) = (bias_needs, bias_done) {
-            self.contribute(bvar, |dev, dst| dev.col_sum(dz, dst, n))?;
+            self.contribute(bvar, |dev, dst| dev.sum_axis(dz, dst, n, Axis::Rows, 1.0))?;
         }
         Ok(())
     }

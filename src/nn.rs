@@ -247,10 +247,8 @@ impl Mlp {
     pub fn new(dev: &mut Device, sizes: &[usize], act: Act, rng: &mut TorchGenerator) -> Result<Mlp> {
         ensure!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         ensure!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive, got {sizes:?}");
-        // Parameters and gradients on the device, and the initial values drawn on the host.
-        let n = Mlp::arena_len(sizes).map_or(u64::MAX / 16, |n| n as u64);
-        let staging = if dev.is_gpu() { 0 } else { 8 * n };
-        dev.check_fits(&format!("an MLP of sizes {sizes:?}"), 8 * n + staging, 4 * n, "use smaller layer sizes")?;
+        let (bytes, arena_bytes) = Mlp::footprint(sizes, dev.is_gpu());
+        dev.check_fits(&format!("an MLP of sizes {sizes:?}"), bytes, arena_bytes, "use smaller layer sizes")?;
         let mut shapes = Vec::new();
         let mut init = Vec::new();
         for (i, w) in sizes.windows(2).enumerate() {
@@ -277,6 +275,15 @@ impl Mlp {
             }
         }
         Some(total)
+    }
+
+    /// Bytes an MLP of `sizes` takes (its parameters and gradients, and on the CPU the host
+    /// copies its initial values are drawn into), and bytes of its arena, the largest buffer:
+    /// for checking a size against [`Device::check_fits`] before anything is allocated.
+    pub fn footprint(sizes: &[usize], on_gpu: bool) -> (u64, u64) {
+        let arena = Mlp::arena_len(sizes).map_or(u64::MAX / 16, |n| 4 * n as u64);
+        let buffers = if on_gpu { 2 } else { 4 };
+        (arena.saturating_mul(buffers), arena)
     }
 
     /// The linear layers, input first.

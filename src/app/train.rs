@@ -5,7 +5,7 @@
 
 pub use crate::app::checkpoint::{config_from_checkpoint, CHECKPOINT_FORMAT};
 pub use crate::app::metrics::EpochMetrics;
-use crate::autograd::Tape;
+use crate::autograd::{Tape, Var};
 use crate::backend::{Act, ByteBuffer, Counters, Device, Gather};
 use crate::data::{Dataset, Split};
 use crate::nn::Mlp;
@@ -176,18 +176,19 @@ impl Trainer {
         })
     }
 
-    /// Refuse a model and dataset the device cannot hold, before allocating any of it:
-    /// parameters, gradients and optimizer state, the dataset's bytes, and on the CPU the
-    /// host copies the initial weights are drawn into.
+    /// Refuse a model and dataset the device cannot hold, before allocating any of it: the
+    /// model ([`Mlp::footprint`]), the optimizer's state, and the dataset's bytes with the
+    /// row orders of both splits.
     fn check_fits(dev: &Device, data: &Dataset, sizes: &[usize], opt: &OptimConfig) -> Result<()> {
         let name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
         let what = format!("a {name} model with {}", opt.name);
-        let n = Mlp::arena_len(sizes).map_or(u64::MAX / 64, |n| n as u64);
-        let buffers = 2 + opt.state_names().len() as u64;
-        let staging = if dev.is_gpu() { 0 } else { 8 * n };
-        let data_bytes = (data.train.images.len() + data.test.images.len() + 4 * data.test.rows) as u64;
-        let total = (4 * n).saturating_mul(buffers).saturating_add(staging).saturating_add(data_bytes);
-        dev.check_fits(&what, total, 4 * n, "reduce the hidden sizes")
+        let (model, arena) = Mlp::footprint(sizes, dev.is_gpu());
+        let state = arena.saturating_mul(opt.state_names().len() as u64);
+        let data_bytes = [&data.train, &data.test]
+            .iter()
+            .map(|s| (s.images.len() + s.labels.len() + 4 * s.rows) as u64)
+            .sum::<u64>();
+        dev.check_fits(&what, model.saturating_add(state).saturating_add(data_bytes), arena, "reduce the hidden sizes")
     }
 
     /// Epochs completed.
@@ -230,15 +231,17 @@ impl Trainer {
         self.train.rows.div_ceil(self.config.batch_size)
     }
 
-    /// Gather rows `order[start..start + count]` of a split into fresh x and y buffers.
+    /// Gather rows `order[start..start + count]` of a split onto `tape`: the batch as an input
+    /// and its labels, both released with the tape.
     fn gather(
-        dev: &mut Device,
+        tape: &mut Tape,
         row_len: usize,
         split: &DeviceSplit,
         order: ByteBuffer,
         start: usize,
         count: usize,
-    ) -> Result<(View, View)> {
+    ) -> Result<(Var, View)> {
+        let dev = tape.device();
         let x = dev.alloc(count * row_len)?;
         let y = dev.alloc(count)?;
         dev.gather(&Gather {
@@ -252,7 +255,8 @@ impl Trainer {
             x,
             y,
         });
-        Ok((x, y))
+        tape.adopt(y);
+        Ok((tape.input_owned(Tensor::new(x, &[count, row_len])), y))
     }
 
     /// Check every op's output and gradient each step and name the first non-finite one
@@ -269,10 +273,8 @@ impl Trainer {
         {
             let mut tape = Tape::new(&mut self.dev);
             tape.set_anomaly(self.anomaly);
-            let (x, y) = Self::gather(tape.device(), self.row_len, &self.train, order, start, count)?;
-            tape.adopt(y);
-            let xv = tape.input_owned(Tensor::new(x, &[count, self.row_len]));
-            let logits = self.model.forward(&mut tape, xv)?;
+            let (x, y) = Self::gather(&mut tape, self.row_len, &self.train, order, start, count)?;
+            let logits = self.model.forward(&mut tape, x)?;
             let loss = tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
             tape.backward(loss)?;
             if let Some(flag) = self.anomaly {
@@ -391,10 +393,8 @@ impl Trainer {
         while from < rows {
             let count = self.config.eval_batch.min(rows - from);
             let mut tape = Tape::new(&mut self.dev);
-            let (x, y) = Self::gather(tape.device(), self.row_len, &self.test, self.test_order, from, count)?;
-            tape.adopt(y);
-            let xv = tape.input_owned(Tensor::new(x, &[count, self.row_len]));
-            let logits = self.model.forward_no_grad(&mut tape, xv)?;
+            let (x, y) = Self::gather(&mut tape, self.row_len, &self.test, self.test_order, from, count)?;
+            let logits = self.model.forward_no_grad(&mut tape, x)?;
             tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
             drop(tape);
             from += count;

@@ -414,7 +414,7 @@ impl Backend for CpuBackend {
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         self.run(out, &[a, b], |o, i| {
             let (a, b) = (i[0], i[1]);
-            if bcast == Bcast::NONE || (bcast.a == Layout::Full && bcast.b == Layout::Full) {
+            if bcast.a == Layout::Full && bcast.b == Layout::Full {
                 // Separate loops per op so each one vectorizes.
                 match op {
                     BinaryOp::Add => map2(o, a, b, |x, y| x + y),

@@ -225,7 +225,8 @@ impl GpuBackend {
         Ok(Box::new(GpuBackend::open(hardware_only)?))
     }
 
-    /// Open the best adapter wgpu finds (only a hardware one when `hardware_only`), with every shader compiled and validated up front.
+    /// Open the best adapter wgpu finds (only a hardware one when `hardware_only`), with every
+    /// shader compiled and validated up front.
     pub fn open(hardware_only: bool) -> Result<GpuBackend> {
         GpuBackend::open_with_limits(hardware_only, |_| {})
     }

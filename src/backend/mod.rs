@@ -117,10 +117,9 @@ pub struct Epilogue {
 /// How one operand of a broadcasting op is read over an output of `rows × cols` elements
 /// (row-major): every element, one row repeated down the rows, one column repeated across
 /// the columns, or one value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
     /// As long as the output: element `i`.
-    #[default]
     Full,
     /// `cols` values: element `i % cols` (a `[1, n]` row or an `[n]` vector over `[m, n]`).
     Row,
@@ -482,8 +481,6 @@ impl DeviceChoice {
 pub struct ByteBuffer {
     /// The backend's buffer id.
     pub id: usize,
-    /// Bytes stored.
-    pub len: usize,
 }
 
 /// What autograd, layers, optimizers and training talk to: one backend plus a pool of
@@ -610,7 +607,7 @@ impl Device {
 
     /// A byte buffer holding `data` (a dataset, row indices).
     pub fn upload_bytes(&mut self, data: &[u8]) -> Result<ByteBuffer> {
-        Ok(ByteBuffer { id: self.backend.alloc_bytes(data)?, len: data.len() })
+        Ok(ByteBuffer { id: self.backend.alloc_bytes(data)? })
     }
 
     /// Free a byte buffer: its memory goes back to the system.
@@ -653,11 +650,6 @@ impl Device {
     /// `dx = dy ⊙ act'(y)`.
     pub fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
         self.backend.act_backward(act, y, dy, dx)
-    }
-
-    /// `out[c] = Σ_r x[r, c]` for a matrix of `cols` columns.
-    pub fn col_sum(&mut self, x: View, out: View, cols: usize) {
-        self.backend.sum_axis(x, out, cols, Axis::Rows, 1.0)
     }
 
     /// `scale ·` sums of a `rows × cols` matrix along `axis`.
