@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# The prepared check for a machine with a real GPU: build, list adapters, run kernel parity on
-# the GPU and the CPU, time one training epoch on each device, then the optimizer and matmul
-# benches on the GPU. Meant to finish well within 8 minutes. Usage: bash benches/gpu-check.sh
+# The prepared check for a machine with a real GPU: list adapters, run kernel parity on the GPU
+# and the CPU, time one training epoch on each device, the optimizer and matmul benches on the
+# GPU, and, where python3 has PyTorch with CUDA, PyTorch's fused Adam and torch.mm on the same
+# GPU in alternating rounds. Meant to finish well within 8 minutes.
+#
+# Usage: bash benches/gpu-check.sh            (builds target/release/descent first)
+#        DESCENT_BIN=path/to/descent bash benches/gpu-check.sh   (a binary built elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 chmod 700 "$XDG_RUNTIME_DIR" 2>/dev/null || true
-cargo build --release -q
-bin=target/release/descent
+if [ -z "${DESCENT_BIN:-}" ]; then
+  cargo build --release -q
+  DESCENT_BIN=target/release/descent
+fi
+bin=$DESCENT_BIN
 $bin info
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
 echo "== parity (GPU and CPU against the f64 reference)"
 $bin parity --device both | tail -n 3
 echo "== one Fashion-MNIST epoch per device (batch 64, Adam)"
 for dev in gpu cpu; do
   $bin train --device "$dev" --optimizer adam --epochs 1 --verbose | grep -E "^(device|epoch|  per)"
 done
+echo "== bench epoch (data in device memory, evaluation excluded)"
+$bin bench epoch --device gpu --optimizer adam --lr 1e-3
+$bin bench epoch --device cpu --optimizer adam --lr 1e-3
 echo "== optimizer steps (fused multi-tensor, per tensor, unfused), GPU timestamps"
 $bin bench optim --device gpu --optimizer adam,sgd --params 1e6,1e7,1e8 --repeats 20
+echo "== the fused step at 1e9 parameters (4 GB per state buffer; may exceed the binding limit)"
+$bin bench optim --device gpu --optimizer adam --params 1e9 --repeats 5 --variants fused_multi_tensor || true
 $bin bench optim --device cpu --optimizer adam --params 1e7 --repeats 10
 echo "== matmul GFLOP/s"
 $bin bench matmul --device gpu
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  echo "== PyTorch on the same GPU, alternating rounds with descent (--cuda)"
+  python3 benches/torch_side_by_side.py --cuda --descent-bin "$bin" --optimizers adam,adamw \
+    --params 1e6,1e7,1e8 --repeats 20 --rounds 3 --skip epoch
+fi

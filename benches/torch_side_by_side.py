@@ -26,6 +26,15 @@ import torch
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 
+# The device PyTorch's optimizer steps and matmuls run on: "cpu", or "cuda" with --cuda (then
+# descent's side of the alternating rounds runs with --device gpu).
+DEV = "cpu"
+
+
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
 
 def median(xs):
     xs = sorted(xs)
@@ -61,16 +70,18 @@ def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS):
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
         for n in sizes:
             for variant, kw in variants:
-                params = [torch.rand(s, requires_grad=True) for s in tensor_sizes(n, tensors)]
+                params = [torch.rand(s, device=DEV, requires_grad=True) for s in tensor_sizes(n, tensors)]
                 for p in params:
                     p.grad = torch.rand_like(p) * 1e-2
                 opt = cls(params, lr=1e-3, **kw)
                 for _ in range(2):
                     opt.step()
+                sync()
                 ts = []
                 for _ in range(repeats):
                     t = time.perf_counter()
                     opt.step()
+                    sync()
                     ts.append(time.perf_counter() - t)
                 ms = median(ts) * 1e3
                 rows.append({"optimizer": name, "variant": variant, "params": n, "median_ms": ms, "gb_per_s": 28 * n / (ms * 1e-3) / 1e9})
@@ -87,16 +98,18 @@ SHAPES = [
 def bench_mm(repeats, shapes=None):
     rows = []
     for form, m, k, n in shapes or SHAPES:
-        a = torch.rand(k, m).t() if form == "tn" else torch.rand(m, k)
-        b = torch.rand(n, k).t() if form == "nt" else torch.rand(k, n)
-        out = torch.empty(m, n)
-        inner = max(1, int(2e8 / (2 * m * k * n)))
+        a = torch.rand(k, m, device=DEV).t() if form == "tn" else torch.rand(m, k, device=DEV)
+        b = torch.rand(n, k, device=DEV).t() if form == "nt" else torch.rand(k, n, device=DEV)
+        out = torch.empty(m, n, device=DEV)
+        inner = max(1, int((2e10 if DEV == "cuda" else 2e8) / (2 * m * k * n)))
         torch.mm(a, b, out=out)
+        sync()
         ts = []
         for _ in range(repeats):
             t = time.perf_counter()
             for _ in range(inner):
                 torch.mm(a, b, out=out)
+            sync()
             ts.append((time.perf_counter() - t) / inner)
         ms = median(ts) * 1e3
         rows.append({"form": form, "m": m, "k": k, "n": n, "median_ms": ms, "gflop_per_s": 2 * m * k * n / (ms * 1e-3) / 1e9})
@@ -146,7 +159,7 @@ def optim_rounds(binary, names, sizes, repeats, tensors, rounds):
         for n in sizes:
             pairs = []
             for _ in range(rounds):
-                out = subprocess.run([binary, "bench", "optim", "--device", "cpu", "--optimizer", name, "--params", str(n),
+                out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, "--params", str(n),
                                       "--variants", "fused_multi_tensor", "--repeats", str(repeats), "--json"],
                                      check=True, capture_output=True, text=True).stdout
                 ours = json.loads(out)["results"][0]["median_ms"]
@@ -163,7 +176,7 @@ def matmul_rounds(binary, repeats, rounds):
     for form, m, k, n in SHAPES:
         pairs = []
         for _ in range(rounds):
-            out = subprocess.run([binary, "bench", "matmul", "--device", "cpu", "--shapes", f"{form}:{m}x{k}x{n}",
+            out = subprocess.run([binary, "bench", "matmul", "--device", "gpu" if DEV == "cuda" else "cpu", "--shapes", f"{form}:{m}x{k}x{n}",
                                   "--repeats", str(repeats), "--json"], check=True, capture_output=True, text=True).stdout
             ours = json.loads(out)["results"][0]["gflop_per_s"]
             theirs = bench_mm(repeats, [(form, m, k, n)])[0]["gflop_per_s"]
@@ -314,7 +327,12 @@ def main():
     ap.add_argument("--cifar10", metavar="DIR", help="with --accuracy-seeds: the CIFAR-10 JPEG tree instead of Fashion-MNIST (run `descent train --dataset cifar10 --data-dir DIR` once first, to write the decode cache)")
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
+    ap.add_argument("--cuda", action="store_true", help="PyTorch's optimizer steps and matmuls on the CUDA GPU (fp32, TF32 off), descent's on --device gpu; the epoch stays on the CPU")
     a = ap.parse_args()
+    if a.cuda:
+        global DEV
+        DEV = "cuda"
+        torch.backends.cuda.matmul.allow_tf32 = False
     if a.accuracy_seeds:
         lo, _, hi = a.accuracy_seeds.partition("-")
         cache = a.cifar10_cache
