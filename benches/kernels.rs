@@ -57,7 +57,7 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
         g.bench_function(format!("{name} fused_per_tensor {n}"), |b| {
             b.iter(|| {
                 opt.step += 1;
-                let k = opt.config.kernel_step(opt.step, opt.config.lr);
+                let k = opt.config.kernel_step(opt.step, opt.config.lr());
                 let mut off = 0;
                 for &len in &sizes {
                     dev.optim_step(&k, p.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));

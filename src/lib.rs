@@ -26,7 +26,7 @@
 //! use descent::autograd::Tape;
 //! use descent::backend::{Act, Device};
 //! use descent::nn::Mlp;
-//! use descent::optim::{OptimConfig, Optimizer, Schedule};
+//! use descent::optim::{Adam, OptimConfig, Optimizer, Schedule};
 //! use descent::tensor::Tensor;
 //! use descent::torch_rng::TorchGenerator;
 //!
@@ -34,8 +34,7 @@
 //! let mut dev = Device::cpu(); // or Device::gpu()?
 //! let mut rng = TorchGenerator::new(0); // torch.manual_seed(0)
 //! let model = Mlp::new(&mut dev, &[4, 16, 3], Act::Relu, &mut rng)?;
-//! let mut adam = OptimConfig::defaults("adam")?; // PyTorch's names and defaults
-//! adam.lr = 0.01;
+//! let adam = OptimConfig::Adam(Adam { lr: 0.01, ..Adam::default() }); // PyTorch's names and defaults
 //! let mut opt = Optimizer::new(&mut dev, &model.arena, adam, Schedule::Constant)?;
 //!
 //! let x = dev.upload(&[0.5, -1.0, 0.2, 0.1, -0.3, 0.8, -0.5, 0.9])?; // 2 rows of 4 features

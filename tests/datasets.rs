@@ -240,8 +240,7 @@ fn real_cifar10_jpeg_tree() {
     let again = load_cifar10(Some(&root)).unwrap();
     assert!(again.source.contains("decoded copy"));
     assert!(again.train.images == d.train.images && again.test.labels == d.test.labels);
-    let mut optimizer = descent::optim::OptimConfig::defaults("adamw").unwrap();
-    optimizer.weight_decay = 0.01;
+    let optimizer = descent::optim::OptimConfig::Adamw(descent::optim::Adam::adamw());
     let config = descent::app::train::TrainConfig {
         epochs: 10,
         batch_size: 64,

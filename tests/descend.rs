@@ -7,12 +7,12 @@ mod common;
 use descent::app::descend::{descend, ewa, ewa_weights, Iterate};
 use descent::app::functions::{Function, FUNCTIONS};
 use descent::backend::Device;
-use descent::optim::{OptimConfig, Schedule};
+use descent::optim::{OptimConfig, Rmsprop, Schedule};
 use std::process::Command;
 
 fn run(dev: &mut Device, function: &str, start: &[f32], optimizer: &str, lr: f64, steps: usize) -> Vec<Iterate> {
     let mut config = OptimConfig::defaults(optimizer).unwrap();
-    config.lr = lr;
+    config.set_lr(lr);
     descend(dev, &Function::find(function).unwrap(), start, &config, &Schedule::Constant, steps).unwrap()
 }
 
@@ -52,8 +52,7 @@ fn worked_examples(dev: &mut Device) {
     let div = run(dev, "square", &[99.0], "sgd", 1.1, 10);
     assert!(div[10].x[0].abs() > 99.0 * 1.2f32.powi(10) * 0.999);
     // RMSProp on x² from 9 (α = ρ = 0.9, eps = 1e-7): 8.6837, 8.458, 8.27.
-    let mut c = OptimConfig::defaults("rmsprop").unwrap();
-    (c.lr, c.alpha, c.eps) = (0.1, 0.9, 1e-7);
+    let c = OptimConfig::Rmsprop(Rmsprop { lr: 0.1, alpha: 0.9, eps: 1e-7, ..Rmsprop::default() });
     let its = descend(dev, &Function::find("square").unwrap(), &[9.0], &c, &Schedule::Constant, 3).unwrap();
     check(&its, &[&[8.6837]], 4, "rmsprop");
     check(&its, &[&[8.6837], &[8.458], &[8.27]], 2, "rmsprop");

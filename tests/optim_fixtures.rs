@@ -40,7 +40,7 @@ fn check_device(mut dev: Device) {
     let mut covered = std::collections::BTreeSet::new();
     for (name, fx) in fixtures() {
         let spec = ReplaySpec::parse(&fx["spec"].to_string()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        covered.insert(spec.optimizer.name.clone());
+        covered.insert(spec.optimizer.name().to_string());
         let t = run(&mut dev, &spec).unwrap();
         let want = rows(&fx["expected"]["params"]);
         let lr: Vec<f64> = fx["expected"]["lr"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();

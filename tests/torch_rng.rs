@@ -87,7 +87,7 @@ fn training_steps_match_pytorchs_from_the_same_seed() {
             .map(|x| x.as_f64().unwrap())
             .collect();
         let mut o = OptimConfig::defaults(opt).unwrap();
-        o.lr = lr;
+        o.set_lr(lr);
         let config = TrainConfig {
             epochs: 1,
             batch_size: 64,

@@ -17,7 +17,7 @@ fn full_data() -> Dataset {
 
 fn config(opt: &str, lr: f64, epochs: usize) -> TrainConfig {
     let mut o = OptimConfig::defaults(opt).unwrap();
-    o.lr = lr;
+    o.set_lr(lr);
     TrainConfig {
         epochs,
         batch_size: 64,
@@ -121,8 +121,8 @@ fn adaptive_optimizers_reach_the_lectures_accuracy() {
     for (opt, lr, wd, target) in
         [("adam", 1e-3, 0.0, 0.867), ("adamw", 1e-3, 0.01, 0.862), ("adagrad", 0.01, 0.0, 0.865)]
     {
-        let mut c = config(opt, lr, 10);
-        c.optimizer.weight_decay = wd;
+        let c = config(opt, lr, 10);
+        assert_eq!(c.optimizer.weight_decay(), wd, "{opt}: PyTorch's default weight decay");
         let acc = final_accuracy(&data, c);
         assert!(acc >= target, "{opt}: {acc} after 10 epochs, target {target}");
     }

@@ -6,7 +6,7 @@
 //! time of running the work and waiting for it. Each result says which.
 
 use crate::backend::{BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
-use crate::optim::{OptimConfig, OptimKind, OptimStep, Optimizer, Schedule};
+use crate::optim::{OptimConfig, OptimStep, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::tensor::View;
 use anyhow::{bail, Result};
@@ -117,12 +117,10 @@ pub fn bench_config(name: &str) -> Result<OptimConfig> {
     if !BENCH_OPTIMIZERS.contains(&name) {
         bail!("descent bench optim: unknown optimizer '{name}': use one of {} or all", BENCH_OPTIMIZERS.join(", "));
     }
-    let mut c = OptimConfig::defaults(name)?;
     if name == "sgd" {
-        c.lr = 0.01;
-        c.momentum = 0.9;
+        return Ok(OptimConfig::Sgd(Sgd { lr: 0.01, momentum: 0.9, ..Sgd::default() }));
     }
-    Ok(c)
+    OptimConfig::defaults(name)
 }
 
 /// How an optimizer step is issued.
@@ -194,15 +192,14 @@ pub struct Unfused {
 impl Unfused {
     pub fn new(dev: &mut Device, config: &OptimConfig, params: &[f32]) -> Result<Unfused> {
         let n = params.len();
-        let supported =
-            matches!(config.kind(), OptimKind::Adam | OptimKind::Rmsprop | OptimKind::Adagrad | OptimKind::Sgd)
-                && !config.amsgrad
-                && !config.centered
-                && !config.nesterov
-                && config.dampening == 0.0
-                && (config.kind() != OptimKind::Rmsprop || config.momentum == 0.0)
-                && (config.kind() != OptimKind::Sgd || config.momentum > 0.0)
-                && (config.weight_decay == 0.0 || config.name == "adamw");
+        let supported = match config {
+            OptimConfig::Adam(c) => !c.amsgrad && c.weight_decay == 0.0,
+            OptimConfig::Adamw(c) => !c.amsgrad,
+            OptimConfig::Rmsprop(c) => !c.centered && c.momentum == 0.0 && c.weight_decay == 0.0,
+            OptimConfig::Adagrad(c) => c.weight_decay == 0.0,
+            OptimConfig::Sgd(c) => !c.nesterov && c.dampening == 0.0 && c.momentum > 0.0 && c.weight_decay == 0.0,
+            OptimConfig::LectureMomentum(_) => false,
+        };
         if !supported {
             bail!("the unfused baseline covers the benchmark settings only, not {config:?}");
         }
@@ -224,13 +221,12 @@ impl Unfused {
         use BinaryOp::*;
         use UnaryOp::*;
         self.step += 1;
-        let c = &self.config;
         let t = self.step as i32;
-        let lr = c.lr as f32;
         let [t1, t2, t3] = self.temps;
         let [p, p_next] = self.params;
-        match c.kind() {
-            OptimKind::Sgd => {
+        match &self.config {
+            OptimConfig::Sgd(c) => {
+                let lr = c.lr as f32;
                 let [buf, buf_next] = self.state[0];
                 if self.step == 1 {
                     dev.copy(g, buf_next);
@@ -241,10 +237,11 @@ impl Unfused {
                 dev.unary(Scale(-lr), buf_next, t1);
                 dev.binary(Add, p, t1, p_next);
             }
-            OptimKind::Adam => {
+            config @ (OptimConfig::Adam(c) | OptimConfig::Adamw(c)) => {
+                let lr = c.lr as f32;
                 let ([m, m_next], [v, v_next]) = (self.state[0], self.state[1]);
                 let (b1, b2) = (c.betas.0 as f32, c.betas.1 as f32);
-                let src = if c.name == "adamw" {
+                let src = if matches!(config, OptimConfig::Adamw(_)) {
                     dev.unary(Scale(1.0 - lr * c.weight_decay as f32), p, t3);
                     t3
                 } else {
@@ -266,7 +263,8 @@ impl Unfused {
                 dev.unary(Scale((-c.lr / bc1) as f32), t2, t1);
                 dev.binary(Add, src, t1, p_next);
             }
-            OptimKind::Rmsprop => {
+            OptimConfig::Rmsprop(c) => {
+                let lr = c.lr as f32;
                 let [v, v_next] = self.state[0];
                 let alpha = c.alpha as f32;
                 dev.binary(Mul, g, g, t1);
@@ -279,7 +277,7 @@ impl Unfused {
                 dev.unary(Scale(-lr), t1, t2);
                 dev.binary(Add, p, t2, p_next);
             }
-            OptimKind::Adagrad => {
+            OptimConfig::Adagrad(c) => {
                 let [s, s_next] = self.state[0];
                 let clr = c.lr / (1.0 + (self.step - 1) as f64 * c.lr_decay);
                 dev.binary(Mul, g, g, t1);
@@ -290,7 +288,7 @@ impl Unfused {
                 dev.unary(Scale(-clr as f32), t1, t2);
                 dev.binary(Add, p, t2, p_next);
             }
-            OptimKind::LectureMomentum => unreachable!("rejected in Unfused::new"),
+            OptimConfig::LectureMomentum(_) => unreachable!("rejected in Unfused::new"),
         }
         self.params.swap(0, 1);
         for s in &mut self.state {
@@ -354,7 +352,7 @@ pub fn bench_optim(
             let mut opt = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?;
             let t = time(dev, 2, repeats, |d| {
                 opt.step += 1;
-                let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr);
+                let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr());
                 let mut off = 0;
                 for &len in &sizes {
                     d.optim_step(&k, params.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));

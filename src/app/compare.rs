@@ -1,7 +1,7 @@
 //! The lecture's case studies: one MLP trained with each optimizer on one dataset, same seed,
 //! same batches, for a side-by-side comparison (`descent compare`).
 
-use crate::optim::OptimConfig;
+use crate::optim::{Adagrad, Adam, OptimConfig, Rmsprop, Sgd};
 use anyhow::{bail, Result};
 
 /// A case study: its dataset and the optimizers it compares, with the lecture's settings.
@@ -15,37 +15,29 @@ pub struct Case {
 
 pub const CASE_NAMES: [&str; 2] = ["fashion-mnist", "cifar10"];
 
-fn config(name: &str, lr: f64, edit: impl FnOnce(&mut OptimConfig)) -> Result<OptimConfig> {
-    let mut c = OptimConfig::defaults(name)?;
-    c.lr = lr;
-    edit(&mut c);
-    c.validate()?;
-    Ok(c)
-}
-
 impl Case {
     /// The case's runs: Fashion-MNIST with SGD, SGD+momentum, Adagrad, RMSProp, Adam, AdamW;
     /// CIFAR-10 with SGD, Adam, AdamW. SGD lr 0.01, Adagrad lr 0.01, RMSProp, Adam and AdamW
     /// lr 1e-3 (AdamW weight_decay 0.01, PyTorch's default); momentum 0.9.
     pub fn named(name: &str) -> Result<Case> {
-        let sgd = || config("sgd", 0.01, |_| {});
-        let adam = || config("adam", 1e-3, |_| {});
-        let adamw = || config("adamw", 1e-3, |c| c.weight_decay = 0.01);
+        let sgd = || OptimConfig::Sgd(Sgd { lr: 0.01, ..Sgd::default() });
+        let adam = || OptimConfig::Adam(Adam { lr: 1e-3, ..Adam::default() });
+        let adamw = || OptimConfig::Adamw(Adam { lr: 1e-3, weight_decay: 0.01, ..Adam::default() });
         let (case, runs) = match name {
             "fashion-mnist" => (
                 "fashion-mnist",
                 vec![
-                    ("sgd".to_string(), sgd()?),
-                    ("sgd_momentum".to_string(), config("sgd", 0.01, |c| c.momentum = 0.9)?),
-                    ("adagrad".to_string(), config("adagrad", 0.01, |_| {})?),
-                    ("rmsprop".to_string(), config("rmsprop", 1e-3, |_| {})?),
-                    ("adam".to_string(), adam()?),
-                    ("adamw".to_string(), adamw()?),
+                    ("sgd".to_string(), sgd()),
+                    ("sgd_momentum".to_string(), OptimConfig::Sgd(Sgd { lr: 0.01, momentum: 0.9, ..Sgd::default() })),
+                    ("adagrad".to_string(), OptimConfig::Adagrad(Adagrad { lr: 0.01, ..Adagrad::default() })),
+                    ("rmsprop".to_string(), OptimConfig::Rmsprop(Rmsprop { lr: 1e-3, ..Rmsprop::default() })),
+                    ("adam".to_string(), adam()),
+                    ("adamw".to_string(), adamw()),
                 ],
             ),
             "cifar10" => (
                 "cifar10",
-                vec![("sgd".to_string(), sgd()?), ("adam".to_string(), adam()?), ("adamw".to_string(), adamw()?)],
+                vec![("sgd".to_string(), sgd()), ("adam".to_string(), adam()), ("adamw".to_string(), adamw())],
             ),
             _ => bail!("unknown case '{name}': use one of {}", CASE_NAMES.join(", ")),
         };
@@ -75,7 +67,10 @@ mod tests {
         let labels: Vec<_> = f.runs.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(labels, ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"]);
         let adamw = &f.runs[5].1;
-        assert_eq!((adamw.lr, adamw.weight_decay), (1e-3, 0.01));
+        assert_eq!((adamw.name(), adamw.lr(), adamw.weight_decay()), ("adamw", 1e-3, 0.01));
+        for (_, c) in &f.runs {
+            c.validate().unwrap();
+        }
         let mut c = Case::named("cifar10").unwrap();
         c.select(&["adamw".into(), "sgd".into()]).unwrap();
         assert_eq!(c.runs.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(), ["sgd", "adamw"]);

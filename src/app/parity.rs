@@ -3,7 +3,7 @@
 //! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
 
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
-use crate::optim::{reference as optim_ref, OptimConfig};
+use crate::optim::{reference as optim_ref, Adagrad, Adam, LectureMomentum, OptimConfig, Rmsprop, Sgd};
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
@@ -45,42 +45,35 @@ impl Default for ParityConfig {
 
 /// The optimizer configurations parity covers: every kernel and every flag that changes it.
 pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
-    let mut out = Vec::new();
-    let mut add = |label: &str, name: &str, f: &dyn Fn(&mut OptimConfig)| {
-        let mut c = OptimConfig::defaults(name).expect("known optimizer");
-        f(&mut c);
-        out.push((label.to_string(), c));
-    };
-    add("sgd", "sgd", &|c| c.lr = 0.1);
-    add("sgd_momentum_dampening_wd", "sgd", &|c| {
-        c.momentum = 0.9;
-        c.dampening = 0.1;
-        c.weight_decay = 0.01;
-    });
-    add("sgd_nesterov", "sgd", &|c| {
-        c.momentum = 0.9;
-        c.nesterov = true;
-    });
-    add("adagrad_lr_decay_init", "adagrad", &|c| {
-        c.lr_decay = 0.01;
-        c.initial_accumulator_value = 0.1;
-        c.weight_decay = 0.01;
-    });
-    add("rmsprop", "rmsprop", &|_| {});
-    add("rmsprop_centered_momentum", "rmsprop", &|c| {
-        c.centered = true;
-        c.momentum = 0.9;
-        c.weight_decay = 0.01;
-    });
-    add("rmsprop_centered", "rmsprop", &|c| c.centered = true);
-    add("adam", "adam", &|_| {});
-    add("adam_amsgrad_wd", "adam", &|c| {
-        c.amsgrad = true;
-        c.weight_decay = 0.01;
-    });
-    add("adamw", "adamw", &|_| {});
-    add("lecture_momentum", "lecture_momentum", &|_| {});
-    out
+    use OptimConfig as O;
+    let cases = [
+        ("sgd", O::Sgd(Sgd { lr: 0.1, ..Sgd::default() })),
+        (
+            "sgd_momentum_dampening_wd",
+            O::Sgd(Sgd { momentum: 0.9, dampening: 0.1, weight_decay: 0.01, ..Sgd::default() }),
+        ),
+        ("sgd_nesterov", O::Sgd(Sgd { momentum: 0.9, nesterov: true, ..Sgd::default() })),
+        (
+            "adagrad_lr_decay_init",
+            O::Adagrad(Adagrad {
+                lr_decay: 0.01,
+                initial_accumulator_value: 0.1,
+                weight_decay: 0.01,
+                ..Adagrad::default()
+            }),
+        ),
+        ("rmsprop", O::Rmsprop(Rmsprop::default())),
+        (
+            "rmsprop_centered_momentum",
+            O::Rmsprop(Rmsprop { centered: true, momentum: 0.9, weight_decay: 0.01, ..Rmsprop::default() }),
+        ),
+        ("rmsprop_centered", O::Rmsprop(Rmsprop { centered: true, ..Rmsprop::default() })),
+        ("adam", O::Adam(Adam::default())),
+        ("adam_amsgrad_wd", O::Adam(Adam { amsgrad: true, weight_decay: 0.01, ..Adam::default() })),
+        ("adamw", O::Adamw(Adam::adamw())),
+        ("lecture_momentum", O::LectureMomentum(LectureMomentum::default())),
+    ];
+    cases.into_iter().map(|(label, c)| (label.to_string(), c)).collect()
 }
 
 struct Checker<'a> {
@@ -345,7 +338,7 @@ impl Checker<'_> {
                 .map(|v| if self.rng.below(2) == 0 { v } else { -v })
                 .collect();
             self.dev.write(gv, &g)?;
-            let lr = cfg.lr;
+            let lr = cfg.lr();
             self.dev.optim_step(&cfg.kernel_step(t, lr), pv, gv, &slots);
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
             optim_ref::step(cfg, t, lr, &mut p, &g64, &mut state);

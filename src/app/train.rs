@@ -181,7 +181,7 @@ impl Trainer {
     /// row orders of both splits.
     fn check_fits(dev: &Device, data: &Dataset, sizes: &[usize], opt: &OptimConfig) -> Result<()> {
         let name = sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-");
-        let what = format!("a {name} model with {}", opt.name);
+        let what = format!("a {name} model with {}", opt.name());
         let (model, arena) = Mlp::footprint(sizes, dev.is_gpu());
         let state = arena.saturating_mul(opt.state_names().len() as u64);
         let data_bytes = [&data.train, &data.test]

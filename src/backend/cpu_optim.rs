@@ -1,8 +1,9 @@
-//! The rayon twins of `shaders/optim.wgsl`: each optimizer as one fused, parallel pass over
-//! the parameter arena. Formulas follow `torch.optim` (see `optim::reference` for the plain
-//! f64 version and `backend::OptimStep` for the layout of `h`).
+//! The rayon twins of `shaders/optim_<kernel>.wgsl`: each optimizer as one fused, parallel
+//! pass over the parameter arena, reading the same parameter structs
+//! ([`super::optim_kernel`]). Formulas follow `torch.optim` (see `optim::reference` for the
+//! plain f64 version).
 
-use super::{OptimKind, OptimStep};
+use super::optim_kernel::*;
 use rayon::prelude::*;
 
 /// Elements per parallel task, at least: large enough to amortise scheduling.
@@ -28,16 +29,16 @@ pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>)
         let sc: Vec<&mut [f32]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
         work.push((pc, gc, sc));
     }
-    let (kind, h) = (step.kind, step.h);
+    let step = *step;
     let wide = wide_vectors();
     work.into_par_iter().for_each(|(p, g, mut s)| {
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
-            return unsafe { chunk_avx2(kind, &h, p, g, &mut s) };
+            return unsafe { chunk_avx2(&step, p, g, &mut s) };
         }
         let _ = wide;
-        chunk(kind, &h, p, g, &mut s)
+        chunk(&step, p, g, &mut s)
     });
 }
 
@@ -48,34 +49,63 @@ fn wide_vectors() -> bool {
     super::cpu::has_avx2_fma()
 }
 
+/// The chunk's state slices by binding (S0, S1, S2), `None` where the settings keep no slot.
+fn bound<'a>(step: &OptimStep, s: &'a mut [&mut [f32]]) -> [Option<&'a mut [f32]>; 3] {
+    let mut live = s.iter_mut();
+    let mut out = [None, None, None];
+    for (b, pos) in step.binding_positions().into_iter().enumerate() {
+        if pos.is_some() {
+            out[b] = live.next().map(|x| &mut **x);
+        }
+    }
+    out
+}
+
 #[inline(always)]
-fn chunk(kind: OptimKind, h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
-    match kind {
-        OptimKind::Sgd => sgd(h, p, g, s),
-        OptimKind::Adagrad => adagrad(h, p, g, s[0]),
-        OptimKind::Rmsprop => rmsprop(h, p, g, s),
-        OptimKind::Adam => adam(h, p, g, s),
-        OptimKind::LectureMomentum => lecture_momentum(h, p, g, s[0]),
+fn chunk(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+    let [s0, s1, s2] = bound(step, s);
+    let n = p.len();
+    // Slices of exactly n elements, so the loops below need no bounds checks.
+    fn slot(x: Option<&mut [f32]>, n: usize) -> Option<&mut [f32]> {
+        x.map(|x| &mut x[..n])
+    }
+    match step {
+        OptimStep::Sgd(h) => sgd(h, p, g, slot(s0, n)),
+        OptimStep::Adagrad(h) => adagrad(h, p, g, slot(s0, n).expect("adagrad keeps sum")),
+        OptimStep::Rmsprop(h) => {
+            rmsprop(h, p, g, slot(s0, n).expect("rmsprop keeps square_avg"), slot(s1, n), slot(s2, n))
+        }
+        OptimStep::Adam(h) => adam(
+            h,
+            p,
+            g,
+            slot(s0, n).expect("adam keeps exp_avg"),
+            slot(s1, n).expect("adam keeps exp_avg_sq"),
+            slot(s2, n),
+        ),
+        OptimStep::LectureMomentum(h) => {
+            lecture_momentum(h, p, g, slot(s0, n).expect("lecture momentum keeps a buffer"))
+        }
     }
 }
 
 /// [`chunk`] compiled for AVX2: the same code, vectorized 8 lanes wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2(kind: OptimKind, h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
-    chunk(kind, h, p, g, s)
+unsafe fn chunk_avx2(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+    chunk(step, p, g, s)
 }
 
 #[inline(always)]
-fn sgd(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
-    let (lr, mu, damp, wd, nesterov, first) = (h[0], h[1], h[2], h[3], h[4] != 0.0, h[5] != 0.0);
-    if mu == 0.0 {
+fn sgd(h: &SgdParams, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>) {
+    let (lr, mu, damp, wd) = (h.lr, h.momentum, h.dampening, h.weight_decay);
+    let (nesterov, first) = (h.nesterov != 0, h.first_step != 0);
+    let Some(buf) = buf.filter(|_| mu != 0.0) else {
         for (p, &g) in p.iter_mut().zip(g) {
             *p -= lr * (g + wd * *p);
         }
         return;
-    }
-    let buf = &mut s[0][..p.len()];
+    };
     for i in 0..p.len() {
         let gi = g[i] + wd * p[i];
         let b = if first { gi } else { mu * buf[i] + (1.0 - damp) * gi };
@@ -86,9 +116,8 @@ fn sgd(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
 }
 
 #[inline(always)]
-fn adagrad(h: &[f32; 12], p: &mut [f32], g: &[f32], sum: &mut [f32]) {
-    let (clr, wd, eps) = (h[0], h[1], h[2]);
-    let sum = &mut sum[..p.len()];
+fn adagrad(h: &AdagradParams, p: &mut [f32], g: &[f32], sum: &mut [f32]) {
+    let (clr, wd, eps) = (h.clr, h.weight_decay, h.eps);
     for i in 0..p.len() {
         let gi = g[i] + wd * p[i];
         let s = sum[i] + gi * gi;
@@ -98,19 +127,17 @@ fn adagrad(h: &[f32; 12], p: &mut [f32], g: &[f32], sum: &mut [f32]) {
 }
 
 #[inline(always)]
-fn rmsprop(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
-    let (lr, alpha, eps, wd, mu, centered) = (h[0], h[1], h[2], h[3], h[4], h[5] != 0.0);
+fn rmsprop(
+    h: &RmspropParams,
+    p: &mut [f32],
+    g: &[f32],
+    sq: &mut [f32],
+    mut buf: Option<&mut [f32]>,
+    mut ga: Option<&mut [f32]>,
+) {
+    let (lr, alpha, eps, wd) = (h.lr, h.alpha, h.eps, h.weight_decay);
+    let mu = h.momentum;
     let n = p.len();
-    let (sq, rest) = s.split_first_mut().expect("rmsprop has square_avg");
-    let (mut buf, mut ga): (Option<&mut [f32]>, Option<&mut [f32]>) = (None, None);
-    let mut rest = rest.iter_mut();
-    if mu > 0.0 {
-        buf = rest.next().map(|b| &mut b[..n]);
-    }
-    if centered {
-        ga = rest.next().map(|b| &mut b[..n]);
-    }
-    let sq = &mut sq[..n];
     for i in 0..n {
         let gi = g[i] + wd * p[i];
         let v = alpha * sq[i] + (1.0 - alpha) * gi * gi;
@@ -135,13 +162,10 @@ fn rmsprop(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
 }
 
 #[inline(always)]
-fn adam(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
-    let (lr, b1, b2, eps, wd) = (h[0], h[1], h[2], h[3], h[4]);
-    let (step_size, bc2_sqrt, decoupled, amsgrad) = (h[5], h[6], h[7] != 0.0, h[8] != 0.0);
+fn adam(h: &AdamParams, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: Option<&mut [f32]>) {
+    let (lr, b1, b2, eps, wd) = (h.lr, h.beta1, h.beta2, h.eps, h.weight_decay);
+    let (step_size, bc2_sqrt, decoupled) = (h.step_size, h.bc2_sqrt, h.decoupled != 0);
     let n = p.len();
-    let (m, rest) = s.split_first_mut().expect("adam has exp_avg");
-    let (v, rest) = rest.split_first_mut().expect("adam has exp_avg_sq");
-    let (m, v) = (&mut m[..n], &mut v[..n]);
     // Decoupled decay scales p first; L2 decay adds wd·p to the gradient.
     let (p_scale, l2) = if decoupled { (1.0 - lr * wd, 0.0) } else { (1.0, wd) };
     let g = &g[..n];
@@ -163,8 +187,7 @@ fn adam(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
         *p = pi - step_size * mi / (denom_v.sqrt() / bc2_sqrt + eps);
     };
     let lanes = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-    if amsgrad {
-        let vmax = &mut rest[0][..n];
+    if let Some(vmax) = vmax.filter(|_| h.amsgrad != 0) {
         for ((((p, &g), m), v), vm) in lanes.zip(vmax.iter_mut()) {
             update(p, g, m, v, Some(vm));
         }
@@ -176,9 +199,8 @@ fn adam(h: &[f32; 12], p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
 }
 
 #[inline(always)]
-fn lecture_momentum(h: &[f32; 12], p: &mut [f32], g: &[f32], vel: &mut [f32]) {
-    let (lr, mu, wd) = (h[0], h[1], h[2]);
-    let vel = &mut vel[..p.len()];
+fn lecture_momentum(h: &LectureMomentumParams, p: &mut [f32], g: &[f32], vel: &mut [f32]) {
+    let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
     for i in 0..p.len() {
         let v = mu * vel[i] - lr * (g[i] + wd * p[i]);
         vel[i] = v;

@@ -7,8 +7,8 @@
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 
+use super::OptimStep;
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
-use super::{OptimKind, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,13 @@ const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX_CE: &str = include_str!("../../shaders/softmax_ce.wgsl");
 const GATHER: &str = include_str!("../../shaders/gather.wgsl");
-const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+/// Each optimizer kernel is its own module: the shared arena bindings, then the kernel with its
+/// own uniform struct (mirrored by `optim_kernel`'s `#[repr(C)]` structs).
+macro_rules! optim_module {
+    ($file:literal) => {
+        concat!(include_str!("../../shaders/optim.wgsl"), include_str!(concat!("../../shaders/", $file)))
+    };
+}
 
 /// How a lost device's message begins.
 const LOST: &str = "the GPU device was lost";
@@ -30,14 +36,18 @@ const LOST: &str = "the GPU device was lost";
 /// Every shader module, compiled and validated when the device opens so that a broken shader
 /// is one clear error up front (and `--device auto` falls back to the CPU) rather than a failure
 /// in the middle of a run.
-const MODULES: [(&str, &str); 7] = [
+const MODULES: [(&str, &str); 11] = [
     ("matmul", MATMUL),
     ("matmul_vec4", MATMUL_VEC4),
     ("elementwise", ELEMENTWISE),
     ("reduce", REDUCE),
     ("softmax_ce", SOFTMAX_CE),
     ("gather", GATHER),
-    ("optim", OPTIM),
+    ("optim_sgd", optim_module!("optim_sgd.wgsl")),
+    ("optim_adagrad", optim_module!("optim_adagrad.wgsl")),
+    ("optim_rmsprop", optim_module!("optim_rmsprop.wgsl")),
+    ("optim_adam", optim_module!("optim_adam.wgsl")),
+    ("optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl")),
 ];
 
 /// Bytes per uniform slot (wgpu's minimum uniform offset alignment is at most 256).
@@ -78,11 +88,11 @@ const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
 const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true]);
 const OPT: &[bool] = &[true, false, true, true, true];
-const K_SGD: Kernel = k("optim", "sgd", OPT);
-const K_ADAGRAD: Kernel = k("optim", "adagrad", OPT);
-const K_RMSPROP: Kernel = k("optim", "rmsprop", OPT);
-const K_ADAM: Kernel = k("optim", "adam", OPT);
-const K_LECTURE_MOMENTUM: Kernel = k("optim", "lecture_momentum", OPT);
+const K_SGD: Kernel = k("optim_sgd", "sgd", OPT);
+const K_ADAGRAD: Kernel = k("optim_adagrad", "adagrad", OPT);
+const K_RMSPROP: Kernel = k("optim_rmsprop", "rmsprop", OPT);
+const K_ADAM: Kernel = k("optim_adam", "adam", OPT);
+const K_LECTURE_MOMENTUM: Kernel = k("optim_lecture_momentum", "lecture_momentum", OPT);
 
 /// Two timestamp queries around a span of recorded work, and where they are read back.
 struct Timer {
@@ -783,17 +793,25 @@ impl Backend for GpuBackend {
     }
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        let kern = match step.kind {
-            OptimKind::Sgd => K_SGD,
-            OptimKind::Adagrad => K_ADAGRAD,
-            OptimKind::Rmsprop => K_RMSPROP,
-            OptimKind::Adam => K_ADAM,
-            OptimKind::LectureMomentum => K_LECTURE_MOMENTUM,
+        let kern = match step {
+            OptimStep::Sgd(_) => K_SGD,
+            OptimStep::Adagrad(_) => K_ADAGRAD,
+            OptimStep::Rmsprop(_) => K_RMSPROP,
+            OptimStep::Adam(_) => K_ADAM,
+            OptimStep::LectureMomentum(_) => K_LECTURE_MOMENTUM,
         };
-        let slot = |i: usize| state.get(i).map_or((self.dummy_write, 0), |v| (v.buf, u(v.offset)));
-        let (s0, s1, s2) = (slot(0), slot(1), slot(2));
+        debug_assert_eq!(kern.entry, step.kernel().entry);
+        // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
+        let mut slots = [(self.dummy_write, 0); 3];
+        for (b, pos) in step.binding_positions().into_iter().enumerate() {
+            if let Some(v) = pos.and_then(|i| state.get(i)) {
+                slots[b] = (v.buf, u(v.offset));
+            }
+        }
+        let [s0, s1, s2] = slots;
+        // The arena header, then the kernel's own parameter struct.
         let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, 0, 0];
-        uni.extend(step.h.iter().map(|h| h.to_bits()));
+        uni.extend(step.param_bytes().chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])));
         let grid = self.grid(params.len);
         self.dispatch(kern, &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
     }

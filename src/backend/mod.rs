@@ -10,9 +10,11 @@ pub mod cpu;
 pub mod cpu_matmul;
 pub mod cpu_optim;
 pub mod gpu;
+pub mod optim_kernel;
 
 pub use crate::tensor::View;
 use anyhow::{ensure, Result};
+pub use optim_kernel::{OptimStep, Slot};
 use std::collections::HashMap;
 
 /// Activation functions. Their derivatives are taken from the output `y`, which is what the
@@ -247,41 +249,6 @@ impl UnaryOp {
     }
 }
 
-/// The kernel families. AdamW is Adam with decoupled weight decay; SGD covers momentum and
-/// Nesterov.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OptimKind {
-    /// SGD with optional momentum, dampening, Nesterov and weight decay.
-    Sgd,
-    /// Adagrad with learning-rate decay and an initial accumulator.
-    Adagrad,
-    /// RMSProp, optionally centered and with momentum.
-    Rmsprop,
-    /// Adam and AdamW (decoupled decay), optionally AMSGrad.
-    Adam,
-    /// The lecture's `v = m·v − lr·g; θ += v`.
-    LectureMomentum,
-}
-
-/// What one kernel launch needs. `h` is laid out per kind:
-/// - Sgd: lr, momentum, dampening, weight_decay, nesterov (0/1), first_step (0/1)
-/// - Adagrad: clr = lr / (1 + (step − 1)·lr_decay), weight_decay, eps
-/// - Rmsprop: lr, alpha, eps, weight_decay, momentum, centered (0/1)
-/// - Adam: lr, beta1, beta2, eps, weight_decay, step_size = lr / (1 − β1^t),
-///   bc2_sqrt = √(1 − β2^t), decoupled (0/1, AdamW), amsgrad (0/1)
-/// - LectureMomentum: lr, momentum, weight_decay
-///
-/// State slots come in this order: Sgd `[momentum_buffer]`; Adagrad `[sum]`;
-/// Rmsprop `[square_avg, momentum_buffer if momentum > 0, grad_avg if centered]`; Adam
-/// `[exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad]`; LectureMomentum `[momentum_buffer]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OptimStep {
-    /// Which kernel runs.
-    pub kind: OptimKind,
-    /// Its scalars, laid out per kind as above.
-    pub h: [f32; 12],
-}
-
 /// Gather a mini-batch from a dataset kept on the device as bytes: rows `indices[start..start +
 /// count]` of `images` (u8, `row_len` per row) scaled by `scale` into `x`, their labels into `y`.
 #[derive(Clone, Copy, Debug)]
@@ -362,7 +329,8 @@ pub trait Backend {
     /// (some non-finite element, not necessarily the first). Nothing is read back.
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);
     /// One fused optimizer update over `params` (in place) from `grads`, with state slots
-    /// `state` (each as long as `params`, in slot order, each in its own buffer or not).
+    /// `state` (each as long as `params`, in [`OptimStep::slots`] order, each in its own buffer
+    /// or not).
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
     /// Run everything recorded so far and wait for it.
     fn sync(&mut self) -> Result<()>;

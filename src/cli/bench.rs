@@ -1,6 +1,6 @@
 //! `descent bench optim|matmul|epoch`: the figures of BENCHMARKS.md, as a table or JSON.
 
-use super::{parse_list, usage, OptimArgs};
+use super::{parse_list, usage, BenchDeviceArg, OptimArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use descent::app::bench::{self, Variant, BENCH_OPTIMIZERS};
@@ -35,8 +35,8 @@ pub struct OptimBench {
     #[arg(long, default_value = "1e6,1e7")]
     pub params: String,
     /// cpu or gpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, value_enum, default_value_t = BenchDeviceArg::Cpu)]
+    pub device: BenchDeviceArg,
     /// Tensors the arena is split into for the per-tensor variant (an MLP's layers).
     #[arg(long, default_value_t = 8)]
     pub tensors: usize,
@@ -53,8 +53,8 @@ pub struct OptimBench {
 #[derive(Args)]
 pub struct MatmulBench {
     /// cpu or gpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, value_enum, default_value_t = BenchDeviceArg::Cpu)]
+    pub device: BenchDeviceArg,
     /// Shapes as FORM:MxKxN (form nn, nt or tn), e.g. nt:64x784x128,nn:1024x1024x1024.
     #[arg(long)]
     pub shapes: Option<String>,
@@ -70,9 +70,9 @@ pub struct EpochBench {
     pub dataset: String,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// auto, cpu or gpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// cpu or gpu.
+    #[arg(long, value_enum, default_value_t = BenchDeviceArg::Cpu)]
+    pub device: BenchDeviceArg,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, default_value = "128,128")]
@@ -94,11 +94,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
 }
 
-fn open(device: &str) -> Result<Device> {
-    let choice = usage(DeviceChoice::parse(device))?;
-    if choice == DeviceChoice::Auto {
-        return usage(Err(anyhow::anyhow!("benchmarks name their device: use --device cpu or --device gpu")));
-    }
+fn open(device: BenchDeviceArg) -> Result<Device> {
+    let choice = match device {
+        BenchDeviceArg::Cpu => DeviceChoice::Cpu,
+        BenchDeviceArg::Gpu => DeviceChoice::Gpu,
+        BenchDeviceArg::Auto => {
+            return usage(Err(anyhow::anyhow!("benchmarks name their device: use --device cpu or --device gpu")))
+        }
+    };
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
         eprintln!("--device auto: {}", super::flag_hints(n));
@@ -142,7 +145,7 @@ fn optim(a: OptimBench) -> Result<()> {
         }
         Ok((names, sizes, variants))
     })())?;
-    let mut dev = open(&a.device)?;
+    let mut dev = open(a.device)?;
     let largest = *sizes.iter().max().unwrap_or(&1);
     let bw = bench::bandwidth(&mut dev, largest.max(1 << 24), a.repeats.min(10))?;
     if !a.json {
@@ -219,7 +222,7 @@ fn matmul(a: MatmulBench) -> Result<()> {
     if a.repeats == 0 {
         return usage(Err(anyhow::anyhow!("--repeats must be at least 1")));
     }
-    let mut dev = open(&a.device)?;
+    let mut dev = open(a.device)?;
     if !a.json {
         println!("device: {}", dev.describe());
         println!(
@@ -265,7 +268,7 @@ fn epoch(a: EpochBench) -> Result<()> {
         Ok(c)
     })())?;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
-    let dev = open(&a.device)?;
+    let dev = open(a.device)?;
     let device = dev.describe();
     let mut t = Trainer::new(dev, &data, config)?;
     let rows = data.train.rows;

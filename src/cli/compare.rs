@@ -2,12 +2,12 @@
 //! on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
 
 use super::progress;
-use super::{parse_list, usage};
+use super::{parse_list, usage, DeviceArg, ShuffleArg};
 use anyhow::Result;
 use clap::Args;
 use descent::app::compare::Case;
 use descent::app::metrics::{Report, RunMetrics};
-use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
+use descent::app::train::{TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
 use descent::optim::Schedule;
 use std::path::PathBuf;
@@ -21,17 +21,17 @@ pub struct CompareArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// auto, cpu or gpu.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Which PyTorch loop's batch order to reproduce from --seed: randperm
     /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
     /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
-    #[arg(long, default_value = "randperm")]
-    pub shuffle: String,
+    #[arg(long, value_enum, default_value_t = ShuffleArg::Randperm)]
+    pub shuffle: ShuffleArg,
     /// Output folder (default: compare-CASE).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -56,7 +56,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
-            shuffle: ShuffleOrder::parse(&a.shuffle)?,
+            shuffle: a.shuffle.into(),
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: case.runs[0].1.clone(),
@@ -66,7 +66,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         base.validate()?;
         Ok((case, base))
     })())?;
-    let choice = usage(DeviceChoice::parse(&a.device))?;
+    let choice = DeviceChoice::from(a.device);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
     let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flag_hints(&data.source));

@@ -12,7 +12,9 @@ mod replay;
 mod train;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use descent::app::train::ShuffleOrder;
+use descent::backend::{Act, DeviceChoice};
 use descent::optim::{OptimConfig, Schedule};
 
 #[derive(Parser)]
@@ -49,6 +51,71 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// `--device` of the commands that run on one device: auto (a hardware GPU, else the CPU
+/// backend), cpu or gpu (any adapter, software ones included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> DeviceChoice {
+        match d {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Gpu => DeviceChoice::Gpu,
+        }
+    }
+}
+
+/// `--device` of the benchmarks, which name their device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchDeviceArg {
+    Cpu,
+    Gpu,
+    /// Accepted so that it can be refused with a reason: a benchmark names its device.
+    #[value(hide = true)]
+    Auto,
+}
+
+/// `--activation`: the hidden layers' activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActArg {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Identity,
+}
+
+impl From<ActArg> for Act {
+    fn from(a: ActArg) -> Act {
+        match a {
+            ActArg::Relu => Act::Relu,
+            ActArg::Sigmoid => Act::Sigmoid,
+            ActArg::Tanh => Act::Tanh,
+            ActArg::Identity => Act::Identity,
+        }
+    }
+}
+
+/// `--shuffle`: which PyTorch loop's batch order to reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShuffleArg {
+    Randperm,
+    Dataloader,
+}
+
+impl From<ShuffleArg> for ShuffleOrder {
+    fn from(s: ShuffleArg) -> ShuffleOrder {
+        match s {
+            ShuffleArg::Randperm => ShuffleOrder::Randperm,
+            ShuffleArg::Dataloader => ShuffleOrder::DataLoader,
+        }
+    }
+}
+
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
@@ -74,69 +141,80 @@ impl OptimArgs {
 
 /// Every optimizer and schedule flag but the optimizer's name and the learning rate, so that
 /// subcommands comparing several optimizers or rates can take those two as lists.
-#[derive(Args, Clone, Debug)]
+///
+/// The hyperparameter flags serialize under their JSON names (PyTorch's), the ones given only,
+/// so the optimizer's one JSON reader ([`OptimConfig::from_json`]) checks and applies them.
+#[derive(Args, Clone, Debug, serde::Serialize)]
 pub struct HyperArgs {
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub momentum: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub dampening: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nesterov: bool,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub weight_decay: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub lr_decay: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub initial_accumulator_value: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub alpha: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub centered: bool,
     /// Two numbers: --betas 0.9,0.999
     #[arg(long)]
+    #[serde(skip)]
     pub betas: Option<String>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub eps: Option<f64>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub amsgrad: bool,
     /// constant, step:STEP_SIZE:GAMMA, exp:GAMMA, expdecay:RATE:STEPS[:staircase],
     /// cosine:T_MAX[:WARMUP[:ETA_MIN]] (steps are optimizer steps).
     #[arg(long, default_value = "constant")]
+    #[serde(skip)]
     pub schedule: String,
+}
+
+/// A flag's number as JSON; a NaN or infinity as its text, which `config_for` reports.
+fn number<S: serde::Serializer>(v: &Option<f64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.is_finite() => s.serialize_f64(*x),
+        Some(x) => s.serialize_str(&x.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl HyperArgs {
     /// The configuration for optimizer `name` at learning rate `lr` (None: PyTorch's default)
     /// with every flag the user gave applied.
     pub fn config_for(&self, name: &str, lr: Option<f64>) -> Result<OptimConfig> {
-        let mut obj = serde_json::Map::new();
+        let serde_json::Value::Object(mut obj) = serde_json::to_value(self)? else {
+            anyhow::bail!("the optimizer flags did not serialize to an object");
+        };
         obj.insert("name".into(), name.into());
+        if let Some(lr) = lr {
+            obj.insert("lr".into(), Self::number(&Some(lr)));
+        }
+        for (k, v) in &obj {
+            if let (serde_json::Value::String(text), true) = (v, k != "name") {
+                anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
+            }
+        }
         let mut put = |k: &str, v: serde_json::Value| {
             obj.insert(k.into(), v);
         };
-        let nums = [
-            ("lr", lr),
-            ("momentum", self.momentum),
-            ("dampening", self.dampening),
-            ("weight_decay", self.weight_decay),
-            ("lr_decay", self.lr_decay),
-            ("initial_accumulator_value", self.initial_accumulator_value),
-            ("alpha", self.alpha),
-            ("eps", self.eps),
-        ];
-        for (k, v) in nums {
-            if let Some(v) = v {
-                let Some(n) = serde_json::Number::from_f64(v) else {
-                    anyhow::bail!("--{}: {v} is not a finite number", k.replace('_', "-"));
-                };
-                put(k, n.into());
-            }
-        }
-        for (k, v) in [("nesterov", self.nesterov), ("centered", self.centered), ("amsgrad", self.amsgrad)] {
-            if v {
-                put(k, true.into());
-            }
-        }
         if let Some(b) = &self.betas {
             let parts: Vec<f64> = b
                 .split(',')
@@ -163,6 +241,11 @@ impl HyperArgs {
 
     pub fn schedule(&self) -> Result<Schedule> {
         Schedule::parse(&self.schedule)
+    }
+
+    /// A number as [`number`] writes it.
+    fn number(v: &Option<f64>) -> serde_json::Value {
+        number(v, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
     }
 }
 

@@ -6,6 +6,14 @@ use clap::Args;
 use descent::app::parity::{self, ParityConfig};
 use descent::backend::Device;
 
+/// `--device` of parity: one backend or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParityDevice {
+    Gpu,
+    Cpu,
+    Both,
+}
+
 #[derive(Args)]
 pub struct ParityArgs {
     #[arg(long, default_value_t = 0)]
@@ -20,8 +28,8 @@ pub struct ParityArgs {
     #[arg(long, default_value_t = 3)]
     pub steps: u64,
     /// gpu, cpu or both.
-    #[arg(long, default_value = "both")]
-    pub device: String,
+    #[arg(long, value_enum, default_value_t = ParityDevice::Both)]
+    pub device: ParityDevice,
     /// Print the rows as a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -50,16 +58,15 @@ pub fn run(a: ParityArgs) -> Result<()> {
             anyhow::ensure!(cfg.lengths.iter().all(|&n| n > 0), "--lengths must be >= 1");
         }
         anyhow::ensure!(a.steps > 0, "--steps must be >= 1");
-        anyhow::ensure!(["gpu", "cpu", "both"].contains(&a.device.as_str()), "--device: use gpu, cpu or both");
         Ok(())
     })())?;
     let mut rows = Vec::new();
-    if a.device != "cpu" {
+    if a.device != ParityDevice::Cpu {
         let mut gpu = Device::gpu()?;
         eprintln!("running on {}", gpu.describe());
         rows.extend(parity::run(&mut gpu, &cfg)?);
     }
-    if a.device != "gpu" {
+    if a.device != ParityDevice::Gpu {
         let mut cpu = Device::cpu();
         eprintln!("running on {}", cpu.describe());
         rows.extend(parity::run(&mut cpu, &cfg)?);

@@ -1,13 +1,13 @@
 //! `descent train`: one MLP, one optimizer, one line per epoch.
 
 use super::progress;
-use super::{parse_list, usage, OptimArgs};
+use super::{parse_list, usage, ActArg, DeviceArg, OptimArgs, ShuffleArg};
 use anyhow::Result;
 use clap::Args;
 use descent::app::metrics::{Report, RunMetrics};
 use descent::app::plot::{Kind, Panel, Series};
-use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
-use descent::backend::{Act, Device, DeviceChoice};
+use descent::app::train::{TrainConfig, Trainer};
+use descent::backend::{Device, DeviceChoice};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -29,20 +29,20 @@ pub struct TrainArgs {
     /// Hidden layer sizes.
     #[arg(long, default_value = "128,128")]
     pub hidden: String,
-    /// relu, sigmoid or tanh.
-    #[arg(long, default_value = "relu")]
-    pub activation: String,
-    /// auto, cpu or gpu.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// The hidden layers' activation.
+    #[arg(long, value_enum, default_value_t = ActArg::Relu)]
+    pub activation: ActArg,
+    /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Which PyTorch loop's batch order to reproduce from --seed: randperm
     /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
     /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
-    #[arg(long, default_value = "randperm")]
-    pub shuffle: String,
+    #[arg(long, value_enum, default_value_t = ShuffleArg::Randperm)]
+    pub shuffle: ShuffleArg,
     /// Print the parameter layout and per-step dispatch, submit and readback counts.
     #[arg(long)]
     pub verbose: bool,
@@ -87,9 +87,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
-            shuffle: ShuffleOrder::parse(&a.shuffle)?,
+            shuffle: a.shuffle.into(),
             hidden: parse_list(&a.hidden, "--hidden")?,
-            act: Act::parse(&a.activation)?,
+            act: a.activation.into(),
             optimizer: a.optim.config()?,
             schedule: a.optim.schedule()?,
             eval_batch: 1000,
@@ -97,7 +97,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         c.validate()?;
         Ok(c)
     })())?;
-    let choice = usage(DeviceChoice::parse(&a.device))?;
+    let choice = DeviceChoice::from(a.device);
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flag_hints(&data.source));
     let dev = Device::select(choice)?;
@@ -118,8 +118,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "model: {} ({} parameters), optimizer {} lr {}, batch {}, {} steps per epoch",
         t.model().sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
         t.model().arena.count(),
-        t.optimizer().config.name,
-        t.optimizer().config.lr,
+        t.optimizer().config.name(),
+        t.optimizer().config.lr(),
         t.config().batch_size,
         t.steps_per_epoch()
     );
@@ -127,13 +127,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         print!("{}", t.model().arena.describe());
     }
     let mut report = Report {
-        case: format!("{} {}", data.name, t.optimizer().config.name),
+        case: format!("{} {}", data.name, t.optimizer().config.name()),
         dataset: super::flag_hints(&data.source),
         device: t.device().describe(),
         batch_size: t.config().batch_size,
         seed: t.config().seed,
         shuffle: t.config().shuffle.name().into(),
-        runs: vec![RunMetrics::new(&t.optimizer().config.name, &t.optimizer().config, &t.optimizer().schedule.spec())],
+        runs: vec![RunMetrics::new(t.optimizer().config.name(), &t.optimizer().config, &t.optimizer().schedule.spec())],
     };
     while t.epoch() < t.config().epochs {
         let before = t.counters();
@@ -166,7 +166,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Series::new("train", pts(|e| e.train_accuracy), Kind::Path, 0),
             Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
         ];
-        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.optimizer().config.lr);
+        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.optimizer().config.lr());
         descent::app::plot::line_charts(
             path,
             &[

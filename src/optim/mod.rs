@@ -1,105 +1,283 @@
 //! The optimizer family with PyTorch's `torch.optim` semantics, hyperparameter names and
 //! defaults, plus the lecture's own momentum form.
 //!
-//! The host turns hyperparameters, the step count and the scheduled learning rate into an
-//! [`OptimStep`] (a kind and up to 12 ready-to-use scalars, bias corrections included); each
-//! backend applies it in one fused pass over the whole parameter arena: `backend::cpu_optim`
-//! (rayon) and `shaders/optim.wgsl` (WGSL). [`reference`](mod@reference) holds the plain f64 formulas that
-//! tests compare both with.
+//! [`OptimConfig`] is one enum with a typed struct of hyperparameters per optimizer. The host
+//! turns it, the step count and the scheduled learning rate into an [`OptimStep`] (the
+//! kernel's own `#[repr(C)]` parameter struct, bias corrections included, from
+//! `backend::optim_kernel`); each backend applies it in one fused pass over the whole parameter
+//! arena: `backend::cpu_optim` (rayon) and `shaders/optim_<kernel>.wgsl` (WGSL).
+//! [`reference`](mod@reference) holds the plain f64 formulas that tests compare both with.
+//!
+//! Adding an optimizer takes a variant here (its struct, defaults, checks and kernel step), a
+//! kernel in `optim_kernel` with its WGSL file, the rayon twin and the reference; the compiler
+//! refuses a missing match arm in the last three and `tests/kernel_mirror.rs` a missing or
+//! different WGSL struct or entry point.
 
 pub mod reference;
 pub mod schedule;
 
+use crate::backend::optim_kernel::*;
 use crate::backend::Device;
-pub use crate::backend::{OptimKind, OptimStep};
+pub use crate::backend::{OptimStep, Slot};
 use crate::nn::ParamArena;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Context, Result};
 pub use schedule::Schedule;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// The optimizers [`OptimConfig::defaults`] knows.
+/// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
 pub const OPTIMIZER_NAMES: [&str; 6] = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"];
 
-/// Hyperparameters, named and defaulted as in PyTorch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OptimConfig {
-    /// One of [`OPTIMIZER_NAMES`].
-    pub name: String,
+/// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
+///
+/// Its JSON form (replay files, checkpoints, `metrics.json`) is the name under `"name"` and the
+/// variant's fields under PyTorch's names: `{"name": "adam", "lr": 0.001, "betas": [0.9,
+/// 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": false}`. [`OptimConfig::from_json`]
+/// reads it with PyTorch's defaults for what is left out and rejects unknown names and keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum OptimConfig {
+    /// `torch.optim.SGD`.
+    Sgd(Sgd),
+    /// `torch.optim.Adagrad`.
+    Adagrad(Adagrad),
+    /// `torch.optim.RMSprop`.
+    Rmsprop(Rmsprop),
+    /// `torch.optim.Adam`.
+    Adam(Adam),
+    /// `torch.optim.AdamW`: Adam's fields, decoupled weight decay, default `weight_decay` 0.01.
+    Adamw(Adam),
+    /// The lecture's momentum, `v ← m·v − lr·g; θ ← θ + v`.
+    LectureMomentum(LectureMomentum),
+}
+
+/// SGD's hyperparameters (PyTorch's defaults: lr 1e-3, the rest 0 or false).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sgd {
     /// Learning rate.
     pub lr: f64,
-    /// Momentum factor (SGD, RMSProp, the lecture's momentum).
+    /// Momentum factor; 0 keeps no state.
     pub momentum: f64,
-    /// Dampening for SGD's momentum.
+    /// Dampening of the gradient's share of the momentum.
     pub dampening: f64,
-    /// Nesterov momentum (SGD).
+    /// Nesterov momentum.
     pub nesterov: bool,
-    /// L2 penalty added to the gradient, or decoupled decay for AdamW.
+    /// L2 penalty added to the gradient.
     pub weight_decay: f64,
-    /// Adagrad's learning-rate decay.
+}
+
+/// Adagrad's hyperparameters (PyTorch's defaults: lr 1e-2, eps 1e-10).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adagrad {
+    /// Learning rate.
+    pub lr: f64,
+    /// The learning rate's decay per step.
     pub lr_decay: f64,
-    /// Adagrad's starting sum of squares.
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// The sum of squares' starting value.
     pub initial_accumulator_value: f64,
-    /// RMSProp's smoothing constant.
-    pub alpha: f64,
-    /// RMSProp: normalise by the centered second moment.
-    pub centered: bool,
-    /// Adam's coefficients for the running averages of the gradient and its square.
-    pub betas: (f64, f64),
-    /// Added to the denominator for numerical stability.
+    /// Added to the denominator.
     pub eps: f64,
-    /// Adam's AMSGrad variant (the maximum of past second moments).
+}
+
+/// RMSProp's hyperparameters (PyTorch's defaults: lr 1e-2, alpha 0.99, eps 1e-8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rmsprop {
+    /// Learning rate.
+    pub lr: f64,
+    /// Smoothing constant.
+    pub alpha: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Momentum factor; 0 keeps no momentum buffer.
+    pub momentum: f64,
+    /// Normalise by the centered second moment.
+    pub centered: bool,
+}
+
+/// Adam's and AdamW's hyperparameters (PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps
+/// 1e-8, weight_decay 0 for Adam and 0.01 for AdamW).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay rates of the running averages of the gradient and its square.
+    pub betas: (f64, f64),
+    /// Added to the denominator.
+    pub eps: f64,
+    /// L2 penalty (Adam) or decoupled decay (AdamW).
+    pub weight_decay: f64,
+    /// Keep the maximum of past second moments (AMSGrad).
     pub amsgrad: bool,
 }
 
+/// The lecture's momentum (defaults: lr 1e-2, momentum 0.9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LectureMomentum {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor.
+    pub momentum: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for Sgd {
+    fn default() -> Sgd {
+        Sgd { lr: 1e-3, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0 }
+    }
+}
+
+impl Default for Adagrad {
+    fn default() -> Adagrad {
+        Adagrad { lr: 1e-2, lr_decay: 0.0, weight_decay: 0.0, initial_accumulator_value: 0.0, eps: 1e-10 }
+    }
+}
+
+impl Default for Rmsprop {
+    fn default() -> Rmsprop {
+        Rmsprop { lr: 1e-2, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false }
+    }
+}
+
+impl Default for Adam {
+    /// Adam's defaults; AdamW's differ in `weight_decay` (see [`Adam::adamw`]).
+    fn default() -> Adam {
+        Adam { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, amsgrad: false }
+    }
+}
+
+impl Adam {
+    /// PyTorch's defaults for `torch.optim.AdamW`.
+    pub fn adamw() -> Adam {
+        Adam { weight_decay: 1e-2, ..Adam::default() }
+    }
+}
+
+impl Default for LectureMomentum {
+    fn default() -> LectureMomentum {
+        LectureMomentum { lr: 1e-2, momentum: 0.9, weight_decay: 0.0 }
+    }
+}
+
+/// PyTorch's constructor checks, each with a message that says what a valid value is.
+fn check_lr(lr: f64) -> Result<()> {
+    if !lr.is_finite() || lr <= 0.0 {
+        bail!("invalid lr: {lr} (must be a finite number > 0)");
+    }
+    Ok(())
+}
+
+fn check_nonneg(v: f64, what: &str) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        bail!("invalid {what}: {v} (must be a finite number >= 0)");
+    }
+    Ok(())
+}
+
+fn check_eps(eps: f64) -> Result<()> {
+    if !eps.is_finite() || eps <= 0.0 {
+        bail!("invalid eps: {eps} (must be a finite number > 0)");
+    }
+    Ok(())
+}
+
+fn check_unit(v: f64, what: &str) -> Result<()> {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        bail!("invalid {what}: {v} (must be in [0, 1])");
+    }
+    Ok(())
+}
+
+fn flag(b: bool) -> u32 {
+    b as u32
+}
+
 impl OptimConfig {
-    /// PyTorch's defaults for `name`.
+    /// PyTorch's defaults for `name` (one of [`OPTIMIZER_NAMES`]).
     pub fn defaults(name: &str) -> Result<OptimConfig> {
-        let mut c = OptimConfig {
-            name: name.to_string(),
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-            lr_decay: 0.0,
-            initial_accumulator_value: 0.0,
-            alpha: 0.99,
-            centered: false,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            amsgrad: false,
-        };
-        match name {
-            "sgd" | "adam" => {}
-            "adagrad" => {
-                c.lr = 1e-2;
-                c.eps = 1e-10;
-            }
-            "rmsprop" => c.lr = 1e-2,
-            "adamw" => c.weight_decay = 1e-2,
-            "lecture_momentum" => {
-                c.lr = 1e-2;
-                c.momentum = 0.9;
-            }
+        Ok(match name {
+            "sgd" => OptimConfig::Sgd(Sgd::default()),
+            "adagrad" => OptimConfig::Adagrad(Adagrad::default()),
+            "rmsprop" => OptimConfig::Rmsprop(Rmsprop::default()),
+            "adam" => OptimConfig::Adam(Adam::default()),
+            "adamw" => OptimConfig::Adamw(Adam::adamw()),
+            "lecture_momentum" => OptimConfig::LectureMomentum(LectureMomentum::default()),
             _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
-        }
-        Ok(c)
+        })
     }
 
-    /// The hyperparameter names this optimizer takes (PyTorch's, for PyTorch's optimizers).
-    pub fn keys(&self) -> &'static [&'static str] {
-        match self.name.as_str() {
-            "sgd" => &["lr", "momentum", "dampening", "nesterov", "weight_decay"],
-            "adagrad" => &["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
-            "rmsprop" => &["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
-            "adam" | "adamw" => &["lr", "betas", "eps", "weight_decay", "amsgrad"],
-            _ => &["lr", "momentum", "weight_decay"],
+    /// The optimizer's name, as JSON and the CLI spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimConfig::Sgd(_) => "sgd",
+            OptimConfig::Adagrad(_) => "adagrad",
+            OptimConfig::Rmsprop(_) => "rmsprop",
+            OptimConfig::Adam(_) => "adam",
+            OptimConfig::Adamw(_) => "adamw",
+            OptimConfig::LectureMomentum(_) => "lecture_momentum",
         }
     }
 
-    /// Build from a JSON object such as `{"name": "adam", "lr": 0.01, "betas": [0.9, 0.99]}`;
-    /// `path` names the object in error messages.
+    /// The base learning rate (before any schedule).
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimConfig::Sgd(c) => c.lr,
+            OptimConfig::Adagrad(c) => c.lr,
+            OptimConfig::Rmsprop(c) => c.lr,
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.lr,
+            OptimConfig::LectureMomentum(c) => c.lr,
+        }
+    }
+
+    /// Set the base learning rate (every optimizer has one).
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            OptimConfig::Sgd(c) => c.lr = lr,
+            OptimConfig::Adagrad(c) => c.lr = lr,
+            OptimConfig::Rmsprop(c) => c.lr = lr,
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.lr = lr,
+            OptimConfig::LectureMomentum(c) => c.lr = lr,
+        }
+    }
+
+    /// This configuration with base learning rate `lr`.
+    pub fn with_lr(mut self, lr: f64) -> OptimConfig {
+        self.set_lr(lr);
+        self
+    }
+
+    /// The weight decay (every optimizer has one: L2, or decoupled for AdamW).
+    pub fn weight_decay(&self) -> f64 {
+        match self {
+            OptimConfig::Sgd(c) => c.weight_decay,
+            OptimConfig::Adagrad(c) => c.weight_decay,
+            OptimConfig::Rmsprop(c) => c.weight_decay,
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.weight_decay,
+            OptimConfig::LectureMomentum(c) => c.weight_decay,
+        }
+    }
+
+    /// The hyperparameter names this optimizer takes (PyTorch's, for PyTorch's optimizers):
+    /// its fields, as its JSON form lists them.
+    pub fn keys(&self) -> Vec<String> {
+        match self.to_json() {
+            Value::Object(m) => m.keys().filter(|k| *k != "name").cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Build from a JSON object such as `{"name": "adam", "lr": 0.01, "betas": [0.9, 0.99]}`,
+    /// PyTorch's defaults for the keys left out; `path` names the object in error messages.
     pub fn from_json(v: &Value, path: &str) -> Result<OptimConfig> {
         let obj = v.as_object().with_context(|| format!("{path}: expected an object"))?;
         let name = obj
@@ -107,181 +285,154 @@ impl OptimConfig {
             .with_context(|| format!("{path}.name: missing (one of {})", OPTIMIZER_NAMES.join(", ")))?
             .as_str()
             .with_context(|| format!("{path}.name: expected a string"))?;
-        let mut c = OptimConfig::defaults(name).with_context(|| format!("{path}.name"))?;
+        let defaults = OptimConfig::defaults(name).with_context(|| format!("{path}.name"))?;
+        let Value::Object(mut merged) = defaults.to_json() else { unreachable!("a config is a JSON object") };
         for (key, val) in obj {
             if key == "name" {
                 continue;
             }
-            if !c.keys().contains(&key.as_str()) {
-                bail!("{path}.{key}: '{name}' takes no '{key}' (it takes {})", c.keys().join(", "));
-            }
-            let num = || val.as_f64().with_context(|| format!("{path}.{key}: expected a number"));
-            let flag = || val.as_bool().with_context(|| format!("{path}.{key}: expected true or false"));
-            match key.as_str() {
-                "lr" => c.lr = num()?,
-                "momentum" => c.momentum = num()?,
-                "dampening" => c.dampening = num()?,
-                "nesterov" => c.nesterov = flag()?,
-                "weight_decay" => c.weight_decay = num()?,
-                "lr_decay" => c.lr_decay = num()?,
-                "initial_accumulator_value" => c.initial_accumulator_value = num()?,
-                "alpha" => c.alpha = num()?,
-                "centered" => c.centered = flag()?,
-                "eps" => c.eps = num()?,
-                "amsgrad" => c.amsgrad = flag()?,
-                "betas" => {
-                    let arr = val.as_array().filter(|a| a.len() == 2);
-                    let b: Option<Vec<f64>> = arr.map(|a| a.iter().filter_map(|x| x.as_f64()).collect());
-                    match b {
-                        Some(b) if b.len() == 2 => c.betas = (b[0], b[1]),
-                        _ => bail!("{path}.betas: expected an array of two numbers, e.g. [0.9, 0.999]"),
-                    }
+            let Some(default) = merged.get(key) else {
+                bail!("{path}.{key}: '{name}' takes no '{key}' (it takes {})", defaults.keys().join(", "));
+            };
+            // The default's JSON type says what the key holds.
+            match default {
+                Value::Number(_) if !val.is_number() => bail!("{path}.{key}: expected a number"),
+                Value::Bool(_) if !val.is_boolean() => bail!("{path}.{key}: expected true or false"),
+                Value::Array(d)
+                    if val.as_array().is_none_or(|a| a.len() != d.len() || !a.iter().all(Value::is_number)) =>
+                {
+                    bail!("{path}.{key}: expected an array of {} numbers, e.g. {default}", d.len())
                 }
-                _ => unreachable!("keys() lists only handled names"),
+                _ => {}
             }
+            merged.insert(key.clone(), val.clone());
         }
+        let c: OptimConfig = serde_json::from_value(Value::Object(merged)).with_context(|| path.to_string())?;
         c.validate().with_context(|| path.to_string())?;
         Ok(c)
     }
 
-    /// The name and the hyperparameters that apply to this optimizer, under PyTorch's names:
-    /// the object [`OptimConfig::from_json`] reads.
+    /// The name and every hyperparameter, under PyTorch's names: the object
+    /// [`OptimConfig::from_json`] reads.
     pub fn to_json(&self) -> Value {
-        let c = self;
-        let mut m = serde_json::Map::new();
-        m.insert("name".into(), json!(c.name));
-        for key in c.keys() {
-            let v = match *key {
-                "lr" => json!(c.lr),
-                "momentum" => json!(c.momentum),
-                "dampening" => json!(c.dampening),
-                "nesterov" => json!(c.nesterov),
-                "weight_decay" => json!(c.weight_decay),
-                "lr_decay" => json!(c.lr_decay),
-                "initial_accumulator_value" => json!(c.initial_accumulator_value),
-                "alpha" => json!(c.alpha),
-                "centered" => json!(c.centered),
-                "betas" => json!([c.betas.0, c.betas.1]),
-                "eps" => json!(c.eps),
-                "amsgrad" => json!(c.amsgrad),
-                _ => continue,
-            };
-            m.insert((*key).into(), v);
-        }
-        Value::Object(m)
+        serde_json::to_value(self).expect("a config's fields are plain numbers and flags")
     }
 
     /// PyTorch's constructor checks, with a message that says what to use instead.
     pub fn validate(&self) -> Result<()> {
-        let finite_nonneg = |v: f64, what: &str| -> Result<()> {
-            if !v.is_finite() || v < 0.0 {
-                bail!("invalid {what}: {v} (must be a finite number >= 0)");
+        match self {
+            OptimConfig::Sgd(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.momentum, "momentum")?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_unit(c.dampening, "dampening")?;
+                if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
+                    bail!("nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)");
+                }
             }
-            Ok(())
-        };
-        if !self.lr.is_finite() || self.lr <= 0.0 {
-            bail!("invalid lr: {} (must be a finite number > 0)", self.lr);
-        }
-        finite_nonneg(self.momentum, "momentum")?;
-        finite_nonneg(self.weight_decay, "weight_decay")?;
-        finite_nonneg(self.lr_decay, "lr_decay")?;
-        finite_nonneg(self.initial_accumulator_value, "initial_accumulator_value")?;
-        if !self.dampening.is_finite() || !(0.0..=1.0).contains(&self.dampening) {
-            bail!("invalid dampening: {} (must be in [0, 1])", self.dampening);
-        }
-        if !self.eps.is_finite() || self.eps <= 0.0 {
-            bail!("invalid eps: {} (must be a finite number > 0)", self.eps);
-        }
-        if !self.alpha.is_finite() || !(0.0..=1.0).contains(&self.alpha) {
-            bail!("invalid alpha: {} (must be in [0, 1])", self.alpha);
-        }
-        for (i, b) in [self.betas.0, self.betas.1].into_iter().enumerate() {
-            if !b.is_finite() || !(0.0..1.0).contains(&b) {
-                bail!("invalid beta parameter at index {i}: {b} (must be in [0, 1))");
+            OptimConfig::Adagrad(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_nonneg(c.lr_decay, "lr_decay")?;
+                check_nonneg(c.initial_accumulator_value, "initial_accumulator_value")?;
+                check_eps(c.eps)?;
             }
-        }
-        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            bail!("nesterov momentum requires a momentum > 0 and zero dampening (as in PyTorch)");
+            OptimConfig::Rmsprop(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.momentum, "momentum")?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_eps(c.eps)?;
+                check_unit(c.alpha, "alpha")?;
+            }
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_eps(c.eps)?;
+                for (i, b) in [c.betas.0, c.betas.1].into_iter().enumerate() {
+                    if !b.is_finite() || !(0.0..1.0).contains(&b) {
+                        bail!("invalid beta parameter at index {i}: {b} (must be in [0, 1))");
+                    }
+                }
+            }
+            OptimConfig::LectureMomentum(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.momentum, "momentum")?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+            }
         }
         Ok(())
     }
 
-    /// The kernel that runs this optimizer.
-    pub fn kind(&self) -> OptimKind {
-        match self.name.as_str() {
-            "sgd" => OptimKind::Sgd,
-            "adagrad" => OptimKind::Adagrad,
-            "rmsprop" => OptimKind::Rmsprop,
-            "adam" | "adamw" => OptimKind::Adam,
-            _ => OptimKind::LectureMomentum,
+    /// The kernel scalars for step `t` (1-based, as PyTorch counts) at learning rate `lr`.
+    pub fn kernel_step(&self, t: u64, lr: f64) -> OptimStep {
+        let f = |x: f64| x as f32;
+        match self {
+            OptimConfig::Sgd(c) => OptimStep::Sgd(SgdParams {
+                lr: f(lr),
+                momentum: f(c.momentum),
+                dampening: f(c.dampening),
+                weight_decay: f(c.weight_decay),
+                nesterov: flag(c.nesterov),
+                first_step: flag(t == 1),
+            }),
+            OptimConfig::Adagrad(c) => OptimStep::Adagrad(AdagradParams {
+                clr: f(lr / (1.0 + (t as f64 - 1.0) * c.lr_decay)),
+                weight_decay: f(c.weight_decay),
+                eps: f(c.eps),
+            }),
+            OptimConfig::Rmsprop(c) => OptimStep::Rmsprop(RmspropParams {
+                lr: f(lr),
+                alpha: f(c.alpha),
+                eps: f(c.eps),
+                weight_decay: f(c.weight_decay),
+                momentum: f(c.momentum),
+                centered: flag(c.centered),
+            }),
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => {
+                let (b1, b2) = c.betas;
+                OptimStep::Adam(AdamParams {
+                    lr: f(lr),
+                    beta1: f(b1),
+                    beta2: f(b2),
+                    eps: f(c.eps),
+                    weight_decay: f(c.weight_decay),
+                    step_size: f(lr / (1.0 - b1.powi(t as i32))),
+                    bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
+                    decoupled: flag(matches!(self, OptimConfig::Adamw(_))),
+                    amsgrad: flag(c.amsgrad),
+                })
+            }
+            OptimConfig::LectureMomentum(c) => OptimStep::LectureMomentum(LectureMomentumParams {
+                lr: f(lr),
+                momentum: f(c.momentum),
+                weight_decay: f(c.weight_decay),
+            }),
         }
+    }
+
+    /// The state slots this configuration keeps, in the order buffers are allocated and stored
+    /// (the kernel's binding order, filtered by the settings).
+    pub fn slots(&self) -> Vec<Slot> {
+        self.kernel_step(1, self.lr()).slots()
     }
 
     /// Names of the state buffers, in slot order (PyTorch's `state_dict()` names).
     pub fn state_names(&self) -> Vec<&'static str> {
-        match self.kind() {
-            OptimKind::Sgd if self.momentum != 0.0 => vec!["momentum_buffer"],
-            OptimKind::Sgd => vec![],
-            OptimKind::Adagrad => vec!["sum"],
-            OptimKind::Rmsprop => {
-                let mut v = vec!["square_avg"];
-                if self.momentum > 0.0 {
-                    v.push("momentum_buffer");
-                }
-                if self.centered {
-                    v.push("grad_avg");
-                }
-                v
-            }
-            OptimKind::Adam if self.amsgrad => vec!["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
-            OptimKind::Adam => vec!["exp_avg", "exp_avg_sq"],
-            OptimKind::LectureMomentum => vec!["momentum_buffer"],
-        }
+        self.slots().into_iter().map(Slot::name).collect()
     }
 
     /// Initial value of each state slot.
     pub fn state_init(&self) -> f32 {
-        if self.kind() == OptimKind::Adagrad {
-            self.initial_accumulator_value as f32
-        } else {
-            0.0
+        match self {
+            OptimConfig::Adagrad(c) => c.initial_accumulator_value as f32,
+            _ => 0.0,
         }
-    }
-
-    /// The kernel scalars for step `t` (1-based, as PyTorch counts) at learning rate `lr`.
-    pub fn kernel_step(&self, t: u64, lr: f64) -> OptimStep {
-        let b = |x: bool| if x { 1.0 } else { 0.0 };
-        let mut h = [0f64; 12];
-        let vals: &[f64] = match self.kind() {
-            OptimKind::Sgd => &[lr, self.momentum, self.dampening, self.weight_decay, b(self.nesterov), b(t == 1)],
-            OptimKind::Adagrad => &[lr / (1.0 + (t as f64 - 1.0) * self.lr_decay), self.weight_decay, self.eps],
-            OptimKind::Rmsprop => &[lr, self.alpha, self.eps, self.weight_decay, self.momentum, b(self.centered)],
-            OptimKind::Adam => {
-                let (b1, b2) = self.betas;
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                &[
-                    lr,
-                    b1,
-                    b2,
-                    self.eps,
-                    self.weight_decay,
-                    lr / bc1,
-                    bc2.sqrt(),
-                    b(self.name == "adamw"),
-                    b(self.amsgrad),
-                ]
-            }
-            OptimKind::LectureMomentum => &[lr, self.momentum, self.weight_decay],
-        };
-        h[..vals.len()].copy_from_slice(vals);
-        OptimStep { kind: self.kind(), h: h.map(|x| x as f32) }
     }
 
     /// Bytes one step moves per parameter: reads of p, g and each state slot, writes of p and
     /// each state slot (the figure a bandwidth bench divides by).
     pub fn bytes_per_param(&self) -> usize {
-        4 * (2 + 1 + 2 * self.state_names().len())
+        4 * (2 + 1 + 2 * self.slots().len())
     }
 }
 
@@ -321,7 +472,7 @@ impl Optimizer {
 
     /// The learning rate used for step index `t` (0-based).
     pub fn lr_at(&self, t: u64) -> f64 {
-        self.schedule.lr(self.config.lr, t)
+        self.schedule.lr(self.config.lr(), t)
     }
 
     /// State slot `i`, in [`OptimConfig::state_names`] order.
@@ -381,5 +532,54 @@ impl Optimizer {
             out.push((name, dev.read(self.slot(i))?));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_fills_pytorchs_defaults_per_optimizer() {
+        let c = OptimConfig::from_json(&json!({"name": "adamw", "lr": 0.01}), "o").unwrap();
+        assert_eq!(c, OptimConfig::Adamw(Adam { lr: 0.01, weight_decay: 0.01, ..Adam::default() }));
+        let c = OptimConfig::from_json(&json!({"name": "adam", "betas": [0.8, 0.9]}), "o").unwrap();
+        assert_eq!(c, OptimConfig::Adam(Adam { betas: (0.8, 0.9), ..Adam::default() }));
+        assert_eq!(
+            c.to_json(),
+            json!({"name": "adam", "lr": 1e-3, "betas": [0.8, 0.9], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": false})
+        );
+        assert_eq!(c.keys(), ["amsgrad", "betas", "eps", "lr", "weight_decay"]);
+    }
+
+    #[test]
+    fn json_rejects_unknown_names_keys_and_types() {
+        let err = |v: Value| format!("{:#}", OptimConfig::from_json(&v, "o").unwrap_err());
+        assert!(err(json!({"name": "Adam"})).contains("unknown optimizer 'Adam'"));
+        assert!(err(json!({"lr": 0.1})).contains("o.name: missing"));
+        assert!(err(json!({"name": "sgd", "betas": [0.9, 0.99]})).contains("'sgd' takes no 'betas'"));
+        assert!(err(json!({"name": "sgd", "lr": "fast"})).contains("o.lr: expected a number"));
+        assert!(err(json!({"name": "sgd", "nesterov": 1})).contains("o.nesterov: expected true or false"));
+        assert!(err(json!({"name": "adam", "betas": [0.9]})).contains("o.betas: expected an array of 2 numbers"));
+        assert!(err(json!({"name": "adam", "lr": -1})).contains("invalid lr: -1"));
+        // The derived form alone (no defaults filled in) rejects unknown keys too.
+        let full = OptimConfig::defaults("rmsprop").unwrap().to_json();
+        let mut extra = full.clone();
+        extra["maximize"] = json!(true);
+        assert!(serde_json::from_value::<OptimConfig>(extra).is_err());
+        assert!(serde_json::from_value::<OptimConfig>(full).is_ok());
+    }
+
+    #[test]
+    fn slots_are_named_once_in_kernel_order() {
+        let c = OptimConfig::Rmsprop(Rmsprop { momentum: 0.9, centered: true, ..Rmsprop::default() });
+        assert_eq!(c.state_names(), ["square_avg", "momentum_buffer", "grad_avg"]);
+        let c = OptimConfig::Rmsprop(Rmsprop { centered: true, ..Rmsprop::default() });
+        assert_eq!(c.state_names(), ["square_avg", "grad_avg"]);
+        assert_eq!(OptimConfig::Sgd(Sgd::default()).state_names(), Vec::<&str>::new());
+        let c = OptimConfig::Adam(Adam { amsgrad: true, ..Adam::default() });
+        assert_eq!(c.state_names(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+        assert_eq!(c.bytes_per_param(), 36);
     }
 }

@@ -1,0 +1,342 @@
+//! The contract between the host and the fused optimizer kernels: the scalars each kernel
+//! reads and the state slots it binds.
+//!
+//! Each `*Params` struct is `#[repr(C)]` and mirrored by a WGSL struct of the same name and
+//! fields in `shaders/optim_<kernel>.wgsl`; `tests/kernel_mirror.rs` compares the two field by
+//! field (names, offsets, types, size). The rayon twins in `backend::cpu_optim` read the same
+//! structs. The host (`optim`) fills them once per step, bias corrections included, so the
+//! kernels do no per-step arithmetic of their own.
+
+use bytemuck::{Pod, Zeroable};
+
+/// A state buffer an optimizer keeps per parameter, named as PyTorch's `state_dict()` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// SGD's and the lecture's velocity, and RMSProp's momentum buffer.
+    MomentumBuffer,
+    /// Adagrad's running sum of squared gradients.
+    Sum,
+    /// RMSProp's running average of squared gradients.
+    SquareAvg,
+    /// Centered RMSProp's running average of gradients.
+    GradAvg,
+    /// Adam's first moment.
+    ExpAvg,
+    /// Adam's second moment.
+    ExpAvgSq,
+    /// AMSGrad's maximum of past second moments.
+    MaxExpAvgSq,
+}
+
+impl Slot {
+    /// PyTorch's name for this slot (checkpoints and replay output use it).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Slot::MomentumBuffer => "momentum_buffer",
+            Slot::Sum => "sum",
+            Slot::SquareAvg => "square_avg",
+            Slot::GradAvg => "grad_avg",
+            Slot::ExpAvg => "exp_avg",
+            Slot::ExpAvgSq => "exp_avg_sq",
+            Slot::MaxExpAvgSq => "max_exp_avg_sq",
+        }
+    }
+}
+
+/// A scalar field of a kernel's parameter struct, for the WGSL mirror test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The field's name, the same in Rust and WGSL.
+    pub name: &'static str,
+    /// Byte offset within the struct.
+    pub offset: usize,
+    /// `f32` or `u32` (flags are `u32` 0/1: WGSL has no host-shareable bool).
+    pub ty: &'static str,
+}
+
+/// Declares a kernel parameter struct and the field table the mirror test reads.
+macro_rules! kernel_params {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident: $ty:ident,)* }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+        pub struct $name {
+            $($(#[$fm])* pub $field: $ty,)*
+        }
+        impl $name {
+            /// Every field in declaration order, as the WGSL twin must declare them.
+            pub const FIELDS: &'static [Field] =
+                &[$(Field { name: stringify!($field), offset: std::mem::offset_of!($name, $field), ty: stringify!($ty) },)*];
+        }
+    };
+}
+
+kernel_params!(
+    /// `torch.optim.SGD`: momentum, dampening, Nesterov and L2 weight decay.
+    SgdParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Momentum factor; 0 keeps no state.
+        momentum: f32,
+        /// Dampening of the gradient's share of the momentum buffer.
+        dampening: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// 1: Nesterov momentum.
+        nesterov: u32,
+        /// 1 on the first step, when the buffer starts as the gradient.
+        first_step: u32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.Adagrad`.
+    AdagradParams {
+        /// The step's decayed learning rate, lr / (1 + (t − 1)·lr_decay).
+        clr: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Added to the denominator.
+        eps: f32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.RMSprop`, optionally centered and with momentum.
+    RmspropParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Smoothing constant of the averages.
+        alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// Momentum factor; 0 keeps no momentum buffer.
+        momentum: f32,
+        /// 1: normalise by the centered second moment (keeps `grad_avg`).
+        centered: u32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.Adam` and `AdamW`, optionally AMSGrad.
+    AdamParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty (Adam) or decoupled decay (AdamW).
+        weight_decay: f32,
+        /// lr / (1 − β1^t).
+        step_size: f32,
+        /// √(1 − β2^t).
+        bc2_sqrt: f32,
+        /// 1: AdamW's decoupled decay, p ← p·(1 − lr·wd) before the update.
+        decoupled: u32,
+        /// 1: keep the maximum of past second moments.
+        amsgrad: u32,
+    }
+);
+
+kernel_params!(
+    /// The lecture's momentum: v ← m·v − lr·g; θ ← θ + v.
+    LectureMomentumParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+    }
+);
+
+/// What one fused optimizer launch needs: which kernel, and its scalars.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimStep {
+    /// `optim_sgd.wgsl`.
+    Sgd(SgdParams),
+    /// `optim_adagrad.wgsl`.
+    Adagrad(AdagradParams),
+    /// `optim_rmsprop.wgsl`.
+    Rmsprop(RmspropParams),
+    /// `optim_adam.wgsl` (Adam and AdamW).
+    Adam(AdamParams),
+    /// `optim_lecture_momentum.wgsl`.
+    LectureMomentum(LectureMomentumParams),
+}
+
+/// A kernel's static description: its WGSL entry point, parameter struct and state bindings.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelInfo {
+    /// WGSL entry point, also the file's suffix: `shaders/optim_<entry>.wgsl`.
+    pub entry: &'static str,
+    /// Name of the parameter struct, the same in Rust and WGSL.
+    pub params: &'static str,
+    /// The parameter struct's fields.
+    pub fields: &'static [Field],
+    /// Its size in bytes.
+    pub size: usize,
+    /// The slot bound at S0, S1, S2: every slot the kernel can keep, in PyTorch's order.
+    pub bindings: &'static [Slot],
+}
+
+const fn info<T>(
+    entry: &'static str,
+    params: &'static str,
+    fields: &'static [Field],
+    bindings: &'static [Slot],
+) -> KernelInfo {
+    KernelInfo { entry, params, fields, size: std::mem::size_of::<T>(), bindings }
+}
+
+impl OptimStep {
+    /// One step of each kernel with zeroed scalars: the list the mirror test walks.
+    pub const ALL: [OptimStep; 5] = [
+        OptimStep::Sgd(SgdParams {
+            lr: 0.0,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: 0,
+            first_step: 0,
+        }),
+        OptimStep::Adagrad(AdagradParams { clr: 0.0, weight_decay: 0.0, eps: 0.0 }),
+        OptimStep::Rmsprop(RmspropParams {
+            lr: 0.0,
+            alpha: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: 0,
+        }),
+        OptimStep::Adam(AdamParams {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            step_size: 0.0,
+            bc2_sqrt: 0.0,
+            decoupled: 0,
+            amsgrad: 0,
+        }),
+        OptimStep::LectureMomentum(LectureMomentumParams { lr: 0.0, momentum: 0.0, weight_decay: 0.0 }),
+    ];
+
+    /// The kernel this step runs.
+    pub const fn kernel(&self) -> KernelInfo {
+        use Slot::*;
+        match self {
+            OptimStep::Sgd(_) => info::<SgdParams>("sgd", "SgdParams", SgdParams::FIELDS, &[MomentumBuffer]),
+            OptimStep::Adagrad(_) => info::<AdagradParams>("adagrad", "AdagradParams", AdagradParams::FIELDS, &[Sum]),
+            OptimStep::Rmsprop(_) => info::<RmspropParams>(
+                "rmsprop",
+                "RmspropParams",
+                RmspropParams::FIELDS,
+                &[SquareAvg, MomentumBuffer, GradAvg],
+            ),
+            OptimStep::Adam(_) => {
+                info::<AdamParams>("adam", "AdamParams", AdamParams::FIELDS, &[ExpAvg, ExpAvgSq, MaxExpAvgSq])
+            }
+            OptimStep::LectureMomentum(_) => info::<LectureMomentumParams>(
+                "lecture_momentum",
+                "LectureMomentumParams",
+                LectureMomentumParams::FIELDS,
+                &[MomentumBuffer],
+            ),
+        }
+    }
+
+    /// Whether this step keeps `slot`: the settings decide (momentum 0 keeps no buffer).
+    pub fn uses(&self, slot: Slot) -> bool {
+        use Slot::*;
+        match (self, slot) {
+            (OptimStep::Sgd(h), MomentumBuffer) => h.momentum != 0.0,
+            (OptimStep::Adagrad(_), Sum) => true,
+            (OptimStep::Rmsprop(_), SquareAvg) => true,
+            (OptimStep::Rmsprop(h), MomentumBuffer) => h.momentum > 0.0,
+            (OptimStep::Rmsprop(h), GradAvg) => h.centered != 0,
+            (OptimStep::Adam(_), ExpAvg | ExpAvgSq) => true,
+            (OptimStep::Adam(h), MaxExpAvgSq) => h.amsgrad != 0,
+            (OptimStep::LectureMomentum(_), MomentumBuffer) => true,
+            _ => false,
+        }
+    }
+
+    /// The slots this step keeps, in binding order: the order state buffers are allocated,
+    /// passed to [`Device::optim_step`](super::Device::optim_step) and stored in checkpoints.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.kernel().bindings.iter().copied().filter(|&s| self.uses(s)).collect()
+    }
+
+    /// For each binding S0, S1, …, the index of its buffer among [`OptimStep::slots`], or
+    /// `None` where the slot is not kept (the backend binds a placeholder there).
+    pub fn binding_positions(&self) -> Vec<Option<usize>> {
+        let mut next = 0;
+        self.kernel()
+            .bindings
+            .iter()
+            .map(|&s| {
+                self.uses(s).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    }
+
+    /// The parameter struct's bytes, as the WGSL uniform reads them after the arena header.
+    pub fn param_bytes(&self) -> &[u8] {
+        match self {
+            OptimStep::Sgd(h) => bytemuck::bytes_of(h),
+            OptimStep::Adagrad(h) => bytemuck::bytes_of(h),
+            OptimStep::Rmsprop(h) => bytemuck::bytes_of(h),
+            OptimStep::Adam(h) => bytemuck::bytes_of(h),
+            OptimStep::LectureMomentum(h) => bytemuck::bytes_of(h),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_the_settings_in_binding_order() {
+        let mut h = match OptimStep::ALL[2] {
+            OptimStep::Rmsprop(h) => h,
+            _ => unreachable!(),
+        };
+        assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg]);
+        h.centered = 1;
+        assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::GradAvg]);
+        assert_eq!(OptimStep::Rmsprop(h).binding_positions(), vec![Some(0), None, Some(1)]);
+        h.momentum = 0.9;
+        assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::MomentumBuffer, Slot::GradAvg]);
+        assert_eq!(
+            OptimStep::Sgd(match OptimStep::ALL[0] {
+                OptimStep::Sgd(h) => h,
+                _ => unreachable!(),
+            })
+            .slots(),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn field_tables_cover_the_whole_struct() {
+        for step in OptimStep::ALL {
+            let k = step.kernel();
+            assert_eq!(k.fields.len() * 4, k.size, "{}: every field is 4 bytes, no padding", k.params);
+            assert_eq!(step.param_bytes().len(), k.size);
+            for (i, f) in k.fields.iter().enumerate() {
+                assert_eq!(f.offset, 4 * i, "{}.{}", k.params, f.name);
+            }
+        }
+    }
+}
