@@ -1,6 +1,7 @@
-//! Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header
-//! (`{"NAME": {"dtype": "F32", "shape": […], "data_offsets": [begin, end]}, …,
-//! "__metadata__": {string: string}}`), then the tensors' bytes. PyTorch reads it with
+//! Checkpoints in the safetensors format, read and written with the `safetensors` crate: an
+//! 8-byte little-endian header length, a JSON header (`{"NAME": {"dtype": "F32", "shape": […],
+//! "data_offsets": [begin, end]}, …, "__metadata__": {string: string}}`), then the tensors'
+//! bytes. PyTorch reads it with
 //! `safetensors.torch.load_file`; the model's tensors carry `nn.Sequential`'s names (`0.weight`,
 //! `0.bias`, `2.weight`, …), the optimizer's state `optimizer.<slot>.<param name>`.
 //!
@@ -16,9 +17,10 @@ use crate::backend::Act;
 use crate::optim::{OptimConfig, Schedule};
 use crate::rng::Rng;
 use crate::torch_rng::TorchGenerator;
-use anyhow::{bail, ensure, Context, Result};
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// A named f32 tensor.
@@ -29,90 +31,63 @@ pub struct NamedTensor {
     pub data: Vec<f32>,
 }
 
-/// Serialize tensors (in the given order) and string metadata.
-pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut header = Map::new();
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), json!(metadata));
-    }
-    let mut at = 0usize;
-    for t in tensors {
-        let bytes = t.data.len() * 4;
-        header.insert(t.name.clone(), json!({"dtype": "F32", "shape": t.shape, "data_offsets": [at, at + bytes]}));
-        at += bytes;
-    }
-    let mut text = Value::Object(header).to_string().into_bytes();
-    // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
-    while !text.len().is_multiple_of(8) {
-        text.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + text.len() + at);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&text);
-    for t in tensors {
-        for v in &t.data {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
+/// Serialize tensors and string metadata with the `safetensors` crate (the format's reference
+/// implementation). The crate orders tensors by name; its header keeps `__metadata__` in a hash
+/// map, so the header is rewritten with sorted keys: the same state always gives the same bytes.
+pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), b)
+                .map(|v| (t.name.as_str(), v))
+                .map_err(|e| anyhow!("tensor {}: {e}", t.name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let info: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let out = safetensors::serialize(views, (!info.is_empty()).then_some(info))?;
+    // Canonical header: the same JSON with its keys sorted, padded to 8 bytes as before.
+    let n = u64::from_le_bytes(out[..8].try_into().expect("8 bytes")) as usize;
+    let header: Value = serde_json::from_slice(&out[8..8 + n])?;
+    let mut text = header.to_string().into_bytes();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut file = Vec::with_capacity(8 + text.len() + out.len() - 8 - n);
+    file.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    file.extend_from_slice(&text);
+    file.extend_from_slice(&out[8 + n..]);
+    Ok(file)
 }
 
-/// Parse and validate a safetensors file's bytes: F32 tensors only, offsets consistent with
-/// the shapes, contiguous, and covering the data exactly. Tensors come back in offset order.
+/// Parse and validate a safetensors file's bytes with the `safetensors` crate (header length,
+/// JSON, offsets consistent with shapes, contiguous, covering the data exactly), F32 tensors
+/// only. Tensors come back in offset order.
 pub fn decode(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    ensure!(bytes.len() >= 8, "{what}: {} bytes is too short for a safetensors file", bytes.len());
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    ensure!(
-        n <= (bytes.len() - 8) as u64 && n < 100 << 20,
-        "{what}: header length {n} does not fit the file ({} bytes); truncated or not safetensors",
-        bytes.len()
-    );
-    let header: Value = serde_json::from_slice(&bytes[8..8 + n as usize])
-        .with_context(|| format!("{what}: the header is not valid JSON"))?;
-    let Value::Object(map) = header else { bail!("{what}: the header is not a JSON object") };
-    let data = &bytes[8 + n as usize..];
-    let mut metadata = BTreeMap::new();
-    let mut tensors = Vec::new();
-    for (name, v) in map {
-        if name == "__metadata__" {
-            let Value::Object(m) = v else { bail!("{what}: __metadata__ is not an object") };
-            for (k, val) in m {
-                let Value::String(s) = val else { bail!("{what}: metadata {k} is not a string") };
-                metadata.insert(k, s);
-            }
-            continue;
+    let explain = |e: SafeTensorError| {
+        match e {
+        SafeTensorError::InvalidHeaderDeserialization(e) => anyhow!("{what}: the header is not valid JSON ({e})"),
+        SafeTensorError::HeaderTooSmall | SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
+            anyhow!("{what}: the header length does not fit the file ({} bytes); truncated or not safetensors", bytes.len())
         }
-        ensure!(v["dtype"] == "F32", "{what}: tensor {name} has dtype {}, only F32 is read", v["dtype"]);
-        let shape: Vec<usize> = v["shape"]
-            .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-            .with_context(|| format!("{what}: tensor {name} has no valid shape"))?;
-        let offs: Vec<usize> = v["data_offsets"]
-            .as_array()
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-            .filter(|o: &Vec<usize>| o.len() == 2 && o[0] <= o[1])
-            .with_context(|| format!("{what}: tensor {name} has no valid data_offsets"))?;
-        let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("shape overflows")?;
-        ensure!(
-            offs[1] - offs[0] == elems * 4,
-            "{what}: tensor {name} of shape {shape:?} spans {} bytes",
-            offs[1] - offs[0]
-        );
-        tensors.push((offs[0], offs[1], name, shape));
+        SafeTensorError::MetadataIncompleteBuffer => anyhow!(
+            "{what}: the tensors' data does not cover the file's {} bytes exactly (truncated, or bytes after the last tensor)",
+            bytes.len()
+        ),
+        other => anyhow!("{what}: not a valid safetensors file: {other}"),
     }
-    tensors.sort_by_key(|t| t.0);
-    let mut at = 0;
-    let mut out = Vec::new();
-    for (begin, end, name, shape) in tensors {
-        ensure!(begin == at, "{what}: tensor {name} starts at byte {begin}, expected {at} (gap or overlap)");
-        ensure!(end <= data.len(), "{what}: tensor {name} ends past the file's data (truncated)");
-        let data: Vec<f32> =
-            data[begin..end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        out.push(NamedTensor { name, shape, data });
-        at = end;
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(explain)?;
+    let file = SafeTensors::deserialize(bytes).map_err(explain)?;
+    let metadata: BTreeMap<String, String> =
+        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let mut tensors = Vec::new();
+    for name in header.offset_keys() {
+        let t = file.tensor(&name).map_err(explain)?;
+        ensure!(t.dtype() == Dtype::F32, "{what}: tensor {name} has dtype {}, only F32 is read", t.dtype());
+        let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        tensors.push(NamedTensor { name, shape: t.shape().to_vec(), data });
     }
-    ensure!(at == data.len(), "{what}: {} bytes after the last tensor", data.len() - at);
-    Ok((out, metadata))
+    Ok((tensors, metadata))
 }
 
 pub use crate::data::write_atomic;
@@ -191,7 +166,7 @@ impl Trainer {
     /// Write a checkpoint atomically (see this module's docs).
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
         let (tensors, meta) = self.checkpoint_contents()?;
-        write_atomic(path, &encode(&tensors, &meta))
+        write_atomic(path, &encode(&tensors, &meta)?)
             .with_context(|| format!("saving the checkpoint {}", path.display()))
     }
 
@@ -381,11 +356,15 @@ mod tests {
         ];
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), "test".to_string());
-        let b = encode(&t, &meta);
+        let b = encode(&t, &meta).unwrap();
+        assert_eq!(b, encode(&t, &meta).unwrap(), "the same state gives the same bytes");
         let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
         assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
         let (back, m) = decode(&b, "t").unwrap();
-        assert_eq!(back, t);
+        // The crate stores tensors in name order; decode returns them in file order.
+        let mut by_name = t.clone();
+        by_name.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(back, by_name);
         assert_eq!(m, meta);
         assert!(format!("{:#}", decode(&b[..b.len() - 1], "t").unwrap_err()).contains("truncated"));
         assert!(decode(&b[..4], "t").is_err());

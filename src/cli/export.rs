@@ -29,7 +29,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
             out_meta.insert(k.to_string(), v.clone());
         }
     }
-    checkpoint::write_atomic(&a.out, &checkpoint::encode(&weights, &out_meta))?;
+    checkpoint::write_atomic(&a.out, &checkpoint::encode(&weights, &out_meta)?)?;
     let names: Vec<_> = weights.iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect();
     println!("wrote {}: {}", a.out.display(), names.join(", "));
     Ok(())
