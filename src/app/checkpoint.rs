@@ -76,16 +76,20 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<St
         other => anyhow!("{what}: not a valid safetensors file: {other}"),
     }
     };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(explain)?;
-    let file = SafeTensors::deserialize(bytes).map_err(explain)?;
+    // read_metadata parses the header and checks it against the whole buffer.
+    let (n, header) = SafeTensors::read_metadata(bytes).map_err(explain)?;
+    let data = &bytes[8 + n..];
     let metadata: BTreeMap<String, String> =
         header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let infos = header.tensors();
     let mut tensors = Vec::new();
     for name in header.offset_keys() {
-        let t = file.tensor(&name).map_err(explain)?;
-        ensure!(t.dtype() == Dtype::F32, "{what}: tensor {name} has dtype {}, only F32 is read", t.dtype());
-        let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        tensors.push(NamedTensor { name, shape: t.shape().to_vec(), data });
+        let t = infos[&name];
+        ensure!(t.dtype == Dtype::F32, "{what}: tensor {name} has dtype {}, only F32 is read", t.dtype);
+        let (begin, end) = t.data_offsets;
+        let values =
+            data[begin..end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        tensors.push(NamedTensor { name, shape: t.shape.clone(), data: values });
     }
     Ok((tensors, metadata))
 }

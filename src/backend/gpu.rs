@@ -811,7 +811,7 @@ impl Backend for GpuBackend {
         let [s0, s1, s2] = slots;
         // The arena header, then the kernel's own parameter struct.
         let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, 0, 0];
-        uni.extend(step.param_bytes().chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])));
+        uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
         let grid = self.grid(params.len);
         self.dispatch(kern, &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
     }

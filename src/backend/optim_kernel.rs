@@ -308,24 +308,15 @@ mod tests {
 
     #[test]
     fn slots_follow_the_settings_in_binding_order() {
-        let mut h = match OptimStep::ALL[2] {
-            OptimStep::Rmsprop(h) => h,
-            _ => unreachable!(),
-        };
+        let OptimStep::Rmsprop(mut h) = OptimStep::ALL[2] else { unreachable!("ALL lists RMSProp third") };
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg]);
         h.centered = 1;
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::GradAvg]);
         assert_eq!(OptimStep::Rmsprop(h).binding_positions(), vec![Some(0), None, Some(1)]);
         h.momentum = 0.9;
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::MomentumBuffer, Slot::GradAvg]);
-        assert_eq!(
-            OptimStep::Sgd(match OptimStep::ALL[0] {
-                OptimStep::Sgd(h) => h,
-                _ => unreachable!(),
-            })
-            .slots(),
-            vec![]
-        );
+        assert!(matches!(OptimStep::ALL[0], OptimStep::Sgd(_)));
+        assert_eq!(OptimStep::ALL[0].slots(), vec![], "SGD without momentum keeps nothing");
     }
 
     #[test]

@@ -205,16 +205,13 @@ impl HyperArgs {
         };
         obj.insert("name".into(), name.into());
         if let Some(lr) = lr {
-            obj.insert("lr".into(), Self::number(&Some(lr)));
+            obj.insert("lr".into(), number(&Some(lr), serde_json::value::Serializer)?);
         }
         for (k, v) in &obj {
             if let (serde_json::Value::String(text), true) = (v, k != "name") {
                 anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
             }
         }
-        let mut put = |k: &str, v: serde_json::Value| {
-            obj.insert(k.into(), v);
-        };
         if let Some(b) = &self.betas {
             let parts: Vec<f64> = b
                 .split(',')
@@ -222,7 +219,7 @@ impl HyperArgs {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|_| anyhow::anyhow!("--betas {b}: expected two numbers such as 0.9,0.999"))?;
             anyhow::ensure!(parts.len() == 2, "--betas {b}: expected two numbers such as 0.9,0.999");
-            put("betas", serde_json::json!(parts));
+            obj.insert("betas".into(), serde_json::json!(parts));
         }
         // Speak of flags, not JSON paths: "optimizer.weight_decay" is --weight-decay here.
         let flag_name = |e: anyhow::Error| {
@@ -241,11 +238,6 @@ impl HyperArgs {
 
     pub fn schedule(&self) -> Result<Schedule> {
         Schedule::parse(&self.schedule)
-    }
-
-    /// A number as [`number`] writes it.
-    fn number(v: &Option<f64>) -> serde_json::Value {
-        number(v, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
     }
 }
 
