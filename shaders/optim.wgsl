@@ -1,19 +1,89 @@
 // Shared by every optimizer kernel (prepended to shaders/optim_<kernel>.wgsl): the arena's
-// bindings and the header of each kernel's uniform. One invocation per element reads p, g and
-// the state, and writes p and the state. The kernel's scalars are its own struct (SgdParams,
-// AdamParams, ...), mirrored field by field by the #[repr(C)] struct of the same name in
-// src/backend/optim_kernel.rs; tests/kernel_mirror.rs checks the two agree. The rayon twins
-// are in src/backend/cpu_optim.rs. State slots are S0, S1, S2 (one buffer each, so no binding
-// exceeds the per-binding limit before the parameters do), bound in the order that
-// OptimStep::kernel().bindings lists; a slot the settings do not keep is a placeholder.
+// bindings, the header of each kernel's uniform, and the two entry points. Each kernel file
+// defines only `update`, its formula for one element: (p, g, state) -> (p, state). The kernel's
+// scalars are its own struct (SgdParams, AdamParams, ...), mirrored field by field by the
+// #[repr(C)] struct of the same name in src/backend/optim_kernel.rs; tests/kernel_mirror.rs
+// checks the two agree. The rayon twins are in src/backend/cpu_optim.rs.
+//
+// State slots are S0, S1, S2 (one buffer each, so no binding exceeds the per-binding limit
+// before the parameters do), bound in the order OptimStep::kernel().bindings lists; `used` has
+// bit k set when slot Sk is kept (a slot the settings do not keep is a placeholder, never
+// read). The slots are 32-bit words: f32 values (`step_f32`, one element per invocation) or two
+// bfloat16 values per word (`step_bf16`, one word per invocation: elements 2w and 2w + 1,
+// computed in f32 and rounded to nearest-even on the way back). Offsets are in elements; a
+// bf16 slot's offset is even.
 
 struct Arena {
     n: u32, p_off: u32, g_off: u32, s0: u32,
-    s1: u32, s2: u32, pad0: u32, pad1: u32,
+    s1: u32, s2: u32, used: u32, pad0: u32,
 }
+
+// One element's result: the new parameter and its state slots (x: S0, y: S1, z: S2).
+struct Update { p: f32, s: vec3<f32> }
 
 @group(0) @binding(1) var<storage, read_write> PARAM: array<f32>;
 @group(0) @binding(2) var<storage, read> GRAD: array<f32>;
-@group(0) @binding(3) var<storage, read_write> S0: array<f32>;
-@group(0) @binding(4) var<storage, read_write> S1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> S2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> S0: array<u32>;
+@group(0) @binding(4) var<storage, read_write> S1: array<u32>;
+@group(0) @binding(5) var<storage, read_write> S2: array<u32>;
+
+fn slot_used(k: u32) -> bool { return (P.arena.used & (1u << k)) != 0u; }
+
+@compute @workgroup_size(256)
+fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    let a = P.arena;
+    if (i >= a.n) { return; }
+    var s = vec3<f32>(0.0);
+    if (slot_used(0u)) { s.x = bitcast<f32>(S0[a.s0 + i]); }
+    if (slot_used(1u)) { s.y = bitcast<f32>(S1[a.s1 + i]); }
+    if (slot_used(2u)) { s.z = bitcast<f32>(S2[a.s2 + i]); }
+    let u = update(PARAM[a.p_off + i], GRAD[a.g_off + i], s);
+    PARAM[a.p_off + i] = u.p;
+    if (slot_used(0u)) { S0[a.s0 + i] = bitcast<u32>(u.s.x); }
+    if (slot_used(1u)) { S1[a.s1 + i] = bitcast<u32>(u.s.y); }
+    if (slot_used(2u)) { S2[a.s2 + i] = bitcast<u32>(u.s.z); }
+}
+
+// The low and high bfloat16 of a word, widened to f32 (exact).
+fn bf16_lo(w: u32) -> f32 { return bitcast<f32>(w << 16u); }
+fn bf16_hi(w: u32) -> f32 { return bitcast<f32>(w & 0xFFFF0000u); }
+
+// f32 to bfloat16 bits, rounded to nearest, ties to even.
+fn bf16_bits(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return (b + 0x7FFFu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+// Slot k's word w, its two values updated (the high one only when `both`).
+fn bf16_word(w: u32, lo: f32, hi: f32, both: bool) -> u32 {
+    var out = bf16_bits(lo);
+    if (both) { out = out | (bf16_bits(hi) << 16u); } else { out = out | (w & 0xFFFF0000u); }
+    return out;
+}
+
+@compute @workgroup_size(256)
+fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let w = flat_index(wid, nwg, lid);
+    let a = P.arena;
+    let i = 2u * w;
+    if (i >= a.n) { return; }
+    let both = i + 1u < a.n;
+    let w0 = a.s0 / 2u + w;
+    let w1 = a.s1 / 2u + w;
+    let w2 = a.s2 / 2u + w;
+    var x = vec3<u32>(0u);
+    if (slot_used(0u)) { x.x = S0[w0]; }
+    if (slot_used(1u)) { x.y = S1[w1]; }
+    if (slot_used(2u)) { x.z = S2[w2]; }
+    let lo = update(PARAM[a.p_off + i], GRAD[a.g_off + i], vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
+    PARAM[a.p_off + i] = lo.p;
+    var hi = Update(0.0, vec3<f32>(0.0));
+    if (both) {
+        hi = update(PARAM[a.p_off + i + 1u], GRAD[a.g_off + i + 1u], vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
+        PARAM[a.p_off + i + 1u] = hi.p;
+    }
+    if (slot_used(0u)) { S0[w0] = bf16_word(x.x, lo.s.x, hi.s.x, both); }
+    if (slot_used(1u)) { S1[w1] = bf16_word(x.y, lo.s.y, hi.s.y, both); }
+    if (slot_used(2u)) { S2[w2] = bf16_word(x.z, lo.s.z, hi.s.z, both); }
+}

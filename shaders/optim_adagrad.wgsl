@@ -10,15 +10,9 @@ struct AdagradUniform { arena: Arena, h: AdagradParams }
 
 @group(0) @binding(0) var<uniform> P: AdagradUniform;
 
-@compute @workgroup_size(256)
-fn adagrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
-    let a = P.arena;
+fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
     let h = P.h;
-    if (i >= a.n) { return; }
-    let p = PARAM[a.p_off + i];
-    let g = GRAD[a.g_off + i] + h.weight_decay * p;
-    let s = S0[a.s0 + i] + g * g;
-    S0[a.s0 + i] = s;
-    PARAM[a.p_off + i] = p - h.clr * g / (sqrt(s) + h.eps);
+    let g = g0 + h.weight_decay * p;
+    let sum = s.x + g * g;
+    return Update(p - h.clr * g / (sqrt(sum) + h.eps), vec3<f32>(sum, 0.0, 0.0));
 }

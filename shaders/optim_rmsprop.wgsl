@@ -14,27 +14,22 @@ struct RmspropUniform { arena: Arena, h: RmspropParams }
 
 @group(0) @binding(0) var<uniform> P: RmspropUniform;
 
-@compute @workgroup_size(256)
-fn rmsprop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
-    let a = P.arena;
+fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
     let h = P.h;
-    if (i >= a.n) { return; }
-    let p = PARAM[a.p_off + i];
-    let g = GRAD[a.g_off + i] + h.weight_decay * p;
-    let v = h.alpha * S0[a.s0 + i] + (1.0 - h.alpha) * g * g;
-    S0[a.s0 + i] = v;
+    let g = g0 + h.weight_decay * p;
+    var out = s;
+    let v = h.alpha * s.x + (1.0 - h.alpha) * g * g;
+    out.x = v;
     var avg = sqrt(v) + h.eps;
     if (h.centered != 0u) {
-        let ga = h.alpha * S2[a.s2 + i] + (1.0 - h.alpha) * g;
-        S2[a.s2 + i] = ga;
+        let ga = h.alpha * s.z + (1.0 - h.alpha) * g;
+        out.z = ga;
         avg = sqrt(v - ga * ga) + h.eps;
     }
     if (h.momentum > 0.0) {
-        let b = h.momentum * S1[a.s1 + i] + g / avg;
-        S1[a.s1 + i] = b;
-        PARAM[a.p_off + i] = p - h.lr * b;
-    } else {
-        PARAM[a.p_off + i] = p - h.lr * g / avg;
+        let b = h.momentum * s.y + g / avg;
+        out.y = b;
+        return Update(p - h.lr * b, out);
     }
+    return Update(p - h.lr * g / avg, out);
 }

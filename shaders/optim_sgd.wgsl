@@ -13,22 +13,13 @@ struct SgdUniform { arena: Arena, h: SgdParams }
 
 @group(0) @binding(0) var<uniform> P: SgdUniform;
 
-@compute @workgroup_size(256)
-fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
-    let a = P.arena;
+fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
     let h = P.h;
-    if (i >= a.n) { return; }
-    let p = PARAM[a.p_off + i];
-    let g = GRAD[a.g_off + i] + h.weight_decay * p;
-    if (h.momentum == 0.0) {
-        PARAM[a.p_off + i] = p - h.lr * g;
-        return;
-    }
+    let g = g0 + h.weight_decay * p;
+    if (h.momentum == 0.0) { return Update(p - h.lr * g, s); }
     var b = g;
-    if (h.first_step == 0u) { b = h.momentum * S0[a.s0 + i] + (1.0 - h.dampening) * g; }
-    S0[a.s0 + i] = b;
+    if (h.first_step == 0u) { b = h.momentum * s.x + (1.0 - h.dampening) * g; }
     var d = b;
     if (h.nesterov != 0u) { d = g + h.momentum * b; }
-    PARAM[a.p_off + i] = p - h.lr * d;
+    return Update(p - h.lr * d, vec3<f32>(b, 0.0, 0.0));
 }

@@ -20,6 +20,7 @@ fn cpu_backend_matches_reference() {
         shapes: vec![(1, 1, 1), (3, 5, 7), (63, 65, 129), (65, 63, 1), (129, 784, 128)],
         lengths: vec![1, 7, 63, 65, 129, 1023, 65_537],
         optim_steps: 4,
+        blockwise_lengths: descent::app::parity::BLOCKWISE_LENGTHS.to_vec(),
     };
     assert_all_pass(&mut Device::cpu(), &cfg);
 }
@@ -32,6 +33,7 @@ fn gpu_kernels_match_reference() {
         shapes: vec![(1, 1, 1), (3, 5, 7), (63, 65, 129), (65, 63, 1), (70, 784, 128)],
         lengths: vec![1, 7, 1023, 65_537],
         optim_steps: 4,
+        blockwise_lengths: descent::app::parity::BLOCKWISE_LENGTHS.to_vec(),
     };
     assert_all_pass(&mut dev, &cfg);
 }
@@ -40,7 +42,13 @@ fn gpu_kernels_match_reference() {
 fn gpu_two_dimensional_grid_covers_every_element() {
     // 65,535 workgroups of 256 is the per-dimension limit: one more element needs a 2-D grid.
     let mut dev = common::gpu();
-    let cfg = ParityConfig { seed: 3, shapes: vec![], lengths: vec![65_535 * 256 + 1], optim_steps: 2 };
+    let cfg = ParityConfig {
+        seed: 3,
+        shapes: vec![],
+        lengths: vec![65_535 * 256 + 1],
+        optim_steps: 2,
+        blockwise_lengths: vec![],
+    };
     assert_all_pass(&mut dev, &cfg);
 }
 

@@ -34,17 +34,15 @@ fn cifar_records() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
 /// Named tensors with any f32 bit patterns (NaN payloads included) and small shapes.
 fn tensors() -> impl Strategy<Value = Vec<NamedTensor>> {
     prop::collection::vec(prop::collection::vec(1usize..4, 0..3), 0..4).prop_flat_map(|shapes| {
-        let parts: Vec<_> =
-            shapes
-                .into_iter()
-                .enumerate()
-                .map(|(i, shape)| {
-                    let len = shape.iter().product::<usize>();
-                    prop::collection::vec(any::<u32>().prop_map(f32::from_bits), len).prop_map(move |bits| {
-                        NamedTensor { name: format!("{i}.weight"), shape: shape.clone(), data: bits }
-                    })
-                })
-                .collect();
+        let parts: Vec<_> = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(i, shape)| {
+                let len = shape.iter().product::<usize>();
+                prop::collection::vec(any::<u32>().prop_map(f32::from_bits), len)
+                    .prop_map(move |bits| NamedTensor::f32(format!("{i}.weight"), shape.clone(), bits))
+            })
+            .collect();
         parts
     })
 }

@@ -6,7 +6,7 @@
 //! time of running the work and waiting for it. Each result says which.
 
 use crate::backend::{BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
-use crate::optim::{OptimConfig, OptimStep, Optimizer, Schedule, Sgd};
+use crate::optim::{OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::tensor::View;
 use anyhow::{bail, Result};
@@ -308,6 +308,10 @@ impl Unfused {
 pub struct OptimResult {
     pub optimizer: String,
     pub variant: Variant,
+    /// The state's width: 32, 16 or 8.
+    pub optim_bits: u32,
+    /// Bytes of optimizer state for these parameters (the fused variants' layout).
+    pub state_bytes: u64,
     pub params: usize,
     pub tensors: usize,
     pub median_ms: f64,
@@ -323,24 +327,41 @@ pub struct OptimResult {
     pub fraction_of_streaming_bw: f64,
 }
 
-/// Time one optimizer variant on `n` random parameters and gradients.
+/// Whether `variant` runs with state `bits` wide: the per-tensor and unfused baselines are
+/// f32 only (the per-tensor split puts tensors at odd offsets, and the low-bit kernels are
+/// multi-tensor by design).
+pub fn variant_supports(variant: Variant, bits: OptimBits) -> bool {
+    bits == OptimBits::B32 || variant == Variant::FusedMultiTensor
+}
+
+/// Time one optimizer variant on `n` random parameters and gradients, its state `bits` wide.
+#[allow(clippy::too_many_arguments)]
 pub fn bench_optim(
     dev: &mut Device,
     name: &str,
+    bits: OptimBits,
     variant: Variant,
     n: usize,
     tensors: usize,
     bw: &Bandwidth,
     repeats: usize,
 ) -> Result<OptimResult> {
-    let config = bench_config(name)?;
-    // Buffers of n values: grads, params and the state slots (the unfused baseline keeps two
-    // copies of each and three temporaries), plus the host's initial values.
+    let config = bench_config(name)?.with_optim_bits(bits);
+    config.validate()?;
+    if !variant_supports(variant, bits) {
+        bail!(
+            "the {} variant runs with 32-bit state only (use fused_multi_tensor at {} bits)",
+            variant.name(),
+            bits.bits()
+        );
+    }
+    // Buffers of n values: grads, params and the state (the unfused baseline keeps two copies
+    // of each slot and three temporaries), plus the host's initial values.
     let slots = config.state_names().len() as u64;
-    let buffers = if variant == Variant::Unfused { 6 + 2 * slots } else { 2 + slots };
     let bytes = 4 * n as u64;
-    let what = format!("{name} ({}) over {n} parameters", variant.name());
-    dev.check_fits(&what, bytes * buffers + 2 * bytes, bytes, "use a smaller params count")?;
+    let buffers = if variant == Variant::Unfused { (6 + 2 * slots) * bytes } else { 2 * bytes + config.state_bytes(n) };
+    let what = format!("{name} ({}, {}-bit state) over {n} parameters", variant.name(), bits.bits());
+    dev.check_fits(&what, buffers + 2 * bytes, bytes, "use a smaller params count")?;
     let mut rng = Rng::new(n as u64);
     let init = rng.uniform_vec(n, -1.0, 1.0);
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
@@ -350,13 +371,14 @@ pub fn bench_optim(
         Variant::FusedMultiTensor | Variant::FusedPerTensor => {
             let params = dev.upload(&init)?;
             let mut opt = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?;
+            let mut ranges = Vec::new();
+            for &len in &sizes {
+                let at = ranges.last().map_or(0, |r: &std::ops::Range<usize>| r.end);
+                ranges.push(at..at + len);
+            }
             let t = time(dev, 2, repeats, |d| {
-                opt.step += 1;
-                let k: OptimStep = opt.config.kernel_step(opt.step, opt.config.lr());
-                let mut off = 0;
-                for &len in &sizes {
-                    d.optim_step(&k, params.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));
-                    off += len;
+                if let Err(e) = opt.step_ranges(d, params, grads, &ranges) {
+                    unreachable!("the ranges cover the buffers the optimizer was built for: {e}");
                 }
             })?;
             opt.release(dev);
@@ -376,6 +398,8 @@ pub fn bench_optim(
     Ok(OptimResult {
         optimizer: name.to_string(),
         variant,
+        optim_bits: bits.bits(),
+        state_bytes: config.state_bytes(n),
         params: n,
         tensors: sizes.len(),
         median_ms: timing.median_ms,

@@ -13,8 +13,9 @@
 //! metadata entries, and the migration from format 1 (xoshiro shuffle states).
 
 use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
+use crate::backend::quant::{bf16_from_f32, bf16_to_f32, BlockKind, BLOCK};
 use crate::backend::Act;
-use crate::optim::{OptimConfig, Schedule};
+use crate::optim::{OptimConfig, Schedule, StoredState};
 use crate::rng::Rng;
 use crate::torch_rng::TorchGenerator;
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -23,24 +24,70 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// A named f32 tensor.
+/// A named tensor. Its values are held as f32 whatever the file stores (every bfloat16 and
+/// u8 is exactly an f32); `dtype` says how the file stores them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    pub dtype: Stored,
+}
+
+/// A tensor's dtype in the file: safetensors' F32, BF16 (optimizer state at 16 bits) or U8
+/// (8-bit codes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stored {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// bfloat16: the values must be exactly bfloat16s.
+    Bf16,
+    /// Bytes: the values must be whole numbers 0..=255.
+    U8,
+}
+
+impl NamedTensor {
+    /// An f32 tensor.
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> NamedTensor {
+        NamedTensor { name: name.into(), shape, data, dtype: Stored::F32 }
+    }
+
+    /// The file's bytes for this tensor, or an error if a value is not of its dtype.
+    fn bytes(&self) -> Result<(Dtype, Vec<u8>)> {
+        Ok(match self.dtype {
+            Stored::F32 => (Dtype::F32, self.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Stored::Bf16 => {
+                let mut out = Vec::with_capacity(2 * self.data.len());
+                for v in &self.data {
+                    let b = v.to_bits();
+                    ensure!(b & 0xFFFF == 0, "tensor {}: {v} is not a bfloat16", self.name);
+                    out.extend_from_slice(&((b >> 16) as u16).to_le_bytes());
+                }
+                (Dtype::BF16, out)
+            }
+            Stored::U8 => {
+                let mut out = Vec::with_capacity(self.data.len());
+                for &v in &self.data {
+                    ensure!(v.fract() == 0.0 && (0.0..=255.0).contains(&v), "tensor {}: {v} is not a byte", self.name);
+                    out.push(v as u8);
+                }
+                (Dtype::U8, out)
+            }
+        })
+    }
 }
 
 /// Serialize tensors and string metadata with the `safetensors` crate (the format's reference
 /// implementation). The crate orders tensors by name; its header keeps `__metadata__` in a hash
 /// map, so the header is rewritten with sorted keys: the same state always gives the same bytes.
 pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<(Dtype, Vec<u8>)> = tensors.iter().map(NamedTensor::bytes).collect::<Result<_>>()?;
     let views = tensors
         .iter()
         .zip(&bytes)
-        .map(|(t, b)| {
-            TensorView::new(Dtype::F32, t.shape.clone(), b)
+        .map(|(t, (dtype, b))| {
+            TensorView::new(*dtype, t.shape.clone(), b)
                 .map(|v| (t.name.as_str(), v))
                 .map_err(|e| anyhow!("tensor {}: {e}", t.name))
         })
@@ -60,8 +107,8 @@ pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> R
 }
 
 /// Parse and validate a safetensors file's bytes with the `safetensors` crate (header length,
-/// JSON, offsets consistent with shapes, contiguous, covering the data exactly), F32 tensors
-/// only. Tensors come back in offset order.
+/// JSON, offsets consistent with shapes, contiguous, covering the data exactly); F32, BF16
+/// and U8 tensors, their values widened to f32. Tensors come back in offset order.
 pub fn decode(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let explain = |e: SafeTensorError| {
         match e {
@@ -85,11 +132,20 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<St
     let mut tensors = Vec::new();
     for name in header.offset_keys() {
         let t = infos[&name];
-        ensure!(t.dtype == Dtype::F32, "{what}: tensor {name} has dtype {}, only F32 is read", t.dtype);
         let (begin, end) = t.data_offsets;
-        let values =
-            data[begin..end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        tensors.push(NamedTensor { name, shape: t.shape.clone(), data: values });
+        let raw = &data[begin..end];
+        let (values, dtype) = match t.dtype {
+            Dtype::F32 => {
+                (raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(), Stored::F32)
+            }
+            Dtype::BF16 => (
+                raw.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes(c.try_into().expect("2 bytes")))).collect(),
+                Stored::Bf16,
+            ),
+            Dtype::U8 => (raw.iter().map(|&b| b as f32).collect(), Stored::U8),
+            other => bail!("{what}: tensor {name} has dtype {other}; F32, BF16 and U8 are read"),
+        };
+        tensors.push(NamedTensor { name, shape: t.shape.clone(), data: values, dtype });
     }
     Ok((tensors, metadata))
 }
@@ -124,24 +180,11 @@ impl Trainer {
                 self.opt.step
             );
         }
-        let state = self.opt.read_state(&mut self.dev)?;
         let mut tensors = Vec::new();
         for e in &self.model.arena.entries {
-            tensors.push(NamedTensor {
-                name: e.name.clone(),
-                shape: e.shape.clone(),
-                data: params[e.range()].to_vec(),
-            });
+            tensors.push(NamedTensor::f32(e.name.clone(), e.shape.clone(), params[e.range()].to_vec()));
         }
-        for (slot, data) in &state {
-            for e in &self.model.arena.entries {
-                tensors.push(NamedTensor {
-                    name: format!("optimizer.{slot}.{}", e.name),
-                    shape: e.shape.clone(),
-                    data: data[e.range()].to_vec(),
-                });
-            }
-        }
+        tensors.extend(self.state_tensors()?);
         let c = &self.config;
         let mut meta = BTreeMap::new();
         let mut put = |k: &str, v: String| {
@@ -196,15 +239,7 @@ impl Trainer {
             params[e.range()].copy_from_slice(&t.data);
         }
         self.dev.write(self.model.arena.params, &params)?;
-        for (i, slot) in self.opt.config.state_names().into_iter().enumerate() {
-            let mut data = vec![self.opt.config.state_init(); n];
-            for e in &self.model.arena.entries {
-                let t = find(&format!("optimizer.{slot}.{}", e.name))?;
-                ensure!(t.data.len() == e.len(), "{what}: optimizer.{slot}.{} has the wrong size", e.name);
-                data[e.range()].copy_from_slice(&t.data);
-            }
-            self.dev.write(self.opt.slot(i), &data)?;
-        }
+        self.restore_state(tensors, what)?;
         self.opt.step = meta.num("optimizer_step")?;
         self.epoch = meta.num("epoch")?;
         self.step_in_epoch = meta.num("step_in_epoch")?;
@@ -216,6 +251,131 @@ impl Trainer {
         self.dev.write(self.metrics.slice(0, 2), &m)?;
         self.dev.fill(self.metrics.slice(2, 2), -1.0);
         Ok(())
+    }
+}
+
+impl Trainer {
+    /// The optimizer's state as `optimizer.<slot>.<param>` tensors, stored as the optimizer
+    /// keeps it: F32, BF16, or at 8 bits U8 codes plus `optimizer.<slot>_absmax.<param>` (F32,
+    /// one per block) for the quantized tensors and F32 for the small ones.
+    fn state_tensors(&mut self) -> Result<Vec<NamedTensor>> {
+        let names = self.opt.config.state_names();
+        let stored = self.opt.read_stored(&mut self.dev)?;
+        let entries = &self.model.arena.entries;
+        let mut out = Vec::new();
+        let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>, dtype: Stored| {
+            out.push(NamedTensor { name, shape, data, dtype });
+        };
+        match stored {
+            StoredState::F32(slots) => {
+                for (slot, data) in names.iter().zip(slots) {
+                    for e in entries {
+                        put(
+                            format!("optimizer.{slot}.{}", e.name),
+                            e.shape.clone(),
+                            data[e.range()].to_vec(),
+                            Stored::F32,
+                        );
+                    }
+                }
+            }
+            StoredState::Bf16(slots) => {
+                for (slot, data) in names.iter().zip(slots) {
+                    for e in entries {
+                        let v = data[e.range()].iter().map(|&h| bf16_to_f32(h)).collect();
+                        put(format!("optimizer.{slot}.{}", e.name), e.shape.clone(), v, Stored::Bf16);
+                    }
+                }
+            }
+            StoredState::Blockwise8 { codes, absmax, small } => {
+                let table = self.opt.block_table().context("8-bit state has a block table")?;
+                for (k, slot) in names.iter().enumerate() {
+                    for e in entries {
+                        let Some(first) = table.blocks.iter().find(|b| b.start == e.offset) else { continue };
+                        let name = format!("optimizer.{slot}.{}", e.name);
+                        if first.kind == BlockKind::Quantized {
+                            let codes = codes[k][e.range()].iter().map(|&c| c as f32).collect();
+                            put(name, e.shape.clone(), codes, Stored::U8);
+                            let blocks = e.len().div_ceil(BLOCK);
+                            let a = absmax[k][first.index..first.index + blocks].to_vec();
+                            put(format!("optimizer.{slot}_absmax.{}", e.name), vec![blocks], a, Stored::F32);
+                        } else {
+                            let v = small[k][first.index..first.index + e.len()].to_vec();
+                            put(name, e.shape.clone(), v, Stored::F32);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The inverse of [`Trainer::state_tensors`]: every tensor must be there, of the dtype this
+    /// optimizer's width stores.
+    fn restore_state(&mut self, tensors: &[NamedTensor], what: &str) -> Result<()> {
+        let n = self.model.arena.len();
+        let bits = self.opt.config.optim_bits().bits();
+        let find = |name: &str, dtype: Stored, len: usize| -> Result<&NamedTensor> {
+            let t =
+                tensors.iter().find(|t| t.name == name).with_context(|| format!("{what}: tensor {name} is missing"))?;
+            ensure!(
+                t.dtype == dtype,
+                "{what}: {name} is stored as {:?}, but this {bits}-bit optimizer keeps it as {dtype:?}; a checkpoint resumes at the width it was saved with",
+                t.dtype
+            );
+            ensure!(t.data.len() == len, "{what}: {name} has {} values, expected {len}", t.data.len());
+            Ok(t)
+        };
+        let names = self.opt.config.state_names();
+        let entries = &self.model.arena.entries;
+        let stored = match self.opt.read_stored(&mut self.dev)? {
+            StoredState::F32(_) => {
+                let mut slots = Vec::new();
+                for slot in &names {
+                    let mut data = vec![self.opt.config.state_init(); n];
+                    for e in entries {
+                        let t = find(&format!("optimizer.{slot}.{}", e.name), Stored::F32, e.len())?;
+                        data[e.range()].copy_from_slice(&t.data);
+                    }
+                    slots.push(data);
+                }
+                StoredState::F32(slots)
+            }
+            StoredState::Bf16(mut slots) => {
+                for (slot, data) in names.iter().zip(&mut slots) {
+                    for e in entries {
+                        let t = find(&format!("optimizer.{slot}.{}", e.name), Stored::Bf16, e.len())?;
+                        for (h, &v) in data[e.range()].iter_mut().zip(&t.data) {
+                            *h = bf16_from_f32(v);
+                        }
+                    }
+                }
+                StoredState::Bf16(slots)
+            }
+            StoredState::Blockwise8 { mut codes, mut absmax, mut small } => {
+                let table = self.opt.block_table().context("8-bit state has a block table")?;
+                for (k, slot) in names.iter().enumerate() {
+                    for e in entries {
+                        let Some(first) = table.blocks.iter().find(|b| b.start == e.offset) else { continue };
+                        let name = format!("optimizer.{slot}.{}", e.name);
+                        if first.kind == BlockKind::Quantized {
+                            let t = find(&name, Stored::U8, e.len())?;
+                            for (c, &v) in codes[k][e.range()].iter_mut().zip(&t.data) {
+                                *c = v as u8;
+                            }
+                            let blocks = e.len().div_ceil(BLOCK);
+                            let a = find(&format!("optimizer.{slot}_absmax.{}", e.name), Stored::F32, blocks)?;
+                            absmax[k][first.index..first.index + blocks].copy_from_slice(&a.data);
+                        } else {
+                            let t = find(&name, Stored::F32, e.len())?;
+                            small[k][first.index..first.index + e.len()].copy_from_slice(&t.data);
+                        }
+                    }
+                }
+                StoredState::Blockwise8 { codes, absmax, small }
+            }
+        };
+        self.opt.write_stored(&mut self.dev, &stored)
     }
 }
 
@@ -351,12 +511,20 @@ mod tests {
     #[test]
     fn round_trip_and_corruption() {
         let t = vec![
+            NamedTensor::f32("0.weight", vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, f32::MIN_POSITIVE, 7.0]),
+            NamedTensor::f32("0.bias", vec![2], vec![0.25, -0.5]),
             NamedTensor {
-                name: "0.weight".into(),
-                shape: vec![2, 3],
-                data: vec![1.0, -2.0, 3.5, 0.0, f32::MIN_POSITIVE, 7.0],
+                name: "optimizer.exp_avg.0.bias".into(),
+                shape: vec![2],
+                data: vec![0.0, 255.0],
+                dtype: Stored::U8,
             },
-            NamedTensor { name: "0.bias".into(), shape: vec![2], data: vec![0.25, -0.5] },
+            NamedTensor {
+                name: "optimizer.sum.0.bias".into(),
+                shape: vec![2],
+                data: vec![-2.5, 1.0],
+                dtype: Stored::Bf16,
+            },
         ];
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), "test".to_string());

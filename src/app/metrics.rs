@@ -2,8 +2,8 @@
 //! the training-loss and test-accuracy figures (feature `app`), and a markdown summary table.
 //!
 //! Schema: `{"case", "dataset", "device", "batch_size", "seed", "shuffle", "runs": [{"optimizer",
-//! "hyperparameters": {PyTorch names}, "schedule", "epochs": [{"epoch", "train_loss",
-//! "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
+//! "hyperparameters": {PyTorch names}, "optim_bits", "schedule", "epochs": [{"epoch",
+//! "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds"}]}]}`.
 
 #[cfg(feature = "app")]
 use crate::app::plot::{self, Kind, Panel, Series};
@@ -38,6 +38,8 @@ pub struct RunMetrics {
     /// The run's label: the optimizer's name, or a name like `sgd_momentum` for a variant.
     pub optimizer: String,
     pub hyperparameters: Value,
+    /// The optimizer state's width: 32, 16 or 8.
+    pub optim_bits: u32,
     pub schedule: String,
     pub epochs: Vec<EpochMetrics>,
 }
@@ -47,6 +49,7 @@ impl RunMetrics {
         RunMetrics {
             optimizer: label.to_string(),
             hyperparameters: config.to_json(),
+            optim_bits: config.optim_bits().bits(),
             schedule: schedule.to_string(),
             epochs: Vec::new(),
         }

@@ -2,12 +2,18 @@
 //! the plain f64 reference. Output buffers are poisoned with NaN first, so an element a kernel
 //! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
 
+use crate::backend::quant::{self, BlockKind, DynamicMap, BLOCK};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
-use crate::optim::{reference as optim_ref, Adagrad, Adam, LectureMomentum, OptimConfig, Rmsprop, Sgd};
-use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, REL_TOL};
+use crate::optim::{
+    reference as optim_ref, Adagrad, Adam, LectureMomentum, OptimBits, OptimConfig, Optimizer, Rmsprop, Schedule, Sgd,
+    StoredState,
+};
+use crate::reference::{
+    self as r, compare, matmul_abs_tol, ABS_TOL, BF16_ABS_TOL, BF16_REL_TOL, CODE_TIE_TOL, REL_TOL,
+};
 use crate::rng::Rng;
 use crate::tensor::View;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -29,6 +35,8 @@ pub struct ParityConfig {
     pub lengths: Vec<usize>,
     /// Optimizer steps per check.
     pub optim_steps: u64,
+    /// Tensor lengths for blockwise 8-bit Adam/AdamW (each alone in an arena, then all in one).
+    pub blockwise_lengths: Vec<usize>,
 }
 
 impl Default for ParityConfig {
@@ -39,8 +47,25 @@ impl Default for ParityConfig {
             // The last is over 65,535 workgroups of 256: the 2-D grid path.
             lengths: vec![1, 7, 1023, 65_537, 65_535 * 256 + 1],
             optim_steps: 3,
+            blockwise_lengths: BLOCKWISE_LENGTHS.to_vec(),
         }
     }
+}
+
+/// Around the block size (256) and `min_8bit_size` (4096), and one tensor of many blocks with a
+/// partial last one.
+pub const BLOCKWISE_LENGTHS: [usize; 8] = [1, 255, 256, 257, 4095, 4096, 4097, 65_537];
+
+/// The configurations blockwise 8-bit state covers: Adam (with and without L2 decay) and AdamW.
+pub fn blockwise_cases() -> Vec<(String, OptimConfig)> {
+    [
+        ("adam", OptimConfig::Adam(Adam::default())),
+        ("adam_wd", OptimConfig::Adam(Adam { weight_decay: 0.01, ..Adam::default() })),
+        ("adamw", OptimConfig::Adamw(Adam::adamw())),
+    ]
+    .into_iter()
+    .map(|(l, c)| (l.to_string(), c.with_optim_bits(OptimBits::B8)))
+    .collect()
 }
 
 /// The optimizer configurations parity covers: every kernel and every flag that changes it.
@@ -309,7 +334,165 @@ impl Checker<'_> {
         self.done(&[out, bc, av, bv, pv]);
         for (label, cfg) in optimizer_cases() {
             self.optimizer(&label, &cfg, n, steps)?;
+            self.optimizer_bf16(&format!("{label} bf16"), &cfg.with_optim_bits(OptimBits::B16), n, steps)?;
         }
+        Ok(())
+    }
+
+    /// A row from the worst of several comparisons (one per step).
+    fn row(&mut self, kernel: String, shape: &str, results: &[(f64, f64, bool)]) {
+        let worst = |f: fn(&(f64, f64, bool)) -> f64| results.iter().map(f).fold(0f64, f64::max);
+        self.rows.push(ParityRow {
+            device: self.dev.describe(),
+            kernel,
+            shape: shape.to_string(),
+            max_abs_err: worst(|r| r.0),
+            max_rel_err: worst(|r| r.1),
+            pass: results.iter().all(|r| r.2),
+        });
+    }
+
+    /// Fresh gradients of mixed scale for step `t`, bounded away from zero (see `optimizer`).
+    fn gradients(&mut self, n: usize, t: u64) -> Vec<f32> {
+        let scale = [1.0f32, 10.0, 0.5][(t as usize - 1) % 3];
+        self.random(n, 0.1 * scale, scale).into_iter().map(|v| if self.rng.below(2) == 0 { v } else { -v }).collect()
+    }
+
+    /// bfloat16 state, step by step: each step starts the reference from the state the device
+    /// holds, so the rows measure one step's rounding, not its accumulation. The state may differ
+    /// by one bfloat16 rounding ([`BF16_REL_TOL`]); the parameters, updated from the unrounded
+    /// state, by the f32 tolerance.
+    fn optimizer_bf16(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
+        let names = cfg.state_names();
+        let p0 = self.random(n, -1.0, 1.0);
+        let pv = self.input(&p0)?;
+        let gv = self.dev.alloc(n)?;
+        let mut opt = Optimizer::for_len(self.dev, cfg.clone(), Schedule::Constant, n)?;
+        let (mut pres, mut sres) = (Vec::new(), vec![Vec::new(); names.len()]);
+        for t in 1..=steps {
+            let mut p: Vec<f64> = self.dev.read(pv)?.iter().map(|&v| v as f64).collect();
+            let mut state: Vec<Vec<f64>> =
+                opt.read_state(self.dev)?.into_iter().map(|(_, v)| v.into_iter().map(|x| x as f64).collect()).collect();
+            let g = self.gradients(n, t);
+            self.dev.write(gv, &g)?;
+            opt.step_views(self.dev, pv, gv);
+            let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+            optim_ref::step_bf16(cfg, t, cfg.lr(), &mut p, &g64, &mut state);
+            pres.push(compare(&self.dev.read(pv)?, &p, ABS_TOL, REL_TOL));
+            for (k, (_, got)) in opt.read_state(self.dev)?.into_iter().enumerate() {
+                sres[k].push(compare(&got, &state[k], BF16_ABS_TOL, BF16_REL_TOL));
+            }
+        }
+        let shape = format!("{n} x {steps} steps");
+        self.row(format!("{label} param"), &shape, &pres);
+        for (name, res) in names.iter().zip(&sres) {
+            self.row(format!("{label} {name}"), &shape, res);
+        }
+        opt.release(self.dev);
+        self.done(&[pv, gv]);
+        Ok(())
+    }
+
+    /// Blockwise 8-bit Adam/AdamW over tensors of `lens` in one arena (offsets padded as a
+    /// model's are), step by step from the device's state. Codes must equal the reference's
+    /// except where the reference's value lies within rounding ([`CODE_TIE_TOL`]) of the
+    /// midpoint between the two codes; those are counted (the codes row's max abs err) and
+    /// bounded (one per thousand elements, at least one).
+    fn optimizer_8bit(&mut self, label: &str, cfg: &OptimConfig, lens: &[usize], steps: u64) -> Result<()> {
+        let mut tensors = Vec::new();
+        let mut end = 0usize;
+        for &len in lens {
+            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
+            tensors.push((at, len));
+            end = at + len;
+        }
+        let n = end;
+        let p0 = self.random(n, -1.0, 1.0);
+        let pv = self.input(&p0)?;
+        let gv = self.dev.alloc(n)?;
+        let mut opt = Optimizer::for_tensors(self.dev, cfg.clone(), Schedule::Constant, n, &tensors)?;
+        let table = opt.block_table().cloned().context("8-bit state has a block table")?;
+        let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
+        let (mut pres, mut cres, mut ares, mut fres) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let elements: usize = lens.iter().sum();
+        for t in 1..=steps {
+            let p_dev = self.dev.read(pv)?;
+            let StoredState::Blockwise8 { codes, absmax, small } = opt.read_stored(self.dev)? else {
+                unreachable!("an 8-bit optimizer stores codes")
+            };
+            let g = self.gradients(n, t);
+            self.dev.write(gv, &g)?;
+            opt.step_views(self.dev, pv, gv);
+            let p_new = self.dev.read(pv)?;
+            let StoredState::Blockwise8 { codes: codes_new, absmax: absmax_new, small: small_new } =
+                opt.read_stored(self.dev)?
+            else {
+                unreachable!("an 8-bit optimizer stores codes")
+            };
+            let (mut want_p, mut got_p) = (Vec::new(), Vec::new());
+            let (mut want_a, mut got_a) = (Vec::new(), Vec::new());
+            let (mut want_s, mut got_s) = (Vec::new(), Vec::new());
+            let (mut ties, mut wrong) = (0usize, 0usize);
+            for &(at, len) in &tensors {
+                let r = at..at + len;
+                let mut p: Vec<f64> = p_dev[r.clone()].iter().map(|&v| v as f64).collect();
+                let g64: Vec<f64> = g[r.clone()].iter().map(|&v| v as f64).collect();
+                let first = table.blocks.iter().find(|b| b.start == at).context("each tensor has blocks")?;
+                if first.kind == BlockKind::Quantized {
+                    let blocks = len.div_ceil(BLOCK);
+                    let ab = first.index..first.index + blocks;
+                    let mut q = optim_ref::Quantized {
+                        codes: [codes[0][r.clone()].to_vec(), codes[1][r.clone()].to_vec()],
+                        absmax: [0, 1].map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect()),
+                    };
+                    let values = optim_ref::step_8bit(cfg, t, cfg.lr(), &mut p, &g64, &mut q);
+                    for k in 0..2 {
+                        want_a.extend(q.absmax[k].iter().copied());
+                        got_a.extend(absmax_new[k][ab.clone()].iter().copied());
+                        for (i, (&got, &want)) in codes_new[k][r.clone()].iter().zip(&q.codes[k]).enumerate() {
+                            if got == want {
+                                continue;
+                            }
+                            let mid =
+                                (maps[k].values[got as usize] as f64 + maps[k].values[want as usize] as f64) / 2.0;
+                            let x = values[k][i];
+                            if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * x.abs().max(1e-6) {
+                                ties += 1;
+                            } else {
+                                wrong += 1;
+                            }
+                        }
+                    }
+                } else {
+                    let s = first.index..first.index + len;
+                    let mut state: Vec<Vec<f64>> =
+                        (0..2).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
+                    optim_ref::step(cfg, t, cfg.lr(), &mut p, &g64, &mut state);
+                    for k in 0..2 {
+                        want_s.extend(state[k].iter().copied());
+                        got_s.extend(small_new[k][s.clone()].iter().copied());
+                    }
+                }
+                want_p.extend(p);
+                got_p.extend(p_new[r].iter().copied());
+            }
+            pres.push(compare(&got_p, &want_p, ABS_TOL, REL_TOL));
+            ares.push(compare(&got_a, &want_a, ABS_TOL, REL_TOL));
+            fres.push(compare(&got_s, &want_s, ABS_TOL, REL_TOL));
+            cres.push((ties as f64, wrong as f64, wrong == 0 && ties <= (elements / 1000).max(1)));
+        }
+        let shape = format!("{} x {steps} steps", lens.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("+"));
+        self.row(format!("{label} 8bit param"), &shape, &pres);
+        let quantized = lens.iter().any(|&l| l >= quant::MIN_8BIT_SIZE);
+        if quantized {
+            self.row(format!("{label} 8bit codes (ties, wrong)"), &shape, &cres);
+            self.row(format!("{label} 8bit absmax"), &shape, &ares);
+        }
+        if lens.iter().any(|&l| l < quant::MIN_8BIT_SIZE) {
+            self.row(format!("{label} 8bit f32 state"), &shape, &fres);
+        }
+        opt.release(self.dev);
+        self.done(&[pv, gv]);
         Ok(())
     }
 
@@ -362,6 +545,15 @@ pub fn run(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
     }
     for &n in &cfg.lengths {
         c.vector_kernels(n, cfg.optim_steps)?;
+    }
+    if !cfg.blockwise_lengths.is_empty() {
+        for (label, case) in blockwise_cases() {
+            for &n in &cfg.blockwise_lengths {
+                c.optimizer_8bit(&label, &case, &[n], cfg.optim_steps)?;
+            }
+            // Several tensors, small and large, in one arena: one launch over all their blocks.
+            c.optimizer_8bit(&label, &case, &cfg.blockwise_lengths, cfg.optim_steps)?;
+        }
     }
     c.dev.sync()?;
     Ok(c.rows)

@@ -5,11 +5,13 @@
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
-use super::OptimStep;
+use super::optim_kernel::AdamParams;
+use super::quant::{Block, BlockKind, TABLE_HEADER_WORDS};
 use super::{
     cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
     Layout, UnaryOp, View,
 };
+use super::{Blockwise8, OptimStep};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -94,6 +96,14 @@ impl CpuBackend {
         init_thread_pool();
         set_flush_to_zero();
         CpuBackend { bufs: Vec::new(), ops: 0 }
+    }
+
+    /// Move an f32 buffer out (to hold it mutably beside others); put it back after.
+    fn take(&mut self, buf: usize) -> Vec<f32> {
+        match std::mem::replace(&mut self.bufs[buf], Store::Freed) {
+            Store::F32(v) => v,
+            _ => panic!("buffer {buf} is not a live f32 buffer (or is bound twice)"),
+        }
     }
 
     fn vec(&self, buf: usize) -> &[f32] {
@@ -585,6 +595,64 @@ impl Backend for CpuBackend {
         }
         self.bufs[params.buf] = Store::F32(p);
         for (b, data) in state_bufs {
+            self.bufs[b] = Store::F32(data);
+        }
+    }
+
+    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        self.ops += 1;
+        let mut p = self.take(params.buf);
+        let mut bufs: Vec<Vec<f32>> = state.iter().map(|v| self.take(v.buf)).collect();
+        {
+            let slots: Vec<&mut [u16]> = bufs
+                .iter_mut()
+                .zip(state)
+                .map(|(b, v)| &mut bytemuck::cast_slice_mut::<f32, u16>(b)[v.range()])
+                .collect();
+            let g = &self.vec(grads.buf)[grads.range()];
+            cpu_optim::apply_bf16(step, &mut p[params.range()], g, slots);
+        }
+        self.bufs[params.buf] = Store::F32(p);
+        for (v, b) in state.iter().zip(bufs) {
+            self.bufs[v.buf] = Store::F32(b);
+        }
+    }
+
+    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
+        self.ops += 1;
+        let mut p = self.take(params.buf);
+        let ids = [s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf];
+        let mut bufs: Vec<Vec<f32>> = ids.iter().map(|&b| self.take(b)).collect();
+        {
+            let table: &[u32] = bytemuck::cast_slice(&self.vec(s.table.buf)[s.table.range()]);
+            let blocks: Vec<Block> = table[TABLE_HEADER_WORDS..]
+                .chunks_exact(4)
+                .take(s.blocks)
+                .map(|r| Block {
+                    start: r[0] as usize,
+                    len: r[1] as usize,
+                    index: r[2] as usize,
+                    kind: if r[3] == 0 { BlockKind::Quantized } else { BlockKind::Full },
+                })
+                .collect();
+            let [mc, vc, ab, sm] = &mut bufs[..] else { unreachable!("four buffers") };
+            let (m_absmax, v_absmax) = ab[..2 * s.quantized_blocks].split_at_mut(s.quantized_blocks);
+            let (m_small, v_small) = sm[..2 * s.small_len].split_at_mut(s.small_len);
+            let state = cpu_optim::Blockwise8Mut {
+                m_codes: bytemuck::cast_slice_mut(&mut mc[..]),
+                v_codes: bytemuck::cast_slice_mut(&mut vc[..]),
+                m_absmax,
+                v_absmax,
+                m_small,
+                v_small,
+            };
+            let g = &self.vec(grads.buf)[grads.range()];
+            let n = params.len;
+            let (pm, gm) = (&mut p[params.range()], &g[..n]);
+            cpu_optim::apply_blockwise8(h, pm, gm, &blocks, state);
+        }
+        self.bufs[params.buf] = Store::F32(p);
+        for (&b, data) in ids.iter().zip(bufs) {
             self.bufs[b] = Store::F32(data);
         }
     }

@@ -4,6 +4,7 @@
 //! plain f64 version).
 
 use super::optim_kernel::*;
+use super::quant::{bf16_from_f32, bf16_to_f32, Block, BlockKind, DynamicMap, BLOCK};
 use rayon::prelude::*;
 
 /// Elements per parallel task, at least: large enough to amortise scheduling.
@@ -205,5 +206,173 @@ fn lecture_momentum(h: &LectureMomentumParams, p: &mut [f32], g: &[f32], vel: &m
         let v = mu * vel[i] - lr * (g[i] + wd * p[i]);
         vel[i] = v;
         p[i] += v;
+    }
+}
+
+/// Elements decoded to f32 at a time in the bfloat16 pass: small enough that the f32 copies
+/// of the state stay in L1, large enough that the f32 loops vectorize.
+const BF16_RUN: usize = 512;
+
+/// [`apply`] with bfloat16 state slots (`slots[k][i]` is element `i`'s slot `k`): each run of
+/// [`BF16_RUN`] elements is widened to f32, stepped by the f32 formulas and rounded back.
+pub fn apply_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [u16]>) {
+    let n = p.len();
+    assert_eq!(g.len(), n);
+    assert!(slots.iter().all(|s| s.len() == n));
+    let len = chunk_len(n);
+    let mut slot_chunks: Vec<_> = slots.into_iter().map(|s| s.chunks_mut(len)).collect();
+    let mut work = Vec::with_capacity(n.div_ceil(len));
+    for (pc, gc) in p.chunks_mut(len).zip(g.chunks(len)) {
+        let sc: Vec<&mut [u16]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
+        work.push((pc, gc, sc));
+    }
+    let step = *step;
+    let wide = wide_vectors();
+    work.into_par_iter().for_each(|(p, g, mut s)| {
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
+            return unsafe { chunk_bf16_avx2(&step, p, g, &mut s) };
+        }
+        let _ = wide;
+        chunk_bf16(&step, p, g, &mut s)
+    });
+}
+
+#[inline(always)]
+fn chunk_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [u16]]) {
+    let mut wide = [[0f32; BF16_RUN]; 3];
+    for at in (0..p.len()).step_by(BF16_RUN) {
+        let n = BF16_RUN.min(p.len() - at);
+        for (k, slot) in s.iter().enumerate() {
+            for (w, &h) in wide[k][..n].iter_mut().zip(&slot[at..at + n]) {
+                *w = bf16_to_f32(h);
+            }
+        }
+        {
+            let [w0, w1, w2] = &mut wide;
+            let mut views: Vec<&mut [f32]> =
+                [&mut w0[..n], &mut w1[..n], &mut w2[..n]].into_iter().take(s.len()).collect();
+            chunk(step, &mut p[at..at + n], &g[at..at + n], &mut views);
+        }
+        for (k, slot) in s.iter_mut().enumerate() {
+            for (h, &w) in slot[at..at + n].iter_mut().zip(&wide[k][..n]) {
+                *h = bf16_from_f32(w);
+            }
+        }
+    }
+}
+
+/// [`chunk_bf16`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_bf16_avx2(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [u16]]) {
+    chunk_bf16(step, p, g, s)
+}
+
+/// Blockwise 8-bit Adam/AdamW over the blocks of a table (see `quant::BlockTable`): the rayon
+/// twin of `shaders/optim_adam8.wgsl`. Per block: dequantize, the f32 Adam formula of
+/// [`apply`], the new absmax, requantize to the nearest code.
+pub struct Blockwise8Mut<'a> {
+    /// exp_avg codes, one per arena element.
+    pub m_codes: &'a mut [u8],
+    /// exp_avg_sq codes.
+    pub v_codes: &'a mut [u8],
+    /// exp_avg's absmax per quantized block.
+    pub m_absmax: &'a mut [f32],
+    /// exp_avg_sq's absmax per quantized block.
+    pub v_absmax: &'a mut [f32],
+    /// exp_avg of the small tensors.
+    pub m_small: &'a mut [f32],
+    /// exp_avg_sq of the small tensors.
+    pub v_small: &'a mut [f32],
+}
+
+/// Blocks per parallel task.
+const BLOCKS_PER_TASK: usize = 128;
+
+/// One step of blockwise 8-bit Adam over every block of `blocks`, in parallel.
+pub fn apply_blockwise8(h: &AdamParams, p: &mut [f32], g: &[f32], blocks: &[Block], s: Blockwise8Mut) {
+    // Cut every buffer into the pieces each task's blocks cover (blocks ascend in every index).
+    let Blockwise8Mut { mut m_codes, mut v_codes, mut m_absmax, mut v_absmax, mut m_small, mut v_small } = s;
+    let (mut p, mut g) = (p, g);
+    let mut at = [0usize; 3]; // arena element, absmax slot, small offset reached so far
+    let mut tasks = Vec::new();
+    for group in blocks.chunks(BLOCKS_PER_TASK) {
+        let (first, last) = (group[0], group[group.len() - 1]);
+        let end = last.start + last.len;
+        let q: usize = group.iter().filter(|b| b.kind == BlockKind::Quantized).count();
+        let sm: usize = group.iter().filter(|b| b.kind == BlockKind::Full).map(|b| b.len).sum();
+        let skip = first.start - at[0];
+        let pp = carve(&mut p, skip, end - first.start);
+        let (gp, rest) = g[skip..].split_at(end - first.start);
+        g = rest;
+        let mc = carve(&mut m_codes, skip, end - first.start);
+        let vc = carve(&mut v_codes, skip, end - first.start);
+        let qa = group.iter().find(|b| b.kind == BlockKind::Quantized).map_or(at[1], |b| b.index);
+        let ma = carve(&mut m_absmax, qa - at[1], q);
+        let va = carve(&mut v_absmax, qa - at[1], q);
+        let so = group.iter().find(|b| b.kind == BlockKind::Full).map_or(at[2], |b| b.index);
+        let ms = carve(&mut m_small, so - at[2], sm);
+        let vs = carve(&mut v_small, so - at[2], sm);
+        tasks.push((group, pp, gp, mc, vc, ma, va, ms, vs));
+        at = [end, qa + q, so + sm];
+    }
+    let h = *h;
+    tasks.into_par_iter().for_each(|(group, p, g, mc, vc, ma, va, ms, vs)| {
+        let base = group[0].start;
+        let (mut qi, mut si) = (0, 0);
+        for b in group {
+            let r = b.start - base..b.start - base + b.len;
+            match b.kind {
+                BlockKind::Quantized => {
+                    block8(
+                        &h,
+                        &mut p[r.clone()],
+                        &g[r.clone()],
+                        &mut mc[r.clone()],
+                        &mut vc[r],
+                        &mut ma[qi],
+                        &mut va[qi],
+                    );
+                    qi += 1;
+                }
+                BlockKind::Full => {
+                    let sr = si..si + b.len;
+                    adam(&h, &mut p[r.clone()], &g[r], &mut ms[sr.clone()], &mut vs[sr], None);
+                    si += b.len;
+                }
+            }
+        }
+    });
+}
+
+/// The next `n` elements of `x` after skipping `skip`; `x` keeps the rest.
+fn carve<'a, T>(x: &mut &'a mut [T], skip: usize, n: usize) -> &'a mut [T] {
+    let rest = std::mem::take(x);
+    let (piece, rest) = rest[skip..].split_at_mut(n);
+    *x = rest;
+    piece
+}
+
+/// One quantized block: at most [`BLOCK`] elements.
+#[inline(always)]
+fn block8(h: &AdamParams, p: &mut [f32], g: &[f32], mc: &mut [u8], vc: &mut [u8], am: &mut f32, av: &mut f32) {
+    let (sm, um) = (DynamicMap::signed(), DynamicMap::unsigned());
+    let n = p.len();
+    let mut m = [0f32; BLOCK];
+    let mut v = [0f32; BLOCK];
+    for i in 0..n {
+        m[i] = sm.decode(mc[i], *am);
+        v[i] = um.decode(vc[i], *av);
+    }
+    adam(h, p, g, &mut m[..n], &mut v[..n], None);
+    let mx_m = m[..n].iter().fold(0f32, |a, &x| a.max(x.abs()));
+    let mx_v = v[..n].iter().fold(0f32, |a, &x| a.max(x));
+    *am = mx_m;
+    *av = mx_v;
+    for i in 0..n {
+        mc[i] = if mx_m > 0.0 { sm.code(m[i] / mx_m) } else { sm.zero };
+        vc[i] = if mx_v > 0.0 { um.code(v[i] / mx_v) } else { um.zero };
     }
 }

@@ -7,8 +7,9 @@
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 
-use super::OptimStep;
+use super::optim_kernel::AdamParams;
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
+use super::{Blockwise8, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,7 +37,7 @@ const LOST: &str = "the GPU device was lost";
 /// Every shader module, compiled and validated when the device opens so that a broken shader
 /// is one clear error up front (and `--device auto` falls back to the CPU) rather than a failure
 /// in the middle of a run.
-const MODULES: [(&str, &str); 11] = [
+const MODULES: [(&str, &str); 12] = [
     ("matmul", MATMUL),
     ("matmul_vec4", MATMUL_VEC4),
     ("elementwise", ELEMENTWISE),
@@ -48,7 +49,12 @@ const MODULES: [(&str, &str); 11] = [
     ("optim_rmsprop", optim_module!("optim_rmsprop.wgsl")),
     ("optim_adam", optim_module!("optim_adam.wgsl")),
     ("optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl")),
+    ("optim_adam8", ADAM8),
 ];
+
+/// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
+const ADAM8: &str =
+    concat!(include_str!("../../shaders/optim_adam8.wgsl"), include_str!("../../shaders/optim_adam.wgsl"));
 
 /// Bytes per uniform slot (wgpu's minimum uniform offset alignment is at most 256).
 const SLOT: usize = 256;
@@ -88,11 +94,7 @@ const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
 const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true]);
 const OPT: &[bool] = &[true, false, true, true, true];
-const K_SGD: Kernel = k("optim_sgd", "sgd", OPT);
-const K_ADAGRAD: Kernel = k("optim_adagrad", "adagrad", OPT);
-const K_RMSPROP: Kernel = k("optim_rmsprop", "rmsprop", OPT);
-const K_ADAM: Kernel = k("optim_adam", "adam", OPT);
-const K_LECTURE_MOMENTUM: Kernel = k("optim_lecture_momentum", "lecture_momentum", OPT);
+const K_ADAM8: Kernel = k("optim_adam8", "adam8", &[true, false, true, true, true, true, false]);
 
 /// Two timestamp queries around a span of recorded work, and where they are read back.
 struct Timer {
@@ -571,6 +573,42 @@ impl GpuBackend {
         }
     }
 
+    /// One launch of an optimizer kernel's entry `entry` (`step_f32` or `step_bf16`) over
+    /// `invocations` invocations.
+    fn optim_launch(
+        &mut self,
+        step: &OptimStep,
+        entry: &'static str,
+        params: View,
+        grads: View,
+        state: &[View],
+        invocations: usize,
+    ) {
+        let module = match step {
+            OptimStep::Sgd(_) => "optim_sgd",
+            OptimStep::Adagrad(_) => "optim_adagrad",
+            OptimStep::Rmsprop(_) => "optim_rmsprop",
+            OptimStep::Adam(_) => "optim_adam",
+            OptimStep::LectureMomentum(_) => "optim_lecture_momentum",
+        };
+        debug_assert_eq!(module, format!("optim_{}", step.kernel().entry));
+        // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
+        let mut slots = [(self.dummy_write, 0); 3];
+        let mut used = 0u32;
+        for (b, pos) in step.binding_positions().into_iter().enumerate() {
+            if let Some(v) = pos.and_then(|i| state.get(i)) {
+                slots[b] = (v.buf, u(v.offset));
+                used |= 1 << b;
+            }
+        }
+        let [s0, s1, s2] = slots;
+        // The arena header, then the kernel's own parameter struct.
+        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, used, 0];
+        uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
+        let grid = self.grid(invocations);
+        self.dispatch(k(module, entry, OPT), &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn elementwise(
         &mut self,
@@ -793,27 +831,21 @@ impl Backend for GpuBackend {
     }
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        let kern = match step {
-            OptimStep::Sgd(_) => K_SGD,
-            OptimStep::Adagrad(_) => K_ADAGRAD,
-            OptimStep::Rmsprop(_) => K_RMSPROP,
-            OptimStep::Adam(_) => K_ADAM,
-            OptimStep::LectureMomentum(_) => K_LECTURE_MOMENTUM,
-        };
-        debug_assert_eq!(kern.entry, step.kernel().entry);
-        // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
-        let mut slots = [(self.dummy_write, 0); 3];
-        for (b, pos) in step.binding_positions().into_iter().enumerate() {
-            if let Some(v) = pos.and_then(|i| state.get(i)) {
-                slots[b] = (v.buf, u(v.offset));
-            }
-        }
-        let [s0, s1, s2] = slots;
-        // The arena header, then the kernel's own parameter struct.
-        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, 0, 0];
-        uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
-        let grid = self.grid(params.len);
-        self.dispatch(kern, &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
+        self.optim_launch(step, "step_f32", params, grads, state, params.len);
+    }
+
+    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        self.optim_launch(step, "step_bf16", params, grads, state, params.len.div_ceil(2));
+    }
+
+    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
+        debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
+        let mut uni =
+            vec![u(s.blocks), u(params.offset), u(grads.offset), u(s.quantized_blocks), u(s.small_len), 0, 0, 0];
+        uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
+        let grid = self.grid(s.blocks * WG as usize);
+        let bufs = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf, s.table.buf];
+        self.dispatch(K_ADAM8, &uni, &bufs, grid);
     }
 
     fn sync(&mut self) -> Result<()> {

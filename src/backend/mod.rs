@@ -11,10 +11,11 @@ pub mod cpu_matmul;
 pub mod cpu_optim;
 pub mod gpu;
 pub mod optim_kernel;
+pub mod quant;
 
 pub use crate::tensor::View;
 use anyhow::{ensure, Result};
-pub use optim_kernel::{OptimStep, Slot};
+pub use optim_kernel::{Blockwise8, OptimBits, OptimStep, Slot};
 use std::collections::HashMap;
 
 /// Activation functions. Their derivatives are taken from the output `y`, which is what the
@@ -332,6 +333,12 @@ pub trait Backend {
     /// `state` (each as long as `params`, in [`OptimStep::slots`] order, each in its own buffer
     /// or not).
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
+    /// word, and its view counts bf16 elements (offsets even).
+    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
+    /// block's absmax is the maximum of its updated values, found in the same pass.
+    fn adam_step_8bit(&mut self, h: &optim_kernel::AdamParams, params: View, grads: View, state: &Blockwise8);
     /// Run everything recorded so far and wait for it.
     fn sync(&mut self) -> Result<()>;
     /// Start everything recorded so far without waiting (one submit on the GPU).
@@ -677,6 +684,17 @@ impl Device {
     /// One fused optimizer update; see [`Backend::optim_step`].
     pub fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
         self.backend.optim_step(step, params, grads, state)
+    }
+
+    /// One fused update with bfloat16 state; see [`Backend::optim_step_bf16`].
+    pub fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
+        self.backend.optim_step_bf16(step, params, grads, state)
+    }
+
+    /// One fused Adam/AdamW update with 8-bit state; see [`Backend::adam_step_8bit`].
+    pub fn adam_step_8bit(&mut self, h: &optim_kernel::AdamParams, params: View, grads: View, state: &Blockwise8) {
+        self.backend.adam_step_8bit(h, params, grads, state)
     }
 
     /// Run everything recorded so far and wait for it.

@@ -7,6 +7,7 @@
 //! structs. The host (`optim`) fills them once per step, bias corrections included, so the
 //! kernels do no per-step arithmetic of their own.
 
+use crate::tensor::View;
 use bytemuck::{Pod, Zeroable};
 
 /// A state buffer an optimizer keeps per parameter, named as PyTorch's `state_dict()` names it.
@@ -300,6 +301,84 @@ impl OptimStep {
             OptimStep::LectureMomentum(h) => bytemuck::bytes_of(h),
         }
     }
+}
+
+/// How an optimizer's state is stored: bitsandbytes' `optim_bits`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OptimBits {
+    /// f32 state (PyTorch's).
+    #[default]
+    B32,
+    /// bfloat16 state: read, computed in f32, written back rounded to nearest-even.
+    B16,
+    /// Adam's blockwise 8-bit state (see `backend::quant`).
+    B8,
+}
+
+impl OptimBits {
+    /// Every width, widest first.
+    pub const ALL: [OptimBits; 3] = [OptimBits::B32, OptimBits::B16, OptimBits::B8];
+
+    /// 32, 16 or 8.
+    pub const fn bits(self) -> u32 {
+        match self {
+            OptimBits::B32 => 32,
+            OptimBits::B16 => 16,
+            OptimBits::B8 => 8,
+        }
+    }
+
+    /// Whether this is the f32 default (JSON leaves it out).
+    pub fn is_b32(&self) -> bool {
+        *self == OptimBits::B32
+    }
+
+    /// The width called `bits`, or an error naming the valid ones.
+    pub fn from_bits(bits: u64) -> Result<OptimBits, String> {
+        match bits {
+            32 => Ok(OptimBits::B32),
+            16 => Ok(OptimBits::B16),
+            8 => Ok(OptimBits::B8),
+            _ => Err(format!(
+                "invalid optim_bits {bits}: use 32 (f32 state), 16 (bfloat16) or 8 (blockwise 8-bit, adam and adamw)"
+            )),
+        }
+    }
+}
+
+impl serde::Serialize for OptimBits {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.bits())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OptimBits {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OptimBits, D::Error> {
+        let bits = u64::deserialize(d)?;
+        OptimBits::from_bits(bits).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The buffers of Adam's blockwise 8-bit state (layout in `backend::quant::BlockTable`), each
+/// a whole buffer of 32-bit words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blockwise8 {
+    /// exp_avg's codes: one byte per arena element, four to a word (signed map).
+    pub m_codes: View,
+    /// exp_avg_sq's codes (unsigned map).
+    pub v_codes: View,
+    /// One f32 absmax per quantized block: exp_avg's, then exp_avg_sq's.
+    pub absmax: View,
+    /// f32 state of the small tensors: exp_avg's, then exp_avg_sq's.
+    pub small: View,
+    /// The block table as 32-bit words: the maps and thresholds, then a row per block.
+    pub table: View,
+    /// Rows in the table.
+    pub blocks: usize,
+    /// Quantized blocks (the length of each absmax region).
+    pub quantized_blocks: usize,
+    /// Elements with f32 state (the length of each small region).
+    pub small_len: usize,
 }
 
 #[cfg(test)]

@@ -43,9 +43,13 @@ pub struct OptimBench {
     /// Timed repeats per row (after 2 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub repeats: usize,
-    /// Variants: fused_multi_tensor, fused_per_tensor, unfused (default: all three).
+    /// Variants: fused_multi_tensor, fused_per_tensor, unfused (default: all three; at 16 and
+    /// 8 bits the fused multi-tensor kernel only).
     #[arg(long)]
     pub variants: Option<String>,
+    /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, adam and adamw); e.g. 32,16,8.
+    #[arg(long, default_value = "32")]
+    pub optim_bits: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -119,7 +123,7 @@ fn parse_count(s: &str) -> Result<usize> {
 }
 
 fn optim(a: OptimBench) -> Result<()> {
-    let (names, sizes, variants) = usage((|| {
+    let (names, sizes, variants, widths) = usage((|| {
         let names: Vec<String> = if a.optimizer == "all" {
             BENCH_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -143,7 +147,19 @@ fn optim(a: OptimBench) -> Result<()> {
         if a.tensors == 0 || a.repeats == 0 {
             bail!("--tensors and --repeats must be at least 1");
         }
-        Ok((names, sizes, variants))
+        let widths = super::parse_bits(&a.optim_bits)?;
+        // Each optimizer at each width it has; a width none of them has is an error.
+        for &b in &widths {
+            let ok: Vec<&String> = names
+                .iter()
+                .filter(|n| bench::bench_config(n).is_ok_and(|c| c.with_optim_bits(b).validate().is_ok()))
+                .collect();
+            if ok.is_empty() {
+                let c = bench::bench_config(&names[0])?.with_optim_bits(b);
+                c.validate().map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", b.bits()))?;
+            }
+        }
+        Ok((names, sizes, variants, widths))
     })())?;
     let mut dev = open(a.device)?;
     let largest = *sizes.iter().max().unwrap_or(&1);
@@ -157,20 +173,44 @@ fn optim(a: OptimBench) -> Result<()> {
             largest.max(1 << 24)
         );
         println!(
-            "{:<8} {:<19} {:>11} {:>7} {:>10} {:>10} {:>10} {:>5} {:>8} {:>7} {:>7}",
-            "optim", "variant", "params", "tensors", "median ms", "min ms", "max ms", "B/p", "GB/s", "%copy", "%stream"
+            "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10} {:>10} {:>10} {:>5} {:>9} {:>8} {:>7} {:>7}",
+            "optim",
+            "bits",
+            "variant",
+            "params",
+            "tensors",
+            "median ms",
+            "min ms",
+            "max ms",
+            "B/p",
+            "state MB",
+            "GB/s",
+            "%copy",
+            "%stream"
         );
     }
     let mut rows = Vec::new();
     for name in &names {
-        for &n in &sizes {
-            let mut fused_ms = None;
-            for &v in &variants {
-                let r = bench::bench_optim(&mut dev, name, v, n, a.tensors, &bw, a.repeats)?;
-                if !a.json {
-                    println!(
-                        "{:<8} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>8.1} {:>6.0}% {:>6.0}%{}",
+        for &bits in &widths {
+            if bench::bench_config(name)?.with_optim_bits(bits).validate().is_err() {
+                eprintln!("{name} has no {}-bit form: skipped", bits.bits());
+                continue;
+            }
+            for &n in &sizes {
+                let mut fused_ms = None;
+                for &v in &variants {
+                    if !bench::variant_supports(v, bits) {
+                        if !a.json {
+                            println!("{:<8} {:>4} {:<19} (32-bit state only)", name, bits.bits(), v.name());
+                        }
+                        continue;
+                    }
+                    let r = bench::bench_optim(&mut dev, name, bits, v, n, a.tensors, &bw, a.repeats)?;
+                    if !a.json {
+                        println!(
+                        "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
                         r.optimizer,
+                        r.optim_bits,
                         v.name(),
                         r.params,
                         r.tensors,
@@ -178,6 +218,7 @@ fn optim(a: OptimBench) -> Result<()> {
                         r.min_ms,
                         r.max_ms,
                         r.bytes_per_param,
+                        r.state_bytes as f64 / 1e6,
                         r.gb_per_s,
                         100.0 * r.fraction_of_copy_bw,
                         100.0 * r.fraction_of_streaming_bw,
@@ -189,14 +230,15 @@ fn optim(a: OptimBench) -> Result<()> {
                             ""
                         }
                     );
-                    if v == Variant::FusedMultiTensor {
-                        fused_ms = Some(r.median_ms);
+                        if v == Variant::FusedMultiTensor {
+                            fused_ms = Some(r.median_ms);
+                        }
+                        if let (Variant::Unfused, Some(f)) = (v, fused_ms) {
+                            println!("{:<8} fused is {:.1}× faster than unfused", "", r.median_ms / f);
+                        }
                     }
-                    if let (Variant::Unfused, Some(f)) = (v, fused_ms) {
-                        println!("{:<8} fused is {:.1}× faster than unfused", "", r.median_ms / f);
-                    }
+                    rows.push(r);
                 }
-                rows.push(r);
             }
         }
     }

@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use descent::app::train::ShuffleOrder;
 use descent::backend::{Act, DeviceChoice};
-use descent::optim::{OptimConfig, Schedule};
+use descent::optim::{OptimBits, OptimConfig, Schedule};
 
 #[derive(Parser)]
 #[command(
@@ -125,13 +125,26 @@ pub struct OptimArgs {
     /// Learning rate (default: PyTorch's for the optimizer).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Width of the optimizer state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, adam and
+    /// adamw). Default 32.
+    #[arg(long)]
+    pub optim_bits: Option<String>,
     #[command(flatten)]
     pub hyper: HyperArgs,
 }
 
 impl OptimArgs {
     pub fn config(&self) -> Result<OptimConfig> {
-        self.hyper.config_for(&self.optimizer, self.lr)
+        let bits = match &self.optim_bits {
+            Some(s) => match parse_bits(s)?.as_slice() {
+                [one] => *one,
+                _ => anyhow::bail!("--optim-bits {s}: this command takes one width"),
+            },
+            None => OptimBits::B32,
+        };
+        let c = self.hyper.config_for(&self.optimizer, self.lr)?.with_optim_bits(bits);
+        c.validate().map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", bits.bits()))?;
+        Ok(c)
     }
 
     pub fn schedule(&self) -> Result<Schedule> {
@@ -242,6 +255,13 @@ impl HyperArgs {
 }
 
 /// Parse "128,128" style lists.
+/// `--optim-bits`: widths such as `32` or `32,16,8`.
+pub fn parse_bits(s: &str) -> Result<Vec<OptimBits>> {
+    let list: Vec<u64> = parse_list(s, "--optim-bits")?;
+    anyhow::ensure!(!list.is_empty(), "--optim-bits: give 32, 16 or 8");
+    list.into_iter().map(|b| OptimBits::from_bits(b).map_err(|e| anyhow::anyhow!("--optim-bits: {e}"))).collect()
+}
+
 pub fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())

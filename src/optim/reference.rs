@@ -2,6 +2,7 @@
 //! code reads, one coordinate at a time. Used by tests and `descent parity`, never to train.
 
 use super::{OptimConfig, Slot};
+use crate::backend::quant::{self, DynamicMap, BLOCK};
 
 /// One step `t` (1-based) at learning rate `lr`, updating `p` and the state slots in place
 /// (slot order as in [`OptimConfig::slots`]).
@@ -83,4 +84,78 @@ pub fn step(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &
             }
         }
     }
+}
+
+/// `x` rounded to the nearest bfloat16 (through f32; ties to even).
+pub fn round_bf16(x: f64) -> f64 {
+    quant::bf16_to_f32(quant::bf16_from_f32(x as f32)) as f64
+}
+
+/// One step with bfloat16 state: [`step`] from the stored state, then each slot rounded to
+/// bfloat16 (the parameter update uses the unrounded state, as the kernels do).
+pub fn step_bf16(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
+    step(c, t, lr, p, g, state);
+    for s in state.iter_mut() {
+        for x in s.iter_mut() {
+            *x = round_bf16(*x);
+        }
+    }
+}
+
+/// Blockwise 8-bit state of one quantized tensor, as the reference keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantized {
+    /// exp_avg's and exp_avg_sq's codes, one per element.
+    pub codes: [Vec<u8>; 2],
+    /// exp_avg's and exp_avg_sq's absmax, one per block of `quant::BLOCK`.
+    pub absmax: [Vec<f64>; 2],
+}
+
+/// The nearest code to `x` in `map` by exact distances in f64 (ties to the larger code), then
+/// bitsandbytes' sign rule for the signed map: written independently of the kernels' bucket
+/// and threshold search.
+pub fn nearest_code(map: &DynamicMap, x: f64) -> u8 {
+    let v: Vec<f64> = map.values.iter().map(|&v| v as f64).collect();
+    // The last value at or below x, then whichever neighbour is nearer.
+    let below = v.partition_point(|&m| m <= x).saturating_sub(1);
+    let mut c = if below + 1 < v.len() && (v[below + 1] - x).abs() <= (x - v[below]).abs() { below + 1 } else { below };
+    if map.signed {
+        if x > 0.0 && v[c] < 0.0 {
+            c += 1;
+        } else if x < 0.0 && v[c] > 0.0 {
+            c -= 1;
+        }
+    }
+    c as u8
+}
+
+/// One step of Adam or AdamW (`c`) with blockwise 8-bit state over one tensor of at least
+/// `quant::MIN_8BIT_SIZE` elements: per block of `quant::BLOCK`, dequantize, [`step`] in f64,
+/// the new absmax, the nearest codes. Returns the normalized values the codes were chosen for
+/// (value / absmax), per state.
+pub fn step_8bit(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], q: &mut Quantized) -> [Vec<f64>; 2] {
+    let mut normalized = [Vec::with_capacity(p.len()), Vec::with_capacity(p.len())];
+    let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
+    for (b, at) in (0..p.len()).step_by(BLOCK).enumerate() {
+        let r = at..(at + BLOCK).min(p.len());
+        let mut state: Vec<Vec<f64>> = (0..2)
+            .map(|k| {
+                q.codes[k][r.clone()]
+                    .iter()
+                    .map(|&code| maps[k].values[code as usize] as f64 * q.absmax[k][b])
+                    .collect()
+            })
+            .collect();
+        step(c, t, lr, &mut p[r.clone()], &g[r.clone()], &mut state);
+        for k in 0..2 {
+            let top = state[k].iter().fold(0f64, |a, x| a.max(x.abs()));
+            q.absmax[k][b] = top;
+            for (code, &x) in q.codes[k][r.clone()].iter_mut().zip(&state[k]) {
+                let x = if top > 0.0 { x / top } else { 0.0 };
+                *code = nearest_code(maps[k], x);
+                normalized[k].push(x);
+            }
+        }
+    }
+    normalized
 }
