@@ -53,16 +53,14 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
                 dev.sync().unwrap();
             })
         });
-        let sizes = tensor_sizes(n, 8);
+        let mut ranges = Vec::new();
+        for len in tensor_sizes(n, 8) {
+            let at = ranges.last().map_or(0, |r: &std::ops::Range<usize>| r.end);
+            ranges.push(at..at + len);
+        }
         g.bench_function(format!("{name} fused_per_tensor {n}"), |b| {
             b.iter(|| {
-                opt.step += 1;
-                let k = opt.config.kernel_step(opt.step, opt.config.lr());
-                let mut off = 0;
-                for &len in &sizes {
-                    dev.optim_step(&k, p.slice(off, len), grads.slice(off, len), &opt.slots_for(off, len));
-                    off += len;
-                }
+                opt.step_ranges(dev, p, grads, &ranges).unwrap();
                 dev.sync().unwrap();
             })
         });

@@ -10,11 +10,6 @@ pub const REL_TOL: f64 = 1e-5;
 /// Absolute tolerance for elementwise kernels vs reference.
 pub const ABS_TOL: f64 = 1e-5;
 
-/// Relative tolerance for optimizer state kept in bfloat16: two units in its last place (the
-/// kernel rounds an f32, the reference an f64, so one rounding may land on either side).
-pub const BF16_REL_TOL: f64 = 1.0 / 128.0;
-/// Absolute tolerance for bfloat16 state (values far below the state's scale).
-pub const BF16_ABS_TOL: f64 = 1e-12;
 /// How close (relative) the reference's normalized value must be to the midpoint between two
 /// neighbouring 8-bit codes for a kernel to pick the other one: f32 arithmetic against f64.
 pub const CODE_TIE_TOL: f64 = 1e-5;

@@ -17,8 +17,54 @@ fn chunk_len(n: usize) -> usize {
     CHUNK.max(n.div_ceil(rayon::current_num_threads() * 4))
 }
 
-/// Apply one step to `p` (in place) from `g` with the optimizer's state slots.
+/// A state element as the loops read and write it: an f32, or a bfloat16's bits. The formulas
+/// below are written once, generic over it; each width compiles to its own fused loop.
+pub trait Cell: Copy + Send + Sync {
+    /// The value, widened to f32.
+    fn get(self) -> f32;
+    /// `x` stored (rounded to nearest-even for bfloat16).
+    fn put(x: f32) -> Self;
+}
+
+impl Cell for f32 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn put(x: f32) -> f32 {
+        x
+    }
+}
+
+/// A bfloat16, as the upper 16 bits of an f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(transparent)]
+pub struct Bf16(pub u16);
+
+impl Cell for Bf16 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        bf16_to_f32(self.0)
+    }
+    #[inline(always)]
+    fn put(x: f32) -> Bf16 {
+        Bf16(bf16_from_f32(x))
+    }
+}
+
+/// Apply one step to `p` (in place) from `g` with the optimizer's f32 state slots.
 pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>) {
+    apply_cells(step, p, g, slots)
+}
+
+/// [`apply`] with bfloat16 state slots (`slots[k][i]` is element `i`'s slot `k`): the same
+/// formulas, each value widened on load and rounded on store.
+pub fn apply_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [u16]>) {
+    apply_cells(step, p, g, slots.into_iter().map(bytemuck::cast_slice_mut::<u16, Bf16>).collect())
+}
+
+fn apply_cells<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [S]>) {
     let n = p.len();
     assert_eq!(g.len(), n);
     assert!(slots.iter().all(|s| s.len() == n));
@@ -27,7 +73,7 @@ pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>)
     let mut slot_chunks: Vec<_> = slots.into_iter().map(|s| s.chunks_mut(len)).collect();
     let mut work = Vec::with_capacity(n.div_ceil(len));
     for (pc, gc) in p.chunks_mut(len).zip(g.chunks(len)) {
-        let sc: Vec<&mut [f32]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
+        let sc: Vec<&mut [S]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
         work.push((pc, gc, sc));
     }
     let step = *step;
@@ -51,7 +97,7 @@ fn wide_vectors() -> bool {
 }
 
 /// The chunk's state slices by binding (S0, S1, S2), `None` where the settings keep no slot.
-fn bound<'a>(step: &OptimStep, s: &'a mut [&mut [f32]]) -> [Option<&'a mut [f32]>; 3] {
+fn bound<'a, S>(step: &OptimStep, s: &'a mut [&mut [S]]) -> [Option<&'a mut [S]>; 3] {
     let mut live = s.iter_mut();
     let mut out = [None, None, None];
     for (b, pos) in step.binding_positions().into_iter().enumerate() {
@@ -63,11 +109,11 @@ fn bound<'a>(step: &OptimStep, s: &'a mut [&mut [f32]]) -> [Option<&'a mut [f32]
 }
 
 #[inline(always)]
-fn chunk(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
     let [s0, s1, s2] = bound(step, s);
     let n = p.len();
     // Slices of exactly n elements, so the loops below need no bounds checks.
-    fn slot(x: Option<&mut [f32]>, n: usize) -> Option<&mut [f32]> {
+    fn slot<S>(x: Option<&mut [S]>, n: usize) -> Option<&mut [S]> {
         x.map(|x| &mut x[..n])
     }
     match step {
@@ -93,12 +139,12 @@ fn chunk(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
 /// [`chunk`] compiled for AVX2: the same code, vectorized 8 lanes wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [f32]]) {
+unsafe fn chunk_avx2<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
     chunk(step, p, g, s)
 }
 
 #[inline(always)]
-fn sgd(h: &SgdParams, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>) {
+fn sgd<S: Cell>(h: &SgdParams, p: &mut [f32], g: &[f32], buf: Option<&mut [S]>) {
     let (lr, mu, damp, wd) = (h.lr, h.momentum, h.dampening, h.weight_decay);
     let (nesterov, first) = (h.nesterov != 0, h.first_step != 0);
     let Some(buf) = buf.filter(|_| mu != 0.0) else {
@@ -109,52 +155,52 @@ fn sgd(h: &SgdParams, p: &mut [f32], g: &[f32], buf: Option<&mut [f32]>) {
     };
     for i in 0..p.len() {
         let gi = g[i] + wd * p[i];
-        let b = if first { gi } else { mu * buf[i] + (1.0 - damp) * gi };
-        buf[i] = b;
+        let b = if first { gi } else { mu * buf[i].get() + (1.0 - damp) * gi };
+        buf[i] = S::put(b);
         let d = if nesterov { gi + mu * b } else { b };
         p[i] -= lr * d;
     }
 }
 
 #[inline(always)]
-fn adagrad(h: &AdagradParams, p: &mut [f32], g: &[f32], sum: &mut [f32]) {
+fn adagrad<S: Cell>(h: &AdagradParams, p: &mut [f32], g: &[f32], sum: &mut [S]) {
     let (clr, wd, eps) = (h.clr, h.weight_decay, h.eps);
     for i in 0..p.len() {
         let gi = g[i] + wd * p[i];
-        let s = sum[i] + gi * gi;
-        sum[i] = s;
+        let s = sum[i].get() + gi * gi;
+        sum[i] = S::put(s);
         p[i] -= clr * gi / (s.sqrt() + eps);
     }
 }
 
 #[inline(always)]
-fn rmsprop(
+fn rmsprop<S: Cell>(
     h: &RmspropParams,
     p: &mut [f32],
     g: &[f32],
-    sq: &mut [f32],
-    mut buf: Option<&mut [f32]>,
-    mut ga: Option<&mut [f32]>,
+    sq: &mut [S],
+    mut buf: Option<&mut [S]>,
+    mut ga: Option<&mut [S]>,
 ) {
     let (lr, alpha, eps, wd) = (h.lr, h.alpha, h.eps, h.weight_decay);
     let mu = h.momentum;
     let n = p.len();
     for i in 0..n {
         let gi = g[i] + wd * p[i];
-        let v = alpha * sq[i] + (1.0 - alpha) * gi * gi;
-        sq[i] = v;
+        let v = alpha * sq[i].get() + (1.0 - alpha) * gi * gi;
+        sq[i] = S::put(v);
         let avg = match ga.as_deref_mut() {
             Some(ga) => {
-                let a = alpha * ga[i] + (1.0 - alpha) * gi;
-                ga[i] = a;
+                let a = alpha * ga[i].get() + (1.0 - alpha) * gi;
+                ga[i] = S::put(a);
                 (v - a * a).sqrt() + eps
             }
             None => v.sqrt() + eps,
         };
         match buf.as_deref_mut() {
             Some(buf) => {
-                let b = mu * buf[i] + gi / avg;
-                buf[i] = b;
+                let b = mu * buf[i].get() + gi / avg;
+                buf[i] = S::put(b);
                 p[i] -= lr * b;
             }
             None => p[i] -= lr * gi / avg,
@@ -163,7 +209,7 @@ fn rmsprop(
 }
 
 #[inline(always)]
-fn adam(h: &AdamParams, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: Option<&mut [f32]>) {
+fn adam<S: Cell>(h: &AdamParams, p: &mut [f32], g: &[f32], m: &mut [S], v: &mut [S], vmax: Option<&mut [S]>) {
     let (lr, b1, b2, eps, wd) = (h.lr, h.beta1, h.beta2, h.eps, h.weight_decay);
     let (step_size, bc2_sqrt, decoupled) = (h.step_size, h.bc2_sqrt, h.decoupled != 0);
     let n = p.len();
@@ -171,17 +217,18 @@ fn adam(h: &AdamParams, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], 
     let (p_scale, l2) = if decoupled { (1.0 - lr * wd, 0.0) } else { (1.0, wd) };
     let g = &g[..n];
     // Zipped slices of one length: no bounds checks, so the loops vectorize.
-    let update = |p: &mut f32, g: f32, m: &mut f32, v: &mut f32, vmax: Option<&mut f32>| {
+    let update = |p: &mut f32, g: f32, m: &mut S, v: &mut S, vmax: Option<&mut S>| {
         let pi = *p * p_scale;
         let gi = g + l2 * pi;
-        let mi = b1 * *m + (1.0 - b1) * gi;
-        let vi = b2 * *v + (1.0 - b2) * gi * gi;
-        *m = mi;
-        *v = vi;
+        let mi = b1 * m.get() + (1.0 - b1) * gi;
+        let vi = b2 * v.get() + (1.0 - b2) * gi * gi;
+        *m = S::put(mi);
+        *v = S::put(vi);
         let denom_v = match vmax {
             Some(vm) => {
-                *vm = vm.max(vi);
-                *vm
+                let top = vm.get().max(vi);
+                *vm = S::put(top);
+                top
             }
             None => vi,
         };
@@ -200,74 +247,13 @@ fn adam(h: &AdamParams, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], 
 }
 
 #[inline(always)]
-fn lecture_momentum(h: &LectureMomentumParams, p: &mut [f32], g: &[f32], vel: &mut [f32]) {
+fn lecture_momentum<S: Cell>(h: &LectureMomentumParams, p: &mut [f32], g: &[f32], vel: &mut [S]) {
     let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
     for i in 0..p.len() {
-        let v = mu * vel[i] - lr * (g[i] + wd * p[i]);
-        vel[i] = v;
+        let v = mu * vel[i].get() - lr * (g[i] + wd * p[i]);
+        vel[i] = S::put(v);
         p[i] += v;
     }
-}
-
-/// Elements decoded to f32 at a time in the bfloat16 pass: small enough that the f32 copies
-/// of the state stay in L1, large enough that the f32 loops vectorize.
-const BF16_RUN: usize = 512;
-
-/// [`apply`] with bfloat16 state slots (`slots[k][i]` is element `i`'s slot `k`): each run of
-/// [`BF16_RUN`] elements is widened to f32, stepped by the f32 formulas and rounded back.
-pub fn apply_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [u16]>) {
-    let n = p.len();
-    assert_eq!(g.len(), n);
-    assert!(slots.iter().all(|s| s.len() == n));
-    let len = chunk_len(n);
-    let mut slot_chunks: Vec<_> = slots.into_iter().map(|s| s.chunks_mut(len)).collect();
-    let mut work = Vec::with_capacity(n.div_ceil(len));
-    for (pc, gc) in p.chunks_mut(len).zip(g.chunks(len)) {
-        let sc: Vec<&mut [u16]> = slot_chunks.iter_mut().map(|it| it.next().expect("slot as long as p")).collect();
-        work.push((pc, gc, sc));
-    }
-    let step = *step;
-    let wide = wide_vectors();
-    work.into_par_iter().for_each(|(p, g, mut s)| {
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
-            return unsafe { chunk_bf16_avx2(&step, p, g, &mut s) };
-        }
-        let _ = wide;
-        chunk_bf16(&step, p, g, &mut s)
-    });
-}
-
-#[inline(always)]
-fn chunk_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [u16]]) {
-    let mut wide = [[0f32; BF16_RUN]; 3];
-    for at in (0..p.len()).step_by(BF16_RUN) {
-        let n = BF16_RUN.min(p.len() - at);
-        for (k, slot) in s.iter().enumerate() {
-            for (w, &h) in wide[k][..n].iter_mut().zip(&slot[at..at + n]) {
-                *w = bf16_to_f32(h);
-            }
-        }
-        {
-            let [w0, w1, w2] = &mut wide;
-            let mut views: Vec<&mut [f32]> =
-                [&mut w0[..n], &mut w1[..n], &mut w2[..n]].into_iter().take(s.len()).collect();
-            chunk(step, &mut p[at..at + n], &g[at..at + n], &mut views);
-        }
-        for (k, slot) in s.iter_mut().enumerate() {
-            for (h, &w) in slot[at..at + n].iter_mut().zip(&wide[k][..n]) {
-                *h = bf16_from_f32(w);
-            }
-        }
-    }
-}
-
-/// [`chunk_bf16`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_bf16_avx2(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [u16]]) {
-    chunk_bf16(step, p, g, s)
 }
 
 /// Blockwise 8-bit Adam/AdamW over the blocks of a table (see `quant::BlockTable`): the rayon
@@ -319,32 +305,75 @@ pub fn apply_blockwise8(h: &AdamParams, p: &mut [f32], g: &[f32], blocks: &[Bloc
         at = [end, qa + q, so + sm];
     }
     let h = *h;
+    let wide = wide_vectors();
     tasks.into_par_iter().for_each(|(group, p, g, mc, vc, ma, va, ms, vs)| {
-        let base = group[0].start;
-        let (mut qi, mut si) = (0, 0);
-        for b in group {
-            let r = b.start - base..b.start - base + b.len;
-            match b.kind {
-                BlockKind::Quantized => {
-                    block8(
-                        &h,
-                        &mut p[r.clone()],
-                        &g[r.clone()],
-                        &mut mc[r.clone()],
-                        &mut vc[r],
-                        &mut ma[qi],
-                        &mut va[qi],
-                    );
-                    qi += 1;
-                }
-                BlockKind::Full => {
-                    let sr = si..si + b.len;
-                    adam(&h, &mut p[r.clone()], &g[r], &mut ms[sr.clone()], &mut vs[sr], None);
-                    si += b.len;
-                }
+        let task = Task8 { blocks: group, p, g, mc, vc, ma, va, ms, vs };
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
+            return unsafe { task8_avx2(&h, task) };
+        }
+        let _ = wide;
+        task8(&h, task)
+    });
+}
+
+/// One parallel task of [`apply_blockwise8`]: consecutive blocks and the pieces of every
+/// buffer they cover.
+struct Task8<'a> {
+    blocks: &'a [Block],
+    p: &'a mut [f32],
+    g: &'a [f32],
+    mc: &'a mut [u8],
+    vc: &'a mut [u8],
+    ma: &'a mut [f32],
+    va: &'a mut [f32],
+    ms: &'a mut [f32],
+    vs: &'a mut [f32],
+}
+
+#[inline(always)]
+fn task8(h: &AdamParams, t: Task8) {
+    let base = t.blocks[0].start;
+    let (mut qi, mut si) = (0, 0);
+    for b in t.blocks {
+        let r = b.start - base..b.start - base + b.len;
+        match b.kind {
+            BlockKind::Quantized => {
+                let (p, g) = (&mut t.p[r.clone()], &t.g[r.clone()]);
+                block8(h, p, g, &mut t.mc[r.clone()], &mut t.vc[r], &mut t.ma[qi], &mut t.va[qi]);
+                qi += 1;
+            }
+            BlockKind::Full => {
+                let sr = si..si + b.len;
+                adam(h, &mut t.p[r.clone()], &t.g[r], &mut t.ms[sr.clone()], &mut t.vs[sr], None);
+                si += b.len;
             }
         }
-    });
+    }
+}
+
+/// [`task8`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task8_avx2(h: &AdamParams, t: Task8) {
+    task8(h, t)
+}
+
+/// The largest of `xs` (all ≥ 0 or their absolute values), in eight lanes so it vectorizes.
+#[inline(always)]
+fn max_abs(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for k in 0..8 {
+            lanes[k] = lanes[k].max(c[k].abs());
+        }
+    }
+    for &x in it.remainder() {
+        lanes[0] = lanes[0].max(x.abs());
+    }
+    lanes.iter().fold(0f32, |a, &b| a.max(b))
 }
 
 /// The next `n` elements of `x` after skipping `skip`; `x` keeps the rest.
@@ -362,17 +391,26 @@ fn block8(h: &AdamParams, p: &mut [f32], g: &[f32], mc: &mut [u8], vc: &mut [u8]
     let n = p.len();
     let mut m = [0f32; BLOCK];
     let mut v = [0f32; BLOCK];
-    for i in 0..n {
-        m[i] = sm.decode(mc[i], *am);
-        v[i] = um.decode(vc[i], *av);
+    let (m, v) = (&mut m[..n], &mut v[..n]);
+    let (a_m, a_v) = (*am, *av);
+    let (sv, uv) = (&sm.values, &um.values);
+    for (x, &c) in m.iter_mut().zip(mc.iter()) {
+        *x = sv[c as usize] * a_m;
     }
-    adam(h, p, g, &mut m[..n], &mut v[..n], None);
-    let mx_m = m[..n].iter().fold(0f32, |a, &x| a.max(x.abs()));
-    let mx_v = v[..n].iter().fold(0f32, |a, &x| a.max(x));
+    for (x, &c) in v.iter_mut().zip(vc.iter()) {
+        *x = uv[c as usize] * a_v;
+    }
+    adam(h, p, g, m, v, None);
+    let (mx_m, mx_v) = (max_abs(m), max_abs(v));
     *am = mx_m;
     *av = mx_v;
-    for i in 0..n {
-        mc[i] = if mx_m > 0.0 { sm.code(m[i] / mx_m) } else { sm.zero };
-        vc[i] = if mx_v > 0.0 { um.code(v[i] / mx_v) } else { um.zero };
+    // Normalize in place (exact division, vectorized), then look the codes up.
+    for x in m.iter_mut() {
+        *x = if mx_m > 0.0 { *x / mx_m } else { 0.0 };
     }
+    for x in v.iter_mut() {
+        *x = if mx_v > 0.0 { *x / mx_v } else { 0.0 };
+    }
+    sm.coder::<true>().codes(m, mc);
+    um.coder::<false>().codes(v, vc);
 }

@@ -275,20 +275,19 @@ impl OptimStep {
         self.kernel().bindings.iter().copied().filter(|&s| self.uses(s)).collect()
     }
 
-    /// For each binding S0, S1, …, the index of its buffer among [`OptimStep::slots`], or
-    /// `None` where the slot is not kept (the backend binds a placeholder there).
-    pub fn binding_positions(&self) -> Vec<Option<usize>> {
+    /// For each binding S0, S1, S2, the index of its buffer among [`OptimStep::slots`], or
+    /// `None` where the slot is not kept (the backend binds a placeholder there). No
+    /// allocation: the CPU twins call this per run of elements.
+    pub fn binding_positions(&self) -> [Option<usize>; 3] {
+        let mut out = [None; 3];
         let mut next = 0;
-        self.kernel()
-            .bindings
-            .iter()
-            .map(|&s| {
-                self.uses(s).then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect()
+        for (b, &s) in self.kernel().bindings.iter().enumerate() {
+            if self.uses(s) {
+                out[b] = Some(next);
+                next += 1;
+            }
+        }
+        out
     }
 
     /// The parameter struct's bytes, as the WGSL uniform reads them after the arena header.
@@ -391,7 +390,7 @@ mod tests {
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg]);
         h.centered = 1;
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::GradAvg]);
-        assert_eq!(OptimStep::Rmsprop(h).binding_positions(), vec![Some(0), None, Some(1)]);
+        assert_eq!(OptimStep::Rmsprop(h).binding_positions(), [Some(0), None, Some(1)]);
         h.momentum = 0.9;
         assert_eq!(OptimStep::Rmsprop(h).slots(), vec![Slot::SquareAvg, Slot::MomentumBuffer, Slot::GradAvg]);
         assert!(matches!(OptimStep::ALL[0], OptimStep::Sgd(_)));

@@ -668,7 +668,7 @@ impl Optimizer {
                 };
                 let values: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
                 dev.write(table_view, &values)?;
-                OptimState::Blockwise8 { buffers, table, uploaded_for: vec![0..n] }
+                OptimState::Blockwise8 { buffers, table, uploaded_for: std::iter::once(0..n).collect() }
             }
         };
         Ok(Optimizer { config, schedule, step: 0, n, state })
@@ -697,7 +697,8 @@ impl Optimizer {
     pub fn step_views(&mut self, dev: &mut Device, params: View, grads: View) {
         debug_assert!(params.len == self.n && grads.len == self.n);
         let n = self.n;
-        if let Err(e) = self.step_ranges(dev, params, grads, &[0..n]) {
+        let whole: Vec<std::ops::Range<usize>> = std::iter::once(0..n).collect();
+        if let Err(e) = self.step_ranges(dev, params, grads, &whole) {
             unreachable!("a flat step has nothing to check: {e}");
         }
     }
