@@ -29,11 +29,15 @@ pub fn bf16_to_f32(h: u16) -> f32 {
 }
 
 /// `torch.linspace(start, end, steps, dtype=torch.float32)` as PyTorch's CPU kernel computes
-/// it: an f32 step, the first half counted up from `start`, the second half down from `end`.
+/// it: an f32 step, the first half counted up from `start`, the second half down from `end`,
+/// each a fused multiply-add (the compiler contracts `start + step * i` in PyTorch's build;
+/// plain multiply-then-add gives some of bitsandbytes' values one unit off in the last place).
 fn linspace_f32(start: f32, end: f32, steps: usize) -> Vec<f32> {
     let step = (end - start) / (steps - 1) as f32;
     let half = steps / 2;
-    (0..steps).map(|i| if i < half { start + step * i as f32 } else { end - step * (steps - i - 1) as f32 }).collect()
+    (0..steps)
+        .map(|i| if i < half { step.mul_add(i as f32, start) } else { (-step).mul_add((steps - i - 1) as f32, end) })
+        .collect()
 }
 
 /// One of bitsandbytes' dynamic code maps: 256 sorted values in [-1, 1], and the thresholds

@@ -9,7 +9,7 @@ use descent::app::compare::Case;
 use descent::app::metrics::{Report, RunMetrics};
 use descent::app::train::{TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
-use descent::optim::Schedule;
+use descent::optim::{OptimBits, Schedule};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -43,14 +43,38 @@ pub struct CompareArgs {
     pub optimizers: Option<String>,
     #[arg(long, default_value = "128,128")]
     pub hidden: String,
+    /// Optimizer state widths, each run at each: 32, 16 (bfloat16), 8 (blockwise 8-bit; Adam
+    /// and AdamW only, the others are skipped at 8), e.g. 32,8. Runs below 32 bits are
+    /// labelled like adam_8bit.
+    #[arg(long, default_value = "32")]
+    pub optim_bits: String,
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
-    let (case, base) = usage((|| {
+    let (case, base, runs) = usage((|| {
         let mut case = Case::named(&a.case)?;
         if let Some(list) = &a.optimizers {
             case.select(&parse_list(list, "--optimizers")?)?;
         }
+        // Every run at every width it has: adam, adam_8bit, sgd, ... (a width no run has is
+        // an error; runs without it are skipped with a note).
+        let widths = super::parse_bits(&a.optim_bits)?;
+        let mut runs = Vec::new();
+        for (label, optimizer) in &case.runs {
+            for &bits in &widths {
+                let c = optimizer.clone().with_optim_bits(bits);
+                if bits != OptimBits::B32 && c.slots().is_empty() {
+                    println!("{label}: skipped at {} bits (it keeps no state)", bits.bits());
+                    continue;
+                }
+                match c.validate() {
+                    Ok(()) if bits == OptimBits::B32 => runs.push((label.clone(), c)),
+                    Ok(()) => runs.push((format!("{label}_{}bit", bits.bits()), c)),
+                    Err(e) => println!("{label}: skipped at {} bits ({e})", bits.bits()),
+                }
+            }
+        }
+        anyhow::ensure!(!runs.is_empty(), "--optim-bits {}: none of the runs has that width", a.optim_bits);
         // The settings every run shares, checked once before any data is loaded.
         let base = TrainConfig {
             epochs: a.epochs,
@@ -64,7 +88,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             eval_batch: 1000,
         };
         base.validate()?;
-        Ok((case, base))
+        Ok((case, base, runs))
     })())?;
     let choice = DeviceChoice::from(a.device);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
@@ -79,7 +103,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         shuffle: base.shuffle.name().into(),
         runs: Vec::new(),
     };
-    for (label, optimizer) in &case.runs {
+    for (label, optimizer) in &runs {
         let dev = Device::select(choice)?;
         if report.device.is_empty() {
             if let Some(n) = &dev.notice {

@@ -81,6 +81,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         if let (Some((_, meta)), Some(p)) = (&resume, &a.resume) {
             let (c, _) = descent::app::train::config_from_checkpoint(meta, a.epochs, &p.display().to_string())?;
+            // The state's width is the checkpoint's: a different one asked for is an error,
+            // never a silent conversion.
+            if let Some(bits) = &a.optim.optim_bits {
+                let asked = super::parse_bits(bits)?;
+                let saved = c.optimizer.optim_bits();
+                anyhow::ensure!(
+                    asked == [saved],
+                    "--optim-bits {bits}: {} keeps {}-bit optimizer state; a resume continues at the checkpoint's width (drop --optim-bits, or start a new run)",
+                    p.display(),
+                    saved.bits()
+                );
+            }
             return Ok(c);
         }
         let c = TrainConfig {
@@ -115,11 +127,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         t.detect_anomaly()?;
     }
     println!(
-        "model: {} ({} parameters), optimizer {} lr {}, batch {}, {} steps per epoch",
+        "model: {} ({} parameters), optimizer {} lr {}{}, batch {}, {} steps per epoch",
         t.model().sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
         t.model().arena.count(),
         t.optimizer().config.name(),
         t.optimizer().config.lr(),
+        match t.optimizer().config.optim_bits().bits() {
+            32 => String::new(),
+            b => format!(" ({b}-bit state)"),
+        },
         t.config().batch_size,
         t.steps_per_epoch()
     );
