@@ -1,18 +1,25 @@
 //! The optimizer contract between Rust and WGSL: every kernel's `#[repr(C)]` parameter struct
 //! (`backend::optim_kernel`) and the WGSL struct of the same name must declare the same fields
 //! in the same order with the same types, offsets and size; every kernel has its WGSL entry
-//! point; every optimizer name maps to a kernel. Parsed with naga, the WGSL front end wgpu uses.
+//! points and `update` function; every optimizer name maps to a kernel; the blockwise 8-bit
+//! kernel likewise. Parsed with naga, the WGSL front end wgpu uses.
 
-use descent::backend::optim_kernel::{KernelInfo, OptimStep};
+use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAM8, STEP_ENTRIES};
 use descent::optim::{OptimConfig, OPTIMIZER_NAMES};
 
+fn read(f: &str) -> String {
+    let path = format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// The WGSL module a kernel is built from, as the GPU backend assembles it.
-fn kernel_source(entry: &str) -> String {
-    let read = |f: &str| {
-        let path = format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
-    format!("{}\n{}{}", read("common.wgsl"), read("optim.wgsl"), read(&format!("optim_{entry}.wgsl")))
+fn kernel_source(name: &str) -> String {
+    format!("{}\n{}{}", read("common.wgsl"), read("optim.wgsl"), read(&format!("optim_{name}.wgsl")))
+}
+
+/// The 8-bit kernel's module: its own file, then Adam's formula.
+fn adam8_source() -> String {
+    format!("{}\n{}{}", read("common.wgsl"), read("optim_adam8.wgsl"), read("optim_adam.wgsl"))
 }
 
 /// A struct member as (name, byte offset, type name).
@@ -41,15 +48,21 @@ fn wgsl_struct(module: &naga::Module, name: &str) -> Option<(Vec<Member>, u32)> 
     Some((fields, *span))
 }
 
-/// Every way the WGSL side of `k` differs from the Rust side (empty when they mirror).
-fn differences(k: &KernelInfo, source: &str) -> Vec<String> {
+/// Every way the WGSL side of `k` differs from the Rust side (empty when they mirror): its
+/// module must have the compute `entries`, and an `update` function when `update` is set.
+fn differences(k: &KernelInfo, source: &str, entries: &[&str], update: bool) -> Vec<String> {
     let module = match naga::front::wgsl::parse_str(source) {
         Ok(m) => m,
-        Err(e) => return vec![format!("optim_{}.wgsl does not parse: {}", k.entry, e.emit_to_string(source))],
+        Err(e) => return vec![format!("optim_{}.wgsl does not parse: {}", k.name, e.emit_to_string(source))],
     };
     let mut out = Vec::new();
-    if !module.entry_points.iter().any(|e| e.name == k.entry && e.stage == naga::ShaderStage::Compute) {
-        out.push(format!("no compute entry point '{}'", k.entry));
+    for entry in entries {
+        if !module.entry_points.iter().any(|e| e.name == *entry && e.stage == naga::ShaderStage::Compute) {
+            out.push(format!("no compute entry point '{entry}'"));
+        }
+    }
+    if update && !module.functions.iter().any(|(_, f)| f.name.as_deref() == Some("update")) {
+        out.push(format!("optim_{}.wgsl defines no `update`", k.name));
     }
     let Some((fields, span)) = wgsl_struct(&module, k.params) else {
         out.push(format!("no WGSL struct '{}'", k.params));
@@ -80,10 +93,15 @@ fn differences(k: &KernelInfo, source: &str) -> Vec<String> {
 fn every_kernel_struct_mirrors_its_wgsl_twin() {
     for step in OptimStep::ALL {
         let k = step.kernel();
-        let diffs = differences(&k, &kernel_source(k.entry));
-        assert!(diffs.is_empty(), "{}: {}", k.entry, diffs.join("; "));
-        assert!(k.bindings.len() <= 3, "{}: the kernels bind three state slots at most", k.entry);
+        let diffs = differences(&k, &kernel_source(k.name), &STEP_ENTRIES, true);
+        assert!(diffs.is_empty(), "{}: {}", k.name, diffs.join("; "));
+        assert!(k.bindings.len() <= 3, "{}: the kernels bind three state slots at most", k.name);
     }
+    let diffs = differences(&ADAM8, &adam8_source(), &[ADAM8.name], true);
+    assert!(diffs.is_empty(), "adam8: {}", diffs.join("; "));
+    // Its header takes the place of the f32 kernels' arena: 32 bytes.
+    let module = naga::front::wgsl::parse_str(&adam8_source()).unwrap();
+    assert_eq!(wgsl_struct(&module, "Arena").map(|(_, span)| span), Some(32));
 }
 
 #[test]
@@ -91,32 +109,36 @@ fn the_mirror_check_catches_a_field_added_on_either_side() {
     let step = OptimStep::ALL[3];
     let k = step.kernel();
     assert_eq!(k.params, "AdamParams");
-    let source = kernel_source(k.entry);
+    let source = kernel_source(k.name);
     // A field added in WGSL only.
     let wgsl_extra = source.replace("    amsgrad: u32,\n", "    amsgrad: u32,\n    maximize: u32,\n");
     assert_ne!(wgsl_extra, source);
-    assert!(!differences(&k, &wgsl_extra).is_empty());
+    assert!(!differences(&k, &wgsl_extra, &STEP_ENTRIES, true).is_empty());
     // A field added in Rust only (the same struct with one more entry in its table).
     let mut fields = k.fields.to_vec();
     fields.push(descent::backend::optim_kernel::Field { name: "maximize", offset: k.size, ty: "u32" });
     let rust_extra = KernelInfo { fields: Box::leak(fields.into_boxed_slice()), size: k.size + 4, ..k };
-    assert!(!differences(&rust_extra, &source).is_empty());
+    assert!(!differences(&rust_extra, &source, &STEP_ENTRIES, true).is_empty());
     // Two fields swapped in WGSL.
     let swapped = source.replace("    beta1: f32,\n    beta2: f32,\n", "    beta2: f32,\n    beta1: f32,\n");
     assert_ne!(swapped, source);
-    assert!(!differences(&k, &swapped).is_empty());
+    assert!(!differences(&k, &swapped, &STEP_ENTRIES, true).is_empty());
     // A type changed in WGSL.
+    // The formula renamed away.
+    let no_update = source.replace("fn update(", "fn update_old(");
+    assert_ne!(no_update, source);
+    assert!(!differences(&k, &no_update, &STEP_ENTRIES, true).is_empty());
     let retyped = source.replace("    decoupled: u32,\n", "    decoupled: f32,\n");
-    assert!(!differences(&k, &retyped).is_empty());
+    assert!(!differences(&k, &retyped, &STEP_ENTRIES, true).is_empty());
 }
 
 #[test]
 fn every_optimizer_runs_a_listed_kernel() {
-    let entries: Vec<&str> = OptimStep::ALL.iter().map(|s| s.kernel().entry).collect();
+    let entries: Vec<&str> = OptimStep::ALL.iter().map(|s| s.kernel().name).collect();
     for name in OPTIMIZER_NAMES {
         let c = OptimConfig::defaults(name).unwrap();
         assert_eq!(c.name(), name);
-        let entry = c.kernel_step(1, c.lr()).kernel().entry;
+        let entry = c.kernel_step(1, c.lr()).kernel().name;
         assert!(entries.contains(&entry), "{name} runs '{entry}', which OptimStep::ALL does not list");
         // The JSON form round-trips and names the optimizer.
         assert_eq!(OptimConfig::from_json(&c.to_json(), "o").unwrap(), c);

@@ -7,7 +7,7 @@
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 
-use super::optim_kernel::AdamParams;
+use super::optim_kernel::{AdamParams, STEP_ENTRIES};
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
 use super::{Blockwise8, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
@@ -94,7 +94,8 @@ const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
 const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true]);
 const OPT: &[bool] = &[true, false, true, true, true];
-const K_ADAM8: Kernel = k("optim_adam8", "adam8", &[true, false, true, true, true, true, false]);
+const K_ADAM8: Kernel =
+    k("optim_adam8", super::optim_kernel::ADAM8.name, &[true, false, true, true, true, true, false]);
 
 /// Two timestamp queries around a span of recorded work, and where they are read back.
 struct Timer {
@@ -591,7 +592,7 @@ impl GpuBackend {
             OptimStep::Adam(_) => "optim_adam",
             OptimStep::LectureMomentum(_) => "optim_lecture_momentum",
         };
-        debug_assert_eq!(module, format!("optim_{}", step.kernel().entry));
+        debug_assert_eq!(module, format!("optim_{}", step.kernel().name));
         // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
         let mut slots = [(self.dummy_write, 0); 3];
         let mut used = 0u32;
@@ -831,11 +832,11 @@ impl Backend for GpuBackend {
     }
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, "step_f32", params, grads, state, params.len);
+        self.optim_launch(step, STEP_ENTRIES[0], params, grads, state, params.len);
     }
 
     fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, "step_bf16", params, grads, state, params.len.div_ceil(2));
+        self.optim_launch(step, STEP_ENTRIES[1], params, grads, state, params.len.div_ceil(2));
     }
 
     fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {

@@ -174,8 +174,9 @@ pub enum OptimStep {
 /// A kernel's static description: its WGSL entry point, parameter struct and state bindings.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelInfo {
-    /// WGSL entry point, also the file's suffix: `shaders/optim_<entry>.wgsl`.
-    pub entry: &'static str,
+    /// The kernel's name: `shaders/optim_<name>.wgsl` holds its parameter struct and its
+    /// `update` formula; the entry points ([`STEP_ENTRIES`]) come from `shaders/optim.wgsl`.
+    pub name: &'static str,
     /// Name of the parameter struct, the same in Rust and WGSL.
     pub params: &'static str,
     /// The parameter struct's fields.
@@ -187,13 +188,22 @@ pub struct KernelInfo {
 }
 
 const fn info<T>(
-    entry: &'static str,
+    name: &'static str,
     params: &'static str,
     fields: &'static [Field],
     bindings: &'static [Slot],
 ) -> KernelInfo {
-    KernelInfo { entry, params, fields, size: std::mem::size_of::<T>(), bindings }
+    KernelInfo { name, params, fields, size: std::mem::size_of::<T>(), bindings }
 }
+
+/// The entry points of every kernel's module (`shaders/optim.wgsl`): f32 state, one element
+/// per invocation; bfloat16 state, one 32-bit word (two elements) per invocation.
+pub const STEP_ENTRIES: [&str; 2] = ["step_f32", "step_bf16"];
+
+/// Blockwise 8-bit Adam/AdamW: `shaders/optim_adam8.wgsl` (entry point `adam8`, its own
+/// bindings and header) with Adam's `update` from `optim_adam.wgsl`, reading [`AdamParams`].
+pub const ADAM8: KernelInfo =
+    info::<AdamParams>("adam8", "AdamParams", AdamParams::FIELDS, &[Slot::ExpAvg, Slot::ExpAvgSq]);
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
