@@ -9,11 +9,14 @@
 // nearest code (ties to the larger code; exp_avg never takes a code of the other sign). A block
 // of a small tensor keeps f32 state.
 
-// The header, in the place of the f32 kernels' arena: rows of the table, the parameter and
-// gradient offsets, the lengths of the absmax and small-state regions.
+// The header, in the place of the f32 kernels' arena: the rows this launch covers (row0 and
+// n after it), the parameter and gradient offsets, the lengths of the absmax and small-state
+// regions, and the code offset in words. When the arena is larger than one binding the host
+// launches a chunk of rows at a time with sub-ranges bound and p_off, g_off and code_off
+// rebased (they may wrap below zero: u32 addition wraps back into the bound range).
 struct Arena {
     n: u32, p_off: u32, g_off: u32, quantized: u32,
-    small: u32, pad0: u32, pad1: u32, pad2: u32,
+    small: u32, code_off: u32, row0: u32, pad0: u32,
 }
 
 struct Update { p: f32, s: vec3<f32> }
@@ -66,14 +69,14 @@ fn adam8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let t = lid.x;
     var row = vec4<u32>(0u, 0u, 0u, 1u);
     if (b < a.n) {
-        let r = ROWS + 4u * b;
+        let r = ROWS + 4u * (a.row0 + b);
         row = vec4<u32>(TABLE[r], TABLE[r + 1u], TABLE[r + 2u], TABLE[r + 3u]);
     }
     let start = row.x;
     let len = row.y;
     let index = row.z;
     let quantized = row.w == 0u;
-    let word = start / 4u + t;
+    let word = start / 4u + t + a.code_off;
     let mine = 4u * t < len;
     var mw = 0u;
     var vw = 0u;

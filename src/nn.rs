@@ -248,7 +248,8 @@ impl Mlp {
         ensure!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         ensure!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive, got {sizes:?}");
         let (bytes, arena_bytes) = Mlp::footprint(sizes, dev.is_gpu());
-        dev.check_fits(&format!("an MLP of sizes {sizes:?}"), bytes, arena_bytes, "use smaller layer sizes")?;
+        let what = format!("an MLP of sizes {sizes:?}");
+        dev.check_fits_bound(&what, bytes, arena_bytes, arena_bytes, "use smaller layer sizes")?;
         let mut shapes = Vec::new();
         let mut init = Vec::new();
         for (i, w) in sizes.windows(2).enumerate() {

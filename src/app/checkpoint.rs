@@ -533,10 +533,23 @@ mod tests {
         let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
         assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
         let (back, m) = decode(&b, "t").unwrap();
-        // The crate stores tensors in name order; decode returns them in file order.
-        let mut by_name = t.clone();
-        by_name.sort_by(|a, b| a.name.cmp(&b.name));
-        assert_eq!(back, by_name);
+        // The crate stores tensors widest dtype first (keeping each aligned), then by name;
+        // decode returns them in file order, each with its dtype.
+        let width = |t: &NamedTensor| match t.dtype {
+            Stored::F32 => 4,
+            Stored::Bf16 => 2,
+            Stored::U8 => 1,
+        };
+        let mut in_file = t.clone();
+        in_file.sort_by(|a, b| width(b).cmp(&width(a)).then(a.name.cmp(&b.name)));
+        assert_eq!(back, in_file);
+        // Values that are not of their dtype are an error, not a silent conversion.
+        let mut not_bf16 = t.clone();
+        not_bf16[3].data[0] = 1.0 + f32::EPSILON;
+        assert!(format!("{:#}", encode(&not_bf16, &meta).unwrap_err()).contains("is not a bfloat16"));
+        let mut not_byte = t.clone();
+        not_byte[2].data[1] = 256.0;
+        assert!(format!("{:#}", encode(&not_byte, &meta).unwrap_err()).contains("is not a byte"));
         assert_eq!(m, meta);
         assert!(format!("{:#}", decode(&b[..b.len() - 1], "t").unwrap_err()).contains("truncated"));
         assert!(decode(&b[..4], "t").is_err());

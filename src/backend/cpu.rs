@@ -662,7 +662,11 @@ impl Backend for CpuBackend {
     }
 
     fn capacity(&self) -> super::Capacity {
-        super::Capacity { max_buffer_bytes: isize::MAX as u64, available_bytes: super::host_available_bytes() }
+        super::Capacity {
+            max_buffer_bytes: isize::MAX as u64,
+            max_binding_bytes: isize::MAX as u64,
+            available_bytes: super::host_available_bytes(),
+        }
     }
 
     fn counters(&self) -> Counters {

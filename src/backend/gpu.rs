@@ -92,10 +92,37 @@ const K_ROW_SUM: Kernel = k("reduce", "row_sum", &[false, true]);
 const K_SUM_PARTIAL: Kernel = k("reduce", "sum_partial", &[false, true]);
 const K_SUM: Kernel = k("reduce", "sum", &[false, true]);
 const K_SOFTMAX_CE: Kernel = k("softmax_ce", "main", &[false, false, true, true, true]);
-const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true]);
+const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true, false, false, false]);
+/// Image chunks the gather kernel binds (WebGPU's default of 8 storage buffers per stage).
+const GATHER_CHUNKS: usize = 4;
 const OPT: &[bool] = &[true, false, true, true, true];
 const K_ADAM8: Kernel =
     k("optim_adam8", super::optim_kernel::ADAM8.name, &[true, false, true, true, true, true, false]);
+
+/// A storage binding: a buffer, bound whole (`None`) or as `(byte offset, byte size)`.
+type Binding = (usize, Option<(u64, u64)>);
+
+/// One operand of [`GpuBackend::launch_1d`].
+#[derive(Clone, Copy)]
+struct Operand {
+    buf: usize,
+    /// Its first element.
+    offset: usize,
+    /// Bytes per element (4; 2 for bfloat16 state).
+    elem_bytes: u64,
+    /// The uniform word holding its offset, rebased per chunk (None: bound whole).
+    offset_word: Option<usize>,
+}
+
+impl Operand {
+    fn at(v: View, word: usize) -> Operand {
+        Operand { buf: v.buf, offset: v.offset, elem_bytes: 4, offset_word: Some(word) }
+    }
+
+    fn whole(buf: usize) -> Operand {
+        Operand { buf, offset: 0, elem_bytes: 4, offset_word: None }
+    }
+}
 
 /// Two timestamp queries around a span of recorded work, and where they are read back.
 struct Timer {
@@ -115,7 +142,7 @@ pub struct GpuBackend {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<&'static [bool], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<(&'static str, &'static str), wgpu::ComputePipeline>,
-    bind_groups: HashMap<(&'static str, &'static str, Vec<usize>), wgpu::BindGroup>,
+    bind_groups: HashMap<(&'static str, &'static str, Vec<Binding>), wgpu::BindGroup>,
     ring: wgpu::Buffer,
     uniforms: Vec<u8>,
     encoder: Option<wgpu::CommandEncoder>,
@@ -397,12 +424,12 @@ impl GpuBackend {
     }
 
     fn new_buffer(&mut self, bytes: u64, what: &str) -> Result<usize> {
-        let max_bind = self.limits.max_storage_buffer_binding_size;
-        if bytes > max_bind.min(self.limits.max_buffer_size) {
+        let max = self.limits.max_buffer_size;
+        if bytes > max {
             bail!(
-                "{what} needs a buffer of {} MiB, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); use a smaller size or Device::cpu",
+                "{what} needs a buffer of {} MiB, over this adapter's max_buffer_size of {} MiB ({}); use a smaller size or Device::cpu",
                 bytes >> 20,
-                max_bind >> 20,
+                max >> 20,
                 self.info.name
             );
         }
@@ -466,9 +493,17 @@ impl GpuBackend {
         &self.pipelines[&key]
     }
 
-    /// Record one dispatch: `uniform` words, storage buffers in binding order, and the
-    /// workgroup grid.
+    /// Record one dispatch: `uniform` words, storage buffers in binding order (each bound
+    /// whole), and the workgroup grid.
     fn dispatch(&mut self, kern: Kernel, uniform: &[u32], buffers: &[usize], grid: [u32; 3]) {
+        let bindings: Vec<Binding> = buffers.iter().map(|&b| (b, None)).collect();
+        self.dispatch_ranged(kern, uniform, &bindings, grid)
+    }
+
+    /// [`GpuBackend::dispatch`] with each storage buffer bound whole or as a byte range
+    /// (offset aligned to `min_storage_buffer_offset_alignment`, size within
+    /// `max_storage_buffer_binding_size`): how work past one binding is split into chunks.
+    fn dispatch_ranged(&mut self, kern: Kernel, uniform: &[u32], bindings: &[Binding], grid: [u32; 3]) {
         if self.uniforms.len() / SLOT >= RING_SLOTS {
             if let Err(e) = self.flush() {
                 self.errors.lock().map(|mut v| v.push(e.to_string())).ok();
@@ -484,16 +519,28 @@ impl GpuBackend {
         if grid.contains(&0) {
             return;
         }
-        let mut buffers = buffers.to_vec();
+        let max_bind = self.limits.max_storage_buffer_binding_size;
+        if let Some(&(b, _)) = bindings.iter().find(|(b, r)| r.is_none() && self.buffer(*b).size() > max_bind) {
+            let msg = format!(
+                "{}: a buffer of {} MiB bound whole, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); this operation does not split its work into chunks: use smaller sizes or Device::cpu",
+                kern.entry,
+                self.buffer(b).size() >> 20,
+                max_bind >> 20,
+                self.info.name
+            );
+            self.errors.lock().map(|mut v| v.push(msg)).ok();
+            return;
+        }
+        let mut bindings = bindings.to_vec();
         // A buffer must not be bound for reading and writing at once: read from a copy.
-        let written: Vec<usize> = buffers.iter().zip(kern.writes).filter(|(_, &w)| w).map(|(b, _)| *b).collect();
+        let written: Vec<usize> = bindings.iter().zip(kern.writes).filter(|(_, &w)| w).map(|(b, _)| b.0).collect();
         for (i, &w) in kern.writes.iter().enumerate() {
-            if !w && written.contains(&buffers[i]) {
-                buffers[i] = self.scratch_copy(buffers[i]);
+            if !w && bindings[i].1.is_none() && written.contains(&bindings[i].0) {
+                bindings[i].0 = self.scratch_copy(bindings[i].0);
             }
         }
         self.pipeline(kern);
-        let key = (kern.module, kern.entry, buffers.clone());
+        let key = (kern.module, kern.entry, bindings.clone());
         if !self.bind_groups.contains_key(&key) {
             let (bgl, _) = &self.layouts[kern.writes];
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -504,9 +551,16 @@ impl GpuBackend {
                     size: std::num::NonZeroU64::new(SLOT as u64),
                 }),
             }];
-            for (i, &b) in buffers.iter().enumerate() {
-                entries
-                    .push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: self.buffer(b).as_entire_binding() });
+            for (i, &(b, range)) in bindings.iter().enumerate() {
+                let resource = match range {
+                    None => self.buffer(b).as_entire_binding(),
+                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: self.buffer(b),
+                        offset,
+                        size: std::num::NonZeroU64::new(size),
+                    }),
+                };
+                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
             }
             let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
@@ -530,6 +584,69 @@ impl GpuBackend {
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
         self.counters.dispatches += 1;
+    }
+
+    /// Whether buffer `b` can be bound whole.
+    fn fits_binding(&self, b: usize) -> bool {
+        self.buffer(b).size() <= self.limits.max_storage_buffer_binding_size
+    }
+
+    /// The byte range to bind for `bytes` bytes from byte `start` of buffer `b`: the offset
+    /// rounded down to the adapter's alignment. Returns the binding and how many bytes into it
+    /// `start` lies.
+    fn sub_range(&self, b: usize, start: u64, bytes: u64) -> (Binding, u64) {
+        let align = self.limits.min_storage_buffer_offset_alignment as u64;
+        let base = start / align * align;
+        let size = (start - base + bytes).next_multiple_of(4).min(self.buffer(b).size() - base).max(4);
+        ((b, Some((base, size))), start - base)
+    }
+
+    /// Elements per chunk of a 1-D launch (`elem_bytes` each) so that a chunk and its alignment
+    /// slack fit one binding; a multiple of 1024.
+    fn chunk_elems(&self, elem_bytes: u64) -> usize {
+        let slack = self.limits.min_storage_buffer_offset_alignment as u64 + 4;
+        ((self.limits.max_storage_buffer_binding_size - slack) / elem_bytes) as usize / 1024 * 1024
+    }
+
+    /// A 1-D kernel over `n` elements whose operands are all read at `offset + i`: one dispatch
+    /// when every buffer binds whole, else one per chunk of elements, each operand bound as the
+    /// sub-range its chunk touches and its offset word rebased. `uniform[n_word]` holds the
+    /// element count; each operand says where its offset word is (None: a placeholder or small
+    /// buffer, bound whole). An invocation handles `per_invocation` elements.
+    fn launch_1d(
+        &mut self,
+        kern: Kernel,
+        mut uniform: Vec<u32>,
+        n_word: usize,
+        operands: &[Operand],
+        n: usize,
+        per_invocation: usize,
+    ) {
+        if operands.iter().all(|o| self.fits_binding(o.buf)) {
+            let bufs: Vec<usize> = operands.iter().map(|o| o.buf).collect();
+            let grid = self.grid(n.div_ceil(per_invocation));
+            return self.dispatch(kern, &uniform, &bufs, grid);
+        }
+        let widest = operands.iter().filter(|o| o.offset_word.is_some()).map(|o| o.elem_bytes).max().unwrap_or(4);
+        let chunk = self.chunk_elems(widest).max(per_invocation);
+        for c0 in (0..n).step_by(chunk) {
+            let len = chunk.min(n - c0);
+            uniform[n_word] = u(len);
+            let mut bindings = Vec::with_capacity(operands.len());
+            for o in operands {
+                match o.offset_word {
+                    None => bindings.push((o.buf, None)),
+                    Some(w) => {
+                        let eb = o.elem_bytes;
+                        let (binding, into) = self.sub_range(o.buf, (o.offset + c0) as u64 * eb, len as u64 * eb);
+                        uniform[w] = (into / eb) as u32;
+                        bindings.push(binding);
+                    }
+                }
+            }
+            let grid = self.grid(len.div_ceil(per_invocation));
+            self.dispatch_ranged(kern, &uniform, &bindings, grid);
+        }
     }
 
     /// A copy of a whole buffer in a scratch buffer of the same size (recorded in order).
@@ -574,8 +691,8 @@ impl GpuBackend {
         }
     }
 
-    /// One launch of an optimizer kernel's entry `entry` (`step_f32` or `step_bf16`) over
-    /// `invocations` invocations.
+    /// One launch of an optimizer kernel's entry `entry` (`step_f32` or `step_bf16`, which
+    /// handles `per_invocation` elements per invocation), split into chunks past one binding.
     fn optim_launch(
         &mut self,
         step: &OptimStep,
@@ -583,7 +700,7 @@ impl GpuBackend {
         params: View,
         grads: View,
         state: &[View],
-        invocations: usize,
+        per_invocation: usize,
     ) {
         let module = match step {
             OptimStep::Sgd(_) => "optim_sgd",
@@ -602,12 +719,20 @@ impl GpuBackend {
                 used |= 1 << b;
             }
         }
-        let [s0, s1, s2] = slots;
         // The arena header, then the kernel's own parameter struct.
-        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), s0.1, s1.1, s2.1, used, 0];
+        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), 0, 0, 0, used, 0];
         uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
-        let grid = self.grid(invocations);
-        self.dispatch(k(module, entry, OPT), &uni, &[params.buf, grads.buf, s0.0, s1.0, s2.0], grid);
+        let elem_bytes = if entry == STEP_ENTRIES[1] { 2 } else { 4 };
+        let mut operands = vec![Operand::at(params, 1), Operand::at(grads, 2)];
+        for (k, &(buf, offset)) in slots.iter().enumerate() {
+            operands.push(if used & 1 << k != 0 {
+                uni[3 + k] = offset;
+                Operand { buf, offset: offset as usize, elem_bytes, offset_word: Some(3 + k) }
+            } else {
+                Operand::whole(buf)
+            });
+        }
+        self.launch_1d(k(module, entry, OPT), uni, 0, &operands, params.len, per_invocation);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -664,7 +789,7 @@ impl Backend for GpuBackend {
         if self.encoder.is_some() {
             let _ = self.flush();
         }
-        self.bind_groups.retain(|k, _| !k.2.contains(&buf));
+        self.bind_groups.retain(|k, _| !k.2.iter().any(|b| b.0 == buf));
         self.bufs[buf] = None;
     }
 
@@ -705,7 +830,9 @@ impl Backend for GpuBackend {
     }
 
     fn fill(&mut self, dst: View, value: f32) {
-        self.elementwise(K_FILL, dst.len, 1, 0, 0, None, None, dst, value);
+        let uni = vec![u(dst.len), 1, 0, 0, 0, 0, u(dst.offset), 0, value.to_bits(), 0, 0, 0];
+        let operands = [Operand::whole(self.dummy_read), Operand::whole(self.dummy_read), Operand::at(dst, 6)];
+        self.launch_1d(K_FILL, uni, 0, &operands, dst.len, 1);
     }
 
     fn copy(&mut self, src: View, dst: View) {
@@ -787,7 +914,9 @@ impl Backend for GpuBackend {
 
     fn unary(&mut self, op: UnaryOp, a: View, out: View) {
         let (code, param) = op.code();
-        self.elementwise(K_UNARY, out.len, 1, code, 0, Some(a), None, out, param);
+        let uni = vec![u(out.len), 1, code, 0, u(a.offset), 0, u(out.offset), 0, param.to_bits(), 0, 0, 0];
+        let operands = [Operand::at(a, 4), Operand::whole(self.dummy_read), Operand::at(out, 6)];
+        self.launch_1d(K_UNARY, uni, 0, &operands, out.len, 1);
     }
 
     fn sum(&mut self, a: View, out: View, scale: f32) {
@@ -826,27 +955,109 @@ impl Backend for GpuBackend {
     }
 
     fn gather(&mut self, g: &Gather) {
-        let uni = [u(g.count), u(g.row_len), u(g.start), u(g.x.offset), u(g.y.offset), g.scale.to_bits(), 0, 0];
+        let images = g.images.id;
+        let size = self.buffer(images).size();
+        // Rows per chunk: a multiple of the offset alignment's worth of rows, within a binding.
+        let align = self.limits.min_storage_buffer_offset_alignment as u64;
+        let row = g.row_len.max(1) as u64;
+        let fit = self.limits.max_storage_buffer_binding_size / row;
+        let chunk_rows =
+            if size <= self.limits.max_storage_buffer_binding_size { u32::MAX as u64 } else { fit / align * align };
+        let mut bindings: Vec<Binding> = Vec::with_capacity(8);
+        let mut chunks = Vec::new();
+        for k in 0..GATHER_CHUNKS as u64 {
+            let start = (k * chunk_rows).saturating_mul(row);
+            chunks.push(if chunk_rows == u32::MAX as u64 || start >= size {
+                (images, None)
+            } else {
+                (images, Some((start, (chunk_rows * row).min(size - start).next_multiple_of(4).min(size - start))))
+            });
+        }
+        if chunk_rows != u32::MAX as u64 && GATHER_CHUNKS as u64 * chunk_rows * row < size {
+            let msg = format!(
+                "gather: {size} bytes of images need more than {GATHER_CHUNKS} bindings of {} MiB on {}; use a smaller dataset or Device::cpu",
+                self.limits.max_storage_buffer_binding_size >> 20,
+                self.info.name
+            );
+            self.errors.lock().map(|mut v| v.push(msg)).ok();
+            return;
+        }
+        // A chunk past the data binds the first chunk again (never read).
+        let first = chunks[0];
+        for c in chunks.iter_mut().skip(1) {
+            if c.1.is_none() {
+                *c = first;
+            }
+        }
+        bindings.push(chunks[0]);
+        bindings.extend([(g.labels.id, None), (g.indices.id, None), (g.x.buf, None), (g.y.buf, None)]);
+        bindings.extend(&chunks[1..]);
+        let uni = [
+            u(g.count),
+            u(g.row_len),
+            u(g.start),
+            u(g.x.offset),
+            u(g.y.offset),
+            g.scale.to_bits(),
+            chunk_rows.min(u32::MAX as u64) as u32,
+            0,
+        ];
         let grid = self.grid(g.count * g.row_len);
-        self.dispatch(K_GATHER, &uni, &[g.images.id, g.labels.id, g.indices.id, g.x.buf, g.y.buf], grid);
+        self.dispatch_ranged(K_GATHER, &uni, &bindings, grid);
     }
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, STEP_ENTRIES[0], params, grads, state, params.len);
+        self.optim_launch(step, STEP_ENTRIES[0], params, grads, state, 1);
     }
 
     fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, STEP_ENTRIES[1], params, grads, state, params.len.div_ceil(2));
+        self.optim_launch(step, STEP_ENTRIES[1], params, grads, state, 2);
     }
 
     fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
         debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
-        let mut uni =
-            vec![u(s.blocks), u(params.offset), u(grads.offset), u(s.quantized_blocks), u(s.small_len), 0, 0, 0];
-        uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
-        let grid = self.grid(s.blocks * WG as usize);
-        let bufs = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf, s.table.buf];
-        self.dispatch(K_ADAM8, &uni, &bufs, grid);
+        let header = |rows: usize, p_off: u32, g_off: u32, code_off: u32, row0: usize| {
+            let mut uni = vec![u(rows), p_off, g_off, u(s.quantized_blocks), u(s.small_len), code_off, u(row0), 0];
+            uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
+            uni
+        };
+        let whole = |b: usize| (b, None);
+        let small = [whole(s.absmax.buf), whole(s.small.buf), whole(s.table.buf)];
+        let big = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf];
+        if big.iter().all(|&b| self.fits_binding(b)) {
+            let uni = header(s.blocks, u(params.offset), u(grads.offset), 0, 0);
+            let grid = self.grid(s.blocks * WG as usize);
+            let mut bindings: Vec<Binding> = big.iter().map(|&b| whole(b)).collect();
+            bindings.extend(small);
+            return self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+        }
+        // Past one binding: consecutive rows whose span fits a chunk, each chunk's parameters,
+        // gradients and codes bound as sub-ranges and the header's offsets rebased (they wrap
+        // below zero: the kernel adds them to absolute arena indices).
+        let chunk = self.chunk_elems(4);
+        let mut r = 0;
+        while r < s.blocks {
+            let first = s.spans[r].0;
+            let mut e = r + 1;
+            while e < s.blocks && s.spans[e].1 - first <= chunk {
+                e += 1;
+            }
+            let end = s.spans[e - 1].1;
+            let n = (end - first) as u64;
+            let (pb, p_into) = self.sub_range(params.buf, (params.offset + first) as u64 * 4, n * 4);
+            let (gb, g_into) = self.sub_range(grads.buf, (grads.offset + first) as u64 * 4, n * 4);
+            let (mb, m_into) = self.sub_range(s.m_codes.buf, first as u64, n);
+            let (vb, v_into) = self.sub_range(s.v_codes.buf, first as u64, n);
+            debug_assert_eq!(m_into, v_into, "both code buffers have the same layout");
+            let rebase = |into_elems: u64, base: usize| (into_elems as u32).wrapping_sub(base as u32);
+            let uni =
+                header(e - r, rebase(p_into / 4, first), rebase(g_into / 4, first), rebase(m_into / 4, first / 4), r);
+            let grid = self.grid((e - r) * WG as usize);
+            let mut bindings = vec![pb, gb, mb, vb];
+            bindings.extend(small);
+            self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+            r = e;
+        }
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -868,8 +1079,11 @@ impl Backend for GpuBackend {
     }
 
     fn capacity(&self) -> super::Capacity {
-        let binding = self.limits.max_storage_buffer_binding_size;
-        super::Capacity { max_buffer_bytes: self.limits.max_buffer_size.min(binding), available_bytes: None }
+        super::Capacity {
+            max_buffer_bytes: self.limits.max_buffer_size,
+            max_binding_bytes: self.limits.max_storage_buffer_binding_size,
+            available_bytes: None,
+        }
     }
 
     fn counters(&self) -> Counters {

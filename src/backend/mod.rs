@@ -378,9 +378,14 @@ pub struct Counters {
 /// How much a device can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    /// The largest single buffer (a GPU's `max_buffer_size`, capped at what one binding can
-    /// address, since a tensor is bound whole).
+    /// The largest single buffer (a GPU's `max_buffer_size`). Elementwise work on a larger
+    /// buffer than one binding (the optimizer step, fills, scales, the data gather) is split
+    /// into chunks.
     pub max_buffer_bytes: u64,
+    /// The most one kernel binding can address (a GPU's `max_storage_buffer_binding_size`):
+    /// matmuls, reductions and the other ops bind their buffers whole, so a model's parameter
+    /// arena must fit.
+    pub max_binding_bytes: u64,
     /// Memory free for new buffers, where the device says (the host's available RAM for the
     /// CPU backend; wgpu does not report a GPU's).
     pub available_bytes: Option<u64>,
@@ -529,6 +534,19 @@ impl Device {
     /// `largest_buffer_bytes`, when the device cannot hold it. `what` names the request and
     /// `fix` says what to change.
     pub fn check_fits(&self, what: &str, total_bytes: u64, largest_buffer_bytes: u64, fix: &str) -> Result<()> {
+        self.check_fits_bound(what, total_bytes, largest_buffer_bytes, 0, fix)
+    }
+
+    /// [`Device::check_fits`] where one buffer of `bound_whole_bytes` is also bound whole by
+    /// kernels that do not split their work (a model's arena, read by its matmuls).
+    pub fn check_fits_bound(
+        &self,
+        what: &str,
+        total_bytes: u64,
+        largest_buffer_bytes: u64,
+        bound_whole_bytes: u64,
+        fix: &str,
+    ) -> Result<()> {
         let cap = self.capacity();
         let too_large = |needs: u64, limit: &str, fits: u64| TooLarge {
             what: what.to_string(),
@@ -540,6 +558,10 @@ impl Device {
         if largest_buffer_bytes > cap.max_buffer_bytes {
             let limit = format!("the largest buffer {} allocates", self.describe());
             return Err(too_large(largest_buffer_bytes, &limit, cap.max_buffer_bytes).into());
+        }
+        if bound_whole_bytes > cap.max_binding_bytes {
+            let limit = format!("the largest binding {} addresses", self.describe());
+            return Err(too_large(bound_whole_bytes, &limit, cap.max_binding_bytes).into());
         }
         if let Some(free) = cap.available_bytes {
             if total_bytes > free {

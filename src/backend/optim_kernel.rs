@@ -370,7 +370,7 @@ impl<'de> serde::Deserialize<'de> for OptimBits {
 
 /// The buffers of Adam's blockwise 8-bit state (layout in `backend::quant::BlockTable`), each
 /// a whole buffer of 32-bit words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blockwise8 {
     /// exp_avg's codes: one byte per arena element, four to a word (signed map).
     pub m_codes: View,
@@ -388,6 +388,9 @@ pub struct Blockwise8 {
     pub quantized_blocks: usize,
     /// Elements with f32 state (the length of each small region).
     pub small_len: usize,
+    /// The arena elements `[start, end)` of each row of the table: where a GPU splits the step
+    /// into chunks when the arena is larger than one binding (a block never straddles two).
+    pub spans: std::sync::Arc<Vec<(usize, usize)>>,
 }
 
 #[cfg(test)]

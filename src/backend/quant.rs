@@ -327,6 +327,11 @@ impl BlockTable {
         BlockTable { blocks, quantized_blocks: q, small_len: small, arena_len }
     }
 
+    /// Each block's arena elements `[start, end)`.
+    pub fn spans(&self) -> Vec<(usize, usize)> {
+        self.blocks.iter().map(|b| (b.start, b.start + b.len)).collect()
+    }
+
     /// Words of one code region (one byte per arena element, four to a word).
     pub fn code_words(&self) -> usize {
         self.arena_len.div_ceil(4)

@@ -665,6 +665,7 @@ impl Optimizer {
                     blocks: table.blocks.len(),
                     quantized_blocks: table.quantized_blocks,
                     small_len: table.small_len,
+                    spans: std::sync::Arc::new(table.spans()),
                 };
                 let values: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
                 dev.write(table_view, &values)?;
@@ -746,6 +747,7 @@ impl Optimizer {
                     let values: Vec<f32> = rows.words().into_iter().map(f32::from_bits).collect();
                     dev.write(buffers.table.slice(0, values.len()), &values)?;
                     buffers.blocks = rows.blocks.len();
+                    buffers.spans = std::sync::Arc::new(rows.spans());
                     *uploaded_for = ranges.to_vec();
                 }
                 dev.adam_step_8bit(&h, params, grads, buffers);
