@@ -19,22 +19,26 @@ $bin info
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
 echo "== parity (GPU and CPU against the f64 reference)"
 $bin parity --device both | tail -n 3
-echo "== one Fashion-MNIST epoch per device (batch 64, Adam)"
-for dev in gpu cpu; do
-  $bin train --device "$dev" --optimizer adam --epochs 1 --verbose | grep -E "^(device|epoch|  per)"
+echo "== one Fashion-MNIST epoch per device (batch 64, Adam) at each state width"
+for bits in 32 16 8; do
+  for dev in gpu cpu; do
+    $bin train --device "$dev" --optimizer adam --optim-bits "$bits" --epochs 1 --verbose | grep -E "^(device|model|epoch|  per)"
+  done
 done
 echo "== bench epoch (data in device memory, evaluation excluded)"
 $bin bench epoch --device gpu --optimizer adam --lr 1e-3
 $bin bench epoch --device cpu --optimizer adam --lr 1e-3
 echo "== optimizer steps (fused multi-tensor, per tensor, unfused), GPU timestamps"
 $bin bench optim --device gpu --optimizer adam,sgd --params 1e6,1e7,1e8 --repeats 20
-echo "== the fused step at 1e9 parameters (4 GB per state buffer; may exceed the binding limit)"
-$bin bench optim --device gpu --optimizer adam --params 1e9 --repeats 5 --variants fused_multi_tensor || true
-$bin bench optim --device cpu --optimizer adam --params 1e7 --repeats 10
+echo "== Adam and AdamW with 32-, 16- and 8-bit state (fused multi-tensor)"
+$bin bench optim --device gpu --optimizer adam,adamw --optim-bits 32,16,8 --params 1e6,1e7,1e8 --repeats 20 --variants fused_multi_tensor
+echo "== the fused step at 1e9 parameters (4 GB per f32 buffer: split into chunks of one binding)"
+$bin bench optim --device gpu --optimizer adam --optim-bits 32,8 --params 1e9 --repeats 5 --variants fused_multi_tensor || true
+$bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params 1e7 --repeats 10 --variants fused_multi_tensor
 echo "== matmul GFLOP/s"
 $bin bench matmul --device gpu
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "== PyTorch on the same GPU, alternating rounds with descent (--cuda)"
   python3 benches/torch_side_by_side.py --cuda --descent-bin "$bin" --optimizers adam,adamw \
-    --params 1e6,1e7,1e8 --repeats 20 --rounds 3 --skip epoch
+    --params 1e6,1e7,1e8 --optim-bits 32,16,8 --repeats 20 --rounds 3 --skip epoch
 fi

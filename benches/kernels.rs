@@ -1,13 +1,14 @@
 //! Criterion benches of the kernels: matmul at the MLP's shapes (forward and
 //! both backward forms) and at 1024³, and optimizer steps fused over the arena, fused per tensor
-//! and unfused, on the CPU and (when wgpu finds an adapter) the GPU. `cargo bench`;
+//! and unfused (and Adam with 16- and 8-bit state), on the CPU and (when wgpu finds an adapter)
+//! the GPU. `cargo bench`;
 //! BENCHMARKS.md says how the published figures were made.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use descent::app::bench::{bench_config, tensor_sizes, Unfused};
 use descent::backend::cpu_matmul::gemm_f32;
 use descent::backend::{Device, Dims, Form};
-use descent::optim::{Optimizer, Schedule};
+use descent::optim::{OptimBits, Optimizer, Schedule};
 use descent::rng::Rng;
 
 /// (label, form, m, k, n): the 784-128-128-10 MLP at batch 64 and 256, and a square.
@@ -72,6 +73,19 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
             })
         });
         unfused.release(dev);
+        opt.release(dev);
+    }
+    // Adam with 16- and 8-bit state: the fused multi-tensor kernel.
+    for bits in [OptimBits::B16, OptimBits::B8] {
+        let cfg = bench_config("adam").unwrap().with_optim_bits(bits);
+        g.throughput(Throughput::Bytes((cfg.bytes_per_param() * n) as u64));
+        let mut opt = Optimizer::for_len(dev, cfg, Schedule::Constant, n).unwrap();
+        g.bench_function(format!("adam {}-bit fused_multi_tensor {n}", bits.bits()), |b| {
+            b.iter(|| {
+                opt.step_views(dev, p, grads);
+                dev.sync().unwrap();
+            })
+        });
         opt.release(dev);
     }
     g.finish();

@@ -151,22 +151,25 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
-def optim_rounds(binary, names, sizes, repeats, tensors, rounds):
-    """Alternate `BIN bench optim` (fused multi-tensor) and PyTorch's fused=True step, per
-    optimizer and size, `rounds` times; report medians and the median per-round ratio."""
-    print(f"\n{'optimizer':<9} {'params':>10} {'torch fused ms':>15} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
+def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,)):
+    """Alternate `BIN bench optim --optim-bits B` (fused multi-tensor, each width in `widths`)
+    and PyTorch's fp32 fused=True step, per optimizer and size, `rounds` times; report medians
+    and the median per-round ratio for each width."""
+    print(f"\n{'optimizer':<9} {'params':>10} {'bits':>4} {'torch fused ms':>15} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
     for name in names:
         for n in sizes:
-            pairs = []
+            pairs = {b: [] for b in widths}
             for _ in range(rounds):
-                out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, "--params", str(n),
-                                      "--variants", "fused_multi_tensor", "--repeats", str(repeats), "--json"],
-                                     check=True, capture_output=True, text=True).stdout
-                ours = json.loads(out)["results"][0]["median_ms"]
                 theirs = bench_optim([name], [n], repeats, tensors, VARIANTS[:1])[0]["median_ms"]
-                pairs.append((theirs, ours))
-            print(f"{name:<9} {n:>10} {median([p[0] for p in pairs]):>15.3f} {median([p[1] for p in pairs]):>11.3f} "
-                  f"{median([p[0] / p[1] for p in pairs]):>16.2f}   rounds: " + ", ".join(f"{p[0] / p[1]:.2f}" for p in pairs), flush=True)
+                for b in widths:
+                    out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, "--params", str(n),
+                                          "--variants", "fused_multi_tensor", "--optim-bits", str(b), "--repeats", str(repeats), "--json"],
+                                         check=True, capture_output=True, text=True).stdout
+                    pairs[b].append((theirs, json.loads(out)["results"][0]["median_ms"]))
+            for b in widths:
+                ps = pairs[b]
+                print(f"{name:<9} {n:>10} {b:>4} {median([p[0] for p in ps]):>15.3f} {median([p[1] for p in ps]):>11.3f} "
+                      f"{median([p[0] / p[1] for p in ps]):>16.2f}   rounds: " + ", ".join(f"{p[0] / p[1]:.2f}" for p in ps), flush=True)
 
 
 def matmul_rounds(binary, repeats, rounds):
@@ -327,6 +330,7 @@ def main():
     ap.add_argument("--cifar10", metavar="DIR", help="with --accuracy-seeds: the CIFAR-10 JPEG tree instead of Fashion-MNIST (run `descent train --dataset cifar10 --data-dir DIR` once first, to write the decode cache)")
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
+    ap.add_argument("--optim-bits", default="32", help="with --descent-bin: descent's state widths to time against PyTorch's fp32 fused step, e.g. 32,16,8")
     ap.add_argument("--cuda", action="store_true", help="PyTorch's optimizer steps and matmuls on the CUDA GPU (fp32, TF32 off), descent's on --device gpu; the epoch stays on the CPU")
     a = ap.parse_args()
     if a.cuda:
@@ -357,7 +361,8 @@ def main():
             ours["matmul"] += d["results"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if "optim" not in skip and a.descent_bin:
-        optim_rounds(a.descent_bin, a.optimizers.split(","), [int(float(x)) for x in a.params.split(",")], a.repeats, a.tensors, a.rounds)
+        widths = [int(b) for b in a.optim_bits.split(",")]
+        optim_rounds(a.descent_bin, a.optimizers.split(","), [int(float(x)) for x in a.params.split(",")], a.repeats, a.tensors, a.rounds, widths)
     elif "optim" not in skip:
         sizes = [int(float(s)) for s in a.params.split(",")]
         print(f"\n{'optimizer':<7} {'torch variant':<9} {'params':>10} {'torch ms':>9} {'GB/s':>6} | {'descent fused_multi_tensor ms':>30} {'ratio':>6}")
