@@ -1,12 +1,12 @@
 //! Work past one binding: on a GPU opened with a small forced `max_storage_buffer_binding_size`
-//! (1 MiB, so a quarter-million floats), the fused optimizer step at every width, fills and
-//! scales, and the data gather split into chunks, with chunk boundaries inside tensors and
+//! (1 MiB, so a quarter-million floats), the fused optimizer step at every width, fills,
+//! scales and elementwise binary ops, and the data gather split into chunks, with chunk boundaries inside tensors and
 //! between 8-bit blocks, and give the CPU backend's results.
 
 mod common;
 
 use descent::backend::gpu::GpuBackend;
-use descent::backend::{ByteBuffer, Device, Gather, UnaryOp};
+use descent::backend::{BinaryOp, ByteBuffer, Device, Gather, UnaryOp};
 use descent::optim::{Adam, OptimBits, OptimConfig, Optimizer, Rmsprop, Schedule, StoredState};
 use descent::reference::{ABS_TOL, REL_TOL};
 use descent::rng::Rng;
@@ -93,6 +93,10 @@ fn fills_and_scales_split_past_one_binding() {
     dev.unary(UnaryOp::Scale(-0.5), a.slice(2, n), b.slice(5, n));
     let got = dev.read(b).unwrap();
     assert!(got[5..].iter().all(|&v| v == -1.5), "every element scaled");
+    // Elementwise binary ops (the unfused optimizer baseline's) in chunks too.
+    let c = dev.alloc(n).unwrap();
+    dev.binary(BinaryOp::Sub, a.slice(3, n), b.slice(5, n), c);
+    assert!(dev.read(c).unwrap().iter().all(|&v| v == 4.5), "every element subtracted");
     // A kernel that binds whole (a reduction) on a buffer past the binding: a clear error.
     let s = dev.alloc(1).unwrap();
     dev.sum(a, s, 1.0);

@@ -6,7 +6,10 @@
 //! "init": [p…]` and either `"grads": [[g…] per step]` or `"quadratic": [a…], "steps": T}`
 //! (f = Σ aᵢpᵢ², gradient 2aᵢpᵢ from the current parameters);
 //! output `{"params": [[p…] after each step], "lr": [lr used at each step], "state": {name:
-//! [final values], "step": T}}`.
+//! [final values], "step": T}}`. `"optim_bits": 16 | 8` in the optimizer object keeps the
+//! state in bfloat16 or blockwise 8 bits; `state` then holds its values as f32 (dequantized),
+//! plus `exp_avg_absmax` / `exp_avg_sq_absmax` at 8 bits when the buffer is quantized (4,096
+//! values or more).
 
 use crate::backend::{BinaryOp, Device};
 use crate::optim::{OptimConfig, Optimizer, Schedule};

@@ -627,6 +627,17 @@ impl GpuBackend {
             let grid = self.grid(n.div_ceil(per_invocation));
             return self.dispatch(kern, &uniform, &bufs, grid);
         }
+        // Sub-ranges of one buffer bound for reading and for writing conflict in one dispatch.
+        let written: Vec<usize> = operands.iter().zip(kern.writes).filter(|(_, &w)| w).map(|(o, _)| o.buf).collect();
+        if operands.iter().zip(kern.writes).any(|(o, &w)| !w && o.offset_word.is_some() && written.contains(&o.buf)) {
+            let msg = format!(
+                "{}: an in-place operation on a buffer past max_storage_buffer_binding_size ({} MiB) is not supported; write to another buffer",
+                kern.entry,
+                self.limits.max_storage_buffer_binding_size >> 20
+            );
+            self.errors.lock().map(|mut v| v.push(msg)).ok();
+            return;
+        }
         let widest = operands.iter().filter(|o| o.offset_word.is_some()).map(|o| o.elem_bytes).max().unwrap_or(4);
         let chunk = self.chunk_elems(widest).max(per_invocation);
         for c0 in (0..n).step_by(chunk) {
@@ -909,6 +920,12 @@ impl Backend for GpuBackend {
 
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         let layouts = bcast.a.code() | bcast.b.code() << 8;
+        if bcast == Bcast::NONE {
+            // Every operand read at offset + i: split into chunks past one binding.
+            let uni = vec![u(out.len), 1, op as u32, layouts, u(a.offset), u(b.offset), u(out.offset), 1, 0, 0, 0, 0];
+            let operands = [Operand::at(a, 4), Operand::at(b, 5), Operand::at(out, 6)];
+            return self.launch_1d(K_BINARY, uni, 0, &operands, out.len, 1);
+        }
         self.elementwise(K_BINARY, out.len, bcast.cols, op as u32, layouts, Some(a), Some(b), out, 0.0);
     }
 

@@ -776,8 +776,9 @@ impl Optimizer {
     }
 
     /// The state as PyTorch's `state_dict()` names it, as f32 values per arena element
-    /// (bfloat16 and 8-bit state dequantized; padding 0). At 8 bits two more entries follow:
-    /// `exp_avg_absmax` and `exp_avg_sq_absmax`, one value per quantized block.
+    /// (bfloat16 and 8-bit state dequantized; padding 0). At 8 bits two more entries follow
+    /// when some tensor is quantized: `exp_avg_absmax` and `exp_avg_sq_absmax`, one value per
+    /// quantized block.
     pub fn read_state(&self, dev: &mut Device) -> Result<Vec<(&'static str, Vec<f32>)>> {
         let names = self.config.state_names();
         Ok(match self.read_stored(dev)? {
@@ -804,9 +805,11 @@ impl Optimizer {
                     }
                     out.push((names[k], v));
                 }
-                let [ma, va] = absmax;
-                out.push(("exp_avg_absmax", ma));
-                out.push(("exp_avg_sq_absmax", va));
+                if table.quantized_blocks > 0 {
+                    let [ma, va] = absmax;
+                    out.push(("exp_avg_absmax", ma));
+                    out.push(("exp_avg_sq_absmax", va));
+                }
                 out
             }
         })
