@@ -24,6 +24,10 @@ pub struct ParityArgs {
     /// Vector lengths, e.g. 1,7,1023,65537,16776961.
     #[arg(long)]
     pub lengths: Option<String>,
+    /// Tensor lengths for blockwise 8-bit Adam/AdamW (each alone, then all in one arena), e.g.
+    /// 1,255,256,257,4095,4096,4097,65537 (the default).
+    #[arg(long)]
+    pub blockwise_lengths: Option<String>,
     /// Optimizer steps per check.
     #[arg(long, default_value_t = 3)]
     pub steps: u64,
@@ -56,6 +60,10 @@ pub fn run(a: ParityArgs) -> Result<()> {
         if let Some(l) = &a.lengths {
             cfg.lengths = parse_list(l, "--lengths")?;
             anyhow::ensure!(cfg.lengths.iter().all(|&n| n > 0), "--lengths must be >= 1");
+        }
+        if let Some(l) = &a.blockwise_lengths {
+            cfg.blockwise_lengths = parse_list(l, "--blockwise-lengths")?;
+            anyhow::ensure!(cfg.blockwise_lengths.iter().all(|&n| n > 0), "--blockwise-lengths must be >= 1");
         }
         anyhow::ensure!(a.steps > 0, "--steps must be >= 1");
         Ok(())
