@@ -490,12 +490,11 @@ impl Checker<'_> {
         }
         let shape = format!("{} x {steps} steps", lens.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("+"));
         self.row(format!("{label} 8bit param"), &shape, &pres);
-        let quantized = lens.iter().any(|&l| l >= quant::MIN_8BIT_SIZE);
-        if quantized {
+        if lens.iter().any(|&l| quant::is_quantized(l)) {
             self.row(format!("{label} 8bit codes (ties, wrong)"), &shape, &cres);
             self.row(format!("{label} 8bit absmax"), &shape, &ares);
         }
-        if lens.iter().any(|&l| l < quant::MIN_8BIT_SIZE) {
+        if lens.iter().any(|&l| !quant::is_quantized(l)) {
             self.row(format!("{label} 8bit f32 state"), &shape, &fres);
         }
         opt.release(self.dev);

@@ -14,6 +14,12 @@ pub const BLOCK: usize = 256;
 /// Tensors with fewer elements keep f32 state in 8-bit mode (bitsandbytes' `min_8bit_size`).
 pub const MIN_8BIT_SIZE: usize = 4096;
 
+/// Whether a tensor of `len` elements gets 8-bit state (else f32, as bitsandbytes' small
+/// tensors).
+pub fn is_quantized(len: usize) -> bool {
+    len >= MIN_8BIT_SIZE
+}
+
 /// `x` rounded to the nearest bfloat16, ties to even (the upper 16 bits of an f32). Branch
 /// free, so loops of it vectorize; a quiet NaN (what arithmetic makes) stays NaN.
 #[inline(always)]
@@ -311,7 +317,7 @@ impl BlockTable {
         let (mut q, mut small) = (0, 0);
         for &(offset, len) in tensors {
             debug_assert!(offset.is_multiple_of(4) && offset + len <= arena_len);
-            let quantized = len >= MIN_8BIT_SIZE;
+            let quantized = is_quantized(len);
             for at in (0..len).step_by(BLOCK) {
                 let n = BLOCK.min(len - at);
                 let (index, kind) = if quantized {

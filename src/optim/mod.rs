@@ -17,7 +17,7 @@ pub mod reference;
 pub mod schedule;
 
 use crate::backend::optim_kernel::*;
-use crate::backend::quant::{self, BlockTable, MIN_8BIT_SIZE};
+use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
 pub use crate::backend::{Blockwise8, OptimBits, OptimStep, Slot};
 use crate::nn::ParamArena;
@@ -902,11 +902,6 @@ impl Optimizer {
             _ => None,
         }
     }
-}
-
-/// Whether a tensor of `len` elements gets 8-bit state (at `optim_bits` 8).
-pub fn is_quantized(len: usize) -> bool {
-    len >= MIN_8BIT_SIZE
 }
 
 #[cfg(test)]
