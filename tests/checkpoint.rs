@@ -2,20 +2,15 @@
 //! epoch), crash safety under SIGKILL while checkpoints are being written, a header PyTorch's
 //! safetensors reader accepts, and `descent export`.
 
+mod common;
+
 use descent::app::checkpoint;
 use descent::rng::Rng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/fashion-mnist-subset");
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("descent-ckpt-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn train(args: &[&str]) {
     let mut all =
@@ -31,7 +26,7 @@ fn s(p: &Path) -> String {
 
 #[test]
 fn resume_after_two_epochs_is_bit_identical_to_four_straight() {
-    let d = temp("resume");
+    let d = common::temp_dir("resume");
     for shuffle in ["randperm", "dataloader"] {
         let (full, half, resumed) =
             (d.join("full.safetensors"), d.join("half.safetensors"), d.join("resumed.safetensors"));
@@ -56,7 +51,7 @@ fn resume_after_two_epochs_is_bit_identical_to_four_straight() {
 /// A shuffle position that no run of this model could have reached is refused.
 #[test]
 fn an_impossible_shuffle_position_is_an_error() {
-    let d = temp("position");
+    let d = common::temp_dir("position");
     let (ck, bad) = (d.join("c.safetensors"), d.join("bad.safetensors"));
     train(&["--epochs", "1", "--checkpoint", &s(&ck)]);
     let (tensors, mut meta) = checkpoint::read(&ck).unwrap();
@@ -74,7 +69,7 @@ fn an_impossible_shuffle_position_is_an_error() {
 
 #[test]
 fn header_is_what_pytorch_reads_and_export_keeps_the_weights() {
-    let d = temp("header");
+    let d = common::temp_dir("header");
     let (ck, out) = (d.join("c.safetensors"), d.join("model.safetensors"));
     train(&["--epochs", "1", "--checkpoint", &s(&ck)]);
     let bytes = std::fs::read(&ck).unwrap();
@@ -124,7 +119,7 @@ fn header_is_what_pytorch_reads_and_export_keeps_the_weights() {
 #[test]
 #[cfg(unix)]
 fn sigkill_while_checkpointing_never_leaves_a_torn_file() {
-    let d = temp("kill");
+    let d = common::temp_dir("kill");
     let ck = d.join("c.safetensors");
     let mut rng = Rng::new(2026);
     let mut loaded = 0;
@@ -175,7 +170,7 @@ fn sigkill_while_checkpointing_never_leaves_a_torn_file() {
 /// xoshiro256** state; they still resume, shuffling with that generator, and stay format 1.
 #[test]
 fn format_1_checkpoints_still_resume() {
-    let d = temp("format1");
+    let d = common::temp_dir("format1");
     let (ck, old, resumed) = (d.join("c.safetensors"), d.join("old.safetensors"), d.join("resumed.safetensors"));
     train(&["--epochs", "1", "--checkpoint", &s(&ck)]);
     let (tensors, mut meta) = checkpoint::read(&ck).unwrap();
@@ -202,7 +197,7 @@ fn format_1_checkpoints_still_resume() {
 
 #[test]
 fn resume_errors_are_clear() {
-    let d = temp("errors");
+    let d = common::temp_dir("errors");
     let bad = d.join("bad.safetensors");
     std::fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
     let run = |args: &[&str]| {
@@ -225,7 +220,7 @@ fn resume_errors_are_clear() {
 /// checkpoint written before it stays intact and finite.
 #[test]
 fn non_finite_training_keeps_the_last_good_checkpoint() {
-    let d = temp("nan");
+    let d = common::temp_dir("nan");
     let ck = d.join("c.safetensors");
     let out = Command::new(env!("CARGO_BIN_EXE_descent"))
         .args(["train", "--data-dir", SUBSET, "--device", "cpu", "--optimizer", "sgd", "--lr", "1e9"])
@@ -249,7 +244,7 @@ fn non_finite_training_keeps_the_last_good_checkpoint() {
 /// still resumes, and bit-exactly: resumed to two epochs it equals two straight epochs today.
 #[test]
 fn a_checkpoint_from_before_the_safetensors_crate_resumes_bit_exactly() {
-    let d = temp("fixture");
+    let d = common::temp_dir("fixture");
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/checkpoint-format2.safetensors");
     let (one, full, resumed) = (d.join("one.safetensors"), d.join("full.safetensors"), d.join("resumed.safetensors"));
     // Today's first epoch computes the same numbers the fixture holds.

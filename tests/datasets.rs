@@ -1,19 +1,14 @@
 //! Loaders: every corrupt-file class gets an error naming the file and the problem; the CIFAR-10
 //! binary and image-folder layouts give identical rows; and the real data where present.
 
+mod common;
+
 use descent::data::{cifar, folder, idx, load_cifar10, load_dataset, load_idx_dataset};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Tests that set DESCENT_CACHE run one at a time.
 static ENV: Mutex<()> = Mutex::new(());
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("descent-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn err<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
     format!("{:#}", r.expect_err("expected an error"))
@@ -34,7 +29,7 @@ fn write_idx(dir: &Path, n: usize) {
 
 #[test]
 fn idx_errors_name_the_file_and_problem() {
-    let d = temp("idx");
+    let d = common::temp_dir("idx");
     write_idx(&d, 5);
     let ok = load_idx_dataset("mnist", Some(&d)).unwrap();
     assert_eq!((ok.train.rows, ok.row_len), (5, 4));
@@ -113,11 +108,11 @@ fn write_tree(root: &Path, per_file: usize) {
 #[test]
 fn cifar_binary_and_folder_layouts_agree() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = temp("cache");
+    let cache = common::temp_dir("cache");
     std::env::set_var("DESCENT_CACHE", &cache);
-    let bin = temp("bin");
+    let bin = common::temp_dir("bin");
     write_binary(&bin, 10);
-    let tree = temp("tree");
+    let tree = common::temp_dir("tree");
     write_tree(&tree, 10);
     let a = load_cifar10(Some(&bin)).unwrap();
     let b = load_cifar10(Some(&tree)).unwrap();
@@ -146,7 +141,7 @@ fn cifar_binary_and_folder_layouts_agree() {
     bad[3073 * 2] = 12;
     std::fs::write(&f, &bad).unwrap();
     assert!(err(load_cifar10(Some(&bin))).contains("label 12"));
-    let empty = temp("empty");
+    let empty = common::temp_dir("empty");
     assert!(err(load_cifar10(Some(&empty))).contains("no CIFAR-10 data found"));
     for d in [bin, tree, empty, cache] {
         let _ = std::fs::remove_dir_all(d);
@@ -156,10 +151,10 @@ fn cifar_binary_and_folder_layouts_agree() {
 #[test]
 fn image_folder_errors() {
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = temp("cache2");
+    let cache = common::temp_dir("cache2");
     std::env::set_var("DESCENT_CACHE", &cache);
     let make = |name: &str| {
-        let root = temp(name);
+        let root = common::temp_dir(name);
         for split in ["train", "test"] {
             for class in ["cat", "dog"] {
                 let d = root.join(split).join(class);
@@ -207,7 +202,7 @@ fn image_folder_errors() {
     std::fs::write(r.join("train/cat/z.jpg"), b"not a jpeg at all").unwrap();
     let e = err(folder::load(&r, "folder", None));
     assert!(e.contains("z.jpg") && e.contains("cannot decode"), "{e}");
-    let r = temp("none");
+    let r = common::temp_dir("none");
     assert!(err(folder::load(&r, "folder", None)).contains("expected train/<class>/"));
     for n in ["ok", "size", "gray", "cmyk", "empty", "garbage", "none"] {
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("descent-data-{}-{n}", std::process::id())));
@@ -226,8 +221,8 @@ fn real_cifar10_jpeg_tree() {
         return;
     }
     let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let root = temp("cifar-jpg");
-    let cache = temp("cache3");
+    let root = common::temp_dir("cifar-jpg");
+    let cache = common::temp_dir("cache3");
     std::env::set_var("DESCENT_CACHE", &cache);
     let ok = std::process::Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&root).status().unwrap();
     assert!(ok.success());

@@ -13,7 +13,7 @@ use descent::backend::quant::{DynamicMap, BLOCK};
 use descent::backend::Device;
 use descent::reference::{ABS_TOL, REL_TOL};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lowbit");
@@ -65,9 +65,7 @@ fn replay_matches_independent_fixtures(dev: &mut Device) {
                 }
             }
             Some(codes) => {
-                for (k, (slot, map)) in
-                    [("exp_avg", DynamicMap::signed()), ("exp_avg_sq", DynamicMap::unsigned())].into_iter().enumerate()
-                {
+                for (slot, map) in [("exp_avg", DynamicMap::signed()), ("exp_avg_sq", DynamicMap::unsigned())] {
                     let absmax_key = format!("{slot}_absmax");
                     let absmax = floats(&f["state"][&absmax_key]);
                     close(&state(&absmax_key), &absmax, &absmax_key);
@@ -90,7 +88,6 @@ fn replay_matches_independent_fixtures(dev: &mut Device) {
                         ties += 1;
                     }
                     assert!(ties <= (got.len() / 1000).max(1), "{name} {slot}: {ties} codes differ");
-                    let _ = k;
                 }
             }
         }
@@ -98,13 +95,6 @@ fn replay_matches_independent_fixtures(dev: &mut Device) {
 }
 
 test_device!(replay_fixtures, replay_matches_independent_fixtures);
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("descent-lowbit-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn descent(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_descent")).args(args).output().unwrap()
@@ -123,7 +113,7 @@ fn s(p: &Path) -> String {
 
 #[test]
 fn checkpoints_store_each_width_and_resume_bit_exactly() {
-    let d = temp("resume");
+    let d = common::temp_dir("resume");
     // 784·64 weights are quantized at 8 bits; the 64×10 layer and the biases keep f32 state.
     for (optimizer, bits) in [("adamw", "8"), ("adam", "16"), ("rmsprop", "16")] {
         let (full, half, resumed) = (d.join("full.st"), d.join("half.st"), d.join("resumed.st"));
@@ -163,7 +153,7 @@ fn checkpoints_store_each_width_and_resume_bit_exactly() {
 
 #[test]
 fn a_resume_at_another_width_or_with_other_state_is_refused() {
-    let d = temp("width");
+    let d = common::temp_dir("width");
     let ck = d.join("c.st");
     train(&["--optimizer", "adam", "--epochs", "1", "--checkpoint", &s(&ck)]);
     let r = descent(&[
@@ -183,7 +173,7 @@ fn a_resume_at_another_width_or_with_other_state_is_refused() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("keeps 32-bit optimizer state; a resume continues at the checkpoint's width"), "{err}");
     // A file whose state tensors are of another dtype than its optimizer says: no conversion.
-    let (mut tensors, mut meta) = checkpoint::read(&ck).unwrap();
+    let (tensors, mut meta) = checkpoint::read(&ck).unwrap();
     meta.insert("optimizer".into(), meta["optimizer"].replace("\"name\"", "\"optim_bits\":16,\"name\""));
     let bad = d.join("bad.st");
     std::fs::write(&bad, checkpoint::encode(&tensors, &meta).unwrap()).unwrap();
@@ -200,13 +190,12 @@ fn a_resume_at_another_width_or_with_other_state_is_refused() {
     let r = descent(&["train", "--data-dir", SUBSET, "--device", "cpu", "--epochs", "2", "--resume", &s(&bad)]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("tensor optimizer.exp_avg_absmax.0.weight is missing"), "{err}");
-    tensors.clear();
     let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
 fn metrics_record_the_width() {
-    let d = temp("metrics");
+    let d = common::temp_dir("metrics");
     let m = d.join("m.json");
     train(&["--optimizer", "adamw", "--optim-bits", "8", "--epochs", "1", "--metrics", &s(&m)]);
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
@@ -290,7 +279,7 @@ test_device!(frozen_at_8_bits, frozen_tensors_keep_their_state);
 #[test]
 fn gpu_trains_at_every_width_like_the_cpu() {
     let _ = common::gpu();
-    let d = temp("gpu");
+    let d = common::temp_dir("gpu");
     for bits in ["16", "8"] {
         let mut losses = Vec::new();
         for device in ["cpu", "gpu"] {

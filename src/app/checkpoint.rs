@@ -13,7 +13,7 @@
 //! metadata entries, and the migration from format 1 (xoshiro shuffle states).
 
 use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
-use crate::backend::quant::{bf16_from_f32, bf16_to_f32, BlockKind, BLOCK};
+use crate::backend::quant::{bf16_from_f32, bf16_to_f32, TensorState};
 use crate::backend::Act;
 use crate::optim::{OptimConfig, Schedule, StoredState};
 use crate::rng::Rng;
@@ -291,17 +291,17 @@ impl Trainer {
                 let table = self.opt.block_table().context("8-bit state has a block table")?;
                 for (k, slot) in names.iter().enumerate() {
                     for e in entries {
-                        let Some(first) = table.blocks.iter().find(|b| b.start == e.offset) else { continue };
                         let name = format!("optimizer.{slot}.{}", e.name);
-                        if first.kind == BlockKind::Quantized {
-                            let codes = codes[k][e.range()].iter().map(|&c| c as f32).collect();
-                            put(name, e.shape.clone(), codes, Stored::U8);
-                            let blocks = e.len().div_ceil(BLOCK);
-                            let a = absmax[k][first.index..first.index + blocks].to_vec();
-                            put(format!("optimizer.{slot}_absmax.{}", e.name), vec![blocks], a, Stored::F32);
-                        } else {
-                            let v = small[k][first.index..first.index + e.len()].to_vec();
-                            put(name, e.shape.clone(), v, Stored::F32);
+                        match table.tensor_state(e.offset, e.len()) {
+                            Some(TensorState::Quantized(ab)) => {
+                                let codes = codes[k][e.range()].iter().map(|&c| c as f32).collect();
+                                put(name, e.shape.clone(), codes, Stored::U8);
+                                let blocks = vec![ab.len()];
+                                let a = absmax[k][ab].to_vec();
+                                put(format!("optimizer.{slot}_absmax.{}", e.name), blocks, a, Stored::F32);
+                            }
+                            Some(TensorState::Full(r)) => put(name, e.shape.clone(), small[k][r].to_vec(), Stored::F32),
+                            None => {}
                         }
                     }
                 }
@@ -313,7 +313,6 @@ impl Trainer {
     /// The inverse of [`Trainer::state_tensors`]: every tensor must be there, of the dtype this
     /// optimizer's width stores.
     fn restore_state(&mut self, tensors: &[NamedTensor], what: &str) -> Result<()> {
-        let n = self.model.arena.len();
         let bits = self.opt.config.optim_bits().bits();
         let find = |name: &str, dtype: Stored, len: usize| -> Result<&NamedTensor> {
             let t =
@@ -328,16 +327,13 @@ impl Trainer {
         };
         let names = self.opt.config.state_names();
         let entries = &self.model.arena.entries;
-        let stored = match self.opt.read_stored(&mut self.dev)? {
-            StoredState::F32(_) => {
-                let mut slots = Vec::new();
-                for slot in &names {
-                    let mut data = vec![self.opt.config.state_init(); n];
+        let stored = match self.opt.initial_stored() {
+            StoredState::F32(mut slots) => {
+                for (slot, data) in names.iter().zip(&mut slots) {
                     for e in entries {
                         let t = find(&format!("optimizer.{slot}.{}", e.name), Stored::F32, e.len())?;
                         data[e.range()].copy_from_slice(&t.data);
                     }
-                    slots.push(data);
                 }
                 StoredState::F32(slots)
             }
@@ -356,19 +352,20 @@ impl Trainer {
                 let table = self.opt.block_table().context("8-bit state has a block table")?;
                 for (k, slot) in names.iter().enumerate() {
                     for e in entries {
-                        let Some(first) = table.blocks.iter().find(|b| b.start == e.offset) else { continue };
                         let name = format!("optimizer.{slot}.{}", e.name);
-                        if first.kind == BlockKind::Quantized {
-                            let t = find(&name, Stored::U8, e.len())?;
-                            for (c, &v) in codes[k][e.range()].iter_mut().zip(&t.data) {
-                                *c = v as u8;
+                        match table.tensor_state(e.offset, e.len()) {
+                            Some(TensorState::Quantized(ab)) => {
+                                let t = find(&name, Stored::U8, e.len())?;
+                                for (c, &v) in codes[k][e.range()].iter_mut().zip(&t.data) {
+                                    *c = v as u8;
+                                }
+                                let a = find(&format!("optimizer.{slot}_absmax.{}", e.name), Stored::F32, ab.len())?;
+                                absmax[k][ab].copy_from_slice(&a.data);
                             }
-                            let blocks = e.len().div_ceil(BLOCK);
-                            let a = find(&format!("optimizer.{slot}_absmax.{}", e.name), Stored::F32, blocks)?;
-                            absmax[k][first.index..first.index + blocks].copy_from_slice(&a.data);
-                        } else {
-                            let t = find(&name, Stored::F32, e.len())?;
-                            small[k][first.index..first.index + e.len()].copy_from_slice(&t.data);
+                            Some(TensorState::Full(r)) => {
+                                small[k][r].copy_from_slice(&find(&name, Stored::F32, e.len())?.data);
+                            }
+                            None => {}
                         }
                     }
                 }

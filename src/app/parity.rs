@@ -2,7 +2,7 @@
 //! the plain f64 reference. Output buffers are poisoned with NaN first, so an element a kernel
 //! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
 
-use crate::backend::quant::{self, BlockKind, DynamicMap, BLOCK};
+use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::optim::{
     reference as optim_ref, Adagrad, Adam, LectureMomentum, OptimBits, OptimConfig, Optimizer, Rmsprop, Schedule, Sgd,
@@ -444,40 +444,39 @@ impl Checker<'_> {
                 let r = at..at + len;
                 let mut p: Vec<f64> = p_dev[r.clone()].iter().map(|&v| v as f64).collect();
                 let g64: Vec<f64> = g[r.clone()].iter().map(|&v| v as f64).collect();
-                let first = table.blocks.iter().find(|b| b.start == at).context("each tensor has blocks")?;
-                if first.kind == BlockKind::Quantized {
-                    let blocks = len.div_ceil(BLOCK);
-                    let ab = first.index..first.index + blocks;
-                    let mut q = optim_ref::Quantized {
-                        codes: [codes[0][r.clone()].to_vec(), codes[1][r.clone()].to_vec()],
-                        absmax: [0, 1].map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect()),
-                    };
-                    let values = optim_ref::step_8bit(cfg, t, cfg.lr(), &mut p, &g64, &mut q);
-                    for k in 0..2 {
-                        want_a.extend(q.absmax[k].iter().copied());
-                        got_a.extend(absmax_new[k][ab.clone()].iter().copied());
-                        for (i, (&got, &want)) in codes_new[k][r.clone()].iter().zip(&q.codes[k]).enumerate() {
-                            if got == want {
-                                continue;
-                            }
-                            let mid =
-                                (maps[k].values[got as usize] as f64 + maps[k].values[want as usize] as f64) / 2.0;
-                            let x = values[k][i];
-                            if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * x.abs().max(1e-6) {
-                                ties += 1;
-                            } else {
-                                wrong += 1;
+                match table.tensor_state(at, len).context("each tensor has blocks")? {
+                    TensorState::Quantized(ab) => {
+                        let mut q = optim_ref::Quantized {
+                            codes: [codes[0][r.clone()].to_vec(), codes[1][r.clone()].to_vec()],
+                            absmax: [0, 1].map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect()),
+                        };
+                        let values = optim_ref::step_8bit(cfg, t, cfg.lr(), &mut p, &g64, &mut q);
+                        for k in 0..2 {
+                            want_a.extend(q.absmax[k].iter().copied());
+                            got_a.extend(absmax_new[k][ab.clone()].iter().copied());
+                            for (i, (&got, &want)) in codes_new[k][r.clone()].iter().zip(&q.codes[k]).enumerate() {
+                                if got == want {
+                                    continue;
+                                }
+                                let mid =
+                                    (maps[k].values[got as usize] as f64 + maps[k].values[want as usize] as f64) / 2.0;
+                                let x = values[k][i];
+                                if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * x.abs().max(1e-6) {
+                                    ties += 1;
+                                } else {
+                                    wrong += 1;
+                                }
                             }
                         }
                     }
-                } else {
-                    let s = first.index..first.index + len;
-                    let mut state: Vec<Vec<f64>> =
-                        (0..2).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
-                    optim_ref::step(cfg, t, cfg.lr(), &mut p, &g64, &mut state);
-                    for k in 0..2 {
-                        want_s.extend(state[k].iter().copied());
-                        got_s.extend(small_new[k][s.clone()].iter().copied());
+                    TensorState::Full(s) => {
+                        let mut state: Vec<Vec<f64>> =
+                            (0..2).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
+                        optim_ref::step(cfg, t, cfg.lr(), &mut p, &g64, &mut state);
+                        for k in 0..2 {
+                            want_s.extend(state[k].iter().copied());
+                            got_s.extend(small_new[k][s.clone()].iter().copied());
+                        }
                     }
                 }
                 want_p.extend(p);

@@ -6,7 +6,6 @@
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
 use super::optim_kernel::AdamParams;
-use super::quant::{Block, BlockKind, TABLE_HEADER_WORDS};
 use super::{
     cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
     Layout, UnaryOp, View,
@@ -560,16 +559,12 @@ impl Backend for CpuBackend {
 
     fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
         self.ops += 1;
-        let take = |s: &mut Self, b: usize| match std::mem::replace(&mut s.bufs[b], Store::Freed) {
-            Store::F32(v) => v,
-            _ => panic!("buffer {b} is not a live f32 buffer"),
-        };
-        let mut p = take(self, params.buf);
+        let mut p = self.take(params.buf);
         // State slots live in one buffer (the optimizer's), possibly several: take each once.
         let mut state_bufs: Vec<(usize, Vec<f32>)> = Vec::new();
         for v in state {
             if !state_bufs.iter().any(|(b, _)| *b == v.buf) {
-                state_bufs.push((v.buf, take(self, v.buf)));
+                state_bufs.push((v.buf, self.take(v.buf)));
             }
         }
         {
@@ -624,17 +619,6 @@ impl Backend for CpuBackend {
         let ids = [s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf];
         let mut bufs: Vec<Vec<f32>> = ids.iter().map(|&b| self.take(b)).collect();
         {
-            let table: &[u32] = bytemuck::cast_slice(&self.vec(s.table.buf)[s.table.range()]);
-            let blocks: Vec<Block> = table[TABLE_HEADER_WORDS..]
-                .chunks_exact(4)
-                .take(s.blocks)
-                .map(|r| Block {
-                    start: r[0] as usize,
-                    len: r[1] as usize,
-                    index: r[2] as usize,
-                    kind: if r[3] == 0 { BlockKind::Quantized } else { BlockKind::Full },
-                })
-                .collect();
             let [mc, vc, ab, sm] = &mut bufs[..] else { unreachable!("four buffers") };
             let (m_absmax, v_absmax) = ab[..2 * s.quantized_blocks].split_at_mut(s.quantized_blocks);
             let (m_small, v_small) = sm[..2 * s.small_len].split_at_mut(s.small_len);
@@ -649,7 +633,7 @@ impl Backend for CpuBackend {
             let g = &self.vec(grads.buf)[grads.range()];
             let n = params.len;
             let (pm, gm) = (&mut p[params.range()], &g[..n]);
-            cpu_optim::apply_blockwise8(h, pm, gm, &blocks, state);
+            cpu_optim::apply_blockwise8(h, pm, gm, &s.rows, state);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (&b, data) in ids.iter().zip(bufs) {

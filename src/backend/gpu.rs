@@ -8,6 +8,7 @@
 //! addressed by element offsets, so views need no alignment.
 
 use super::optim_kernel::{AdamParams, STEP_ENTRIES};
+use super::quant::Block;
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
 use super::{Blockwise8, OptimStep};
 use anyhow::{anyhow, bail, Context, Result};
@@ -219,6 +220,23 @@ pub fn describe_adapters() -> String {
 
 fn words(v: &[u32]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()
+}
+
+/// The elementwise kernels' uniform (`Params` in shaders/elementwise.wgsl): absent operands
+/// read a placeholder at offset 0.
+#[allow(clippy::too_many_arguments)]
+fn elementwise_uniform(
+    n: usize,
+    cols: usize,
+    op: u32,
+    act: u32,
+    x: Option<View>,
+    z: Option<View>,
+    out: View,
+    param: f32,
+) -> Vec<u32> {
+    let off = |v: Option<View>| v.map_or(0, |v| u(v.offset));
+    vec![u(n), u(cols.max(1)), op, act, off(x), off(z), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0]
 }
 
 fn u(x: usize) -> u32 {
@@ -759,12 +777,30 @@ impl GpuBackend {
         out: View,
         param: f32,
     ) {
-        let (xb, xo) = x.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
-        let (zb, zo) = z.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
-        let uni =
-            [u(n), u(cols.max(1)), op, act, u(xo), u(zo), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0];
+        let uni = elementwise_uniform(n, cols, op, act, x, z, out, param);
+        let bufs = [x.map_or(self.dummy_read, |v| v.buf), z.map_or(self.dummy_read, |v| v.buf), out.buf];
         let grid = self.grid(n);
-        self.dispatch(kern, &uni, &[xb, zb, out.buf], grid);
+        self.dispatch(kern, &uni, &bufs, grid);
+    }
+
+    /// [`GpuBackend::elementwise`] for a kernel that reads every operand at `offset + i`, so
+    /// that it splits into chunks past one binding (see [`GpuBackend::launch_1d`]).
+    #[allow(clippy::too_many_arguments)]
+    fn elementwise_1d(
+        &mut self,
+        kern: Kernel,
+        op: u32,
+        act: u32,
+        x: Option<View>,
+        z: Option<View>,
+        out: View,
+        param: f32,
+    ) {
+        let uni = elementwise_uniform(out.len, 1, op, act, x, z, out, param);
+        let operand =
+            |v: Option<View>, word: usize| v.map_or(Operand::whole(self.dummy_read), |v| Operand::at(v, word));
+        let operands = [operand(x, 4), operand(z, 5), Operand::at(out, 6)];
+        self.launch_1d(kern, uni, 0, &operands, out.len, 1);
     }
 }
 
@@ -841,9 +877,7 @@ impl Backend for GpuBackend {
     }
 
     fn fill(&mut self, dst: View, value: f32) {
-        let uni = vec![u(dst.len), 1, 0, 0, 0, 0, u(dst.offset), 0, value.to_bits(), 0, 0, 0];
-        let operands = [Operand::whole(self.dummy_read), Operand::whole(self.dummy_read), Operand::at(dst, 6)];
-        self.launch_1d(K_FILL, uni, 0, &operands, dst.len, 1);
+        self.elementwise_1d(K_FILL, 0, 0, None, None, dst, value);
     }
 
     fn copy(&mut self, src: View, dst: View) {
@@ -921,19 +955,14 @@ impl Backend for GpuBackend {
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         let layouts = bcast.a.code() | bcast.b.code() << 8;
         if bcast == Bcast::NONE {
-            // Every operand read at offset + i: split into chunks past one binding.
-            let uni = vec![u(out.len), 1, op as u32, layouts, u(a.offset), u(b.offset), u(out.offset), 1, 0, 0, 0, 0];
-            let operands = [Operand::at(a, 4), Operand::at(b, 5), Operand::at(out, 6)];
-            return self.launch_1d(K_BINARY, uni, 0, &operands, out.len, 1);
+            return self.elementwise_1d(K_BINARY, op as u32, layouts, Some(a), Some(b), out, 0.0);
         }
         self.elementwise(K_BINARY, out.len, bcast.cols, op as u32, layouts, Some(a), Some(b), out, 0.0);
     }
 
     fn unary(&mut self, op: UnaryOp, a: View, out: View) {
         let (code, param) = op.code();
-        let uni = vec![u(out.len), 1, code, 0, u(a.offset), 0, u(out.offset), 0, param.to_bits(), 0, 0, 0];
-        let operands = [Operand::at(a, 4), Operand::whole(self.dummy_read), Operand::at(out, 6)];
-        self.launch_1d(K_UNARY, uni, 0, &operands, out.len, 1);
+        self.elementwise_1d(K_UNARY, code, 0, Some(a), None, out, param);
     }
 
     fn sum(&mut self, a: View, out: View, scale: f32) {
@@ -974,39 +1003,33 @@ impl Backend for GpuBackend {
     fn gather(&mut self, g: &Gather) {
         let images = g.images.id;
         let size = self.buffer(images).size();
-        // Rows per chunk: a multiple of the offset alignment's worth of rows, within a binding.
-        let align = self.limits.min_storage_buffer_offset_alignment as u64;
+        let limit = self.limits.max_storage_buffer_binding_size;
         let row = g.row_len.max(1) as u64;
-        let fit = self.limits.max_storage_buffer_binding_size / row;
-        let chunk_rows =
-            if size <= self.limits.max_storage_buffer_binding_size { u32::MAX as u64 } else { fit / align * align };
-        let mut bindings: Vec<Binding> = Vec::with_capacity(8);
-        let mut chunks = Vec::new();
-        for k in 0..GATHER_CHUNKS as u64 {
-            let start = (k * chunk_rows).saturating_mul(row);
-            chunks.push(if chunk_rows == u32::MAX as u64 || start >= size {
-                (images, None)
-            } else {
-                (images, Some((start, (chunk_rows * row).min(size - start).next_multiple_of(4).min(size - start))))
-            });
-        }
-        if chunk_rows != u32::MAX as u64 && GATHER_CHUNKS as u64 * chunk_rows * row < size {
-            let msg = format!(
-                "gather: {size} bytes of images need more than {GATHER_CHUNKS} bindings of {} MiB on {}; use a smaller dataset or Device::cpu",
-                self.limits.max_storage_buffer_binding_size >> 20,
-                self.info.name
-            );
-            self.errors.lock().map(|mut v| v.push(msg)).ok();
-            return;
-        }
-        // A chunk past the data binds the first chunk again (never read).
-        let first = chunks[0];
-        for c in chunks.iter_mut().skip(1) {
-            if c.1.is_none() {
-                *c = first;
+        // Images that fit one binding are bound whole, in all four places. Larger ones as
+        // chunks of `chunk_rows` rows, a multiple of the offset alignment so that each chunk
+        // starts aligned; a chunk past the data binds the first one again (never read).
+        let (chunk_rows, chunks) = if size <= limit {
+            (u32::MAX as u64, [(images, None); GATHER_CHUNKS])
+        } else {
+            let align = self.limits.min_storage_buffer_offset_alignment as u64;
+            let chunk_rows = limit / row / align * align;
+            let bytes = chunk_rows * row;
+            if chunk_rows == 0 || GATHER_CHUNKS as u64 * bytes < size {
+                let msg = format!(
+                    "gather: {size} bytes of images in rows of {row} do not fit {GATHER_CHUNKS} bindings of {} MiB on {}; use a smaller dataset or Device::cpu",
+                    limit >> 20,
+                    self.info.name
+                );
+                self.errors.lock().map(|mut v| v.push(msg)).ok();
+                return;
             }
-        }
-        bindings.push(chunks[0]);
+            let chunk = |k: usize| {
+                let start = if k as u64 * bytes < size { k as u64 * bytes } else { 0 };
+                (images, Some((start, bytes.min(size - start))))
+            };
+            (chunk_rows, std::array::from_fn(chunk))
+        };
+        let mut bindings: Vec<Binding> = vec![chunks[0]];
         bindings.extend([(g.labels.id, None), (g.indices.id, None), (g.x.buf, None), (g.y.buf, None)]);
         bindings.extend(&chunks[1..]);
         let uni = [
@@ -1016,7 +1039,7 @@ impl Backend for GpuBackend {
             u(g.x.offset),
             u(g.y.offset),
             g.scale.to_bits(),
-            chunk_rows.min(u32::MAX as u64) as u32,
+            chunk_rows as u32,
             0,
         ];
         let grid = self.grid(g.count * g.row_len);
@@ -1042,8 +1065,8 @@ impl Backend for GpuBackend {
         let small = [whole(s.absmax.buf), whole(s.small.buf), whole(s.table.buf)];
         let big = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf];
         if big.iter().all(|&b| self.fits_binding(b)) {
-            let uni = header(s.blocks, u(params.offset), u(grads.offset), 0, 0);
-            let grid = self.grid(s.blocks * WG as usize);
+            let uni = header(s.rows.len(), u(params.offset), u(grads.offset), 0, 0);
+            let grid = self.grid(s.rows.len() * WG as usize);
             let mut bindings: Vec<Binding> = big.iter().map(|&b| whole(b)).collect();
             bindings.extend(small);
             return self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
@@ -1053,13 +1076,14 @@ impl Backend for GpuBackend {
         // below zero: the kernel adds them to absolute arena indices).
         let chunk = self.chunk_elems(4);
         let mut r = 0;
-        while r < s.blocks {
-            let first = s.spans[r].0;
+        let end_of = |b: &Block| b.start + b.len;
+        while r < s.rows.len() {
+            let first = s.rows[r].start;
             let mut e = r + 1;
-            while e < s.blocks && s.spans[e].1 - first <= chunk {
+            while e < s.rows.len() && end_of(&s.rows[e]) - first <= chunk {
                 e += 1;
             }
-            let end = s.spans[e - 1].1;
+            let end = end_of(&s.rows[e - 1]);
             let n = (end - first) as u64;
             let (pb, p_into) = self.sub_range(params.buf, (params.offset + first) as u64 * 4, n * 4);
             let (gb, g_into) = self.sub_range(grads.buf, (grads.offset + first) as u64 * 4, n * 4);

@@ -7,6 +7,7 @@
 //! structs. The host (`optim`) fills them once per step, bias corrections included, so the
 //! kernels do no per-step arithmetic of their own.
 
+use super::quant::Block;
 use crate::tensor::View;
 use bytemuck::{Pod, Zeroable};
 
@@ -380,17 +381,17 @@ pub struct Blockwise8 {
     pub absmax: View,
     /// f32 state of the small tensors: exp_avg's, then exp_avg_sq's.
     pub small: View,
-    /// The block table as 32-bit words: the maps and thresholds, then a row per block.
+    /// The block table as 32-bit words, for the GPU kernel: the maps and thresholds, then
+    /// `rows`.
     pub table: View,
-    /// Rows in the table.
-    pub blocks: usize,
+    /// The blocks a step updates (the trainable tensors'), as the table lists them: the CPU
+    /// twin walks them, and a GPU splits the step into chunks of whole rows when the arena is
+    /// larger than one binding.
+    pub rows: std::sync::Arc<Vec<Block>>,
     /// Quantized blocks (the length of each absmax region).
     pub quantized_blocks: usize,
     /// Elements with f32 state (the length of each small region).
     pub small_len: usize,
-    /// The arena elements `[start, end)` of each row of the table: where a GPU splits the step
-    /// into chunks when the arena is larger than one binding (a block never straddles two).
-    pub spans: std::sync::Arc<Vec<(usize, usize)>>,
 }
 
 #[cfg(test)]

@@ -305,6 +305,31 @@ pub struct BlockTable {
     pub arena_len: usize,
 }
 
+/// Where one tensor's 8-bit-mode state lives (see [`BlockTable::tensor_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TensorState {
+    /// Codes per element, and these absmax slots, one per block.
+    Quantized(std::ops::Range<usize>),
+    /// f32 state at this range of the small-state region.
+    Full(std::ops::Range<usize>),
+}
+
+/// Bytes of 8-bit state for an arena of `arena_len` elements with `quantized_blocks` blocks and
+/// `small_len` elements of f32 state: two code regions (a byte per element, whole words), two
+/// absmax per block, two f32 per small element.
+fn layout_bytes(arena_len: usize, quantized_blocks: usize, small_len: usize) -> u64 {
+    (2 * 4 * arena_len.div_ceil(4) + 2 * 4 * quantized_blocks + 2 * 4 * small_len) as u64
+}
+
+/// [`BlockTable::state_bytes`] of one tensor of `n` elements, without building its table.
+pub fn state_bytes_8bit(n: usize) -> u64 {
+    if is_quantized(n) {
+        layout_bytes(n, n.div_ceil(BLOCK), 0)
+    } else {
+        layout_bytes(n, 0, n)
+    }
+}
+
 /// Words of the table's header on the GPU: the signed map, its thresholds, the unsigned map,
 /// its thresholds (256 f32 each).
 pub const TABLE_HEADER_WORDS: usize = 4 * 256;
@@ -333,9 +358,14 @@ impl BlockTable {
         BlockTable { blocks, quantized_blocks: q, small_len: small, arena_len }
     }
 
-    /// Each block's arena elements `[start, end)`.
-    pub fn spans(&self) -> Vec<(usize, usize)> {
-        self.blocks.iter().map(|b| (b.start, b.start + b.len)).collect()
+    /// Where the state of the tensor at arena `offset` (of `len` elements) lives: its absmax
+    /// slots, or its place in the small-state region (None: no tensor starts there).
+    pub fn tensor_state(&self, offset: usize, len: usize) -> Option<TensorState> {
+        let first = self.blocks.iter().find(|b| b.start == offset)?;
+        Some(match first.kind {
+            BlockKind::Quantized => TensorState::Quantized(first.index..first.index + len.div_ceil(BLOCK)),
+            BlockKind::Full => TensorState::Full(first.index..first.index + len),
+        })
     }
 
     /// Words of one code region (one byte per arena element, four to a word).
@@ -346,7 +376,7 @@ impl BlockTable {
     /// Bytes of state: two code regions, two absmax per quantized block, two f32 per small
     /// element.
     pub fn state_bytes(&self) -> u64 {
-        (2 * 4 * self.code_words() + 2 * 4 * self.quantized_blocks + 2 * 4 * self.small_len) as u64
+        layout_bytes(self.arena_len, self.quantized_blocks, self.small_len)
     }
 
     /// The table as the GPU kernel reads it: the maps and thresholds, then `[start, len, index,
@@ -484,5 +514,8 @@ mod tests {
         // 1e8 parameters in one tensor: about 203 MB of state.
         let big = BlockTable::new(&[(0, 100_000_000)], 100_000_000);
         assert_eq!(big.state_bytes(), 200_000_000 + 8 * 390_625);
+        for n in [1, 4095, 4096, 4097, 100_000_000] {
+            assert_eq!(state_bytes_8bit(n), BlockTable::new(&[(0, n)], n).state_bytes(), "n = {n}");
+        }
     }
 }

@@ -200,6 +200,20 @@ impl Default for LectureMomentum {
     }
 }
 
+/// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
+/// optimizer has (`lr`, `weight_decay`, `optim_bits`) are read and set through it.
+macro_rules! each_config {
+    ($config:expr, $c:ident => $body:expr) => {
+        match $config {
+            OptimConfig::Sgd($c) => $body,
+            OptimConfig::Adagrad($c) => $body,
+            OptimConfig::Rmsprop($c) => $body,
+            OptimConfig::Adam($c) | OptimConfig::Adamw($c) => $body,
+            OptimConfig::LectureMomentum($c) => $body,
+        }
+    };
+}
+
 /// PyTorch's constructor checks, each with a message that says what a valid value is.
 fn check_lr(lr: f64) -> Result<()> {
     if !lr.is_finite() || lr <= 0.0 {
@@ -261,24 +275,12 @@ impl OptimConfig {
 
     /// The base learning rate (before any schedule).
     pub fn lr(&self) -> f64 {
-        match self {
-            OptimConfig::Sgd(c) => c.lr,
-            OptimConfig::Adagrad(c) => c.lr,
-            OptimConfig::Rmsprop(c) => c.lr,
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.lr,
-            OptimConfig::LectureMomentum(c) => c.lr,
-        }
+        each_config!(self, c => c.lr)
     }
 
     /// Set the base learning rate (every optimizer has one).
     pub fn set_lr(&mut self, lr: f64) {
-        match self {
-            OptimConfig::Sgd(c) => c.lr = lr,
-            OptimConfig::Adagrad(c) => c.lr = lr,
-            OptimConfig::Rmsprop(c) => c.lr = lr,
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.lr = lr,
-            OptimConfig::LectureMomentum(c) => c.lr = lr,
-        }
+        each_config!(self, c => c.lr = lr)
     }
 
     /// This configuration with base learning rate `lr`.
@@ -289,35 +291,17 @@ impl OptimConfig {
 
     /// The weight decay (every optimizer has one: L2, or decoupled for AdamW).
     pub fn weight_decay(&self) -> f64 {
-        match self {
-            OptimConfig::Sgd(c) => c.weight_decay,
-            OptimConfig::Adagrad(c) => c.weight_decay,
-            OptimConfig::Rmsprop(c) => c.weight_decay,
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.weight_decay,
-            OptimConfig::LectureMomentum(c) => c.weight_decay,
-        }
+        each_config!(self, c => c.weight_decay)
     }
 
     /// How wide its state is stored.
     pub fn optim_bits(&self) -> OptimBits {
-        match self {
-            OptimConfig::Sgd(c) => c.optim_bits,
-            OptimConfig::Adagrad(c) => c.optim_bits,
-            OptimConfig::Rmsprop(c) => c.optim_bits,
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.optim_bits,
-            OptimConfig::LectureMomentum(c) => c.optim_bits,
-        }
+        each_config!(self, c => c.optim_bits)
     }
 
     /// Set the state's width (checked by [`OptimConfig::validate`]: 8 is Adam's and AdamW's).
     pub fn set_optim_bits(&mut self, bits: OptimBits) {
-        match self {
-            OptimConfig::Sgd(c) => c.optim_bits = bits,
-            OptimConfig::Adagrad(c) => c.optim_bits = bits,
-            OptimConfig::Rmsprop(c) => c.optim_bits = bits,
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.optim_bits = bits,
-            OptimConfig::LectureMomentum(c) => c.optim_bits = bits,
-        }
+        each_config!(self, c => c.optim_bits = bits)
     }
 
     /// This configuration with its state `bits` wide.
@@ -527,7 +511,7 @@ impl OptimConfig {
         match self.optim_bits() {
             OptimBits::B32 => 4 * slots * n as u64,
             OptimBits::B16 => 4 * slots * n.div_ceil(2) as u64,
-            OptimBits::B8 => BlockTable::new(&[(0, n)], n).state_bytes(),
+            OptimBits::B8 => quant::state_bytes_8bit(n),
         }
     }
 }
@@ -662,10 +646,9 @@ impl Optimizer {
                     absmax,
                     small,
                     table: table_view,
-                    blocks: table.blocks.len(),
+                    rows: std::sync::Arc::new(table.blocks.clone()),
                     quantized_blocks: table.quantized_blocks,
                     small_len: table.small_len,
-                    spans: std::sync::Arc::new(table.spans()),
                 };
                 let values: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
                 dev.write(table_view, &values)?;
@@ -746,8 +729,7 @@ impl Optimizer {
                         BlockTable { blocks: table.blocks.iter().copied().filter(inside).collect(), ..table.clone() };
                     let values: Vec<f32> = rows.words().into_iter().map(f32::from_bits).collect();
                     dev.write(buffers.table.slice(0, values.len()), &values)?;
-                    buffers.blocks = rows.blocks.len();
-                    buffers.spans = std::sync::Arc::new(rows.spans());
+                    buffers.rows = std::sync::Arc::new(rows.blocks);
                     *uploaded_for = ranges.to_vec();
                 }
                 dev.adam_step_8bit(&h, params, grads, buffers);
@@ -813,6 +795,22 @@ impl Optimizer {
                 out
             }
         })
+    }
+
+    /// The state as a new optimizer of this configuration and layout holds it (every slot at
+    /// its initial value, codes of zero), built on the host: what a checkpoint's tensors are
+    /// written into before [`Optimizer::write_stored`].
+    pub fn initial_stored(&self) -> StoredState {
+        let (slots, init) = (self.config.state_names().len(), self.config.state_init());
+        match &self.state {
+            OptimState::F32(_) => StoredState::F32(vec![vec![init; self.n]; slots]),
+            OptimState::Bf16(_) => StoredState::Bf16(vec![vec![quant::bf16_from_f32(init); self.n]; slots]),
+            OptimState::Blockwise8 { table, .. } => StoredState::Blockwise8 {
+                codes: [quant::DynamicMap::signed().zero, quant::DynamicMap::unsigned().zero].map(|z| vec![z; self.n]),
+                absmax: [vec![0.0; table.quantized_blocks], vec![0.0; table.quantized_blocks]],
+                small: [vec![0.0; table.small_len], vec![0.0; table.small_len]],
+            },
+        }
     }
 
     /// The state exactly as stored (checkpoints keep these bits).

@@ -17,6 +17,15 @@ pub fn gpu() -> Device {
     dev
 }
 
+/// A fresh, empty folder for `name` in the system's temporary directory, unique to this test
+/// binary and process.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("descent-{}-{}-{name}", env!("CARGO_CRATE_NAME"), std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("a temporary folder");
+    d
+}
+
 /// Define a test once per device: `test_device!(name, body)` makes `name::cpu` and `name::gpu`,
 /// each calling `body(&mut Device)`, so a bug that only one backend has cannot hide. The test
 /// file needs `#[macro_use] mod common;`.
