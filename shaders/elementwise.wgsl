@@ -64,9 +64,29 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 fn pow_signed(x: f32, p: f32) -> f32 {
     let m = pow(abs(x), p);
     if (x >= 0.0) { return m; }
-    if (fract(p) != 0.0) { return bitcast<f32>(0x7fc00000u); }
+    if (fract(p) != 0.0) {
+        // A quiet NaN made at run time: a constant expression that evaluates to NaN is a
+        // shader-creation error in WGSL (browsers' Tint rejects it; naga let it through).
+        var nan_bits = 0x7fc00000u;
+        return bitcast<f32>(nan_bits);
+    }
     if (fract(p * 0.5) != 0.0) { return -m; }
     return m;
+}
+
+// sin(x + shift·π/2) to about an ulp on every GPU. WGSL promises only an absolute error of
+// 2^-11 on [-π, π] for its builtins, and some implementations use all of it (SwiftShader's
+// sin and cos were 1.9e-4 off in a browser). Cody–Waite reduction by π/2 in three parts, then
+// Cephes' single-precision polynomials on [-π/4, π/4]; the quadrant picks sin or cos and sign.
+fn sin_quadrant(x: f32, shift: i32) -> f32 {
+    let q = round(x * 0.636619772);
+    let r = ((x - q * 1.5703125) - q * 4.837512969970703e-4) - q * 7.549789954891882e-8;
+    let z = r * r;
+    let s = r + r * z * ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1);
+    let c = 1.0 - 0.5 * z + z * z * ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2);
+    let k = (i32(q) + shift) & 3;
+    let v = select(s, c, (k & 1) == 1);
+    return select(v, -v, (k & 2) == 2);
 }
 
 // op: 0 scale, 1 add scalar, 2 pow, 3 log, 4 exp, 5 sin, 6 cos (param is the scalar).
@@ -81,8 +101,8 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         case 2u: { r = pow_signed(a, P.param); }
         case 3u: { r = log(a); }
         case 4u: { r = exp(a); }
-        case 5u: { r = sin(a); }
-        case 6u: { r = cos(a); }
+        case 5u: { r = sin_quadrant(a, 0); }
+        case 6u: { r = sin_quadrant(a, 1); }
         default: {}
     }
     OUT[P.out_off + i] = r;

@@ -14,6 +14,14 @@ pub const ABS_TOL: f64 = 1e-5;
 /// neighbouring 8-bit codes for a kernel to pick the other one: f32 arithmetic against f64.
 pub const CODE_TIE_TOL: f64 = 1e-5;
 
+/// Two runs of one training (same data, weights and batches) that differ only in f32
+/// rounding order, on a GPU and the CPU, or in a browser and natively: the most their mean
+/// losses may differ, relative to max(|loss|, 1).
+pub const TRAIN_LOSS_REL_TOL: f64 = 1e-4;
+
+/// The same for their accuracies (fractions): a few argmax ties may go the other way.
+pub const TRAIN_ACCURACY_TOL: f64 = 0.005;
+
 /// Absolute tolerance for a matmul of inner size `k` whose operands are of magnitude about 1:
 /// rounding error of an f32 dot product grows like √k.
 pub fn matmul_abs_tol(k: usize) -> f64 {

@@ -12,7 +12,7 @@ use crate::tensor::View;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::time::Instant;
+use web_time::Instant;
 
 /// Median, min and max of repeated timings, in milliseconds.
 #[derive(Clone, Debug, Serialize)]
@@ -33,14 +33,25 @@ impl Timing {
 }
 
 /// Time `work` (which records or runs device work) `repeats` times after `warmup` runs.
-pub fn time(dev: &mut Device, warmup: usize, repeats: usize, mut work: impl FnMut(&mut Device)) -> Result<Timing> {
+pub fn time(dev: &mut Device, warmup: usize, repeats: usize, work: impl FnMut(&mut Device)) -> Result<Timing> {
+    crate::backend::wait(time_async(dev, warmup, repeats, work))
+}
+
+/// [`time`] as a future: each repeat awaits the device's end of work (a browser's WebGPU
+/// device, where the wall clock times it: browsers coarsen GPU timestamps).
+pub async fn time_async(
+    dev: &mut Device,
+    warmup: usize,
+    repeats: usize,
+    mut work: impl FnMut(&mut Device),
+) -> Result<Timing> {
     if repeats == 0 {
         bail!("at least one repeat is needed");
     }
     for _ in 0..warmup {
         work(dev);
     }
-    dev.sync()?;
+    dev.finish_async().await?;
     let mut ms = Vec::with_capacity(repeats);
     let mut clock = "wall_clock";
     for _ in 0..repeats {
@@ -50,9 +61,9 @@ pub fn time(dev: &mut Device, warmup: usize, repeats: usize, mut work: impl FnMu
         if timed {
             dev.timer_stop();
         }
-        dev.sync()?;
+        dev.finish_async().await?;
         let wall = t0.elapsed().as_secs_f64();
-        match dev.timer_read()? {
+        match if timed { dev.timer_read()? } else { None } {
             Some(s) if timed => {
                 clock = "gpu_timestamps";
                 ms.push(s * 1e3);
@@ -75,6 +86,11 @@ pub struct Bandwidth {
 
 /// Measure copy and streaming bandwidth over `n` floats.
 pub fn bandwidth(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth> {
+    crate::backend::wait(bandwidth_async(dev, n, repeats))
+}
+
+/// [`bandwidth`] as a future (for a browser's WebGPU device).
+pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth> {
     // Two device buffers of n values, and on the CPU a host one.
     let buffers = if dev.is_gpu() { 2 } else { 3 };
     let what = format!("measuring bandwidth over {n} values");
@@ -85,9 +101,9 @@ pub fn bandwidth(dev: &mut Device, n: usize, repeats: usize) -> Result<Bandwidth
     let b = dev.alloc(n)?;
     dev.fill(a, 1.0);
     dev.fill(b, 0.0);
-    let copy = time(dev, 1, repeats, |d| d.copy(a, b))?;
+    let copy = time_async(dev, 1, repeats, |d| d.copy(a, b)).await?;
     let streaming = if dev.is_gpu() {
-        time(dev, 1, repeats, |d| d.unary(UnaryOp::Scale(2.0), a, b))?
+        time_async(dev, 1, repeats, |d| d.unary(UnaryOp::Scale(2.0), a, b)).await?
     } else {
         // In place on host memory, the way the rayon backend runs its optimizer passes.
         let mut host = Vec::with_capacity(n);
@@ -327,6 +343,37 @@ pub struct OptimResult {
     pub fraction_of_streaming_bw: f64,
 }
 
+/// What `descent bench optim --json` prints (and the web page downloads): the device, its
+/// bandwidth and one row per measurement. Fields in alphabetical order, as the document has
+/// always listed them.
+#[derive(Clone, Debug, Serialize)]
+pub struct OptimReport {
+    pub copy_gb_per_s: f64,
+    pub device: DeviceInfo,
+    pub results: Vec<OptimResult>,
+    pub streaming_gb_per_s: f64,
+}
+
+/// The device a report was measured on.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceInfo {
+    pub gpu: bool,
+    /// [`Device::describe`].
+    pub name: String,
+}
+
+impl OptimReport {
+    /// An empty report for `dev` with bandwidth `bw`; push results into it.
+    pub fn new(dev: &Device, bw: &Bandwidth) -> OptimReport {
+        OptimReport {
+            copy_gb_per_s: bw.copy_gb_per_s,
+            device: DeviceInfo { gpu: dev.is_gpu(), name: dev.describe() },
+            results: Vec::new(),
+            streaming_gb_per_s: bw.streaming_gb_per_s,
+        }
+    }
+}
+
 /// Whether `variant` runs with state `bits` wide: the per-tensor and unfused baselines are
 /// f32 only (the per-tensor split puts tensors at odd offsets, and the low-bit kernels are
 /// multi-tensor by design).
@@ -337,6 +384,21 @@ pub fn variant_supports(variant: Variant, bits: OptimBits) -> bool {
 /// Time one optimizer variant on `n` random parameters and gradients, its state `bits` wide.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_optim(
+    dev: &mut Device,
+    name: &str,
+    bits: OptimBits,
+    variant: Variant,
+    n: usize,
+    tensors: usize,
+    bw: &Bandwidth,
+    repeats: usize,
+) -> Result<OptimResult> {
+    crate::backend::wait(bench_optim_async(dev, name, bits, variant, n, tensors, bw, repeats))
+}
+
+/// [`bench_optim`] as a future (for a browser's WebGPU device).
+#[allow(clippy::too_many_arguments)]
+pub async fn bench_optim_async(
     dev: &mut Device,
     name: &str,
     bits: OptimBits,
@@ -376,18 +438,19 @@ pub fn bench_optim(
                 let at = ranges.last().map_or(0, |r: &std::ops::Range<usize>| r.end);
                 ranges.push(at..at + len);
             }
-            let t = time(dev, 2, repeats, |d| {
+            let t = time_async(dev, 2, repeats, |d| {
                 if let Err(e) = opt.step_ranges(d, params, grads, &ranges) {
                     unreachable!("the ranges cover the buffers the optimizer was built for: {e}");
                 }
-            })?;
+            })
+            .await?;
             opt.release(dev);
             dev.release(params);
             t
         }
         Variant::Unfused => {
             let mut u = Unfused::new(dev, &config, &init)?;
-            let t = time(dev, 2, repeats, |d| u.step(d, grads))?;
+            let t = time_async(dev, 2, repeats, |d| u.step(d, grads)).await?;
             u.release(dev);
             t
         }

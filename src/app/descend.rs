@@ -64,6 +64,9 @@ pub fn descend(
     Ok(out)
 }
 
+/// The series the lecture averages (`descent ewa`'s default, the web page's too).
+pub const LECTURE_SERIES: &str = "3,8,6,5,1,9,0,8,4";
+
 /// Exponentially weighted averages `V_t = ρ V_{t-1} + (1 − ρ) s_t`, V_0 = 0, for t = 1..=len;
 /// with `bias_correction` each is divided by `1 − ρ^t`.
 pub fn ewa(series: &[f64], rho: f64, bias_correction: bool) -> Vec<f64> {

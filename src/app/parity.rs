@@ -120,8 +120,8 @@ impl Checker<'_> {
         Ok(v)
     }
 
-    fn check(&mut self, kernel: &str, shape: String, out: View, want: &[f64], abs: f64, rel: f64) -> Result<()> {
-        let got = self.dev.read(out)?;
+    async fn check(&mut self, kernel: &str, shape: String, out: View, want: &[f64], abs: f64, rel: f64) -> Result<()> {
+        let got = self.dev.read_async(out).await?;
         let (max_abs_err, max_rel_err, pass) = compare(&got, want, abs, rel);
         self.rows.push(ParityRow {
             device: self.dev.describe(),
@@ -140,7 +140,7 @@ impl Checker<'_> {
         }
     }
 
-    fn matrix_kernels(&mut self, m: usize, k: usize, n: usize) -> Result<()> {
+    async fn matrix_kernels(&mut self, m: usize, k: usize, n: usize) -> Result<()> {
         let shape = format!("{m}x{k}x{n}");
         let d = Dims { m, k, n };
         for form in Form::ALL {
@@ -149,7 +149,7 @@ impl Checker<'_> {
             let (av, bv, out) = (self.input(&a)?, self.input(&b)?, self.poisoned(m * n)?);
             self.dev.matmul(form, d, av, bv, out, &Epilogue::default());
             let want = r::matmul(form, m, k, n, &a, &b);
-            self.check(form.name(), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL)?;
+            self.check(form.name(), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL).await?;
             // The fused epilogues the layers use.
             let epi_kernel = match form {
                 Form::NT => {
@@ -166,7 +166,7 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
-                    self.check("matmul_nt+bias+relu", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    self.check("matmul_nt+bias+relu", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
                     vec![biasv, out2]
                 }
                 Form::NN => {
@@ -183,7 +183,7 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
-                    self.check("matmul_nn*tanh'", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    self.check("matmul_nn*tanh'", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
                     vec![yv, out2]
                 }
                 Form::TN => {
@@ -191,9 +191,9 @@ impl Checker<'_> {
                     let out2 = self.poisoned(m * n)?;
                     let cs = self.poisoned(m)?;
                     self.dev.matmul(form, d, av, bv, out2, &Epilogue { a_colsum: Some(cs), ..Default::default() });
-                    self.check("matmul_tn+colsum", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL)?;
+                    self.check("matmul_tn+colsum", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
                     let want_cs = r::col_sum(&a, m);
-                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL)?;
+                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL).await?;
                     vec![out2, cs]
                 }
             };
@@ -207,16 +207,16 @@ impl Checker<'_> {
             let (xv, bv, out) = (self.input(&x)?, self.input(&bias)?, self.poisoned(m * n)?);
             self.dev.bias_act(xv, Some(bv), out, n, act);
             let want = r::bias_act(&x, Some(&bias), n, act);
-            self.check(&format!("bias_act_{}", act.name()), shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            self.check(&format!("bias_act_{}", act.name()), shape2.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             let y: Vec<f32> = want.iter().map(|&v| v as f32).collect();
             let dy = self.random(m * n, -1.0, 1.0);
             let (yv, dyv, dx) = (self.input(&y)?, self.input(&dy)?, self.poisoned(m * n)?);
             self.dev.act_backward(act, yv, dyv, dx);
             let want = r::act_backward(act, &y, &dy);
-            self.check(&format!("act_backward_{}", act.name()), shape2.clone(), dx, &want, ABS_TOL, REL_TOL)?;
+            self.check(&format!("act_backward_{}", act.name()), shape2.clone(), dx, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[xv, bv, out, yv, dyv, dx]);
         }
-        self.broadcast_kernels(m, n)?;
+        self.broadcast_kernels(m, n).await?;
         // Softmax cross-entropy with n classes over m rows.
         let z = self.random(m * n, -5.0, 5.0);
         let labels: Vec<f32> = (0..m).map(|_| self.rng.below(n) as f32).collect();
@@ -224,16 +224,16 @@ impl Checker<'_> {
         let (loss, dz, metrics) = (self.poisoned(1)?, self.poisoned(m * n)?, self.dev.alloc_zeroed(2)?);
         self.dev.softmax_ce(zv, lv, n, Some(loss), Some(dz), Some(metrics));
         let (want_loss, want_d, total, correct) = r::softmax_ce(&z, &labels, n);
-        self.check("softmax_ce loss", shape2.clone(), loss, &[want_loss], ABS_TOL, REL_TOL)?;
-        self.check("softmax_ce dlogits", shape2.clone(), dz, &want_d, ABS_TOL, REL_TOL)?;
-        self.check("softmax_ce metrics", shape2, metrics, &[total, correct], ABS_TOL * m as f64, REL_TOL)?;
+        self.check("softmax_ce loss", shape2.clone(), loss, &[want_loss], ABS_TOL, REL_TOL).await?;
+        self.check("softmax_ce dlogits", shape2.clone(), dz, &want_d, ABS_TOL, REL_TOL).await?;
+        self.check("softmax_ce metrics", shape2, metrics, &[total, correct], ABS_TOL * m as f64, REL_TOL).await?;
         self.done(&[zv, lv, loss, dz, metrics]);
         Ok(())
     }
 
     /// Per-axis sums, their inverse (expand), and binary ops with a row, column or scalar
     /// operand broadcast over an m×n output.
-    fn broadcast_kernels(&mut self, m: usize, n: usize) -> Result<()> {
+    async fn broadcast_kernels(&mut self, m: usize, n: usize) -> Result<()> {
         let shape2 = format!("{m}x{n}");
         let x = self.random(m * n, -1.0, 1.0);
         let xv = self.input(&x)?;
@@ -241,7 +241,7 @@ impl Checker<'_> {
             let out = self.poisoned(len)?;
             self.dev.sum_axis(xv, out, n, axis, 0.5);
             let want = r::sum_axis(&x, n, axis, 0.5);
-            self.check(&format!("sum_axis{}", axis.dim()), shape2.clone(), out, &want, matmul_abs_tol(k), REL_TOL)?;
+            self.check(&format!("sum_axis{}", axis.dim()), shape2.clone(), out, &want, matmul_abs_tol(k), REL_TOL).await?;
             self.done(&[out]);
         }
         for layout in [Layout::Row, Layout::Col, Layout::Scalar] {
@@ -249,7 +249,7 @@ impl Checker<'_> {
             let (sv, out) = (self.input(&src)?, self.poisoned(m * n)?);
             self.dev.expand(sv, layout, out, n, -2.0);
             let want = r::expand(&src, layout, m * n, n, -2.0);
-            self.check(&format!("expand_{layout:?}").to_lowercase(), shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            self.check(&format!("expand_{layout:?}").to_lowercase(), shape2.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[sv, out]);
         }
         let pairs = [
@@ -273,7 +273,7 @@ impl Checker<'_> {
                 self.dev.binary_bcast(op, av, bv, out, Bcast { a: la, b: lb, cols: n });
                 let want = r::binary_bcast(op, &a, la, &b, lb, m * n, n);
                 let name = format!("{op:?}_{la:?}_{lb:?}").to_lowercase();
-                self.check(&name, shape2.clone(), out, &want, ABS_TOL, REL_TOL)?;
+                self.check(&name, shape2.clone(), out, &want, ABS_TOL, REL_TOL).await?;
                 self.done(&[out]);
             }
             self.done(&[av, bv]);
@@ -282,7 +282,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn vector_kernels(&mut self, n: usize, steps: u64) -> Result<()> {
+    async fn vector_kernels(&mut self, n: usize, steps: u64) -> Result<()> {
         let shape = n.to_string();
         let a = self.random(n, -1.0, 1.0);
         // Divisors and logarithms away from zero.
@@ -300,7 +300,7 @@ impl Checker<'_> {
                 &r::binary(op, &a, &b),
                 ABS_TOL,
                 REL_TOL,
-            )?;
+            ).await?;
             self.done(&[out]);
         }
         let unary = [
@@ -318,21 +318,21 @@ impl Checker<'_> {
             let out = self.poisoned(n)?;
             self.dev.unary(op, src, out);
             let want = r::unary(op, data);
-            self.check(name, shape.clone(), out, &want, ABS_TOL, REL_TOL)?;
+            self.check(name, shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[out]);
         }
         let out = self.poisoned(1)?;
         self.dev.sum(av, out, 0.5);
         let want = a.iter().map(|&v| v as f64).sum::<f64>() * 0.5;
-        self.check("sum", shape.clone(), out, &[want], matmul_abs_tol(n), REL_TOL)?;
+        self.check("sum", shape.clone(), out, &[want], matmul_abs_tol(n), REL_TOL).await?;
         let bc = self.poisoned(n)?;
         self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);
-        let got = self.dev.read(out)?[0] as f64 * 2.0;
-        self.check("expand_scalar", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL)?;
+        let got = self.dev.read_async(out).await?[0] as f64 * 2.0;
+        self.check("expand_scalar", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL).await?;
         self.done(&[out, bc, av, bv, pv]);
         for (label, cfg) in optimizer_cases() {
-            self.optimizer(&label, &cfg, n, steps)?;
-            self.optimizer_bf16(&format!("{label} bf16"), &cfg.with_optim_bits(OptimBits::B16), n, steps)?;
+            self.optimizer(&label, &cfg, n, steps).await?;
+            self.optimizer_bf16(&format!("{label} bf16"), &cfg.with_optim_bits(OptimBits::B16), n, steps).await?;
         }
         Ok(())
     }
@@ -362,7 +362,7 @@ impl Checker<'_> {
     /// and packing bit for bit; the formulas' accuracy against the f64 reference is what the
     /// f32 rows check (an f64 comparison here would measure the formulas' conditioning, which
     /// rounded state can make poor, as for centered RMSProp's `v − avg²`).
-    fn optimizer_bf16(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
+    async fn optimizer_bf16(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
         let names = cfg.state_names();
         let p0 = self.random(n, -1.0, 1.0);
         let pv = self.input(&p0)?;
@@ -373,19 +373,19 @@ impl Checker<'_> {
         let (mut pres, mut sres) = (Vec::new(), vec![Vec::new(); names.len()]);
         for t in 1..=steps {
             // The f32 kernel from the same parameters and the widened state.
-            let p_now = self.dev.read(pv)?;
+            let p_now = self.dev.read_async(pv).await?;
             self.dev.write(pf, &p_now)?;
-            for ((_, v), &s) in opt.read_state(self.dev)?.iter().zip(&sf) {
+            for ((_, v), &s) in opt.read_state_async(self.dev).await?.iter().zip(&sf) {
                 self.dev.write(s, v)?;
             }
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
             self.dev.optim_step(&cfg.kernel_step(t, cfg.lr()), pf, gv, &sf);
             opt.step_views(self.dev, pv, gv);
-            let want_p: Vec<f64> = self.dev.read(pf)?.iter().map(|&v| v as f64).collect();
-            pres.push(compare(&self.dev.read(pv)?, &want_p, 0.0, 0.0));
-            for (k, (_, got)) in opt.read_state(self.dev)?.into_iter().enumerate() {
-                let want: Vec<f64> = self.dev.read(sf[k])?.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
+            let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
+            pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
+            for (k, (_, got)) in opt.read_state_async(self.dev).await?.into_iter().enumerate() {
+                let want: Vec<f64> = self.dev.read_async(sf[k]).await?.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
                 sres[k].push(compare(&got, &want, 0.0, 0.0));
             }
         }
@@ -405,7 +405,7 @@ impl Checker<'_> {
     /// except where the reference's value lies within rounding ([`CODE_TIE_TOL`]) of the
     /// midpoint between the two codes; those are counted (the codes row's max abs err) and
     /// bounded (one per thousand elements, at least one).
-    fn optimizer_8bit(&mut self, label: &str, cfg: &OptimConfig, lens: &[usize], steps: u64) -> Result<()> {
+    async fn optimizer_8bit(&mut self, label: &str, cfg: &OptimConfig, lens: &[usize], steps: u64) -> Result<()> {
         let mut tensors = Vec::new();
         let mut end = 0usize;
         for &len in lens {
@@ -423,16 +423,16 @@ impl Checker<'_> {
         let (mut pres, mut cres, mut ares, mut fres) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let elements: usize = lens.iter().sum();
         for t in 1..=steps {
-            let p_dev = self.dev.read(pv)?;
-            let StoredState::Blockwise8 { codes, absmax, small } = opt.read_stored(self.dev)? else {
+            let p_dev = self.dev.read_async(pv).await?;
+            let StoredState::Blockwise8 { codes, absmax, small } = opt.read_stored_async(self.dev).await? else {
                 unreachable!("an 8-bit optimizer stores codes")
             };
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
             opt.step_views(self.dev, pv, gv);
-            let p_new = self.dev.read(pv)?;
+            let p_new = self.dev.read_async(pv).await?;
             let StoredState::Blockwise8 { codes: codes_new, absmax: absmax_new, small: small_new } =
-                opt.read_stored(self.dev)?
+                opt.read_stored_async(self.dev).await?
             else {
                 unreachable!("an 8-bit optimizer stores codes")
             };
@@ -501,7 +501,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn optimizer(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
+    async fn optimizer(&mut self, label: &str, cfg: &OptimConfig, n: usize, steps: u64) -> Result<()> {
         let names = cfg.state_names();
         let p0 = self.random(n, -1.0, 1.0);
         let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
@@ -532,9 +532,9 @@ impl Checker<'_> {
             optim_ref::step(cfg, t, lr, &mut p, &g64, &mut state);
         }
         let shape = format!("{n} x {steps} steps");
-        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL)?;
+        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
         for (i, name) in names.iter().enumerate() {
-            self.check(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL)?;
+            self.check(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL).await?;
         }
         self.done(&[pv, gv]);
         self.done(&slots);
@@ -542,25 +542,30 @@ impl Checker<'_> {
     }
 }
 
-/// Run every kernel on `dev` against the reference.
+/// Run every kernel on `dev` against the reference (natively; [`run_async`] in the browser).
 pub fn run(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
+    crate::backend::wait(run_async(dev, cfg))
+}
+
+/// [`run`] as a future: every readback is awaited, so it runs on a browser's WebGPU device.
+pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
     let mut c = Checker { dev, rng: Rng::new(cfg.seed), rows: Vec::new() };
     for &(m, k, n) in &cfg.shapes {
-        c.matrix_kernels(m, k, n)?;
+        c.matrix_kernels(m, k, n).await?;
     }
     for &n in &cfg.lengths {
-        c.vector_kernels(n, cfg.optim_steps)?;
+        c.vector_kernels(n, cfg.optim_steps).await?;
     }
     if !cfg.blockwise_lengths.is_empty() {
         for (label, case) in blockwise_cases() {
             for &n in &cfg.blockwise_lengths {
-                c.optimizer_8bit(&label, &case, &[n], cfg.optim_steps)?;
+                c.optimizer_8bit(&label, &case, &[n], cfg.optim_steps).await?;
             }
             // Several tensors, small and large, in one arena: one launch over all their blocks.
-            c.optimizer_8bit(&label, &case, &cfg.blockwise_lengths, cfg.optim_steps)?;
+            c.optimizer_8bit(&label, &case, &cfg.blockwise_lengths, cfg.optim_steps).await?;
         }
     }
-    c.dev.sync()?;
+    c.dev.finish_async().await?;
     Ok(c.rows)
 }
 

@@ -15,7 +15,7 @@ use crate::tensor::{Tensor, View};
 use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Result};
 use std::path::PathBuf;
-use std::time::Instant;
+use web_time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -322,6 +322,17 @@ impl Trainer {
     /// The metrics buffer in one readback, failing if a non-finite gradient was recorded.
     pub(crate) fn read_metrics(&mut self) -> Result<Vec<f32>> {
         let m = self.dev.read(self.metrics)?;
+        self.check_metrics(m)
+    }
+
+    /// [`Trainer::read_metrics`] as a future (for a browser's WebGPU device).
+    async fn read_metrics_async(&mut self) -> Result<Vec<f32>> {
+        let m = self.dev.read_async(self.metrics).await?;
+        self.check_metrics(m)
+    }
+
+    /// `m` (the metrics buffer as read), or the error naming the first non-finite gradient.
+    fn check_metrics(&self, m: Vec<f32>) -> Result<Vec<f32>> {
         if m[2] < 0.0 {
             return Ok(m);
         }
@@ -338,21 +349,36 @@ impl Trainer {
         )
     }
 
-    /// Read and reset the device-side [Σ loss, correct] pair.
-    fn take_metrics(&mut self) -> Result<(f64, f64)> {
-        let m = self.read_metrics()?;
+    /// Reset the device-side [Σ loss, correct] pair just read as `m`, returning it.
+    fn reset_metrics(&mut self, m: &[f32]) -> (f64, f64) {
         self.dev.fill(self.metrics.slice(0, 2), 0.0);
-        Ok((m[0] as f64, m[1] as f64))
+        (m[0] as f64, m[1] as f64)
     }
 
     /// Train one epoch; `progress` is called every `progress_every` steps with (step, steps,
     /// running mean loss) (that reads the device's loss sum back).
     pub fn train_epoch(
         &mut self,
-        mut progress: impl FnMut(usize, usize, f64),
+        progress: impl FnMut(usize, usize, f64),
         progress_every: usize,
     ) -> Result<(f64, f64, f64)> {
         let start = Instant::now();
+        let order_buf = self.epoch_steps(progress, progress_every)?;
+        let m = self.read_metrics()?;
+        self.end_epoch(order_buf, &m, start)
+    }
+
+    /// [`Trainer::train_epoch`] as a future, without progress reports: the steps are issued
+    /// without a readback and the epoch's metrics are awaited once (a browser's WebGPU device).
+    pub async fn train_epoch_async(&mut self) -> Result<(f64, f64, f64)> {
+        let start = Instant::now();
+        let order_buf = self.epoch_steps(|_, _, _| {}, 0)?;
+        let m = self.read_metrics_async().await?;
+        self.end_epoch(order_buf, &m, start)
+    }
+
+    /// Issue the rest of this epoch's steps; the order buffer is freed by `end_epoch`.
+    fn epoch_steps(&mut self, mut progress: impl FnMut(usize, usize, f64), progress_every: usize) -> Result<ByteBuffer> {
         // A resumed checkpoint taken mid-epoch rebuilds this epoch's order from the RNG state
         // saved at the epoch's start and continues after the steps already taken.
         if self.step_in_epoch == 0 {
@@ -378,8 +404,13 @@ impl Trainer {
                 }
             }
         }
+        Ok(order_buf)
+    }
+
+    /// Close the epoch whose metrics were read as `m`: (mean loss, accuracy, seconds).
+    fn end_epoch(&mut self, order_buf: ByteBuffer, m: &[f32], start: Instant) -> Result<(f64, f64, f64)> {
         self.step_in_epoch = 0;
-        let (loss, correct) = self.take_metrics()?;
+        let (loss, correct) = self.reset_metrics(m);
         self.dev.free_bytes(order_buf);
         self.epoch += 1;
         let n = self.train.rows as f64;
@@ -391,6 +422,20 @@ impl Trainer {
 
     /// Mean loss and accuracy on the test split.
     pub fn evaluate(&mut self) -> Result<(f64, f64)> {
+        self.evaluation_passes()?;
+        let m = self.read_metrics()?;
+        Ok(self.test_means(&m))
+    }
+
+    /// [`Trainer::evaluate`] as a future (for a browser's WebGPU device).
+    pub async fn evaluate_async(&mut self) -> Result<(f64, f64)> {
+        self.evaluation_passes()?;
+        let m = self.read_metrics_async().await?;
+        Ok(self.test_means(&m))
+    }
+
+    /// Issue the forward passes over the test split, accumulating its metrics on the device.
+    fn evaluation_passes(&mut self) -> Result<()> {
         let rows = self.test.rows;
         let mut from = 0;
         while from < rows {
@@ -402,8 +447,14 @@ impl Trainer {
             drop(tape);
             from += count;
         }
-        let (loss, correct) = self.take_metrics()?;
-        Ok((loss / rows as f64, correct / rows as f64))
+        Ok(())
+    }
+
+    /// The test split's (mean loss, accuracy) from its metrics as read.
+    fn test_means(&mut self, m: &[f32]) -> (f64, f64) {
+        let (loss, correct) = self.reset_metrics(m);
+        let rows = self.test.rows as f64;
+        (loss / rows, correct / rows)
     }
 
     /// Train one epoch and evaluate.
@@ -417,6 +468,15 @@ impl Trainer {
         if let Some((path, _)) = self.checkpoint.clone() {
             self.save_checkpoint(&path)?;
         }
+        Ok(EpochMetrics { epoch: self.epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds })
+    }
+
+    /// [`Trainer::run_epoch`] as a future: two readbacks, both awaited (for a browser's WebGPU
+    /// device). It saves no checkpoints: a page has no files.
+    pub async fn run_epoch_async(&mut self) -> Result<EpochMetrics> {
+        ensure!(self.checkpoint.is_none(), "run_epoch_async saves no checkpoints: use run_epoch to train with them");
+        let (train_loss, train_accuracy, seconds) = self.train_epoch_async().await?;
+        let (test_loss, test_accuracy) = self.evaluate_async().await?;
         Ok(EpochMetrics { epoch: self.epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds })
     }
 

@@ -10,7 +10,7 @@ use super::{
     cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
     Layout, UnaryOp, View,
 };
-use super::{Blockwise8, OptimStep};
+use super::{Blockwise8, OptimStep, Pending};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -48,6 +48,10 @@ pub fn has_avx2_fma() -> bool {
 /// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
 /// worker (see `cli::main`).
 pub fn init_thread_pool() {
+    // In the browser rayon runs every loop on the calling thread (no threads to build).
+    if cfg!(target_arch = "wasm32") {
+        return;
+    }
     static POOL: std::sync::Once = std::sync::Once::new();
     POOL.call_once(|| {
         // Fails if something ran on rayon's global pool before (a program that uses rayon
@@ -349,8 +353,8 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn read(&mut self, src: View) -> Result<Vec<f32>> {
-        Ok(self.vec(src.buf)[src.range()].to_vec())
+    fn read_async(&mut self, src: View) -> Pending<Vec<f32>> {
+        Pending::ready(Ok(self.vec(src.buf)[src.range()].to_vec()))
     }
 
     fn fill(&mut self, dst: View, value: f32) {
@@ -641,8 +645,8 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn sync(&mut self) -> Result<()> {
-        Ok(())
+    fn finish(&mut self) -> Pending<()> {
+        Pending::ready(Ok(()))
     }
 
     fn capacity(&self) -> super::Capacity {

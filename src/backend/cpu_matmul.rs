@@ -8,6 +8,7 @@
 //! only long inner sizes (1024³ and the like) go through `gemm`.
 
 use super::{Dims, Form};
+#[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 
 /// Multiply-adds below which a `gemm` crate product runs on the calling thread: splitting it
@@ -18,10 +19,12 @@ const PAR_MIN_MACS: usize = 1 << 21;
 /// The same for this module's own kernels, whose split costs less (A·Bᵀ at 64×128·128×128:
 /// about 59 GFLOP/s on two threads, 52 on one; the unpacked A·B at the same shape 80 on two,
 /// against the `gemm` crate's 60 on one).
+#[cfg(target_arch = "x86_64")]
 const KERNEL_PAR_MIN_MACS: usize = 1 << 19;
 
 /// Inner size up to which A·B and Aᵀ·B use the unpacked kernel: a 16-column panel of B (k
 /// rows) then stays in L1 while every row block of A passes over it.
+#[cfg(target_arch = "x86_64")]
 const SMALL_MAX_K: usize = 256;
 
 /// Checks the operand lengths and does the empty products (m or n zero: nothing; k zero:
@@ -40,9 +43,9 @@ pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
     if empty_product(d, a, b, c) {
         return;
     }
-    let Dims { m, k, n } = d;
     #[cfg(target_arch = "x86_64")]
     if super::cpu::has_avx2_fma() {
+        let Dims { m, k, n } = d;
         if form == Form::NT {
             return nt::matmul_nt(d, &a[..m * k], &b[..n * k], &mut c[..m * n]);
         }

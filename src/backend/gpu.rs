@@ -10,7 +10,7 @@
 use super::optim_kernel::{AdamParams, STEP_ENTRIES};
 use super::quant::Block;
 use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
-use super::{Blockwise8, OptimStep};
+use super::{Blockwise8, OptimStep, Pending};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,7 +151,9 @@ pub struct GpuBackend {
     scratch: HashMap<u64, usize>,
     /// Tiny placeholder buffers bound where an optional operand is absent.
     dummy_read: usize,
-    dummy_write: usize,
+    /// One per optional written binding of a kernel: WebGPU forbids binding one buffer to two
+    /// writable bindings of a dispatch (Dawn checks it; wgpu natively does not).
+    dummy_write: [usize; 3],
     /// Partial sums of the two-pass `sum`.
     partials: usize,
     errors: Arc<Mutex<Vec<String>>>,
@@ -159,6 +161,7 @@ pub struct GpuBackend {
 }
 
 /// Adapter preference: hardware first, then virtual, then software; Vulkan before GL.
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let t = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -183,13 +186,30 @@ fn instance() -> wgpu::Instance {
 }
 
 /// Every adapter wgpu finds, best first.
+#[cfg(not(target_arch = "wasm32"))]
 fn adapters() -> Vec<wgpu::Adapter> {
     let mut list = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
     list.sort_by_key(|a| rank(&a.get_info()));
     list
 }
 
+/// The best adapter: natively the first of [`adapters`]; in the browser the one
+/// `navigator.gpu.requestAdapter` gives for high performance.
+async fn best_adapter() -> Option<wgpu::Adapter> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        adapters().into_iter().next()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let options =
+            wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+        instance().request_adapter(&options).await.ok()
+    }
+}
+
 /// A description of each adapter and the limits that matter here, for `descent info`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn describe_adapters() -> String {
     let list = adapters();
     if list.is_empty() {
@@ -260,21 +280,107 @@ fn describe_error(e: &wgpu::Error) -> String {
     }
 }
 
-/// Map a MAP_READ buffer (its copy already submitted), wait for it, and read it with `f`.
-fn map_and_read<T>(device: &wgpu::Device, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-    let slice = buf.slice(..);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-    rx.recv().map_err(|_| anyhow!("GPU {what} never completed"))?.map_err(|e| anyhow!("GPU {what} failed: {e}"))?;
-    let out = {
-        let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU {what} could not be mapped: {e}"))?;
-        f(&view)
+/// A future completed by a wgpu callback (a buffer mapped, submitted work done). Natively,
+/// polling it waits on the device, which runs the callback; in the browser the event loop runs
+/// it and wakes the future.
+struct Callback<T> {
+    slot: Arc<Mutex<(Option<T>, Option<std::task::Waker>)>>,
+    device: wgpu::Device,
+}
+
+/// The future, and the callback to hand wgpu.
+fn callback<T: Send + 'static>(device: &wgpu::Device) -> (Callback<T>, impl FnOnce(T) + Send + 'static) {
+    let slot = Arc::new(Mutex::new((None, None::<std::task::Waker>)));
+    let fire = {
+        let slot = slot.clone();
+        move |v: T| {
+            if let Ok(mut s) = slot.lock() {
+                s.0 = Some(v);
+                if let Some(w) = s.1.take() {
+                    w.wake();
+                }
+            }
+        }
     };
-    buf.unmap();
-    Ok(out)
+    (Callback { slot, device: device.clone() }, fire)
+}
+
+impl<T> std::future::Future for Callback<T> {
+    type Output = Result<T>;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<T>> {
+        use std::task::Poll;
+        let take = |waker: Option<&std::task::Waker>| -> Result<Option<T>> {
+            let mut s = self.slot.lock().map_err(|_| anyhow!("GPU callback state poisoned"))?;
+            if s.0.is_none() {
+                s.1 = waker.cloned();
+            }
+            Ok(s.0.take())
+        };
+        match take(Some(cx.waker())) {
+            Ok(Some(v)) => return Poll::Ready(Ok(v)),
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(None) => {}
+        }
+        if cfg!(target_arch = "wasm32") {
+            return Poll::Pending;
+        }
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            return Poll::Ready(Err(anyhow!("GPU poll failed: {e}")));
+        }
+        match take(None) {
+            Ok(Some(v)) => Poll::Ready(Ok(v)),
+            Ok(None) => Poll::Ready(Err(anyhow!("the GPU finished its work without running the callback"))),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Errors wgpu reported since the last check, as one error.
+/// A lost device is reported as such: the invalid-buffer errors it causes are consequences.
+fn check_errors(device: &wgpu::Device, errors: &Mutex<Vec<String>>) -> Result<()> {
+    if errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?.is_empty() {
+        return Ok(());
+    }
+    // wgpu reports a loss from its next poll; give it that poll so the cause comes first.
+    let _ = device.poll(wgpu::PollType::Poll);
+    let mut v = errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
+    let msg = match v.iter().find(|m| m.starts_with(LOST)) {
+        Some(lost) => {
+            format!("{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu")
+        }
+        None => format!("GPU error: {}\n(Device::cpu runs the same work on the CPU backend)", v.join("; ")),
+    };
+    v.clear();
+    bail!(msg)
+}
+
+/// Map a MAP_READ buffer (its copy already submitted), await the map, and read it with `f`;
+/// then any error the device reported. If the map fails, the device's own error (a lost
+/// device, a validation failure) says more than the failed map it caused.
+fn map_and_read<T: 'static>(
+    device: &wgpu::Device,
+    errors: &Arc<Mutex<Vec<String>>>,
+    buf: wgpu::Buffer,
+    what: &'static str,
+    f: impl FnOnce(&[u8]) -> T + 'static,
+) -> Pending<T> {
+    let (mapped, fire) = callback(device);
+    buf.slice(..).map_async(wgpu::MapMode::Read, fire);
+    let (device, errors) = (device.clone(), errors.clone());
+    Pending::new(async move {
+        let read = async {
+            mapped.await?.map_err(|e| anyhow!("GPU {what} failed: {e}"))?;
+            let out = {
+                let view = buf.slice(..).get_mapped_range().map_err(|e| anyhow!("GPU {what} could not be mapped: {e}"))?;
+                f(&view)
+            };
+            buf.unmap();
+            Ok(out)
+        };
+        let out = read.await.map_err(|e| check_errors(&device, &errors).err().unwrap_or(e))?;
+        check_errors(&device, &errors)?;
+        Ok(out)
+    })
 }
 
 impl GpuBackend {
@@ -292,8 +398,16 @@ impl GpuBackend {
     /// [`GpuBackend::open`], asking the device for the adapter's limits as changed by `adjust`
     /// (tests use it to make the device request fail the way an over-asking one would).
     pub fn open_with_limits(hardware_only: bool, adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<GpuBackend> {
-        let list = adapters();
-        let Some(adapter) = list.into_iter().next() else {
+        super::wait(GpuBackend::open_async(hardware_only, adjust))
+    }
+
+    /// [`GpuBackend::open_with_limits`] as a future: the browser opens its adapter and device,
+    /// and compiles shaders, asynchronously.
+    pub async fn open_async(hardware_only: bool, adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<GpuBackend> {
+        let Some(adapter) = best_adapter().await else {
+            if cfg!(target_arch = "wasm32") {
+                bail!("no WebGPU adapter: this browser has navigator.gpu but gave no adapter (try another browser or enable WebGPU); the CPU backend still runs");
+            }
             bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use Device::cpu");
         };
         let info = adapter.get_info();
@@ -303,14 +417,18 @@ impl GpuBackend {
         let mut limits = adapter.limits();
         adjust(&mut limits);
         let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let timestamps = adapter.features().contains(timestamps).then_some(timestamps);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("descent"),
-            required_features: timestamps.unwrap_or(wgpu::Features::empty()),
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .with_context(|| format!("could not open a GPU device on {} (Device::cpu runs without one)", info.name))?;
+        // Browsers coarsen timestamps (to 100 µs in Chrome): there the wall clock times many steps.
+        let timestamps =
+            (adapter.features().contains(timestamps) && !cfg!(target_arch = "wasm32")).then_some(timestamps);
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("descent"),
+                required_features: timestamps.unwrap_or(wgpu::Features::empty()),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("could not open a GPU device on {} (Device::cpu runs without one)", info.name))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -365,17 +483,19 @@ impl GpuBackend {
             encoder: None,
             scratch: HashMap::new(),
             dummy_read: 0,
-            dummy_write: 0,
+            dummy_write: [0; 3],
             partials: 0,
             errors,
             counters: Counters::default(),
         };
         for (name, source) in MODULES {
-            let module = g.compile_shader(name, source)?;
+            let module = g.compile_shader_async(name, source).await?;
             g.modules.insert(name, module);
         }
         g.dummy_read = g.alloc(4)?;
-        g.dummy_write = g.alloc(4)?;
+        for k in 0..3 {
+            g.dummy_write[k] = g.alloc(4)?;
+        }
         g.partials = g.alloc(256)?;
         Ok(g)
     }
@@ -383,12 +503,18 @@ impl GpuBackend {
     /// Compile and validate one WGSL module (with the shared prelude), returning wgpu's
     /// diagnostic as an error instead of reporting it later through the device's error log.
     pub fn compile_shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        super::wait(self.compile_shader_async(name, source))
+    }
+
+    /// [`GpuBackend::compile_shader`] as a future (the browser reports a shader's errors
+    /// asynchronously).
+    pub async fn compile_shader_async(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.pop().await {
             bail!(
                 "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; Device::cpu runs everything on the CPU backend",
                 self.info.name,
@@ -397,14 +523,6 @@ impl GpuBackend {
             );
         }
         Ok(module)
-    }
-
-    /// [`map_and_read`], then any error the device reported. If the map fails, the device's own
-    /// error (a lost device, a validation failure) says more than the failed map it caused.
-    fn map_read<T>(&self, buf: &wgpu::Buffer, what: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let out = map_and_read(&self.device, buf, what, f).map_err(|e| self.check().err().unwrap_or(e))?;
-        self.check()?;
-        Ok(out)
     }
 
     /// Destroy the wgpu device as a driver reset or a removed GPU would, so tests can check
@@ -419,22 +537,8 @@ impl GpuBackend {
     }
 
     /// Errors wgpu reported since the last check, as one error.
-    /// A lost device is reported as such: the invalid-buffer errors it causes are consequences.
     fn check(&self) -> Result<()> {
-        if self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?.is_empty() {
-            return Ok(());
-        }
-        // wgpu reports a loss from its next poll; give it that poll so the cause comes first.
-        let _ = self.device.poll(wgpu::PollType::Poll);
-        let mut v = self.errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
-        let msg = match v.iter().find(|m| m.starts_with(LOST)) {
-            Some(lost) => format!(
-                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu"
-            ),
-            None => format!("GPU error: {}\n(Device::cpu runs the same work on the CPU backend)", v.join("; ")),
-        };
-        v.clear();
-        bail!(msg)
+        check_errors(&self.device, &self.errors)
     }
 
     fn buffer(&self, id: usize) -> &wgpu::Buffer {
@@ -740,7 +844,7 @@ impl GpuBackend {
         };
         debug_assert_eq!(module, format!("optim_{}", step.kernel().name));
         // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
-        let mut slots = [(self.dummy_write, 0); 3];
+        let mut slots = self.dummy_write.map(|d| (d, 0));
         let mut used = 0u32;
         for (b, pos) in step.binding_positions().into_iter().enumerate() {
             if let Some(v) = pos.and_then(|i| state.get(i)) {
@@ -850,7 +954,7 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn read(&mut self, src: View) -> Result<Vec<f32>> {
+    fn read_async(&mut self, src: View) -> Pending<Vec<f32>> {
         let bytes = (src.len as u64 * 4).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -870,10 +974,14 @@ impl Backend for GpuBackend {
                 bytes,
             );
         }
-        self.flush()?;
-        let data = self.map_read(&staging, "readback", |b| bytemuck::cast_slice::<u8, f32>(b)[..src.len].to_vec())?;
+        if let Err(e) = self.flush() {
+            return Pending::ready(Err(e));
+        }
         self.counters.bytes_read_back += src.len as u64 * 4;
-        Ok(data)
+        let len = src.len;
+        map_and_read(&self.device, &self.errors, staging, "readback", move |b| {
+            bytemuck::cast_slice::<u8, f32>(b)[..len].to_vec()
+        })
     }
 
     fn fill(&mut self, dst: View, value: f32) {
@@ -896,10 +1004,31 @@ impl Backend for GpuBackend {
     fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
         let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
         let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
-        let (cs_b, cs_o) = match epi.a_colsum {
-            Some(v) if form == Form::TN => (v.buf, v.offset),
-            _ => (self.dummy_write, 0),
-        };
+        // The column sums of a TN product are written in the same pass, bound as the range
+        // they write when they share the output's buffer (a gradient arena): WebGPU forbids
+        // two writable bindings of one buffer whose ranges overlap. If even those ranges
+        // overlap, a separate pass sums them.
+        let mut bindings: Vec<Binding> = vec![(a.buf, None), (b.buf, None), (bias_b, None), (y_b, None)];
+        let (mut out_o, mut cs_o) = (u(out.offset), 0);
+        let mut fused_colsum = false;
+        match epi.a_colsum {
+            Some(cs) if form == Form::TN && cs.buf != out.buf => {
+                bindings.extend([(out.buf, None), (cs.buf, None)]);
+                (cs_o, fused_colsum) = (u(cs.offset), true);
+            }
+            Some(cs) if form == Form::TN => {
+                let (ob, o_into) = self.sub_range(out.buf, out.offset as u64 * 4, (d.m * d.n) as u64 * 4);
+                let (cb, c_into) = self.sub_range(cs.buf, cs.offset as u64 * 4, d.m as u64 * 4);
+                let (o, c) = (ob.1.unwrap_or_default(), cb.1.unwrap_or_default());
+                if o.0 + o.1 <= c.0 || c.0 + c.1 <= o.0 {
+                    bindings.extend([ob, cb]);
+                    (out_o, cs_o, fused_colsum) = (u(o_into as usize / 4), u(c_into as usize / 4), true);
+                } else {
+                    bindings.extend([(out.buf, None), (self.dummy_write[0], None)]);
+                }
+            }
+            _ => bindings.extend([(out.buf, None), (self.dummy_write[0], None)]),
+        }
         let uni = [
             u(d.m),
             u(d.k),
@@ -907,14 +1036,14 @@ impl Backend for GpuBackend {
             form.code(),
             u(a.offset),
             u(b.offset),
-            u(out.offset),
+            out_o,
             u(bias_o),
             u(y_o),
-            u(cs_o),
+            cs_o,
             epi.bias.is_some() as u32,
             epi.act.unwrap_or(Act::Identity).code(),
             epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
-            (epi.a_colsum.is_some() && form == Form::TN) as u32,
+            fused_colsum as u32,
             0,
             0,
         ];
@@ -927,8 +1056,8 @@ impl Backend for GpuBackend {
         };
         let aligned = [a_run, b_run, a.offset, b.offset].iter().all(|x| x % 4 == 0);
         let kern = if aligned { K_MATMUL_VEC4 } else { K_MATMUL };
-        self.dispatch(kern, &uni, &[a.buf, b.buf, bias_b, y_b, out.buf, cs_b], grid);
-        if let (Some(cs), false) = (epi.a_colsum, form == Form::TN) {
+        self.dispatch_ranged(kern, &uni, &bindings, grid);
+        if let (Some(cs), false) = (epi.a_colsum, fused_colsum) {
             self.sum_axis(a, cs, d.m, Axis::Rows, 1.0);
         }
     }
@@ -988,9 +1117,9 @@ impl Backend for GpuBackend {
     ) {
         let rows = logits.len / cols;
         let pick = |v: Option<View>, dummy: usize| v.map_or((dummy, 0), |v| (v.buf, v.offset));
-        let (lb, lo) = pick(loss, self.dummy_write);
-        let (db, dof) = pick(dlogits, self.dummy_write);
-        let (mb, mo) = pick(metrics, self.dummy_write);
+        let (lb, lo) = pick(loss, self.dummy_write[0]);
+        let (db, dof) = pick(dlogits, self.dummy_write[1]);
+        let (mb, mo) = pick(metrics, self.dummy_write[2]);
         let flags = loss.is_some() as u32 | (dlogits.is_some() as u32) << 1 | (metrics.is_some() as u32) << 2;
         let uni = [u(rows), u(cols), u(logits.offset), u(labels.offset), u(lo), u(dof), u(mo), flags];
         self.dispatch(K_SOFTMAX_CE, &uni, &[logits.buf, labels.buf, lb, db, mb], [1, 1, 1]);
@@ -1101,10 +1230,17 @@ impl Backend for GpuBackend {
         }
     }
 
-    fn sync(&mut self) -> Result<()> {
-        self.flush()?;
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow!("GPU poll failed: {e}"))?;
-        self.check()
+    fn finish(&mut self) -> Pending<()> {
+        if let Err(e) = self.flush() {
+            return Pending::ready(Err(e));
+        }
+        let (done, fire) = callback(&self.device);
+        self.queue.on_submitted_work_done(move || fire(()));
+        let (device, errors) = (self.device.clone(), self.errors.clone());
+        Pending::new(async move {
+            done.await?;
+            check_errors(&device, &errors)
+        })
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -1156,10 +1292,10 @@ impl Backend for GpuBackend {
         }
         self.flush()?;
         let Some(t) = &self.timer else { return Ok(None) };
-        let ticks = self.map_read(&t.readback, "timer readback", |b| {
+        let ticks = super::wait(map_and_read(&self.device, &self.errors, t.readback.clone(), "timer readback", |b| {
             let v = bytemuck::cast_slice::<u8, u64>(b);
             [v[0], v[1]]
-        })?;
+        }))?;
         let period_ns = self.queue.get_timestamp_period() as f64;
         Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
     }

@@ -3,8 +3,12 @@
 //! backend and recycles buffers so a training step allocates nothing after the first one.
 //!
 //! Ops are recorded, not necessarily executed, when called: the GPU backend queues them into
-//! one command encoder and submits on [`Backend::sync`] or a read. Nothing here reads data back
+//! one command encoder and submits on [`Backend::finish`] or a read. Nothing here reads data back
 //! unless asked to.
+//!
+//! Reads and waits are futures ([`Pending`]): a browser cannot block, so there they are awaited
+//! ([`Device::read_async`], [`Device::finish_async`]); natively [`Device::read`] and
+//! [`Device::sync`] wait for the same futures with [`wait`].
 
 pub mod cpu;
 pub mod cpu_matmul;
@@ -17,6 +21,53 @@ pub use crate::tensor::View;
 use anyhow::{ensure, Result};
 pub use optim_kernel::{Blockwise8, OptimBits, OptimStep, Slot};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A result the device produces later: a readback or the end of submitted work. Await it (in
+/// the browser, where nothing may block), or [`wait`] for it natively.
+#[must_use = "a readback or wait does nothing useful unless awaited"]
+pub struct Pending<T>(Pin<Box<dyn Future<Output = Result<T>>>>);
+
+impl<T: 'static> Pending<T> {
+    /// A result that is already here (the CPU backend's reads, or an error found up front).
+    pub fn ready(r: Result<T>) -> Pending<T> {
+        Pending(Box::pin(std::future::ready(r)))
+    }
+
+    /// A result that comes when `f` completes.
+    pub fn new(f: impl Future<Output = Result<T>> + 'static) -> Pending<T> {
+        Pending(Box::pin(f))
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Block until `f` completes: the native edge of the async readback path (a GPU future polls
+/// the device until its callback fires). In the browser a future that is not ready at once
+/// would need the event loop, so it is an error there: await it instead.
+pub fn wait<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(r) => r,
+            Poll::Pending => anyhow::bail!(
+                "in the browser a GPU result cannot be waited for: await it (Device::read_async, Device::finish_async)"
+            ),
+        }
+    }
+}
 
 /// Activation functions. Their derivatives are taken from the output `y`, which is what the
 /// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
@@ -289,8 +340,8 @@ pub trait Backend {
     fn free(&mut self, buf: usize);
     /// Copy `data` (as long as `dst`) into `dst`.
     fn write(&mut self, dst: View, data: &[f32]) -> Result<()>;
-    /// Run what is recorded and copy `src` to the host.
-    fn read(&mut self, src: View) -> Result<Vec<f32>>;
+    /// Run what is recorded and copy `src` to the host when the device gets there.
+    fn read_async(&mut self, src: View) -> Pending<Vec<f32>>;
     /// Set every element of `dst` to `value`.
     fn fill(&mut self, dst: View, value: f32);
     /// `dst = src` (same lengths, different buffers or disjoint ranges).
@@ -339,8 +390,8 @@ pub trait Backend {
     /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
     /// block's absmax is the maximum of its updated values, found in the same pass.
     fn adam_step_8bit(&mut self, h: &optim_kernel::AdamParams, params: View, grads: View, state: &Blockwise8);
-    /// Run everything recorded so far and wait for it.
-    fn sync(&mut self) -> Result<()>;
+    /// Run everything recorded so far; the future completes when the device has finished it.
+    fn finish(&mut self) -> Pending<()>;
     /// Start everything recorded so far without waiting (one submit on the GPU).
     fn flush(&mut self) -> Result<()> {
         Ok(())
@@ -393,6 +444,9 @@ pub struct Capacity {
 
 /// The host's available memory (Linux's `MemAvailable`), if known.
 pub fn host_available_bytes() -> Option<u64> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -486,6 +540,12 @@ impl Device {
     /// The WGSL backend on any adapter wgpu finds (software ones included).
     pub fn gpu() -> Result<Device> {
         Ok(Device::from_backend(gpu::GpuBackend::boxed(false)?))
+    }
+
+    /// [`Device::gpu`] as a future: how a browser page opens its WebGPU adapter (natively it
+    /// is the same adapter as `Device::gpu`).
+    pub async fn gpu_async() -> Result<Device> {
+        Ok(Device::from_backend(Box::new(gpu::GpuBackend::open_async(false, |_| {}).await?)))
     }
 
     /// Wrap a backend (one of this crate's, or your own implementation of [`Backend`]).
@@ -618,9 +678,16 @@ impl Device {
         self.backend.write(dst, data)
     }
 
-    /// Run what is recorded and copy `v` to the host.
+    /// Run what is recorded and copy `v` to the host (natively; in the browser a GPU device
+    /// needs [`Device::read_async`]).
     pub fn read(&mut self, v: View) -> Result<Vec<f32>> {
-        self.backend.read(v)
+        wait(self.backend.read_async(v))
+    }
+
+    /// Run what is recorded and copy `v` to the host when the device gets there. The future
+    /// owns what it needs, so the device can record more work meanwhile.
+    pub fn read_async(&mut self, v: View) -> Pending<Vec<f32>> {
+        self.backend.read_async(v)
     }
 
     /// Set every element of `dst` to `value`.
@@ -719,9 +786,15 @@ impl Device {
         self.backend.adam_step_8bit(h, params, grads, state)
     }
 
-    /// Run everything recorded so far and wait for it.
+    /// Run everything recorded so far and wait for it (natively; in the browser a GPU device
+    /// needs [`Device::finish_async`]).
     pub fn sync(&mut self) -> Result<()> {
-        self.backend.sync()
+        wait(self.backend.finish())
+    }
+
+    /// Run everything recorded so far; the future completes when the device has finished it.
+    pub fn finish_async(&mut self) -> Pending<()> {
+        self.backend.finish()
     }
 
     /// Start everything recorded so far without waiting.

@@ -205,12 +205,11 @@ impl<const SIGNED: bool> Coder<'_, SIGNED> {
     #[inline(always)]
     pub fn codes(self, xs: &[f32], out: &mut [u8]) {
         let n = xs.len().min(out.len());
-        let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if super::cpu::has_avx2_fma() {
-            // SAFETY: the CPU has AVX2 (checked at run time).
-            done = unsafe { self.codes_avx2(&xs[..n], &mut out[..n]) };
-        }
+        // SAFETY: the CPU has AVX2 (checked at run time).
+        let done = if super::cpu::has_avx2_fma() { unsafe { self.codes_avx2(&xs[..n], &mut out[..n]) } } else { 0 };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
         for (c, &x) in out[done..n].iter_mut().zip(&xs[done..n]) {
             *c = self.code(x);
         }

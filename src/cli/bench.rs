@@ -243,15 +243,8 @@ fn optim(a: OptimBench) -> Result<()> {
         }
     }
     if a.json {
-        println!(
-            "{}",
-            json!({
-                "device": {"name": dev.describe(), "gpu": dev.is_gpu()},
-                "copy_gb_per_s": bw.copy_gb_per_s,
-                "streaming_gb_per_s": bw.streaming_gb_per_s,
-                "results": rows,
-            })
-        );
+        let report = bench::OptimReport { results: rows, ..bench::OptimReport::new(&dev, &bw) };
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }

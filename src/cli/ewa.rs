@@ -8,7 +8,7 @@ use descent::app::plot::{self, num, Kind, Series};
 use std::path::PathBuf;
 
 /// The series the lecture's slides start with.
-pub const LECTURE_SERIES: &str = "3,8,6,5,1,9,0,8,4";
+pub use descent::app::descend::LECTURE_SERIES;
 
 #[derive(Args)]
 pub struct EwaArgs {

@@ -8,11 +8,14 @@ use std::path::Path;
 /// The bytes of a file, gunzipped when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    gunzip_if_gz(raw, &path.display().to_string())
+}
+
+/// `raw`, gunzipped when it starts with the gzip magic (a file's bytes, or a page's download).
+pub fn gunzip_if_gz(raw: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: corrupt or truncated gzip data", path.display()))?;
+        GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("{what}: corrupt or truncated gzip data"))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -59,13 +62,26 @@ pub fn parse(bytes: &[u8], ndims: u8, what: &str) -> Result<(Vec<usize>, Vec<u8>
 
 /// Images ([n, rows, cols]) and labels of one split, checked against each other.
 pub fn load_split(images: &Path, labels: &Path, classes: usize) -> Result<(Vec<u8>, Vec<u8>, usize, usize)> {
-    let (idims, idata) = parse(&read_maybe_gz(images)?, 3, &images.display().to_string())?;
-    let (ldims, ldata) = parse(&read_maybe_gz(labels)?, 1, &labels.display().to_string())?;
+    let (what_i, what_l) = (images.display().to_string(), labels.display().to_string());
+    split_from_bytes(read_maybe_gz(images)?, read_maybe_gz(labels)?, classes, &what_i, &what_l)
+}
+
+/// [`load_split`] from the files' (gunzipped) bytes, named `what_images` and `what_labels` in
+/// errors: (images, labels, rows, bytes per image).
+pub fn split_from_bytes(
+    images: Vec<u8>,
+    labels: Vec<u8>,
+    classes: usize,
+    what_images: &str,
+    what_labels: &str,
+) -> Result<(Vec<u8>, Vec<u8>, usize, usize)> {
+    let (idims, idata) = parse(&images, 3, what_images)?;
+    let (ldims, ldata) = parse(&labels, 1, what_labels)?;
     if idims[0] != ldims[0] {
-        bail!("{} holds {} images but {} holds {} labels", images.display(), idims[0], labels.display(), ldims[0]);
+        bail!("{what_images} holds {} images but {what_labels} holds {} labels", idims[0], ldims[0]);
     }
     if let Some(pos) = ldata.iter().position(|&l| l as usize >= classes) {
-        bail!("{}: label {} at index {pos} is not below {classes}", labels.display(), ldata[pos]);
+        bail!("{what_labels}: label {} at index {pos} is not below {classes}", ldata[pos]);
     }
     Ok((idata, ldata, idims[0], idims[1] * idims[2]))
 }

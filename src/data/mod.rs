@@ -124,9 +124,7 @@ fn idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 fn has_idx(dir: &Path) -> bool {
-    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-        .iter()
-        .all(|s| idx_file(dir, s).is_some())
+    IDX_FILES.iter().all(|s| idx_file(dir, s).is_some())
 }
 
 /// Load an IDX dataset (Fashion-MNIST or MNIST) from the first place that has it: `data_dir`,
@@ -165,25 +163,42 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
             ),
         }
     };
-    let file = |s: &str| idx_file(&dir, s).expect("checked by has_idx");
-    let (ti, tl, tn, row_len) =
-        idx::load_split(&file("train-images-idx3-ubyte"), &file("train-labels-idx1-ubyte"), 10)?;
-    let (vi, vl, vn, vrow) = idx::load_split(&file("t10k-images-idx3-ubyte"), &file("t10k-labels-idx1-ubyte"), 10)?;
-    if vrow != row_len {
-        bail!("{}: train images have {row_len} pixels, test images {vrow}", dir.display());
-    }
-    let subset = dir == embedded_subset_dir();
-    let source = if subset {
-        format!(
-            "{} (the embedded subset: {tn} train / {vn} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass data_dir)",
-            dir.display()
-        )
-    } else {
-        format!("{} ({tn} train / {vn} test images)", dir.display())
+    let read = |stem: &str| -> Result<(Vec<u8>, String)> {
+        let path = idx_file(&dir, stem).expect("checked by has_idx");
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok((bytes, path.display().to_string()))
     };
+    let files = [read(IDX_FILES[0])?, read(IDX_FILES[1])?, read(IDX_FILES[2])?, read(IDX_FILES[3])?];
+    let mut data = idx_dataset_from_bytes(name, &dir.display().to_string(), files)?;
+    if dir == embedded_subset_dir() {
+        data.source = format!(
+            "{} (the embedded subset: {} train / {} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass data_dir)",
+            dir.display(),
+            data.train.rows,
+            data.test.rows
+        );
+    }
+    Ok(data)
+}
+
+/// The four IDX files of a split dataset, in the order [`idx_dataset_from_bytes`] takes them.
+pub const IDX_FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+/// An IDX dataset (10 classes) from the bytes of its four files in [`IDX_FILES`] order, each
+/// with the name errors give it (plain or gzip-compressed: a web page's downloads, say).
+/// `origin` says where they came from.
+pub fn idx_dataset_from_bytes(name: &str, origin: &str, files: [(Vec<u8>, String); 4]) -> Result<Dataset> {
+    let [ti, tl, vi, vl] = files.map(|(bytes, what)| idx::gunzip_if_gz(bytes, &what).map(|b| (b, what)));
+    let ((ti, wti), (tl, wtl), (vi, wvi), (vl, wvl)) = (ti?, tl?, vi?, vl?);
+    let (ti, tl, tn, row_len) = idx::split_from_bytes(ti, tl, 10, &wti, &wtl)?;
+    let (vi, vl, vn, vrow) = idx::split_from_bytes(vi, vl, 10, &wvi, &wvl)?;
+    if vrow != row_len {
+        bail!("{origin}: train images have {row_len} pixels, test images {vrow}");
+    }
     Ok(Dataset {
         name: name.to_string(),
-        source,
+        source: format!("{origin} ({tn} train / {vn} test images)"),
         row_len,
         classes: 10,
         train: Split { images: ti, labels: tl, rows: tn },

@@ -762,8 +762,13 @@ impl Optimizer {
     /// when some tensor is quantized: `exp_avg_absmax` and `exp_avg_sq_absmax`, one value per
     /// quantized block.
     pub fn read_state(&self, dev: &mut Device) -> Result<Vec<(&'static str, Vec<f32>)>> {
+        crate::backend::wait(self.read_state_async(dev))
+    }
+
+    /// [`Optimizer::read_state`] as a future (for a browser's WebGPU device).
+    pub async fn read_state_async(&self, dev: &mut Device) -> Result<Vec<(&'static str, Vec<f32>)>> {
         let names = self.config.state_names();
-        Ok(match self.read_stored(dev)? {
+        Ok(match self.read_stored_async(dev).await? {
             StoredState::F32(v) => names.into_iter().zip(v).collect(),
             StoredState::Bf16(v) => {
                 names.into_iter().zip(v).map(|(n, h)| (n, h.into_iter().map(quant::bf16_to_f32).collect())).collect()
@@ -815,13 +820,24 @@ impl Optimizer {
 
     /// The state exactly as stored (checkpoints keep these bits).
     pub fn read_stored(&self, dev: &mut Device) -> Result<StoredState> {
+        crate::backend::wait(self.read_stored_async(dev))
+    }
+
+    /// [`Optimizer::read_stored`] as a future (for a browser's WebGPU device).
+    pub async fn read_stored_async(&self, dev: &mut Device) -> Result<StoredState> {
         let bits = |v: Vec<f32>| -> Vec<u32> { v.into_iter().map(f32::to_bits).collect() };
         Ok(match &self.state {
-            OptimState::F32(slots) => StoredState::F32(slots.iter().map(|&v| dev.read(v)).collect::<Result<_>>()?),
+            OptimState::F32(slots) => {
+                let mut out = Vec::new();
+                for &v in slots {
+                    out.push(dev.read_async(v).await?);
+                }
+                StoredState::F32(out)
+            }
             OptimState::Bf16(slots) => {
                 let mut out = Vec::new();
                 for &v in slots {
-                    let words = bits(dev.read(v)?);
+                    let words = bits(dev.read_async(v).await?);
                     let mut h: Vec<u16> = words.iter().flat_map(|w| [*w as u16, (*w >> 16) as u16]).collect();
                     h.truncate(self.n);
                     out.push(h);
@@ -831,7 +847,7 @@ impl Optimizer {
             OptimState::Blockwise8 { buffers: b, .. } => {
                 let mut codes = [Vec::new(), Vec::new()];
                 for (k, v) in [b.m_codes, b.v_codes].into_iter().enumerate() {
-                    let words = bits(dev.read(v)?);
+                    let words = bits(dev.read_async(v).await?);
                     let mut c: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
                     c.truncate(self.n);
                     codes[k] = c;
@@ -841,8 +857,8 @@ impl Optimizer {
                     let second = v.split_off(half);
                     [v, second]
                 };
-                let absmax = split(dev.read(b.absmax)?, b.quantized_blocks);
-                let small = split(dev.read(b.small)?, b.small_len);
+                let absmax = split(dev.read_async(b.absmax).await?, b.quantized_blocks);
+                let small = split(dev.read_async(b.small).await?, b.small_len);
                 StoredState::Blockwise8 { codes, absmax, small }
             }
         })
