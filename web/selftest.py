@@ -33,7 +33,7 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 class Browser:
     """Chromium with the DevTools protocol on fds 3 (commands in) and 4 (replies out)."""
 
-    def __init__(self, path, profile):
+    def __init__(self, path, profile, webgpu):
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
 
@@ -42,7 +42,7 @@ class Browser:
             os.dup2(from_child_w, 4)
 
         args = [
-            path, "--no-sandbox", "--enable-unsafe-webgpu", "--remote-debugging-pipe",
+            path, "--no-sandbox", *(["--enable-unsafe-webgpu"] if webgpu else []), "--remote-debugging-pipe",
             f"--user-data-dir={profile}", "--window-size=1280,900", "--hide-scrollbars",
             # Nothing outside 127.0.0.1 is reachable here: keep Chromium from trying.
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -115,26 +115,12 @@ def console_lines(events):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--www", required=True)
-    ap.add_argument("--shots", required=True)
-    ap.add_argument("--native", required=True, help="metrics.json of the native CPU run")
-    ap.add_argument("--browser", default="chromium-headless-shell")
-    ap.add_argument("--timeout", type=float, default=600)
-    a = ap.parse_args()
-
-    native = json.load(open(a.native))
-    args = {"native_epoch": native["runs"][0]["epochs"][0]} if "runs" in native else {"native_epoch": native[0]}
-    handler = functools.partial(Quiet, directory=a.www)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
-    os.makedirs(a.shots, exist_ok=True)
-
+def run_pages(a, base, args, webgpu):
+    """Each page's self-test in one browser; returns the number of failed checks."""
     failed = 0
+    suffix = "" if webgpu else "-no-webgpu"
     with tempfile.TemporaryDirectory() as profile:
-        b = Browser(a.browser, profile)
+        b = Browser(a.browser, profile, webgpu)
         try:
             target = b.send("Target.createTarget", {"url": "about:blank"})["targetId"]
             session = b.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -168,12 +154,38 @@ def main():
                     "format": "png", "captureBeyondViewport": True,
                     "clip": {"x": 0, "y": 0, "width": m["width"], "height": m["height"], "scale": 1},
                 }, session=session)
-                path = os.path.join(a.shots, page.replace(".html", ".png"))
+                path = os.path.join(a.shots, page.replace(".html", suffix + ".png"))
                 with open(path, "wb") as f:
                     f.write(base64.b64decode(shot["data"]))
         finally:
             b.close()
-            server.shutdown()
+    return failed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--www", required=True)
+    ap.add_argument("--shots", required=True)
+    ap.add_argument("--native", required=True, help="metrics.json of the native CPU run")
+    ap.add_argument("--browser", default="chromium-headless-shell")
+    ap.add_argument("--timeout", type=float, default=600)
+    a = ap.parse_args()
+
+    native = json.load(open(a.native))
+    args = {"native_epochs": native["runs"][0]["epochs"]}
+    handler = functools.partial(Quiet, directory=a.www)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    os.makedirs(a.shots, exist_ok=True)
+
+    failed = 0
+    # With WebGPU (the browser's adapter runs everything), then without an adapter (as on a
+    # browser without WebGPU support: the pages must say so and run on the CPU backend).
+    for webgpu in (True, False):
+        print(f"-- {'with WebGPU' if webgpu else 'without a WebGPU adapter'}")
+        failed += run_pages(a, base, dict(args, webgpu=webgpu), webgpu)
+    server.shutdown()
     print(f"screenshots: {os.path.abspath(a.shots)}")
     if failed:
         print(f"{failed} check(s) failed")

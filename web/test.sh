@@ -2,7 +2,7 @@
 # The web page's self-tests in a real browser: builds the wasm (web/build.sh), trains one epoch
 # natively on the CPU as the reference, serves web/www on 127.0.0.1 and drives headless
 # Chromium with WebGPU (web/selftest.py) through each page's self-test: parity on the
-# browser's adapter, the epoch against the native one, the playground against the lecture.
+# browser's adapter, three epochs against the native ones, the playground against the lecture.
 # Saves a screenshot of each page into the folder it prints (default target/web-screenshots,
 # or $1). Exits non-zero on any failure.
 # Needs: chromium-headless-shell (apt-get install chromium-headless-shell), or $BROWSER.
@@ -21,6 +21,6 @@ web/build.sh
 native="$(mktemp -d)"
 trap 'rm -rf "$native"' EXIT
 cargo run --release --quiet --bin descent -- train --dataset fashion-mnist --data-dir datasets/fashion-mnist-subset \
-    --optimizer adam --lr 0.001 --batch-size 64 --epochs 1 --seed 0 --device cpu --metrics "$native/metrics.json"
+    --optimizer adam --lr 0.001 --batch-size 64 --epochs 3 --seed 0 --device cpu --metrics "$native/metrics.json"
 
 python3 web/selftest.py --www web/www --shots "$shots" --native "$native/metrics.json" --browser "$browser"

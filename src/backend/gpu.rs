@@ -525,6 +525,14 @@ impl GpuBackend {
         Ok(module)
     }
 
+    /// Name an adapter that does not name itself: browsers leave WebGPU's adapter description
+    /// empty, and a page can read the vendor and architecture from `GPUAdapter.info` instead.
+    pub fn name_adapter(&mut self, name: &str) {
+        if self.info.name.is_empty() {
+            self.info.name = name.to_string();
+        }
+    }
+
     /// Destroy the wgpu device as a driver reset or a removed GPU would, so tests can check
     /// that every later operation fails with a clear error rather than a panic or a hang.
     pub fn simulate_device_loss(&mut self) {

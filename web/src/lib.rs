@@ -13,6 +13,7 @@ use descent::app::descend::{descend as walk, ewa as ewa_series};
 use descent::app::functions::{Function, FUNCTIONS};
 use descent::app::parity::{self, ParityConfig};
 use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
+use descent::backend::gpu::GpuBackend;
 use descent::backend::{Act, Device};
 use descent::data::{idx_dataset_from_bytes, IDX_FILES};
 use descent::optim::{OptimBits, OptimConfig, Schedule};
@@ -128,7 +129,15 @@ async fn device(gpu: bool) -> Result<Device> {
     if let Some(d) = GPU.with(|g| g.borrow_mut().take()) {
         return Ok(d);
     }
-    Device::gpu_async().await
+    open_gpu().await
+}
+
+/// A new WebGPU device, named after what the page read from `GPUAdapter.info` (the browser
+/// leaves wgpu's adapter name empty).
+async fn open_gpu() -> Result<Device> {
+    let mut g = GpuBackend::open_async(false, |_| {}).await?;
+    ADAPTER_LABEL.with(|l| g.name_adapter(&l.borrow()));
+    Ok(Device::from_backend(Box::new(g)))
 }
 
 /// Give the GPU device back for the next request.
@@ -140,12 +149,15 @@ fn keep(dev: Device) {
 
 thread_local! {
     static GPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+    static ADAPTER_LABEL: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Open the WebGPU device and say what it is (the adapter, its backend); rejects with the
-/// reason when the browser has no adapter.
+/// reason when the browser has no adapter. `label` names the adapter (vendor, architecture:
+/// `GPUAdapter.info`) in every report.
 #[wasm_bindgen]
-pub async fn gpu_name() -> Result<String, JsError> {
+pub async fn gpu_name(label: String) -> Result<String, JsError> {
+    ADAPTER_LABEL.with(|l| *l.borrow_mut() = label);
     let dev = device(true).await.map_err(js)?;
     let name = dev.describe();
     keep(dev);
@@ -321,7 +333,7 @@ async fn build(request: &str, files: Vec<js_sys::Uint8Array>, gpu: bool) -> Resu
         },
         eval_batch: 1000,
     };
-    let dev = if gpu { Device::gpu_async().await? } else { Device::cpu() };
+    let dev = device(gpu).await?;
     let name = dev.describe();
     if gpu && !dev.is_gpu() {
         bail!("no WebGPU device");
@@ -379,31 +391,36 @@ pub fn selftest_playground() -> Result<String, JsError> {
     Ok(Value::Array(checks).to_string())
 }
 
-/// The page's training epoch against the native CPU run's (`metrics.json`'s epoch rows): the
-/// losses within [`TRAIN_LOSS_REL_TOL`](descent::reference::TRAIN_LOSS_REL_TOL), the
-/// accuracies within [`TRAIN_ACCURACY_TOL`](descent::reference::TRAIN_ACCURACY_TOL).
+/// The page's training epochs against the native CPU run's (`metrics.json`'s epoch rows, as
+/// two JSON arrays): the losses within
+/// [`TRAIN_LOSS_REL_TOL`](descent::reference::TRAIN_LOSS_REL_TOL), the accuracies within
+/// [`TRAIN_ACCURACY_TOL`](descent::reference::TRAIN_ACCURACY_TOL).
 #[wasm_bindgen]
 pub fn check_training(native: &str, web: &str) -> Result<String, JsError> {
     use descent::reference::{TRAIN_ACCURACY_TOL, TRAIN_LOSS_REL_TOL};
-    let (n, w): (Value, Value) = (serde_json::from_str(native)?, serde_json::from_str(web)?);
-    let mut checks = Vec::new();
-    for key in ["train_loss", "test_loss", "train_accuracy", "test_accuracy"] {
-        let (a, b) = (n[key].as_f64(), w[key].as_f64());
-        let (Some(a), Some(b)) = (a, b) else {
-            checks.push(check(key, false, format!("missing: native {:?}, page {:?}", n[key], w[key])));
-            continue;
-        };
-        let (diff, tol) = if key.ends_with("loss") {
-            ((a - b).abs() / a.abs().max(1.0), TRAIN_LOSS_REL_TOL)
-        } else {
-            ((a - b).abs(), TRAIN_ACCURACY_TOL)
-        };
-        let what = if key.ends_with("loss") { "relative difference" } else { "difference" };
-        checks.push(check(
-            &format!("epoch 1 {key} matches the native CPU run"),
-            diff <= tol,
-            format!("native {a:.6}, page {b:.6}: {what} {diff:.2e} (tolerance {tol:.0e})"),
-        ));
+    let (native, web): (Vec<Value>, Vec<Value>) = (serde_json::from_str(native)?, serde_json::from_str(web)?);
+    let mut checks = vec![check(
+        "as many epochs as the native run",
+        native.len() == web.len() && !web.is_empty(),
+        format!("native {}, page {}", native.len(), web.len()),
+    )];
+    for (e, (n, w)) in native.iter().zip(&web).enumerate() {
+        for key in ["train_loss", "test_loss", "train_accuracy", "test_accuracy"] {
+            let name = format!("epoch {} {key} matches the native CPU run", e + 1);
+            let (Some(a), Some(b)) = (n[key].as_f64(), w[key].as_f64()) else {
+                checks.push(check(&name, false, format!("missing: native {:?}, page {:?}", n[key], w[key])));
+                continue;
+            };
+            let loss = key.ends_with("loss");
+            let (diff, tol) =
+                if loss { ((a - b).abs() / a.abs().max(1.0), TRAIN_LOSS_REL_TOL) } else { ((a - b).abs(), TRAIN_ACCURACY_TOL) };
+            let what = if loss { "relative difference" } else { "difference" };
+            checks.push(check(
+                &name,
+                diff <= tol,
+                format!("native {a:.6}, page {b:.6}: {what} {diff:.2e} (tolerance {tol:.0e})"),
+            ));
+        }
     }
     Ok(Value::Array(checks).to_string())
 }

@@ -25,9 +25,13 @@ export async function gpuStatus() {
     return { ok: false, why: 'This browser has no WebGPU (navigator.gpu is missing). Chrome and Edge 113+ have it; Firefox and Safari only in recent versions, and Chromium on Linux may need --enable-unsafe-webgpu. The demos that run on the CPU backend still work.' };
   }
   try {
-    return { ok: true, name: await wasm.gpu_name() };
+    // Browsers leave the adapter's description empty; vendor and architecture say enough.
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const info = (adapter && adapter.info) || {};
+    const label = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+    return { ok: true, name: await wasm.gpu_name(label) };
   } catch (e) {
-    return { ok: false, why: `WebGPU is present but no device opened: ${e.message || e}. The CPU backend still runs.` };
+    return { ok: false, why: `WebGPU is present but no device opened: ${e.message || e}.` };
   }
 }
 

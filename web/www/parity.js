@@ -45,7 +45,7 @@ async function bench() {
     rs.map(r => `<tr><td>${r.optimizer}</td><td class="l">${r.variant}</td><td>${r.optim_bits}</td><td>${r.params}</td><td>${r.median_ms.toFixed(3)}</td>
       <td>${r.gb_per_s.toFixed(2)}</td><td>${(100 * r.fraction_of_copy_bw).toFixed(0)}%</td></tr>`).join('');
   const max = Math.max(...rs.map(r => r.gb_per_s), doc.copy_gb_per_s);
-  $('#bchart').setAttribute('width', 420); $('#bchart').setAttribute('height', 30 + 26 * (rs.length + 1));
+  $('#bchart').setAttribute('width', 480); $('#bchart').setAttribute('height', 30 + 26 * (rs.length + 1));
   $('#bchart').innerHTML = [{ variant: 'copy (device)', gb_per_s: doc.copy_gb_per_s }, ...rs].map((r, i) =>
     `<rect x="150" y="${10 + 26 * i}" width="${Math.max(1, 250 * r.gb_per_s / max)}" height="18" fill="${i ? '#2563eb' : '#94a3b8'}"/>
      <text x="144" y="${23 + 26 * i}" text-anchor="end">${r.variant}</text>
@@ -71,11 +71,14 @@ const ready = (async () => {
 })();
 
 // The self-test web/test.sh runs: the parity suite on this adapter (every row must pass), and
-// the bench's fused and unfused Adam (each must give a finite, positive rate).
-window.selftest = async () => {
+// the bench's fused and unfused Adam (each must give a finite, positive rate). Without
+// `webgpu` the page must say why and run both on the CPU backend.
+window.selftest = async ({ webgpu }) => {
   await ready;
-  const checks = [{ name: 'WebGPU device', pass: gpu.ok, detail: gpu.ok ? gpu.name : gpu.why }];
-  if (gpu.ok) {
+  const checks = webgpu
+    ? [{ name: 'WebGPU device', pass: gpu.ok, detail: gpu.ok ? gpu.name : gpu.why }]
+    : [{ name: 'no adapter: the page says so and runs on the CPU backend', pass: !gpu.ok && $('#msg').textContent.length > 0, detail: gpu.ok ? `an adapter opened: ${gpu.name}` : $('#msg').textContent }];
+  if (gpu.ok === webgpu) {
     const rows = await parity();
     const failed = rows.filter(r => !r.pass);
     checks.push({
