@@ -54,7 +54,10 @@ fn gpu_step_losses_match_cpu() {
         let gpu = step_losses(common::gpu(), &data, opt, lr, 40);
         for (s, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
             // Same data, same initial weights; only f32 rounding order differs.
-            assert!((c - g).abs() <= descent::reference::TRAIN_LOSS_REL_TOL * c.abs().max(1.0), "{opt} step {s}: cpu loss {c} vs gpu {g}");
+            assert!(
+                (c - g).abs() <= descent::reference::TRAIN_LOSS_REL_TOL * c.abs().max(1.0),
+                "{opt} step {s}: cpu loss {c} vs gpu {g}"
+            );
         }
         assert!(cpu[39] < cpu[0], "{opt}: the loss did not fall ({} → {})", cpu[0], cpu[39]);
     }
@@ -96,7 +99,11 @@ fn sgd_follows_pytorchs_curve_and_reaches_82_percent_in_10_epochs_on_cpu() {
             // Only f32 rounding order differs; over 10 seeds × 10 epochs the largest gap measured
             // was 0.08 points. A different batch order or initialisation is off by whole points.
             let b = b.as_f64().unwrap();
-            assert!((a - b).abs() <= descent::reference::TRAIN_ACCURACY_TOL, "seed {seed}, epoch {}: descent {a}, PyTorch {b}", e + 1);
+            assert!(
+                (a - b).abs() <= descent::reference::TRAIN_ACCURACY_TOL,
+                "seed {seed}, epoch {}: descent {a}, PyTorch {b}",
+                e + 1
+            );
         }
         assert!(ours[9] >= 0.82, "seed {seed}: {} after 10 epochs ({ours:?})", ours[9]);
     }

@@ -11,7 +11,7 @@ use crate::optim::{
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -193,7 +193,8 @@ impl Checker<'_> {
                     self.dev.matmul(form, d, av, bv, out2, &Epilogue { a_colsum: Some(cs), ..Default::default() });
                     self.check("matmul_tn+colsum", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
                     let want_cs = r::col_sum(&a, m);
-                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL).await?;
+                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL)
+                        .await?;
                     vec![out2, cs]
                 }
             };
@@ -241,7 +242,8 @@ impl Checker<'_> {
             let out = self.poisoned(len)?;
             self.dev.sum_axis(xv, out, n, axis, 0.5);
             let want = r::sum_axis(&x, n, axis, 0.5);
-            self.check(&format!("sum_axis{}", axis.dim()), shape2.clone(), out, &want, matmul_abs_tol(k), REL_TOL).await?;
+            self.check(&format!("sum_axis{}", axis.dim()), shape2.clone(), out, &want, matmul_abs_tol(k), REL_TOL)
+                .await?;
             self.done(&[out]);
         }
         for layout in [Layout::Row, Layout::Col, Layout::Scalar] {
@@ -249,7 +251,8 @@ impl Checker<'_> {
             let (sv, out) = (self.input(&src)?, self.poisoned(m * n)?);
             self.dev.expand(sv, layout, out, n, -2.0);
             let want = r::expand(&src, layout, m * n, n, -2.0);
-            self.check(&format!("expand_{layout:?}").to_lowercase(), shape2.clone(), out, &want, ABS_TOL, REL_TOL).await?;
+            self.check(&format!("expand_{layout:?}").to_lowercase(), shape2.clone(), out, &want, ABS_TOL, REL_TOL)
+                .await?;
             self.done(&[sv, out]);
         }
         let pairs = [
@@ -293,34 +296,31 @@ impl Checker<'_> {
         for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
             let out = self.poisoned(n)?;
             self.dev.binary(op, av, bv, out);
-            self.check(
-                &format!("{op:?}").to_lowercase(),
-                shape.clone(),
-                out,
-                &r::binary(op, &a, &b),
-                ABS_TOL,
-                REL_TOL,
-            ).await?;
+            self.check(&format!("{op:?}").to_lowercase(), shape.clone(), out, &r::binary(op, &a, &b), ABS_TOL, REL_TOL)
+                .await?;
             self.done(&[out]);
         }
+        // sin and cos over several periods: every quadrant of the kernels' range reduction.
+        let wide = self.random(n, -8.0, 8.0);
+        let wv = self.input(&wide)?;
         let unary = [
-            ("scale", UnaryOp::Scale(-2.5), false),
-            ("add_scalar", UnaryOp::AddScalar(0.75), false),
-            ("pow3", UnaryOp::Pow(3.0), false),
-            ("pow2.5", UnaryOp::Pow(2.5), true),
-            ("log", UnaryOp::Log, true),
-            ("exp", UnaryOp::Exp, false),
-            ("sin", UnaryOp::Sin, false),
-            ("cos", UnaryOp::Cos, false),
+            ("scale", UnaryOp::Scale(-2.5), (av, &a)),
+            ("add_scalar", UnaryOp::AddScalar(0.75), (av, &a)),
+            ("pow3", UnaryOp::Pow(3.0), (av, &a)),
+            ("pow2.5", UnaryOp::Pow(2.5), (pv, &pos)),
+            ("log", UnaryOp::Log, (pv, &pos)),
+            ("exp", UnaryOp::Exp, (av, &a)),
+            ("sin", UnaryOp::Sin, (wv, &wide)),
+            ("cos", UnaryOp::Cos, (wv, &wide)),
         ];
-        for (name, op, positive) in unary {
-            let (src, data) = if positive { (pv, &pos) } else { (av, &a) };
+        for (name, op, (src, data)) in unary {
             let out = self.poisoned(n)?;
             self.dev.unary(op, src, out);
             let want = r::unary(op, data);
             self.check(name, shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[out]);
         }
+        self.done(&[wv]);
         let out = self.poisoned(1)?;
         self.dev.sum(av, out, 0.5);
         let want = a.iter().map(|&v| v as f64).sum::<f64>() * 0.5;
@@ -385,7 +385,8 @@ impl Checker<'_> {
             let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
             pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
             for (k, (_, got)) in opt.read_state_async(self.dev).await?.into_iter().enumerate() {
-                let want: Vec<f64> = self.dev.read_async(sf[k]).await?.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
+                let want: Vec<f64> =
+                    self.dev.read_async(sf[k]).await?.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
                 sres[k].push(compare(&got, &want, 0.0, 0.0));
             }
         }
@@ -402,8 +403,9 @@ impl Checker<'_> {
 
     /// Blockwise 8-bit Adam/AdamW over tensors of `lens` in one arena (offsets padded as a
     /// model's are), step by step from the device's state. Codes must equal the reference's
-    /// except where the reference's value lies within rounding ([`CODE_TIE_TOL`]) of the
-    /// midpoint between the two codes; those are counted (the codes row's max abs err) and
+    /// except where the reference's value lies within rounding ([`CODE_TIE_TOL`], relative to
+    /// the larger of the value and the terms it was summed from) of the midpoint between the
+    /// two codes; those are counted (the codes row's max abs err) and
     /// bounded (one per thousand elements, at least one).
     async fn optimizer_8bit(&mut self, label: &str, cfg: &OptimConfig, lens: &[usize], steps: u64) -> Result<()> {
         let mut tensors = Vec::new();
@@ -422,6 +424,11 @@ impl Checker<'_> {
         let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
         let (mut pres, mut cres, mut ares, mut fres) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let elements: usize = lens.iter().sum();
+        let (beta1, l2) = match cfg {
+            OptimConfig::Adam(a) => (a.betas.0, a.weight_decay),
+            OptimConfig::Adamw(a) => (a.betas.0, 0.0),
+            _ => bail!("blockwise 8-bit state is Adam's and AdamW's, not {}'s", cfg.name()),
+        };
         for t in 1..=steps {
             let p_dev = self.dev.read_async(pv).await?;
             let StoredState::Blockwise8 { codes, absmax, small } = opt.read_stored_async(self.dev).await? else {
@@ -450,6 +457,15 @@ impl Checker<'_> {
                             codes: [codes[0][r.clone()].to_vec(), codes[1][r.clone()].to_vec()],
                             absmax: [0, 1].map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect()),
                         };
+                        // What rounding is relative to: m = β1·m + (1 − β1)·g can cancel, leaving
+                        // a value far smaller than its terms (v's terms are all positive).
+                        let terms: Vec<f64> = (0..len)
+                            .map(|i| {
+                                let m = maps[0].values[q.codes[0][i] as usize] as f64 * q.absmax[0][i / quant::BLOCK];
+                                let g = g64[i] + l2 * p[i];
+                                beta1 * m.abs() + (1.0 - beta1) * g.abs()
+                            })
+                            .collect();
                         let values = optim_ref::step_8bit(cfg, t, cfg.lr(), &mut p, &g64, &mut q);
                         for k in 0..2 {
                             want_a.extend(q.absmax[k].iter().copied());
@@ -461,7 +477,9 @@ impl Checker<'_> {
                                 let mid =
                                     (maps[k].values[got as usize] as f64 + maps[k].values[want as usize] as f64) / 2.0;
                                 let x = values[k][i];
-                                if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * x.abs().max(1e-6) {
+                                let top = q.absmax[k][i / quant::BLOCK];
+                                let scale = if k == 0 && top > 0.0 { x.abs().max(terms[i] / top) } else { x.abs() };
+                                if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * scale.max(1e-6) {
                                     ties += 1;
                                 } else {
                                     wrong += 1;

@@ -378,7 +378,11 @@ impl Trainer {
     }
 
     /// Issue the rest of this epoch's steps; the order buffer is freed by `end_epoch`.
-    fn epoch_steps(&mut self, mut progress: impl FnMut(usize, usize, f64), progress_every: usize) -> Result<ByteBuffer> {
+    fn epoch_steps(
+        &mut self,
+        mut progress: impl FnMut(usize, usize, f64),
+        progress_every: usize,
+    ) -> Result<ByteBuffer> {
         // A resumed checkpoint taken mid-epoch rebuilds this epoch's order from the RNG state
         // saved at the epoch's start and continues after the steps already taken.
         if self.step_in_epoch == 0 {

@@ -318,7 +318,12 @@ fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!("cpu (rayon, {} threads, flush-to-zero on)", rayon::current_num_threads())
+        if cfg!(target_arch = "wasm32") {
+            return "cpu (wasm, one thread)".into();
+        }
+        // Flush-to-zero is an x86-64 MXCSR setting; elsewhere subnormals stay.
+        let ftz = if cfg!(target_arch = "x86_64") { "flush-to-zero on" } else { "no flush-to-zero" };
+        format!("cpu (rayon, {} threads, {ftz})", rayon::current_num_threads())
     }
 
     fn is_gpu(&self) -> bool {

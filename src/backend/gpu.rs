@@ -202,8 +202,10 @@ async fn best_adapter() -> Option<wgpu::Adapter> {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        let options =
-            wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
         instance().request_adapter(&options).await.ok()
     }
 }
@@ -346,7 +348,9 @@ fn check_errors(device: &wgpu::Device, errors: &Mutex<Vec<String>>) -> Result<()
     let mut v = errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
     let msg = match v.iter().find(|m| m.starts_with(LOST)) {
         Some(lost) => {
-            format!("{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu")
+            format!(
+                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu"
+            )
         }
         None => format!("GPU error: {}\n(Device::cpu runs the same work on the CPU backend)", v.join("; ")),
     };
@@ -371,7 +375,8 @@ fn map_and_read<T: 'static>(
         let read = async {
             mapped.await?.map_err(|e| anyhow!("GPU {what} failed: {e}"))?;
             let out = {
-                let view = buf.slice(..).get_mapped_range().map_err(|e| anyhow!("GPU {what} could not be mapped: {e}"))?;
+                let view =
+                    buf.slice(..).get_mapped_range().map_err(|e| anyhow!("GPU {what} could not be mapped: {e}"))?;
                 f(&view)
             };
             buf.unmap();

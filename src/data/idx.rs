@@ -15,7 +15,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 pub fn gunzip_if_gz(raw: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("{what}: corrupt or truncated gzip data"))?;
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{what}: corrupt or truncated gzip data"))?;
         Ok(out)
     } else {
         Ok(raw)

@@ -222,7 +222,11 @@ pub async fn bench_optim(request: String, gpu: bool) -> Result<String, JsError> 
     for v in &r.variants {
         match Variant::ALL.into_iter().find(|x| x.name() == v) {
             Some(x) => variants.push(x),
-            None => return Err(js(anyhow::anyhow!("unknown variant '{v}': fused_multi_tensor, fused_per_tensor or unfused"))),
+            None => {
+                return Err(js(anyhow::anyhow!(
+                    "unknown variant '{v}': fused_multi_tensor, fused_per_tensor or unfused"
+                )))
+            }
         }
     }
     if r.repeats == 0 || r.tensors == 0 || r.params == 0 {
@@ -241,9 +245,9 @@ async fn measure(dev: &mut Device, r: &BenchRequest, bits: OptimBits, variants: 
         if !bench::variant_supports(v, bits) {
             continue;
         }
-        report.results.push(
-            bench::bench_optim_async(dev, &r.optimizer, bits, v, r.params, r.tensors, &bw, r.repeats).await?,
-        );
+        report
+            .results
+            .push(bench::bench_optim_async(dev, &r.optimizer, bits, v, r.params, r.tensors, &bw, r.repeats).await?);
     }
     Ok(report)
 }
@@ -412,8 +416,11 @@ pub fn check_training(native: &str, web: &str) -> Result<String, JsError> {
                 continue;
             };
             let loss = key.ends_with("loss");
-            let (diff, tol) =
-                if loss { ((a - b).abs() / a.abs().max(1.0), TRAIN_LOSS_REL_TOL) } else { ((a - b).abs(), TRAIN_ACCURACY_TOL) };
+            let (diff, tol) = if loss {
+                ((a - b).abs() / a.abs().max(1.0), TRAIN_LOSS_REL_TOL)
+            } else {
+                ((a - b).abs(), TRAIN_ACCURACY_TOL)
+            };
             let what = if loss { "relative difference" } else { "difference" };
             checks.push(check(
                 &name,

@@ -48,10 +48,11 @@ export function message(el, kind, text) {
 
 export const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2'];
 
-function ticks(lo, hi, n) {
+function ticks(lo, hi, n, integer = false) {
   const span = hi - lo || 1;
   const step0 = span / n, mag = 10 ** Math.floor(Math.log10(step0));
-  const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0);
+  let step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0);
+  if (integer) step = Math.max(1, Math.round(step));
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) out.push(+v.toPrecision(12));
   return out;
@@ -65,7 +66,7 @@ function fmt(v) {
 
 /**
  * Draw line series into an <svg>: series = [{name, color, points: [[x, y], …], dots?}].
- * opts: {width, height, xLabel, yLabel, logY}
+ * opts: {width, height, xLabel, yLabel, logY, integerX}
  */
 export function lineChart(svg, series, opts = {}) {
   const W = opts.width || 520, H = opts.height || 300, L = 58, R = 12, T = 12, B = 38;
@@ -83,7 +84,7 @@ export function lineChart(svg, series, opts = {}) {
   const sy = y => T + (1 - (ty(y) - y0) / (y1 - y0)) * (H - T - B);
   const syRaw = v => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   let s = `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="#fff" stroke="#d8dde3"/>`;
-  for (const v of ticks(x0, x1, 6)) {
+  for (const v of ticks(x0, x1, 6, opts.integerX)) {
     s += `<line x1="${sx(v)}" x2="${sx(v)}" y1="${T}" y2="${H - B}" stroke="#eef0f3"/>`;
     s += `<text x="${sx(v)}" y="${H - B + 14}" text-anchor="middle">${fmt(v)}</text>`;
   }

@@ -209,7 +209,7 @@ function ewa() {
     { name: 'series s_t', points: pts(series), dots: true, noLine: true, color: '#334155' },
     { name: `EWA, ρ = ${state.rho}`, points: pts(raw), color: COLORS[0] },
     { name: 'bias-corrected', points: pts(corrected), color: COLORS[1] },
-  ], { width: 620, height: 260, xLabel: 't' });
+  ], { width: 620, height: 260, xLabel: 't', integerX: true });
   toUrl();
 }
 
@@ -252,4 +252,4 @@ controls();
 wire();
 run();
 ewa();
-$('#device').textContent = 'playground: CPU backend (wasm, one thread)';
+$('#device').textContent = 'the playground runs on the CPU backend (wasm, one thread)';

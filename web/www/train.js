@@ -20,11 +20,11 @@ function draw(rows) {
   lineChart($('#loss'), [
     { name: 'train loss', points: rows.map(r => [e(r), r.train_loss]), dots: true },
     { name: 'test loss', points: rows.map(r => [e(r), r.test_loss]), dots: true },
-  ], { width: 400, height: 270, xLabel: 'epoch', yLabel: 'cross-entropy' });
+  ], { width: 400, height: 270, xLabel: 'epoch', yLabel: 'cross-entropy', integerX: true });
   lineChart($('#acc'), [
     { name: 'train accuracy', points: rows.map(r => [e(r), 100 * r.train_accuracy]), dots: true },
     { name: 'test accuracy', points: rows.map(r => [e(r), 100 * r.test_accuracy]), dots: true },
-  ], { width: 400, height: 270, xLabel: 'epoch', yLabel: 'accuracy (%)' });
+  ], { width: 400, height: 270, xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true });
   $('#rows').innerHTML = '<tr><th>epoch</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>seconds</th></tr>' +
     rows.map(r => `<tr><td>${r.epoch}</td><td>${r.train_loss.toFixed(6)}</td><td>${(100 * r.train_accuracy).toFixed(2)}%</td>
       <td>${r.test_loss.toFixed(6)}</td><td>${(100 * r.test_accuracy).toFixed(2)}%</td><td>${r.seconds.toFixed(2)}</td></tr>`).join('');
