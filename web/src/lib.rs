@@ -199,7 +199,7 @@ pub async fn parity(request: String, gpu: bool) -> Result<String, JsError> {
 #[serde(deny_unknown_fields)]
 struct BenchRequest {
     optimizer: String,
-    #[serde(default = "one")]
+    #[serde(default = "f32_state")]
     optim_bits: u32,
     params: usize,
     tensors: usize,
@@ -207,7 +207,7 @@ struct BenchRequest {
     variants: Vec<String>,
 }
 
-fn one() -> u32 {
+fn f32_state() -> u32 {
     32
 }
 
