@@ -6,7 +6,7 @@
 pub use crate::app::checkpoint::{config_from_checkpoint, CHECKPOINT_FORMAT};
 pub use crate::app::metrics::EpochMetrics;
 use crate::autograd::{Tape, Var};
-use crate::backend::{Act, ByteBuffer, Counters, Device, Gather};
+use crate::backend::{wait, Act, ByteBuffer, Counters, Device, Gather};
 use crate::data::{Dataset, Split};
 use crate::nn::Mlp;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
@@ -321,18 +321,12 @@ impl Trainer {
 
     /// The metrics buffer in one readback, failing if a non-finite gradient was recorded.
     pub(crate) fn read_metrics(&mut self) -> Result<Vec<f32>> {
-        let m = self.dev.read(self.metrics)?;
-        self.check_metrics(m)
+        wait(self.read_metrics_async())
     }
 
     /// [`Trainer::read_metrics`] as a future (for a browser's WebGPU device).
     async fn read_metrics_async(&mut self) -> Result<Vec<f32>> {
         let m = self.dev.read_async(self.metrics).await?;
-        self.check_metrics(m)
-    }
-
-    /// `m` (the metrics buffer as read), or the error naming the first non-finite gradient.
-    fn check_metrics(&self, m: Vec<f32>) -> Result<Vec<f32>> {
         if m[2] < 0.0 {
             return Ok(m);
         }
@@ -349,10 +343,11 @@ impl Trainer {
         )
     }
 
-    /// Reset the device-side [Σ loss, correct] pair just read as `m`, returning it.
-    fn reset_metrics(&mut self, m: &[f32]) -> (f64, f64) {
+    /// Read and reset the device-side [Σ loss, correct] pair.
+    async fn take_metrics(&mut self) -> Result<(f64, f64)> {
+        let m = self.read_metrics_async().await?;
         self.dev.fill(self.metrics.slice(0, 2), 0.0);
-        (m[0] as f64, m[1] as f64)
+        Ok((m[0] as f64, m[1] as f64))
     }
 
     /// Train one epoch; `progress` is called every `progress_every` steps with (step, steps,
@@ -362,27 +357,23 @@ impl Trainer {
         progress: impl FnMut(usize, usize, f64),
         progress_every: usize,
     ) -> Result<(f64, f64, f64)> {
-        let start = Instant::now();
-        let order_buf = self.epoch_steps(progress, progress_every)?;
-        let m = self.read_metrics()?;
-        self.end_epoch(order_buf, &m, start)
+        wait(self.epoch_reporting(progress, progress_every))
     }
 
     /// [`Trainer::train_epoch`] as a future, without progress reports: the steps are issued
     /// without a readback and the epoch's metrics are awaited once (a browser's WebGPU device).
     pub async fn train_epoch_async(&mut self) -> Result<(f64, f64, f64)> {
-        let start = Instant::now();
-        let order_buf = self.epoch_steps(|_, _, _| {}, 0)?;
-        let m = self.read_metrics_async().await?;
-        self.end_epoch(order_buf, &m, start)
+        self.epoch_reporting(|_, _, _| {}, 0).await
     }
 
-    /// Issue the rest of this epoch's steps; the order buffer is freed by `end_epoch`.
-    fn epoch_steps(
+    /// One epoch: (mean loss, accuracy, seconds). Progress reports and mid-epoch checkpoints
+    /// wait for their readbacks, so a browser runs it with neither.
+    async fn epoch_reporting(
         &mut self,
         mut progress: impl FnMut(usize, usize, f64),
         progress_every: usize,
-    ) -> Result<ByteBuffer> {
+    ) -> Result<(f64, f64, f64)> {
+        let start = Instant::now();
         // A resumed checkpoint taken mid-epoch rebuilds this epoch's order from the RNG state
         // saved at the epoch's start and continues after the steps already taken.
         if self.step_in_epoch == 0 {
@@ -408,13 +399,8 @@ impl Trainer {
                 }
             }
         }
-        Ok(order_buf)
-    }
-
-    /// Close the epoch whose metrics were read as `m`: (mean loss, accuracy, seconds).
-    fn end_epoch(&mut self, order_buf: ByteBuffer, m: &[f32], start: Instant) -> Result<(f64, f64, f64)> {
         self.step_in_epoch = 0;
-        let (loss, correct) = self.reset_metrics(m);
+        let (loss, correct) = self.take_metrics().await?;
         self.dev.free_bytes(order_buf);
         self.epoch += 1;
         let n = self.train.rows as f64;
@@ -426,20 +412,11 @@ impl Trainer {
 
     /// Mean loss and accuracy on the test split.
     pub fn evaluate(&mut self) -> Result<(f64, f64)> {
-        self.evaluation_passes()?;
-        let m = self.read_metrics()?;
-        Ok(self.test_means(&m))
+        wait(self.evaluate_async())
     }
 
     /// [`Trainer::evaluate`] as a future (for a browser's WebGPU device).
     pub async fn evaluate_async(&mut self) -> Result<(f64, f64)> {
-        self.evaluation_passes()?;
-        let m = self.read_metrics_async().await?;
-        Ok(self.test_means(&m))
-    }
-
-    /// Issue the forward passes over the test split, accumulating its metrics on the device.
-    fn evaluation_passes(&mut self) -> Result<()> {
         let rows = self.test.rows;
         let mut from = 0;
         while from < rows {
@@ -451,14 +428,8 @@ impl Trainer {
             drop(tape);
             from += count;
         }
-        Ok(())
-    }
-
-    /// The test split's (mean loss, accuracy) from its metrics as read.
-    fn test_means(&mut self, m: &[f32]) -> (f64, f64) {
-        let (loss, correct) = self.reset_metrics(m);
-        let rows = self.test.rows as f64;
-        (loss / rows, correct / rows)
+        let (loss, correct) = self.take_metrics().await?;
+        Ok((loss / rows as f64, correct / rows as f64))
     }
 
     /// Train one epoch and evaluate.
