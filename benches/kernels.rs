@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use descent::app::bench::{bench_config, tensor_sizes, Unfused};
-use descent::backend::cpu_matmul::gemm_f32;
+use descent::backend::cpu::matmul::gemm_f32;
 use descent::backend::{Device, Dims, Form};
 use descent::optim::{OptimBits, Optimizer, Schedule};
 use descent::rng::Rng;

@@ -108,7 +108,7 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
     } else {
         // In place on host memory, the way the rayon backend runs its optimizer passes.
         let mut host = Vec::with_capacity(n);
-        crate::backend::cpu::advise_huge_pages(&mut host);
+        crate::backend::host::advise_huge_pages(&mut host);
         host.resize(n, 1.0f32);
         let mut ms = Vec::new();
         for r in 0..=repeats {

@@ -3,13 +3,14 @@
 //!
 //! Each `*Params` struct is `#[repr(C)]` and mirrored by a WGSL struct of the same name and
 //! fields in `shaders/optim_<kernel>.wgsl`; `tests/kernel_mirror.rs` compares the two field by
-//! field (names, offsets, types, size). The rayon twins in `backend::cpu_optim` read the same
+//! field (names, offsets, types, size). The rayon twins in `backend::cpu::optim` read the same
 //! structs. The host (`optim`) fills them once per step, bias corrections included, so the
 //! kernels do no per-step arithmetic of their own.
 
+use super::contract::kernel_params;
+pub use super::contract::Field;
 use super::quant::Block;
 use crate::tensor::View;
-use bytemuck::{Pod, Zeroable};
 
 /// A state buffer an optimizer keeps per parameter, named as PyTorch's `state_dict()` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,34 +44,6 @@ impl Slot {
             Slot::MaxExpAvgSq => "max_exp_avg_sq",
         }
     }
-}
-
-/// A scalar field of a kernel's parameter struct, for the WGSL mirror test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field {
-    /// The field's name, the same in Rust and WGSL.
-    pub name: &'static str,
-    /// Byte offset within the struct.
-    pub offset: usize,
-    /// `f32` or `u32` (flags are `u32` 0/1: WGSL has no host-shareable bool).
-    pub ty: &'static str,
-}
-
-/// Declares a kernel parameter struct and the field table the mirror test reads.
-macro_rules! kernel_params {
-    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident: $ty:ident,)* }) => {
-        $(#[$m])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-        pub struct $name {
-            $($(#[$fm])* pub $field: $ty,)*
-        }
-        impl $name {
-            /// Every field in declaration order, as the WGSL twin must declare them.
-            pub const FIELDS: &'static [Field] =
-                &[$(Field { name: stringify!($field), offset: std::mem::offset_of!($name, $field), ty: stringify!($ty) },)*];
-        }
-    };
 }
 
 kernel_params!(

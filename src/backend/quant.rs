@@ -207,7 +207,7 @@ impl<const SIGNED: bool> Coder<'_, SIGNED> {
         let n = xs.len().min(out.len());
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 (checked at run time).
-        let done = if super::cpu::has_avx2_fma() { unsafe { self.codes_avx2(&xs[..n], &mut out[..n]) } } else { 0 };
+        let done = if super::host::has_avx2_fma() { unsafe { self.codes_avx2(&xs[..n], &mut out[..n]) } } else { 0 };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
         for (c, &x) in out[done..n].iter_mut().zip(&xs[done..n]) {

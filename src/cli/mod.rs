@@ -280,7 +280,7 @@ pub fn main() -> i32 {
     // Run the command on one of rayon's workers rather than beside them: the step's serial
     // stretches (small matmuls, bookkeeping) then run on a worker while the other workers sleep,
     // so a 2-core machine runs 2 threads, not 3 competing for its cores.
-    descent::backend::cpu::init_thread_pool();
+    descent::backend::host::init_thread_pool();
     let result = rayon::scope(|_| match cli.command {
         Command::Train(a) => train::run(a),
         Command::Info(a) => info::run(a),

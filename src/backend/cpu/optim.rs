@@ -1,10 +1,10 @@
 //! The rayon twins of `shaders/optim_<kernel>.wgsl`: each optimizer as one fused, parallel
 //! pass over the parameter arena, reading the same parameter structs
-//! ([`super::optim_kernel`]). Formulas follow `torch.optim` (see `optim::reference` for the
+//! ([`crate::backend::optim_kernel`]). Formulas follow `torch.optim` (see `optim::reference` for the
 //! plain f64 version).
 
-use super::optim_kernel::*;
-use super::quant::{bf16_from_f32, bf16_to_f32, Block, BlockKind, DynamicMap, BLOCK};
+use crate::backend::optim_kernel::*;
+use crate::backend::quant::{bf16_from_f32, bf16_to_f32, Block, BlockKind, DynamicMap, BLOCK};
 use rayon::prelude::*;
 
 /// Elements per parallel task, at least: large enough to amortise scheduling.
@@ -93,7 +93,7 @@ fn apply_cells<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&
 /// either way: every lane does the same IEEE operations, and Rust never contracts a·b + c into
 /// a fused multiply-add on its own.
 fn wide_vectors() -> bool {
-    super::cpu::has_avx2_fma()
+    crate::backend::host::has_avx2_fma()
 }
 
 /// The chunk's state slices by binding (S0, S1, S2), `None` where the settings keep no slot.

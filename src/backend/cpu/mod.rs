@@ -1,16 +1,23 @@
-//! The rayon CPU backend: host `Vec<f32>` storage, matmul in `cpu_matmul` (AVX2 kernels for
+//! The rayon CPU backend: host `Vec<f32>` storage, matmul in [`matmul`] (AVX2 kernels for
 //! the MLP's shapes, the `gemm` crate for long inner sizes), everything else as parallel loops.
 //!
 //! Worker threads run with flush-to-zero and denormals-are-zero set, so optimizer state that
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
-use super::optim_kernel::AdamParams;
-use super::{
-    cpu_matmul::gemm_f32, cpu_optim, Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather,
-    Layout, UnaryOp, View,
+pub mod matmul;
+pub mod optim;
+
+use self::matmul::gemm_f32;
+use crate::backend::host::host_available_bytes;
+pub use crate::backend::host::{
+    advise_huge_pages, flush_to_zero_is_set, has_avx2_fma, init_thread_pool, set_flush_to_zero,
 };
-use super::{Blockwise8, OptimStep, Pending};
+use crate::backend::op_set::{Backend, Capacity, Counters};
+use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use crate::backend::pending::Pending;
+use crate::tensor::View;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -29,62 +36,6 @@ enum Store {
 pub struct CpuBackend {
     bufs: Vec<Store>,
     ops: u64,
-}
-
-/// Whether this CPU has AVX2 and FMA (checked once): the matmul kernels in `cpu_matmul` and
-/// the 8-lane optimizer loops in `cpu_optim` need both; without them the backend falls back to
-/// the `gemm` crate and portable loops.
-pub fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
-/// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
-/// worker (see `cli::main`).
-pub fn init_thread_pool() {
-    // In the browser rayon runs every loop on the calling thread (no threads to build).
-    if cfg!(target_arch = "wasm32") {
-        return;
-    }
-    static POOL: std::sync::Once = std::sync::Once::new();
-    POOL.call_once(|| {
-        // Fails if something ran on rayon's global pool before (a program that uses rayon
-        // itself, or a test): then its workers get flush-to-zero now, each in turn. The pool
-        // never adds workers later, so every thread that runs a kernel has it.
-        let built =
-            rayon::ThreadPoolBuilder::new().stack_size(8 << 20).start_handler(|_| set_flush_to_zero()).build_global();
-        if built.is_err() {
-            rayon::broadcast(|_| set_flush_to_zero());
-        }
-    });
-}
-
-/// Set flush-to-zero and denormals-are-zero on this thread (x86-64 MXCSR bits 15 and 6).
-pub fn set_flush_to_zero() {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(deprecated)]
-    unsafe {
-        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
-        _mm_setcsr(_mm_getcsr() | 0x8040);
-    }
-}
-
-/// Whether flush-to-zero is set on this thread.
-pub fn flush_to_zero_is_set() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(deprecated)]
-    unsafe {
-        use std::arch::x86_64::_mm_getcsr;
-        _mm_getcsr() & 0x8040 == 0x8040
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 impl Default for CpuBackend {
@@ -202,32 +153,6 @@ fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) 
     } else {
         out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
     }
-}
-
-/// Ask the kernel to back a large buffer with 2 MiB pages (Linux transparent huge pages in
-/// `madvise` mode) before it is first touched: streaming kernels over hundreds of MB then miss
-/// the TLB far less often. A hint only; nothing depends on it being honoured.
-pub fn advise_huge_pages(v: &mut Vec<f32>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = v.capacity() * 4;
-        if bytes < 4 * HUGE {
-            return;
-        }
-        let start = v.as_mut_ptr() as usize;
-        let aligned = start.next_multiple_of(HUGE);
-        let end = (start + bytes) / HUGE * HUGE;
-        if end > aligned {
-            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE changes
-            // no contents and no mapping, only how pages are backed.
-            unsafe {
-                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
 }
 
 /// Index of the first NaN or ±∞ in `x`. Runs once per training step over every gradient, so
@@ -595,7 +520,7 @@ impl Backend for CpuBackend {
             }
             let slots: Vec<&mut [f32]> = slots.into_iter().map(|s| s.expect("every slot found")).collect();
             let g = &self.vec(grads.buf)[grads.range()];
-            cpu_optim::apply(step, &mut p[params.range()], g, slots);
+            optim::apply(step, &mut p[params.range()], g, slots);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (b, data) in state_bufs {
@@ -614,7 +539,7 @@ impl Backend for CpuBackend {
                 .map(|(b, v)| &mut bytemuck::cast_slice_mut::<f32, u16>(b)[v.range()])
                 .collect();
             let g = &self.vec(grads.buf)[grads.range()];
-            cpu_optim::apply_bf16(step, &mut p[params.range()], g, slots);
+            optim::apply_bf16(step, &mut p[params.range()], g, slots);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (v, b) in state.iter().zip(bufs) {
@@ -631,7 +556,7 @@ impl Backend for CpuBackend {
             let [mc, vc, ab, sm] = &mut bufs[..] else { unreachable!("four buffers") };
             let (m_absmax, v_absmax) = ab[..2 * s.quantized_blocks].split_at_mut(s.quantized_blocks);
             let (m_small, v_small) = sm[..2 * s.small_len].split_at_mut(s.small_len);
-            let state = cpu_optim::Blockwise8Mut {
+            let state = optim::Blockwise8Mut {
                 m_codes: bytemuck::cast_slice_mut(&mut mc[..]),
                 v_codes: bytemuck::cast_slice_mut(&mut vc[..]),
                 m_absmax,
@@ -642,7 +567,7 @@ impl Backend for CpuBackend {
             let g = &self.vec(grads.buf)[grads.range()];
             let n = params.len;
             let (pm, gm) = (&mut p[params.range()], &g[..n]);
-            cpu_optim::apply_blockwise8(h, pm, gm, &s.rows, state);
+            optim::apply_blockwise8(h, pm, gm, &s.rows, state);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (&b, data) in ids.iter().zip(bufs) {
@@ -654,11 +579,11 @@ impl Backend for CpuBackend {
         Pending::ready(Ok(()))
     }
 
-    fn capacity(&self) -> super::Capacity {
-        super::Capacity {
+    fn capacity(&self) -> Capacity {
+        Capacity {
             max_buffer_bytes: isize::MAX as u64,
             max_binding_bytes: isize::MAX as u64,
-            available_bytes: super::host_available_bytes(),
+            available_bytes: host_available_bytes(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! product of the MLP up to batch 256) have one more AVX2 kernel that skips packing altogether;
 //! only long inner sizes (1024³ and the like) go through `gemm`.
 
-use super::{Dims, Form};
+use crate::backend::ops::{Dims, Form};
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 
@@ -44,7 +44,7 @@ pub fn gemm_f32(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has_avx2_fma() {
+    if crate::backend::host::has_avx2_fma() {
         let Dims { m, k, n } = d;
         if form == Form::NT {
             return nt::matmul_nt(d, &a[..m * k], &b[..n * k], &mut c[..m * n]);
@@ -116,7 +116,7 @@ pub mod nt {
     /// not depend on the thread count.
     pub fn matmul_nt(d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         let Dims { m, k, n } = d;
-        assert!(crate::backend::cpu::has_avx2_fma(), "matmul_nt needs AVX2 and FMA");
+        assert!(crate::backend::host::has_avx2_fma(), "matmul_nt needs AVX2 and FMA");
         assert!(a.len() == m * k && b.len() == n * k && c.len() == m * n, "matmul_nt operand sizes");
         let rows_per_task = if m * n * k >= KERNEL_PAR_MIN_MACS {
             // Two tasks per thread, whole register blocks each.
@@ -238,7 +238,7 @@ pub mod small {
     /// C (m×n) = op(A)·B for `Form::NN` (A stored m×k) or `Form::TN` (A stored k×m); B k×n.
     pub fn matmul_small(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         let Dims { m, k, n } = d;
-        assert!(crate::backend::cpu::has_avx2_fma(), "matmul_small needs AVX2 and FMA");
+        assert!(crate::backend::host::has_avx2_fma(), "matmul_small needs AVX2 and FMA");
         assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul_small operand sizes");
         // Element (i, p) of the logical m×k operand A is at a[i * row + p * col].
         let (row, col) = match form {
@@ -359,7 +359,7 @@ mod tests {
         seed: u64,
         kernel: impl Fn(Dims, &[f32], &[f32], &mut [f32]),
     ) {
-        if !crate::backend::cpu::has_avx2_fma() {
+        if !crate::backend::host::has_avx2_fma() {
             return;
         }
         let mut rng = crate::rng::Rng::new(seed);

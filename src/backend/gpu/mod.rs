@@ -7,28 +7,30 @@
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 
-use super::optim_kernel::{AdamParams, STEP_ENTRIES};
-use super::quant::Block;
-use super::{Act, Axis, Backend, Bcast, BinaryOp, Counters, Dims, Epilogue, Form, Gather, Layout, UnaryOp, View};
-use super::{Blockwise8, OptimStep, Pending};
+use crate::backend::op_set::{Backend, Capacity, Counters};
+use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep, STEP_ENTRIES};
+use crate::backend::pending::{wait, Pending};
+use crate::backend::quant::Block;
+use crate::tensor::View;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 const MATMUL: &str =
-    concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_load_scalar.wgsl"));
+    concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_scalar.wgsl"));
 const MATMUL_VEC4: &str =
-    concat!(include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_load_vec4.wgsl"));
-const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
-const SOFTMAX_CE: &str = include_str!("../../shaders/softmax_ce.wgsl");
-const GATHER: &str = include_str!("../../shaders/gather.wgsl");
+    concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_vec4.wgsl"));
+const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
+const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+const SOFTMAX_CE: &str = include_str!("../../../shaders/softmax_ce.wgsl");
+const GATHER: &str = include_str!("../../../shaders/gather.wgsl");
 /// Each optimizer kernel is its own module: the shared arena bindings, then the kernel with its
 /// own uniform struct (mirrored by `optim_kernel`'s `#[repr(C)]` structs).
 macro_rules! optim_module {
     ($file:literal) => {
-        concat!(include_str!("../../shaders/optim.wgsl"), include_str!(concat!("../../shaders/", $file)))
+        concat!(include_str!("../../../shaders/optim.wgsl"), include_str!(concat!("../../../shaders/", $file)))
     };
 }
 
@@ -55,7 +57,7 @@ const MODULES: [(&str, &str); 12] = [
 
 /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
 const ADAM8: &str =
-    concat!(include_str!("../../shaders/optim_adam8.wgsl"), include_str!("../../shaders/optim_adam.wgsl"));
+    concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
 
 /// Bytes per uniform slot (wgpu's minimum uniform offset alignment is at most 256).
 const SLOT: usize = 256;
@@ -98,7 +100,7 @@ const K_GATHER: Kernel = k("gather", "main", &[false, false, false, true, true, 
 const GATHER_CHUNKS: usize = 4;
 const OPT: &[bool] = &[true, false, true, true, true];
 const K_ADAM8: Kernel =
-    k("optim_adam8", super::optim_kernel::ADAM8.name, &[true, false, true, true, true, true, false]);
+    k("optim_adam8", crate::backend::optim_kernel::ADAM8.name, &[true, false, true, true, true, true, false]);
 
 /// A storage binding: a buffer, bound whole (`None`) or as `(byte offset, byte size)`.
 type Binding = (usize, Option<(u64, u64)>);
@@ -403,7 +405,7 @@ impl GpuBackend {
     /// [`GpuBackend::open`], asking the device for the adapter's limits as changed by `adjust`
     /// (tests use it to make the device request fail the way an over-asking one would).
     pub fn open_with_limits(hardware_only: bool, adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<GpuBackend> {
-        super::wait(GpuBackend::open_async(hardware_only, adjust))
+        wait(GpuBackend::open_async(hardware_only, adjust))
     }
 
     /// [`GpuBackend::open_with_limits`] as a future: the browser opens its adapter and device,
@@ -508,7 +510,7 @@ impl GpuBackend {
     /// Compile and validate one WGSL module (with the shared prelude), returning wgpu's
     /// diagnostic as an error instead of reporting it later through the device's error log.
     pub fn compile_shader(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
-        super::wait(self.compile_shader_async(name, source))
+        wait(self.compile_shader_async(name, source))
     }
 
     /// [`GpuBackend::compile_shader`] as a future (the browser reports a shader's errors
@@ -1268,8 +1270,8 @@ impl Backend for GpuBackend {
         self.check()
     }
 
-    fn capacity(&self) -> super::Capacity {
-        super::Capacity {
+    fn capacity(&self) -> Capacity {
+        Capacity {
             max_buffer_bytes: self.limits.max_buffer_size,
             max_binding_bytes: self.limits.max_storage_buffer_binding_size,
             available_bytes: None,
@@ -1305,7 +1307,7 @@ impl Backend for GpuBackend {
         }
         self.flush()?;
         let Some(t) = &self.timer else { return Ok(None) };
-        let ticks = super::wait(map_and_read(&self.device, &self.errors, t.readback.clone(), "timer readback", |b| {
+        let ticks = wait(map_and_read(&self.device, &self.errors, t.readback.clone(), "timer readback", |b| {
             let v = bytemuck::cast_slice::<u8, u64>(b);
             [v[0], v[1]]
         }))?;

@@ -1,0 +1,370 @@
+//! [`Device`]: the one way the autograd, layers, optimizers and training use a backend. It
+//! wraps a [`Backend`], recycles released buffers by length, checks what a request needs
+//! against what the device holds ([`TooLarge`]), and picks a backend ([`DeviceChoice`]).
+
+use super::cpu::CpuBackend;
+use super::gpu::GpuBackend;
+use super::op_set::{Backend, Capacity, Counters};
+use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use super::pending::{wait, Pending};
+use crate::tensor::View;
+use anyhow::{ensure, Result};
+use std::collections::HashMap;
+
+/// A request larger than the device holds, refused before allocating. Front ends treat it as
+/// a usage error: the size came from the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// What was asked for, e.g. "a 784-100000-100000-10 model with sgd".
+    pub what: String,
+    /// Bytes it needs (in total, or in its largest buffer).
+    pub needs: u64,
+    /// Which limit it is over, e.g. "the host's available memory".
+    pub limit: String,
+    /// Bytes that limit allows.
+    pub fits: u64,
+    /// What to change.
+    pub fix: String,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gb = |b: u64| b as f64 / 1e9;
+        write!(
+            f,
+            "{} needs {:.2} GB, over {} of {:.2} GB; {}",
+            self.what,
+            gb(self.needs),
+            self.limit,
+            gb(self.fits),
+            self.fix
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Which backend to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// A hardware GPU if there is one, else the CPU backend.
+    Auto,
+    /// The rayon backend.
+    Cpu,
+    /// Any adapter wgpu finds, software ones included.
+    Gpu,
+}
+
+impl DeviceChoice {
+    /// `auto`, `cpu` or `gpu`.
+    pub fn parse(s: &str) -> Result<DeviceChoice> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            _ => anyhow::bail!("unknown device '{s}': use auto, cpu or gpu"),
+        }
+    }
+}
+
+/// What autograd, layers, optimizers and training talk to: one backend plus a pool of
+/// released buffers keyed by length, so a training step allocates nothing after the first.
+///
+/// `Device` wraps a [`Backend`] and is the one way to use it: [`Device::alloc`] takes an f32
+/// buffer (from the pool when one of that length is free) and [`Device::release`] gives it
+/// back; every op is a method of the same name as the backend's, with its shapes checked
+/// where they are not obvious from the views.
+pub struct Device {
+    backend: Box<dyn Backend>,
+    pool: HashMap<usize, Vec<usize>>,
+    /// Why [`DeviceChoice::Auto`] fell back to the CPU (one line), if it did.
+    pub notice: Option<String>,
+}
+
+impl Device {
+    /// The rayon backend.
+    pub fn cpu() -> Device {
+        Device::from_backend(Box::new(CpuBackend::new()))
+    }
+
+    /// The WGSL backend on any adapter wgpu finds (software ones included).
+    pub fn gpu() -> Result<Device> {
+        Ok(Device::from_backend(GpuBackend::boxed(false)?))
+    }
+
+    /// [`Device::gpu`] as a future: how a browser page opens its WebGPU adapter (natively it
+    /// is the same adapter as `Device::gpu`).
+    pub async fn gpu_async() -> Result<Device> {
+        Ok(Device::from_backend(Box::new(GpuBackend::open_async(false, |_| {}).await?)))
+    }
+
+    /// Wrap a backend (one of this crate's, or your own implementation of [`Backend`]).
+    pub fn from_backend(backend: Box<dyn Backend>) -> Device {
+        Device { backend, pool: HashMap::new(), notice: None }
+    }
+
+    /// `auto` takes a hardware GPU when wgpu finds one and otherwise the CPU backend, with a
+    /// one-line notice saying why.
+    pub fn select(choice: DeviceChoice) -> Result<Device> {
+        match choice {
+            DeviceChoice::Cpu => Ok(Device::cpu()),
+            DeviceChoice::Gpu => Device::gpu(),
+            DeviceChoice::Auto => match GpuBackend::boxed(true) {
+                Ok(g) => Ok(Device::from_backend(g)),
+                Err(e) => {
+                    let mut d = Device::cpu();
+                    d.notice = Some(format!("using the CPU backend ({e})"));
+                    Ok(d)
+                }
+            },
+        }
+    }
+
+    /// One line: what executes the ops.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Whether the ops run on a GPU (reads then cost a round trip).
+    pub fn is_gpu(&self) -> bool {
+        self.backend.is_gpu()
+    }
+
+    /// Dispatches, submits and bytes read back so far.
+    pub fn counters(&self) -> Counters {
+        self.backend.counters()
+    }
+
+    /// How much this device can hold.
+    pub fn capacity(&self) -> Capacity {
+        self.backend.capacity()
+    }
+
+    /// Refuse, with a [`TooLarge`] error, a request of `total_bytes` whose largest buffer is
+    /// `largest_buffer_bytes`, when the device cannot hold it. `what` names the request and
+    /// `fix` says what to change.
+    pub fn check_fits(&self, what: &str, total_bytes: u64, largest_buffer_bytes: u64, fix: &str) -> Result<()> {
+        self.check_fits_bound(what, total_bytes, largest_buffer_bytes, 0, fix)
+    }
+
+    /// [`Device::check_fits`] where one buffer of `bound_whole_bytes` is also bound whole by
+    /// kernels that do not split their work (a model's arena, read by its matmuls).
+    pub fn check_fits_bound(
+        &self,
+        what: &str,
+        total_bytes: u64,
+        largest_buffer_bytes: u64,
+        bound_whole_bytes: u64,
+        fix: &str,
+    ) -> Result<()> {
+        let cap = self.capacity();
+        let too_large = |needs: u64, limit: &str, fits: u64| TooLarge {
+            what: what.to_string(),
+            needs,
+            limit: limit.to_string(),
+            fits,
+            fix: fix.to_string(),
+        };
+        if largest_buffer_bytes > cap.max_buffer_bytes {
+            let limit = format!("the largest buffer {} allocates", self.describe());
+            return Err(too_large(largest_buffer_bytes, &limit, cap.max_buffer_bytes).into());
+        }
+        if bound_whole_bytes > cap.max_binding_bytes {
+            let limit = format!("the largest binding {} addresses", self.describe());
+            return Err(too_large(bound_whole_bytes, &limit, cap.max_binding_bytes).into());
+        }
+        if let Some(free) = cap.available_bytes {
+            if total_bytes > free {
+                return Err(too_large(total_bytes, "the memory available", free).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A buffer of `len` f32 elements (contents unspecified), reused from the pool when one of
+    /// that length was released. Give it back with [`Device::release`].
+    pub fn alloc(&mut self, len: usize) -> Result<View> {
+        let len = len.max(1);
+        if let Some(buf) = self.pool.get_mut(&len).and_then(|v| v.pop()) {
+            return Ok(View::whole(buf, len));
+        }
+        Ok(View::whole(self.backend.alloc(len)?, len))
+    }
+
+    /// [`Device::alloc`], filled with zeros.
+    pub fn alloc_zeroed(&mut self, len: usize) -> Result<View> {
+        let v = self.alloc(len)?;
+        self.backend.fill(v, 0.0);
+        Ok(v)
+    }
+
+    /// [`Device::alloc`], holding a copy of `data`.
+    pub fn upload(&mut self, data: &[f32]) -> Result<View> {
+        let v = self.alloc(data.len())?;
+        self.backend.write(v, data)?;
+        Ok(v)
+    }
+
+    /// Return a whole buffer obtained from [`Device::alloc`] to the pool, for the next
+    /// allocation of the same length.
+    pub fn release(&mut self, v: View) {
+        debug_assert_eq!(v.offset, 0, "only whole buffers go back to the pool");
+        self.pool.entry(v.len).or_default().push(v.buf);
+    }
+
+    /// A byte buffer holding `data` (a dataset, row indices).
+    pub fn upload_bytes(&mut self, data: &[u8]) -> Result<ByteBuffer> {
+        Ok(ByteBuffer { id: self.backend.alloc_bytes(data)? })
+    }
+
+    /// Free a byte buffer: its memory goes back to the system.
+    pub fn free_bytes(&mut self, b: ByteBuffer) {
+        self.backend.free(b.id);
+    }
+
+    /// Copy `data` into `dst` (lengths must match).
+    pub fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
+        ensure!(data.len() == dst.len, "write of {} values into a view of {}", data.len(), dst.len);
+        self.backend.write(dst, data)
+    }
+
+    /// Run what is recorded and copy `v` to the host (natively; in the browser a GPU device
+    /// needs [`Device::read_async`]).
+    pub fn read(&mut self, v: View) -> Result<Vec<f32>> {
+        wait(self.backend.read_async(v))
+    }
+
+    /// Run what is recorded and copy `v` to the host when the device gets there. The future
+    /// owns what it needs, so the device can record more work meanwhile.
+    pub fn read_async(&mut self, v: View) -> Pending<Vec<f32>> {
+        self.backend.read_async(v)
+    }
+
+    /// Set every element of `dst` to `value`.
+    pub fn fill(&mut self, dst: View, value: f32) {
+        self.backend.fill(dst, value)
+    }
+
+    /// `dst = src` (same lengths).
+    pub fn copy(&mut self, src: View, dst: View) {
+        debug_assert_eq!(src.len, dst.len);
+        self.backend.copy(src, dst)
+    }
+
+    /// `out = epilogue(op(a)·op(b))`; see [`Backend::matmul`].
+    pub fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
+        self.backend.matmul(form, d, a, b, out, epi)
+    }
+
+    /// `out = act(x + bias)` over rows of `cols`.
+    pub fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
+        self.backend.bias_act(x, bias, out, cols, act)
+    }
+
+    /// `dx = dy ⊙ act'(y)`.
+    pub fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
+        self.backend.act_backward(act, y, dy, dx)
+    }
+
+    /// `scale ·` sums of a `rows × cols` matrix along `axis`.
+    pub fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32) {
+        self.backend.sum_axis(x, out, cols, axis, scale)
+    }
+
+    /// Elementwise `out = a op b`, all three of one length.
+    pub fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
+        debug_assert!(a.len == out.len && b.len == out.len);
+        self.backend.binary(op, a, b, out, Bcast::NONE)
+    }
+
+    /// `out = a op b` with either operand broadcast as `bcast` says.
+    pub fn binary_bcast(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
+        self.backend.binary(op, a, b, out, bcast)
+    }
+
+    /// `out = op(a)`.
+    pub fn unary(&mut self, op: UnaryOp, a: View, out: View) {
+        self.backend.unary(op, a, out)
+    }
+
+    /// `out[0] = scale · Σ a`.
+    pub fn sum(&mut self, a: View, out: View, scale: f32) {
+        self.backend.sum(a, out, scale)
+    }
+
+    /// `out[i] = scale · src[layout.index(i, cols)]`.
+    pub fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
+        self.backend.expand(src, layout, out, cols, scale)
+    }
+
+    /// Softmax cross-entropy; see [`Backend::softmax_ce`].
+    pub fn softmax_ce(
+        &mut self,
+        logits: View,
+        labels: View,
+        cols: usize,
+        loss: Option<View>,
+        dlogits: Option<View>,
+        metrics: Option<View>,
+    ) {
+        self.backend.softmax_ce(logits, labels, cols, loss, dlogits, metrics)
+    }
+
+    /// Gather a mini-batch; see [`Gather`].
+    pub fn gather(&mut self, g: &Gather) {
+        self.backend.gather(g)
+    }
+
+    /// Record a non-finite element of `src` in `flag`; see [`Backend::find_nonfinite`].
+    pub fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
+        self.backend.find_nonfinite(src, flag, tag)
+    }
+
+    /// One fused optimizer update; see [`Backend::optim_step`].
+    pub fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        self.backend.optim_step(step, params, grads, state)
+    }
+
+    /// One fused update with bfloat16 state; see [`Backend::optim_step_bf16`].
+    pub fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+        debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
+        self.backend.optim_step_bf16(step, params, grads, state)
+    }
+
+    /// One fused Adam/AdamW update with 8-bit state; see [`Backend::adam_step_8bit`].
+    pub fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, state: &Blockwise8) {
+        self.backend.adam_step_8bit(h, params, grads, state)
+    }
+
+    /// Run everything recorded so far and wait for it (natively; in the browser a GPU device
+    /// needs [`Device::finish_async`]).
+    pub fn sync(&mut self) -> Result<()> {
+        wait(self.backend.finish())
+    }
+
+    /// Run everything recorded so far; the future completes when the device has finished it.
+    pub fn finish_async(&mut self) -> Pending<()> {
+        self.backend.finish()
+    }
+
+    /// Start everything recorded so far without waiting.
+    pub fn flush(&mut self) -> Result<()> {
+        self.backend.flush()
+    }
+
+    /// Start timing with the device's own clock; false when it has none.
+    pub fn timer_start(&mut self) -> bool {
+        self.backend.timer_start()
+    }
+
+    /// End the span begun by [`Device::timer_start`].
+    pub fn timer_stop(&mut self) {
+        self.backend.timer_stop()
+    }
+
+    /// The last timed span in seconds.
+    pub fn timer_read(&mut self) -> Result<Option<f64>> {
+        self.backend.timer_read()
+    }
+}

@@ -1,0 +1,96 @@
+//! Facts about the host the backends run on: CPU features, rayon's thread pool with
+//! flush-to-zero on every worker, available memory, and huge-page hints. Both backends and the
+//! application read them; nothing here depends on a backend.
+
+/// Whether this CPU has AVX2 and FMA (checked once): the matmul kernels in `cpu::matmul` and
+/// the 8-lane optimizer loops in `cpu::optim` need both; without them the backend falls back to
+/// the `gemm` crate and portable loops.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
+/// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
+/// worker (see `cli::main`).
+pub fn init_thread_pool() {
+    // In the browser rayon runs every loop on the calling thread (no threads to build).
+    if cfg!(target_arch = "wasm32") {
+        return;
+    }
+    static POOL: std::sync::Once = std::sync::Once::new();
+    POOL.call_once(|| {
+        // Fails if something ran on rayon's global pool before (a program that uses rayon
+        // itself, or a test): then its workers get flush-to-zero now, each in turn. The pool
+        // never adds workers later, so every thread that runs a kernel has it.
+        let built =
+            rayon::ThreadPoolBuilder::new().stack_size(8 << 20).start_handler(|_| set_flush_to_zero()).build_global();
+        if built.is_err() {
+            rayon::broadcast(|_| set_flush_to_zero());
+        }
+    });
+}
+
+/// Set flush-to-zero and denormals-are-zero on this thread (x86-64 MXCSR bits 15 and 6).
+pub fn set_flush_to_zero() {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+    }
+}
+
+/// Whether flush-to-zero is set on this thread.
+pub fn flush_to_zero_is_set() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(deprecated)]
+    unsafe {
+        use std::arch::x86_64::_mm_getcsr;
+        _mm_getcsr() & 0x8040 == 0x8040
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Ask the kernel to back a large buffer with 2 MiB pages (Linux transparent huge pages in
+/// `madvise` mode) before it is first touched: streaming kernels over hundreds of MB then miss
+/// the TLB far less often. A hint only; nothing depends on it being honoured.
+pub fn advise_huge_pages(v: &mut Vec<f32>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = v.capacity() * 4;
+        if bytes < 4 * HUGE {
+            return;
+        }
+        let start = v.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(HUGE);
+        let end = (start + bytes) / HUGE * HUGE;
+        if end > aligned {
+            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE changes
+            // no contents and no mapping, only how pages are backed.
+            unsafe {
+                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
+/// The host's available memory (Linux's `MemAvailable`), if known.
+pub fn host_available_bytes() -> Option<u64> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,128 @@
+//! The op set: one trait, [`Backend`], that the rayon CPU backend and the WGSL backend each
+//! implement, plus what a backend reports about itself ([`Counters`], [`Capacity`]).
+//!
+//! Ops are recorded, not necessarily executed, when called: the GPU backend queues them into
+//! one command encoder and submits on [`Backend::finish`] or a read.
+
+use super::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use super::pending::Pending;
+use crate::tensor::View;
+use anyhow::Result;
+
+/// One backend: storage plus every op. Shapes are checked by the callers ([`Device`] and the
+/// autograd); backends trust them.
+pub trait Backend {
+    /// One line: what executes the ops.
+    fn describe(&self) -> String;
+    /// Whether the ops run on a GPU (reads then cost a round trip).
+    fn is_gpu(&self) -> bool;
+    /// A new f32 buffer of `len` elements (contents unspecified).
+    fn alloc(&mut self, len: usize) -> Result<usize>;
+    /// A new byte buffer holding `data` (datasets, row indices).
+    fn alloc_bytes(&mut self, data: &[u8]) -> Result<usize>;
+    /// Free a buffer from [`Backend::alloc`] or [`Backend::alloc_bytes`]; its id is not reused.
+    fn free(&mut self, buf: usize);
+    /// Copy `data` (as long as `dst`) into `dst`.
+    fn write(&mut self, dst: View, data: &[f32]) -> Result<()>;
+    /// Run what is recorded and copy `src` to the host when the device gets there.
+    fn read_async(&mut self, src: View) -> Pending<Vec<f32>>;
+    /// Set every element of `dst` to `value`.
+    fn fill(&mut self, dst: View, value: f32);
+    /// `dst = src` (same lengths, different buffers or disjoint ranges).
+    fn copy(&mut self, src: View, dst: View);
+    /// `out = epilogue(op(A)·op(B))` with the shapes of `form` and `d` (see [`Epilogue`]).
+    fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue);
+    /// out = act(x + bias) over rows of `cols`.
+    fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act);
+    /// dx = dy ⊙ act'(y).
+    fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View);
+    /// `scale ·` the sums of the `rows × cols` matrix `x` along `axis`: `cols` values for
+    /// [`Axis::Rows`], `rows` values for [`Axis::Cols`].
+    fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32);
+    /// `out[i] = a[bcast.a.index(i)] op b[bcast.b.index(i)]`.
+    fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast);
+    /// `out = op(a)` elementwise.
+    fn unary(&mut self, op: UnaryOp, a: View, out: View);
+    /// `out[0] = scale · Σ a`.
+    fn sum(&mut self, a: View, out: View, scale: f32);
+    /// `out[i] = scale · src[layout.index(i, cols)]`: the inverse shape of a reduction.
+    fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32);
+    /// Softmax cross-entropy over rows of `cols` logits with labels stored as f32 class
+    /// indices. Writes the mean loss, d(mean loss)/d(logits) = (softmax − onehot)/rows, and adds
+    /// [Σ row loss, argmax-correct count] to `metrics`; each output is optional.
+    fn softmax_ce(
+        &mut self,
+        logits: View,
+        labels: View,
+        cols: usize,
+        loss: Option<View>,
+        dlogits: Option<View>,
+        metrics: Option<View>,
+    );
+    /// Gather a mini-batch on the device (see [`Gather`]): no host copy per step.
+    fn gather(&mut self, g: &Gather);
+    /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]
+    /// (some non-finite element, not necessarily the first). Nothing is read back.
+    fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);
+    /// One fused optimizer update over `params` (in place) from `grads`, with state slots
+    /// `state` (each as long as `params`, in [`OptimStep::slots`] order, each in its own buffer
+    /// or not).
+    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
+    /// word, and its view counts bf16 elements (offsets even).
+    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
+    /// block's absmax is the maximum of its updated values, found in the same pass.
+    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, state: &Blockwise8);
+    /// Run everything recorded so far; the future completes when the device has finished it.
+    fn finish(&mut self) -> Pending<()>;
+    /// Start everything recorded so far without waiting (one submit on the GPU).
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Start timing the work recorded from now on with the device's own clock (GPU timestamp
+    /// queries). False when the device has none; then callers time submit-and-wait.
+    fn timer_start(&mut self) -> bool {
+        false
+    }
+    /// End the span begun by [`Backend::timer_start`].
+    fn timer_stop(&mut self) {}
+    /// The last timed span in seconds, waiting for the device to finish it.
+    fn timer_read(&mut self) -> Result<Option<f64>> {
+        Ok(None)
+    }
+    /// Dispatches and submits so far, for `--verbose` reporting (the CPU counts ops as
+    /// dispatches and never submits).
+    fn counters(&self) -> Counters;
+    /// How much this device can hold, so a request too large for it can be refused before
+    /// anything is allocated.
+    fn capacity(&self) -> Capacity;
+}
+
+/// What a device has done so far: `--verbose` and the dispatch-count tests read these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Kernel launches (ops on the CPU).
+    pub dispatches: u64,
+    /// `queue.submit` calls (0 on the CPU).
+    pub submits: u64,
+    /// Bytes copied back to the host.
+    pub bytes_read_back: u64,
+}
+
+/// How much a device can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// The largest single buffer (a GPU's `max_buffer_size`). Elementwise work on a larger
+    /// buffer than one binding (the optimizer step, fills, scales, the data gather) is split
+    /// into chunks.
+    pub max_buffer_bytes: u64,
+    /// The most one kernel binding can address (a GPU's `max_storage_buffer_binding_size`):
+    /// matmuls, reductions and the other ops bind their buffers whole, so a model's parameter
+    /// arena must fit.
+    pub max_binding_bytes: u64,
+    /// Memory free for new buffers, where the device says (the host's available RAM for the
+    /// CPU backend; wgpu does not report a GPU's).
+    pub available_bytes: Option<u64>,
+}

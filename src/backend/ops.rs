@@ -1,0 +1,270 @@
+//! The op vocabulary: the names both backends, the autograd and the f64 reference share.
+//! Activations, matmul forms and epilogues, broadcast layouts, reduction axes, the elementwise
+//! ops and the data gather. Nothing here executes anything.
+
+use crate::tensor::View;
+use anyhow::Result;
+
+/// Activation functions. Their derivatives are taken from the output `y`, which is what the
+/// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Act {
+    /// `y = z`.
+    Identity,
+    /// `y = max(z, 0)`.
+    Relu,
+    /// `y = 1 / (1 + e^-z)`.
+    Sigmoid,
+    /// `y = tanh(z)`.
+    Tanh,
+}
+
+impl Act {
+    /// Every activation, for parity and gradient checks.
+    pub const ALL: [Act; 4] = [Act::Identity, Act::Relu, Act::Sigmoid, Act::Tanh];
+
+    /// The lowercase name the CLI and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Identity => "identity",
+            Act::Relu => "relu",
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+        }
+    }
+
+    /// The activation called `s` (see [`Act::name`]).
+    pub fn parse(s: &str) -> Result<Act> {
+        Act::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown activation '{s}': use one of relu, sigmoid, tanh, identity"))
+    }
+
+    /// The code the WGSL kernels switch on.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// The three matmul forms: A·B, A·Bᵀ and Aᵀ·B. The result is always m×n with inner size k.
+/// Stored shapes: NN: A m×k, B k×n; NT: A m×k, B n×k; TN: A k×m, B k×n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// `A·B`.
+    NN,
+    /// `A·Bᵀ` (a linear layer's forward pass with W stored [out, in]).
+    NT,
+    /// `Aᵀ·B` (a weight gradient).
+    TN,
+}
+
+impl Form {
+    /// Every form, for parity and gradient checks.
+    pub const ALL: [Form; 3] = [Form::NN, Form::NT, Form::TN];
+
+    /// The kernel's name in parity tables and anomaly reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::NN => "matmul_nn",
+            Form::NT => "matmul_nt",
+            Form::TN => "matmul_tn",
+        }
+    }
+
+    /// The code the WGSL kernel switches on.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Matmul dimensions: out is m×n, inner size k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Dims {
+    /// Rows of the result.
+    pub m: usize,
+    /// The inner size summed over.
+    pub k: usize,
+    /// Columns of the result.
+    pub n: usize,
+}
+
+/// Work fused into a matmul so a linear layer costs one kernel forward and two backward:
+/// `out = act((A·B)[⊙ act_grad'(y)] + bias)`, and optionally the column sums of the stored A
+/// (the bias gradient when A is dY in dW = dYᵀ·X).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue {
+    /// Added to every row (length n).
+    pub bias: Option<View>,
+    /// Applied last.
+    pub act: Option<Act>,
+    /// Multiply by the derivative of this activation, taken from its output `y` (m×n).
+    pub act_grad: Option<(Act, View)>,
+    /// TN only: also write the column sums of the stored A (k×m), length m.
+    pub a_colsum: Option<View>,
+}
+
+/// How one operand of a broadcasting op is read over an output of `rows × cols` elements
+/// (row-major): every element, one row repeated down the rows, one column repeated across
+/// the columns, or one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// As long as the output: element `i`.
+    Full,
+    /// `cols` values: element `i % cols` (a `[1, n]` row or an `[n]` vector over `[m, n]`).
+    Row,
+    /// `rows` values: element `i / cols` (an `[m, 1]` column over `[m, n]`).
+    Col,
+    /// One value: element 0.
+    Scalar,
+}
+
+impl Layout {
+    /// The code the WGSL kernels switch on.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Which element of an operand in this layout output element `i` reads.
+    pub fn index(self, i: usize, cols: usize) -> usize {
+        match self {
+            Layout::Full => i,
+            Layout::Row => i % cols,
+            Layout::Col => i / cols,
+            Layout::Scalar => 0,
+        }
+    }
+
+    /// How many elements an operand in this layout holds for an output of `rows × cols`.
+    pub fn len(self, rows: usize, cols: usize) -> usize {
+        match self {
+            Layout::Full => rows * cols,
+            Layout::Row => cols,
+            Layout::Col => rows,
+            Layout::Scalar => 1,
+        }
+    }
+}
+
+/// How the two operands of [`Backend::binary`] are read: the output is `out.len / cols` rows
+/// of `cols`. [`Bcast::NONE`] is the plain elementwise case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bcast {
+    /// How the left operand is read.
+    pub a: Layout,
+    /// How the right operand is read.
+    pub b: Layout,
+    /// Columns of the output (rows are `out.len / cols`).
+    pub cols: usize,
+}
+
+impl Bcast {
+    /// Both operands as long as the output.
+    pub const NONE: Bcast = Bcast { a: Layout::Full, b: Layout::Full, cols: 1 };
+}
+
+/// The axis a reduction runs along, for a row-major `rows × cols` matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// Axis 0: sum down each column, giving `cols` values (PyTorch's `sum(dim=0)`).
+    Rows,
+    /// Axis 1: sum along each row, giving `rows` values (PyTorch's `sum(dim=1)`).
+    Cols,
+}
+
+impl Axis {
+    /// PyTorch's `dim` for a matrix.
+    pub fn dim(self) -> usize {
+        match self {
+            Axis::Rows => 0,
+            Axis::Cols => 1,
+        }
+    }
+
+    /// The layout in which a reduced result broadcasts back over the matrix.
+    pub fn kept(self) -> Layout {
+        match self {
+            Axis::Rows => Layout::Row,
+            Axis::Cols => Layout::Col,
+        }
+    }
+}
+
+/// Elementwise binary operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a − b`.
+    Sub,
+    /// `a · b`.
+    Mul,
+    /// `a / b`.
+    Div,
+}
+
+/// Elementwise unary operations, with their scalar parameter where they take one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// `s · a`.
+    Scale(f32),
+    /// `a + s`.
+    AddScalar(f32),
+    /// `a^p` (an integral `p` keeps the sign of a negative `a`).
+    Pow(f32),
+    /// Natural logarithm.
+    Log,
+    /// `e^a`.
+    Exp,
+    /// `sin a`.
+    Sin,
+    /// `cos a`.
+    Cos,
+}
+
+impl UnaryOp {
+    /// (kernel code, parameter) as the WGSL kernel reads them.
+    pub fn code(self) -> (u32, f32) {
+        match self {
+            UnaryOp::Scale(s) => (0, s),
+            UnaryOp::AddScalar(s) => (1, s),
+            UnaryOp::Pow(p) => (2, p),
+            UnaryOp::Log => (3, 0.0),
+            UnaryOp::Exp => (4, 0.0),
+            UnaryOp::Sin => (5, 0.0),
+            UnaryOp::Cos => (6, 0.0),
+        }
+    }
+}
+
+/// Gather a mini-batch from a dataset kept on the device as bytes: rows `indices[start..start +
+/// count]` of `images` (u8, `row_len` per row) scaled by `scale` into `x`, their labels into `y`.
+#[derive(Clone, Copy, Debug)]
+pub struct Gather {
+    /// `u8` pixels, `row_len` per row.
+    pub images: ByteBuffer,
+    /// `u8` class indices, one per row.
+    pub labels: ByteBuffer,
+    /// Little-endian u32 row indices.
+    pub indices: ByteBuffer,
+    /// The first position of `indices` to read.
+    pub start: usize,
+    /// Rows to gather.
+    pub count: usize,
+    /// Bytes (pixels) per row.
+    pub row_len: usize,
+    /// Multiplies each byte (1/255 maps pixels to [0, 1]).
+    pub scale: f32,
+    /// Output rows, `count × row_len` f32.
+    pub x: View,
+    /// Output labels, `count` f32 class indices.
+    pub y: View,
+}
+
+/// A byte buffer on a device (datasets as `u8`, row indices as little-endian `u32`): what
+/// [`Gather`] reads. Made by [`Device::upload_bytes`], freed by [`Device::free_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ByteBuffer {
+    /// The backend's buffer id.
+    pub id: usize,
+}
