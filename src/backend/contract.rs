@@ -1,5 +1,5 @@
 //! The typed contract between Rust and WGSL: every kernel's scalars are a `#[repr(C)]` struct
-//! declared with [`kernel_params!`], which also lists its fields ([`Field`]) so
+//! declared with `kernel_params!`, which also lists its fields ([`Field`]) so
 //! `tests/kernel_mirror.rs` can check them against the same-named WGSL struct through naga.
 
 /// A scalar field of a kernel's parameter struct, for the WGSL mirror test.

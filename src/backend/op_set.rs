@@ -10,7 +10,7 @@ use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
 
-/// One backend: storage plus every op. Shapes are checked by the callers ([`Device`] and the
+/// One backend: storage plus every op. Shapes are checked by the callers ([`Device`](super::Device) and the
 /// autograd); backends trust them.
 pub trait Backend {
     /// One line: what executes the ops.
