@@ -1,0 +1,189 @@
+//! The kernel registry: every shader module and every kernel the backend launches, keyed by
+//! enums and constants rather than strings. A kernel names its module, its entry point and the
+//! access of each storage binding (1, 2, …); `tests/kernel_mirror.rs` checks those against
+//! the WGSL through naga.
+
+use crate::backend::optim_kernel::{OptimStep, ADAM8 as ADAM8_INFO};
+
+/// The shared prelude every module is compiled with.
+pub(super) const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// Each optimizer kernel is its own module: the shared arena bindings, then the kernel with its
+/// own uniform struct (mirrored by `optim_kernel`'s `#[repr(C)]` structs).
+macro_rules! optim_module {
+    ($file:literal) => {
+        concat!(include_str!("../../../shaders/optim.wgsl"), include_str!(concat!("../../../shaders/", $file)))
+    };
+}
+
+/// Declares [`Module`], its label and source, and [`Module::ALL`] from one list.
+macro_rules! modules {
+    ($($(#[$doc:meta])* $name:ident => $label:literal, $source:expr;)*) => {
+        /// A WGSL module. Every one is compiled and validated when the device opens, so that a
+        /// broken shader is one clear error up front (and `--device auto` falls back to the CPU)
+        /// rather than a failure in the middle of a run.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Module {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Module {
+            /// Every module, in declaration order.
+            pub const ALL: &'static [Module] = &[$(Module::$name),*];
+
+            /// Its name, for wgpu's labels and error messages.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Module::$name => $label,)*
+                }
+            }
+
+            /// Its WGSL source, without the shared prelude [`COMMON`].
+            pub const fn source(self) -> &'static str {
+                match self {
+                    $(Module::$name => $source,)*
+                }
+            }
+        }
+    };
+}
+
+modules! {
+    /// The tiled matmul with scalar loads.
+    Matmul => "matmul", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_scalar.wgsl"));
+    /// The tiled matmul with vec4 loads (every contiguous run and offset a multiple of 4).
+    MatmulVec4 => "matmul_vec4", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_vec4.wgsl"));
+    /// Bias and activation, activation backward, binary and unary ops, fill, expand, the
+    /// non-finite check.
+    Elementwise => "elementwise", include_str!("../../../shaders/elementwise.wgsl");
+    /// Row and column sums, the two-pass total.
+    Reduce => "reduce", include_str!("../../../shaders/reduce.wgsl");
+    /// Fused softmax and cross-entropy with its gradient and metrics.
+    SoftmaxCe => "softmax_ce", include_str!("../../../shaders/softmax_ce.wgsl");
+    /// A batch gathered from the dataset's images and labels.
+    Gather => "gather", include_str!("../../../shaders/gather.wgsl");
+    /// SGD with momentum, dampening, Nesterov and weight decay.
+    OptimSgd => "optim_sgd", optim_module!("optim_sgd.wgsl");
+    /// Adagrad.
+    OptimAdagrad => "optim_adagrad", optim_module!("optim_adagrad.wgsl");
+    /// RMSProp, centered or not, with momentum.
+    OptimRmsprop => "optim_rmsprop", optim_module!("optim_rmsprop.wgsl");
+    /// Adam and AdamW, with AMSGrad.
+    OptimAdam => "optim_adam", optim_module!("optim_adam.wgsl");
+    /// The lecture's momentum form.
+    OptimLectureMomentum => "optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl");
+    /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
+    OptimAdam8 => "optim_adam8", concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
+}
+
+impl Module {
+    /// The module of an optimizer step's kernel.
+    pub const fn for_step(step: &OptimStep) -> Module {
+        match step {
+            OptimStep::Sgd(_) => Module::OptimSgd,
+            OptimStep::Adagrad(_) => Module::OptimAdagrad,
+            OptimStep::Rmsprop(_) => Module::OptimRmsprop,
+            OptimStep::Adam(_) => Module::OptimAdam,
+            OptimStep::LectureMomentum(_) => Module::OptimLectureMomentum,
+        }
+    }
+}
+
+/// How a kernel uses one storage binding: WGSL's `var<storage, read>` or
+/// `var<storage, read_write>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+}
+
+use Access::{Read as R, ReadWrite as RW};
+
+/// A kernel: its module, its entry point, and the access of each storage binding (1, 2, …;
+/// binding 0 is the uniform slot).
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    /// The module that holds it.
+    pub module: Module,
+    /// Its `@compute` entry point.
+    pub entry: &'static str,
+    /// Storage bindings 1, 2, … in order.
+    pub bindings: &'static [Access],
+}
+
+const fn k(module: Module, entry: &'static str, bindings: &'static [Access]) -> Kernel {
+    Kernel { module, entry, bindings }
+}
+
+/// `x`, `z` → `out`.
+const ELEM: &[Access] = &[R, R, RW];
+/// `a`, `b`, bias, activation input → `out`, column sums.
+const MM: &[Access] = &[R, R, R, R, RW, RW];
+/// Source → destination.
+const REDUCE: &[Access] = &[R, RW];
+/// Parameters (written), gradients, then the three state slots.
+pub(super) const OPT: &[Access] = &[RW, R, RW, RW, RW];
+
+pub(super) const K_MATMUL: Kernel = k(Module::Matmul, "main", MM);
+pub(super) const K_MATMUL_VEC4: Kernel = k(Module::MatmulVec4, "main", MM);
+pub(super) const K_BIAS_ACT: Kernel = k(Module::Elementwise, "bias_act", ELEM);
+pub(super) const K_ACT_BACKWARD: Kernel = k(Module::Elementwise, "act_backward", ELEM);
+pub(super) const K_BINARY: Kernel = k(Module::Elementwise, "binary", ELEM);
+pub(super) const K_UNARY: Kernel = k(Module::Elementwise, "unary", ELEM);
+pub(super) const K_FILL: Kernel = k(Module::Elementwise, "fill", ELEM);
+pub(super) const K_EXPAND: Kernel = k(Module::Elementwise, "expand", ELEM);
+pub(super) const K_FIND_NONFINITE: Kernel = k(Module::Elementwise, "find_nonfinite", ELEM);
+pub(super) const K_COL_SUM: Kernel = k(Module::Reduce, "col_sum", REDUCE);
+pub(super) const K_ROW_SUM: Kernel = k(Module::Reduce, "row_sum", REDUCE);
+pub(super) const K_SUM_PARTIAL: Kernel = k(Module::Reduce, "sum_partial", REDUCE);
+pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
+pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
+pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
+pub(super) const K_ADAM8: Kernel = k(Module::OptimAdam8, ADAM8_INFO.name, &[RW, R, RW, RW, RW, RW, R]);
+
+/// An optimizer step's kernel for entry `entry` (one of `STEP_ENTRIES`).
+pub(super) const fn optim(step: &OptimStep, entry: &'static str) -> Kernel {
+    k(Module::for_step(step), entry, OPT)
+}
+
+/// Every kernel with a fixed entry, for the mirror test (optimizer steps: [`optim`]).
+pub const FIXED: &[Kernel] = &[
+    K_MATMUL,
+    K_MATMUL_VEC4,
+    K_BIAS_ACT,
+    K_ACT_BACKWARD,
+    K_BINARY,
+    K_UNARY,
+    K_FILL,
+    K_EXPAND,
+    K_FIND_NONFINITE,
+    K_COL_SUM,
+    K_ROW_SUM,
+    K_SUM_PARTIAL,
+    K_SUM,
+    K_SOFTMAX_CE,
+    K_GATHER,
+    K_ADAM8,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimizer_modules_are_named_after_their_kernel() {
+        for step in OptimStep::ALL {
+            assert_eq!(Module::for_step(&step).label(), format!("optim_{}", step.kernel().name));
+        }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let mut labels: Vec<_> = Module::ALL.iter().map(|m| m.label()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), Module::ALL.len());
+    }
+}

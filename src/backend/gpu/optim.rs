@@ -1,0 +1,95 @@
+//! Optimizer kernels: one fused step per parameter arena (`shaders/optim*.wgsl`), at f32,
+//! bfloat16 or blockwise 8-bit state.
+
+use super::chunk::Operand;
+use super::dispatch::Binding;
+use super::kernels::{optim, K_ADAM8};
+use super::{u, GpuBackend, WG};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep, STEP_ENTRIES};
+use crate::backend::quant::Block;
+use crate::tensor::View;
+
+impl GpuBackend {
+    /// One launch of an optimizer kernel's entry `entry` (`step_f32` or `step_bf16`, which
+    /// handles `per_invocation` elements per invocation), split into chunks past one binding.
+    pub(super) fn optim_launch(
+        &mut self,
+        step: &OptimStep,
+        entry: &'static str,
+        params: View,
+        grads: View,
+        state: &[View],
+        per_invocation: usize,
+    ) {
+        // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
+        let mut slots = self.dummy_write.map(|d| (d, 0));
+        let mut used = 0u32;
+        for (b, pos) in step.binding_positions().into_iter().enumerate() {
+            if let Some(v) = pos.and_then(|i| state.get(i)) {
+                slots[b] = (v.buf, u(v.offset));
+                used |= 1 << b;
+            }
+        }
+        // The arena header, then the kernel's own parameter struct.
+        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), 0, 0, 0, used, 0];
+        uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
+        let elem_bytes = if entry == STEP_ENTRIES[1] { 2 } else { 4 };
+        let mut operands = vec![Operand::at(params, 1), Operand::at(grads, 2)];
+        for (k, &(buf, offset)) in slots.iter().enumerate() {
+            operands.push(if used & 1 << k != 0 {
+                uni[3 + k] = offset;
+                Operand { buf, offset: offset as usize, elem_bytes, offset_word: Some(3 + k) }
+            } else {
+                Operand::whole(buf)
+            });
+        }
+        self.launch_1d(optim(step, entry), uni, 0, &operands, params.len, per_invocation);
+    }
+    /// Blockwise 8-bit Adam: one workgroup per row of blocks, in chunks past one binding.
+    pub(super) fn launch_adam8(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
+        debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
+        let header = |rows: usize, p_off: u32, g_off: u32, code_off: u32, row0: usize| {
+            let mut uni = vec![u(rows), p_off, g_off, u(s.quantized_blocks), u(s.small_len), code_off, u(row0), 0];
+            uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
+            uni
+        };
+        let whole = |b: usize| (b, None);
+        let small = [whole(s.absmax.buf), whole(s.small.buf), whole(s.table.buf)];
+        let big = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf];
+        if big.iter().all(|&b| self.fits_binding(b)) {
+            let uni = header(s.rows.len(), u(params.offset), u(grads.offset), 0, 0);
+            let grid = self.grid(s.rows.len() * WG as usize);
+            let mut bindings: Vec<Binding> = big.iter().map(|&b| whole(b)).collect();
+            bindings.extend(small);
+            return self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+        }
+        // Past one binding: consecutive rows whose span fits a chunk, each chunk's parameters,
+        // gradients and codes bound as sub-ranges and the header's offsets rebased (they wrap
+        // below zero: the kernel adds them to absolute arena indices).
+        let chunk = self.chunk_elems(4);
+        let mut r = 0;
+        let end_of = |b: &Block| b.start + b.len;
+        while r < s.rows.len() {
+            let first = s.rows[r].start;
+            let mut e = r + 1;
+            while e < s.rows.len() && end_of(&s.rows[e]) - first <= chunk {
+                e += 1;
+            }
+            let end = end_of(&s.rows[e - 1]);
+            let n = (end - first) as u64;
+            let (pb, p_into) = self.sub_range(params.buf, (params.offset + first) as u64 * 4, n * 4);
+            let (gb, g_into) = self.sub_range(grads.buf, (grads.offset + first) as u64 * 4, n * 4);
+            let (mb, m_into) = self.sub_range(s.m_codes.buf, first as u64, n);
+            let (vb, v_into) = self.sub_range(s.v_codes.buf, first as u64, n);
+            debug_assert_eq!(m_into, v_into, "both code buffers have the same layout");
+            let rebase = |into_elems: u64, base: usize| (into_elems as u32).wrapping_sub(base as u32);
+            let uni =
+                header(e - r, rebase(p_into / 4, first), rebase(g_into / 4, first), rebase(m_into / 4, first / 4), r);
+            let grid = self.grid((e - r) * WG as usize);
+            let mut bindings = vec![pb, gb, mb, vb];
+            bindings.extend(small);
+            self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+            r = e;
+        }
+    }
+}
