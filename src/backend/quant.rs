@@ -68,11 +68,11 @@ pub struct DynamicMap {
 
 /// Buckets are the top 17 bits of an order-preserving transform of the f32's bits, offset so
 /// that [-1, 1] starts at 0.
-const BUCKET_SHIFT: u32 = 15;
-const BUCKET_BASE: u32 = 0x8000;
-const BUCKETS: usize = 0x1_0000;
+pub(crate) const BUCKET_SHIFT: u32 = 15;
+pub(crate) const BUCKET_BASE: u32 = 0x8000;
+pub(crate) const BUCKETS: usize = 0x1_0000;
 /// The bits of an ordered f32 below its bucket.
-const LOW_MASK: u32 = (1 << BUCKET_SHIFT) - 1;
+pub(crate) const LOW_MASK: u32 = (1 << BUCKET_SHIFT) - 1;
 
 /// An f32's bits mapped to an unsigned integer that orders like the value (branch free).
 #[inline(always)]
@@ -84,6 +84,21 @@ fn ordered(x: f32) -> u32 {
 /// The inverse of [`ordered`].
 fn unordered(u: u32) -> f32 {
     f32::from_bits(if u & 0x8000_0000 != 0 { u & 0x7FFF_FFFF } else { !u })
+}
+
+/// [`DynamicMap::code`] from its tables, for a map known to be signed or not. The sign rule
+/// needs no lookup: in a map with 0 at code `zero`, the codes below it are the negative values
+/// and those above it the positive ones.
+#[inline(always)]
+pub(crate) fn code_in<const SIGNED: bool>(buckets: &[u32; BUCKETS], zero: u8, x: f32) -> u8 {
+    let o = ordered(x.clamp(-1.0, 1.0));
+    let e = buckets[((o >> BUCKET_SHIFT) - BUCKET_BASE) as u16 as usize];
+    // One threshold at most inside the bucket: one comparison finishes the count.
+    let c = (e & 0xFFFF) as u8 + ((o & LOW_MASK) >= e >> 16) as u8;
+    if !SIGNED {
+        return c;
+    }
+    c + (x > 0.0 && c < zero) as u8 - (x < 0.0 && c > zero) as u8
 }
 
 impl DynamicMap {
@@ -157,106 +172,21 @@ impl DynamicMap {
     #[inline(always)]
     pub fn code(&self, x: f32) -> u8 {
         if self.signed {
-            self.coder::<true>().code(x)
+            code_in::<true>(&self.buckets, self.zero, x)
         } else {
-            self.coder::<false>().code(x)
+            code_in::<false>(&self.buckets, self.zero, x)
         }
     }
 
-    /// The tables [`DynamicMap::code`] reads, borrowed once for a loop (so the loop does not
-    /// reload them after every store), for a map known to be signed or not.
-    #[inline(always)]
-    pub fn coder<const SIGNED: bool>(&self) -> Coder<'_, SIGNED> {
-        debug_assert_eq!(self.signed, SIGNED);
-        Coder { buckets: &self.buckets, zero: self.zero }
+    /// The bucket table [`DynamicMap::code`] reads, for a backend's vectorised coder.
+    pub(crate) fn buckets(&self) -> &[u32; BUCKETS] {
+        &self.buckets
     }
 
     /// The value of code `c` in a block of `absmax`.
     #[inline(always)]
     pub fn decode(&self, c: u8, absmax: f32) -> f32 {
         self.values[c as usize] * absmax
-    }
-}
-
-/// [`DynamicMap::code`] with the tables in hand.
-#[derive(Clone, Copy)]
-pub struct Coder<'a, const SIGNED: bool> {
-    buckets: &'a [u32; BUCKETS],
-    zero: u8,
-}
-
-impl<const SIGNED: bool> Coder<'_, SIGNED> {
-    /// See [`DynamicMap::code`]. The sign rule needs no lookup: in a map with 0 at code
-    /// `zero`, the codes below it are the negative values and those above it the positive ones.
-    #[inline(always)]
-    pub fn code(self, x: f32) -> u8 {
-        let o = ordered(x.clamp(-1.0, 1.0));
-        let e = self.buckets[((o >> BUCKET_SHIFT) - BUCKET_BASE) as u16 as usize];
-        // One threshold at most inside the bucket: one comparison finishes the count.
-        let c = (e & 0xFFFF) as u8 + ((o & LOW_MASK) >= e >> 16) as u8;
-        if !SIGNED {
-            return c;
-        }
-        c + (x > 0.0 && c < self.zero) as u8 - (x < 0.0 && c > self.zero) as u8
-    }
-
-    /// `out[i] = self.code(xs[i])` for every element, eight at a time where the CPU has AVX2
-    /// (the same comparisons, so the same codes).
-    #[inline(always)]
-    pub fn codes(self, xs: &[f32], out: &mut [u8]) {
-        let n = xs.len().min(out.len());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2 (checked at run time).
-        let done = if super::host::has_avx2_fma() { unsafe { self.codes_avx2(&xs[..n], &mut out[..n]) } } else { 0 };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
-        for (c, &x) in out[done..n].iter_mut().zip(&xs[done..n]) {
-            *c = self.code(x);
-        }
-    }
-
-    /// [`Coder::code`] over whole groups of eight: one gather for the bucket lookups. Returns
-    /// how many elements it coded.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn codes_avx2(self, xs: &[f32], out: &mut [u8]) -> usize {
-        use std::arch::x86_64::*;
-        let whole = xs.len() / 8 * 8;
-        let one = _mm256_set1_ps(1.0);
-        let zero = _mm256_setzero_ps();
-        let top_bit = _mm256_set1_epi32(i32::MIN);
-        let base = _mm256_set1_epi32(BUCKET_BASE as i32);
-        let low = _mm256_set1_epi32(LOW_MASK as i32);
-        let count = _mm256_set1_epi32(0xFFFF);
-        let zero_code = _mm256_set1_epi32(self.zero as i32);
-        for at in (0..whole).step_by(8) {
-            // SAFETY: `at + 8 <= xs.len()`; for x in [-1, 1] every bucket index is below BUCKETS.
-            let x = _mm256_loadu_ps(xs.as_ptr().add(at));
-            let x = _mm256_max_ps(_mm256_min_ps(x, one), _mm256_set1_ps(-1.0));
-            let b = _mm256_castps_si256(x);
-            let o = _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), top_bit));
-            let key = _mm256_sub_epi32(_mm256_srli_epi32(o, BUCKET_SHIFT as i32), base);
-            let e = _mm256_i32gather_epi32::<4>(self.buckets.as_ptr() as *const i32, key);
-            // Both sides are below 2^16, so the signed comparison is the unsigned one.
-            let inside = _mm256_srli_epi32(e, 16);
-            let lo = _mm256_and_si256(o, low);
-            let ge = _mm256_xor_si256(_mm256_cmpgt_epi32(inside, lo), _mm256_set1_epi32(-1));
-            // A true comparison is all ones (−1): subtracting it adds one.
-            let mut c = _mm256_sub_epi32(_mm256_and_si256(e, count), ge);
-            if SIGNED {
-                let pos = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(x, zero));
-                let neg = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(x, zero));
-                let up = _mm256_and_si256(pos, _mm256_cmpgt_epi32(zero_code, c));
-                let down = _mm256_and_si256(neg, _mm256_cmpgt_epi32(c, zero_code));
-                c = _mm256_add_epi32(_mm256_sub_epi32(c, up), down);
-            }
-            let mut lanes = [0i32; 8];
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, c);
-            for (o, &l) in out[at..at + 8].iter_mut().zip(&lanes) {
-                *o = l as u8;
-            }
-        }
-        whole
     }
 }
 
@@ -462,31 +392,6 @@ mod tests {
             }
             for x in probes.into_iter().filter(|x| (lo..=1.0).contains(x)) {
                 assert_eq!(map.code(x), nearest(map, x), "x = {x:e} (signed: {})", map.signed);
-            }
-        }
-    }
-
-    #[test]
-    fn the_vector_path_gives_the_scalar_codes() {
-        let mut r = crate::rng::Rng::new(9);
-        for map in [DynamicMap::signed(), DynamicMap::unsigned()] {
-            let lo = if map.signed { -1.0 } else { 0.0 };
-            let mut xs: Vec<f32> = map.thresholds[..255].iter().chain(&map.values).copied().collect();
-            xs.extend(
-                (0..4099).map(|_| lo + (1.0 - lo) * r.uniform(0.0, 1.0) as f32 * 10f32.powi(-(r.below(8) as i32))),
-            );
-            xs.extend([0.0, -0.0, 1.0, -1.0, 1.5, -1.5, f32::MIN_POSITIVE, -f32::MIN_POSITIVE]);
-            let mut fast = vec![0u8; xs.len()];
-            if map.signed {
-                map.coder::<true>().codes(&xs, &mut fast);
-            } else {
-                map.coder::<false>().codes(&xs, &mut fast);
-            }
-            for (&x, &c) in xs.iter().zip(&fast) {
-                assert_eq!(c, map.code(x), "x = {x:e}");
-                if (lo..=1.0).contains(&x) {
-                    assert_eq!(c, nearest(map, x), "x = {x:e}");
-                }
             }
         }
     }

@@ -5,9 +5,12 @@
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
+pub mod code8;
+mod elementwise;
 pub mod matmul;
 pub mod optim;
 
+use self::elementwise::*;
 use self::matmul::gemm_f32;
 use crate::backend::host::host_available_bytes;
 pub use crate::backend::host::{
@@ -97,148 +100,6 @@ impl CpuBackend {
         }
         self.bufs[out.buf] = Store::F32(o);
     }
-}
-
-fn act_apply(act: Act, z: f32) -> f32 {
-    match act {
-        Act::Identity => z,
-        Act::Relu => z.max(0.0),
-        Act::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-        Act::Tanh => z.tanh(),
-    }
-}
-
-fn act_grad(act: Act, y: f32) -> f32 {
-    match act {
-        Act::Identity => 1.0,
-        Act::Relu => {
-            if y > 0.0 {
-                1.0
-            } else {
-                0.0
-            }
-        }
-        Act::Sigmoid => y * (1.0 - y),
-        Act::Tanh => 1.0 - y * y,
-    }
-}
-
-/// The matmul epilogue on one row of C: `z = act(z · act'(y) + bias)`, as separate passes
-/// with the activation chosen outside each loop, so every pass vectorises.
-fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias: Option<&[f32]>, act: Act) {
-    fn each(row: &mut [f32], other: &[f32], f: impl Fn(f32, f32) -> f32) {
-        row.iter_mut().zip(other).for_each(|(z, &x)| *z = f(*z, x));
-    }
-    match grad_of {
-        None | Some((Act::Identity, _)) => {}
-        Some((Act::Relu, y)) => each(row, y, |z, y| z * act_grad(Act::Relu, y)),
-        Some((Act::Sigmoid, y)) => each(row, y, |z, y| z * act_grad(Act::Sigmoid, y)),
-        Some((Act::Tanh, y)) => each(row, y, |z, y| z * act_grad(Act::Tanh, y)),
-    }
-    if let Some(b) = bias {
-        each(row, b, |z, b| z + b);
-    }
-    match act {
-        Act::Identity => {}
-        Act::Relu => row.iter_mut().for_each(|z| *z = act_apply(Act::Relu, *z)),
-        Act::Sigmoid => row.iter_mut().for_each(|z| *z = act_apply(Act::Sigmoid, *z)),
-        Act::Tanh => row.iter_mut().for_each(|z| *z = act_apply(Act::Tanh, *z)),
-    }
-}
-
-/// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
-fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() >= PAR_MIN {
-        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
-    } else {
-        out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
-    }
-}
-
-/// Index of the first NaN or ±∞ in `x`. Runs once per training step over every gradient, so
-/// the common all-finite case must cost no more than reading the buffer: each chunk is tested
-/// with a branch-free exponent check that vectorises, and only a chunk that fails is searched.
-fn first_nonfinite(x: &[f32]) -> Option<usize> {
-    fn chunk_is_finite(c: &[f32]) -> bool {
-        let bad = c.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000));
-        bad == 0
-    }
-    let chunk = if x.len() >= PAR_MIN * 16 {
-        x.par_chunks(CHUNK).position_first(|c| !chunk_is_finite(c))
-    } else {
-        x.chunks(CHUNK).position(|c| !chunk_is_finite(c))
-    }?;
-    let start = chunk * CHUNK;
-    x[start..].iter().position(|v| !v.is_finite()).map(|k| start + k)
-}
-
-/// Elements per parallel task of the elementwise loops.
-const CHUNK: usize = 1 << 14;
-
-/// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).
-fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
-    let body = |(o, a): (&mut [f32], &[f32])| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
-    if out.len() >= PAR_MIN {
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
-    } else {
-        body((out, a));
-    }
-}
-
-/// `out[i] = f(a[i], b[i])`, like [`map1`].
-fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    let body =
-        |((o, a), b): ((&mut [f32], &[f32]), &[f32])| o.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
-    if out.len() >= PAR_MIN {
-        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
-    } else {
-        body(((out, a), b));
-    }
-}
-
-/// `x^p` as `powf` computes it, with the common exponents on faster exact paths
-/// (`powf(x, 0.5)` is `sqrt(x)` except that it maps −0 to +0 and −∞ to +∞).
-fn pow(x: f32, p: f32) -> f32 {
-    if p == 2.0 {
-        x * x
-    } else if p == 0.5 {
-        if x == f32::NEG_INFINITY {
-            f32::INFINITY
-        } else {
-            x.sqrt() + 0.0
-        }
-    } else {
-        x.powf(p)
-    }
-}
-
-fn binary_op(op: BinaryOp, x: f32, y: f32) -> f32 {
-    match op {
-        BinaryOp::Add => x + y,
-        BinaryOp::Sub => x - y,
-        BinaryOp::Mul => x * y,
-        BinaryOp::Div => x / y,
-    }
-}
-
-/// `out[i] = f(i)`, in parallel when large.
-fn map_mut(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
-    if out.len() >= PAR_MIN {
-        out.par_iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
-    } else {
-        out.iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
-    }
-}
-
-/// Column sums of a rows×cols matrix, accumulated in f64.
-fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
-    let mut acc = vec![0f64; cols];
-    for row in x.chunks(cols) {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v as f64;
-        }
-    }
-    acc.into_iter().map(|a| a as f32).collect()
 }
 
 impl Backend for CpuBackend {
@@ -595,30 +456,6 @@ impl Backend for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_pow_paths_match_powf() {
-        for x in [0.0f32, -0.0, 1e-30, 0.25, 2.0, 1e30, f32::INFINITY, f32::NEG_INFINITY, -1.0, f32::NAN] {
-            for p in [0.5f32, 2.0] {
-                let (a, b) = (pow(x, p), x.powf(p));
-                assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{x}^{p}: {a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn first_nonfinite_finds_the_first_bad_element_on_both_paths() {
-        for len in [1, 7, CHUNK - 1, CHUNK + 3, PAR_MIN * 16 + 5] {
-            let mut x = vec![1.5f32; len];
-            assert_eq!(first_nonfinite(&x), None, "len {len}");
-            for (at, bad) in [(len - 1, f32::NAN), (len / 2, f32::INFINITY), (0, f32::NEG_INFINITY)] {
-                x[at] = bad;
-                assert_eq!(first_nonfinite(&x), Some(at), "len {len}, {bad} at {at}");
-            }
-        }
-        // Largest finite value and subnormals are finite.
-        assert_eq!(first_nonfinite(&[f32::MAX, -f32::MAX, 1e-45, 0.0]), None);
-    }
 
     #[test]
     #[cfg(target_arch = "x86_64")]

@@ -3,6 +3,7 @@
 //! ([`crate::backend::optim_kernel`]). Formulas follow `torch.optim` (see `optim::reference` for the
 //! plain f64 version).
 
+use super::code8::Coder;
 use crate::backend::optim_kernel::*;
 use crate::backend::quant::{bf16_from_f32, bf16_to_f32, Block, BlockKind, DynamicMap, BLOCK};
 use rayon::prelude::*;
@@ -411,6 +412,6 @@ fn block8(h: &AdamParams, p: &mut [f32], g: &[f32], mc: &mut [u8], vc: &mut [u8]
     for x in v.iter_mut() {
         *x = if mx_v > 0.0 { *x / mx_v } else { 0.0 };
     }
-    sm.coder::<true>().codes(m, mc);
-    um.coder::<false>().codes(v, vc);
+    Coder::<true>::new(sm).codes(m, mc);
+    Coder::<false>::new(um).codes(v, vc);
 }
