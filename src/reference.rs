@@ -3,7 +3,7 @@
 //!
 //! The tolerances for comparing an f32 kernel with the reference live here, once.
 
-use crate::backend::{Act, Axis, BinaryOp, Form, Layout, UnaryOp};
+use crate::backend::ops::{Act, Axis, BinaryOp, Form, Layout, UnaryOp};
 
 /// Relative tolerance for kernel vs reference.
 pub const REL_TOL: f64 = 1e-5;
