@@ -58,6 +58,10 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--hidden", "100000,100000", "--device", "gpu"], 2, "over the largest buffer"),
     (&["bench", "optim", "--params", "4e9", "--device", "cpu"], 2, "use a smaller --params"),
     (&["descend", "--function", "square", "--plot", "out.svg"], 2, "plots are PNG files"),
+    // Sizes past the host's memory are refused before parity allocates anything.
+    (&["parity", "--device", "cpu", "--lengths", "40000000000"], 2, "parity at length 40000000000 needs"),
+    (&["parity", "--device", "cpu", "--lengths", "40000000000"], 2, "use smaller --lengths"),
+    (&["parity", "--device", "cpu", "--shapes", "100000x100000x100000"], 2, "parity at matmul 100000x100000x100000"),
 ];
 
 #[test]
@@ -88,4 +92,78 @@ fn a_first_run_prints_no_error_lines() {
     assert!(all.contains("epoch   1/1"), "{all}");
     let bad: Vec<&str> = all.lines().filter(|l| l.to_lowercase().contains("error")).collect();
     assert!(bad.is_empty(), "lines mentioning an error on a quiet first run: {bad:?}");
+}
+
+/// Runs descent with `args`; returns the exit code and stderr, after checking that it did not
+/// panic and that the message is one `error:` line.
+fn run_descent(args: &[&str], setup: impl FnOnce(&mut Command)) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_descent"));
+    cmd.args(args);
+    setup(&mut cmd);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "{args:?}: {err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{args:?}: {err}");
+    (out.status.code(), err)
+}
+
+/// A replay whose output cannot be held is refused at once, naming the JSON path and the bound.
+#[test]
+fn replay_refuses_an_output_past_its_bounds() {
+    let d = std::env::temp_dir().join(format!("descent-cli-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let cases = [
+        (
+            r#""init":[1.0],"quadratic":[1.0],"steps":1000000000000000"#,
+            "$.steps: 1000000000000000 steps, over replay's bound of 1000000",
+        ),
+        (
+            r#""init":[1,2,3,4,5,6,7,8,9,10,11],"quadratic":[1,1,1,1,1,1,1,1,1,1,1],"steps":1000000"#,
+            "give 11000000 output values, over replay's bound of 10000000",
+        ),
+    ];
+    for (i, (problem, says)) in cases.iter().enumerate() {
+        let spec = d.join(format!("spec{i}.json"));
+        std::fs::write(&spec, format!(r#"{{"optimizer":{{"name":"sgd","lr":0.1}},{problem}}}"#)).unwrap();
+        let started = std::time::Instant::now();
+        let (code, err) = run_descent(&["replay", "--spec", &spec.to_string_lossy()], |_| {});
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(says), "expected '{says}' in: {err}");
+        assert!(started.elapsed().as_secs() < 30, "refused only after {:?}", started.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A checkpoint that cannot be written (here: past the file-size limit, as on a full disk) is
+/// a runtime error (exit 1) that leaves the previous checkpoint as it was and no temporary file.
+#[test]
+#[cfg(unix)]
+fn a_failed_checkpoint_write_leaves_no_temporary_file() {
+    let subset = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/fashion-mnist-subset");
+    let d = std::env::temp_dir().join(format!("descent-cli-errors-ck-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let ck = d.join("c.safetensors").to_string_lossy().into_owned();
+    let train =
+        ["train", "--data-dir", subset, "--device", "cpu", "--hidden", "8", "--epochs", "1", "--checkpoint", &ck];
+    let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(train).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = std::fs::read(&ck).unwrap();
+    // The checkpoint is 26 KB; the limit is 4 KiB (8 blocks of 512 bytes). With SIGXFSZ ignored
+    // the write fails with EFBIG, as a write to a full disk fails with ENOSPC.
+    let exe = env!("CARGO_BIN_EXE_descent");
+    let script = format!("ulimit -f 8; trap '' XFSZ; exec \"$0\" \"$@\"");
+    let mut args = vec!["-c", script.as_str(), exe];
+    args.extend(train);
+    let (code, err) = {
+        let out = Command::new("sh").args(&args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("was not written (any previous version is unchanged)"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "the previous checkpoint changed");
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("c.safetensors")], "files left behind");
+    let _ = std::fs::remove_dir_all(&d);
 }

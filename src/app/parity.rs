@@ -50,6 +50,48 @@ impl Default for ParityConfig {
     }
 }
 
+/// An upper bound on the bytes one parity check holds at once per element of its largest
+/// operand: on the host, the random inputs (f32), their f64 reference results and the readback;
+/// on a CPU device, also the device's buffers (an optimizer check holds parameters, gradients
+/// and three state slots on the device and in f64). Measured with `/usr/bin/time` on the CPU
+/// backend: about 106 bytes per element for the vector checks (lengths 1e6 and 4e6), 78 for
+/// the blockwise ones and 14 for a matmul's three operands.
+pub const PEAK_BYTES_PER_ELEMENT: u64 = 128;
+
+impl ParityConfig {
+    /// Refuse, with a [`crate::backend::TooLarge`] error and before anything is allocated, a
+    /// size the host or `dev` cannot hold (a length past a kernel's 32-bit element index, a
+    /// buffer past the device's largest, or more memory than is available).
+    pub fn check_fits(&self, dev: &Device) -> Result<()> {
+        let matrix = self
+            .shapes
+            .iter()
+            .map(|&(m, k, n)| (format!("matmul {m}x{k}x{n}"), m * k + k * n + m * n, m.max(k) * n.max(k)));
+        let vector = self.lengths.iter().map(|&n| (format!("length {n}"), n, n));
+        let total: usize = self.blockwise_lengths.iter().sum();
+        let blockwise = (!self.blockwise_lengths.is_empty())
+            .then(|| (format!("blockwise lengths totalling {total}"), total, total));
+        let host = crate::backend::host::host_available_bytes();
+        for (what, elements, largest) in matrix.chain(vector).chain(blockwise) {
+            let what = format!("parity at {what}");
+            let fix = "use smaller --lengths, --shapes or --blockwise-lengths";
+            let bytes = (elements as u64).saturating_mul(PEAK_BYTES_PER_ELEMENT);
+            if dev.is_gpu() && largest as u64 > u32::MAX as u64 {
+                let limit = "the kernels' 32-bit element index".to_string();
+                let fits = u32::MAX as u64 * 4;
+                let needs = (largest as u64).saturating_mul(4);
+                return Err(crate::backend::TooLarge { what, needs, limit, fits, fix: fix.into() }.into());
+            }
+            dev.check_fits(&what, bytes, (largest as u64).saturating_mul(4), fix)?;
+            if let Some(free) = host.filter(|&free| bytes > free) {
+                let limit = "the host's available memory".to_string();
+                return Err(crate::backend::TooLarge { what, needs: bytes, limit, fits: free, fix: fix.into() }.into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Around the block size (256) and `min_8bit_size` (4096), and one tensor of many blocks with a
 /// partial last one.
 pub const BLOCKWISE_LENGTHS: [usize; 8] = [1, 255, 256, 257, 4095, 4096, 4097, 65_537];
@@ -567,6 +609,7 @@ pub fn run(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
 
 /// [`run`] as a future: every readback is awaited, so it runs on a browser's WebGPU device.
 pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<ParityRow>> {
+    cfg.check_fits(dev)?;
     let mut c = Checker { dev, rng: Rng::new(cfg.seed), rows: Vec::new() };
     for &(m, k, n) in &cfg.shapes {
         c.matrix_kernels(m, k, n).await?;

@@ -71,11 +71,13 @@ pub fn run(a: ParityArgs) -> Result<()> {
     let mut rows = Vec::new();
     if a.device != ParityDevice::Cpu {
         let mut gpu = Device::gpu()?;
+        cfg.check_fits(&gpu)?;
         eprintln!("running on {}", gpu.describe());
         rows.extend(parity::run(&mut gpu, &cfg)?);
     }
     if a.device != ParityDevice::Gpu {
         let mut cpu = Device::cpu();
+        cfg.check_fits(&cpu)?;
         eprintln!("running on {}", cpu.describe());
         rows.extend(parity::run(&mut cpu, &cfg)?);
     }
