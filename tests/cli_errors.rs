@@ -152,8 +152,8 @@ fn a_failed_checkpoint_write_leaves_no_temporary_file() {
     // The checkpoint is 26 KB; the limit is 4 KiB (8 blocks of 512 bytes). With SIGXFSZ ignored
     // the write fails with EFBIG, as a write to a full disk fails with ENOSPC.
     let exe = env!("CARGO_BIN_EXE_descent");
-    let script = format!("ulimit -f 8; trap '' XFSZ; exec \"$0\" \"$@\"");
-    let mut args = vec!["-c", script.as_str(), exe];
+    let script = "ulimit -f 8; trap '' XFSZ; exec \"$0\" \"$@\"";
+    let mut args = vec!["-c", script, exe];
     args.extend(train);
     let (code, err) = {
         let out = Command::new("sh").args(&args).output().unwrap();
