@@ -2,13 +2,13 @@
 // (either operand broadcasting a row, column or scalar) and unary ops, fill, expand, and the
 // search for a non-finite value. X and Z are read, OUT is written; offsets are in elements.
 
-struct Params {
+struct ElementwiseParams {
     n: u32, cols: u32, op: u32, act: u32,
     x_off: u32, z_off: u32, out_off: u32, has_z: u32,
     param: f32, pad0: u32, pad1: u32, pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Z: array<f32>;
 @group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
@@ -42,7 +42,7 @@ fn bcast_index(mode: u32, i: u32) -> u32 {
     }
 }
 
-// op: 0 add, 1 sub, 2 mul, 3 div. P.act holds the operands' layouts: X's in bits 0-7, Z's in
+// P.op: a BINARY_ code. P.act holds the operands' layouts: X's in bits 0-7, Z's in
 // bits 8-15 (see bcast_index).
 @compute @workgroup_size(256)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -50,12 +50,13 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= P.n) { return; }
     let a = X[P.x_off + bcast_index(P.act & 0xffu, i)];
     let b = Z[P.z_off + bcast_index(P.act >> 8u, i)];
-    var r = a + b;
+    var r: f32;
     switch P.op {
-        case 1u: { r = a - b; }
-        case 2u: { r = a * b; }
-        case 3u: { r = a / b; }
-        default: {}
+        case BINARY_Add: { r = a + b; }
+        case BINARY_Sub: { r = a - b; }
+        case BINARY_Mul: { r = a * b; }
+        case BINARY_Div: { r = a / b; }
+        default: { r = nan_f32(); }
     }
     OUT[P.out_off + i] = r;
 }
@@ -65,10 +66,7 @@ fn pow_signed(x: f32, p: f32) -> f32 {
     let m = pow(abs(x), p);
     if (x >= 0.0) { return m; }
     if (fract(p) != 0.0) {
-        // A quiet NaN made at run time: a constant expression that evaluates to NaN is a
-        // shader-creation error in WGSL (browsers' Tint rejects it; naga let it through).
-        var nan_bits = 0x7fc00000u;
-        return bitcast<f32>(nan_bits);
+        return nan_f32();
     }
     if (fract(p * 0.5) != 0.0) { return -m; }
     return m;
@@ -89,21 +87,22 @@ fn sin_quadrant(x: f32, shift: i32) -> f32 {
     return select(v, -v, (k & 2) == 2);
 }
 
-// op: 0 scale, 1 add scalar, 2 pow, 3 log, 4 exp, 5 sin, 6 cos (param is the scalar).
+// P.op: a UNARY_ code; P.param is its scalar.
 @compute @workgroup_size(256)
 fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
     let a = X[P.x_off + i];
-    var r = a * P.param;
+    var r: f32;
     switch P.op {
-        case 1u: { r = a + P.param; }
-        case 2u: { r = pow_signed(a, P.param); }
-        case 3u: { r = log(a); }
-        case 4u: { r = exp(a); }
-        case 5u: { r = sin_quadrant(a, 0); }
-        case 6u: { r = sin_quadrant(a, 1); }
-        default: {}
+        case UNARY_Scale: { r = a * P.param; }
+        case UNARY_AddScalar: { r = a + P.param; }
+        case UNARY_Pow: { r = pow_signed(a, P.param); }
+        case UNARY_Log: { r = log(a); }
+        case UNARY_Exp: { r = exp(a); }
+        case UNARY_Sin: { r = sin_quadrant(a, 0); }
+        case UNARY_Cos: { r = sin_quadrant(a, 1); }
+        default: { r = nan_f32(); }
     }
     OUT[P.out_off + i] = r;
 }

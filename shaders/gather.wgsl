@@ -4,12 +4,12 @@
 // (IMAGES, IMAGES1, IMAGES2, IMAGES3); a row is read from the chunk that holds it. A dataset
 // that fits binds the same buffer four times, with chunk_rows past its last row.
 
-struct Params {
+struct GatherParams {
     count: u32, row_len: u32, start: u32, x_off: u32,
     y_off: u32, scale: f32, chunk_rows: u32, pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: GatherParams;
 @group(0) @binding(1) var<storage, read> IMAGES: array<u32>;
 @group(0) @binding(6) var<storage, read> IMAGES1: array<u32>;
 @group(0) @binding(7) var<storage, read> IMAGES2: array<u32>;

@@ -8,14 +8,14 @@
 // (any shape and offset) or matmul_load_vec4.wgsl (one vec4 per invocation and operand, when
 // the contiguous dimension of each operand and its offset are multiples of 4).
 
-struct Params {
+struct MatmulParams {
     m: u32, k: u32, n: u32, form: u32,
     a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
     y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
     grad_act: u32, has_colsum: u32, pad0: u32, pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: MatmulParams;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read> Y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> C: array<f32>;

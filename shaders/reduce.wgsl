@@ -3,12 +3,12 @@
 // workgroups, grid-stride, one partial sum each) then `sum` (one workgroup, tree reduction in
 // workgroup memory).
 
-struct Params {
+struct ReduceParams {
     n: u32, cols: u32, x_off: u32, out_off: u32,
     scale: f32, pad0: u32, pad1: u32, pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: ReduceParams;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
 

@@ -3,12 +3,12 @@
 // the mean loss, d(mean loss)/d(logits) = (softmax − onehot) / rows, and adds
 // [Σ row loss, argmax-correct count] to METRICS. Labels are class indices stored as f32.
 
-struct Params {
+struct SoftmaxCeParams {
     rows: u32, cols: u32, logits_off: u32, labels_off: u32,
     loss_off: u32, d_off: u32, metrics_off: u32, flags: u32, // flags: 1 loss, 2 dlogits, 4 metrics
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(0) var<uniform> P: SoftmaxCeParams;
 @group(0) @binding(1) var<storage, read> LOGITS: array<f32>;
 @group(0) @binding(2) var<storage, read> LABELS: array<f32>;
 @group(0) @binding(3) var<storage, read_write> LOSS: array<f32>;

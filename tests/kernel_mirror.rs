@@ -1,9 +1,13 @@
-//! The optimizer contract between Rust and WGSL: every kernel's `#[repr(C)]` parameter struct
-//! (`backend::optim_kernel`) and the WGSL struct of the same name must declare the same fields
+//! The contract between Rust and WGSL, parsed with naga (the WGSL front end wgpu uses): every
+//! optimizer's `#[repr(C)]` parameter struct (`backend::optim_kernel`) and every other kernel's
+//! uniform (`backend::gpu::params`) declare the same fields as the WGSL struct of the same name,
 //! in the same order with the same types, offsets and size; every kernel has its WGSL entry
-//! points and `update` function; every optimizer name maps to a kernel; the blockwise 8-bit
-//! kernel likewise. Parsed with naga, the WGSL front end wgpu uses.
+//! point, and its storage bindings are those the registry (`backend::gpu::kernels`) declares,
+//! with the same access; every optimizer name maps to a kernel; doctored copies fail.
 
+use descent::backend::contract::Field;
+use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
+use descent::backend::gpu::params::UNIFORMS;
 use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAM8, STEP_ENTRIES};
 use descent::optim::{OptimConfig, OPTIMIZER_NAMES};
 
@@ -14,12 +18,12 @@ fn read(f: &str) -> String {
 
 /// The WGSL module a kernel is built from, as the GPU backend assembles it.
 fn kernel_source(name: &str) -> String {
-    format!("{}\n{}{}", read("common.wgsl"), read("optim.wgsl"), read(&format!("optim_{name}.wgsl")))
+    format!("{}{}{}", kernels::prelude(), read("optim.wgsl"), read(&format!("optim_{name}.wgsl")))
 }
 
 /// The 8-bit kernel's module: its own file, then Adam's formula.
 fn adam8_source() -> String {
-    format!("{}\n{}{}", read("common.wgsl"), read("optim_adam8.wgsl"), read("optim_adam.wgsl"))
+    format!("{}{}{}", kernels::prelude(), read("optim_adam8.wgsl"), read("optim_adam.wgsl"))
 }
 
 /// A struct member as (name, byte offset, type name).
@@ -116,7 +120,7 @@ fn the_mirror_check_catches_a_field_added_on_either_side() {
     assert!(!differences(&k, &wgsl_extra, &STEP_ENTRIES, true).is_empty());
     // A field added in Rust only (the same struct with one more entry in its table).
     let mut fields = k.fields.to_vec();
-    fields.push(descent::backend::optim_kernel::Field { name: "maximize", offset: k.size, ty: "u32" });
+    fields.push(Field { name: "maximize", offset: k.size, ty: "u32" });
     let rust_extra = KernelInfo { fields: Box::leak(fields.into_boxed_slice()), size: k.size + 4, ..k };
     assert!(!differences(&rust_extra, &source, &STEP_ENTRIES, true).is_empty());
     // Two fields swapped in WGSL.
@@ -148,4 +152,136 @@ fn every_optimizer_runs_a_listed_kernel() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), entries.len());
+}
+
+/// Every way the uniform struct `name` in `source` differs from its Rust twin.
+fn uniform_differences(source: &str, name: &str, fields: &[Field], size: usize) -> Vec<String> {
+    let module = match naga::front::wgsl::parse_str(source) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("does not parse: {}", e.emit_to_string(source))],
+    };
+    let Some((wgsl, span)) = wgsl_struct(&module, name) else { return vec![format!("no WGSL struct '{name}'")] };
+    let rust: Vec<Member> = fields.iter().map(|f| (f.name.to_string(), f.offset as u32, f.ty.to_string())).collect();
+    let mut out = Vec::new();
+    if wgsl != rust {
+        out.push(format!("{name}: WGSL fields {wgsl:?}, Rust fields {rust:?}"));
+    }
+    if span as usize != size {
+        out.push(format!("{name}: WGSL size {span}, Rust size {size}"));
+    }
+    out
+}
+
+/// Every way a kernel's bindings in `source` differ from its Rust declaration: binding 0 the
+/// uniform (of type `uniform`, when given), then storage bindings 1, 2, … with the declared
+/// access, and nothing else in group 0; and its entry point exists.
+fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<String> {
+    let module = match naga::front::wgsl::parse_str(source) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("{} does not parse: {}", k.module.label(), e.emit_to_string(source))],
+    };
+    let mut out = Vec::new();
+    if !module.entry_points.iter().any(|e| e.name == k.entry && e.stage == naga::ShaderStage::Compute) {
+        out.push(format!("no compute entry point '{}'", k.entry));
+    }
+    let mut storage = Vec::new();
+    let mut uniforms = Vec::new();
+    for (_, g) in module.global_variables.iter() {
+        let Some(b) = &g.binding else { continue };
+        let name = g.name.clone().unwrap_or_default();
+        match g.space {
+            naga::AddressSpace::Uniform => {
+                uniforms.push((b.binding, module.types[g.ty].name.clone().unwrap_or_default()))
+            }
+            naga::AddressSpace::Storage { access } => {
+                let a = if access.contains(naga::StorageAccess::STORE) { Access::ReadWrite } else { Access::Read };
+                storage.push((b.binding, a, name));
+            }
+            _ => out.push(format!("{name}: a binding that is neither uniform nor storage")),
+        }
+    }
+    match uniforms.as_slice() {
+        [(0, ty)] => {
+            if let Some(want) = uniform.filter(|w| w != ty) {
+                out.push(format!("binding 0 is a {ty}, the backend writes a {want}"));
+            }
+        }
+        other => out.push(format!("expected one uniform at binding 0, found {other:?}")),
+    }
+    storage.sort_by_key(|s| s.0);
+    let wgsl: Vec<(u32, Access)> = storage.iter().map(|&(b, a, _)| (b, a)).collect();
+    let rust: Vec<(u32, Access)> = k.bindings.iter().enumerate().map(|(i, &a)| (i as u32 + 1, a)).collect();
+    if wgsl != rust {
+        out.push(format!(
+            "{} {}: WGSL storage bindings {storage:?}, Rust declares {rust:?}",
+            k.module.label(),
+            k.entry
+        ));
+    }
+    out
+}
+
+/// Every kernel the backend launches: the fixed ones and each optimizer at each state width.
+fn all_kernels() -> Vec<Kernel> {
+    let mut all = kernels::FIXED.to_vec();
+    for step in OptimStep::ALL {
+        all.extend(STEP_ENTRIES.iter().map(|e| kernels::optim(&step, e)));
+    }
+    all
+}
+
+/// The WGSL name of a module's uniform, where the whole uniform is one struct of `UNIFORMS`.
+fn uniform_name(module: Module) -> Option<&'static str> {
+    UNIFORMS.iter().find(|u| u.0 == module && !module.label().starts_with("optim")).map(|u| u.1)
+}
+
+#[test]
+fn every_kernel_uniform_mirrors_its_wgsl_twin() {
+    for &module in Module::ALL {
+        assert!(UNIFORMS.iter().any(|u| u.0 == module), "{}: no uniform struct in UNIFORMS", module.label());
+    }
+    for &(module, name, fields, size) in UNIFORMS {
+        let diffs = uniform_differences(&kernels::module_source(module), name, fields, size);
+        assert!(diffs.is_empty(), "{}: {}", module.label(), diffs.join("; "));
+    }
+}
+
+#[test]
+fn every_kernel_binding_has_its_declared_access() {
+    let all = all_kernels();
+    for &module in Module::ALL {
+        assert!(all.iter().any(|k| k.module == module), "{}: no kernel launches it", module.label());
+    }
+    for k in &all {
+        let diffs = binding_differences(k, &kernels::module_source(k.module), uniform_name(k.module));
+        assert!(diffs.is_empty(), "{}", diffs.join("; "));
+    }
+}
+
+#[test]
+fn the_uniform_and_binding_checks_catch_a_doctored_copy() {
+    let source = kernels::module_source(Module::Elementwise);
+    let (name, fields, size) = (UNIFORMS[0].1, UNIFORMS[0].2, UNIFORMS[0].3);
+    assert_eq!(name, "ElementwiseParams");
+    assert!(uniform_differences(&source, name, fields, size).is_empty());
+    // A field added in WGSL only.
+    let wgsl_extra = source.replace("param: f32, pad0: u32,", "param: f32, extra: u32, pad0: u32,");
+    assert_ne!(wgsl_extra, source);
+    assert!(!uniform_differences(&wgsl_extra, name, fields, size).is_empty());
+    // A field added in Rust only.
+    let mut more = fields.to_vec();
+    more.push(Field { name: "extra", offset: size, ty: "u32" });
+    assert!(!uniform_differences(&source, name, &more, size + 4).is_empty());
+    // A binding's access changed in WGSL.
+    let k = kernels::FIXED.iter().find(|k| k.entry == "binary").unwrap();
+    assert!(binding_differences(k, &source, Some(name)).is_empty());
+    let writable = source.replace("var<storage, read> Z:", "var<storage, read_write> Z:");
+    assert_ne!(writable, source);
+    assert!(!binding_differences(k, &writable, Some(name)).is_empty());
+    // And in Rust.
+    let flipped = Kernel { bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite], ..*k };
+    assert!(!binding_differences(&flipped, &source, Some(name)).is_empty());
+    // A binding dropped from Rust's list.
+    let fewer = Kernel { bindings: &[Access::Read, Access::ReadWrite], ..*k };
+    assert!(!binding_differences(&fewer, &source, Some(name)).is_empty());
 }

@@ -313,7 +313,7 @@ impl Checker<'_> {
                 .map(|(i, v)| if i % 2 == 0 { *v } else { -v })
                 .collect();
             let (av, bv) = (self.input(&a)?, self.input(&b)?);
-            for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            for op in BinaryOp::ALL {
                 let out = self.poisoned(m * n)?;
                 self.dev.binary_bcast(op, av, bv, out, Bcast { a: la, b: lb, cols: n });
                 let want = r::binary_bcast(op, &a, la, &b, lb, m * n, n);
@@ -335,7 +335,7 @@ impl Checker<'_> {
             self.random(n, 0.5, 1.5).iter().enumerate().map(|(i, v)| if i % 2 == 0 { *v } else { -v }).collect();
         let pos = self.random(n, 0.1, 2.0);
         let (av, bv, pv) = (self.input(&a)?, self.input(&b)?, self.input(&pos)?);
-        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        for op in BinaryOp::ALL {
             let out = self.poisoned(n)?;
             self.dev.binary(op, av, bv, out);
             self.check(&format!("{op:?}").to_lowercase(), shape.clone(), out, &r::binary(op, &a, &b), ABS_TOL, REL_TOL)
@@ -345,21 +345,22 @@ impl Checker<'_> {
         // sin and cos over several periods: every quadrant of the kernels' range reduction.
         let wide = self.random(n, -8.0, 8.0);
         let wv = self.input(&wide)?;
-        let unary = [
-            ("scale", UnaryOp::Scale(-2.5), (av, &a)),
-            ("add_scalar", UnaryOp::AddScalar(0.75), (av, &a)),
-            ("pow3", UnaryOp::Pow(3.0), (av, &a)),
-            ("pow2.5", UnaryOp::Pow(2.5), (pv, &pos)),
-            ("log", UnaryOp::Log, (pv, &pos)),
-            ("exp", UnaryOp::Exp, (av, &a)),
-            ("sin", UnaryOp::Sin, (wv, &wide)),
-            ("cos", UnaryOp::Cos, (wv, &wide)),
-        ];
+        // Every op of the table, each on the inputs its formula is defined on (the match has no
+        // catch-all, so a new op must say which).
+        let unary = UnaryOp::ALL.map(|op| {
+            let input = match op {
+                UnaryOp::Pow(p) if p.fract() != 0.0 => (pv, &pos),
+                UnaryOp::Log => (pv, &pos),
+                UnaryOp::Sin | UnaryOp::Cos => (wv, &wide),
+                UnaryOp::Scale(_) | UnaryOp::AddScalar(_) | UnaryOp::Pow(_) | UnaryOp::Exp => (av, &a),
+            };
+            (op.name(), op, input)
+        });
         for (name, op, (src, data)) in unary {
             let out = self.poisoned(n)?;
             self.dev.unary(op, src, out);
             let want = r::unary(op, data);
-            self.check(name, shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
+            self.check(&name, shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[out]);
         }
         self.done(&[wv]);

@@ -5,32 +5,75 @@
 use crate::tensor::View;
 use anyhow::Result;
 
-/// Activation functions. Their derivatives are taken from the output `y`, which is what the
-/// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Act {
-    /// `y = z`.
-    Identity,
-    /// `y = max(z, 0)`.
-    Relu,
-    /// `y = 1 / (1 + e^-z)`.
-    Sigmoid,
-    /// `y = tanh(z)`.
-    Tanh,
+/// One table per elementwise op family: it declares the enum, and gives each op its kernel code,
+/// its name, its WGSL constant (`const {PREFIX}{Variant}: u32 = code;`, prepended to every
+/// shader module) and its examples in `ALL`, the list parity and the gradient checks walk. The
+/// formulas stay hand-written in their three places (WGSL, the rayon twin, the f64 reference);
+/// a WGSL `switch` on these codes has a `default` that writes NaN, so an op missing there fails
+/// parity.
+macro_rules! op_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident, wgsl $prefix:literal {
+            $( $(#[$vdoc:meta])* $variant:ident $(($payload:ty))? = $code:literal, $label:literal, [$($example:expr),+]; )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $( $(#[$vdoc])* $variant $(($payload))?, )*
+        }
+
+        impl $name {
+            /// Every op, ops with a parameter at each value the checks use.
+            pub const ALL: [$name; [$($(stringify!($example)),+),*].len()] = [$($($example),+),*];
+
+            /// The code the WGSL kernels switch on (the WGSL constant of the same name holds it).
+            pub const fn op_code(self) -> u32 {
+                match self {
+                    $( $name::$variant { .. } => $code, )*
+                }
+            }
+
+            /// The op's lowercase name, without its parameter.
+            pub const fn op_name(self) -> &'static str {
+                match self {
+                    $( $name::$variant { .. } => $label, )*
+                }
+            }
+
+            /// The WGSL constants for the codes.
+            pub const WGSL: &'static str =
+                concat!($( "const ", $prefix, stringify!($variant), ": u32 = ", $code, "u;\n", )*);
+        }
+    };
+}
+
+/// The WGSL constants of every op table ([`Act`], [`BinaryOp`], [`UnaryOp`]), prepended to every
+/// shader module so the kernels' `switch`es name the same codes Rust sends.
+pub fn wgsl_op_constants() -> String {
+    [Act::WGSL, BinaryOp::WGSL, UnaryOp::WGSL].concat()
+}
+
+op_table! {
+    /// Activation functions. Their derivatives are taken from the output `y`, which is what the
+    /// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Act, wgsl "ACT_" {
+        /// `y = z`.
+        Identity = 0, "identity", [Act::Identity];
+        /// `y = max(z, 0)`.
+        Relu = 1, "relu", [Act::Relu];
+        /// `y = 1 / (1 + e^-z)`.
+        Sigmoid = 2, "sigmoid", [Act::Sigmoid];
+        /// `y = tanh(z)`.
+        Tanh = 3, "tanh", [Act::Tanh];
+    }
 }
 
 impl Act {
-    /// Every activation, for parity and gradient checks.
-    pub const ALL: [Act; 4] = [Act::Identity, Act::Relu, Act::Sigmoid, Act::Tanh];
-
     /// The lowercase name the CLI and reports use.
     pub fn name(self) -> &'static str {
-        match self {
-            Act::Identity => "identity",
-            Act::Relu => "relu",
-            Act::Sigmoid => "sigmoid",
-            Act::Tanh => "tanh",
-        }
+        self.op_name()
     }
 
     /// The activation called `s` (see [`Act::name`]).
@@ -43,7 +86,7 @@ impl Act {
 
     /// The code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
-        self as u32
+        self.op_code()
     }
 }
 
@@ -190,49 +233,57 @@ impl Axis {
     }
 }
 
-/// Elementwise binary operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `a + b`.
-    Add,
-    /// `a − b`.
-    Sub,
-    /// `a · b`.
-    Mul,
-    /// `a / b`.
-    Div,
+op_table! {
+    /// Elementwise binary operations.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum BinaryOp, wgsl "BINARY_" {
+        /// `a + b`.
+        Add = 0, "add", [BinaryOp::Add];
+        /// `a − b`.
+        Sub = 1, "sub", [BinaryOp::Sub];
+        /// `a · b`.
+        Mul = 2, "mul", [BinaryOp::Mul];
+        /// `a / b`.
+        Div = 3, "div", [BinaryOp::Div];
+    }
 }
 
-/// Elementwise unary operations, with their scalar parameter where they take one.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    /// `s · a`.
-    Scale(f32),
-    /// `a + s`.
-    AddScalar(f32),
-    /// `a^p` (an integral `p` keeps the sign of a negative `a`).
-    Pow(f32),
-    /// Natural logarithm.
-    Log,
-    /// `e^a`.
-    Exp,
-    /// `sin a`.
-    Sin,
-    /// `cos a`.
-    Cos,
+op_table! {
+    /// Elementwise unary operations, with their scalar parameter where they take one.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum UnaryOp, wgsl "UNARY_" {
+        /// `s · a`.
+        Scale(f32) = 0, "scale", [UnaryOp::Scale(-2.5)];
+        /// `a + s`.
+        AddScalar(f32) = 1, "add_scalar", [UnaryOp::AddScalar(0.75)];
+        /// `a^p` (an integral `p` keeps the sign of a negative `a`).
+        Pow(f32) = 2, "pow", [UnaryOp::Pow(3.0), UnaryOp::Pow(2.5)];
+        /// Natural logarithm.
+        Log = 3, "log", [UnaryOp::Log];
+        /// `e^a`.
+        Exp = 4, "exp", [UnaryOp::Exp];
+        /// `sin a`.
+        Sin = 5, "sin", [UnaryOp::Sin];
+        /// `cos a`.
+        Cos = 6, "cos", [UnaryOp::Cos];
+    }
 }
 
 impl UnaryOp {
     /// (kernel code, parameter) as the WGSL kernel reads them.
     pub fn code(self) -> (u32, f32) {
+        let param = match self {
+            UnaryOp::Scale(s) | UnaryOp::AddScalar(s) | UnaryOp::Pow(s) => s,
+            UnaryOp::Log | UnaryOp::Exp | UnaryOp::Sin | UnaryOp::Cos => 0.0,
+        };
+        (self.op_code(), param)
+    }
+
+    /// The name parity rows and reports use: the op's name, and a power's exponent (`pow2.5`).
+    pub fn name(self) -> String {
         match self {
-            UnaryOp::Scale(s) => (0, s),
-            UnaryOp::AddScalar(s) => (1, s),
-            UnaryOp::Pow(p) => (2, p),
-            UnaryOp::Log => (3, 0.0),
-            UnaryOp::Exp => (4, 0.0),
-            UnaryOp::Sin => (5, 0.0),
-            UnaryOp::Cos => (6, 0.0),
+            UnaryOp::Pow(p) => format!("pow{p}"),
+            _ => self.op_name().to_string(),
         }
     }
 }
@@ -267,4 +318,22 @@ pub struct Gather {
 pub struct ByteBuffer {
     /// The backend's buffer id.
     pub id: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes are the table's positions, so a WGSL `switch` and the Rust side agree.
+    #[test]
+    fn op_codes_are_distinct_and_dense() {
+        let act: Vec<u32> = Act::ALL.iter().map(|a| a.op_code()).collect();
+        assert_eq!(act, (0..act.len() as u32).collect::<Vec<_>>());
+        let bin: Vec<u32> = BinaryOp::ALL.iter().map(|o| o.op_code()).collect();
+        assert_eq!(bin, (0..bin.len() as u32).collect::<Vec<_>>());
+        let mut un: Vec<u32> = UnaryOp::ALL.iter().map(|o| o.op_code()).collect();
+        un.dedup();
+        assert_eq!(un, (0..un.len() as u32).collect::<Vec<_>>());
+        assert!(UnaryOp::WGSL.contains("const UNARY_AddScalar: u32 = 1u;"), "{}", UnaryOp::WGSL);
+    }
 }

@@ -3,11 +3,12 @@
 
 use super::chunk::Operand;
 use super::kernels::*;
+use super::params::{word, words_of, ElementwiseParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::{Act, Bcast, BinaryOp, Layout, UnaryOp};
 use crate::tensor::View;
 
-/// read a placeholder at offset 0.
+/// The elementwise kernels' uniform: absent operands read a placeholder at offset 0.
 #[allow(clippy::too_many_arguments)]
 fn elementwise_uniform(
     n: usize,
@@ -20,7 +21,20 @@ fn elementwise_uniform(
     param: f32,
 ) -> Vec<u32> {
     let off = |v: Option<View>| v.map_or(0, |v| u(v.offset));
-    vec![u(n), u(cols.max(1)), op, act, off(x), off(z), u(out.offset), z.is_some() as u32, param.to_bits(), 0, 0, 0]
+    words_of(&ElementwiseParams {
+        n: u(n),
+        cols: u(cols.max(1)),
+        op,
+        act,
+        x_off: off(x),
+        z_off: off(z),
+        out_off: u(out.offset),
+        has_z: z.is_some() as u32,
+        param,
+        pad0: 0,
+        pad1: 0,
+        pad2: 0,
+    })
 }
 
 impl GpuBackend {
@@ -59,9 +73,14 @@ impl GpuBackend {
         let uni = elementwise_uniform(out.len, 1, op, act, x, z, out, param);
         let operand =
             |v: Option<View>, word: usize| v.map_or(Operand::whole(self.dummy_read), |v| Operand::at(v, word));
-        let operands = [operand(x, 4), operand(z, 5), Operand::at(out, 6)];
-        self.launch_1d(kern, uni, 0, &operands, out.len, 1);
+        let operands = [
+            operand(x, word!(ElementwiseParams, x_off)),
+            operand(z, word!(ElementwiseParams, z_off)),
+            Operand::at(out, word!(ElementwiseParams, out_off)),
+        ];
+        self.launch_1d(kern, uni, word!(ElementwiseParams, n), &operands, out.len, 1);
     }
+
     /// `dst[i] = value`.
     pub(super) fn launch_fill(&mut self, dst: View, value: f32) {
         self.elementwise_1d(K_FILL, 0, 0, None, None, dst, value);
@@ -81,9 +100,9 @@ impl GpuBackend {
     pub(super) fn launch_binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         let layouts = bcast.a.code() | bcast.b.code() << 8;
         if bcast == Bcast::NONE {
-            return self.elementwise_1d(K_BINARY, op as u32, layouts, Some(a), Some(b), out, 0.0);
+            return self.elementwise_1d(K_BINARY, op.op_code(), layouts, Some(a), Some(b), out, 0.0);
         }
-        self.elementwise(K_BINARY, out.len, bcast.cols, op as u32, layouts, Some(a), Some(b), out, 0.0);
+        self.elementwise(K_BINARY, out.len, bcast.cols, op.op_code(), layouts, Some(a), Some(b), out, 0.0);
     }
 
     /// `out = op(a)`.

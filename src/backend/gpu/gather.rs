@@ -3,6 +3,7 @@
 
 use super::dispatch::Binding;
 use super::kernels::K_GATHER;
+use super::params::{words_of, GatherParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::Gather;
 
@@ -43,16 +44,16 @@ impl GpuBackend {
         let mut bindings: Vec<Binding> = vec![chunks[0]];
         bindings.extend([(g.labels.id, None), (g.indices.id, None), (g.x.buf, None), (g.y.buf, None)]);
         bindings.extend(&chunks[1..]);
-        let uni = [
-            u(g.count),
-            u(g.row_len),
-            u(g.start),
-            u(g.x.offset),
-            u(g.y.offset),
-            g.scale.to_bits(),
-            chunk_rows as u32,
-            0,
-        ];
+        let uni = words_of(&GatherParams {
+            count: u(g.count),
+            row_len: u(g.row_len),
+            start: u(g.start),
+            x_off: u(g.x.offset),
+            y_off: u(g.y.offset),
+            scale: g.scale,
+            chunk_rows: chunk_rows as u32,
+            pad1: 0,
+        });
         let grid = self.grid(g.count * g.row_len);
         self.dispatch_ranged(K_GATHER, &uni, &bindings, grid);
     }

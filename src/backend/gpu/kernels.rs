@@ -5,7 +5,8 @@
 
 use crate::backend::optim_kernel::{OptimStep, ADAM8 as ADAM8_INFO};
 
-/// The shared prelude every module is compiled with.
+/// The WGSL functions every module shares (activations, the flat index, NaN), compiled after
+/// the op constants: see [`prelude`].
 pub(super) const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// Each optimizer kernel is its own module: the shared arena bindings, then the kernel with its
@@ -14,6 +15,17 @@ macro_rules! optim_module {
     ($file:literal) => {
         concat!(include_str!("../../../shaders/optim.wgsl"), include_str!(concat!("../../../shaders/", $file)))
     };
+}
+
+/// Everything a module is compiled with before its own source: the op tables' constants, then
+/// [`COMMON`].
+pub fn prelude() -> String {
+    format!("{}\n{COMMON}\n", crate::backend::ops::wgsl_op_constants())
+}
+
+/// A module's whole WGSL source as the backend compiles it (for the mirror test and tools).
+pub fn module_source(module: Module) -> String {
+    format!("{}{}", prelude(), module.source())
 }
 
 /// Declares [`Module`], its label and source, and [`Module::ALL`] from one list.
@@ -38,7 +50,7 @@ macro_rules! modules {
                 }
             }
 
-            /// Its WGSL source, without the shared prelude [`COMMON`].
+            /// Its WGSL source, without the [`prelude`].
             pub const fn source(self) -> &'static str {
                 match self {
                     $(Module::$name => $source,)*
@@ -144,7 +156,7 @@ pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW,
 pub(super) const K_ADAM8: Kernel = k(Module::OptimAdam8, ADAM8_INFO.name, &[RW, R, RW, RW, RW, RW, R]);
 
 /// An optimizer step's kernel for entry `entry` (one of `STEP_ENTRIES`).
-pub(super) const fn optim(step: &OptimStep, entry: &'static str) -> Kernel {
+pub const fn optim(step: &OptimStep, entry: &'static str) -> Kernel {
     k(Module::for_step(step), entry, OPT)
 }
 

@@ -3,6 +3,7 @@
 
 use super::dispatch::Binding;
 use super::kernels::{K_MATMUL, K_MATMUL_VEC4};
+use super::params::{words_of, MatmulParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::{Act, Axis, Dims, Epilogue, Form};
 use crate::tensor::View;
@@ -37,24 +38,24 @@ impl GpuBackend {
             }
             _ => bindings.extend([(out.buf, None), (self.dummy_write[0], None)]),
         }
-        let uni = [
-            u(d.m),
-            u(d.k),
-            u(d.n),
-            form.code(),
-            u(a.offset),
-            u(b.offset),
-            out_o,
-            u(bias_o),
-            u(y_o),
-            cs_o,
-            epi.bias.is_some() as u32,
-            epi.act.unwrap_or(Act::Identity).code(),
-            epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
-            fused_colsum as u32,
-            0,
-            0,
-        ];
+        let uni = words_of(&MatmulParams {
+            m: u(d.m),
+            k: u(d.k),
+            n: u(d.n),
+            form: form.code(),
+            a_off: u(a.offset),
+            b_off: u(b.offset),
+            out_off: out_o,
+            bias_off: u(bias_o),
+            y_off: u(y_o),
+            colsum_off: cs_o,
+            has_bias: epi.bias.is_some() as u32,
+            act: epi.act.unwrap_or(Act::Identity).code(),
+            grad_act: epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
+            has_colsum: fused_colsum as u32,
+            pad0: 0,
+            pad1: 0,
+        });
         let grid = [u(d.n.div_ceil(64)), u(d.m.div_ceil(64)), 1];
         // vec4 loads when every operand's contiguous dimension and offset allow them.
         let (a_run, b_run) = match form {

@@ -12,6 +12,7 @@
 //! | `open.rs` | adapter choice, device opening, shader compilation, `describe_adapters` |
 //! | `future.rs` | wgpu callbacks as futures, the error log, mapped readbacks |
 //! | `kernels.rs` | the registry: [`kernels::Module`], each kernel's entry and binding access |
+//! | `params.rs` | every kernel's uniform as a `#[repr(C)]` struct mirrored in WGSL |
 //! | `dispatch.rs` | pipeline and bind-group caches, the uniform ring, the grid |
 //! | `chunk.rs` | work past one binding, in aligned sub-ranges |
 //! | `storage.rs` | buffers, writes, copies, readbacks, submit |
@@ -29,6 +30,7 @@ pub mod kernels;
 mod matmul;
 mod open;
 mod optim;
+pub mod params;
 mod reduce;
 mod storage;
 mod timer;

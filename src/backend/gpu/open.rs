@@ -2,7 +2,7 @@
 //! error sinks, every module compiled up front, and `descent info`'s adapter list.
 
 use super::future::{describe_error, LOST};
-use super::kernels::{Module, COMMON};
+use super::kernels::{prelude, Module};
 use super::timer::Timer;
 use super::{GpuBackend, RING_SLOTS, SLOT};
 use crate::backend::op_set::{Backend, Counters};
@@ -50,6 +50,7 @@ async fn best_adapter() -> Option<wgpu::Adapter> {
     {
         adapters().into_iter().next()
     }
+
     #[cfg(target_arch = "wasm32")]
     {
         let options = wgpu::RequestAdapterOptions {
@@ -219,7 +220,7 @@ impl GpuBackend {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
+            source: wgpu::ShaderSource::Wgsl(format!("{}{source}", prelude()).into()),
         });
         if let Some(e) = scope.pop().await {
             bail!(

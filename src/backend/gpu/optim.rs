@@ -4,6 +4,7 @@
 use super::chunk::Operand;
 use super::dispatch::Binding;
 use super::kernels::{optim, K_ADAM8};
+use super::params::{word, words_of, Adam8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
 use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep, STEP_ENTRIES};
 use crate::backend::quant::Block;
@@ -31,25 +32,40 @@ impl GpuBackend {
             }
         }
         // The arena header, then the kernel's own parameter struct.
-        let mut uni = vec![u(params.len), u(params.offset), u(grads.offset), 0, 0, 0, used, 0];
+        let [s0, s1, s2] = slots.map(|(_, offset)| offset);
+        let arena =
+            OptimArena { n: u(params.len), p_off: u(params.offset), g_off: u(grads.offset), s0, s1, s2, used, pad0: 0 };
+        let mut uni = words_of(&arena);
         uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
         let elem_bytes = if entry == STEP_ENTRIES[1] { 2 } else { 4 };
-        let mut operands = vec![Operand::at(params, 1), Operand::at(grads, 2)];
+        let mut operands =
+            vec![Operand::at(params, word!(OptimArena, p_off)), Operand::at(grads, word!(OptimArena, g_off))];
+        let slot_words = [word!(OptimArena, s0), word!(OptimArena, s1), word!(OptimArena, s2)];
         for (k, &(buf, offset)) in slots.iter().enumerate() {
             operands.push(if used & 1 << k != 0 {
-                uni[3 + k] = offset;
-                Operand { buf, offset: offset as usize, elem_bytes, offset_word: Some(3 + k) }
+                Operand { buf, offset: offset as usize, elem_bytes, offset_word: Some(slot_words[k]) }
             } else {
                 Operand::whole(buf)
             });
         }
-        self.launch_1d(optim(step, entry), uni, 0, &operands, params.len, per_invocation);
+        self.launch_1d(optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
     }
+
     /// Blockwise 8-bit Adam: one workgroup per row of blocks, in chunks past one binding.
     pub(super) fn launch_adam8(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
         debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
         let header = |rows: usize, p_off: u32, g_off: u32, code_off: u32, row0: usize| {
-            let mut uni = vec![u(rows), p_off, g_off, u(s.quantized_blocks), u(s.small_len), code_off, u(row0), 0];
+            let arena = Adam8Arena {
+                n: u(rows),
+                p_off,
+                g_off,
+                quantized: u(s.quantized_blocks),
+                small: u(s.small_len),
+                code_off,
+                row0: u(row0),
+                pad0: 0,
+            };
+            let mut uni = words_of(&arena);
             uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
             uni
         };

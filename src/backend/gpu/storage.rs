@@ -36,6 +36,7 @@ impl GpuBackend {
         self.bufs.push(Some(b));
         Ok(self.bufs.len() - 1)
     }
+
     /// A zeroed buffer of `len` f32 values.
     pub(super) fn alloc_buffer(&mut self, len: usize) -> Result<usize> {
         self.new_buffer(len as u64 * 4, &format!("a tensor of {len} values"))

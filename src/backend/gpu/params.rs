@@ -1,0 +1,218 @@
+//! The uniform of every non-optimizer kernel, as a `#[repr(C)]` struct mirrored field by field
+//! by the same-named WGSL struct (`tests/kernel_mirror.rs` checks them through naga). The
+//! optimizers' own scalars live in `backend::optim_kernel`, which the CPU twins share; their
+//! arena headers are here.
+
+use super::kernels::Module;
+use crate::backend::contract::{kernel_params, Field};
+
+kernel_params!(
+    /// `shaders/elementwise.wgsl`: every elementwise kernel. Absent operands read a placeholder
+    /// at offset 0.
+    ElementwiseParams {
+        /// Elements of the output.
+        n: u32,
+        /// Columns of the output, for broadcasts and biases (1 when flat).
+        cols: u32,
+        /// A `BINARY_` or `UNARY_` code, or an expand's layout.
+        op: u32,
+        /// An `ACT_` code, or a binary op's two layouts (bits 0-7 and 8-15).
+        act: u32,
+        /// First element of X.
+        x_off: u32,
+        /// First element of Z.
+        z_off: u32,
+        /// First element of OUT.
+        out_off: u32,
+        /// 1 when Z is bound (a bias).
+        has_z: u32,
+        /// The op's scalar (a scale, an exponent, a fill value, a tag).
+        param: f32,
+        /// Padding to 16-byte rows.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+        /// Padding.
+        pad2: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/matmul.wgsl`: `C = act((op(A)·op(B)) ⊙ act_grad'(Y) + bias)`, and the TN form's
+    /// column sums.
+    MatmulParams {
+        /// Rows of C.
+        m: u32,
+        /// The inner size.
+        k: u32,
+        /// Columns of C.
+        n: u32,
+        /// A [`crate::backend::Form`] code.
+        form: u32,
+        /// First element of A.
+        a_off: u32,
+        /// First element of B.
+        b_off: u32,
+        /// First element of C.
+        out_off: u32,
+        /// First element of the bias.
+        bias_off: u32,
+        /// First element of Y (the activation output whose derivative multiplies).
+        y_off: u32,
+        /// First element of the column sums.
+        colsum_off: u32,
+        /// 1: add the bias.
+        has_bias: u32,
+        /// The `ACT_` code applied last.
+        act: u32,
+        /// 0: none; else 1 + the `ACT_` code whose derivative multiplies.
+        grad_act: u32,
+        /// 1: also write the column sums of the stored A.
+        has_colsum: u32,
+        /// Padding to 16-byte rows.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/reduce.wgsl`: row and column sums, and the two passes of the total.
+    ReduceParams {
+        /// Elements of X.
+        n: u32,
+        /// Columns of X.
+        cols: u32,
+        /// First element of X.
+        x_off: u32,
+        /// First element of OUT.
+        out_off: u32,
+        /// Multiplies each sum.
+        scale: f32,
+        /// Padding to 16-byte rows.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+        /// Padding.
+        pad2: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/softmax_ce.wgsl`: softmax cross-entropy, its gradient and metrics in one pass.
+    SoftmaxCeParams {
+        /// Rows (examples).
+        rows: u32,
+        /// Columns (classes).
+        cols: u32,
+        /// First element of the logits.
+        logits_off: u32,
+        /// First element of the labels.
+        labels_off: u32,
+        /// Where the mean loss goes.
+        loss_off: u32,
+        /// First element of the logits' gradient.
+        d_off: u32,
+        /// Where the metrics (loss sum, correct count) go.
+        metrics_off: u32,
+        /// Bits: 1 loss, 2 gradient, 4 metrics.
+        flags: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/gather.wgsl`: a batch of dataset rows by index.
+    GatherParams {
+        /// Rows to gather.
+        count: u32,
+        /// Bytes per row.
+        row_len: u32,
+        /// First position of the index list.
+        start: u32,
+        /// First element of X.
+        x_off: u32,
+        /// First element of Y.
+        y_off: u32,
+        /// Multiplies each byte.
+        scale: f32,
+        /// Rows per image binding (`u32::MAX` when the images bind whole).
+        chunk_rows: u32,
+        /// Padding.
+        pad1: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/optim.wgsl`'s `Arena`: the header before every optimizer's own parameters.
+    OptimArena {
+        /// Elements of the arena.
+        n: u32,
+        /// First element of the parameters.
+        p_off: u32,
+        /// First element of the gradients.
+        g_off: u32,
+        /// First element of state slot S0.
+        s0: u32,
+        /// First element of state slot S1.
+        s1: u32,
+        /// First element of state slot S2.
+        s2: u32,
+        /// Bit k set: slot Sk is bound.
+        used: u32,
+        /// Padding.
+        pad0: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/optim_adam8.wgsl`'s `Arena`: the blockwise 8-bit kernel's header, before
+    /// [`crate::backend::optim_kernel::AdamParams`].
+    Adam8Arena {
+        /// Rows (workgroups) of blocks in this launch.
+        n: u32,
+        /// Added to arena indices of the parameters (wraps below zero in a chunk).
+        p_off: u32,
+        /// Added to arena indices of the gradients.
+        g_off: u32,
+        /// Quantized blocks of the arena (absmax slots).
+        quantized: u32,
+        /// Elements of the f32 state of small tensors.
+        small: u32,
+        /// Added to code word indices.
+        code_off: u32,
+        /// The first row of this launch.
+        row0: u32,
+        /// Padding.
+        pad0: u32,
+    }
+);
+
+/// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
+/// the size. The mirror test walks this list.
+pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
+    (Module::Elementwise, "ElementwiseParams", ElementwiseParams::FIELDS, size_of::<ElementwiseParams>()),
+    (Module::Matmul, "MatmulParams", MatmulParams::FIELDS, size_of::<MatmulParams>()),
+    (Module::MatmulVec4, "MatmulParams", MatmulParams::FIELDS, size_of::<MatmulParams>()),
+    (Module::Reduce, "ReduceParams", ReduceParams::FIELDS, size_of::<ReduceParams>()),
+    (Module::SoftmaxCe, "SoftmaxCeParams", SoftmaxCeParams::FIELDS, size_of::<SoftmaxCeParams>()),
+    (Module::Gather, "GatherParams", GatherParams::FIELDS, size_of::<GatherParams>()),
+    (Module::OptimSgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdagrad, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimRmsprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimLectureMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
+];
+
+/// The uniform word holding `$field` of `$params` (for chunked launches that rebase it).
+macro_rules! word {
+    ($params:ty, $field:ident) => {
+        std::mem::offset_of!($params, $field) / 4
+    };
+}
+pub(super) use word;
+
+/// A uniform struct as the words the uniform ring takes.
+pub(super) fn words_of<T: bytemuck::Pod>(p: &T) -> Vec<u32> {
+    bytemuck::cast_slice(bytemuck::bytes_of(p)).to_vec()
+}
