@@ -2,12 +2,13 @@
 //! the plain f64 reference. Output buffers are poisoned with NaN first, so an element a kernel
 //! fails to write fails the check. `descent parity` prints these rows; the tests assert them.
 
+mod config;
+
+pub use config::*;
+
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
-use crate::optim::{
-    reference as optim_ref, Adagrad, Adam, LectureMomentum, OptimBits, OptimConfig, Optimizer, Rmsprop, Schedule, Sgd,
-    StoredState,
-};
+use crate::optim::{reference as optim_ref, OptimBits, OptimConfig, Optimizer, Schedule, StoredState};
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
@@ -22,123 +23,6 @@ pub struct ParityRow {
     pub max_abs_err: f64,
     pub max_rel_err: f64,
     pub pass: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct ParityConfig {
-    pub seed: u64,
-    /// Matmul shapes m×k×n; the other matrix kernels use m×n.
-    pub shapes: Vec<(usize, usize, usize)>,
-    /// Vector lengths for the elementwise kernels and the optimizers.
-    pub lengths: Vec<usize>,
-    /// Optimizer steps per check.
-    pub optim_steps: u64,
-    /// Tensor lengths for blockwise 8-bit Adam/AdamW (each alone in an arena, then all in one).
-    pub blockwise_lengths: Vec<usize>,
-}
-
-impl Default for ParityConfig {
-    fn default() -> Self {
-        ParityConfig {
-            seed: 0,
-            shapes: vec![(1, 1, 1), (3, 5, 7), (63, 65, 129), (257, 784, 128)],
-            // The last is over 65,535 workgroups of 256: the 2-D grid path.
-            lengths: vec![1, 7, 1023, 65_537, 65_535 * 256 + 1],
-            optim_steps: 3,
-            blockwise_lengths: BLOCKWISE_LENGTHS.to_vec(),
-        }
-    }
-}
-
-/// An upper bound on the bytes one parity check holds at once per element of its largest
-/// operand: on the host, the random inputs (f32), their f64 reference results and the readback;
-/// on a CPU device, also the device's buffers (an optimizer check holds parameters, gradients
-/// and three state slots on the device and in f64). Measured with `/usr/bin/time` on the CPU
-/// backend: about 106 bytes per element for the vector checks (lengths 1e6 and 4e6), 78 for
-/// the blockwise ones and 14 for a matmul's three operands.
-pub const PEAK_BYTES_PER_ELEMENT: u64 = 128;
-
-impl ParityConfig {
-    /// Refuse, with a [`crate::backend::TooLarge`] error and before anything is allocated, a
-    /// size the host or `dev` cannot hold (a length past a kernel's 32-bit element index, a
-    /// buffer past the device's largest, or more memory than is available).
-    pub fn check_fits(&self, dev: &Device) -> Result<()> {
-        let matrix = self
-            .shapes
-            .iter()
-            .map(|&(m, k, n)| (format!("matmul {m}x{k}x{n}"), m * k + k * n + m * n, m.max(k) * n.max(k)));
-        let vector = self.lengths.iter().map(|&n| (format!("length {n}"), n, n));
-        let total: usize = self.blockwise_lengths.iter().sum();
-        let blockwise = (!self.blockwise_lengths.is_empty())
-            .then(|| (format!("blockwise lengths totalling {total}"), total, total));
-        let host = crate::backend::host::host_available_bytes();
-        for (what, elements, largest) in matrix.chain(vector).chain(blockwise) {
-            let what = format!("parity at {what}");
-            let fix = "use smaller --lengths, --shapes or --blockwise-lengths";
-            let bytes = (elements as u64).saturating_mul(PEAK_BYTES_PER_ELEMENT);
-            if dev.is_gpu() && largest as u64 > u32::MAX as u64 {
-                let limit = "the kernels' 32-bit element index".to_string();
-                let fits = u32::MAX as u64 * 4;
-                let needs = (largest as u64).saturating_mul(4);
-                return Err(crate::backend::TooLarge { what, needs, limit, fits, fix: fix.into() }.into());
-            }
-            dev.check_fits(&what, bytes, (largest as u64).saturating_mul(4), fix)?;
-            if let Some(free) = host.filter(|&free| bytes > free) {
-                let limit = "the host's available memory".to_string();
-                return Err(crate::backend::TooLarge { what, needs: bytes, limit, fits: free, fix: fix.into() }.into());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Around the block size (256) and `min_8bit_size` (4096), and one tensor of many blocks with a
-/// partial last one.
-pub const BLOCKWISE_LENGTHS: [usize; 8] = [1, 255, 256, 257, 4095, 4096, 4097, 65_537];
-
-/// The configurations blockwise 8-bit state covers: Adam (with and without L2 decay) and AdamW.
-pub fn blockwise_cases() -> Vec<(String, OptimConfig)> {
-    [
-        ("adam", OptimConfig::Adam(Adam::default())),
-        ("adam_wd", OptimConfig::Adam(Adam { weight_decay: 0.01, ..Adam::default() })),
-        ("adamw", OptimConfig::Adamw(Adam::adamw())),
-    ]
-    .into_iter()
-    .map(|(l, c)| (l.to_string(), c.with_optim_bits(OptimBits::B8)))
-    .collect()
-}
-
-/// The optimizer configurations parity covers: every kernel and every flag that changes it.
-pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
-    use OptimConfig as O;
-    let cases = [
-        ("sgd", O::Sgd(Sgd { lr: 0.1, ..Sgd::default() })),
-        (
-            "sgd_momentum_dampening_wd",
-            O::Sgd(Sgd { momentum: 0.9, dampening: 0.1, weight_decay: 0.01, ..Sgd::default() }),
-        ),
-        ("sgd_nesterov", O::Sgd(Sgd { momentum: 0.9, nesterov: true, ..Sgd::default() })),
-        (
-            "adagrad_lr_decay_init",
-            O::Adagrad(Adagrad {
-                lr_decay: 0.01,
-                initial_accumulator_value: 0.1,
-                weight_decay: 0.01,
-                ..Adagrad::default()
-            }),
-        ),
-        ("rmsprop", O::Rmsprop(Rmsprop::default())),
-        (
-            "rmsprop_centered_momentum",
-            O::Rmsprop(Rmsprop { centered: true, momentum: 0.9, weight_decay: 0.01, ..Rmsprop::default() }),
-        ),
-        ("rmsprop_centered", O::Rmsprop(Rmsprop { centered: true, ..Rmsprop::default() })),
-        ("adam", O::Adam(Adam::default())),
-        ("adam_amsgrad_wd", O::Adam(Adam { amsgrad: true, weight_decay: 0.01, ..Adam::default() })),
-        ("adamw", O::Adamw(Adam::adamw())),
-        ("lecture_momentum", O::LectureMomentum(LectureMomentum::default())),
-    ];
-    cases.into_iter().map(|(label, c)| (label.to_string(), c)).collect()
 }
 
 struct Checker<'a> {
