@@ -150,13 +150,11 @@ fn optim(a: OptimBench) -> Result<()> {
         let widths = super::parse_bits(&a.optim_bits)?;
         // Each optimizer at each width it has; a width none of them has is an error.
         for &b in &widths {
-            let ok: Vec<&String> = names
-                .iter()
-                .filter(|n| bench::bench_config(n).is_ok_and(|c| c.with_optim_bits(b).validate().is_ok()))
-                .collect();
+            let ok: Vec<&String> =
+                names.iter().filter(|n| bench::bench_config(n).is_ok_and(|c| c.supports(b).is_ok())).collect();
             if ok.is_empty() {
-                let c = bench::bench_config(&names[0])?.with_optim_bits(b);
-                c.validate().map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", b.bits()))?;
+                let c = bench::bench_config(&names[0])?;
+                c.supports(b).map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", b.bits()))?;
             }
         }
         Ok((names, sizes, variants, widths))
@@ -192,7 +190,7 @@ fn optim(a: OptimBench) -> Result<()> {
     let mut rows = Vec::new();
     for name in &names {
         for &bits in &widths {
-            if bench::bench_config(name)?.with_optim_bits(bits).validate().is_err() {
+            if bench::bench_config(name)?.supports(bits).is_err() {
                 eprintln!("{name} has no {}-bit form: skipped", bits.bits());
                 continue;
             }

@@ -67,7 +67,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
                     println!("{label}: skipped at {} bits (it keeps no state)", bits.bits());
                     continue;
                 }
-                match c.validate() {
+                match c.supports(bits) {
                     Ok(()) if bits == OptimBits::B32 => runs.push((label.clone(), c)),
                     Ok(()) => runs.push((format!("{label}_{}bit", bits.bits()), c)),
                     Err(e) => println!("{label}: skipped at {} bits ({e})", bits.bits()),

@@ -349,9 +349,11 @@ impl OptimConfig {
         serde_json::to_value(self).expect("a config's fields are plain numbers and flags")
     }
 
-    /// PyTorch's constructor checks, with a message that says what to use instead.
-    pub fn validate(&self) -> Result<()> {
-        if self.optim_bits() == OptimBits::B8 {
+    /// Whether this optimizer, with its other settings, has a form with state at `bits`: every
+    /// optimizer at 32 and 16 bits, Adam and AdamW without AMSGrad at 8. The error says which
+    /// width to use instead; `compare` and `bench` ask it before running a width.
+    pub fn supports(&self, bits: OptimBits) -> Result<()> {
+        if bits == OptimBits::B8 {
             match self {
                 OptimConfig::Adam(c) | OptimConfig::Adamw(c) if c.amsgrad => {
                     bail!("amsgrad has no 8-bit form (bitsandbytes has none either): use optim_bits 16 or 32")
@@ -363,6 +365,12 @@ impl OptimConfig {
                 ),
             }
         }
+        Ok(())
+    }
+
+    /// PyTorch's constructor checks, with a message that says what to use instead.
+    pub fn validate(&self) -> Result<()> {
+        self.supports(self.optim_bits())?;
         match self {
             OptimConfig::Sgd(c) => {
                 check_lr(c.lr)?;

@@ -17,9 +17,11 @@ mod config;
 mod optimizer;
 pub mod reference;
 pub mod schedule;
+mod state;
 
 pub use config::*;
 pub use optimizer::*;
+pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};
 
 pub use crate::backend::{Blockwise8, OptimBits, OptimStep, Slot};
 pub use schedule::Schedule;
@@ -70,5 +72,20 @@ mod tests {
         let c = OptimConfig::Adam(Adam { amsgrad: true, ..Adam::default() });
         assert_eq!(c.state_names(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
         assert_eq!(c.bytes_per_param(), 36);
+    }
+
+    #[test]
+    fn supports_names_the_widths_each_optimizer_has() {
+        for name in OPTIMIZER_NAMES {
+            let c = OptimConfig::defaults(name).unwrap();
+            assert!(c.supports(OptimBits::B32).is_ok() && c.supports(OptimBits::B16).is_ok(), "{name}");
+            let eight = c.supports(OptimBits::B8);
+            assert_eq!(eight.is_ok(), name == "adam" || name == "adamw", "{name}: {eight:?}");
+            // validate at a width agrees with supports.
+            assert_eq!(c.clone().with_optim_bits(OptimBits::B8).validate().is_ok(), eight.is_ok(), "{name}");
+        }
+        let ams = OptimConfig::Adam(Adam { amsgrad: true, ..Adam::default() });
+        let err = ams.supports(OptimBits::B8).unwrap_err().to_string();
+        assert!(err.contains("amsgrad has no 8-bit form"), "{err}");
     }
 }

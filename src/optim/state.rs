@@ -1,0 +1,410 @@
+//! Optimizer state by width. Each width is one type that owns its buffers: allocation at the
+//! configuration's initial value, the fused step over parts of the arena, readback of the
+//! stored bits, their decoding to f32, restore, and release. [`OptimState`] dispatches to them:
+//! the one place the widths are matched on the device side. (Checkpoints name the stored bits
+//! per width in `app::checkpoint`.)
+
+use super::{Blockwise8, OptimBits};
+use crate::backend::optim_kernel::OptimStep;
+use crate::backend::quant::{self, BlockTable};
+use crate::backend::Device;
+use crate::tensor::View;
+use anyhow::{bail, ensure, Result};
+use std::ops::Range;
+
+/// The state as stored, read back for checkpoints (arena-indexed where per element).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredState {
+    /// Each slot's f32 values.
+    F32(Vec<Vec<f32>>),
+    /// Each slot's bfloat16 bits.
+    Bf16(Vec<Vec<u16>>),
+    /// exp_avg and exp_avg_sq as codes, absmax per quantized block, and the small tensors'
+    /// f32 state (in the order of [`BlockTable::blocks`]).
+    Blockwise8 {
+        /// Codes per arena element: exp_avg's, exp_avg_sq's.
+        codes: [Vec<u8>; 2],
+        /// Absmax per quantized block: exp_avg's, exp_avg_sq's.
+        absmax: [Vec<f32>; 2],
+        /// f32 state of the small tensors: exp_avg's, exp_avg_sq's.
+        small: [Vec<f32>; 2],
+    },
+}
+
+/// Raw f32 bits as the f32 values `Device::write` takes.
+fn floats(w: &[u32]) -> Vec<f32> {
+    w.iter().map(|&x| f32::from_bits(x)).collect()
+}
+
+/// f32 values as their raw bits.
+fn bits(v: Vec<f32>) -> Vec<u32> {
+    v.into_iter().map(f32::to_bits).collect()
+}
+
+/// f32 state: one buffer per slot, as long as the arena.
+pub struct F32State {
+    /// One buffer per slot, in slot order.
+    pub slots: Vec<View>,
+}
+
+impl F32State {
+    fn alloc(dev: &mut Device, n: usize, slots: usize, init: f32) -> Result<F32State> {
+        let mut v = Vec::new();
+        for _ in 0..slots {
+            let s = dev.alloc(n)?;
+            dev.fill(s, init);
+            v.push(s);
+        }
+        Ok(F32State { slots: v })
+    }
+
+    fn step(&self, dev: &mut Device, k: &OptimStep, params: View, grads: View, ranges: &[Range<usize>]) {
+        for r in ranges {
+            let s: Vec<View> = self.slots.iter().map(|v| v.slice(r.start, r.len())).collect();
+            dev.optim_step(k, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
+        }
+    }
+
+    async fn read(&self, dev: &mut Device) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::new();
+        for &v in &self.slots {
+            out.push(dev.read_async(v).await?);
+        }
+        Ok(out)
+    }
+
+    fn write(&self, dev: &mut Device, v: &[Vec<f32>]) -> Result<()> {
+        for (&s, data) in self.slots.iter().zip(v) {
+            dev.write(s, data)?;
+        }
+        Ok(())
+    }
+
+    fn release(self, dev: &mut Device) {
+        self.slots.into_iter().for_each(|v| dev.release(v));
+    }
+}
+
+/// bfloat16 state: one buffer per slot holding two values per word (whole buffers, in words).
+pub struct Bf16State {
+    /// One buffer per slot, in slot order.
+    pub slots: Vec<View>,
+}
+
+impl Bf16State {
+    fn alloc(dev: &mut Device, n: usize, slots: usize, init: f32) -> Result<Bf16State> {
+        let h = quant::bf16_from_f32(init) as u32;
+        let mut v = Vec::new();
+        for _ in 0..slots {
+            let s = dev.alloc(n.div_ceil(2))?;
+            dev.fill(s, f32::from_bits(h | h << 16));
+            v.push(s);
+        }
+        Ok(Bf16State { slots: v })
+    }
+
+    fn step(&self, dev: &mut Device, k: &OptimStep, params: View, grads: View, ranges: &[Range<usize>]) {
+        for r in ranges {
+            let s: Vec<View> = self.slots.iter().map(|v| View { buf: v.buf, offset: r.start, len: r.len() }).collect();
+            dev.optim_step_bf16(k, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
+        }
+    }
+
+    async fn read(&self, dev: &mut Device, n: usize) -> Result<Vec<Vec<u16>>> {
+        let mut out = Vec::new();
+        for &v in &self.slots {
+            let words = bits(dev.read_async(v).await?);
+            let mut h: Vec<u16> = words.iter().flat_map(|w| [*w as u16, (*w >> 16) as u16]).collect();
+            h.truncate(n);
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    fn write(&self, dev: &mut Device, n: usize, v: &[Vec<u16>]) -> Result<()> {
+        for (&s, h) in self.slots.iter().zip(v) {
+            ensure!(h.len() == n, "bf16 state of {} values for {n} parameters", h.len());
+            let words: Vec<u32> =
+                h.chunks(2).map(|p| p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16).collect();
+            dev.write(s, &floats(&words))?;
+        }
+        Ok(())
+    }
+
+    fn release(self, dev: &mut Device) {
+        self.slots.into_iter().for_each(|v| dev.release(v));
+    }
+}
+
+/// Adam's blockwise 8-bit state, and the layout it was built for.
+pub struct Blockwise8State {
+    /// The buffers the kernels bind.
+    pub buffers: Blockwise8,
+    /// Every block of every tensor (the table on the device lists the trainable ones).
+    pub table: BlockTable,
+    /// The trainable ranges the device's table was written for.
+    pub uploaded_for: Vec<Range<usize>>,
+}
+
+impl Blockwise8State {
+    fn alloc(dev: &mut Device, n: usize, tensors: &[(usize, usize)]) -> Result<Blockwise8State> {
+        let table = BlockTable::new(tensors, n);
+        let zeros = |c: u8| f32::from_bits(u32::from_le_bytes([c; 4]));
+        let m_codes = dev.alloc(table.code_words())?;
+        dev.fill(m_codes, zeros(quant::DynamicMap::signed().zero));
+        let v_codes = dev.alloc(table.code_words())?;
+        dev.fill(v_codes, zeros(quant::DynamicMap::unsigned().zero));
+        let absmax = dev.alloc_zeroed(2 * table.quantized_blocks)?;
+        let small = dev.alloc_zeroed(2 * table.small_len)?;
+        let words = table.words();
+        let table_view = dev.alloc(words.len())?;
+        let buffers = Blockwise8 {
+            m_codes,
+            v_codes,
+            absmax,
+            small,
+            table: table_view,
+            rows: std::sync::Arc::new(table.blocks.clone()),
+            quantized_blocks: table.quantized_blocks,
+            small_len: table.small_len,
+        };
+        dev.write(table_view, &floats(&words))?;
+        Ok(Blockwise8State { buffers, table, uploaded_for: std::iter::once(0..n).collect() })
+    }
+
+    fn step(
+        &mut self,
+        dev: &mut Device,
+        k: &OptimStep,
+        params: View,
+        grads: View,
+        ranges: &[Range<usize>],
+    ) -> Result<()> {
+        let OptimStep::Adam(h) = k else { bail!("blockwise 8-bit state is Adam's and AdamW's only") };
+        if self.uploaded_for.as_slice() != ranges {
+            // Some tensors were frozen or unfrozen: list the trainable tensors' blocks.
+            let inside = |b: &quant::Block| ranges.iter().any(|r| r.contains(&b.start));
+            let rows =
+                BlockTable { blocks: self.table.blocks.iter().copied().filter(inside).collect(), ..self.table.clone() };
+            let values = floats(&rows.words());
+            dev.write(self.buffers.table.slice(0, values.len()), &values)?;
+            self.buffers.rows = std::sync::Arc::new(rows.blocks);
+            self.uploaded_for = ranges.to_vec();
+        }
+        dev.adam_step_8bit(h, params, grads, &self.buffers);
+        Ok(())
+    }
+
+    async fn read(&self, dev: &mut Device, n: usize) -> Result<StoredState> {
+        let b = &self.buffers;
+        let mut codes = [Vec::new(), Vec::new()];
+        for (k, v) in [b.m_codes, b.v_codes].into_iter().enumerate() {
+            let words = bits(dev.read_async(v).await?);
+            let mut c: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            c.truncate(n);
+            codes[k] = c;
+        }
+        let split = |mut v: Vec<f32>, half: usize| {
+            v.truncate(2 * half);
+            let second = v.split_off(half);
+            [v, second]
+        };
+        let absmax = split(dev.read_async(b.absmax).await?, b.quantized_blocks);
+        let small = split(dev.read_async(b.small).await?, b.small_len);
+        Ok(StoredState::Blockwise8 { codes, absmax, small })
+    }
+
+    fn write(
+        &self,
+        dev: &mut Device,
+        n: usize,
+        codes: &[Vec<u8>; 2],
+        absmax: &[Vec<f32>; 2],
+        small: &[Vec<f32>; 2],
+    ) -> Result<()> {
+        let b = &self.buffers;
+        for (v, c) in [b.m_codes, b.v_codes].into_iter().zip(codes) {
+            ensure!(c.len() == n, "8-bit codes for {} values, {n} parameters", c.len());
+            let mut c = c.clone();
+            c.resize(4 * v.len, 0);
+            let words: Vec<u32> =
+                c.chunks_exact(4).map(|x| u32::from_le_bytes(x.try_into().expect("4 bytes"))).collect();
+            dev.write(v, &floats(&words))?;
+        }
+        let join = |pair: &[Vec<f32>; 2], len: usize, what: &str| -> Result<Vec<f32>> {
+            ensure!(pair.iter().all(|x| x.len() == len), "{what}: {} values, expected {len}", pair[0].len());
+            let mut all = [pair[0].as_slice(), pair[1].as_slice()].concat();
+            all.resize(all.len().max(1), 0.0);
+            Ok(all)
+        };
+        dev.write(b.absmax, &join(absmax, b.quantized_blocks, "absmax")?)?;
+        dev.write(b.small, &join(small, b.small_len, "small-tensor state")?)?;
+        Ok(())
+    }
+
+    /// exp_avg and exp_avg_sq dequantized per arena element (small tensors as stored), then
+    /// each one's absmax when some tensor is quantized.
+    fn decode(&self, n: usize, names: &[&'static str], stored: StoredState) -> Vec<(&'static str, Vec<f32>)> {
+        let StoredState::Blockwise8 { codes, absmax, small } = stored else { return Vec::new() };
+        let maps = [quant::DynamicMap::signed(), quant::DynamicMap::unsigned()];
+        let mut out = Vec::new();
+        for k in 0..2 {
+            let mut v = vec![0f32; n];
+            for b in &self.table.blocks {
+                let r = b.start..b.start + b.len;
+                match b.kind {
+                    quant::BlockKind::Quantized => {
+                        for i in r {
+                            v[i] = maps[k].decode(codes[k][i], absmax[k][b.index]);
+                        }
+                    }
+                    quant::BlockKind::Full => v[r].copy_from_slice(&small[k][b.index..b.index + b.len]),
+                }
+            }
+            out.push((names[k], v));
+        }
+        if self.table.quantized_blocks > 0 {
+            let [ma, va] = absmax;
+            out.push(("exp_avg_absmax", ma));
+            out.push(("exp_avg_sq_absmax", va));
+        }
+        out
+    }
+
+    fn release(self, dev: &mut Device) {
+        let b = self.buffers;
+        for v in [b.m_codes, b.v_codes, b.absmax, b.small, b.table] {
+            dev.release(v);
+        }
+    }
+}
+
+/// Where an optimizer's state lives on its device, by width.
+pub enum OptimState {
+    /// f32 state.
+    F32(F32State),
+    /// bfloat16 state.
+    Bf16(Bf16State),
+    /// Adam's blockwise 8-bit state.
+    Blockwise8(Blockwise8State),
+}
+
+impl OptimState {
+    /// `slots` state buffers for `n` parameters at `bits`, each at `init` (8 bits: codes of
+    /// zero, each of `tensors` quantized in blocks of its own).
+    pub(super) fn alloc(
+        dev: &mut Device,
+        bits: OptimBits,
+        n: usize,
+        slots: usize,
+        init: f32,
+        tensors: &[(usize, usize)],
+    ) -> Result<OptimState> {
+        Ok(match bits {
+            OptimBits::B32 => OptimState::F32(F32State::alloc(dev, n, slots, init)?),
+            OptimBits::B16 => OptimState::Bf16(Bf16State::alloc(dev, n, slots, init)?),
+            OptimBits::B8 => OptimState::Blockwise8(Blockwise8State::alloc(dev, n, tensors)?),
+        })
+    }
+
+    /// Refuse ranges this width cannot step (bfloat16 pairs: ranges start at even offsets),
+    /// before a step is counted.
+    pub(super) fn check_ranges(&self, ranges: &[Range<usize>]) -> Result<()> {
+        if let OptimState::Bf16(_) = self {
+            ensure!(ranges.iter().all(|r| r.start % 2 == 0), "bfloat16 state is stepped from even offsets");
+        }
+        Ok(())
+    }
+
+    /// One fused step with scalars `k` over the parts `ranges` of `params` and `grads`.
+    pub(super) fn step(
+        &mut self,
+        dev: &mut Device,
+        k: &OptimStep,
+        params: View,
+        grads: View,
+        ranges: &[Range<usize>],
+    ) -> Result<()> {
+        match self {
+            OptimState::F32(s) => {
+                s.step(dev, k, params, grads, ranges);
+                Ok(())
+            }
+            OptimState::Bf16(s) => {
+                s.step(dev, k, params, grads, ranges);
+                Ok(())
+            }
+            OptimState::Blockwise8(s) => s.step(dev, k, params, grads, ranges),
+        }
+    }
+
+    /// The state exactly as stored, for `n` parameters.
+    pub(super) async fn read_stored(&self, dev: &mut Device, n: usize) -> Result<StoredState> {
+        Ok(match self {
+            OptimState::F32(s) => StoredState::F32(s.read(dev).await?),
+            OptimState::Bf16(s) => StoredState::Bf16(s.read(dev, n).await?),
+            OptimState::Blockwise8(s) => s.read(dev, n).await?,
+        })
+    }
+
+    /// `stored` decoded to f32 per arena element, named by `names` (see `read_state`).
+    pub(super) fn decode(
+        &self,
+        n: usize,
+        names: Vec<&'static str>,
+        stored: StoredState,
+    ) -> Vec<(&'static str, Vec<f32>)> {
+        match (self, stored) {
+            (OptimState::Blockwise8(s), stored) => s.decode(n, &names, stored),
+            (_, StoredState::F32(v)) => names.into_iter().zip(v).collect(),
+            (_, StoredState::Bf16(v)) => {
+                names.into_iter().zip(v).map(|(n, h)| (n, h.into_iter().map(quant::bf16_to_f32).collect())).collect()
+            }
+            (_, StoredState::Blockwise8 { .. }) => Vec::new(),
+        }
+    }
+
+    /// What a new state of this width and layout stores: every slot at `init`, codes of zero.
+    pub(super) fn initial_stored(&self, n: usize, slots: usize, init: f32) -> StoredState {
+        match self {
+            OptimState::F32(_) => StoredState::F32(vec![vec![init; n]; slots]),
+            OptimState::Bf16(_) => StoredState::Bf16(vec![vec![quant::bf16_from_f32(init); n]; slots]),
+            OptimState::Blockwise8(s) => StoredState::Blockwise8 {
+                codes: [quant::DynamicMap::signed().zero, quant::DynamicMap::unsigned().zero].map(|z| vec![z; n]),
+                absmax: [vec![0.0; s.table.quantized_blocks], vec![0.0; s.table.quantized_blocks]],
+                small: [vec![0.0; s.table.small_len], vec![0.0; s.table.small_len]],
+            },
+        }
+    }
+
+    /// Overwrite the state with `stored`; false when `stored` is of another width or has
+    /// another number of slots.
+    pub(super) fn write_stored(&self, dev: &mut Device, n: usize, stored: &StoredState) -> Result<bool> {
+        match (self, stored) {
+            (OptimState::F32(s), StoredState::F32(v)) if v.len() == s.slots.len() => s.write(dev, v)?,
+            (OptimState::Bf16(s), StoredState::Bf16(v)) if v.len() == s.slots.len() => s.write(dev, n, v)?,
+            (OptimState::Blockwise8(s), StoredState::Blockwise8 { codes, absmax, small }) => {
+                s.write(dev, n, codes, absmax, small)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Give the buffers back to the device's pool.
+    pub(super) fn release(self, dev: &mut Device) {
+        match self {
+            OptimState::F32(s) => s.release(dev),
+            OptimState::Bf16(s) => s.release(dev),
+            OptimState::Blockwise8(s) => s.release(dev),
+        }
+    }
+
+    /// The block layout at 8 bits (None at 32 and 16).
+    pub fn block_table(&self) -> Option<&BlockTable> {
+        match self {
+            OptimState::Blockwise8(s) => Some(&s.table),
+            _ => None,
+        }
+    }
+}
