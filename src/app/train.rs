@@ -49,13 +49,16 @@ impl TrainConfig {
 
 /// The order of the training rows each epoch, as one of two PyTorch loops draws it after
 /// `torch.manual_seed(seed)` and building the model (see [`crate::torch_rng`]).
+/// The command line's `--shuffle randperm|dataloader`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "app", derive(clap::ValueEnum))]
 pub enum ShuffleOrder {
     /// `g = torch.Generator().manual_seed(seed)`, then `torch.randperm(n, generator=g)` each
     /// epoch: a loop over in-memory tensors (and the figures the project's issues quote).
     Randperm,
     /// `DataLoader(train, batch_size=B, shuffle=True)`: each epoch seeds a fresh generator from
     /// the global one.
+    #[cfg_attr(feature = "app", value(name = "dataloader"))]
     DataLoader,
 }
 

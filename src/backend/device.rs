@@ -45,8 +45,9 @@ impl std::fmt::Display for TooLarge {
 
 impl std::error::Error for TooLarge {}
 
-/// Which backend to run on.
+/// Which backend to run on (the command line's `--device auto|cpu|gpu`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "app", derive(clap::ValueEnum))]
 pub enum DeviceChoice {
     /// A hardware GPU if there is one, else the CPU backend.
     Auto,

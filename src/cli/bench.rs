@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use descent::app::bench::{self, Variant, BENCH_OPTIMIZERS};
 use descent::app::train::{TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
+use descent::optim::OptimBits;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -48,8 +49,9 @@ pub struct OptimBench {
     #[arg(long)]
     pub variants: Option<String>,
     /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, adam and adamw); e.g. 32,16,8.
-    #[arg(long, default_value = "32")]
-    pub optim_bits: String,
+    // `::std::vec::Vec`: one flag holding a list that the parser splits, not a repeated flag.
+    #[arg(long, value_parser = super::Widths, default_value = "32")]
+    pub optim_bits: ::std::vec::Vec<OptimBits>,
     #[arg(long)]
     pub json: bool,
 }
@@ -147,7 +149,7 @@ fn optim(a: OptimBench) -> Result<()> {
         if a.tensors == 0 || a.repeats == 0 {
             bail!("--tensors and --repeats must be at least 1");
         }
-        let widths = super::parse_bits(&a.optim_bits)?;
+        let widths = a.optim_bits.clone();
         // Each optimizer at each width it has; a width none of them has is an error.
         for &b in &widths {
             let ok: Vec<&String> =

@@ -2,12 +2,12 @@
 //! on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
 
 use super::progress;
-use super::{parse_list, usage, DeviceArg, ShuffleArg};
+use super::{parse_list, usage};
 use anyhow::Result;
 use clap::Args;
 use descent::app::compare::Case;
 use descent::app::metrics::{Report, RunMetrics};
-use descent::app::train::{TrainConfig, Trainer};
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
 use descent::optim::{OptimBits, Schedule};
 use std::path::PathBuf;
@@ -22,16 +22,16 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Which PyTorch loop's batch order to reproduce from --seed: randperm
     /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
     /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
-    #[arg(long, value_enum, default_value_t = ShuffleArg::Randperm)]
-    pub shuffle: ShuffleArg,
+    #[arg(long, value_enum, default_value_t = ShuffleOrder::Randperm)]
+    pub shuffle: ShuffleOrder,
     /// Output folder (default: compare-CASE).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -46,8 +46,9 @@ pub struct CompareArgs {
     /// Optimizer state widths, each run at each: 32, 16 (bfloat16), 8 (blockwise 8-bit; Adam
     /// and AdamW only, the others are skipped at 8), e.g. 32,8. Runs below 32 bits are
     /// labelled like adam_8bit.
-    #[arg(long, default_value = "32")]
-    pub optim_bits: String,
+    // `::std::vec::Vec`: one flag holding a list that the parser splits, not a repeated flag.
+    #[arg(long, value_parser = super::Widths, default_value = "32")]
+    pub optim_bits: ::std::vec::Vec<OptimBits>,
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
@@ -58,7 +59,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         }
         // Every run at every width it has: adam, adam_8bit, sgd, ... (a width no run has is
         // an error; runs without it are skipped with a note).
-        let widths = super::parse_bits(&a.optim_bits)?;
+        let widths = a.optim_bits.clone();
         let mut runs = Vec::new();
         for (label, optimizer) in &case.runs {
             for &bits in &widths {
@@ -74,13 +75,17 @@ pub fn run(a: CompareArgs) -> Result<()> {
                 }
             }
         }
-        anyhow::ensure!(!runs.is_empty(), "--optim-bits {}: none of the runs has that width", a.optim_bits);
+        anyhow::ensure!(
+            !runs.is_empty(),
+            "--optim-bits {}: none of the runs has that width",
+            super::widths_label(&widths)
+        );
         // The settings every run shares, checked once before any data is loaded.
         let base = TrainConfig {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
-            shuffle: a.shuffle.into(),
+            shuffle: a.shuffle,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: Act::Relu,
             optimizer: case.runs[0].1.clone(),
@@ -90,7 +95,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         base.validate()?;
         Ok((case, base, runs))
     })())?;
-    let choice = DeviceChoice::from(a.device);
+    let choice = a.device;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
     let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flag_hints(&data.source));

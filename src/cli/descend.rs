@@ -1,6 +1,6 @@
 //! `descent descend`: optimizers walking down the lecture's functions, as step tables and plots.
 
-use super::{parse_list, usage, DeviceArg, HyperArgs};
+use super::{parse_list, usage, HyperArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use descent::app::descend::{descend, Iterate};
@@ -35,8 +35,8 @@ pub struct DescendArgs {
     #[command(flatten)]
     pub hyper: HyperArgs,
     /// cpu, gpu (any adapter) or auto (a hardware GPU, else the CPU backend).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
     /// Draw the iterates on the curve (1-D) or a contour map (2-D) into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -62,7 +62,7 @@ pub fn run(a: DescendArgs) -> Result<()> {
         return Ok(());
     }
     let (function, start, runs_spec) = usage(parse(&a))?;
-    let mut dev = Device::select(DeviceChoice::from(a.device))?;
+    let mut dev = Device::select(a.device)?;
     if let Some(n) = &dev.notice {
         eprintln!("--device auto: {}", super::flag_hints(n));
     }

@@ -13,8 +13,7 @@ mod train;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use descent::app::train::ShuffleOrder;
-use descent::backend::{Act, DeviceChoice};
+use descent::backend::Act;
 use descent::optim::{OptimBits, OptimConfig, Schedule};
 
 #[derive(Parser)]
@@ -51,25 +50,6 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// `--device` of the commands that run on one device: auto (a hardware GPU, else the CPU
-/// backend), cpu or gpu (any adapter, software ones included).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    Auto,
-    Cpu,
-    Gpu,
-}
-
-impl From<DeviceArg> for DeviceChoice {
-    fn from(d: DeviceArg) -> DeviceChoice {
-        match d {
-            DeviceArg::Auto => DeviceChoice::Auto,
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Gpu => DeviceChoice::Gpu,
-        }
-    }
-}
-
 /// `--device` of the benchmarks, which name their device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BenchDeviceArg {
@@ -100,22 +80,6 @@ impl From<ActArg> for Act {
     }
 }
 
-/// `--shuffle`: which PyTorch loop's batch order to reproduce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ShuffleArg {
-    Randperm,
-    Dataloader,
-}
-
-impl From<ShuffleArg> for ShuffleOrder {
-    fn from(s: ShuffleArg) -> ShuffleOrder {
-        match s {
-            ShuffleArg::Randperm => ShuffleOrder::Randperm,
-            ShuffleArg::Dataloader => ShuffleOrder::DataLoader,
-        }
-    }
-}
-
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
@@ -127,21 +91,15 @@ pub struct OptimArgs {
     pub lr: Option<f64>,
     /// Width of the optimizer state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, adam and
     /// adamw). Default 32.
-    #[arg(long)]
-    pub optim_bits: Option<String>,
+    #[arg(long, value_parser = OneWidth)]
+    pub optim_bits: Option<OptimBits>,
     #[command(flatten)]
     pub hyper: HyperArgs,
 }
 
 impl OptimArgs {
     pub fn config(&self) -> Result<OptimConfig> {
-        let bits = match &self.optim_bits {
-            Some(s) => match parse_bits(s)?.as_slice() {
-                [one] => *one,
-                _ => anyhow::bail!("--optim-bits {s}: this command takes one width"),
-            },
-            None => OptimBits::B32,
-        };
+        let bits = self.optim_bits.unwrap_or(OptimBits::B32);
         let c = self.hyper.config_for(&self.optimizer, self.lr)?.with_optim_bits(bits);
         c.validate().map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", bits.bits()))?;
         Ok(c)
@@ -254,14 +212,62 @@ impl HyperArgs {
     }
 }
 
-/// Parse "128,128" style lists.
 /// `--optim-bits`: widths such as `32` or `32,16,8`.
-pub fn parse_bits(s: &str) -> Result<Vec<OptimBits>> {
+fn parse_bits(s: &str) -> Result<Vec<OptimBits>> {
     let list: Vec<u64> = parse_list(s, "--optim-bits")?;
     anyhow::ensure!(!list.is_empty(), "--optim-bits: give 32, 16 or 8");
     list.into_iter().map(|b| OptimBits::from_bits(b).map_err(|e| anyhow::anyhow!("--optim-bits: {e}"))).collect()
 }
 
+/// A value clap could not parse, as our one-line message (clap prints `error: ` and exits 2).
+fn flag_error(e: anyhow::Error) -> clap::Error {
+    clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
+}
+
+/// `--optim-bits` of a command that runs one width: parsed by clap into an [`OptimBits`].
+#[derive(Clone, Copy, Debug)]
+pub struct OneWidth;
+
+impl clap::builder::TypedValueParser for OneWidth {
+    type Value = OptimBits;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<OptimBits, clap::Error> {
+        let s = value.to_string_lossy();
+        match parse_bits(&s).map_err(flag_error)?.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(flag_error(anyhow::anyhow!("--optim-bits {s}: this command takes one width"))),
+        }
+    }
+}
+
+/// `--optim-bits` of a command that runs each of several widths: parsed by clap into a list.
+#[derive(Clone, Copy, Debug)]
+pub struct Widths;
+
+impl clap::builder::TypedValueParser for Widths {
+    type Value = Vec<OptimBits>;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<Vec<OptimBits>, clap::Error> {
+        parse_bits(&value.to_string_lossy()).map_err(flag_error)
+    }
+}
+
+/// Widths as `--optim-bits` spells them: `32,8`.
+pub fn widths_label(widths: &[OptimBits]) -> String {
+    widths.iter().map(|b| b.bits().to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Parse "128,128" style lists.
 pub fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())

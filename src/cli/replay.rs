@@ -1,6 +1,6 @@
 //! `descent replay --spec FILE.json`: an optimizer's trajectory as JSON on stdout.
 
-use super::{usage, DeviceArg};
+use super::usage;
 use anyhow::{Context, Result};
 use clap::Args;
 use descent::app::replay::{run as replay, ReplaySpec};
@@ -13,12 +13,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub spec: PathBuf,
     /// cpu or gpu (auto picks a hardware GPU, else the CPU).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
 }
 
 pub fn run(a: ReplayArgs) -> Result<()> {
-    let choice = DeviceChoice::from(a.device);
+    let choice = a.device;
     let text =
         usage(std::fs::read_to_string(&a.spec).with_context(|| format!("cannot read --spec {}", a.spec.display())))?;
     let spec = usage(ReplaySpec::parse(&text).with_context(|| format!("{}", a.spec.display())))?;

@@ -1,12 +1,12 @@
 //! `descent train`: one MLP, one optimizer, one line per epoch.
 
 use super::progress;
-use super::{parse_list, usage, ActArg, DeviceArg, OptimArgs, ShuffleArg};
+use super::{parse_list, usage, ActArg, OptimArgs};
 use anyhow::Result;
 use clap::Args;
 use descent::app::metrics::{Report, RunMetrics};
 use descent::app::plot::{Kind, Panel, Series};
-use descent::app::train::{TrainConfig, Trainer};
+use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Device, DeviceChoice};
 use std::path::PathBuf;
 
@@ -33,16 +33,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = ActArg::Relu)]
     pub activation: ActArg,
     /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Which PyTorch loop's batch order to reproduce from --seed: randperm
     /// (torch.randperm(n, generator=torch.Generator().manual_seed(SEED)) each epoch) or
     /// dataloader (DataLoader(train, batch_size=B, shuffle=True)).
-    #[arg(long, value_enum, default_value_t = ShuffleArg::Randperm)]
-    pub shuffle: ShuffleArg,
+    #[arg(long, value_enum, default_value_t = ShuffleOrder::Randperm)]
+    pub shuffle: ShuffleOrder,
     /// Print the parameter layout and per-step dispatch, submit and readback counts.
     #[arg(long)]
     pub verbose: bool,
@@ -83,12 +83,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let (c, _) = descent::app::train::config_from_checkpoint(meta, a.epochs, &p.display().to_string())?;
             // The state's width is the checkpoint's: a different one asked for is an error,
             // never a silent conversion.
-            if let Some(bits) = &a.optim.optim_bits {
-                let asked = super::parse_bits(bits)?;
+            if let Some(asked) = a.optim.optim_bits {
                 let saved = c.optimizer.optim_bits();
                 anyhow::ensure!(
-                    asked == [saved],
-                    "--optim-bits {bits}: {} keeps {}-bit optimizer state; a resume continues at the checkpoint's width (drop --optim-bits, or start a new run)",
+                    asked == saved,
+                    "--optim-bits {}: {} keeps {}-bit optimizer state; a resume continues at the checkpoint's width (drop --optim-bits, or start a new run)",
+                    asked.bits(),
                     p.display(),
                     saved.bits()
                 );
@@ -99,7 +99,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             epochs: a.epochs,
             batch_size: a.batch_size,
             seed: a.seed,
-            shuffle: a.shuffle.into(),
+            shuffle: a.shuffle,
             hidden: parse_list(&a.hidden, "--hidden")?,
             act: a.activation.into(),
             optimizer: a.optim.config()?,
@@ -109,7 +109,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         c.validate()?;
         Ok(c)
     })())?;
-    let choice = DeviceChoice::from(a.device);
+    let choice = a.device;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flag_hints(&data.source));
     let dev = Device::select(choice)?;
