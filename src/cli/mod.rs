@@ -100,8 +100,9 @@ pub struct OptimArgs {
 impl OptimArgs {
     pub fn config(&self) -> Result<OptimConfig> {
         let bits = self.optim_bits.unwrap_or(OptimBits::B32);
+        // The hyperparameters were checked by the JSON reader; only the width is new here.
         let c = self.hyper.config_for(&self.optimizer, self.lr)?.with_optim_bits(bits);
-        c.validate().map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", bits.bits()))?;
+        c.supports(bits).map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", bits.bits()))?;
         Ok(c)
     }
 
