@@ -18,7 +18,7 @@ macro_rules! optim_module {
 }
 
 /// Everything a module is compiled with before its own source: the op tables' constants, then
-/// [`COMMON`].
+/// `COMMON`.
 pub fn prelude() -> String {
     format!("{}\n{COMMON}\n", crate::backend::ops::wgsl_op_constants())
 }
