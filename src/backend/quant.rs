@@ -324,7 +324,7 @@ impl BlockTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -361,7 +361,8 @@ mod tests {
     }
 
     /// The exhaustive definition: nearest value, ties to the larger code.
-    fn nearest(map: &DynamicMap, x: f32) -> u8 {
+    /// The nearest value's code by exact distances in f64 (ties to the larger code).
+    pub(crate) fn nearest(map: &DynamicMap, x: f32) -> u8 {
         let mut best = 0;
         for k in 0..256 {
             let (d, db) = ((x as f64 - map.values[k] as f64).abs(), (x as f64 - map.values[best] as f64).abs());

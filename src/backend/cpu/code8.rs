@@ -90,17 +90,7 @@ impl<'a, const SIGNED: bool> Coder<'a, SIGNED> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nearest(map: &DynamicMap, x: f32) -> u8 {
-        let mut best = 0;
-        for k in 0..256 {
-            let (d, db) = ((x as f64 - map.values[k] as f64).abs(), (x as f64 - map.values[best] as f64).abs());
-            if d <= db {
-                best = k;
-            }
-        }
-        best as u8
-    }
+    use crate::backend::quant::tests::nearest;
 
     #[test]
     fn the_vector_path_gives_the_scalar_codes() {
