@@ -2,7 +2,9 @@
 //! where the CPU has AVX2 (the same comparisons as the scalar rule in `quant`, so the same
 //! codes).
 
-use crate::backend::quant::{code_in, DynamicMap, BUCKETS, BUCKET_BASE, BUCKET_SHIFT, LOW_MASK};
+use crate::backend::quant::{code_in, DynamicMap, BUCKETS};
+#[cfg(target_arch = "x86_64")]
+use crate::backend::quant::{BUCKET_BASE, BUCKET_SHIFT, LOW_MASK};
 
 /// [`DynamicMap::code`] with the tables in hand: borrowed once for a loop (so the loop does not
 /// reload them after every store), for a map known to be signed or not.
