@@ -414,6 +414,24 @@ fn unreached_parameter(dev: &mut Device) {
 }
 test_device!(unreached_parameter_grad, unreached_parameter);
 
+/// A 1-element parameter as the root of `backward`: d(p)/d(p) = 1 lands in its gradient buffer
+/// (poisoned first), and a parameter used beside it still gets its own gradient.
+fn parameter_as_the_root(dev: &mut Device) {
+    let (pv, pg) = (dev.upload(&[3.0]).unwrap(), dev.upload(&[777.0]).unwrap());
+    let (qv, qg) = (dev.upload(&[2.0]).unwrap(), poisoned(dev, 1));
+    {
+        let mut tape = Tape::new(dev);
+        let p = tape.param(Tensor::new(pv, &[1]), pg).unwrap();
+        let q = tape.param(Tensor::new(qv, &[1]), qg).unwrap();
+        let _unused = tape.mul(p, q).unwrap();
+        tape.backward(p).unwrap();
+        assert_eq!(tape.read_grad(p).unwrap(), Some(vec![1.0]));
+    }
+    assert_eq!(dev.read(pg).unwrap(), vec![1.0], "the root's own gradient");
+    assert_eq!(dev.read(qg).unwrap(), vec![0.0], "a parameter the root does not depend on");
+}
+test_device!(parameter_as_root_grad, parameter_as_the_root);
+
 /// An activation's output feeding one matmul has its gradient fused away: reading it is an
 /// error unless it was retained, and then it is right.
 fn fused_gradients_are_not_misread(dev: &mut Device) {

@@ -32,6 +32,11 @@ impl Tape<'_> {
                 _ => self.grads[logits.0] = Some(d),
             },
             Op::SoftmaxCe { dlogits: None, .. } => {}
+            // A parameter as the root: its gradient buffer is where the seed goes.
+            Op::Param { grad } => {
+                self.dev.fill(grad, 1.0);
+                self.grads[root.0] = Some(grad);
+            }
             _ => {
                 let seed = self.temp(1)?;
                 self.dev.fill(seed, 1.0);
