@@ -67,6 +67,9 @@ impl Optimizer {
         tensors: &[(usize, usize)],
     ) -> Result<Optimizer> {
         config.validate()?;
+        // A schedule that would give a NaN, negative or wrapped rate is refused here, where it
+        // enters the library, not found later as NaN parameters.
+        schedule.validate()?;
         let slots = config.state_names().len();
         let init = config.state_init();
         let state = OptimState::alloc(dev, config.optim_bits(), n, slots, init, tensors)?;
