@@ -1,11 +1,13 @@
-//! What an optimizer refuses when it is built, on both devices: inputs that would otherwise
-//! give a wrong number later with no error.
+//! What an optimizer refuses, on both devices: inputs that would otherwise give a wrong number
+//! later with no error (a schedule with NaN or wrapped rates, an arena it was not built for).
 
 #[macro_use]
 mod common;
 
-use descent::backend::Device;
+use descent::backend::{Act, Device};
+use descent::nn::Mlp;
 use descent::optim::{OptimConfig, Optimizer, Schedule};
+use descent::torch_rng::TorchGenerator;
 
 /// An optimizer refuses a schedule that would give a wrong rate (cosine with `t_max` equal to
 /// its warm-up: a NaN rate; a step schedule of step 0: a division by zero), when it is built.
@@ -22,3 +24,18 @@ fn optimizer_refuses_a_bad_schedule(dev: &mut Device) {
     }
 }
 test_device!(optimizer_schedule_checked, optimizer_refuses_a_bad_schedule);
+
+/// An optimizer steps only the arena it was built for: a 2-16-3 and a 2-4-3 MLP pad to the same
+/// length, and stepping one with the other's optimizer would mix their state.
+fn optimizer_checks_the_arena_layout(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(0);
+    let a = Mlp::new(dev, &[2, 16, 3], Act::Tanh, &mut rng).unwrap();
+    let b = Mlp::new(dev, &[2, 4, 3], Act::Tanh, &mut rng).unwrap();
+    assert_eq!(a.arena.len(), b.arena.len(), "the two arenas pad to one length");
+    let mut opt = Optimizer::new(dev, &a.arena, OptimConfig::defaults("adam").unwrap(), Schedule::Constant).unwrap();
+    opt.step(dev, &a.arena).unwrap();
+    let err = opt.step(dev, &b.arena).unwrap_err().to_string();
+    assert!(err.contains("built for another arena") && err.contains("[16, 2]") && err.contains("[4, 2]"), "{err}");
+    assert_eq!(opt.step, 1, "the refused step was not counted");
+}
+test_device!(optimizer_arena_checked, optimizer_checks_the_arena_layout);

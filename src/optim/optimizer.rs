@@ -25,6 +25,9 @@ pub struct Optimizer {
     pub n: usize,
     /// The state buffers.
     pub state: OptimState,
+    /// The tensors it was built for, as (shape, arena range): an arena stepped must have this
+    /// layout, not merely this length (padding makes different models the same length).
+    layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
 }
 
 impl Optimizer {
@@ -33,7 +36,9 @@ impl Optimizer {
     /// `quant::MIN_8BIT_SIZE` elements keep f32 state.
     pub fn new(dev: &mut Device, arena: &ParamArena, config: OptimConfig, schedule: Schedule) -> Result<Optimizer> {
         let tensors: Vec<(usize, usize)> = arena.entries.iter().map(|e| (e.offset, e.len())).collect();
-        Optimizer::build(dev, config, schedule, arena.len(), &tensors)
+        let mut opt = Optimizer::build(dev, config, schedule, arena.len(), &tensors)?;
+        opt.layout = arena_layout(arena);
+        Ok(opt)
     }
 
     /// An optimizer for a flat buffer of `n` parameters (benchmarks, replays), stepped with
@@ -73,7 +78,8 @@ impl Optimizer {
         let slots = config.state_names().len();
         let init = config.state_init();
         let state = OptimState::alloc(dev, config.optim_bits(), n, slots, init, tensors)?;
-        Ok(Optimizer { config, schedule, step: 0, n, state })
+        let layout = tensors.iter().map(|&(at, len)| (vec![len], at..at + len)).collect();
+        Ok(Optimizer { config, schedule, step: 0, n, state, layout })
     }
 
     /// The learning rate used for step index `t` (0-based).
@@ -85,12 +91,26 @@ impl Optimizer {
     /// 16 bits one per run of trainable tensors when some are frozen; at 8 bits one, over the
     /// trainable tensors' blocks).
     pub fn step(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
-        ensure!(
-            arena.len() == self.n,
-            "this optimizer was built for {} parameters, the arena holds {} (build it with Optimizer::new from the same arena)",
-            self.n,
-            arena.len()
-        );
+        let layout = arena_layout(arena);
+        if layout != self.layout || arena.len() != self.n {
+            let at = layout
+                .iter()
+                .zip(&self.layout)
+                .position(|(a, b)| a != b)
+                .unwrap_or(layout.len().min(self.layout.len()));
+            let show = |l: &[(Vec<usize>, std::ops::Range<usize>)]| {
+                l.get(at).map_or("nothing".to_string(), |(shape, r)| format!("{shape:?} at {}..{}", r.start, r.end))
+            };
+            bail!(
+                "this optimizer was built for another arena: its tensor {at} is {}, the arena's is {} ({} tensors in {} parameters against {} in {}); build it with Optimizer::new from the arena it steps",
+                show(&self.layout),
+                show(&layout),
+                self.layout.len(),
+                self.n,
+                layout.len(),
+                arena.len()
+            );
+        }
         let ranges = arena.trainable_ranges();
         self.step_ranges(dev, arena.params, arena.grads, &ranges)
     }
@@ -185,4 +205,9 @@ impl Optimizer {
     pub fn block_table(&self) -> Option<&BlockTable> {
         self.state.block_table()
     }
+}
+
+/// An arena's tensors as (shape, arena range).
+fn arena_layout(arena: &ParamArena) -> Vec<(Vec<usize>, std::ops::Range<usize>)> {
+    arena.entries.iter().map(|e| (e.shape.clone(), e.range())).collect()
 }
