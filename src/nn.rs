@@ -123,9 +123,12 @@ impl ParamArena {
 
     /// The tensor on `tape`: a parameter (the same `Var` however often it is registered, so
     /// a penalty on a weight the model also uses adds to its gradient), or a plain input when
-    /// it is frozen.
+    /// it is frozen. A frozen tensor has no gradient: its part of the gradient arena is zeroed
+    /// here, so reads and norms over the arena see 0, never the last values from before it
+    /// was frozen.
     pub fn var(&self, tape: &mut Tape, id: ParamId) -> Result<Var> {
         if self.frozen[id.0] {
+            tape.device().fill(self.grad_view(id), 0.0);
             Ok(tape.input(self.tensor(id)))
         } else {
             tape.param(self.tensor(id), self.grad_view(id))
@@ -150,7 +153,9 @@ impl ParamArena {
     }
 
     /// Freeze (or unfreeze) a tensor: layers then register it as an input, so it gets no
-    /// gradient, and [`crate::optim::Optimizer::step`] leaves it and its state untouched.
+    /// gradient (its gradient reads as zeros from the next forward pass, see
+    /// [`ParamArena::var`]), and [`crate::optim::Optimizer::step`] leaves it and its state
+    /// untouched.
     pub fn set_frozen(&mut self, id: ParamId, frozen: bool) {
         self.frozen[id.0] = frozen;
     }

@@ -432,6 +432,34 @@ fn parameter_as_the_root(dev: &mut Device) {
 }
 test_device!(parameter_as_root_grad, parameter_as_the_root);
 
+/// A frozen tensor has no gradient: after a step with it trainable (non-zero gradients), it is
+/// frozen, and the next forward and backward leave zeros in its part of the gradient arena,
+/// so a norm over the arena is the trainable tensors' norm.
+fn frozen_tensor_gradient_is_zero(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(5);
+    let mut mlp = Mlp::new(dev, &[6, 5, 3], Act::Tanh, &mut rng).unwrap();
+    let x = rand(4 * 6, 70, -1.0, 1.0);
+    let (xv, lv) = (dev.upload(&x).unwrap(), dev.upload(&[0.0, 1.0, 2.0, 1.0]).unwrap());
+    let backward = |dev: &mut Device, mlp: &Mlp| {
+        let mut tape = Tape::new(dev);
+        let xin = tape.input(Tensor::new(xv, &[4, 6]));
+        let logits = mlp.forward(&mut tape, xin).unwrap();
+        let loss = tape.softmax_ce(logits, lv, None).unwrap();
+        tape.backward(loss).unwrap();
+    };
+    backward(dev, &mlp);
+    let first = mlp.arena.ids().next().unwrap();
+    assert!(mlp.arena.read_grad(dev, first).unwrap().iter().any(|&g| g != 0.0), "a trainable gradient");
+    mlp.arena.set_frozen(first, true);
+    backward(dev, &mlp);
+    assert!(mlp.arena.read_grad(dev, first).unwrap().iter().all(|&g| g == 0.0), "the frozen tensor's gradient");
+    let all = dev.read(mlp.arena.grads).unwrap();
+    let norm = |v: &[f32]| v.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt();
+    let trainable: Vec<f32> = mlp.arena.ids().skip(1).flat_map(|id| mlp.arena.read_grad(dev, id).unwrap()).collect();
+    assert_eq!(norm(&all), norm(&trainable), "the arena's norm is the trainable tensors' norm");
+}
+test_device!(frozen_grad_is_zero, frozen_tensor_gradient_is_zero);
+
 /// An activation's output feeding one matmul has its gradient fused away: reading it is an
 /// error unless it was retained, and then it is right.
 fn fused_gradients_are_not_misread(dev: &mut Device) {
