@@ -242,7 +242,8 @@ impl<'d> Tape<'d> {
         self.dev.read(view)
     }
 
-    /// Data that needs no gradient, owned by the caller.
+    /// Data that needs no gradient, owned by the caller (who releases it: for a buffer made
+    /// for this step alone, such as an uploaded batch, use [`Tape::input_owned`]).
     pub fn input(&mut self, t: Tensor) -> Var {
         self.push(t, Op::Leaf, false)
     }

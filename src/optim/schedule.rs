@@ -37,8 +37,11 @@ pub enum Schedule {
     /// CosineAnnealingLR over `t_max − warmup_steps` steps:
     /// `eta_min + (base − eta_min)(1 + cos(π s / (t_max − warmup_steps))) / 2`, s = t − warmup.
     /// Equals PyTorch's SequentialLR(LinearLR(1/warmup, 1, warmup − 1), CosineAnnealingLR).
+    /// Past `t_max` the rate rises again along the same cosine, as CosineAnnealingLR's does
+    /// (`lr(t_max + k) = lr(t_max − k)`): give a `t_max` of at least the steps you run.
     Cosine {
-        /// Steps from the end of warm-up to the minimum.
+        /// The step, counted from 0 with the warm-up included, at which the rate reaches
+        /// `eta_min` (the cosine itself spans `t_max − warmup_steps` steps).
         t_max: u64,
         /// The minimum learning rate.
         eta_min: f64,
@@ -230,5 +233,16 @@ mod tests {
         assert!(c.lr(1.0, 10).abs() < 1e-12);
         assert!(Schedule::parse("cosine:2:2").is_err());
         assert!(Schedule::parse("warp:1").is_err());
+    }
+
+    #[test]
+    fn cosine_reaches_its_minimum_at_t_max_and_rises_after() {
+        let s = Schedule::Cosine { t_max: 30, eta_min: 0.01, warmup_steps: 10 };
+        assert!((s.lr(0.5, 30) - 0.01).abs() < 1e-15, "{}", s.lr(0.5, 30));
+        for k in 1..=20 {
+            let (before, after) = (s.lr(0.5, 30 - k), s.lr(0.5, 30 + k));
+            assert!((before - after).abs() < 1e-12, "k {k}: {before} vs {after}");
+            assert!(after > 0.01, "k {k}: past t_max the rate rises");
+        }
     }
 }
