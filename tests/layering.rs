@@ -1,29 +1,10 @@
 //! The layering ARCHITECTURE.md describes, checked on the source: the op set (`backend`,
 //! `tensor`) imports nothing above it, no engine module imports the application, inside
 //! `backend/` the two backends never import each other and the shared vocabulary imports
-//! neither backend nor the `Device` facade (no module circle), and the f64 reference sees only
-//! the op vocabulary and the quantization facts.
+//! neither backend nor the `Device` facade (no module circle), and the f64 references see only
+//! the op vocabulary, the quantization facts and the optimizer config.
 
 use std::path::Path;
-
-/// Every `crate::NAME` a file refers to outside its `#[cfg(test)]` section.
-fn crate_refs(path: &Path) -> Vec<(usize, String)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim_start();
-        if l.starts_with("#[cfg(") && l.contains("test") {
-            break;
-        }
-        let mut rest = line;
-        while let Some(at) = rest.find("crate::") {
-            let name: String = rest[at + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            out.push((i + 1, name));
-            rest = &rest[at + 7..];
-        }
-    }
-    out
-}
 
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -38,12 +19,15 @@ fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Fails listing every reference from `files` to a top-level module not in `allowed`.
 fn check(files: &[std::path::PathBuf], allowed: &[&str], layer: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut bad = Vec::new();
     for f in files {
-        for (line, name) in crate_refs(f) {
-            if !allowed.contains(&name.as_str()) {
-                bad.push(format!("{}:{line} uses crate::{name}", f.display()));
+        for (line, path) in module_refs(&src, f) {
+            let top = path.split("::").next().unwrap_or_default();
+            if !allowed.contains(&top) {
+                bad.push(format!("{}:{line} uses crate::{path}", f.display()));
             }
         }
     }

@@ -189,8 +189,8 @@ impl Layout {
     }
 }
 
-/// How the two operands of [`Backend::binary`](super::Backend::binary) are read: the output is `out.len / cols` rows
-/// of `cols`. [`Bcast::NONE`] is the plain elementwise case.
+/// How the two operands of [`Backend::binary`](super::Backend::binary) are read: the output
+/// is `out.len / cols` rows of `cols`. [`Bcast::NONE`] is the plain elementwise case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Bcast {
     /// How the left operand is read.
@@ -313,7 +313,8 @@ pub struct Gather {
 }
 
 /// A byte buffer on a device (datasets as `u8`, row indices as little-endian `u32`): what
-/// [`Gather`] reads. Made by [`Device::upload_bytes`](super::Device::upload_bytes), freed by [`Device::free_bytes`](super::Device::free_bytes).
+/// [`Gather`] reads. Made by [`Device::upload_bytes`](super::Device::upload_bytes), freed by
+/// [`Device::free_bytes`](super::Device::free_bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ByteBuffer {
     /// The backend's buffer id.

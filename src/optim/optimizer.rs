@@ -167,8 +167,7 @@ impl Optimizer {
 
     /// [`Optimizer::read_state`] as a future (for a browser's WebGPU device).
     pub async fn read_state_async(&self, dev: &mut Device) -> Result<Vec<(&'static str, Vec<f32>)>> {
-        let stored = self.read_stored_async(dev).await?;
-        Ok(self.state.decode(self.n, self.config.state_names(), stored))
+        self.state.read_decoded(dev, self.n, self.config.state_names()).await
     }
 
     /// The state as a new optimizer of this configuration and layout holds it (every slot at

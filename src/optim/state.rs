@@ -31,6 +31,10 @@ pub enum StoredState {
     },
 }
 
+/// The 8-bit state as stored: codes, absmax and small-tensor state, each for exp_avg and
+/// exp_avg_sq (the fields of [`StoredState::Blockwise8`]).
+type Stored8 = ([Vec<u8>; 2], [Vec<f32>; 2], [Vec<f32>; 2]);
+
 /// Raw f32 bits as the f32 values `Device::write` takes.
 fn floats(w: &[u32]) -> Vec<f32> {
     w.iter().map(|&x| f32::from_bits(x)).collect()
@@ -195,7 +199,8 @@ impl Blockwise8State {
         Ok(())
     }
 
-    async fn read(&self, dev: &mut Device, n: usize) -> Result<StoredState> {
+    /// Codes, absmax and small-tensor state as stored: the fields of [`StoredState::Blockwise8`].
+    async fn read(&self, dev: &mut Device, n: usize) -> Result<Stored8> {
         let b = &self.buffers;
         let mut codes = [Vec::new(), Vec::new()];
         for (k, v) in [b.m_codes, b.v_codes].into_iter().enumerate() {
@@ -211,7 +216,7 @@ impl Blockwise8State {
         };
         let absmax = split(dev.read_async(b.absmax).await?, b.quantized_blocks);
         let small = split(dev.read_async(b.small).await?, b.small_len);
-        Ok(StoredState::Blockwise8 { codes, absmax, small })
+        Ok((codes, absmax, small))
     }
 
     fn write(
@@ -244,8 +249,8 @@ impl Blockwise8State {
 
     /// exp_avg and exp_avg_sq dequantized per arena element (small tensors as stored), then
     /// each one's absmax when some tensor is quantized.
-    fn decode(&self, n: usize, names: &[&'static str], stored: StoredState) -> Vec<(&'static str, Vec<f32>)> {
-        let StoredState::Blockwise8 { codes, absmax, small } = stored else { return Vec::new() };
+    fn decode(&self, n: usize, names: &[&'static str], stored: Stored8) -> Vec<(&'static str, Vec<f32>)> {
+        let (codes, absmax, small) = stored;
         let maps = [quant::DynamicMap::signed(), quant::DynamicMap::unsigned()];
         let mut out = Vec::new();
         for k in 0..2 {
@@ -343,25 +348,36 @@ impl OptimState {
         Ok(match self {
             OptimState::F32(s) => StoredState::F32(s.read(dev).await?),
             OptimState::Bf16(s) => StoredState::Bf16(s.read(dev, n).await?),
-            OptimState::Blockwise8(s) => s.read(dev, n).await?,
+            OptimState::Blockwise8(s) => {
+                let (codes, absmax, small) = s.read(dev, n).await?;
+                StoredState::Blockwise8 { codes, absmax, small }
+            }
         })
     }
 
-    /// `stored` decoded to f32 per arena element, named by `names` (see `read_state`).
-    pub(super) fn decode(
+    /// The state read back and decoded to f32 per arena element, named by `names` (see
+    /// `Optimizer::read_state`).
+    pub(super) async fn read_decoded(
         &self,
+        dev: &mut Device,
         n: usize,
         names: Vec<&'static str>,
-        stored: StoredState,
-    ) -> Vec<(&'static str, Vec<f32>)> {
-        match (self, stored) {
-            (OptimState::Blockwise8(s), stored) => s.decode(n, &names, stored),
-            (_, StoredState::F32(v)) => names.into_iter().zip(v).collect(),
-            (_, StoredState::Bf16(v)) => {
-                names.into_iter().zip(v).map(|(n, h)| (n, h.into_iter().map(quant::bf16_to_f32).collect())).collect()
+    ) -> Result<Vec<(&'static str, Vec<f32>)>> {
+        Ok(match self {
+            OptimState::F32(s) => names.into_iter().zip(s.read(dev).await?).collect(),
+            OptimState::Bf16(s) => {
+                let slots = s.read(dev, n).await?;
+                names
+                    .into_iter()
+                    .zip(slots)
+                    .map(|(n, h)| (n, h.into_iter().map(quant::bf16_to_f32).collect()))
+                    .collect()
             }
-            (_, StoredState::Blockwise8 { .. }) => Vec::new(),
-        }
+            OptimState::Blockwise8(s) => {
+                let stored = s.read(dev, n).await?;
+                s.decode(n, &names, stored)
+            }
+        })
     }
 
     /// What a new state of this width and layout stores: every slot at `init`, codes of zero.

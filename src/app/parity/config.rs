@@ -44,29 +44,35 @@ impl ParityConfig {
     /// size the host or `dev` cannot hold (a length past a kernel's 32-bit element index, a
     /// buffer past the device's largest, or more memory than is available).
     pub fn check_fits(&self, dev: &Device) -> Result<()> {
-        let matrix = self
-            .shapes
-            .iter()
-            .map(|&(m, k, n)| (format!("matmul {m}x{k}x{n}"), m * k + k * n + m * n, m.max(k) * n.max(k)));
-        let vector = self.lengths.iter().map(|&n| (format!("length {n}"), n, n));
-        let total: usize = self.blockwise_lengths.iter().sum();
+        // Element counts in u64, saturating: the sizes come from the user.
+        let mul = |a: usize, b: usize| (a as u64).saturating_mul(b as u64);
+        let matrix = self.shapes.iter().map(|&(m, k, n)| {
+            let operands = [mul(m, k), mul(k, n), mul(m, n)];
+            let total = operands.iter().fold(0u64, |t, &x| t.saturating_add(x));
+            (format!("matmul {m}x{k}x{n}"), total, operands.into_iter().max().unwrap_or(0))
+        });
+        let vector = self.lengths.iter().map(|&n| (format!("length {n}"), n as u64, n as u64));
+        let total = self.blockwise_lengths.iter().fold(0u64, |t, &n| t.saturating_add(n as u64));
         let blockwise = (!self.blockwise_lengths.is_empty())
             .then(|| (format!("blockwise lengths totalling {total}"), total, total));
-        let host = crate::backend::host::host_available_bytes();
+        // The CPU device's check already covers the host; on a GPU the host holds the inputs
+        // and reference results too.
+        let host = if dev.is_gpu() { crate::backend::host::host_available_bytes() } else { None };
+        let fix = "use smaller --lengths, --shapes or --blockwise-lengths";
         for (what, elements, largest) in matrix.chain(vector).chain(blockwise) {
             let what = format!("parity at {what}");
-            let fix = "use smaller --lengths, --shapes or --blockwise-lengths";
-            let bytes = (elements as u64).saturating_mul(PEAK_BYTES_PER_ELEMENT);
-            if dev.is_gpu() && largest as u64 > u32::MAX as u64 {
-                let limit = "the kernels' 32-bit element index".to_string();
-                let fits = u32::MAX as u64 * 4;
-                let needs = (largest as u64).saturating_mul(4);
-                return Err(crate::backend::TooLarge { what, needs, limit, fits, fix: fix.into() }.into());
+            let too_large = |needs: u64, limit: &str, fits: u64| -> anyhow::Error {
+                crate::backend::TooLarge { what: what.clone(), needs, limit: limit.into(), fits, fix: fix.into() }
+                    .into()
+            };
+            let bytes = elements.saturating_mul(PEAK_BYTES_PER_ELEMENT);
+            if dev.is_gpu() && largest > u32::MAX as u64 {
+                let index_bytes = u32::MAX as u64 * 4;
+                return Err(too_large(largest.saturating_mul(4), "the kernels' 32-bit element index", index_bytes));
             }
-            dev.check_fits(&what, bytes, (largest as u64).saturating_mul(4), fix)?;
+            dev.check_fits(&what, bytes, largest.saturating_mul(4), fix)?;
             if let Some(free) = host.filter(|&free| bytes > free) {
-                let limit = "the host's available memory".to_string();
-                return Err(crate::backend::TooLarge { what, needs: bytes, limit, fits: free, fix: fix.into() }.into());
+                return Err(too_large(bytes, "the host's available memory", free));
             }
         }
         Ok(())

@@ -136,7 +136,7 @@ const MM: &[Access] = &[R, R, R, R, RW, RW];
 /// Source → destination.
 const REDUCE: &[Access] = &[R, RW];
 /// Parameters (written), gradients, then the three state slots.
-pub(super) const OPT: &[Access] = &[RW, R, RW, RW, RW];
+const OPT: &[Access] = &[RW, R, RW, RW, RW];
 
 pub(super) const K_MATMUL: Kernel = k(Module::Matmul, "main", MM);
 pub(super) const K_MATMUL_VEC4: Kernel = k(Module::MatmulVec4, "main", MM);
