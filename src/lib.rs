@@ -64,6 +64,8 @@ pub mod backend;
 #[warn(missing_docs)]
 pub mod data;
 #[warn(missing_docs)]
+pub mod message;
+
 pub mod nn;
 #[warn(missing_docs)]
 pub mod optim;

@@ -58,6 +58,12 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--hidden", "100000,100000", "--device", "gpu"], 2, "over the largest buffer"),
     (&["bench", "optim", "--params", "4e9", "--device", "cpu"], 2, "use a smaller --params"),
     (&["descend", "--function", "square", "--plot", "out.svg"], 2, "plots are PNG files"),
+    // The library's messages name settings by key; the CLI names them by flag.
+    (&["descend", "--function", "cube"], 2, "(descent descend --list)"),
+    (&["bench", "matmul", "--shapes", "xx:1x1x1"], 2, "--shapes xx:1x1x1: the form must be nn, nt or tn"),
+    (&["compare", "--case", "fashion-mnist", "--optimizers", "bogus"], 2, "--optimizers: 'bogus' is not in"),
+    (&["train", "--dataset", "folder:"], 2, "--dataset folder:PATH needs the folder"),
+    (&["train", "--dataset", "cifar10", "--data-dir", "/"], 1, "pass --data-dir DIR holding"),
     // Sizes past the host's memory are refused before parity allocates anything.
     (&["parity", "--device", "cpu", "--lengths", "40000000000"], 2, "parity at length 40000000000 needs"),
     (&["parity", "--device", "cpu", "--lengths", "40000000000"], 2, "use smaller --lengths"),
@@ -73,6 +79,21 @@ fn every_bad_input_gets_a_clear_error() {
         assert!(err.contains(says), "{args:?}: expected '{says}' in: {err}");
         assert!(!err.contains("panicked") && !err.contains("stack backtrace"), "{args:?}: {err}");
         assert!(err.starts_with("error:"), "{args:?}: {err}");
+    }
+}
+
+/// No message names the library's API (`Device::cpu`, `data_dir`, `batch_size`) where the
+/// command line has a flag for the same setting.
+#[test]
+fn messages_name_flags_not_the_api() {
+    let api = descent::message::Setting::ALL.map(|s| s.api_name());
+    for (args, _, _) in CASES {
+        let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        for name in ["Device::", "DeviceChoice::", "data_dir", "batch_size", "FUNCTIONS", "blockwise_lengths"] {
+            assert!(api.iter().any(|a| a.contains(name)), "{name} is no longer an API name: update this test");
+            assert!(!err.contains(name), "{args:?} names the API's {name}: {err}");
+        }
     }
 }
 

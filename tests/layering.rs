@@ -39,7 +39,14 @@ fn the_op_set_imports_nothing_above_it() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = rust_files(&src.join("backend"));
     files.push(src.join("tensor.rs"));
-    check(&files, &["backend", "tensor"], "the op set (backend, tensor)");
+    check(&files, &["backend", "tensor", "message", "said"], "the op set (backend, tensor)");
+}
+
+/// Messages sit below everything that raises them: `message.rs` imports nothing of the crate.
+#[test]
+fn messages_import_nothing() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    check(&[src.join("message.rs")], &["message", "said"], "message.rs");
 }
 
 #[test]
@@ -49,7 +56,8 @@ fn the_engine_never_imports_the_application() {
         .into_iter()
         .filter(|p| !p.starts_with(src.join("app")) && !p.starts_with(src.join("cli")) && !p.ends_with("main.rs"))
         .collect();
-    let allowed = ["autograd", "backend", "data", "nn", "optim", "reference", "rng", "tensor", "torch_rng"];
+    let allowed =
+        ["autograd", "backend", "data", "message", "nn", "optim", "reference", "rng", "said", "tensor", "torch_rng"];
     check(&engine, &allowed, "the engine");
 }
 

@@ -6,8 +6,10 @@
 //! time of running the work and waiting for it. Each result says which.
 
 use crate::backend::{BinaryOp, Device, Dims, Epilogue, Form, UnaryOp};
+use crate::message::Setting;
 use crate::optim::{OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
+use crate::said;
 use crate::tensor::View;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
@@ -95,7 +97,7 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
     // Two device buffers of n values, and on the CPU a host one.
     let buffers = if dev.is_gpu() { 2 } else { 3 };
     let what = format!("measuring bandwidth over {n} values");
-    dev.check_fits(&what, 4 * n as u64 * buffers, 4 * n as u64, "use a smaller params count")?;
+    dev.check_fits(&what, 4 * n as u64 * buffers, 4 * n as u64, said!["use a smaller ", Setting::Params])?;
     let bytes = 8.0 * n as f64;
     let gbps = |t: &Timing| bytes / (t.median_ms * 1e-3) / 1e9;
     let a = dev.alloc(n)?;
@@ -424,7 +426,7 @@ pub async fn bench_optim_async(
     let bytes = 4 * n as u64;
     let buffers = if variant == Variant::Unfused { (6 + 2 * slots) * bytes } else { 2 * bytes + config.state_bytes(n) };
     let what = format!("{name} ({}, {}-bit state) over {n} parameters", variant.name(), bits.bits());
-    dev.check_fits(&what, buffers + 2 * bytes, bytes, "use a smaller params count")?;
+    dev.check_fits(&what, buffers + 2 * bytes, bytes, said!["use a smaller ", Setting::Params])?;
     let mut rng = Rng::new(n as u64);
     let init = rng.uniform_vec(n, -1.0, 1.0);
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
@@ -513,16 +515,16 @@ pub fn parse_matmul_shape(s: &str) -> Result<MatmulShape> {
         "nn" => "nn",
         "nt" => "nt",
         "tn" => "tn",
-        _ => bail!("matmul shape {s}: the form must be nn, nt or tn"),
+        _ => bail!(said![Setting::Shapes, format!(" {s}: the form must be nn, nt or tn")]),
     };
     let v: Vec<usize> = dims
         .split('x')
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("matmul shape {s}: expected FORM:MxKxN such as nt:64x784x128"))?;
+        .map_err(|_| said![Setting::Shapes, format!(" {s}: expected FORM:MxKxN such as nt:64x784x128")])?;
     match v.as_slice() {
         [m, k, n] if *m > 0 && *k > 0 && *n > 0 => Ok(MatmulShape { label: s.to_string(), form, m: *m, k: *k, n: *n }),
-        _ => bail!("matmul shape {s}: expected FORM:MxKxN with sizes >= 1"),
+        _ => bail!(said![Setting::Shapes, format!(" {s}: expected FORM:MxKxN with sizes >= 1")]),
     }
 }
 
@@ -548,7 +550,7 @@ pub fn bench_matmul(dev: &mut Device, shape: &MatmulShape, repeats: usize) -> Re
     let sizes = [m.saturating_mul(k), k.saturating_mul(n), m.saturating_mul(n)].map(|x| (x as u64).saturating_mul(4));
     let total = [sizes[0], sizes[1], sizes[2], sizes[0], sizes[1]].iter().fold(0u64, |t, &x| t.saturating_add(x));
     let what = format!("a {m}×{k}×{n} matmul");
-    dev.check_fits(&what, total, sizes.into_iter().max().unwrap_or(0), "use smaller shapes")?;
+    dev.check_fits(&what, total, sizes.into_iter().max().unwrap_or(0), said!["use smaller ", Setting::Shapes])?;
     let mut rng = Rng::new(1);
     let mut rand = |len: usize| rng.uniform_vec(len, -1.0, 1.0);
     let a = dev.upload(&rand(m * k))?;

@@ -15,8 +15,10 @@
 use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
 use crate::backend::quant::{bf16_from_f32, bf16_to_f32, TensorState};
 use crate::backend::Act;
+use crate::message::Setting;
 use crate::optim::{OptimConfig, Schedule, StoredState};
 use crate::rng::Rng;
+use crate::said;
 use crate::torch_rng::TorchGenerator;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
@@ -174,11 +176,14 @@ impl Trainer {
         let params = self.dev.read(self.model.arena.params)?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             let name = self.model.arena.entry_at(i);
-            bail!(
-                "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller lr",
-                name.map_or("?", |e| e.name.as_str()),
-                self.opt.step
-            );
+            bail!(said![
+                format!(
+                    "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller ",
+                    name.map_or("?", |e| e.name.as_str()),
+                    self.opt.step
+                ),
+                Setting::Lr
+            ]);
         }
         let mut tensors = Vec::new();
         for e in &self.model.arena.entries {

@@ -1,7 +1,9 @@
 //! The lecture's case studies: one MLP trained with each optimizer on one dataset, same seed,
 //! same batches, for a side-by-side comparison (`descent compare`).
 
+use crate::message::Setting;
 use crate::optim::{Adagrad, Adam, OptimConfig, Rmsprop, Sgd};
+use crate::said;
 use anyhow::{bail, Result};
 
 /// A case study: its dataset and the optimizers it compares, with the lecture's settings.
@@ -49,7 +51,10 @@ impl Case {
         for l in labels {
             if !self.runs.iter().any(|(name, _)| name == l) {
                 let names: Vec<_> = self.runs.iter().map(|(n, _)| n.as_str()).collect();
-                bail!("optimizer selection: '{l}' is not in the {} case ({})", self.name, names.join(", "));
+                bail!(said![
+                    Setting::Optimizers,
+                    format!(": '{l}' is not in the {} case ({})", self.name, names.join(", "))
+                ]);
             }
         }
         self.runs.retain(|(name, _)| labels.contains(name));

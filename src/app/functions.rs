@@ -6,6 +6,8 @@
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, UnaryOp};
+use crate::message::Setting;
+use crate::said;
 use anyhow::{bail, ensure, Result};
 
 /// A named function with the lecture's default start and learning rate.
@@ -225,7 +227,11 @@ impl Function {
             Some(f) => Ok(*f),
             None => {
                 let names: Vec<_> = FUNCTIONS.iter().map(|f| f.name).collect();
-                bail!("unknown function '{name}': use one of {} (FUNCTIONS lists them)", names.join(", "))
+                bail!(said![
+                    format!("unknown function '{name}': use one of {} (", names.join(", ")),
+                    Setting::FunctionList,
+                    ")"
+                ])
             }
         }
     }

@@ -8,9 +8,11 @@ pub use crate::app::metrics::EpochMetrics;
 use crate::autograd::{Tape, Var};
 use crate::backend::{wait, Act, ByteBuffer, Counters, Device, Gather};
 use crate::data::{Dataset, Split};
+use crate::message::Setting;
 use crate::nn::Mlp;
 use crate::optim::{OptimConfig, Optimizer, Schedule};
 use crate::rng::Rng;
+use crate::said;
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Result};
@@ -35,12 +37,12 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.epochs > 0, "epochs must be at least 1");
-        ensure!(self.batch_size > 0, "batch_size must be at least 1");
+        ensure!(self.epochs > 0, said![Setting::Epochs, " must be at least 1"]);
+        ensure!(self.batch_size > 0, said![Setting::BatchSize, " must be at least 1"]);
         ensure!(self.eval_batch > 0, "the evaluation batch must be at least 1");
         ensure!(
             !self.hidden.is_empty() && self.hidden.iter().all(|&h| h > 0),
-            "hidden needs one or more sizes > 0, e.g. 128,128"
+            said![Setting::Hidden, " needs one or more sizes > 0, e.g. 128,128"]
         );
         self.optimizer.validate()?;
         self.schedule.validate()
@@ -67,7 +69,7 @@ impl ShuffleOrder {
         match s {
             "randperm" => Ok(ShuffleOrder::Randperm),
             "dataloader" => Ok(ShuffleOrder::DataLoader),
-            _ => bail!("unknown shuffle order '{s}': use randperm or dataloader"),
+            _ => bail!(said!["unknown ", Setting::Shuffle, format!(" '{s}': use randperm or dataloader")]),
         }
     }
 
@@ -194,7 +196,7 @@ impl Trainer {
         // The dataset is gathered chunk by chunk; the arena is read whole by the matmuls.
         let largest = [&data.train, &data.test].iter().map(|s| s.images.len() as u64).max().unwrap_or(0).max(arena);
         let total = model.saturating_add(state).saturating_add(data_bytes);
-        dev.check_fits_bound(&what, total, largest, arena, "reduce the hidden sizes")
+        dev.check_fits_bound(&what, total, largest, arena, said!["reduce ", Setting::Hidden])
     }
 
     /// Epochs completed.
@@ -337,13 +339,16 @@ impl Trainer {
         let name = self.model.arena.entry_at(at);
         let steps = self.steps_per_epoch() as u64;
         let first_step = step - 1;
-        bail!(
-            "non-finite gradient (NaN or ±inf) in {} at epoch {}, step {} of {steps} (optimizer step {step}); training stopped{}. Try a smaller lr",
-            name.map_or_else(|| format!("element {at}"), |e| format!("{} (element {})", e.name, at - e.offset)),
-            first_step / steps + 1,
-            first_step % steps + 1,
-            if self.checkpoint.is_some() { ", the last checkpoint is kept" } else { "" }
-        )
+        bail!(said![
+            format!(
+                "non-finite gradient (NaN or ±inf) in {} at epoch {}, step {} of {steps} (optimizer step {step}); training stopped{}. Try a smaller ",
+                name.map_or_else(|| format!("element {at}"), |e| format!("{} (element {})", e.name, at - e.offset)),
+                first_step / steps + 1,
+                first_step % steps + 1,
+                if self.checkpoint.is_some() { ", the last checkpoint is kept" } else { "" }
+            ),
+            Setting::Lr
+        ])
     }
 
     /// Read and reset the device-side [Σ loss, correct] pair.
@@ -408,7 +413,11 @@ impl Trainer {
         self.epoch += 1;
         let n = self.train.rows as f64;
         if !loss.is_finite() {
-            bail!("training diverged in epoch {}: the loss is {loss} (try a smaller lr)", self.epoch);
+            bail!(said![
+                format!("training diverged in epoch {}: the loss is {loss} (try a smaller ", self.epoch),
+                Setting::Lr,
+                ")"
+            ]);
         }
         Ok((loss / n, correct / n, start.elapsed().as_secs_f64()))
     }

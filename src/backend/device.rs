@@ -8,6 +8,8 @@ use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
 use super::optim_kernel::{AdamParams, Blockwise8, OptimStep};
 use super::pending::{wait, Pending};
+use crate::message::Message;
+use crate::said;
 use crate::tensor::View;
 use anyhow::{ensure, Result};
 use std::collections::HashMap;
@@ -25,21 +27,22 @@ pub struct TooLarge {
     /// Bytes that limit allows.
     pub fits: u64,
     /// What to change.
-    pub fix: String,
+    pub fix: Message,
+}
+
+impl TooLarge {
+    /// The one-line explanation, with the setting to change as a key.
+    pub fn message(&self) -> Message {
+        let gb = |b: u64| b as f64 / 1e9;
+        let head =
+            format!("{} needs {:.2} GB, over {} of {:.2} GB; ", self.what, gb(self.needs), self.limit, gb(self.fits));
+        Message::from(head).then(self.fix.clone())
+    }
 }
 
 impl std::fmt::Display for TooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let gb = |b: u64| b as f64 / 1e9;
-        write!(
-            f,
-            "{} needs {:.2} GB, over {} of {:.2} GB; {}",
-            self.what,
-            gb(self.needs),
-            self.limit,
-            gb(self.fits),
-            self.fix
-        )
+        self.message().fmt(f)
     }
 }
 
@@ -80,7 +83,7 @@ pub struct Device {
     backend: Box<dyn Backend>,
     pool: HashMap<usize, Vec<usize>>,
     /// Why [`DeviceChoice::Auto`] fell back to the CPU (one line), if it did.
-    pub notice: Option<String>,
+    pub notice: Option<Message>,
 }
 
 impl Device {
@@ -115,7 +118,7 @@ impl Device {
                 Ok(g) => Ok(Device::from_backend(g)),
                 Err(e) => {
                     let mut d = Device::cpu();
-                    d.notice = Some(format!("using the CPU backend ({e})"));
+                    d.notice = Some(said!["using the CPU backend ("].then(Message::of_error(&e)).then(")"));
                     Ok(d)
                 }
             },
@@ -145,7 +148,13 @@ impl Device {
     /// Refuse, with a [`TooLarge`] error, a request of `total_bytes` whose largest buffer is
     /// `largest_buffer_bytes`, when the device cannot hold it. `what` names the request and
     /// `fix` says what to change.
-    pub fn check_fits(&self, what: &str, total_bytes: u64, largest_buffer_bytes: u64, fix: &str) -> Result<()> {
+    pub fn check_fits(
+        &self,
+        what: &str,
+        total_bytes: u64,
+        largest_buffer_bytes: u64,
+        fix: impl Into<Message>,
+    ) -> Result<()> {
         self.check_fits_bound(what, total_bytes, largest_buffer_bytes, 0, fix)
     }
 
@@ -157,15 +166,16 @@ impl Device {
         total_bytes: u64,
         largest_buffer_bytes: u64,
         bound_whole_bytes: u64,
-        fix: &str,
+        fix: impl Into<Message>,
     ) -> Result<()> {
         let cap = self.capacity();
+        let fix = fix.into();
         let too_large = |needs: u64, limit: &str, fits: u64| TooLarge {
             what: what.to_string(),
             needs,
             limit: limit.to_string(),
             fits,
-            fix: fix.to_string(),
+            fix: fix.clone(),
         };
         if largest_buffer_bytes > cap.max_buffer_bytes {
             let limit = format!("the largest buffer {} allocates", self.describe());

@@ -110,7 +110,7 @@ fn open(device: BenchDeviceArg) -> Result<Device> {
     };
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {}", super::flag_hints(n));
+        eprintln!("--device auto: {}", super::flags(n));
     }
     Ok(dev)
 }
@@ -308,7 +308,7 @@ fn epoch(a: EpochBench) -> Result<()> {
     let mut t = Trainer::new(dev, &data, config)?;
     let rows = data.train.rows;
     if !a.json {
-        println!("data: {}", super::flag_hints(&data.source));
+        println!("data: {}", super::flags(&data.source));
         println!("device: {device}");
         println!("warm-up epoch …");
     }

@@ -98,10 +98,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let choice = a.device;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
     let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
-    println!("data: {}", super::flag_hints(&data.source));
+    println!("data: {}", super::flags(&data.source));
     let mut report = Report {
         case: case.name.to_string(),
-        dataset: super::flag_hints(&data.source),
+        dataset: super::flags(&data.source),
         device: String::new(),
         batch_size: a.batch_size,
         seed: a.seed,
@@ -112,7 +112,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         let dev = Device::select(choice)?;
         if report.device.is_empty() {
             if let Some(n) = &dev.notice {
-                println!("--device auto: {}", super::flag_hints(n));
+                println!("--device auto: {}", super::flags(n));
             }
             println!("device: {}", dev.describe());
             report.device = dev.describe();

@@ -64,7 +64,7 @@ pub fn run(a: DescendArgs) -> Result<()> {
     let (function, start, runs_spec) = usage(parse(&a))?;
     let mut dev = Device::select(a.device)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {}", super::flag_hints(n));
+        eprintln!("--device auto: {}", super::flags(n));
     }
     let mut runs = Vec::new();
     for (name, lr) in runs_spec {

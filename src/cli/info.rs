@@ -18,6 +18,6 @@ pub fn run(_a: InfoArgs) -> Result<()> {
             "portable loops and the gemm crate (this CPU lacks AVX2+FMA)"
         }
     );
-    println!("{}", super::flag_hints(&descent::backend::gpu::describe_adapters()));
+    println!("{}", super::flags(&descent::backend::gpu::describe_adapters()));
     Ok(())
 }

@@ -13,7 +13,8 @@ mod train;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use descent::backend::Act;
+use descent::backend::{Act, TooLarge};
+use descent::message::{Message, Setting};
 use descent::optim::{OptimBits, OptimConfig, Schedule};
 
 #[derive(Parser)]
@@ -302,10 +303,10 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {}", flag_hints(&format!("{e:#}")));
+            eprintln!("error: {}", render_error(&e));
             // Errors raised while checking arguments are usage errors.
             // So are requests larger than the device holds: the size came from a flag.
-            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<descent::backend::TooLarge>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<TooLarge>().is_some() {
                 2
             } else {
                 1
@@ -328,32 +329,61 @@ impl std::error::Error for UsageError {}
 
 /// Mark an error as a usage error.
 pub fn usage<T>(r: Result<T>) -> Result<T> {
-    r.map_err(|e| UsageError(flag_hints(&format!("{e:#}"))).into())
+    r.map_err(|e| UsageError(render_error(&e)).into())
 }
 
-/// The library's errors name its API (`Device::cpu`, `data_dir`, `epochs`); the command line
-/// names the flags that set the same things.
-const FLAG_HINTS: [(&str, &str); 17] = [
-    ("DeviceChoice::Auto", "--device auto"),
-    ("Device::cpu", "--device cpu"),
-    ("Device::gpu", "--device gpu"),
-    ("data_dir ", "--data-dir "),
-    ("data_dir)", "--data-dir)"),
-    ("dataset folder:PATH needs", "--dataset folder:PATH needs"),
-    ("epochs must be", "--epochs must be"),
-    ("batch_size must be", "--batch-size must be"),
-    ("hidden needs one or more", "--hidden needs one or more"),
-    ("smaller lr", "smaller --lr"),
-    ("unknown shuffle order", "unknown --shuffle"),
-    ("reduce the hidden sizes", "reduce --hidden"),
-    ("use a smaller params count", "use a smaller --params"),
-    ("use smaller shapes", "use smaller --shapes"),
-    ("matmul shape ", "--shapes "),
-    ("optimizer selection:", "--optimizers:"),
-    ("(FUNCTIONS lists them)", "(descent descend --list)"),
-];
+/// How the command line names each setting the library's messages refer to.
+pub fn flag(s: Setting) -> &'static str {
+    match s {
+        Setting::DeviceAuto => "--device auto",
+        Setting::DeviceCpu => "--device cpu",
+        Setting::DeviceGpu => "--device gpu",
+        Setting::DataDir => "--data-dir",
+        Setting::Dataset => "--dataset",
+        Setting::Epochs => "--epochs",
+        Setting::BatchSize => "--batch-size",
+        Setting::Hidden => "--hidden",
+        Setting::Lr => "--lr",
+        Setting::Shuffle => "--shuffle",
+        Setting::Params => "--params",
+        Setting::Shapes => "--shapes",
+        Setting::Lengths => "--lengths",
+        Setting::BlockwiseLengths => "--blockwise-lengths",
+        Setting::Optimizers => "--optimizers",
+        Setting::FunctionList => "descent descend --list",
+        // A setting added to the library before the command line names it.
+        other => other.api_name(),
+    }
+}
 
-/// An error message with the library's names for things replaced by the CLI's flags.
-pub fn flag_hints(msg: &str) -> String {
-    FLAG_HINTS.iter().fold(msg.to_string(), |m, (lib, flag)| m.replace(lib, flag))
+/// A library message with its settings named by their flags.
+pub fn flags(m: &Message) -> String {
+    m.render(&flag)
+}
+
+/// An error's whole chain (as `{:#}` shows it) with each setting named by its flag.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(match (cause.downcast_ref::<Message>(), cause.downcast_ref::<TooLarge>()) {
+            (Some(m), _) => flags(m),
+            (None, Some(t)) => flags(&t.message()),
+            (None, None) => cause.to_string(),
+        });
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A setting the library names must have a flag here, or the CLI would print an API name.
+    #[test]
+    fn every_setting_has_a_flag() {
+        for s in Setting::ALL {
+            assert_ne!(flag(s), s.api_name(), "{s:?} has no flag in cli::flag");
+            assert!(flag(s).starts_with("--") || flag(s).starts_with("descent "), "{s:?}: {}", flag(s));
+        }
+    }
 }

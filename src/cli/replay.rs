@@ -24,7 +24,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     let spec = usage(ReplaySpec::parse(&text).with_context(|| format!("{}", a.spec.display())))?;
     let mut dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        eprintln!("--device auto: {}", super::flag_hints(n));
+        eprintln!("--device auto: {}", super::flags(n));
     }
     let t = replay(&mut dev, &spec)?;
     println!("{}", t.to_json());

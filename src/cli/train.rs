@@ -111,10 +111,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     })())?;
     let choice = a.device;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
-    println!("data: {}", super::flag_hints(&data.source));
+    println!("data: {}", super::flags(&data.source));
     let dev = Device::select(choice)?;
     if let Some(n) = &dev.notice {
-        println!("--device auto: {}", super::flag_hints(n));
+        println!("--device auto: {}", super::flags(n));
     }
     println!("device: {}", dev.describe());
     let mut t = Trainer::new(dev, &data, config)?;
@@ -144,7 +144,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let mut report = Report {
         case: format!("{} {}", data.name, t.optimizer().config.name()),
-        dataset: super::flag_hints(&data.source),
+        dataset: super::flags(&data.source),
         device: t.device().describe(),
         batch_size: t.config().batch_size,
         seed: t.config().seed,

@@ -67,7 +67,8 @@ pub fn load(dir: &Path) -> Result<Dataset> {
     let test = read_batch(&d.join(TEST_FILE))?;
     Ok(Dataset {
         name: "cifar10".into(),
-        source: format!("{} (CIFAR-10 binary batches: {} train / {} test images)", d.display(), train.rows, test.rows),
+        source: format!("{} (CIFAR-10 binary batches: {} train / {} test images)", d.display(), train.rows, test.rows)
+            .into(),
         row_len: ROW_LEN,
         classes: 10,
         train,

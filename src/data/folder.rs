@@ -7,6 +7,7 @@
 //! folder's listing (names, sizes, modification times), so the second load is a single read.
 
 use super::{Dataset, Split};
+use crate::message::Message;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -240,7 +241,11 @@ pub fn load(root: &Path, name: &str, classes: Option<Vec<String>>) -> Result<Dat
     let key = fingerprint(&all, &classes);
     let cache = cache_dir().join(format!("{name}-{key:016x}.bin"));
     let describe = |how: &str, tr: usize, te: usize| {
-        format!("{} (image folder, {} classes: {tr} train / {te} test images; {how})", root.display(), classes.len())
+        Message::from(format!(
+            "{} (image folder, {} classes: {tr} train / {te} test images; {how})",
+            root.display(),
+            classes.len()
+        ))
     };
     if let Some((row_len, n, train, test)) = read_cache(&cache) {
         if n == classes.len() && train.rows == train_files.len() && test.rows == test_files.len() {
@@ -253,7 +258,7 @@ pub fn load(root: &Path, name: &str, classes: Option<Vec<String>>) -> Result<Dat
     let test = decode_split(&test_files, &mut shape)?;
     let (w, h, c, _) = shape.expect("at least one image");
     let row_len = (w * h) as usize * c;
-    let mut d = Dataset { name: name.into(), source: String::new(), row_len, classes: classes.len(), train, test };
+    let mut d = Dataset { name: name.into(), source: Message::default(), row_len, classes: classes.len(), train, test };
     let how = match write_cache(&cache, &d) {
         Ok(()) => format!("decoded, cached in {}", cache.display()),
         Err(e) => format!("decoded; not cached: {e}"),

@@ -5,6 +5,8 @@ pub mod cifar;
 pub mod folder;
 pub mod idx;
 
+use crate::message::{Message, Setting};
+use crate::said;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ pub struct Dataset {
     /// What [`load_dataset`] was asked for (`fashion-mnist`, `cifar10`, …).
     pub name: String,
     /// Where the data came from, for the user.
-    pub source: String,
+    pub source: Message,
     /// Bytes per image (784 for 28×28 grayscale, 3072 for 32×32 colour).
     pub row_len: usize,
     /// Number of classes.
@@ -47,7 +49,7 @@ pub const CIFAR10_CLASSES: [&str; 10] =
 /// Check a dataset name before anything is loaded.
 pub fn check_dataset_name(name: &str) -> Result<()> {
     match name.strip_prefix("folder:") {
-        Some("") => bail!("dataset folder:PATH needs the folder, e.g. folder:/data/pets"),
+        Some("") => bail!(said![Setting::Dataset, " folder:PATH needs the folder, e.g. folder:/data/pets"]),
         Some(_) => Ok(()),
         None if ["fashion-mnist", "mnist", "cifar10"].contains(&name) => Ok(()),
         None => bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", ")),
@@ -72,7 +74,7 @@ pub fn load_cifar10(data_dir: Option<&Path>) -> Result<Dataset> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(d) = data_dir {
         if !d.is_dir() {
-            bail!("data_dir {}: no such directory", d.display());
+            bail!(said![Setting::DataDir, format!(" {}: no such directory", d.display())]);
         }
         candidates.push(d.to_path_buf());
     } else if let Some(env) = std::env::var_os("DESCENT_DATA") {
@@ -99,15 +101,20 @@ pub fn load_cifar10(data_dir: Option<&Path>) -> Result<Dataset> {
         }
     }
     let looked = if candidates.is_empty() {
-        "no data_dir or DESCENT_DATA given".to_string()
+        said!["no ", Setting::DataDir, " or DESCENT_DATA given"]
     } else {
-        format!("looked in {}", candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+        said![format!(
+            "looked in {}",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )]
     };
-    bail!(
-        "no CIFAR-10 data found ({looked}): pass data_dir DIR holding either the binary batches \
+    bail!(said!["no CIFAR-10 data found ("].then(looked).then(said![
+        "): pass ",
+        Setting::DataDir,
+        " DIR holding either the binary batches \
          (cifar-10-batches-bin/data_batch_1.bin … test_batch.bin, from the CIFAR-10 download page) or an image \
          tree train/<class>/*.jpg and test/<class>/*.jpg (e.g. extracted from cifar10-jpg.tar.gz)"
-    )
+    ]))
 }
 
 /// Where the Debian package `dataset-fashion-mnist` installs the files.
@@ -136,13 +143,16 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
     }
     let dir = if let Some(d) = data_dir {
         if !d.is_dir() {
-            bail!("data_dir {}: no such directory", d.display());
+            bail!(said![Setting::DataDir, format!(" {}: no such directory", d.display())]);
         }
         if !has_idx(d) {
-            bail!(
-                "data_dir {}: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
-                d.display()
-            );
+            bail!(said![
+                Setting::DataDir,
+                format!(
+                    " {}: expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)",
+                    d.display()
+                )
+            ]);
         }
         d.to_path_buf()
     } else {
@@ -158,9 +168,11 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
         }
         match candidates.into_iter().find(|d| has_idx(d)) {
             Some(d) => d,
-            None => bail!(
-                "no {name} data found: pass data_dir DIR with the four IDX files, set DESCENT_DATA, or (Fashion-MNIST) run `apt-get install dataset-fashion-mnist`"
-            ),
+            None => bail!(said![
+                format!("no {name} data found: pass "),
+                Setting::DataDir,
+                " DIR with the four IDX files, set DESCENT_DATA, or (Fashion-MNIST) run `apt-get install dataset-fashion-mnist`"
+            ]),
         }
     };
     let read = |stem: &str| -> Result<(Vec<u8>, String)> {
@@ -171,12 +183,16 @@ pub fn load_idx_dataset(name: &str, data_dir: Option<&Path>) -> Result<Dataset> 
     let files = [read(IDX_FILES[0])?, read(IDX_FILES[1])?, read(IDX_FILES[2])?, read(IDX_FILES[3])?];
     let mut data = idx_dataset_from_bytes(name, &dir.display().to_string(), files)?;
     if dir == embedded_subset_dir() {
-        data.source = format!(
-            "{} (the embedded subset: {} train / {} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass data_dir)",
-            dir.display(),
-            data.train.rows,
-            data.test.rows
-        );
+        data.source = said![
+            format!(
+                "{} (the embedded subset: {} train / {} test images; for the full set run `apt-get install dataset-fashion-mnist` or pass ",
+                dir.display(),
+                data.train.rows,
+                data.test.rows
+            ),
+            Setting::DataDir,
+            ")"
+        ];
     }
     Ok(data)
 }
@@ -198,7 +214,7 @@ pub fn idx_dataset_from_bytes(name: &str, origin: &str, files: [(Vec<u8>, String
     }
     Ok(Dataset {
         name: name.to_string(),
-        source: format!("{origin} ({tn} train / {vn} test images)"),
+        source: format!("{origin} ({tn} train / {vn} test images)").into(),
         row_len,
         classes: 10,
         train: Split { images: ti, labels: tl, rows: tn },

@@ -2,7 +2,9 @@
 //! that refuses sizes the machine cannot hold before anything is allocated.
 
 use crate::backend::Device;
+use crate::message::Setting;
 use crate::optim::{Adagrad, Adam, LectureMomentum, OptimBits, OptimConfig, Rmsprop, Sgd};
+use crate::said;
 use anyhow::Result;
 
 #[derive(Clone, Debug)]
@@ -58,11 +60,11 @@ impl ParityConfig {
         // The CPU device's check already covers the host; on a GPU the host holds the inputs
         // and reference results too.
         let host = if dev.is_gpu() { crate::backend::host::host_available_bytes() } else { None };
-        let fix = "use smaller --lengths, --shapes or --blockwise-lengths";
+        let fix = said!["use smaller ", Setting::Lengths, ", ", Setting::Shapes, " or ", Setting::BlockwiseLengths];
         for (what, elements, largest) in matrix.chain(vector).chain(blockwise) {
             let what = format!("parity at {what}");
             let too_large = |needs: u64, limit: &str, fits: u64| -> anyhow::Error {
-                crate::backend::TooLarge { what: what.clone(), needs, limit: limit.into(), fits, fix: fix.into() }
+                crate::backend::TooLarge { what: what.clone(), needs, limit: limit.into(), fits, fix: fix.clone() }
                     .into()
             };
             let bytes = elements.saturating_mul(PEAK_BYTES_PER_ELEMENT);
@@ -70,7 +72,7 @@ impl ParityConfig {
                 let index_bytes = u32::MAX as u64 * 4;
                 return Err(too_large(largest.saturating_mul(4), "the kernels' 32-bit element index", index_bytes));
             }
-            dev.check_fits(&what, bytes, largest.saturating_mul(4), fix)?;
+            dev.check_fits(&what, bytes, largest.saturating_mul(4), fix.clone())?;
             if let Some(free) = host.filter(|&free| bytes > free) {
                 return Err(too_large(bytes, "the host's available memory", free));
             }

@@ -82,7 +82,8 @@ impl GpuBackend {
                 "{}: an in-place operation on a buffer past max_storage_buffer_binding_size ({} MiB) is not supported; write to another buffer",
                 kern.entry,
                 self.limits.max_storage_buffer_binding_size >> 20
-            );
+            )
+            .into();
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;
         }

@@ -75,13 +75,14 @@ impl GpuBackend {
     pub(super) fn dispatch_ranged(&mut self, kern: Kernel, uniform: &[u32], bindings: &[Binding], grid: [u32; 3]) {
         if self.uniforms.len() / SLOT >= RING_SLOTS {
             if let Err(e) = self.submit() {
-                self.errors.lock().map(|mut v| v.push(e.to_string())).ok();
+                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
             }
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         if grid.iter().any(|&g| g > max) {
             let msg =
-                format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry);
+                format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry)
+                    .into();
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;
         }
@@ -90,13 +91,16 @@ impl GpuBackend {
         }
         let max_bind = self.limits.max_storage_buffer_binding_size;
         if let Some(&(b, _)) = bindings.iter().find(|(b, r)| r.is_none() && self.buffer(*b).size() > max_bind) {
-            let msg = format!(
-                "{}: a buffer of {} MiB bound whole, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); this operation does not split its work into chunks: use smaller sizes or Device::cpu",
-                kern.entry,
-                self.buffer(b).size() >> 20,
-                max_bind >> 20,
-                self.info.name
-            );
+            let msg = crate::said![
+                format!(
+                    "{}: a buffer of {} MiB bound whole, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); this operation does not split its work into chunks: use smaller sizes or ",
+                    kern.entry,
+                    self.buffer(b).size() >> 20,
+                    max_bind >> 20,
+                    self.info.name
+                ),
+                crate::message::Setting::DeviceCpu
+            ];
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;
         }
@@ -167,7 +171,7 @@ impl GpuBackend {
                     d
                 }
                 Err(e) => {
-                    self.errors.lock().map(|mut v| v.push(e.to_string())).ok();
+                    self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
                     return src;
                 }
             },

@@ -2,6 +2,8 @@
 //! loop), the error log the device's sinks fill, and mapped readbacks.
 
 use crate::backend::pending::Pending;
+use crate::message::{Message, Setting};
+use crate::said;
 use anyhow::{anyhow, bail, Result};
 use std::sync::{Arc, Mutex};
 
@@ -82,20 +84,25 @@ impl<T> std::future::Future for Callback<T> {
 
 /// Errors wgpu reported since the last check, as one error.
 /// A lost device is reported as such: the invalid-buffer errors it causes are consequences.
-pub(super) fn check_errors(device: &wgpu::Device, errors: &Mutex<Vec<String>>) -> Result<()> {
+pub(super) fn check_errors(device: &wgpu::Device, errors: &Mutex<Vec<Message>>) -> Result<()> {
     if errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?.is_empty() {
         return Ok(());
     }
     // wgpu reports a loss from its next poll; give it that poll so the cause comes first.
     let _ = device.poll(wgpu::PollType::Poll);
     let mut v = errors.lock().map_err(|_| anyhow!("GPU error log poisoned"))?;
-    let msg = match v.iter().find(|m| m.starts_with(LOST)) {
-        Some(lost) => {
-            format!(
-                "{lost} (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use Device::cpu"
-            )
+    let msg = match v.iter().find(|m| m.to_string().starts_with(LOST)) {
+        Some(lost) => lost.clone().then(said![
+            " (the driver was reset, the GPU removed, or it ran out of memory); rerun, or use ",
+            Setting::DeviceCpu
+        ]),
+        None => {
+            let mut all = Message::from("GPU error: ");
+            for (i, m) in v.iter().enumerate() {
+                all = all.then(if i > 0 { "; " } else { "" }).then(m.clone());
+            }
+            all.then(said!["\n(", Setting::DeviceCpu, " runs the same work on the CPU backend)"])
         }
-        None => format!("GPU error: {}\n(Device::cpu runs the same work on the CPU backend)", v.join("; ")),
     };
     v.clear();
     bail!(msg)
@@ -106,7 +113,7 @@ pub(super) fn check_errors(device: &wgpu::Device, errors: &Mutex<Vec<String>>) -
 /// device, a validation failure) says more than the failed map it caused.
 pub(super) fn map_and_read<T: 'static>(
     device: &wgpu::Device,
-    errors: &Arc<Mutex<Vec<String>>>,
+    errors: &Arc<Mutex<Vec<Message>>>,
     buf: wgpu::Buffer,
     what: &'static str,
     f: impl FnOnce(&[u8]) -> T + 'static,

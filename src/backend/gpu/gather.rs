@@ -27,11 +27,14 @@ impl GpuBackend {
             let chunk_rows = limit / row / align * align;
             let bytes = chunk_rows * row;
             if chunk_rows == 0 || GATHER_CHUNKS as u64 * bytes < size {
-                let msg = format!(
-                    "gather: {size} bytes of images in rows of {row} do not fit {GATHER_CHUNKS} bindings of {} MiB on {}; use a smaller dataset or Device::cpu",
-                    limit >> 20,
-                    self.info.name
-                );
+                let msg = crate::said![
+                    format!(
+                        "gather: {size} bytes of images in rows of {row} do not fit {GATHER_CHUNKS} bindings of {} MiB on {}; use a smaller dataset or ",
+                        limit >> 20,
+                        self.info.name
+                    ),
+                    crate::message::Setting::DeviceCpu
+                ];
                 self.errors.lock().map(|mut v| v.push(msg)).ok();
                 return;
             }

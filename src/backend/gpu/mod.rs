@@ -81,7 +81,7 @@ pub struct GpuBackend {
     dummy_write: [usize; 3],
     /// Partial sums of the two-pass `sum`.
     partials: usize,
-    errors: Arc<Mutex<Vec<String>>>,
+    errors: Arc<Mutex<Vec<crate::message::Message>>>,
     counters: Counters,
 }
 

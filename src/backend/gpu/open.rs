@@ -7,7 +7,9 @@ use super::timer::Timer;
 use super::{GpuBackend, RING_SLOTS, SLOT};
 use crate::backend::op_set::{Backend, Counters};
 use crate::backend::pending::wait;
-use anyhow::{bail, Context, Result};
+use crate::message::Setting;
+use crate::said;
+use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -63,30 +65,31 @@ async fn best_adapter() -> Option<wgpu::Adapter> {
 
 /// A description of each adapter and the limits that matter here, for `descent info`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn describe_adapters() -> String {
+pub fn describe_adapters() -> crate::message::Message {
     let list = adapters();
     if list.is_empty() {
         return "gpu adapters: none found (install a Vulkan driver; on a machine without a GPU, `apt-get install mesa-vulkan-drivers` gives the lavapipe software adapter)".into();
     }
-    let mut s = String::from("gpu adapters (best first):\n");
+    let mut s = crate::message::Message::from("gpu adapters (best first):\n");
     for a in list {
         let i = a.get_info();
         let l = a.limits();
-        s += &format!(
-            "  {} | backend {:?} | type {:?} | driver {} {}{}\n    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, max_compute_workgroups_per_dimension {}, max_compute_invocations_per_workgroup {}, max_compute_workgroup_storage_size {} KiB, timestamp queries {}\n",
-            i.name,
-            i.backend,
-            i.device_type,
-            i.driver,
-            i.driver_info,
-            if is_hardware(&i) { "" } else { " (software or virtual: DeviceChoice::Auto prefers the CPU backend)" },
+        s = s.then(format!(
+            "  {} | backend {:?} | type {:?} | driver {} {}",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        ));
+        if !is_hardware(&i) {
+            s = s.then(said![" (software or virtual: ", Setting::DeviceAuto, " prefers the CPU backend)"]);
+        }
+        s = s.then(format!(
+            "\n    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, max_compute_workgroups_per_dimension {}, max_compute_invocations_per_workgroup {}, max_compute_workgroup_storage_size {} KiB, timestamp queries {}\n",
             l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_compute_workgroups_per_dimension,
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroup_storage_size >> 10,
             a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
-        );
+        ));
     }
     s
 }
@@ -116,11 +119,21 @@ impl GpuBackend {
             if cfg!(target_arch = "wasm32") {
                 bail!("no WebGPU adapter: this browser has navigator.gpu but gave no adapter (try another browser or enable WebGPU); the CPU backend still runs");
             }
-            bail!("no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use Device::cpu");
+            bail!(said![
+                "no GPU adapter found: install a Vulkan driver (for software rendering, `apt-get install mesa-vulkan-drivers`) or use ",
+                Setting::DeviceCpu
+            ]);
         };
         let info = adapter.get_info();
         if hardware_only && !is_hardware(&info) {
-            bail!("the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; Device::gpu uses it anyway", info.name, info.device_type);
+            bail!(said![
+                format!(
+                    "the only adapter is {} ({:?}), a software or virtual one, slower than the CPU backend; ",
+                    info.name, info.device_type
+                ),
+                Setting::DeviceGpu,
+                " uses it anyway"
+            ]);
         }
         let mut limits = adapter.limits();
         adjust(&mut limits);
@@ -136,18 +149,25 @@ impl GpuBackend {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("could not open a GPU device on {} (Device::cpu runs without one)", info.name))?;
+            .map_err(|e| {
+                let cause = anyhow::Error::from(e);
+                said![
+                    format!("could not open a GPU device on {} (", info.name),
+                    Setting::DeviceCpu,
+                    format!(" runs without one): {cause:#}")
+                ]
+            })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             if let Ok(mut v) = sink.lock() {
-                v.push(describe_error(&e));
+                v.push(describe_error(&e).into());
             }
         }));
         let lost = errors.clone();
         device.set_device_lost_callback(move |reason, msg| {
             if let Ok(mut v) = lost.lock() {
-                v.push(format!("{LOST} ({reason:?}): {msg}"));
+                v.push(format!("{LOST} ({reason:?}): {msg}").into());
             }
         });
         let ring = device.create_buffer(&wgpu::BufferDescriptor {
@@ -223,12 +243,16 @@ impl GpuBackend {
             source: wgpu::ShaderSource::Wgsl(format!("{}{source}", prelude()).into()),
         });
         if let Some(e) = scope.pop().await {
-            bail!(
-                "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; Device::cpu runs everything on the CPU backend",
-                self.info.name,
-                self.info.backend,
-                describe_error(&e)
-            );
+            bail!(said![
+                format!(
+                    "GPU shader `{name}` failed to compile or validate on {} ({:?}): {}\nThis is a bug in descent or in the driver; ",
+                    self.info.name,
+                    self.info.backend,
+                    describe_error(&e)
+                ),
+                Setting::DeviceCpu,
+                " runs everything on the CPU backend"
+            ]);
         }
         Ok(module)
     }

@@ -20,12 +20,15 @@ impl GpuBackend {
     pub(super) fn new_buffer(&mut self, bytes: u64, what: &str) -> Result<usize> {
         let max = self.limits.max_buffer_size;
         if bytes > max {
-            bail!(
-                "{what} needs a buffer of {} MiB, over this adapter's max_buffer_size of {} MiB ({}); use a smaller size or Device::cpu",
-                bytes >> 20,
-                max >> 20,
-                self.info.name
-            );
+            bail!(crate::said![
+                format!(
+                    "{what} needs a buffer of {} MiB, over this adapter's max_buffer_size of {} MiB ({}); use a smaller size or ",
+                    bytes >> 20,
+                    max >> 20,
+                    self.info.name
+                ),
+                crate::message::Setting::DeviceCpu
+            ]);
         }
         let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,

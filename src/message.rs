@@ -1,0 +1,247 @@
+//! Messages that name settings by key.
+//!
+//! The library's errors and notices say what the caller set and what to change ("epochs must
+//! be at least 1", "use Device::cpu"). Each client names those settings its own way: the Rust
+//! API by field or function, the CLI by flag. So a [`Message`] holds the setting as a typed
+//! [`Setting`] key between plain text, [`Message`]'s `Display` renders the API's names, and a
+//! client renders the same message with its own ([`Message::render`]); nothing is rewritten by
+//! searching the text.
+//!
+//! ```
+//! use descent::message::{Message, Setting};
+//! use descent::said;
+//!
+//! let m = said![Setting::Epochs, " must be at least 1"];
+//! assert_eq!(m.to_string(), "epochs must be at least 1");
+//! let flag = |s: Setting| if s == Setting::Epochs { "--epochs" } else { s.api_name() };
+//! assert_eq!(m.render(&flag), "--epochs must be at least 1");
+//! ```
+
+use std::fmt;
+
+/// A setting a message can name: a field, a function or a choice of the library's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`crate::backend::DeviceChoice::Auto`]: a hardware GPU, else the CPU backend.
+    DeviceAuto,
+    /// [`crate::backend::Device::cpu`].
+    DeviceCpu,
+    /// [`crate::backend::Device::gpu`].
+    DeviceGpu,
+    /// The folder a dataset is read from ([`crate::data::load_dataset`]'s `data_dir`).
+    DataDir,
+    /// A dataset's name ([`crate::data::load_dataset`]'s `name`).
+    Dataset,
+    /// Training epochs.
+    Epochs,
+    /// Examples per step.
+    BatchSize,
+    /// The hidden layers' sizes.
+    Hidden,
+    /// The learning rate.
+    Lr,
+    /// The order examples are drawn in ([`crate::app::ShuffleOrder`]).
+    Shuffle,
+    /// How many parameters an optimizer benchmark steps.
+    Params,
+    /// Matmul shapes, for a benchmark or for parity.
+    Shapes,
+    /// Vector lengths parity checks.
+    Lengths,
+    /// Tensor lengths parity checks blockwise 8-bit state at.
+    BlockwiseLengths,
+    /// Which optimizers of a comparison case run.
+    Optimizers,
+    /// Where the 1-D and 2-D test functions are listed (as a reference, not a value).
+    FunctionList,
+}
+
+impl Setting {
+    /// Every setting, so a client can check that it names each one.
+    pub const ALL: [Setting; 16] = [
+        Setting::DeviceAuto,
+        Setting::DeviceCpu,
+        Setting::DeviceGpu,
+        Setting::DataDir,
+        Setting::Dataset,
+        Setting::Epochs,
+        Setting::BatchSize,
+        Setting::Hidden,
+        Setting::Lr,
+        Setting::Shuffle,
+        Setting::Params,
+        Setting::Shapes,
+        Setting::Lengths,
+        Setting::BlockwiseLengths,
+        Setting::Optimizers,
+        Setting::FunctionList,
+    ];
+
+    /// How the Rust API names the setting.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Setting::DeviceAuto => "DeviceChoice::Auto",
+            Setting::DeviceCpu => "Device::cpu",
+            Setting::DeviceGpu => "Device::gpu",
+            Setting::DataDir => "data_dir",
+            Setting::Dataset => "dataset",
+            Setting::Epochs => "epochs",
+            Setting::BatchSize => "batch_size",
+            Setting::Hidden => "hidden",
+            Setting::Lr => "lr",
+            Setting::Shuffle => "shuffle order",
+            Setting::Params => "params count",
+            Setting::Shapes => "shapes",
+            Setting::Lengths => "lengths",
+            Setting::BlockwiseLengths => "blockwise_lengths",
+            Setting::Optimizers => "optimizer selection",
+            Setting::FunctionList => "FUNCTIONS lists them",
+        }
+    }
+}
+
+/// One part of a [`Message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text shown as it is.
+    Text(String),
+    /// A setting, shown as the client names it.
+    Setting(Setting),
+}
+
+impl From<&str> for Piece {
+    fn from(t: &str) -> Piece {
+        Piece::Text(t.to_string())
+    }
+}
+
+impl From<String> for Piece {
+    fn from(t: String) -> Piece {
+        Piece::Text(t)
+    }
+}
+
+impl From<Setting> for Piece {
+    fn from(s: Setting) -> Piece {
+        Piece::Setting(s)
+    }
+}
+
+/// Text with typed setting keys in it; an error as it is (`bail!(said![..])`), so a client
+/// finds it in an error's chain with `downcast_ref`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message(Vec<Piece>);
+
+/// A [`Message`] from its pieces: text (`&str`, `String`) and [`Setting`]s, in order.
+#[macro_export]
+macro_rules! said {
+    ($($piece:expr),* $(,)?) => {
+        $crate::message::Message::new(vec![$($crate::message::Piece::from($piece)),*])
+    };
+}
+
+impl Message {
+    /// A message from its pieces (the [`said!`](crate::said) macro is the short way).
+    pub fn new(pieces: Vec<Piece>) -> Message {
+        Message(pieces)
+    }
+
+    /// The pieces in order.
+    pub fn pieces(&self) -> &[Piece] {
+        &self.0
+    }
+
+    /// This message followed by `more`.
+    pub fn then(mut self, more: impl Into<Message>) -> Message {
+        self.0.extend(more.into().0);
+        self
+    }
+
+    /// The text with each setting named by `name` (a CLI passes its flags).
+    pub fn render(&self, name: &dyn Fn(Setting) -> &'static str) -> String {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Setting(s) => name(*s),
+            })
+            .collect()
+    }
+
+    /// An error's whole chain as one message (the causes joined by `": "`, as anyhow's `{:#}`
+    /// shows them), keeping the setting keys of each cause that is a [`Message`]. A message
+    /// attached as context (`.context(said![..])`) shows as its text, with the API's names:
+    /// raise messages as errors (`bail!(said![..])`) to keep their keys.
+    pub fn of_error(e: &anyhow::Error) -> Message {
+        let mut out = Message::default();
+        for (i, cause) in e.chain().enumerate() {
+            if i > 0 {
+                out.0.push(": ".into());
+            }
+            match cause.downcast_ref::<Message>() {
+                Some(m) => out.0.extend(m.0.iter().cloned()),
+                None => out.0.push(cause.to_string().into()),
+            }
+        }
+        out
+    }
+}
+
+impl From<&str> for Message {
+    fn from(t: &str) -> Message {
+        Message(vec![t.into()])
+    }
+}
+
+impl From<String> for Message {
+    fn from(t: String) -> Message {
+        Message(vec![t.into()])
+    }
+}
+
+impl From<Setting> for Message {
+    fn from(s: Setting) -> Message {
+        Message(vec![s.into()])
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(&Setting::api_name))
+    }
+}
+
+impl std::error::Error for Message {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_each_setting_once() {
+        let names: std::collections::HashSet<_> = Setting::ALL.iter().map(|s| s.api_name()).collect();
+        assert_eq!(names.len(), Setting::ALL.len());
+    }
+
+    #[test]
+    fn renders_each_setting_by_the_given_names() {
+        let m = said!["try a smaller ", Setting::Lr, " or ", Setting::DeviceCpu];
+        assert_eq!(m.to_string(), "try a smaller lr or Device::cpu");
+        let flags = |s: Setting| match s {
+            Setting::Lr => "--lr",
+            Setting::DeviceCpu => "--device cpu",
+            _ => "?",
+        };
+        assert_eq!(m.render(&flags), "try a smaller --lr or --device cpu");
+    }
+
+    #[test]
+    fn an_error_chain_keeps_its_keys() {
+        let inner = anyhow::Error::new(said![Setting::Epochs, " must be at least 1"]);
+        let e = inner.context("checking the run").context(said!["while ", Setting::Lr, " was set"]);
+        let m = Message::of_error(&e);
+        assert_eq!(m.to_string(), format!("{e:#}"));
+        assert!(m.pieces().contains(&Piece::Setting(Setting::Epochs)));
+    }
+}
