@@ -41,7 +41,7 @@ pub enum Setting {
     Hidden,
     /// The learning rate.
     Lr,
-    /// The order examples are drawn in ([`crate::app::ShuffleOrder`]).
+    /// The order examples are drawn in ([`crate::app::train::ShuffleOrder`]).
     Shuffle,
     /// How many parameters an optimizer benchmark steps.
     Params,
