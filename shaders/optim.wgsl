@@ -15,7 +15,7 @@
 
 struct Arena {
     n: u32, p_off: u32, g_off: u32, s0: u32,
-    s1: u32, s2: u32, used: u32, pad0: u32,
+    s1: u32, s2: u32, used: u32, maximize: u32,
 }
 
 // One element's result: the new parameter and its state slots (x: S0, y: S1, z: S2).
@@ -29,6 +29,13 @@ struct Update { p: f32, s: vec3<f32> }
 
 fn slot_used(k: u32) -> bool { return (P.arena.used & (1u << k)) != 0u; }
 
+// The gradient at arena index j, negated when maximizing (PyTorch's `maximize`).
+fn grad_at(j: u32) -> f32 {
+    let g = GRAD[j];
+    if (P.arena.maximize != 0u) { return -g; }
+    return g;
+}
+
 @compute @workgroup_size(256)
 fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_index(wid, nwg, lid);
@@ -38,7 +45,7 @@ fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (slot_used(0u)) { s.x = bitcast<f32>(S0[a.s0 + i]); }
     if (slot_used(1u)) { s.y = bitcast<f32>(S1[a.s1 + i]); }
     if (slot_used(2u)) { s.z = bitcast<f32>(S2[a.s2 + i]); }
-    let u = update(PARAM[a.p_off + i], GRAD[a.g_off + i], s);
+    let u = update(PARAM[a.p_off + i], grad_at(a.g_off + i), s);
     PARAM[a.p_off + i] = u.p;
     if (slot_used(0u)) { S0[a.s0 + i] = bitcast<u32>(u.s.x); }
     if (slot_used(1u)) { S1[a.s1 + i] = bitcast<u32>(u.s.y); }
@@ -76,11 +83,11 @@ fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (slot_used(0u)) { x.x = S0[w0]; }
     if (slot_used(1u)) { x.y = S1[w1]; }
     if (slot_used(2u)) { x.z = S2[w2]; }
-    let lo = update(PARAM[a.p_off + i], GRAD[a.g_off + i], vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
+    let lo = update(PARAM[a.p_off + i], grad_at(a.g_off + i), vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
     PARAM[a.p_off + i] = lo.p;
     var hi = Update(0.0, vec3<f32>(0.0));
     if (both) {
-        hi = update(PARAM[a.p_off + i + 1u], GRAD[a.g_off + i + 1u], vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
+        hi = update(PARAM[a.p_off + i + 1u], grad_at(a.g_off + i + 1u), vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
         PARAM[a.p_off + i + 1u] = hi.p;
     }
     if (slot_used(0u)) { S0[w0] = bf16_word(x.x, lo.s.x, hi.s.x, both); }

@@ -16,7 +16,7 @@
 // rebased (they may wrap below zero: u32 addition wraps back into the bound range).
 struct Arena {
     n: u32, p_off: u32, g_off: u32, quantized: u32,
-    small: u32, code_off: u32, row0: u32, pad0: u32,
+    small: u32, code_off: u32, row0: u32, maximize: u32,
 }
 
 struct Update { p: f32, s: vec3<f32> }
@@ -103,7 +103,9 @@ fn adam8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
                 s.x = SMALL[index + e];
                 s.y = SMALL[a.small + index + e];
             }
-            let u = update(PARAM[a.p_off + i], GRAD[a.g_off + i], s);
+            var g = GRAD[a.g_off + i];
+            if (a.maximize != 0u) { g = -g; }
+            let u = update(PARAM[a.p_off + i], g, s);
             PARAM[a.p_off + i] = u.p;
             if (!quantized) {
                 SMALL[index + e] = u.s.x;

@@ -41,6 +41,9 @@ fn check_device(mut dev: Device) {
     for (name, fx) in fixtures() {
         let spec = ReplaySpec::parse(&fx["spec"].to_string()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         covered.insert(spec.optimizer.name().to_string());
+        if spec.optimizer.maximize() {
+            covered.insert("maximize".to_string());
+        }
         let t = run(&mut dev, &spec).unwrap();
         let want = rows(&fx["expected"]["params"]);
         let lr: Vec<f64> = fx["expected"]["lr"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
@@ -92,9 +95,10 @@ fn check_device(mut dev: Device) {
             t.state.iter().map(|s| s.0).collect::<Vec<_>>()
         );
     }
-    for o in ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"] {
+    for o in descent::optim::OPTIMIZER_NAMES {
         assert!(covered.contains(o), "no fixture covers {o}");
     }
+    assert!(covered.contains("maximize"), "no fixture maximizes");
 }
 
 #[test]
@@ -116,6 +120,20 @@ fn replay_rejects_bad_specs_with_json_paths() {
         (r#"{"optimizer": {"name": "adam", "lr": -1}, "init": [1], "grads": [[1]]}"#, "invalid lr"),
         (r#"{"optimizer": {"name": "adam", "betas": [0.9, 1.0]}, "init": [1], "grads": [[1]]}"#, "beta"),
         (r#"{"optimizer": {"name": "sgd", "nesterov": true}, "init": [1], "grads": [[1]]}"#, "nesterov"),
+        (
+            r#"{"optimizer": {"name": "adam", "maximize": 1}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.maximize: expected true or false",
+        ),
+        (
+            r#"{"optimizer": {"name": "lion", "betas": [0.9, 1.5]}, "init": [1], "grads": [[1]]}"#,
+            "invalid beta parameter at index 1: 1.5 (must be in [0, 1])",
+        ),
+        (
+            r#"{"optimizer": {"name": "nadam", "rho": 0.9}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.rho: 'nadam' takes no 'rho'",
+        ),
+        (r#"{"optimizer": {"name": "adadelta", "rho": 1.5}, "init": [1], "grads": [[1]]}"#, "rho"),
+        (r#"{"optimizer": {"name": "nadam", "momentum_decay": -1}, "init": [1], "grads": [[1]]}"#, "momentum_decay"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1, 2], "grads": [[1, 2], [1]]}"#, "$.grads[1]: has 1 values"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "grads": [[1]], "quadratic": [1], "steps": 2}"#, "not both"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1]}"#, "missing \"grads\""),

@@ -129,7 +129,8 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
 }
 
 /// The optimizers `descent bench optim` knows, with the settings benchmarked.
-pub const BENCH_OPTIMIZERS: [&str; 5] = ["adam", "adamw", "sgd", "rmsprop", "adagrad"];
+pub const BENCH_OPTIMIZERS: [&str; 10] =
+    ["adam", "adamw", "sgd", "rmsprop", "adagrad", "nadam", "radam", "adamax", "adadelta", "lion"];
 
 /// PyTorch's defaults, except SGD with momentum 0.9 (the usual way it is run).
 pub fn bench_config(name: &str) -> Result<OptimConfig> {
@@ -209,17 +210,22 @@ pub struct Unfused {
 }
 
 impl Unfused {
-    pub fn new(dev: &mut Device, config: &OptimConfig, params: &[f32]) -> Result<Unfused> {
-        let n = params.len();
-        let supported = match config {
+    /// Whether the baseline has this configuration: the lecture's optimizers at the benchmark's
+    /// settings (the newer ones are benchmarked fused only).
+    pub fn covers(config: &OptimConfig) -> bool {
+        match config {
             OptimConfig::Adam(c) => !c.amsgrad && c.weight_decay == 0.0,
             OptimConfig::Adamw(c) => !c.amsgrad,
             OptimConfig::Rmsprop(c) => !c.centered && c.momentum == 0.0 && c.weight_decay == 0.0,
             OptimConfig::Adagrad(c) => c.weight_decay == 0.0,
             OptimConfig::Sgd(c) => !c.nesterov && c.dampening == 0.0 && c.momentum > 0.0 && c.weight_decay == 0.0,
-            OptimConfig::LectureMomentum(_) => false,
-        };
-        if !supported {
+            _ => false,
+        }
+    }
+
+    pub fn new(dev: &mut Device, config: &OptimConfig, params: &[f32]) -> Result<Unfused> {
+        let n = params.len();
+        if !Unfused::covers(config) {
             bail!("the unfused baseline covers the benchmark settings only, not {config:?}");
         }
         let two = |dev: &mut Device| -> Result<[View; 2]> { Ok([dev.alloc(n)?, dev.alloc(n)?]) };
@@ -307,7 +313,7 @@ impl Unfused {
                 dev.unary(Scale(-clr as f32), t1, t2);
                 dev.binary(Add, p, t2, p_next);
             }
-            OptimConfig::LectureMomentum(_) => unreachable!("rejected in Unfused::new"),
+            _ => unreachable!("rejected in Unfused::new"),
         }
         self.params.swap(0, 1);
         for s in &mut self.state {

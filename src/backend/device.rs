@@ -6,7 +6,7 @@ use super::cpu::CpuBackend;
 use super::gpu::GpuBackend;
 use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use super::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
 use super::pending::{wait, Pending};
 use crate::message::Message;
 use crate::said;
@@ -333,19 +333,33 @@ impl Device {
     }
 
     /// One fused optimizer update; see [`Backend::optim_step`].
-    pub fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.backend.optim_step(step, params, grads, state)
+    pub fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
+        self.backend.optim_step(step, objective, params, grads, state)
     }
 
     /// One fused update with bfloat16 state; see [`Backend::optim_step_bf16`].
-    pub fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+    pub fn optim_step_bf16(
+        &mut self,
+        step: &OptimStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+    ) {
         debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
-        self.backend.optim_step_bf16(step, params, grads, state)
+        self.backend.optim_step_bf16(step, objective, params, grads, state)
     }
 
     /// One fused Adam/AdamW update with 8-bit state; see [`Backend::adam_step_8bit`].
-    pub fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, state: &Blockwise8) {
-        self.backend.adam_step_8bit(h, params, grads, state)
+    pub fn adam_step_8bit(
+        &mut self,
+        h: &AdamParams,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &Blockwise8,
+    ) {
+        self.backend.adam_step_8bit(h, objective, params, grads, state)
     }
 
     /// Run everything recorded so far and wait for it (natively; in the browser a GPU device

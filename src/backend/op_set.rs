@@ -5,7 +5,7 @@
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
 use super::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use super::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -67,14 +67,14 @@ pub trait Backend {
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);
     /// One fused optimizer update over `params` (in place) from `grads`, with state slots
     /// `state` (each as long as `params`, in [`OptimStep::slots`] order, each in its own buffer
-    /// or not).
-    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    /// or not), the gradient read negated when maximizing.
+    fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]);
     /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
     /// word, and its view counts bf16 elements (offsets even).
-    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]);
+    fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]);
     /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
     /// block's absmax is the maximum of its updated values, found in the same pass.
-    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, state: &Blockwise8);
+    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, state: &Blockwise8);
     /// Run everything recorded so far; the future completes when the device has finished it.
     fn finish(&mut self) -> Pending<()>;
     /// Start everything recorded so far without waiting (one submit on the GPU).

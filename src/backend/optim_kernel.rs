@@ -12,6 +12,41 @@ pub use super::contract::Field;
 use super::quant::Block;
 use crate::tensor::View;
 
+/// Which way a step goes. PyTorch's `maximize`: the kernel reads the gradient negated, so the
+/// state holds what PyTorch's does (its update begins with `grad = -grad`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Objective {
+    /// Descend: the gradient as it is.
+    #[default]
+    Minimize,
+    /// Ascend: the gradient negated as it is read.
+    Maximize,
+}
+
+impl Objective {
+    /// `Maximize` when `maximize` is set (PyTorch's flag).
+    pub fn from_maximize(maximize: bool) -> Objective {
+        if maximize {
+            Objective::Maximize
+        } else {
+            Objective::Minimize
+        }
+    }
+
+    /// The factor the gradient is read with: 1 or −1 (exact either way).
+    pub fn sign(self) -> f32 {
+        match self {
+            Objective::Minimize => 1.0,
+            Objective::Maximize => -1.0,
+        }
+    }
+
+    /// The kernels' uniform word: 1 when maximizing.
+    pub fn flag(self) -> u32 {
+        (self == Objective::Maximize) as u32
+    }
+}
+
 /// A state buffer an optimizer keeps per parameter, named as PyTorch's `state_dict()` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
@@ -29,6 +64,10 @@ pub enum Slot {
     ExpAvgSq,
     /// AMSGrad's maximum of past second moments.
     MaxExpAvgSq,
+    /// Adamax's exponentially weighted infinity norm.
+    ExpInf,
+    /// Adadelta's running average of squared updates.
+    AccDelta,
 }
 
 impl Slot {
@@ -42,6 +81,8 @@ impl Slot {
             Slot::ExpAvg => "exp_avg",
             Slot::ExpAvgSq => "exp_avg_sq",
             Slot::MaxExpAvgSq => "max_exp_avg_sq",
+            Slot::ExpInf => "exp_inf",
+            Slot::AccDelta => "acc_delta",
         }
     }
 }
@@ -130,6 +171,98 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `torch.optim.NAdam` (NAdamW when decoupled).
+    NadamParams {
+        /// Learning rate of this step (for the decoupled decay).
+        lr: f32,
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// L2 penalty or decoupled decay.
+        weight_decay: f32,
+        /// The gradient's coefficient, lr·(1 − μ_t)/(1 − Π_t).
+        grad_step: f32,
+        /// The first moment's coefficient, lr·μ_{t+1}/(1 − Π_t·μ_{t+1}).
+        avg_step: f32,
+        /// √(1 − β2^t).
+        bc2_sqrt: f32,
+        /// 1: decoupled decay, p ← p·(1 − lr·wd) before the update.
+        decoupled: u32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.RAdam` (RAdamW when decoupled).
+    RadamParams {
+        /// Learning rate of this step (for the decoupled decay).
+        lr: f32,
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to √v.
+        eps: f32,
+        /// L2 penalty or decoupled decay.
+        weight_decay: f32,
+        /// lr / (1 − β1^t).
+        step_size: f32,
+        /// r_t·√(1 − β2^t), the rectified step's scale (0 while unrectified).
+        adaptive_scale: f32,
+        /// 1 once ρ_t > 5: the adaptive step; 0: the unadapted momentum step.
+        rectified: u32,
+        /// 1: decoupled decay, p ← p·(1 − lr·wd) before the update.
+        decoupled: u32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.Adamax`.
+    AdamaxParams {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the infinity norm.
+        beta2: f32,
+        /// Added to |g| inside the max.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// lr / (1 − β1^t).
+        clr: f32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.Adadelta`.
+    AdadeltaParams {
+        /// Scale of the update.
+        lr: f32,
+        /// Decay of both running averages.
+        rho: f32,
+        /// Added inside both square roots.
+        eps: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+    }
+);
+
+kernel_params!(
+    /// Lion: p ← p·(1 − lr·wd) − lr·sign(β1·m + (1 − β1)·g); m ← β2·m + (1 − β2)·g.
+    LionParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Interpolation of the update's direction.
+        beta1: f32,
+        /// Decay of the kept momentum.
+        beta2: f32,
+        /// Decoupled weight decay.
+        weight_decay: f32,
+    }
+);
+
 /// What one fused optimizer launch needs: which kernel, and its scalars.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimStep {
@@ -143,6 +276,16 @@ pub enum OptimStep {
     Adam(AdamParams),
     /// `optim_lecture_momentum.wgsl`.
     LectureMomentum(LectureMomentumParams),
+    /// `optim_nadam.wgsl`.
+    Nadam(NadamParams),
+    /// `optim_radam.wgsl`.
+    Radam(RadamParams),
+    /// `optim_adamax.wgsl`.
+    Adamax(AdamaxParams),
+    /// `optim_adadelta.wgsl`.
+    Adadelta(AdadeltaParams),
+    /// `optim_lion.wgsl`.
+    Lion(LionParams),
 }
 
 /// A kernel's static description: its WGSL entry point, parameter struct and state bindings.
@@ -181,7 +324,7 @@ pub const ADAM8: KernelInfo =
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
-    pub const ALL: [OptimStep; 5] = [
+    pub const ALL: [OptimStep; 10] = [
         OptimStep::Sgd(SgdParams {
             lr: 0.0,
             momentum: 0.0,
@@ -211,6 +354,31 @@ impl OptimStep {
             amsgrad: 0,
         }),
         OptimStep::LectureMomentum(LectureMomentumParams { lr: 0.0, momentum: 0.0, weight_decay: 0.0 }),
+        OptimStep::Nadam(NadamParams {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            grad_step: 0.0,
+            avg_step: 0.0,
+            bc2_sqrt: 0.0,
+            decoupled: 0,
+        }),
+        OptimStep::Radam(RadamParams {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            step_size: 0.0,
+            adaptive_scale: 0.0,
+            rectified: 0,
+            decoupled: 0,
+        }),
+        OptimStep::Adamax(AdamaxParams { beta1: 0.0, beta2: 0.0, eps: 0.0, weight_decay: 0.0, clr: 0.0 }),
+        OptimStep::Adadelta(AdadeltaParams { lr: 0.0, rho: 0.0, eps: 0.0, weight_decay: 0.0 }),
+        OptimStep::Lion(LionParams { lr: 0.0, beta1: 0.0, beta2: 0.0, weight_decay: 0.0 }),
     ];
 
     /// The kernel this step runs.
@@ -234,6 +402,19 @@ impl OptimStep {
                 LectureMomentumParams::FIELDS,
                 &[MomentumBuffer],
             ),
+            OptimStep::Nadam(_) => {
+                info::<NadamParams>("nadam", "NadamParams", NadamParams::FIELDS, &[ExpAvg, ExpAvgSq])
+            }
+            OptimStep::Radam(_) => {
+                info::<RadamParams>("radam", "RadamParams", RadamParams::FIELDS, &[ExpAvg, ExpAvgSq])
+            }
+            OptimStep::Adamax(_) => {
+                info::<AdamaxParams>("adamax", "AdamaxParams", AdamaxParams::FIELDS, &[ExpAvg, ExpInf])
+            }
+            OptimStep::Adadelta(_) => {
+                info::<AdadeltaParams>("adadelta", "AdadeltaParams", AdadeltaParams::FIELDS, &[SquareAvg, AccDelta])
+            }
+            OptimStep::Lion(_) => info::<LionParams>("lion", "LionParams", LionParams::FIELDS, &[ExpAvg]),
         }
     }
 
@@ -249,6 +430,10 @@ impl OptimStep {
             (OptimStep::Adam(_), ExpAvg | ExpAvgSq) => true,
             (OptimStep::Adam(h), MaxExpAvgSq) => h.amsgrad != 0,
             (OptimStep::LectureMomentum(_), MomentumBuffer) => true,
+            (OptimStep::Nadam(_) | OptimStep::Radam(_), ExpAvg | ExpAvgSq) => true,
+            (OptimStep::Adamax(_), ExpAvg | ExpInf) => true,
+            (OptimStep::Adadelta(_), SquareAvg | AccDelta) => true,
+            (OptimStep::Lion(_), ExpAvg) => true,
             _ => false,
         }
     }
@@ -282,6 +467,11 @@ impl OptimStep {
             OptimStep::Rmsprop(h) => bytemuck::bytes_of(h),
             OptimStep::Adam(h) => bytemuck::bytes_of(h),
             OptimStep::LectureMomentum(h) => bytemuck::bytes_of(h),
+            OptimStep::Nadam(h) => bytemuck::bytes_of(h),
+            OptimStep::Radam(h) => bytemuck::bytes_of(h),
+            OptimStep::Adamax(h) => bytemuck::bytes_of(h),
+            OptimStep::Adadelta(h) => bytemuck::bytes_of(h),
+            OptimStep::Lion(h) => bytemuck::bytes_of(h),
         }
     }
 }

@@ -205,6 +205,12 @@ fn optim(a: OptimBench) -> Result<()> {
                         }
                         continue;
                     }
+                    if v == Variant::Unfused && !bench::Unfused::covers(&bench::bench_config(name)?) {
+                        if !a.json {
+                            println!("{:<8} {:>4} {:<19} (no unfused baseline)", name, bits.bits(), v.name());
+                        }
+                        continue;
+                    }
                     let r = bench::bench_optim(&mut dev, name, bits, v, n, a.tensors, &bw, a.repeats)?;
                     if !a.json {
                         println!(

@@ -84,7 +84,8 @@ impl From<ActArg> for Act {
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
-    /// sgd, adagrad, rmsprop, adam, adamw or lecture_momentum.
+    /// sgd, adagrad, rmsprop, adam, adamw, lecture_momentum, nadam, radam, adamax, adadelta or
+    /// lion.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     /// Learning rate (default: PyTorch's for the optimizer).
@@ -153,6 +154,22 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub amsgrad: bool,
+    /// Ascend instead of descend (PyTorch's `maximize`; every optimizer).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// NAdam's ψ in μ_t = β1·(1 − ½·0.96^(t·ψ)).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub momentum_decay: Option<f64>,
+    /// NAdam, RAdam: decay the parameters (NAdamW, RAdamW) instead of an L2 term.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decoupled_weight_decay: bool,
+    /// Adadelta's decay of its running averages.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub rho: Option<f64>,
     /// constant, step:STEP_SIZE:GAMMA, exp:GAMMA, expdecay:RATE:STEPS[:staircase],
     /// cosine:T_MAX[:WARMUP[:ETA_MIN]] (steps are optimizer steps).
     #[arg(long, default_value = "constant")]

@@ -1,15 +1,17 @@
-//! The optimizers' hyperparameters: one typed struct per optimizer with PyTorch's names and
-//! defaults, their checks, their JSON form, and the kernel step each becomes.
+//! [`OptimConfig`]: which optimizer, with its hyperparameters (`hyper.rs`); their checks, their
+//! JSON form, and the kernel step each becomes.
 
+pub use super::hyper::*;
 use super::{OptimBits, OptimStep, Slot};
 use crate::backend::optim_kernel::*;
 use crate::backend::quant::{self};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
-pub const OPTIMIZER_NAMES: [&str; 6] = ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum"];
+pub const OPTIMIZER_NAMES: [&str; 11] =
+    ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum", "nadam", "radam", "adamax", "adadelta", "lion"];
 
 /// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
 ///
@@ -32,153 +34,16 @@ pub enum OptimConfig {
     Adamw(Adam),
     /// The lecture's momentum, `v ← m·v − lr·g; θ ← θ + v`.
     LectureMomentum(LectureMomentum),
-}
-
-/// SGD's hyperparameters (PyTorch's defaults: lr 1e-3, the rest 0 or false).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sgd {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum factor; 0 keeps no state.
-    pub momentum: f64,
-    /// Dampening of the gradient's share of the momentum.
-    pub dampening: f64,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Width of the state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, Adam and AdamW only).
-    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
-    pub optim_bits: OptimBits,
-}
-
-/// Adagrad's hyperparameters (PyTorch's defaults: lr 1e-2, eps 1e-10).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Adagrad {
-    /// Learning rate.
-    pub lr: f64,
-    /// The learning rate's decay per step.
-    pub lr_decay: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// The sum of squares' starting value.
-    pub initial_accumulator_value: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// Width of the state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, Adam and AdamW only).
-    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
-    pub optim_bits: OptimBits,
-}
-
-/// RMSProp's hyperparameters (PyTorch's defaults: lr 1e-2, alpha 0.99, eps 1e-8).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rmsprop {
-    /// Learning rate.
-    pub lr: f64,
-    /// Smoothing constant.
-    pub alpha: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Momentum factor; 0 keeps no momentum buffer.
-    pub momentum: f64,
-    /// Normalise by the centered second moment.
-    pub centered: bool,
-    /// Width of the state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, Adam and AdamW only).
-    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
-    pub optim_bits: OptimBits,
-}
-
-/// Adam's and AdamW's hyperparameters (PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps
-/// 1e-8, weight_decay 0 for Adam and 0.01 for AdamW).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Adam {
-    /// Learning rate.
-    pub lr: f64,
-    /// Decay rates of the running averages of the gradient and its square.
-    pub betas: (f64, f64),
-    /// Added to the denominator.
-    pub eps: f64,
-    /// L2 penalty (Adam) or decoupled decay (AdamW).
-    pub weight_decay: f64,
-    /// Keep the maximum of past second moments (AMSGrad).
-    pub amsgrad: bool,
-    /// Width of the state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, Adam and AdamW only).
-    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
-    pub optim_bits: OptimBits,
-}
-
-/// The lecture's momentum (defaults: lr 1e-2, momentum 0.9).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LectureMomentum {
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum factor.
-    pub momentum: f64,
-    /// L2 penalty added to the gradient.
-    pub weight_decay: f64,
-    /// Width of the state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, Adam and AdamW only).
-    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
-    pub optim_bits: OptimBits,
-}
-
-impl Default for Sgd {
-    fn default() -> Sgd {
-        Sgd { lr: 1e-3, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0, optim_bits: OptimBits::B32 }
-    }
-}
-
-impl Default for Adagrad {
-    fn default() -> Adagrad {
-        Adagrad {
-            lr: 1e-2,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            initial_accumulator_value: 0.0,
-            eps: 1e-10,
-            optim_bits: OptimBits::B32,
-        }
-    }
-}
-
-impl Default for Rmsprop {
-    fn default() -> Rmsprop {
-        Rmsprop {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-            optim_bits: OptimBits::B32,
-        }
-    }
-}
-
-impl Default for Adam {
-    /// Adam's defaults; AdamW's differ in `weight_decay` (see [`Adam::adamw`]).
-    fn default() -> Adam {
-        Adam { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, amsgrad: false, optim_bits: OptimBits::B32 }
-    }
-}
-
-impl Adam {
-    /// PyTorch's defaults for `torch.optim.AdamW`.
-    pub fn adamw() -> Adam {
-        Adam { weight_decay: 1e-2, ..Adam::default() }
-    }
-}
-
-impl Default for LectureMomentum {
-    fn default() -> LectureMomentum {
-        LectureMomentum { lr: 1e-2, momentum: 0.9, weight_decay: 0.0, optim_bits: OptimBits::B32 }
-    }
+    /// `torch.optim.NAdam` (NAdamW with `decoupled_weight_decay`).
+    Nadam(Nadam),
+    /// `torch.optim.RAdam` (RAdamW with `decoupled_weight_decay`).
+    Radam(Radam),
+    /// `torch.optim.Adamax`.
+    Adamax(Adamax),
+    /// `torch.optim.Adadelta`.
+    Adadelta(Adadelta),
+    /// Lion (Chen et al. 2023) as lion-pytorch and bitsandbytes compute it.
+    Lion(Lion),
 }
 
 /// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
@@ -191,6 +56,11 @@ macro_rules! each_config {
             OptimConfig::Rmsprop($c) => $body,
             OptimConfig::Adam($c) | OptimConfig::Adamw($c) => $body,
             OptimConfig::LectureMomentum($c) => $body,
+            OptimConfig::Nadam($c) => $body,
+            OptimConfig::Radam($c) => $body,
+            OptimConfig::Adamax($c) => $body,
+            OptimConfig::Adadelta($c) => $body,
+            OptimConfig::Lion($c) => $body,
         }
     };
 }
@@ -224,6 +94,18 @@ fn check_unit(v: f64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Each beta in [0, 1), or [0, 1] where 1 is meaningful (`closed`: Lion's, as lion-pytorch
+/// checks them).
+fn check_betas(betas: (f64, f64), closed: bool) -> Result<()> {
+    for (i, b) in [betas.0, betas.1].into_iter().enumerate() {
+        let ok = b.is_finite() && b >= 0.0 && if closed { b <= 1.0 } else { b < 1.0 };
+        if !ok {
+            bail!("invalid beta parameter at index {i}: {b} (must be in [0, 1{})", if closed { "]" } else { ")" });
+        }
+    }
+    Ok(())
+}
+
 fn flag(b: bool) -> u32 {
     b as u32
 }
@@ -238,6 +120,11 @@ impl OptimConfig {
             "adam" => OptimConfig::Adam(Adam::default()),
             "adamw" => OptimConfig::Adamw(Adam::adamw()),
             "lecture_momentum" => OptimConfig::LectureMomentum(LectureMomentum::default()),
+            "nadam" => OptimConfig::Nadam(Nadam::default()),
+            "radam" => OptimConfig::Radam(Radam::default()),
+            "adamax" => OptimConfig::Adamax(Adamax::default()),
+            "adadelta" => OptimConfig::Adadelta(Adadelta::default()),
+            "lion" => OptimConfig::Lion(Lion::default()),
             _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
         })
     }
@@ -251,6 +138,11 @@ impl OptimConfig {
             OptimConfig::Adam(_) => "adam",
             OptimConfig::Adamw(_) => "adamw",
             OptimConfig::LectureMomentum(_) => "lecture_momentum",
+            OptimConfig::Nadam(_) => "nadam",
+            OptimConfig::Radam(_) => "radam",
+            OptimConfig::Adamax(_) => "adamax",
+            OptimConfig::Adadelta(_) => "adadelta",
+            OptimConfig::Lion(_) => "lion",
         }
     }
 
@@ -273,6 +165,16 @@ impl OptimConfig {
     /// The weight decay (every optimizer has one: L2, or decoupled for AdamW).
     pub fn weight_decay(&self) -> f64 {
         each_config!(self, c => c.weight_decay)
+    }
+
+    /// Whether it ascends (PyTorch's `maximize`, which every optimizer takes).
+    pub fn maximize(&self) -> bool {
+        each_config!(self, c => c.maximize)
+    }
+
+    /// Which way its steps go: [`Objective::Maximize`] with `maximize`.
+    pub fn objective(&self) -> Objective {
+        Objective::from_maximize(self.maximize())
     }
 
     /// How wide its state is stored.
@@ -319,6 +221,12 @@ impl OptimConfig {
             if key == "optim_bits" {
                 let bits = val.as_u64().with_context(|| format!("{path}.optim_bits: expected 32, 16 or 8"))?;
                 OptimBits::from_bits(bits).map_err(|e| anyhow::anyhow!("{path}.optim_bits: {e}"))?;
+                merged.insert(key.clone(), val.clone());
+                continue;
+            }
+            // So does maximize, left out while false.
+            if key == "maximize" {
+                ensure!(val.is_boolean(), "{path}.maximize: expected true or false");
                 merged.insert(key.clone(), val.clone());
                 continue;
             }
@@ -399,11 +307,37 @@ impl OptimConfig {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
                 check_eps(c.eps)?;
-                for (i, b) in [c.betas.0, c.betas.1].into_iter().enumerate() {
-                    if !b.is_finite() || !(0.0..1.0).contains(&b) {
-                        bail!("invalid beta parameter at index {i}: {b} (must be in [0, 1))");
-                    }
-                }
+                check_betas(c.betas, false)?;
+            }
+            OptimConfig::Nadam(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_nonneg(c.momentum_decay, "momentum_decay")?;
+                check_eps(c.eps)?;
+                check_betas(c.betas, false)?;
+            }
+            OptimConfig::Radam(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_eps(c.eps)?;
+                check_betas(c.betas, false)?;
+            }
+            OptimConfig::Adamax(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_eps(c.eps)?;
+                check_betas(c.betas, false)?;
+            }
+            OptimConfig::Adadelta(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_eps(c.eps)?;
+                check_unit(c.rho, "rho")?;
+            }
+            OptimConfig::Lion(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_betas(c.betas, true)?;
             }
             OptimConfig::LectureMomentum(c) => {
                 check_lr(c.lr)?;
@@ -458,6 +392,60 @@ impl OptimConfig {
                 momentum: f(c.momentum),
                 weight_decay: f(c.weight_decay),
             }),
+            OptimConfig::Nadam(c) => {
+                let (b1, b2) = c.betas;
+                let mu = |s: u64| nadam_mu(b1, c.momentum_decay, s);
+                let product = nadam_mu_product(b1, c.momentum_decay, t);
+                OptimStep::Nadam(NadamParams {
+                    lr: f(lr),
+                    beta1: f(b1),
+                    beta2: f(b2),
+                    eps: f(c.eps),
+                    weight_decay: f(c.weight_decay),
+                    grad_step: f(lr * (1.0 - mu(t)) / (1.0 - product)),
+                    avg_step: f(lr * mu(t + 1) / (1.0 - product * mu(t + 1))),
+                    bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
+                    decoupled: flag(c.decoupled_weight_decay),
+                })
+            }
+            OptimConfig::Radam(c) => {
+                let (b1, b2) = c.betas;
+                let bc2 = 1.0 - b2.powi(t as i32);
+                let rect = radam_rectification(b2, t);
+                OptimStep::Radam(RadamParams {
+                    lr: f(lr),
+                    beta1: f(b1),
+                    beta2: f(b2),
+                    eps: f(c.eps),
+                    weight_decay: f(c.weight_decay),
+                    step_size: f(lr / (1.0 - b1.powi(t as i32))),
+                    adaptive_scale: f(rect.map_or(0.0, |r| r * bc2.sqrt())),
+                    rectified: flag(rect.is_some()),
+                    decoupled: flag(c.decoupled_weight_decay),
+                })
+            }
+            OptimConfig::Adamax(c) => {
+                let (b1, b2) = c.betas;
+                OptimStep::Adamax(AdamaxParams {
+                    beta1: f(b1),
+                    beta2: f(b2),
+                    eps: f(c.eps),
+                    weight_decay: f(c.weight_decay),
+                    clr: f(lr / (1.0 - b1.powi(t as i32))),
+                })
+            }
+            OptimConfig::Adadelta(c) => OptimStep::Adadelta(AdadeltaParams {
+                lr: f(lr),
+                rho: f(c.rho),
+                eps: f(c.eps),
+                weight_decay: f(c.weight_decay),
+            }),
+            OptimConfig::Lion(c) => OptimStep::Lion(LionParams {
+                lr: f(lr),
+                beta1: f(c.betas.0),
+                beta2: f(c.betas.1),
+                weight_decay: f(c.weight_decay),
+            }),
         }
     }
 
@@ -502,5 +490,89 @@ impl OptimConfig {
             OptimBits::B16 => 4 * slots * n.div_ceil(2) as u64,
             OptimBits::B8 => quant::state_bytes_8bit(n),
         }
+    }
+}
+
+/// NAdam's momentum coefficient of step `t`: μ_t = β1·(1 − ½·0.96^(t·ψ)).
+pub fn nadam_mu(beta1: f64, momentum_decay: f64, t: u64) -> f64 {
+    beta1 * (1.0 - 0.5 * 0.96f64.powf(t as f64 * momentum_decay))
+}
+
+/// NAdam's `mu_product` after step `t`, Π_{s=1..t} μ_s, in closed form so that it is a pure
+/// function of `t` (no host state, nothing more in a checkpoint, O(1) per step):
+/// ln Π(1 − ½qˢ) = −Σ_k (½)ᵏ/k · qᵏ(1 − q^{kt})/(1 − qᵏ) with q = 0.96^ψ, a series whose terms
+/// shrink by at least ½ each. PyTorch multiplies the factors one by one; the two agree to
+/// about 1e-15 relative (tested against the product).
+pub fn nadam_mu_product(beta1: f64, momentum_decay: f64, t: u64) -> f64 {
+    if t == 0 {
+        return 1.0;
+    }
+    let ln_q = momentum_decay * 0.96f64.ln();
+    let tf = t as f64;
+    let mut log_sum = 0.0;
+    let mut half_k = 1.0;
+    for k in 1..=60 {
+        let kf = k as f64;
+        half_k *= 0.5;
+        // Σ_{s=1..t} q^{ks}: t when q = 1, else a geometric sum (expm1 keeps it exact near 1).
+        let geometric =
+            if ln_q == 0.0 { tf } else { (kf * ln_q).exp() * (kf * tf * ln_q).exp_m1() / (kf * ln_q).exp_m1() };
+        let term = half_k / kf * geometric;
+        log_sum -= term;
+        if term < 1e-18 * log_sum.abs() {
+            break;
+        }
+    }
+    beta1.powf(tf) * log_sum.exp()
+}
+
+/// RAdam's rectification r_t at step `t`, or `None` while ρ_t ≤ 5 (PyTorch then takes the
+/// unadapted step): ρ∞ = 2/(1 − β2) − 1, ρ_t = ρ∞ − 2tβ2ᵗ/(1 − β2ᵗ).
+pub fn radam_rectification(beta2: f64, t: u64) -> Option<f64> {
+    let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+    let b2t = beta2.powi(t as i32);
+    let rho_t = rho_inf - 2.0 * t as f64 * b2t / (1.0 - b2t);
+    (rho_t > 5.0)
+        .then(|| ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The closed form against PyTorch's running product, at the default ψ, a large one, ψ = 0
+    /// and far into training.
+    #[test]
+    fn nadam_mu_product_is_the_running_product() {
+        for (b1, psi) in [(0.9, 4e-3), (0.8, 0.5), (0.9, 0.0), (0.99, 4e-3)] {
+            let mut product = 1.0f64;
+            for t in 1..=200_000u64 {
+                product *= nadam_mu(b1, psi, t);
+                if t <= 50 || t % 9973 == 0 {
+                    let closed = nadam_mu_product(b1, psi, t);
+                    let rel = (closed - product).abs() / product.abs().max(f64::MIN_POSITIVE);
+                    // Both underflow together far out; where they are normal they agree closely.
+                    assert!(
+                        rel < 1e-9 || (product < 1e-290 && closed < 1e-290),
+                        "b1 {b1} psi {psi} t {t}: {closed} vs {product}"
+                    );
+                }
+            }
+        }
+        assert_eq!(nadam_mu_product(0.9, 4e-3, 0), 1.0);
+    }
+
+    /// RAdam: steps 1 to 5 unrectified, step 6 the first rectified, for the β2 people use; a
+    /// β2 of 0.6 (ρ∞ = 4) never rectifies.
+    #[test]
+    fn radam_rectifies_from_step_six() {
+        for b2 in [0.9, 0.99, 0.999, 0.9999] {
+            for t in 1..=5 {
+                assert!(radam_rectification(b2, t).is_none(), "b2 {b2} t {t}");
+            }
+            let r = radam_rectification(b2, 6).expect("rectified at 6");
+            assert!(r > 0.0 && r < 1.0, "{r}");
+        }
+        assert!((1..1000).all(|t| radam_rectification(0.6, t).is_none()));
     }
 }

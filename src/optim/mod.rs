@@ -14,6 +14,7 @@
 //! different WGSL struct or entry point.
 
 mod config;
+mod hyper;
 mod optimizer;
 pub mod reference;
 pub mod schedule;
@@ -57,8 +58,13 @@ mod tests {
         // The derived form alone (no defaults filled in) rejects unknown keys too.
         let full = OptimConfig::defaults("rmsprop").unwrap().to_json();
         let mut extra = full.clone();
-        extra["maximize"] = json!(true);
+        extra["foreach"] = json!(true);
         assert!(serde_json::from_value::<OptimConfig>(extra).is_err());
+        // maximize is every optimizer's, left out of the JSON form while false.
+        let c = OptimConfig::from_json(&json!({"name": "rmsprop", "maximize": true}), "o").unwrap();
+        assert!(c.maximize() && c.to_json()["maximize"] == json!(true));
+        assert!(OptimConfig::defaults("rmsprop").unwrap().to_json().get("maximize").is_none());
+        assert!(err(json!({"name": "lion", "maximize": "yes"})).contains("o.maximize: expected true or false"));
         assert!(serde_json::from_value::<OptimConfig>(full).is_ok());
     }
 

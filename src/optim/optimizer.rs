@@ -142,7 +142,7 @@ impl Optimizer {
         );
         self.state.check_ranges(ranges)?;
         let k = self.next_step();
-        self.state.step(dev, &k, params, grads, ranges)
+        self.state.step(dev, &k, self.config.objective(), params, grads, ranges)
     }
 
     /// Count a step and compute its kernel scalars.

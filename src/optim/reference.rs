@@ -9,8 +9,10 @@ use crate::backend::quant::{self, DynamicMap, BLOCK};
 pub fn step(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
     let slots = c.slots();
     let at = |s: Slot| slots.iter().position(|&x| x == s);
+    // PyTorch's `maximize`: `grad = -grad` before anything else.
+    let sign = if c.maximize() { -1.0 } else { 1.0 };
     for i in 0..p.len() {
-        let mut gi = g[i];
+        let mut gi = sign * g[i];
         match c {
             OptimConfig::Sgd(c) => {
                 if c.weight_decay != 0.0 {
@@ -81,6 +83,78 @@ pub fn step(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &
                 let v = &mut state[0][i];
                 *v = c.momentum * *v - lr * gi;
                 p[i] += *v;
+            }
+            OptimConfig::Nadam(c) => {
+                let (b1, b2) = c.betas;
+                if c.decoupled_weight_decay {
+                    p[i] *= 1.0 - lr * c.weight_decay;
+                } else if c.weight_decay != 0.0 {
+                    gi += c.weight_decay * p[i];
+                }
+                // As PyTorch: μ_s = β1·(1 − ½·0.96^(s·ψ)), and mu_product multiplied step by step.
+                let mu_at = |s: u64| b1 * (1.0 - 0.5 * 0.96f64.powf(s as f64 * c.momentum_decay));
+                let (mu, mu_next) = (mu_at(t), mu_at(t + 1));
+                let product: f64 = (1..=t).map(mu_at).product();
+                state[0][i] = b1 * state[0][i] + (1.0 - b1) * gi;
+                state[1][i] = b2 * state[1][i] + (1.0 - b2) * gi * gi;
+                let denom = (state[1][i] / (1.0 - b2.powi(t as i32))).sqrt() + c.eps;
+                p[i] -= lr * (1.0 - mu) / (1.0 - product) * gi / denom;
+                p[i] -= lr * mu_next / (1.0 - product * mu_next) * state[0][i] / denom;
+            }
+            OptimConfig::Radam(c) => {
+                let (b1, b2) = c.betas;
+                if c.decoupled_weight_decay {
+                    p[i] *= 1.0 - lr * c.weight_decay;
+                } else if c.weight_decay != 0.0 {
+                    gi += c.weight_decay * p[i];
+                }
+                state[0][i] = b1 * state[0][i] + (1.0 - b1) * gi;
+                state[1][i] = b2 * state[1][i] + (1.0 - b2) * gi * gi;
+                let m_hat = state[0][i] / (1.0 - b1.powi(t as i32));
+                let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+                let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / (1.0 - b2.powi(t as i32));
+                if rho_t > 5.0 {
+                    let r =
+                        ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
+                    let adaptive = (1.0 - b2.powi(t as i32)).sqrt() / (state[1][i].sqrt() + c.eps);
+                    p[i] -= m_hat * lr * adaptive * r;
+                } else {
+                    p[i] -= m_hat * lr;
+                }
+            }
+            OptimConfig::Adamax(c) => {
+                let (b1, b2) = c.betas;
+                if c.weight_decay != 0.0 {
+                    gi += c.weight_decay * p[i];
+                }
+                state[0][i] = b1 * state[0][i] + (1.0 - b1) * gi;
+                state[1][i] = (b2 * state[1][i]).max(gi.abs() + c.eps);
+                p[i] -= lr / (1.0 - b1.powi(t as i32)) * state[0][i] / state[1][i];
+            }
+            OptimConfig::Adadelta(c) => {
+                if c.weight_decay != 0.0 {
+                    gi += c.weight_decay * p[i];
+                }
+                let rho = c.rho;
+                state[0][i] = rho * state[0][i] + (1.0 - rho) * gi * gi;
+                let delta = (state[1][i] + c.eps).sqrt() / (state[0][i] + c.eps).sqrt() * gi;
+                state[1][i] = rho * state[1][i] + (1.0 - rho) * delta * delta;
+                p[i] -= lr * delta;
+            }
+            OptimConfig::Lion(c) => {
+                let (b1, b2) = c.betas;
+                p[i] *= 1.0 - lr * c.weight_decay;
+                let update = b1 * state[0][i] + (1.0 - b1) * gi;
+                // torch's sign: 0 at 0.
+                let sign = if update > 0.0 {
+                    1.0
+                } else if update < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                p[i] -= lr * sign;
+                state[0][i] = b2 * state[0][i] + (1.0 - b2) * gi;
             }
         }
     }

@@ -5,7 +5,7 @@
 //! per width in `app::checkpoint`.)
 
 use super::{Blockwise8, OptimBits};
-use crate::backend::optim_kernel::OptimStep;
+use crate::backend::optim_kernel::{Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
 use crate::tensor::View;
@@ -62,10 +62,10 @@ impl F32State {
         Ok(F32State { slots: v })
     }
 
-    fn step(&self, dev: &mut Device, k: &OptimStep, params: View, grads: View, ranges: &[Range<usize>]) {
+    fn step(&self, dev: &mut Device, k: &OptimStep, o: Objective, params: View, grads: View, ranges: &[Range<usize>]) {
         for r in ranges {
             let s: Vec<View> = self.slots.iter().map(|v| v.slice(r.start, r.len())).collect();
-            dev.optim_step(k, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
+            dev.optim_step(k, o, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
         }
     }
 
@@ -107,10 +107,10 @@ impl Bf16State {
         Ok(Bf16State { slots: v })
     }
 
-    fn step(&self, dev: &mut Device, k: &OptimStep, params: View, grads: View, ranges: &[Range<usize>]) {
+    fn step(&self, dev: &mut Device, k: &OptimStep, o: Objective, params: View, grads: View, ranges: &[Range<usize>]) {
         for r in ranges {
             let s: Vec<View> = self.slots.iter().map(|v| View { buf: v.buf, offset: r.start, len: r.len() }).collect();
-            dev.optim_step_bf16(k, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
+            dev.optim_step_bf16(k, o, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
         }
     }
 
@@ -180,6 +180,7 @@ impl Blockwise8State {
         &mut self,
         dev: &mut Device,
         k: &OptimStep,
+        o: Objective,
         params: View,
         grads: View,
         ranges: &[Range<usize>],
@@ -195,7 +196,7 @@ impl Blockwise8State {
             self.buffers.rows = std::sync::Arc::new(rows.blocks);
             self.uploaded_for = ranges.to_vec();
         }
-        dev.adam_step_8bit(h, params, grads, &self.buffers);
+        dev.adam_step_8bit(h, o, params, grads, &self.buffers);
         Ok(())
     }
 
@@ -321,25 +322,26 @@ impl OptimState {
         Ok(())
     }
 
-    /// One fused step with scalars `k` over the parts `ranges` of `params` and `grads`.
+    /// One fused step with scalars `k`, going the way `o` says, over the parts `ranges` of `params` and `grads`.
     pub(super) fn step(
         &mut self,
         dev: &mut Device,
         k: &OptimStep,
+        o: Objective,
         params: View,
         grads: View,
         ranges: &[Range<usize>],
     ) -> Result<()> {
         match self {
             OptimState::F32(s) => {
-                s.step(dev, k, params, grads, ranges);
+                s.step(dev, k, o, params, grads, ranges);
                 Ok(())
             }
             OptimState::Bf16(s) => {
-                s.step(dev, k, params, grads, ranges);
+                s.step(dev, k, o, params, grads, ranges);
                 Ok(())
             }
-            OptimState::Blockwise8(s) => s.step(dev, k, params, grads, ranges),
+            OptimState::Blockwise8(s) => s.step(dev, k, o, params, grads, ranges),
         }
     }
 

@@ -3,7 +3,9 @@
 
 use crate::backend::Device;
 use crate::message::Setting;
-use crate::optim::{Adagrad, Adam, LectureMomentum, OptimBits, OptimConfig, Rmsprop, Sgd};
+use crate::optim::{
+    Adadelta, Adagrad, Adam, Adamax, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig, Radam, Rmsprop, Sgd,
+};
 use crate::said;
 use anyhow::Result;
 
@@ -91,6 +93,7 @@ pub fn blockwise_cases() -> Vec<(String, OptimConfig)> {
         ("adam", OptimConfig::Adam(Adam::default())),
         ("adam_wd", OptimConfig::Adam(Adam { weight_decay: 0.01, ..Adam::default() })),
         ("adamw", OptimConfig::Adamw(Adam::adamw())),
+        ("adamw_maximize", OptimConfig::Adamw(Adam { maximize: true, ..Adam::adamw() })),
     ]
     .into_iter()
     .map(|(l, c)| (l.to_string(), c.with_optim_bits(OptimBits::B8)))
@@ -126,6 +129,28 @@ pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
         ("adam_amsgrad_wd", O::Adam(Adam { amsgrad: true, weight_decay: 0.01, ..Adam::default() })),
         ("adamw", O::Adamw(Adam::adamw())),
         ("lecture_momentum", O::LectureMomentum(LectureMomentum::default())),
+        ("nadam", O::Nadam(Nadam::default())),
+        ("nadamw", O::Nadam(Nadam { weight_decay: 0.01, decoupled_weight_decay: true, ..Nadam::default() })),
+        ("nadam_l2", O::Nadam(Nadam { weight_decay: 0.01, ..Nadam::default() })),
+        // Steps 1 to 5 are unrectified, the later ones rectified (see `case_steps`).
+        ("radam", O::Radam(Radam::default())),
+        ("radam_l2", O::Radam(Radam { weight_decay: 0.01, ..Radam::default() })),
+        ("radamw", O::Radam(Radam { weight_decay: 0.01, decoupled_weight_decay: true, ..Radam::default() })),
+        ("adamax_wd", O::Adamax(Adamax { weight_decay: 0.01, ..Adamax::default() })),
+        ("adadelta_wd", O::Adadelta(Adadelta { weight_decay: 0.01, ..Adadelta::default() })),
+        ("lion_wd", O::Lion(Lion { weight_decay: 0.1, ..Lion::default() })),
+        // maximize: the gradient read negated, in every kernel's shared entry points.
+        ("adam_amsgrad_maximize", O::Adam(Adam { amsgrad: true, maximize: true, ..Adam::default() })),
+        ("lion_maximize", O::Lion(Lion { maximize: true, ..Lion::default() })),
     ];
     cases.into_iter().map(|(label, c)| (label.to_string(), c)).collect()
+}
+
+/// Steps an optimizer case runs: `steps`, or more where a branch starts later (RAdam's
+/// rectified step from step 6 on, for every β2 PyTorch users pick).
+pub fn case_steps(cfg: &OptimConfig, steps: u64) -> u64 {
+    match cfg {
+        OptimConfig::Radam(_) => steps.max(7),
+        _ => steps,
+    }
 }

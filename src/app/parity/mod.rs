@@ -258,6 +258,7 @@ impl Checker<'_> {
         self.check("expand_scalar", shape.clone(), bc, &vec![got; n], ABS_TOL, REL_TOL).await?;
         self.done(&[out, bc, av, bv, pv]);
         for (label, cfg) in optimizer_cases() {
+            let steps = case_steps(&cfg, steps);
             self.optimizer(&label, &cfg, n, steps).await?;
             self.optimizer_bf16(&format!("{label} bf16"), &cfg.with_optim_bits(OptimBits::B16), n, steps).await?;
         }
@@ -307,7 +308,7 @@ impl Checker<'_> {
             }
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
-            self.dev.optim_step(&cfg.kernel_step(t, cfg.lr()), pf, gv, &sf);
+            self.dev.optim_step(&cfg.kernel_step(t, cfg.lr()), cfg.objective(), pf, gv, &sf);
             opt.step_views(self.dev, pv, gv);
             let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
             pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
@@ -472,7 +473,7 @@ impl Checker<'_> {
                 .collect();
             self.dev.write(gv, &g)?;
             let lr = cfg.lr();
-            self.dev.optim_step(&cfg.kernel_step(t, lr), pv, gv, &slots);
+            self.dev.optim_step(&cfg.kernel_step(t, lr), cfg.objective(), pv, gv, &slots);
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
             optim_ref::step(cfg, t, lr, &mut p, &g64, &mut state);
         }

@@ -18,7 +18,7 @@ pub use crate::backend::host::{
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::{bail, Result};
@@ -352,7 +352,7 @@ impl Backend for CpuBackend {
         });
     }
 
-    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+    fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
         self.ops += 1;
         let mut p = self.take(params.buf);
         // State slots live in one buffer (the optimizer's), possibly several: take each once.
@@ -381,7 +381,7 @@ impl Backend for CpuBackend {
             }
             let slots: Vec<&mut [f32]> = slots.into_iter().map(|s| s.expect("every slot found")).collect();
             let g = &self.vec(grads.buf)[grads.range()];
-            optim::apply(step, &mut p[params.range()], g, slots);
+            optim::apply(step, objective, &mut p[params.range()], g, slots);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (b, data) in state_bufs {
@@ -389,7 +389,7 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
+    fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
         self.ops += 1;
         let mut p = self.take(params.buf);
         let mut bufs: Vec<Vec<f32>> = state.iter().map(|v| self.take(v.buf)).collect();
@@ -400,7 +400,7 @@ impl Backend for CpuBackend {
                 .map(|(b, v)| &mut bytemuck::cast_slice_mut::<f32, u16>(b)[v.range()])
                 .collect();
             let g = &self.vec(grads.buf)[grads.range()];
-            optim::apply_bf16(step, &mut p[params.range()], g, slots);
+            optim::apply_bf16(step, objective, &mut p[params.range()], g, slots);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (v, b) in state.iter().zip(bufs) {
@@ -408,7 +408,7 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
+    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {
         self.ops += 1;
         let mut p = self.take(params.buf);
         let ids = [s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf];
@@ -428,7 +428,7 @@ impl Backend for CpuBackend {
             let g = &self.vec(grads.buf)[grads.range()];
             let n = params.len;
             let (pm, gm) = (&mut p[params.range()], &g[..n]);
-            optim::apply_blockwise8(h, pm, gm, &s.rows, state);
+            optim::apply_blockwise8(h, objective, pm, gm, &s.rows, state);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (&b, data) in ids.iter().zip(bufs) {

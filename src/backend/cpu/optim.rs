@@ -54,18 +54,19 @@ impl Cell for Bf16 {
     }
 }
 
-/// Apply one step to `p` (in place) from `g` with the optimizer's f32 state slots.
-pub fn apply(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>) {
-    apply_cells(step, p, g, slots)
+/// Apply one step to `p` (in place) from `g` (negated when maximizing) with the optimizer's
+/// f32 state slots.
+pub fn apply(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], slots: Vec<&mut [f32]>) {
+    apply_cells(step, objective, p, g, slots)
 }
 
 /// [`apply`] with bfloat16 state slots (`slots[k][i]` is element `i`'s slot `k`): the same
 /// formulas, each value widened on load and rounded on store.
-pub fn apply_bf16(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [u16]>) {
-    apply_cells(step, p, g, slots.into_iter().map(bytemuck::cast_slice_mut::<u16, Bf16>).collect())
+pub fn apply_bf16(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], slots: Vec<&mut [u16]>) {
+    apply_cells(step, objective, p, g, slots.into_iter().map(bytemuck::cast_slice_mut::<u16, Bf16>).collect())
 }
 
-fn apply_cells<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&mut [S]>) {
+fn apply_cells<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], slots: Vec<&mut [S]>) {
     let n = p.len();
     assert_eq!(g.len(), n);
     assert!(slots.iter().all(|s| s.len() == n));
@@ -83,11 +84,39 @@ fn apply_cells<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], slots: Vec<&
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
-            return unsafe { chunk_avx2(&step, p, g, &mut s) };
+            return unsafe { chunk_avx2(&step, objective, p, g, &mut s) };
         }
         let _ = wide;
-        chunk(&step, p, g, &mut s)
+        directed(&step, objective, p, g, &mut s)
     });
+}
+
+/// Elements whose negated gradient one run of [`directed`] keeps on the stack (4 KiB: L1).
+const NEGATED_RUN: usize = 1024;
+
+/// [`chunk`] with the gradient as `objective` reads it: when maximizing, in runs whose
+/// negated gradient sits in a buffer on the stack, so nothing is allocated and no more memory
+/// is moved than when minimizing.
+#[inline(always)]
+fn directed<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
+    if objective == Objective::Minimize {
+        return chunk(step, p, g, s);
+    }
+    let mut neg = [0f32; NEGATED_RUN];
+    let k = s.len();
+    let mut lo = 0;
+    while lo < p.len() {
+        let hi = (lo + NEGATED_RUN).min(p.len());
+        for (d, &x) in neg.iter_mut().zip(&g[lo..hi]) {
+            *d = -x;
+        }
+        let mut run: [&mut [S]; 3] = Default::default();
+        for (d, x) in run.iter_mut().zip(s.iter_mut()) {
+            *d = &mut x[lo..hi];
+        }
+        chunk(step, &mut p[lo..hi], &neg[..hi - lo], &mut run[..k]);
+        lo = hi;
+    }
 }
 
 /// Whether this CPU runs the 8-lane (AVX2) build of the loops. The results are bit-identical
@@ -134,14 +163,31 @@ fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]
         OptimStep::LectureMomentum(h) => {
             lecture_momentum(h, p, g, slot(s0, n).expect("lecture momentum keeps a buffer"))
         }
+        OptimStep::Nadam(h) => {
+            nadam(h, p, g, slot(s0, n).expect("nadam keeps exp_avg"), slot(s1, n).expect("nadam keeps exp_avg_sq"))
+        }
+        OptimStep::Radam(h) => {
+            radam(h, p, g, slot(s0, n).expect("radam keeps exp_avg"), slot(s1, n).expect("radam keeps exp_avg_sq"))
+        }
+        OptimStep::Adamax(h) => {
+            adamax(h, p, g, slot(s0, n).expect("adamax keeps exp_avg"), slot(s1, n).expect("adamax keeps exp_inf"))
+        }
+        OptimStep::Adadelta(h) => adadelta(
+            h,
+            p,
+            g,
+            slot(s0, n).expect("adadelta keeps square_avg"),
+            slot(s1, n).expect("adadelta keeps acc_delta"),
+        ),
+        OptimStep::Lion(h) => lion(h, p, g, slot(s0, n).expect("lion keeps exp_avg")),
     }
 }
 
-/// [`chunk`] compiled for AVX2: the same code, vectorized 8 lanes wide.
+/// [`directed`] compiled for AVX2: the same code, vectorized 8 lanes wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
-    chunk(step, p, g, s)
+unsafe fn chunk_avx2<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
+    directed(step, objective, p, g, s)
 }
 
 #[inline(always)]
@@ -257,6 +303,94 @@ fn lecture_momentum<S: Cell>(h: &LectureMomentumParams, p: &mut [f32], g: &[f32]
     }
 }
 
+#[inline(always)]
+fn nadam<S: Cell>(h: &NadamParams, p: &mut [f32], g: &[f32], m: &mut [S], v: &mut [S]) {
+    let (b1, b2, eps, wd) = (h.beta1, h.beta2, h.eps, h.weight_decay);
+    let (p_scale, l2) = if h.decoupled != 0 { (1.0 - h.lr * wd, 0.0) } else { (1.0, wd) };
+    let (grad_step, avg_step, bc2_sqrt) = (h.grad_step, h.avg_step, h.bc2_sqrt);
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let pi = *p * p_scale;
+        let gi = g + l2 * pi;
+        let mi = b1 * m.get() + (1.0 - b1) * gi;
+        let vi = b2 * v.get() + (1.0 - b2) * gi * gi;
+        *m = S::put(mi);
+        *v = S::put(vi);
+        let den = vi.sqrt() / bc2_sqrt + eps;
+        *p = pi - grad_step * gi / den - avg_step * mi / den;
+    }
+}
+
+#[inline(always)]
+fn radam<S: Cell>(h: &RadamParams, p: &mut [f32], g: &[f32], m: &mut [S], v: &mut [S]) {
+    let (b1, b2, eps, wd) = (h.beta1, h.beta2, h.eps, h.weight_decay);
+    let (p_scale, l2) = if h.decoupled != 0 { (1.0 - h.lr * wd, 0.0) } else { (1.0, wd) };
+    let (step_size, scale, rectified) = (h.step_size, h.adaptive_scale, h.rectified != 0);
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let pi = *p * p_scale;
+        let gi = g + l2 * pi;
+        let mi = b1 * m.get() + (1.0 - b1) * gi;
+        let vi = b2 * v.get() + (1.0 - b2) * gi * gi;
+        *m = S::put(mi);
+        *v = S::put(vi);
+        let mut d = step_size * mi;
+        if rectified {
+            d = d * scale / (vi.sqrt() + eps);
+        }
+        *p = pi - d;
+    }
+}
+
+#[inline(always)]
+fn adamax<S: Cell>(h: &AdamaxParams, p: &mut [f32], g: &[f32], m: &mut [S], u: &mut [S]) {
+    let (b1, b2, eps, wd, clr) = (h.beta1, h.beta2, h.eps, h.weight_decay, h.clr);
+    for (((p, &g), m), u) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(u.iter_mut()) {
+        let gi = g + wd * *p;
+        let mi = b1 * m.get() + (1.0 - b1) * gi;
+        let ui = (b2 * u.get()).max(gi.abs() + eps);
+        *m = S::put(mi);
+        *u = S::put(ui);
+        *p -= clr * mi / ui;
+    }
+}
+
+#[inline(always)]
+fn adadelta<S: Cell>(h: &AdadeltaParams, p: &mut [f32], g: &[f32], sq: &mut [S], acc: &mut [S]) {
+    let (lr, rho, eps, wd) = (h.lr, h.rho, h.eps, h.weight_decay);
+    for (((p, &g), sq), acc) in p.iter_mut().zip(g).zip(sq.iter_mut()).zip(acc.iter_mut()) {
+        let gi = g + wd * *p;
+        let v = rho * sq.get() + (1.0 - rho) * gi * gi;
+        let a0 = acc.get();
+        let d = (a0 + eps).sqrt() / (v + eps).sqrt() * gi;
+        *sq = S::put(v);
+        *acc = S::put(rho * a0 + (1.0 - rho) * d * d);
+        *p -= lr * d;
+    }
+}
+
+/// WGSL's `sign` (and torch's): 0 at ±0, unlike `f32::signum`.
+#[inline(always)]
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn lion<S: Cell>(h: &LionParams, p: &mut [f32], g: &[f32], m: &mut [S]) {
+    let (lr, b1, b2, wd) = (h.lr, h.beta1, h.beta2, h.weight_decay);
+    for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
+        let pi = *p * (1.0 - lr * wd);
+        let m0 = m.get();
+        let c = b1 * m0 + (1.0 - b1) * g;
+        *m = S::put(b2 * m0 + (1.0 - b2) * g);
+        *p = pi - lr * sign(c);
+    }
+}
+
 /// Blockwise 8-bit Adam/AdamW over the blocks of a table (see `quant::BlockTable`): the rayon
 /// twin of `shaders/optim_adam8.wgsl`. Per block: dequantize, the f32 Adam formula of
 /// [`apply`], the new absmax, requantize to the nearest code.
@@ -279,7 +413,14 @@ pub struct Blockwise8Mut<'a> {
 const BLOCKS_PER_TASK: usize = 128;
 
 /// One step of blockwise 8-bit Adam over every block of `blocks`, in parallel.
-pub fn apply_blockwise8(h: &AdamParams, p: &mut [f32], g: &[f32], blocks: &[Block], s: Blockwise8Mut) {
+pub fn apply_blockwise8(
+    h: &AdamParams,
+    objective: Objective,
+    p: &mut [f32],
+    g: &[f32],
+    blocks: &[Block],
+    s: Blockwise8Mut,
+) {
     // Cut every buffer into the pieces each task's blocks cover (blocks ascend in every index).
     let Blockwise8Mut { mut m_codes, mut v_codes, mut m_absmax, mut v_absmax, mut m_small, mut v_small } = s;
     let (mut p, mut g) = (p, g);
@@ -312,10 +453,10 @@ pub fn apply_blockwise8(h: &AdamParams, p: &mut [f32], g: &[f32], blocks: &[Bloc
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
-            return unsafe { task8_avx2(&h, task) };
+            return unsafe { task8_avx2(&h, objective, task) };
         }
         let _ = wide;
-        task8(&h, task)
+        task8(&h, objective, task)
     });
 }
 
@@ -334,20 +475,31 @@ struct Task8<'a> {
 }
 
 #[inline(always)]
-fn task8(h: &AdamParams, t: Task8) {
+fn task8(h: &AdamParams, objective: Objective, t: Task8) {
     let base = t.blocks[0].start;
     let (mut qi, mut si) = (0, 0);
+    let mut neg = [0f32; BLOCK];
     for b in t.blocks {
         let r = b.start - base..b.start - base + b.len;
+        // The block's gradient as the objective reads it (negated on the stack to maximize).
+        let g = match objective {
+            Objective::Minimize => &t.g[r.clone()],
+            Objective::Maximize => {
+                for (d, &x) in neg.iter_mut().zip(&t.g[r.clone()]) {
+                    *d = -x;
+                }
+                &neg[..b.len]
+            }
+        };
         match b.kind {
             BlockKind::Quantized => {
-                let (p, g) = (&mut t.p[r.clone()], &t.g[r.clone()]);
+                let p = &mut t.p[r.clone()];
                 block8(h, p, g, &mut t.mc[r.clone()], &mut t.vc[r], &mut t.ma[qi], &mut t.va[qi]);
                 qi += 1;
             }
             BlockKind::Full => {
                 let sr = si..si + b.len;
-                adam(h, &mut t.p[r.clone()], &t.g[r], &mut t.ms[sr.clone()], &mut t.vs[sr], None);
+                adam(h, &mut t.p[r], g, &mut t.ms[sr.clone()], &mut t.vs[sr], None);
                 si += b.len;
             }
         }
@@ -357,8 +509,8 @@ fn task8(h: &AdamParams, t: Task8) {
 /// [`task8`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn task8_avx2(h: &AdamParams, t: Task8) {
-    task8(h, t)
+unsafe fn task8_avx2(h: &AdamParams, objective: Objective, t: Task8) {
+    task8(h, objective, t)
 }
 
 /// The largest of `xs` (all ≥ 0 or their absolute values), in eight lanes so it vectorizes.

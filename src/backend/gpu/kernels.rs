@@ -84,6 +84,16 @@ modules! {
     OptimAdam => "optim_adam", optim_module!("optim_adam.wgsl");
     /// The lecture's momentum form.
     OptimLectureMomentum => "optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl");
+    /// NAdam and NAdamW.
+    OptimNadam => "optim_nadam", optim_module!("optim_nadam.wgsl");
+    /// RAdam and RAdamW.
+    OptimRadam => "optim_radam", optim_module!("optim_radam.wgsl");
+    /// Adamax.
+    OptimAdamax => "optim_adamax", optim_module!("optim_adamax.wgsl");
+    /// Adadelta.
+    OptimAdadelta => "optim_adadelta", optim_module!("optim_adadelta.wgsl");
+    /// Lion.
+    OptimLion => "optim_lion", optim_module!("optim_lion.wgsl");
     /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
     OptimAdam8 => "optim_adam8", concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
 }
@@ -97,6 +107,11 @@ impl Module {
             OptimStep::Rmsprop(_) => Module::OptimRmsprop,
             OptimStep::Adam(_) => Module::OptimAdam,
             OptimStep::LectureMomentum(_) => Module::OptimLectureMomentum,
+            OptimStep::Nadam(_) => Module::OptimNadam,
+            OptimStep::Radam(_) => Module::OptimRadam,
+            OptimStep::Adamax(_) => Module::OptimAdamax,
+            OptimStep::Adadelta(_) => Module::OptimAdadelta,
+            OptimStep::Lion(_) => Module::OptimLion,
         }
     }
 }

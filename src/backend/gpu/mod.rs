@@ -40,7 +40,7 @@ pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -179,16 +179,16 @@ impl Backend for GpuBackend {
         self.launch_gather(g)
     }
 
-    fn optim_step(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, STEP_ENTRIES[0], params, grads, state, 1);
+    fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
+        self.optim_launch(step, objective, STEP_ENTRIES[0], params, grads, state);
     }
 
-    fn optim_step_bf16(&mut self, step: &OptimStep, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, STEP_ENTRIES[1], params, grads, state, 2);
+    fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
+        self.optim_launch(step, objective, STEP_ENTRIES[1], params, grads, state);
     }
 
-    fn adam_step_8bit(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
-        self.launch_adam8(h, params, grads, s)
+    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {
+        self.launch_adam8(h, objective, params, grads, s)
     }
 
     fn finish(&mut self) -> Pending<()> {

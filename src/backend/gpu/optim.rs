@@ -6,21 +6,21 @@ use super::dispatch::Binding;
 use super::kernels::{optim, K_ADAM8};
 use super::params::{word, words_of, Adam8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::quant::Block;
 use crate::tensor::View;
 
 impl GpuBackend {
-    /// One launch of an optimizer kernel's entry `entry` (`step_f32` or `step_bf16`, which
-    /// handles `per_invocation` elements per invocation), split into chunks past one binding.
+    /// One launch of an optimizer kernel's entry `entry` (`step_f32`, one element per
+    /// invocation, or `step_bf16`, two), split into chunks past one binding.
     pub(super) fn optim_launch(
         &mut self,
         step: &OptimStep,
+        objective: Objective,
         entry: &'static str,
         params: View,
         grads: View,
         state: &[View],
-        per_invocation: usize,
     ) {
         // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
         let mut slots = self.dummy_write.map(|d| (d, 0));
@@ -33,11 +33,19 @@ impl GpuBackend {
         }
         // The arena header, then the kernel's own parameter struct.
         let [s0, s1, s2] = slots.map(|(_, offset)| offset);
-        let arena =
-            OptimArena { n: u(params.len), p_off: u(params.offset), g_off: u(grads.offset), s0, s1, s2, used, pad0: 0 };
+        let arena = OptimArena {
+            n: u(params.len),
+            p_off: u(params.offset),
+            g_off: u(grads.offset),
+            s0,
+            s1,
+            s2,
+            used,
+            maximize: objective.flag(),
+        };
         let mut uni = words_of(&arena);
         uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
-        let elem_bytes = if entry == STEP_ENTRIES[1] { 2 } else { 4 };
+        let (elem_bytes, per_invocation) = if entry == STEP_ENTRIES[1] { (2, 2) } else { (4, 1) };
         let mut operands =
             vec![Operand::at(params, word!(OptimArena, p_off)), Operand::at(grads, word!(OptimArena, g_off))];
         let slot_words = [word!(OptimArena, s0), word!(OptimArena, s1), word!(OptimArena, s2)];
@@ -52,7 +60,14 @@ impl GpuBackend {
     }
 
     /// Blockwise 8-bit Adam: one workgroup per row of blocks, in chunks past one binding.
-    pub(super) fn launch_adam8(&mut self, h: &AdamParams, params: View, grads: View, s: &Blockwise8) {
+    pub(super) fn launch_adam8(
+        &mut self,
+        h: &AdamParams,
+        objective: Objective,
+        params: View,
+        grads: View,
+        s: &Blockwise8,
+    ) {
         debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
         let header = |rows: usize, p_off: u32, g_off: u32, code_off: u32, row0: usize| {
             let arena = Adam8Arena {
@@ -63,7 +78,7 @@ impl GpuBackend {
                 small: u(s.small_len),
                 code_off,
                 row0: u(row0),
-                pad0: 0,
+                maximize: objective.flag(),
             };
             let mut uni = words_of(&arena);
             uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));

@@ -159,8 +159,8 @@ kernel_params!(
         s2: u32,
         /// Bit k set: slot Sk is bound.
         used: u32,
-        /// Padding.
-        pad0: u32,
+        /// 1: the gradient is read negated (PyTorch's `maximize`).
+        maximize: u32,
     }
 );
 
@@ -182,8 +182,8 @@ kernel_params!(
         code_off: u32,
         /// The first row of this launch.
         row0: u32,
-        /// Padding.
-        pad0: u32,
+        /// 1: the gradient is read negated (PyTorch's `maximize`).
+        maximize: u32,
     }
 );
 
@@ -201,6 +201,11 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::OptimRmsprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimLectureMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimNadam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimRadam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdamax, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdadelta, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimLion, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
 ];
 
