@@ -50,7 +50,7 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
         let mut opt = Optimizer::for_len(dev, cfg.clone(), Schedule::Constant, n).unwrap();
         g.bench_function(format!("{name} fused_multi_tensor {n}"), |b| {
             b.iter(|| {
-                opt.step_views(dev, p, grads);
+                opt.step_views(dev, p, grads).expect("a step of the right length");
                 dev.sync().unwrap();
             })
         });
@@ -82,7 +82,7 @@ fn optim_variants(c: &mut Criterion, group: &str, dev: &mut Device, n: usize) {
         let mut opt = Optimizer::for_len(dev, cfg, Schedule::Constant, n).unwrap();
         g.bench_function(format!("adam {}-bit fused_multi_tensor {n}", bits.bits()), |b| {
             b.iter(|| {
-                opt.step_views(dev, p, grads);
+                opt.step_views(dev, p, grads).expect("a step of the right length");
                 dev.sync().unwrap();
             })
         });

@@ -21,13 +21,13 @@ fn main() -> Result<()> {
     let bytes = config.bytes_per_param() * n;
     let mut opt = Optimizer::for_len(&mut dev, config, Schedule::Constant, n)?;
     for _ in 0..3 {
-        opt.step_views(&mut dev, params, grads); // warm-up: first touch of the state pages
+        opt.step_views(&mut dev, params, grads)?; // warm-up: first touch of the state pages
     }
     dev.sync()?;
     let mut times = Vec::new();
     for _ in 0..15 {
         let t = Instant::now();
-        opt.step_views(&mut dev, params, grads);
+        opt.step_views(&mut dev, params, grads)?;
         dev.sync()?;
         times.push(t.elapsed().as_secs_f64());
     }

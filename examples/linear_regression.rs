@@ -42,7 +42,7 @@ fn main() -> Result<()> {
             println!("step {step:>3}: mse {:.6}", tape.read(loss)?[0]);
         }
         drop(tape);
-        opt.step_views(&mut dev, params, grads);
+        opt.step_views(&mut dev, params, grads)?;
     }
     let p = dev.read(params)?;
     println!("fitted w = {:?}, b = {:.4} (true w = {true_w:?}, b = {true_b})", &p[..features], p[features]);

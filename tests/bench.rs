@@ -13,7 +13,11 @@ use serde_json::Value;
 use std::process::Command;
 
 fn unfused_matches_fused(dev: &mut Device) {
-    for name in BENCH_OPTIMIZERS {
+    // The baseline covers the lecture's optimizers; the newer ones are benchmarked fused only.
+    let covered: Vec<&str> =
+        BENCH_OPTIMIZERS.into_iter().filter(|name| Unfused::covers(&bench_config(name).unwrap())).collect();
+    assert_eq!(covered, ["adam", "adamw", "sgd", "rmsprop", "adagrad"]);
+    for name in covered {
         for n in [1, 7, 1023] {
             let config = bench_config(name).unwrap();
             let mut rng = Rng::new(n as u64 + 17);
@@ -23,7 +27,7 @@ fn unfused_matches_fused(dev: &mut Device) {
             let mut unfused = Unfused::new(dev, &config, &init).unwrap();
             for _ in 0..3 {
                 let g = dev.upload(&rng.uniform_vec(n, -1.0, 1.0)).unwrap();
-                fused.step_views(dev, params, g);
+                fused.step_views(dev, params, g).unwrap();
                 unfused.step(dev, g);
                 dev.release(g);
             }

@@ -41,7 +41,7 @@ fn same_steps(config: OptimConfig, n: usize, tensors: &[(usize, usize)]) {
         let mut opt = Optimizer::for_tensors(&mut dev, config.clone(), Schedule::Constant, n, tensors).unwrap();
         for row in &grads {
             dev.write(g, row).unwrap();
-            opt.step_views(&mut dev, p, g);
+            opt.step_views(&mut dev, p, g).unwrap();
         }
         dev.sync().unwrap();
         results.push((dev.read(p).unwrap(), opt.read_stored(&mut dev).unwrap(), opt.read_state(&mut dev).unwrap()));

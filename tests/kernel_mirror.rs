@@ -9,7 +9,7 @@ use descent::backend::contract::Field;
 use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
 use descent::backend::gpu::params::UNIFORMS;
 use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAM8, STEP_ENTRIES};
-use descent::optim::{OptimConfig, OPTIMIZER_NAMES};
+use descent::optim::{Carried, OptimConfig, OPTIMIZER_NAMES};
 
 fn read(f: &str) -> String {
     let path = format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR"));
@@ -142,7 +142,9 @@ fn every_optimizer_runs_a_listed_kernel() {
     for name in OPTIMIZER_NAMES {
         let c = OptimConfig::defaults(name).unwrap();
         assert_eq!(c.name(), name);
-        let entry = c.kernel_step(1, c.lr()).kernel().name;
+        let mut first = Carried::new();
+        first.advance(&c, c.lr());
+        let entry = c.kernel_step(1, c.lr(), &first).kernel().name;
         assert!(entries.contains(&entry), "{name} runs '{entry}', which OptimStep::ALL does not list");
         // The JSON form round-trips and names the optimizer.
         assert_eq!(OptimConfig::from_json(&c.to_json(), "o").unwrap(), c);

@@ -32,6 +32,15 @@ fn rows(v: &Value) -> Vec<Vec<f64>> {
     v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
 }
 
+fn want_rows(fx: &Value) -> Vec<Vec<f64>> {
+    rows(&fx["expected"]["params"])
+}
+
+/// The largest |value| of coordinate `i` over a trajectory.
+fn want_scale(rows: &[Vec<f64>], i: usize) -> f64 {
+    rows.iter().map(|r| r[i].abs()).fold(0.0, f64::max)
+}
+
 fn within(got: f64, want: f64, scale: f64) -> bool {
     (got - want).abs() <= 1e-4 * want.abs() + 1e-5 * scale
 }
@@ -65,6 +74,18 @@ fn check_device(mut dev: Device) {
                     row[i]
                 );
             }
+        }
+        // Schedule-Free: x after the switch to eval mode.
+        match (fx["expected"].get("eval_params"), &t.eval_params) {
+            (Some(want), Some(got)) => {
+                for (i, w) in want.as_array().unwrap().iter().enumerate() {
+                    let w = w.as_f64().unwrap();
+                    let scale = want_scale(&want_rows(&fx), i).max(w.abs());
+                    assert!(within(got[i] as f64, w, scale), "{name}: eval param {i}: {} vs reference {w}", got[i]);
+                }
+            }
+            (None, None) => {}
+            (w, g) => panic!("{name}: eval_params expected {}, replay gave {}", w.is_some(), g.is_some()),
         }
         let states = fx["expected"]["states"].as_array().unwrap();
         let last = states.last().unwrap().as_object().unwrap();
@@ -111,6 +132,26 @@ fn gpu_matches_pytorch_fixtures() {
     check_device(common::gpu());
 }
 
+/// Rprop reads its rate once, for the first step sizes (PyTorch's semantics): a schedule moves
+/// nothing, on either device.
+#[test]
+fn rprop_ignores_the_schedule() {
+    let spec = |schedule: &str| {
+        ReplaySpec::parse(&format!(
+            r#"{{"optimizer": {{"name": "rprop", "lr": 0.05}}, "schedule": {schedule}, "init": [0.5, -1.5, 2.0],
+               "quadratic": [1.0, 10.0, 0.01], "steps": 30}}"#
+        ))
+        .unwrap()
+    };
+    for mut dev in [Device::cpu(), common::gpu()] {
+        let constant = run(&mut dev, &spec("null")).unwrap();
+        let scheduled = run(&mut dev, &spec(r#"{"name": "step", "step_size": 3, "gamma": 0.1}"#)).unwrap();
+        assert!(scheduled.lr[29] < 1e-10 && constant.lr[29] == 0.05, "the schedules differ");
+        assert_eq!(constant.params, scheduled.params, "{}", dev.describe());
+        assert_eq!(constant.state, scheduled.state);
+    }
+}
+
 #[test]
 fn replay_rejects_bad_specs_with_json_paths() {
     let bad = [
@@ -134,6 +175,22 @@ fn replay_rejects_bad_specs_with_json_paths() {
         ),
         (r#"{"optimizer": {"name": "adadelta", "rho": 1.5}, "init": [1], "grads": [[1]]}"#, "rho"),
         (r#"{"optimizer": {"name": "nadam", "momentum_decay": -1}, "init": [1], "grads": [[1]]}"#, "momentum_decay"),
+        (r#"{"optimizer": {"name": "rprop", "etas": [1.5, 1.2]}, "init": [1], "grads": [[1]]}"#, "invalid etas"),
+        (
+            r#"{"optimizer": {"name": "rprop", "weight_decay": 0.1}, "init": [1], "grads": [[1]]}"#,
+            "'rprop' takes no 'weight_decay'",
+        ),
+        (
+            r#"{"optimizer": {"name": "ademamix", "betas": [0.9, 0.999]}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.betas: expected an array of 3 numbers",
+        ),
+        (r#"{"optimizer": {"name": "ademamix", "t_alpha": 0}, "init": [1], "grads": [[1]]}"#, "invalid t_alpha: 0"),
+        (r#"{"optimizer": {"name": "ademamix", "t_beta3": "soon"}, "init": [1], "grads": [[1]]}"#, "t_beta3"),
+        (
+            r#"{"optimizer": {"name": "schedulefree_adamw", "warmup_steps": -1}, "init": [1], "grads": [[1]]}"#,
+            "warmup_steps",
+        ),
+        (r#"{"optimizer": {"name": "asgd", "t0": 1e400}, "init": [1], "grads": [[1]]}"#, "invalid JSON"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1, 2], "grads": [[1, 2], [1]]}"#, "$.grads[1]: has 1 values"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "grads": [[1]], "quadratic": [1], "steps": 2}"#, "not both"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1]}"#, "missing \"grads\""),

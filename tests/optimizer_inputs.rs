@@ -39,3 +39,33 @@ fn optimizer_checks_the_arena_layout(dev: &mut Device) {
     assert_eq!(opt.step, 1, "the refused step was not counted");
 }
 test_device!(optimizer_arena_checked, optimizer_checks_the_arena_layout);
+
+/// Schedule-Free steps in train mode only (its reference raises otherwise); eval then train
+/// gives y back (within rounding), and before the first step both are no-ops, as there is no z.
+fn schedule_free_modes(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(0);
+    let m = Mlp::new(dev, &[2, 16, 3], Act::Tanh, &mut rng).unwrap();
+    let config = OptimConfig::defaults("schedulefree_adamw").unwrap();
+    let mut opt = Optimizer::new(dev, &m.arena, config, Schedule::Constant).unwrap();
+    let y0 = dev.read(m.arena.params).unwrap();
+    opt.eval(dev, &m.arena).unwrap();
+    assert_eq!(dev.read(m.arena.params).unwrap(), y0, "no z before the first step: nothing moves");
+    let err = opt.step(dev, &m.arena).unwrap_err().to_string();
+    assert!(err.contains("eval mode") && err.contains("train()"), "{err}");
+    assert_eq!(opt.step, 0, "the refused step was not counted");
+    opt.train(dev, &m.arena).unwrap();
+    dev.fill(m.arena.grads, 0.5);
+    for _ in 0..3 {
+        opt.step(dev, &m.arena).unwrap();
+    }
+    let y = dev.read(m.arena.params).unwrap();
+    opt.eval(dev, &m.arena).unwrap();
+    let x = dev.read(m.arena.params).unwrap();
+    assert!(x.iter().zip(&y).any(|(a, b)| a != b), "x differs from y after steps");
+    opt.train(dev, &m.arena).unwrap();
+    let back = dev.read(m.arena.params).unwrap();
+    for (a, b) in back.iter().zip(&y) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "train(eval(y)) = {a}, y = {b}");
+    }
+}
+test_device!(schedule_free_train_and_eval, schedule_free_modes);

@@ -129,8 +129,22 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
 }
 
 /// The optimizers `descent bench optim` knows, with the settings benchmarked.
-pub const BENCH_OPTIMIZERS: [&str; 10] =
-    ["adam", "adamw", "sgd", "rmsprop", "adagrad", "nadam", "radam", "adamax", "adadelta", "lion"];
+pub const BENCH_OPTIMIZERS: [&str; 14] = [
+    "adam",
+    "adamw",
+    "sgd",
+    "rmsprop",
+    "adagrad",
+    "nadam",
+    "radam",
+    "adamax",
+    "adadelta",
+    "lion",
+    "rprop",
+    "asgd",
+    "ademamix",
+    "schedulefree_adamw",
+];
 
 /// PyTorch's defaults, except SGD with momentum 0.9 (the usual way it is run).
 pub fn bench_config(name: &str) -> Result<OptimConfig> {
@@ -232,9 +246,9 @@ impl Unfused {
         let p = two(dev)?;
         dev.write(p[0], params)?;
         let mut state = Vec::new();
-        for _ in config.state_names() {
+        for init in config.state_inits(config.lr()) {
             let s = two(dev)?;
-            dev.fill(s[0], config.state_init());
+            dev.fill(s[0], init);
             state.push(s);
         }
         let temps = [dev.alloc(n)?, dev.alloc(n)?, dev.alloc(n)?];

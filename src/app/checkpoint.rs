@@ -16,7 +16,7 @@ use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
 use crate::backend::quant::{bf16_from_f32, bf16_to_f32, TensorState};
 use crate::backend::Act;
 use crate::message::Setting;
-use crate::optim::{OptimConfig, Schedule, StoredState};
+use crate::optim::{Mode, OptimConfig, Schedule, StoredState};
 use crate::rng::Rng;
 use crate::said;
 use crate::torch_rng::TorchGenerator;
@@ -207,6 +207,11 @@ impl Trainer {
         put("optimizer", self.opt.config.to_json().to_string());
         put("schedule", self.opt.schedule.spec());
         put("optimizer_step", self.opt.step.to_string());
+        // Which sequence the parameters above are, where the optimizer has two (Schedule-Free:
+        // y in train mode, x in eval); every other optimizer's are the same in both.
+        if let OptimConfig::SchedulefreeAdamw(_) = self.opt.config {
+            put("optimizer_mode", self.opt.mode.name().into());
+        }
         put("epoch", self.epoch.to_string());
         put("step_in_epoch", self.step_in_epoch.to_string());
         self.shuffle.save("rng", &mut put);
@@ -246,6 +251,11 @@ impl Trainer {
         self.dev.write(self.model.arena.params, &params)?;
         self.restore_state(tensors, what)?;
         self.opt.step = meta.num("optimizer_step")?;
+        // Checkpoints before the key stored train-mode parameters (nothing else existed).
+        self.opt.mode = match meta.map.get("optimizer_mode") {
+            Some(name) => Mode::from_name(name).with_context(|| what.to_string())?,
+            None => Mode::Train,
+        };
         self.epoch = meta.num("epoch")?;
         self.step_in_epoch = meta.num("step_in_epoch")?;
         ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
@@ -504,6 +514,44 @@ impl<'a> Meta<'a> {
             _ => bail!("{}: '{key}' is not {len} numbers", self.what),
         }
     }
+}
+
+/// The model's weights from a checkpoint's tensors and metadata, as evaluation wants them:
+/// the parameters as stored, except Schedule-Free's in train mode, which are y and become
+/// x = y + (1 − 1/β1)·(z − y) (what `optimizer.eval()` makes, computed as its f32 pass does).
+pub fn export_weights(
+    tensors: &[NamedTensor],
+    meta: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<Vec<NamedTensor>> {
+    let mut weights: Vec<NamedTensor> = tensors.iter().filter(|t| !t.name.starts_with("optimizer.")).cloned().collect();
+    ensure!(!weights.is_empty(), "{what}: no model tensors in the checkpoint");
+    let config = match meta.get("optimizer") {
+        Some(text) => {
+            let v: Value = serde_json::from_str(text).with_context(|| format!("{what}: the optimizer entry"))?;
+            Some(OptimConfig::from_json(&v, "optimizer").with_context(|| what.to_string())?)
+        }
+        None => None,
+    };
+    let mode = meta.get("optimizer_mode").map_or(Ok(Mode::Train), |m| Mode::from_name(m))?;
+    if let (Some(OptimConfig::SchedulefreeAdamw(c)), Mode::Train) = (&config, mode) {
+        let weight = (1.0 - 1.0 / c.betas.0) as f32;
+        for w in &mut weights {
+            let zname = format!("optimizer.z.{}", w.name);
+            let z = tensors.iter().find(|t| t.name == zname).with_context(|| format!("{what}: {zname} is missing"))?;
+            ensure!(
+                z.data.len() == w.data.len(),
+                "{what}: {zname} has {} values, {} has {}",
+                z.data.len(),
+                w.name,
+                w.data.len()
+            );
+            for (y, &z) in w.data.iter_mut().zip(&z.data) {
+                *y += weight * (z - *y);
+            }
+        }
+    }
+    Ok(weights)
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn descend(
             break;
         }
         lr = Some(opt.lr_at(opt.step));
-        opt.step_views(dev, params, grads);
+        opt.step_views(dev, params, grads)?;
     }
     opt.release(dev);
     dev.release(params);

@@ -9,14 +9,15 @@
 //! [final values], "step": T}}`. `"optim_bits": 16 | 8` in the optimizer object keeps the
 //! state in bfloat16 or blockwise 8 bits; `state` then holds its values as f32 (dequantized),
 //! plus `exp_avg_absmax` / `exp_avg_sq_absmax` at 8 bits when the buffer is quantized (4,096
-//! values or more).
+//! values or more). For `schedulefree_adamw`, `params` holds y (what it steps) and the output
+//! adds `"eval_params": [x…]`: the parameters after the switch to eval mode at the end.
 //!
 //! A replay holds its whole output in memory, so a spec is refused (before anything runs) past
 //! [`MAX_STEPS`] steps, past [`MAX_OUTPUT_VALUES`] parameter values in `params`, or when that
 //! output would not fit in the host's available memory.
 
 use crate::backend::{BinaryOp, Device};
-use crate::optim::{OptimConfig, Optimizer, Schedule};
+use crate::optim::{Mode, OptimConfig, Optimizer, Schedule};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
@@ -147,6 +148,8 @@ pub struct Trajectory {
     pub lr: Vec<f64>,
     pub state: Vec<(&'static str, Vec<f32>)>,
     pub steps: u64,
+    /// Schedule-Free: the parameters in eval mode (x) after the last step.
+    pub eval_params: Option<Vec<f32>>,
 }
 
 impl Trajectory {
@@ -156,7 +159,11 @@ impl Trajectory {
             state.insert((*name).into(), json!(v));
         }
         state.insert("step".into(), json!(self.steps));
-        json!({"params": self.params, "lr": self.lr, "state": state})
+        let mut out = json!({"params": self.params, "lr": self.lr, "state": state});
+        if let Some(x) = &self.eval_params {
+            out["eval_params"] = json!(x);
+        }
+        out
     }
 }
 
@@ -170,7 +177,7 @@ pub fn run(dev: &mut Device, spec: &ReplaySpec) -> Result<Trajectory> {
         Problem::Grads(_) => None,
     };
     let mut opt = Optimizer::for_len(dev, spec.optimizer.clone(), spec.schedule.clone(), n)?;
-    let mut out = Trajectory { params: Vec::new(), lr: Vec::new(), state: Vec::new(), steps: 0 };
+    let mut out = Trajectory { params: Vec::new(), lr: Vec::new(), state: Vec::new(), steps: 0, eval_params: None };
     for t in 0..spec.steps() {
         match (&spec.problem, two_a) {
             (Problem::Grads(rows), _) => dev.write(grads, &rows[t])?,
@@ -178,10 +185,14 @@ pub fn run(dev: &mut Device, spec: &ReplaySpec) -> Result<Trajectory> {
             _ => unreachable!("a quadratic has its coefficients uploaded"),
         }
         out.lr.push(opt.lr_at(opt.step));
-        opt.step_views(dev, params, grads);
+        opt.step_views(dev, params, grads)?;
         out.params.push(dev.read(params)?);
     }
     out.state = opt.read_state(dev)?;
     out.steps = opt.step;
+    if let OptimConfig::SchedulefreeAdamw(_) = spec.optimizer {
+        opt.switch(dev, params, grads, Mode::Eval)?;
+        out.eval_params = Some(dev.read(params)?);
+    }
     Ok(out)
 }

@@ -422,13 +422,22 @@ impl Trainer {
         Ok((loss / n, correct / n, start.elapsed().as_secs_f64()))
     }
 
-    /// Mean loss and accuracy on the test split.
+    /// Mean loss and accuracy on the test split, with the parameters in the optimizer's eval
+    /// mode (Schedule-Free's x; the same parameters for every other optimizer), back in train
+    /// mode after.
     pub fn evaluate(&mut self) -> Result<(f64, f64)> {
         wait(self.evaluate_async())
     }
 
     /// [`Trainer::evaluate`] as a future (for a browser's WebGPU device).
     pub async fn evaluate_async(&mut self) -> Result<(f64, f64)> {
+        self.opt.eval(&mut self.dev, &self.model.arena)?;
+        let result = self.evaluate_test().await;
+        self.opt.train(&mut self.dev, &self.model.arena)?;
+        result
+    }
+
+    async fn evaluate_test(&mut self) -> Result<(f64, f64)> {
         let rows = self.test.rows;
         let mut from = 0;
         while from < rows {

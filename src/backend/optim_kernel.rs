@@ -68,6 +68,21 @@ pub enum Slot {
     ExpInf,
     /// Adadelta's running average of squared updates.
     AccDelta,
+    /// Rprop's previous gradient (zeroed where its sign flipped).
+    Prev,
+    /// Rprop's per-element step size.
+    StepSize,
+    /// ASGD's average of the parameters.
+    Ax,
+    /// AdEMAMix's fast average of the gradient (bitsandbytes keeps it stacked with `m2` as
+    /// `m1_m2`).
+    M1,
+    /// AdEMAMix's slow average of the gradient.
+    M2,
+    /// AdEMAMix's second moment.
+    Nu,
+    /// Schedule-Free's z sequence (the SGD-like iterate; y and x are mixed from it).
+    Z,
 }
 
 impl Slot {
@@ -83,6 +98,13 @@ impl Slot {
             Slot::MaxExpAvgSq => "max_exp_avg_sq",
             Slot::ExpInf => "exp_inf",
             Slot::AccDelta => "acc_delta",
+            Slot::Prev => "prev",
+            Slot::StepSize => "step_size",
+            Slot::Ax => "ax",
+            Slot::M1 => "m1",
+            Slot::M2 => "m2",
+            Slot::Nu => "nu",
+            Slot::Z => "z",
         }
     }
 }
@@ -263,6 +285,94 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `torch.optim.Rprop`: the step size grows by η+ while the gradient keeps its sign and
+    /// shrinks by η− when it flips (then the element does not move and forgets the gradient).
+    RpropParams {
+        /// η−: the factor when the sign flips.
+        eta_minus: f32,
+        /// η+: the factor when the sign holds.
+        eta_plus: f32,
+        /// Smallest step size.
+        step_min: f32,
+        /// Largest step size.
+        step_max: f32,
+    }
+);
+
+kernel_params!(
+    /// `torch.optim.ASGD`: η and μ as PyTorch computed them at the end of the previous step.
+    AsgdParams {
+        /// This step's rate η.
+        eta: f32,
+        /// Decay term λ.
+        lambd: f32,
+        /// This step's averaging weight μ.
+        mu: f32,
+        /// L2 penalty added to the gradient.
+        weight_decay: f32,
+        /// 1 while μ is exactly 1: `ax` copies the parameters.
+        copy: u32,
+    }
+);
+
+kernel_params!(
+    /// AdEMAMix (bitsandbytes): α and β3 with their warm-ups applied by the host.
+    AdemamixParams {
+        /// Learning rate of this step.
+        lr: f32,
+        /// Decay of the fast average.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// This step's decay of the slow average.
+        beta3: f32,
+        /// 1 − β3, from f64: with β3 near 1 (0.9999), 1 − f32(β3) is off by 1.7e-4 relative.
+        one_minus_beta3: f32,
+        /// This step's weight of the slow average.
+        alpha: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Decoupled decay, with the update.
+        weight_decay: f32,
+        /// 1 − β1^t.
+        bc1: f32,
+        /// √(1 − β2^t).
+        bc2_sqrt: f32,
+    }
+);
+
+kernel_params!(
+    /// Schedule-Free AdamW's step (schedulefree 1.4.1): the parameters hold y.
+    SchedulefreeParams {
+        /// This step's rate: lr times the optimizer's own warm-up.
+        lr: f32,
+        /// Interpolation between x and z.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Decay, evaluated at y.
+        weight_decay: f32,
+        /// The averaging weight c = w_t / Σ w.
+        ckp1: f32,
+        /// √(1 − β2^t).
+        bc2_sqrt: f32,
+    }
+);
+
+kernel_params!(
+    /// Schedule-Free's passes that are not steps: the switch between y (train) and x (eval),
+    /// p ← p + weight·(z − p); and, before the first step, z ← p.
+    SchedulefreeModeParams {
+        /// 1 − 1/β1 to evaluate, 1 − β1 to train again.
+        weight: f32,
+        /// 1: z starts as a copy of the parameters (which are left as they are).
+        init: u32,
+    }
+);
+
 /// What one fused optimizer launch needs: which kernel, and its scalars.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimStep {
@@ -286,6 +396,16 @@ pub enum OptimStep {
     Adadelta(AdadeltaParams),
     /// `optim_lion.wgsl`.
     Lion(LionParams),
+    /// `optim_rprop.wgsl`.
+    Rprop(RpropParams),
+    /// `optim_asgd.wgsl`.
+    Asgd(AsgdParams),
+    /// `optim_ademamix.wgsl`.
+    Ademamix(AdemamixParams),
+    /// `optim_schedulefree.wgsl`.
+    Schedulefree(SchedulefreeParams),
+    /// `optim_schedulefree_mode.wgsl`: not a step, the switch between y and x.
+    SchedulefreeMode(SchedulefreeModeParams),
 }
 
 /// A kernel's static description: its WGSL entry point, parameter struct and state bindings.
@@ -324,7 +444,7 @@ pub const ADAM8: KernelInfo =
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
-    pub const ALL: [OptimStep; 10] = [
+    pub const ALL: [OptimStep; 15] = [
         OptimStep::Sgd(SgdParams {
             lr: 0.0,
             momentum: 0.0,
@@ -379,6 +499,30 @@ impl OptimStep {
         OptimStep::Adamax(AdamaxParams { beta1: 0.0, beta2: 0.0, eps: 0.0, weight_decay: 0.0, clr: 0.0 }),
         OptimStep::Adadelta(AdadeltaParams { lr: 0.0, rho: 0.0, eps: 0.0, weight_decay: 0.0 }),
         OptimStep::Lion(LionParams { lr: 0.0, beta1: 0.0, beta2: 0.0, weight_decay: 0.0 }),
+        OptimStep::Rprop(RpropParams { eta_minus: 0.0, eta_plus: 0.0, step_min: 0.0, step_max: 0.0 }),
+        OptimStep::Asgd(AsgdParams { eta: 0.0, lambd: 0.0, mu: 0.0, weight_decay: 0.0, copy: 0 }),
+        OptimStep::Ademamix(AdemamixParams {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            beta3: 0.0,
+            one_minus_beta3: 0.0,
+            alpha: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            bc1: 0.0,
+            bc2_sqrt: 0.0,
+        }),
+        OptimStep::Schedulefree(SchedulefreeParams {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            weight_decay: 0.0,
+            ckp1: 0.0,
+            bc2_sqrt: 0.0,
+        }),
+        OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 0 }),
     ];
 
     /// The kernel this step runs.
@@ -415,6 +559,23 @@ impl OptimStep {
                 info::<AdadeltaParams>("adadelta", "AdadeltaParams", AdadeltaParams::FIELDS, &[SquareAvg, AccDelta])
             }
             OptimStep::Lion(_) => info::<LionParams>("lion", "LionParams", LionParams::FIELDS, &[ExpAvg]),
+            OptimStep::Rprop(_) => info::<RpropParams>("rprop", "RpropParams", RpropParams::FIELDS, &[Prev, StepSize]),
+            OptimStep::Asgd(_) => info::<AsgdParams>("asgd", "AsgdParams", AsgdParams::FIELDS, &[Ax]),
+            OptimStep::Ademamix(_) => {
+                info::<AdemamixParams>("ademamix", "AdemamixParams", AdemamixParams::FIELDS, &[M1, M2, Nu])
+            }
+            OptimStep::Schedulefree(_) => info::<SchedulefreeParams>(
+                "schedulefree",
+                "SchedulefreeParams",
+                SchedulefreeParams::FIELDS,
+                &[Z, ExpAvgSq],
+            ),
+            OptimStep::SchedulefreeMode(_) => info::<SchedulefreeModeParams>(
+                "schedulefree_mode",
+                "SchedulefreeModeParams",
+                SchedulefreeModeParams::FIELDS,
+                &[Z, ExpAvgSq],
+            ),
         }
     }
 
@@ -434,6 +595,12 @@ impl OptimStep {
             (OptimStep::Adamax(_), ExpAvg | ExpInf) => true,
             (OptimStep::Adadelta(_), SquareAvg | AccDelta) => true,
             (OptimStep::Lion(_), ExpAvg) => true,
+            (OptimStep::Rprop(_), Prev | StepSize) => true,
+            (OptimStep::Asgd(_), Ax) => true,
+            (OptimStep::Ademamix(_), M1 | M2 | Nu) => true,
+            (OptimStep::Schedulefree(_), Z | ExpAvgSq) => true,
+            // The switch reads and writes z only (exp_avg_sq's binding is a placeholder).
+            (OptimStep::SchedulefreeMode(_), Z) => true,
             _ => false,
         }
     }
@@ -472,6 +639,11 @@ impl OptimStep {
             OptimStep::Adamax(h) => bytemuck::bytes_of(h),
             OptimStep::Adadelta(h) => bytemuck::bytes_of(h),
             OptimStep::Lion(h) => bytemuck::bytes_of(h),
+            OptimStep::Rprop(h) => bytemuck::bytes_of(h),
+            OptimStep::Asgd(h) => bytemuck::bytes_of(h),
+            OptimStep::Ademamix(h) => bytemuck::bytes_of(h),
+            OptimStep::Schedulefree(h) => bytemuck::bytes_of(h),
+            OptimStep::SchedulefreeMode(h) => bytemuck::bytes_of(h),
         }
     }
 }

@@ -29,7 +29,8 @@ pub enum BenchWhat {
 
 #[derive(Args)]
 pub struct OptimBench {
-    /// adam, adamw, sgd (momentum 0.9), rmsprop, adagrad, or all; comma-separated.
+    /// adam, adamw, sgd (momentum 0.9), rmsprop, adagrad, nadam, radam, adamax, adadelta, lion,
+    /// rprop, asgd, ademamix, schedulefree_adamw, or all; comma-separated.
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
     /// Parameter counts, e.g. 1e6,1e7,1e8.

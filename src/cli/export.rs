@@ -1,8 +1,9 @@
 //! `descent export --checkpoint FILE --out model.safetensors`: the weights alone, under
-//! `nn.Sequential`'s names, for `model.load_state_dict(safetensors.torch.load_file(…))`.
+//! `nn.Sequential`'s names, for `model.load_state_dict(safetensors.torch.load_file(…))`
+//! (Schedule-Free's in eval mode: x, as its reference evaluates).
 
 use super::usage;
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use clap::Args;
 use descent::app::checkpoint;
 use std::collections::BTreeMap;
@@ -20,8 +21,8 @@ pub struct ExportArgs {
 
 pub fn run(a: ExportArgs) -> Result<()> {
     let (tensors, meta) = usage(checkpoint::read(&a.checkpoint))?;
-    let weights: Vec<_> = tensors.into_iter().filter(|t| !t.name.starts_with("optimizer.")).collect();
-    ensure!(!weights.is_empty(), "{}: no model tensors in the checkpoint", a.checkpoint.display());
+    // Schedule-Free's stored y becomes x, the parameters it evaluates with.
+    let weights = checkpoint::export_weights(&tensors, &meta, &a.checkpoint.display().to_string())?;
     let mut out_meta = BTreeMap::new();
     out_meta.insert("format".to_string(), "pt".to_string());
     for k in ["sizes", "activation", "dataset"] {

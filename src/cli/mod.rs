@@ -84,8 +84,8 @@ impl From<ActArg> for Act {
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
-    /// sgd, adagrad, rmsprop, adam, adamw, lecture_momentum, nadam, radam, adamax, adadelta or
-    /// lion.
+    /// sgd, adagrad, rmsprop, adam, adamw, lecture_momentum, nadam, radam, adamax, adadelta,
+    /// lion, rprop, asgd, ademamix or schedulefree_adamw.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     /// Learning rate (default: PyTorch's for the optimizer).
@@ -144,7 +144,7 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub centered: bool,
-    /// Two numbers: --betas 0.9,0.999
+    /// Two numbers (three for ademamix): --betas 0.9,0.999
     #[arg(long)]
     #[serde(skip)]
     pub betas: Option<String>,
@@ -170,6 +170,42 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub rho: Option<f64>,
+    /// Rprop's step-size factors on a sign flip and on a kept sign: --etas 0.5,1.2
+    #[arg(long)]
+    #[serde(skip)]
+    pub etas: Option<String>,
+    /// Rprop's smallest and largest step sizes: --step-sizes 1e-6,50
+    #[arg(long)]
+    #[serde(skip)]
+    pub step_sizes: Option<String>,
+    /// ASGD's decay term λ.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub lambd: Option<f64>,
+    /// ASGD's step from which ax averages.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub t0: Option<f64>,
+    /// AdEMAMix: steps over which alpha warms up.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t_alpha: Option<u64>,
+    /// AdEMAMix: steps over which beta3 warms up.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t_beta3: Option<u64>,
+    /// Schedule-Free AdamW's own linear warm-up, in steps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// Schedule-Free AdamW: the step's power in the averaging weight.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub r: Option<f64>,
+    /// Schedule-Free AdamW: the largest rate's power in the averaging weight.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub weight_lr_power: Option<f64>,
     /// constant, step:STEP_SIZE:GAMMA, exp:GAMMA, expdecay:RATE:STEPS[:staircase],
     /// cosine:T_MAX[:WARMUP[:ETA_MIN]] (steps are optimizer steps).
     #[arg(long, default_value = "constant")]
@@ -202,14 +238,22 @@ impl HyperArgs {
                 anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
             }
         }
-        if let Some(b) = &self.betas {
+        // Lists of numbers; how many the optimizer takes is the JSON reader's to check.
+        let lists = [
+            ("betas", &self.betas, "two numbers such as 0.9,0.999 (three for ademamix)"),
+            ("etas", &self.etas, "two numbers such as 0.5,1.2"),
+            ("step_sizes", &self.step_sizes, "two numbers such as 1e-6,50"),
+        ];
+        for (key, text, example) in lists {
+            let Some(b) = text else { continue };
+            let flag = format!("--{}", key.replace('_', "-"));
             let parts: Vec<f64> = b
                 .split(',')
                 .map(|x| x.trim().parse::<f64>())
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|_| anyhow::anyhow!("--betas {b}: expected two numbers such as 0.9,0.999"))?;
-            anyhow::ensure!(parts.len() == 2, "--betas {b}: expected two numbers such as 0.9,0.999");
-            obj.insert("betas".into(), serde_json::json!(parts));
+                .map_err(|_| anyhow::anyhow!("{flag} {b}: expected {example}"))?;
+            anyhow::ensure!((2..=3).contains(&parts.len()), "{flag} {b}: expected {example}");
+            obj.insert(key.into(), serde_json::json!(parts));
         }
         // Speak of flags, not JSON paths: "optimizer.weight_decay" is --weight-decay here.
         let flag_name = |e: anyhow::Error| {

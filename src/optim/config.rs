@@ -1,17 +1,33 @@
-//! [`OptimConfig`]: which optimizer, with its hyperparameters (`hyper.rs`); their checks, their
-//! JSON form, and the kernel step each becomes.
+//! [`OptimConfig`]: which optimizer, with its hyperparameters (`hyper.rs`); their checks and
+//! their JSON form. The kernel step each becomes is in `step.rs`.
 
 pub use super::hyper::*;
-use super::{OptimBits, OptimStep, Slot};
-use crate::backend::optim_kernel::*;
+use super::step::Carried;
+use super::{OptimBits, Slot};
+use crate::backend::optim_kernel::Objective;
 use crate::backend::quant::{self};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
-pub const OPTIMIZER_NAMES: [&str; 11] =
-    ["sgd", "adagrad", "rmsprop", "adam", "adamw", "lecture_momentum", "nadam", "radam", "adamax", "adadelta", "lion"];
+pub const OPTIMIZER_NAMES: [&str; 15] = [
+    "sgd",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "lecture_momentum",
+    "nadam",
+    "radam",
+    "adamax",
+    "adadelta",
+    "lion",
+    "rprop",
+    "asgd",
+    "ademamix",
+    "schedulefree_adamw",
+];
 
 /// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
 ///
@@ -44,10 +60,18 @@ pub enum OptimConfig {
     Adadelta(Adadelta),
     /// Lion (Chen et al. 2023) as lion-pytorch and bitsandbytes compute it.
     Lion(Lion),
+    /// `torch.optim.Rprop`.
+    Rprop(Rprop),
+    /// `torch.optim.ASGD`.
+    Asgd(Asgd),
+    /// AdEMAMix (Pagliardini et al. 2024) as bitsandbytes computes it.
+    Ademamix(Ademamix),
+    /// Schedule-Free AdamW (Defazio et al. 2024) as schedulefree 1.4.1 computes it.
+    SchedulefreeAdamw(SchedulefreeAdamw),
 }
 
 /// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
-/// optimizer has (`lr`, `weight_decay`, `optim_bits`) are read and set through it.
+/// optimizer has (`lr`, `maximize`, `optim_bits`) are read and set through it.
 macro_rules! each_config {
     ($config:expr, $c:ident => $body:expr) => {
         match $config {
@@ -61,6 +85,10 @@ macro_rules! each_config {
             OptimConfig::Adamax($c) => $body,
             OptimConfig::Adadelta($c) => $body,
             OptimConfig::Lion($c) => $body,
+            OptimConfig::Rprop($c) => $body,
+            OptimConfig::Asgd($c) => $body,
+            OptimConfig::Ademamix($c) => $body,
+            OptimConfig::SchedulefreeAdamw($c) => $body,
         }
     };
 }
@@ -96,18 +124,14 @@ fn check_unit(v: f64, what: &str) -> Result<()> {
 
 /// Each beta in [0, 1), or [0, 1] where 1 is meaningful (`closed`: Lion's, as lion-pytorch
 /// checks them).
-fn check_betas(betas: (f64, f64), closed: bool) -> Result<()> {
-    for (i, b) in [betas.0, betas.1].into_iter().enumerate() {
+fn check_betas(betas: &[f64], closed: bool) -> Result<()> {
+    for (i, &b) in betas.iter().enumerate() {
         let ok = b.is_finite() && b >= 0.0 && if closed { b <= 1.0 } else { b < 1.0 };
         if !ok {
             bail!("invalid beta parameter at index {i}: {b} (must be in [0, 1{})", if closed { "]" } else { ")" });
         }
     }
     Ok(())
-}
-
-fn flag(b: bool) -> u32 {
-    b as u32
 }
 
 impl OptimConfig {
@@ -125,6 +149,10 @@ impl OptimConfig {
             "adamax" => OptimConfig::Adamax(Adamax::default()),
             "adadelta" => OptimConfig::Adadelta(Adadelta::default()),
             "lion" => OptimConfig::Lion(Lion::default()),
+            "rprop" => OptimConfig::Rprop(Rprop::default()),
+            "asgd" => OptimConfig::Asgd(Asgd::default()),
+            "ademamix" => OptimConfig::Ademamix(Ademamix::default()),
+            "schedulefree_adamw" => OptimConfig::SchedulefreeAdamw(SchedulefreeAdamw::default()),
             _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
         })
     }
@@ -143,6 +171,10 @@ impl OptimConfig {
             OptimConfig::Adamax(_) => "adamax",
             OptimConfig::Adadelta(_) => "adadelta",
             OptimConfig::Lion(_) => "lion",
+            OptimConfig::Rprop(_) => "rprop",
+            OptimConfig::Asgd(_) => "asgd",
+            OptimConfig::Ademamix(_) => "ademamix",
+            OptimConfig::SchedulefreeAdamw(_) => "schedulefree_adamw",
         }
     }
 
@@ -162,9 +194,24 @@ impl OptimConfig {
         self
     }
 
-    /// The weight decay (every optimizer has one: L2, or decoupled for AdamW).
+    /// The weight decay (L2, or decoupled for AdamW and others; Rprop has none: 0).
     pub fn weight_decay(&self) -> f64 {
-        each_config!(self, c => c.weight_decay)
+        match self {
+            OptimConfig::Sgd(c) => c.weight_decay,
+            OptimConfig::Adagrad(c) => c.weight_decay,
+            OptimConfig::Rmsprop(c) => c.weight_decay,
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.weight_decay,
+            OptimConfig::LectureMomentum(c) => c.weight_decay,
+            OptimConfig::Nadam(c) => c.weight_decay,
+            OptimConfig::Radam(c) => c.weight_decay,
+            OptimConfig::Adamax(c) => c.weight_decay,
+            OptimConfig::Adadelta(c) => c.weight_decay,
+            OptimConfig::Lion(c) => c.weight_decay,
+            OptimConfig::Rprop(_) => 0.0,
+            OptimConfig::Asgd(c) => c.weight_decay,
+            OptimConfig::Ademamix(c) => c.weight_decay,
+            OptimConfig::SchedulefreeAdamw(c) => c.weight_decay,
+        }
     }
 
     /// Whether it ascends (PyTorch's `maximize`, which every optimizer takes).
@@ -236,6 +283,14 @@ impl OptimConfig {
             // The default's JSON type says what the key holds.
             match default {
                 Value::Number(_) if !val.is_number() => bail!("{path}.{key}: expected a number"),
+                // A count (warmup_steps): the default is written as an integer.
+                Value::Number(d) if d.is_u64() && val.as_u64().is_none() => {
+                    bail!("{path}.{key}: expected a whole number >= 0, got {val}")
+                }
+                // An optional count (t_alpha, t_beta3): absent by default.
+                Value::Null if !val.is_null() && val.as_u64().is_none() => {
+                    bail!("{path}.{key}: expected a whole number of steps, or null for none; got {val}")
+                }
                 Value::Bool(_) if !val.is_boolean() => bail!("{path}.{key}: expected true or false"),
                 Value::Array(d)
                     if val.as_array().is_none_or(|a| a.len() != d.len() || !a.iter().all(Value::is_number)) =>
@@ -307,26 +362,26 @@ impl OptimConfig {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
                 check_eps(c.eps)?;
-                check_betas(c.betas, false)?;
+                check_betas(&[c.betas.0, c.betas.1], false)?;
             }
             OptimConfig::Nadam(c) => {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
                 check_nonneg(c.momentum_decay, "momentum_decay")?;
                 check_eps(c.eps)?;
-                check_betas(c.betas, false)?;
+                check_betas(&[c.betas.0, c.betas.1], false)?;
             }
             OptimConfig::Radam(c) => {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
                 check_eps(c.eps)?;
-                check_betas(c.betas, false)?;
+                check_betas(&[c.betas.0, c.betas.1], false)?;
             }
             OptimConfig::Adamax(c) => {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
                 check_eps(c.eps)?;
-                check_betas(c.betas, false)?;
+                check_betas(&[c.betas.0, c.betas.1], false)?;
             }
             OptimConfig::Adadelta(c) => {
                 check_lr(c.lr)?;
@@ -337,122 +392,69 @@ impl OptimConfig {
             OptimConfig::Lion(c) => {
                 check_lr(c.lr)?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
-                check_betas(c.betas, true)?;
+                check_betas(&[c.betas.0, c.betas.1], true)?;
             }
             OptimConfig::LectureMomentum(c) => {
                 check_lr(c.lr)?;
                 check_nonneg(c.momentum, "momentum")?;
                 check_nonneg(c.weight_decay, "weight_decay")?;
             }
+            OptimConfig::Rprop(c) => {
+                check_lr(c.lr)?;
+                let (minus, plus) = c.etas;
+                if !(minus > 0.0 && minus < 1.0 && plus > 1.0 && plus.is_finite()) {
+                    bail!("invalid etas: ({minus}, {plus}) (must be 0 < etaminus < 1 < etaplus)");
+                }
+                let (lo, hi) = c.step_sizes;
+                if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
+                    bail!("invalid step_sizes: ({lo}, {hi}) (must be finite, 0 <= min <= max)");
+                }
+            }
+            OptimConfig::Asgd(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.lambd, "lambd")?;
+                check_nonneg(c.alpha, "alpha")?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                if !c.t0.is_finite() {
+                    bail!("invalid t0: {} (must be a finite number)", c.t0);
+                }
+            }
+            OptimConfig::Ademamix(c) => {
+                check_lr(c.lr)?;
+                check_eps(c.eps)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_nonneg(c.alpha, "alpha")?;
+                check_betas(&[c.betas.0, c.betas.1, c.betas.2], false)?;
+                if c.t_beta3.is_some() && (c.betas.0 <= 0.0 || c.betas.2 <= 0.0) {
+                    bail!("t_beta3 warms beta3 up from beta1 on a log scale: both must be > 0");
+                }
+                for (key, v) in [("t_alpha", c.t_alpha), ("t_beta3", c.t_beta3)] {
+                    if v == Some(0) {
+                        bail!("invalid {key}: 0 (must be a number of steps >= 1, or null for none)");
+                    }
+                }
+            }
+            OptimConfig::SchedulefreeAdamw(c) => {
+                check_lr(c.lr)?;
+                check_eps(c.eps)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_betas(&[c.betas.0, c.betas.1], false)?;
+                if c.betas.0 <= 0.0 {
+                    bail!("invalid beta parameter at index 0: 0 (schedule-free's eval mode divides by beta1: must be in (0, 1))");
+                }
+                check_nonneg(c.r, "r")?;
+                check_nonneg(c.weight_lr_power, "weight_lr_power")?;
+            }
         }
         Ok(())
-    }
-
-    /// The kernel scalars for step `t` (1-based, as PyTorch counts) at learning rate `lr`.
-    pub fn kernel_step(&self, t: u64, lr: f64) -> OptimStep {
-        let f = |x: f64| x as f32;
-        match self {
-            OptimConfig::Sgd(c) => OptimStep::Sgd(SgdParams {
-                lr: f(lr),
-                momentum: f(c.momentum),
-                dampening: f(c.dampening),
-                weight_decay: f(c.weight_decay),
-                nesterov: flag(c.nesterov),
-                first_step: flag(t == 1),
-            }),
-            OptimConfig::Adagrad(c) => OptimStep::Adagrad(AdagradParams {
-                clr: f(lr / (1.0 + (t as f64 - 1.0) * c.lr_decay)),
-                weight_decay: f(c.weight_decay),
-                eps: f(c.eps),
-            }),
-            OptimConfig::Rmsprop(c) => OptimStep::Rmsprop(RmspropParams {
-                lr: f(lr),
-                alpha: f(c.alpha),
-                eps: f(c.eps),
-                weight_decay: f(c.weight_decay),
-                momentum: f(c.momentum),
-                centered: flag(c.centered),
-            }),
-            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => {
-                let (b1, b2) = c.betas;
-                OptimStep::Adam(AdamParams {
-                    lr: f(lr),
-                    beta1: f(b1),
-                    beta2: f(b2),
-                    eps: f(c.eps),
-                    weight_decay: f(c.weight_decay),
-                    step_size: f(lr / (1.0 - b1.powi(t as i32))),
-                    bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
-                    decoupled: flag(matches!(self, OptimConfig::Adamw(_))),
-                    amsgrad: flag(c.amsgrad),
-                })
-            }
-            OptimConfig::LectureMomentum(c) => OptimStep::LectureMomentum(LectureMomentumParams {
-                lr: f(lr),
-                momentum: f(c.momentum),
-                weight_decay: f(c.weight_decay),
-            }),
-            OptimConfig::Nadam(c) => {
-                let (b1, b2) = c.betas;
-                let mu = |s: u64| nadam_mu(b1, c.momentum_decay, s);
-                let product = nadam_mu_product(b1, c.momentum_decay, t);
-                OptimStep::Nadam(NadamParams {
-                    lr: f(lr),
-                    beta1: f(b1),
-                    beta2: f(b2),
-                    eps: f(c.eps),
-                    weight_decay: f(c.weight_decay),
-                    grad_step: f(lr * (1.0 - mu(t)) / (1.0 - product)),
-                    avg_step: f(lr * mu(t + 1) / (1.0 - product * mu(t + 1))),
-                    bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
-                    decoupled: flag(c.decoupled_weight_decay),
-                })
-            }
-            OptimConfig::Radam(c) => {
-                let (b1, b2) = c.betas;
-                let bc2 = 1.0 - b2.powi(t as i32);
-                let rect = radam_rectification(b2, t);
-                OptimStep::Radam(RadamParams {
-                    lr: f(lr),
-                    beta1: f(b1),
-                    beta2: f(b2),
-                    eps: f(c.eps),
-                    weight_decay: f(c.weight_decay),
-                    step_size: f(lr / (1.0 - b1.powi(t as i32))),
-                    adaptive_scale: f(rect.map_or(0.0, |r| r * bc2.sqrt())),
-                    rectified: flag(rect.is_some()),
-                    decoupled: flag(c.decoupled_weight_decay),
-                })
-            }
-            OptimConfig::Adamax(c) => {
-                let (b1, b2) = c.betas;
-                OptimStep::Adamax(AdamaxParams {
-                    beta1: f(b1),
-                    beta2: f(b2),
-                    eps: f(c.eps),
-                    weight_decay: f(c.weight_decay),
-                    clr: f(lr / (1.0 - b1.powi(t as i32))),
-                })
-            }
-            OptimConfig::Adadelta(c) => OptimStep::Adadelta(AdadeltaParams {
-                lr: f(lr),
-                rho: f(c.rho),
-                eps: f(c.eps),
-                weight_decay: f(c.weight_decay),
-            }),
-            OptimConfig::Lion(c) => OptimStep::Lion(LionParams {
-                lr: f(lr),
-                beta1: f(c.betas.0),
-                beta2: f(c.betas.1),
-                weight_decay: f(c.weight_decay),
-            }),
-        }
     }
 
     /// The state slots this configuration keeps, in the order buffers are allocated and stored
     /// (the kernel's binding order, filtered by the settings).
     pub fn slots(&self) -> Vec<Slot> {
-        self.kernel_step(1, self.lr()).slots()
+        let mut first = Carried::new();
+        first.advance(self, self.lr());
+        self.kernel_step(1, self.lr(), &first).slots()
     }
 
     /// Names of the state buffers, in slot order (PyTorch's `state_dict()` names).
@@ -460,12 +462,19 @@ impl OptimConfig {
         self.slots().into_iter().map(Slot::name).collect()
     }
 
-    /// Initial value of each state slot.
-    pub fn state_init(&self) -> f32 {
-        match self {
-            OptimConfig::Adagrad(c) => c.initial_accumulator_value as f32,
-            _ => 0.0,
-        }
+    /// Initial value of each state slot, in slot order, when the first step's rate is `lr0`:
+    /// Adagrad's `initial_accumulator_value`, Rprop's step size (lr0, the one use of its rate),
+    /// else 0. (Schedule-Free's z starts as a copy of the parameters: the optimizer's init
+    /// pass writes it before the first step.)
+    pub fn state_inits(&self, lr0: f64) -> Vec<f32> {
+        self.slots()
+            .into_iter()
+            .map(|s| match (self, s) {
+                (OptimConfig::Adagrad(c), Slot::Sum) => c.initial_accumulator_value as f32,
+                (OptimConfig::Rprop(_), Slot::StepSize) => lr0 as f32,
+                _ => 0.0,
+            })
+            .collect()
     }
 
     /// Bytes one step moves per parameter: reads of p, g and each state slot, writes of p and
@@ -490,89 +499,5 @@ impl OptimConfig {
             OptimBits::B16 => 4 * slots * n.div_ceil(2) as u64,
             OptimBits::B8 => quant::state_bytes_8bit(n),
         }
-    }
-}
-
-/// NAdam's momentum coefficient of step `t`: μ_t = β1·(1 − ½·0.96^(t·ψ)).
-pub fn nadam_mu(beta1: f64, momentum_decay: f64, t: u64) -> f64 {
-    beta1 * (1.0 - 0.5 * 0.96f64.powf(t as f64 * momentum_decay))
-}
-
-/// NAdam's `mu_product` after step `t`, Π_{s=1..t} μ_s, in closed form so that it is a pure
-/// function of `t` (no host state, nothing more in a checkpoint, O(1) per step):
-/// ln Π(1 − ½qˢ) = −Σ_k (½)ᵏ/k · qᵏ(1 − q^{kt})/(1 − qᵏ) with q = 0.96^ψ, a series whose terms
-/// shrink by at least ½ each. PyTorch multiplies the factors one by one; the two agree to
-/// about 1e-15 relative (tested against the product).
-pub fn nadam_mu_product(beta1: f64, momentum_decay: f64, t: u64) -> f64 {
-    if t == 0 {
-        return 1.0;
-    }
-    let ln_q = momentum_decay * 0.96f64.ln();
-    let tf = t as f64;
-    let mut log_sum = 0.0;
-    let mut half_k = 1.0;
-    for k in 1..=60 {
-        let kf = k as f64;
-        half_k *= 0.5;
-        // Σ_{s=1..t} q^{ks}: t when q = 1, else a geometric sum (expm1 keeps it exact near 1).
-        let geometric =
-            if ln_q == 0.0 { tf } else { (kf * ln_q).exp() * (kf * tf * ln_q).exp_m1() / (kf * ln_q).exp_m1() };
-        let term = half_k / kf * geometric;
-        log_sum -= term;
-        if term < 1e-18 * log_sum.abs() {
-            break;
-        }
-    }
-    beta1.powf(tf) * log_sum.exp()
-}
-
-/// RAdam's rectification r_t at step `t`, or `None` while ρ_t ≤ 5 (PyTorch then takes the
-/// unadapted step): ρ∞ = 2/(1 − β2) − 1, ρ_t = ρ∞ − 2tβ2ᵗ/(1 − β2ᵗ).
-pub fn radam_rectification(beta2: f64, t: u64) -> Option<f64> {
-    let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
-    let b2t = beta2.powi(t as i32);
-    let rho_t = rho_inf - 2.0 * t as f64 * b2t / (1.0 - b2t);
-    (rho_t > 5.0)
-        .then(|| ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The closed form against PyTorch's running product, at the default ψ, a large one, ψ = 0
-    /// and far into training.
-    #[test]
-    fn nadam_mu_product_is_the_running_product() {
-        for (b1, psi) in [(0.9, 4e-3), (0.8, 0.5), (0.9, 0.0), (0.99, 4e-3)] {
-            let mut product = 1.0f64;
-            for t in 1..=200_000u64 {
-                product *= nadam_mu(b1, psi, t);
-                if t <= 50 || t % 9973 == 0 {
-                    let closed = nadam_mu_product(b1, psi, t);
-                    let rel = (closed - product).abs() / product.abs().max(f64::MIN_POSITIVE);
-                    // Both underflow together far out; where they are normal they agree closely.
-                    assert!(
-                        rel < 1e-9 || (product < 1e-290 && closed < 1e-290),
-                        "b1 {b1} psi {psi} t {t}: {closed} vs {product}"
-                    );
-                }
-            }
-        }
-        assert_eq!(nadam_mu_product(0.9, 4e-3, 0), 1.0);
-    }
-
-    /// RAdam: steps 1 to 5 unrectified, step 6 the first rectified, for the β2 people use; a
-    /// β2 of 0.6 (ρ∞ = 4) never rectifies.
-    #[test]
-    fn radam_rectifies_from_step_six() {
-        for b2 in [0.9, 0.99, 0.999, 0.9999] {
-            for t in 1..=5 {
-                assert!(radam_rectification(b2, t).is_none(), "b2 {b2} t {t}");
-            }
-            let r = radam_rectification(b2, 6).expect("rectified at 6");
-            assert!(r > 0.0 && r < 1.0, "{r}");
-        }
-        assert!((1..1000).all(|t| radam_rectification(0.6, t).is_none()));
     }
 }

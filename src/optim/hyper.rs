@@ -344,3 +344,155 @@ impl Default for Lion {
         Lion { lr: 1e-4, betas: (0.9, 0.99), weight_decay: 0.0, maximize: false, optim_bits: OptimBits::B32 }
     }
 }
+
+/// Rprop's hyperparameters (PyTorch's defaults: lr 1e-2, etas (0.5, 1.2), step_sizes (1e-6,
+/// 50)). No weight decay, as in PyTorch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rprop {
+    /// Every element's first step size. Read once, when the state is made, as PyTorch does: a
+    /// schedule does not change Rprop's steps.
+    pub lr: f64,
+    /// (η−, η+): the step size's factor when the gradient's sign flips, and when it holds.
+    pub etas: (f64, f64),
+    /// (minimum, maximum) step size.
+    pub step_sizes: (f64, f64),
+    /// Ascend instead: the gradient is read negated (PyTorch's `maximize`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// Width of the state: 32 (f32) or 16 (bfloat16).
+    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
+    pub optim_bits: OptimBits,
+}
+
+/// ASGD's hyperparameters (PyTorch's defaults: lr 1e-2, lambd 1e-4, alpha 0.75, t0 1e6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asgd {
+    /// Learning rate (η follows it one step late, as in PyTorch).
+    pub lr: f64,
+    /// Decay term λ.
+    pub lambd: f64,
+    /// Power of η's decay.
+    pub alpha: f64,
+    /// The step from which `ax` averages (before it, `ax` copies the parameters).
+    pub t0: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    /// Ascend instead: the gradient is read negated (PyTorch's `maximize`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// Width of the state: 32 (f32) or 16 (bfloat16).
+    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
+    pub optim_bits: OptimBits,
+}
+
+/// AdEMAMix's hyperparameters (Pagliardini et al. 2024, bitsandbytes' defaults: lr 1e-3, betas
+/// (0.9, 0.999, 0.9999), alpha 5, eps 1e-8, weight_decay 1e-2, no warm-ups).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ademamix {
+    /// Learning rate.
+    pub lr: f64,
+    /// (β1, β2, β3): the fast average, the second moment, the slow average.
+    pub betas: (f64, f64, f64),
+    /// Weight of the slow average.
+    pub alpha: f64,
+    /// Steps over which alpha warms up linearly (none: alpha from the start).
+    pub t_alpha: Option<u64>,
+    /// Steps over which β3 warms up from β1 (none: β3 from the start).
+    pub t_beta3: Option<u64>,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Decoupled decay, applied with the update.
+    pub weight_decay: f64,
+    /// Ascend instead: the gradient is read negated (PyTorch's `maximize`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// Width of the state: 32 (f32) or 16 (bfloat16).
+    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
+    pub optim_bits: OptimBits,
+}
+
+/// Schedule-Free AdamW's hyperparameters (schedulefree 1.4.1's `AdamWScheduleFree`: lr 0.0025,
+/// betas (0.9, 0.999), eps 1e-8, weight_decay 0, warmup_steps 0, r 0, weight_lr_power 2).
+///
+/// The parameters it steps are y; evaluation and export want x. [`crate::optim::Optimizer::eval`]
+/// and [`crate::optim::Optimizer::train`] switch between them, as the reference's `eval()` and
+/// `train()` do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulefreeAdamw {
+    /// Learning rate (times its own linear warm-up).
+    pub lr: f64,
+    /// β1 interpolates y between x and z; β2 decays the second moment.
+    pub betas: (f64, f64),
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Decay, evaluated at y.
+    pub weight_decay: f64,
+    /// Steps of its own linear learning-rate warm-up.
+    pub warmup_steps: u64,
+    /// Power of the step in the averaging weight.
+    pub r: f64,
+    /// Power of the largest learning rate so far in the averaging weight.
+    pub weight_lr_power: f64,
+    /// Ascend instead: the gradient is read negated (PyTorch's `maximize`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// Width of the state: 32 (f32) or 16 (bfloat16).
+    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
+    pub optim_bits: OptimBits,
+}
+
+impl Default for Rprop {
+    fn default() -> Rprop {
+        Rprop { lr: 1e-2, etas: (0.5, 1.2), step_sizes: (1e-6, 50.0), maximize: false, optim_bits: OptimBits::B32 }
+    }
+}
+
+impl Default for Asgd {
+    fn default() -> Asgd {
+        Asgd {
+            lr: 1e-2,
+            lambd: 1e-4,
+            alpha: 0.75,
+            t0: 1e6,
+            weight_decay: 0.0,
+            maximize: false,
+            optim_bits: OptimBits::B32,
+        }
+    }
+}
+
+impl Default for Ademamix {
+    fn default() -> Ademamix {
+        Ademamix {
+            lr: 1e-3,
+            betas: (0.9, 0.999, 0.9999),
+            alpha: 5.0,
+            t_alpha: None,
+            t_beta3: None,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            maximize: false,
+            optim_bits: OptimBits::B32,
+        }
+    }
+}
+
+impl Default for SchedulefreeAdamw {
+    fn default() -> SchedulefreeAdamw {
+        SchedulefreeAdamw {
+            lr: 0.0025,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            r: 0.0,
+            weight_lr_power: 2.0,
+            maximize: false,
+            optim_bits: OptimBits::B32,
+        }
+    }
+}

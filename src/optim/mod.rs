@@ -19,10 +19,12 @@ mod optimizer;
 pub mod reference;
 pub mod schedule;
 mod state;
+mod step;
 
 pub use config::*;
 pub use optimizer::*;
 pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};
+pub use step::*;
 
 pub use crate::backend::{Blockwise8, OptimBits, OptimStep, Slot};
 pub use schedule::Schedule;

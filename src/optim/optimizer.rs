@@ -4,6 +4,7 @@
 
 use super::config::*;
 use super::state::{OptimState, StoredState};
+use super::step::Carried;
 use super::Schedule;
 use crate::backend::optim_kernel::*;
 use crate::backend::quant::BlockTable;
@@ -11,6 +12,37 @@ use crate::backend::Device;
 use crate::nn::ParamArena;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Result};
+
+/// Which sequence the parameters hold. Only Schedule-Free tells them apart: it steps y
+/// (`Train`), and evaluation and export want x (`Eval`). Every other optimizer's parameters
+/// are the same in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The parameters are what the optimizer steps.
+    #[default]
+    Train,
+    /// Schedule-Free: the parameters hold x, the average; stepping is refused.
+    Eval,
+}
+
+impl Mode {
+    /// How checkpoints name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Train => "train",
+            Mode::Eval => "eval",
+        }
+    }
+
+    /// The mode a checkpoint names.
+    pub fn from_name(s: &str) -> Result<Mode> {
+        match s {
+            "train" => Ok(Mode::Train),
+            "eval" => Ok(Mode::Eval),
+            _ => bail!("unknown optimizer mode '{s}': expected train or eval"),
+        }
+    }
+}
 
 /// An optimizer bound to a device: its configuration, schedule, step count and its state,
 /// parallel to the parameter arena.
@@ -25,6 +57,11 @@ pub struct Optimizer {
     pub n: usize,
     /// The state buffers.
     pub state: OptimState,
+    /// Which sequence the parameters hold (see [`Mode`]). Set it directly only when restoring
+    /// parameters stored in that mode; [`Optimizer::eval`] and [`Optimizer::train`] switch.
+    pub mode: Mode,
+    /// Host scalars carried between steps (recomputed when `step` was set directly).
+    carried: Carried,
     /// The tensors it was built for, as (shape, arena range): an arena stepped must have this
     /// layout, not merely this length (padding makes different models the same length).
     layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
@@ -75,11 +112,10 @@ impl Optimizer {
         // A schedule that would give a NaN, negative or wrapped rate is refused here, where it
         // enters the library, not found later as NaN parameters.
         schedule.validate()?;
-        let slots = config.state_names().len();
-        let init = config.state_init();
-        let state = OptimState::alloc(dev, config.optim_bits(), n, slots, init, tensors)?;
+        let inits = config.state_inits(schedule.lr(config.lr(), 0));
+        let state = OptimState::alloc(dev, config.optim_bits(), n, &inits, tensors)?;
         let layout = tensors.iter().map(|&(at, len)| (vec![len], at..at + len)).collect();
-        Ok(Optimizer { config, schedule, step: 0, n, state, layout })
+        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), layout })
     }
 
     /// The learning rate used for step index `t` (0-based).
@@ -91,6 +127,13 @@ impl Optimizer {
     /// 16 bits one per run of trainable tensors when some are frozen; at 8 bits one, over the
     /// trainable tensors' blocks).
     pub fn step(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
+        self.check_layout(arena)?;
+        let ranges = arena.trainable_ranges();
+        self.step_ranges(dev, arena.params, arena.grads, &ranges)
+    }
+
+    /// Refuse an arena of another layout than the one this optimizer was built for.
+    fn check_layout(&self, arena: &ParamArena) -> Result<()> {
         let layout = arena_layout(arena);
         if layout != self.layout || arena.len() != self.n {
             let at = layout
@@ -111,18 +154,55 @@ impl Optimizer {
                 arena.len()
             );
         }
-        let ranges = arena.trainable_ranges();
-        self.step_ranges(dev, arena.params, arena.grads, &ranges)
+        Ok(())
     }
 
-    /// One fused step over flat `params` and `grads` of the length the optimizer was built for.
-    pub fn step_views(&mut self, dev: &mut Device, params: View, grads: View) {
-        debug_assert!(params.len == self.n && grads.len == self.n);
-        let n = self.n;
-        let whole: Vec<std::ops::Range<usize>> = std::iter::once(0..n).collect();
-        if let Err(e) = self.step_ranges(dev, params, grads, &whole) {
-            unreachable!("a flat step has nothing to check: {e}");
+    /// Put the parameters in eval mode: for Schedule-Free, x (the average that evaluation and
+    /// export want) in the place of y, as the reference's `optimizer.eval()`. Every other
+    /// optimizer only records the mode. One pass over the whole arena; nothing is read back.
+    pub fn eval(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
+        self.check_layout(arena)?;
+        self.switch(dev, arena.params, arena.grads, Mode::Eval)
+    }
+
+    /// Back to train mode (Schedule-Free: y in the place of x), as `optimizer.train()`.
+    pub fn train(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
+        self.check_layout(arena)?;
+        self.switch(dev, arena.params, arena.grads, Mode::Train)
+    }
+
+    /// [`Optimizer::eval`] or [`Optimizer::train`] over flat `params` (and `grads`, which the
+    /// pass binds but does not read) of the length it was built for.
+    pub fn switch(&mut self, dev: &mut Device, params: View, grads: View, to: Mode) -> Result<()> {
+        ensure!(params.len == self.n && grads.len == self.n, "params and grads of {} elements", self.n);
+        if to == self.mode {
+            return Ok(());
         }
+        // Before the first step there is no z yet: nothing moves, as in the reference.
+        if let (OptimConfig::SchedulefreeAdamw(c), true) = (&self.config, self.step > 0) {
+            let beta1 = c.betas.0;
+            let weight = match to {
+                Mode::Eval => 1.0 - 1.0 / beta1,
+                Mode::Train => 1.0 - beta1,
+            };
+            let k = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: weight as f32, init: 0 });
+            self.state.step(dev, &k, Objective::Minimize, params, grads, &self.whole())?;
+        }
+        self.mode = to;
+        Ok(())
+    }
+
+    /// One fused step over flat `params` and `grads` of the length the optimizer was built for
+    /// (an error in eval mode, or for views of another length).
+    pub fn step_views(&mut self, dev: &mut Device, params: View, grads: View) -> Result<()> {
+        ensure!(
+            params.len == self.n && grads.len == self.n,
+            "params of {} and grads of {} elements, for an optimizer of {}",
+            params.len,
+            grads.len,
+            self.n
+        );
+        self.step_ranges(dev, params, grads, &self.whole())
     }
 
     /// One step over the parts `ranges` of flat `params` and `grads` (the length the optimizer
@@ -141,15 +221,33 @@ impl Optimizer {
             self.n
         );
         self.state.check_ranges(ranges)?;
+        if self.mode == Mode::Eval {
+            bail!("the optimizer is in eval mode (the parameters hold schedule-free's x): call train() before stepping, as the reference requires");
+        }
+        if let (OptimConfig::SchedulefreeAdamw(_), 0) = (&self.config, self.step) {
+            // z starts as a copy of the parameters: every tensor's, frozen or not.
+            let init = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 1 });
+            self.state.step(dev, &init, Objective::Minimize, params, grads, &self.whole())?;
+        }
         let k = self.next_step();
         self.state.step(dev, &k, self.config.objective(), params, grads, ranges)
     }
 
+    /// The whole arena as one range.
+    fn whole(&self) -> Vec<std::ops::Range<usize>> {
+        std::iter::once(0..self.n).collect()
+    }
+
     /// Count a step and compute its kernel scalars.
     fn next_step(&mut self) -> OptimStep {
+        if self.carried.t != self.step {
+            // The step count was set directly (a resumed checkpoint): recompute from the rates.
+            self.carried = Carried::replay(&self.config, self.step, |k| self.lr_at(k));
+        }
         let lr = self.lr_at(self.step);
+        self.carried.advance(&self.config, lr);
         self.step += 1;
-        self.config.kernel_step(self.step, lr)
+        self.config.kernel_step(self.step, lr, &self.carried)
     }
 
     /// Give the state buffers back to the device's pool.
@@ -174,7 +272,7 @@ impl Optimizer {
     /// its initial value, codes of zero), built on the host: what a checkpoint's tensors are
     /// written into before [`Optimizer::write_stored`].
     pub fn initial_stored(&self) -> StoredState {
-        self.state.initial_stored(self.n, self.config.state_names().len(), self.config.state_init())
+        self.state.initial_stored(self.n, &self.config.state_inits(self.lr_at(0)))
     }
 
     /// The state exactly as stored (checkpoints keep these bits).

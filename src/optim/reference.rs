@@ -4,9 +4,13 @@
 use super::{OptimConfig, Slot};
 use crate::backend::quant::{self, DynamicMap, BLOCK};
 
-/// One step `t` (1-based) at learning rate `lr`, updating `p` and the state slots in place
-/// (slot order as in [`OptimConfig::slots`]).
-pub fn step(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
+/// One step `t` (1-based) at the rates `lrs` of steps 1..=t (this step's is the last: ASGD and
+/// Schedule-Free read the earlier ones), updating `p` and the state slots in place
+/// (slot order as in [`OptimConfig::slots`]). Schedule-Free's z is the caller's to start as a
+/// copy of the parameters before step 1, as the optimizer's init pass does.
+pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
+    assert_eq!(lrs.len() as u64, t, "one rate per step so far");
+    let lr = lrs[t as usize - 1];
     let slots = c.slots();
     let at = |s: Slot| slots.iter().position(|&x| x == s);
     // PyTorch's `maximize`: `grad = -grad` before anything else.
@@ -156,6 +160,97 @@ pub fn step(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &
                 p[i] -= lr * sign;
                 state[0][i] = b2 * state[0][i] + (1.0 - b2) * gi;
             }
+            OptimConfig::Rprop(c) => {
+                let (prev, size) = (state[0][i], state[1][i]);
+                let product = gi * prev;
+                let factor = if product > 0.0 {
+                    c.etas.1
+                } else if product < 0.0 {
+                    gi = 0.0;
+                    c.etas.0
+                } else {
+                    1.0
+                };
+                let size = (size * factor).clamp(c.step_sizes.0, c.step_sizes.1);
+                let sign = if gi > 0.0 {
+                    1.0
+                } else if gi < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                p[i] -= sign * size;
+                state[0][i] = gi;
+                state[1][i] = size;
+            }
+            OptimConfig::Asgd(c) => {
+                if c.weight_decay != 0.0 {
+                    gi += c.weight_decay * p[i];
+                }
+                // η and μ as PyTorch leaves them after the previous step (step 1: eta = lr, mu = 1).
+                let (eta, mu) = if t == 1 {
+                    (lrs[0], 1.0)
+                } else {
+                    let l = lrs[t as usize - 2];
+                    let done = (t - 1) as f64;
+                    (l / (1.0 + c.lambd * l * done).powf(c.alpha), 1.0 / f64::max(1.0, done - c.t0))
+                };
+                p[i] *= 1.0 - c.lambd * eta;
+                p[i] -= eta * gi;
+                let ax = &mut state[0][i];
+                if mu != 1.0 {
+                    *ax += (p[i] - *ax) * mu;
+                } else {
+                    *ax = p[i];
+                }
+            }
+            OptimConfig::Ademamix(c) => {
+                let (b1, b2, b3) = c.betas;
+                let tf = t as f64;
+                let alpha = match c.t_alpha {
+                    Some(ta) => f64::min(tf * c.alpha / ta as f64, c.alpha),
+                    None => c.alpha,
+                };
+                let beta3 = match c.t_beta3 {
+                    Some(tb) => {
+                        let (l1, l3, s) = (b1.ln(), b3.ln(), tf / tb as f64);
+                        f64::min(((l1 * l3) / ((1.0 - s) * l3 + s * l1)).exp(), b3)
+                    }
+                    None => b3,
+                };
+                state[0][i] = b1 * state[0][i] + (1.0 - b1) * gi;
+                state[1][i] = beta3 * state[1][i] + (1.0 - beta3) * gi;
+                state[2][i] = b2 * state[2][i] + (1.0 - b2) * gi * gi;
+                let denom = state[2][i].sqrt() / (1.0 - b2.powi(t as i32)).sqrt() + c.eps;
+                let update = (state[0][i] / (1.0 - b1.powi(t as i32)) + alpha * state[1][i]) / denom;
+                p[i] -= lr * (update + c.weight_decay * p[i]);
+            }
+            OptimConfig::SchedulefreeAdamw(c) => {
+                let (b1, b2) = c.betas;
+                // The group scalars, from every rate so far (k 0-based).
+                let warm = |k: usize| {
+                    if (k as u64) < c.warmup_steps {
+                        (k + 1) as f64 / c.warmup_steps as f64
+                    } else {
+                        1.0
+                    }
+                };
+                let (mut lr_max, mut weight, mut weight_sum) = (-1.0f64, 0.0, 0.0);
+                for (k, &l) in lrs.iter().enumerate() {
+                    lr_max = lr_max.max(l * warm(k));
+                    weight = ((k + 1) as f64).powf(c.r) * lr_max.powf(c.weight_lr_power);
+                    weight_sum += weight;
+                }
+                let ckp1 = if weight_sum != 0.0 { weight / weight_sum } else { 0.0 };
+                let lr = lr * warm(t as usize - 1);
+                let (z, v) = (state[0][i], &mut state[1][i]);
+                *v = b2 * *v + (1.0 - b2) * gi * gi;
+                let denom = (*v / (1.0 - b2.powi(t as i32))).sqrt() + c.eps;
+                let u = gi / denom + c.weight_decay * p[i];
+                let y = p[i] + ckp1 * (z - p[i]);
+                p[i] = y + lr * (b1 * (1.0 - ckp1) - 1.0) * u;
+                state[0][i] = z - lr * u;
+            }
         }
     }
 }
@@ -167,8 +262,8 @@ pub fn round_bf16(x: f64) -> f64 {
 
 /// One step with bfloat16 state: [`step`] from the stored state, then each slot rounded to
 /// bfloat16 (the parameter update uses the unrounded state, as the kernels do).
-pub fn step_bf16(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
-    step(c, t, lr, p, g, state);
+pub fn step_bf16(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
+    step(c, t, lrs, p, g, state);
     for s in state.iter_mut() {
         for x in s.iter_mut() {
             *x = round_bf16(*x);
@@ -207,7 +302,7 @@ pub fn nearest_code(map: &DynamicMap, x: f64) -> u8 {
 /// `quant::MIN_8BIT_SIZE` elements: per block of `quant::BLOCK`, dequantize, [`step`] in f64,
 /// the new absmax, the nearest codes. Returns the normalized values the codes were chosen for
 /// (value / absmax), per state.
-pub fn step_8bit(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], q: &mut Quantized) -> [Vec<f64>; 2] {
+pub fn step_8bit(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], q: &mut Quantized) -> [Vec<f64>; 2] {
     let mut normalized = [Vec::with_capacity(p.len()), Vec::with_capacity(p.len())];
     let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
     for (b, at) in (0..p.len()).step_by(BLOCK).enumerate() {
@@ -220,7 +315,7 @@ pub fn step_8bit(c: &OptimConfig, t: u64, lr: f64, p: &mut [f64], g: &[f64], q: 
                     .collect()
             })
             .collect();
-        step(c, t, lr, &mut p[r.clone()], &g[r.clone()], &mut state);
+        step(c, t, lrs, &mut p[r.clone()], &g[r.clone()], &mut state);
         for k in 0..2 {
             let top = state[k].iter().fold(0f64, |a, x| a.max(x.abs()));
             q.absmax[k][b] = top;

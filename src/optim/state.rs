@@ -52,9 +52,9 @@ pub struct F32State {
 }
 
 impl F32State {
-    fn alloc(dev: &mut Device, n: usize, slots: usize, init: f32) -> Result<F32State> {
+    fn alloc(dev: &mut Device, n: usize, inits: &[f32]) -> Result<F32State> {
         let mut v = Vec::new();
-        for _ in 0..slots {
+        for &init in inits {
             let s = dev.alloc(n)?;
             dev.fill(s, init);
             v.push(s);
@@ -96,10 +96,10 @@ pub struct Bf16State {
 }
 
 impl Bf16State {
-    fn alloc(dev: &mut Device, n: usize, slots: usize, init: f32) -> Result<Bf16State> {
-        let h = quant::bf16_from_f32(init) as u32;
+    fn alloc(dev: &mut Device, n: usize, inits: &[f32]) -> Result<Bf16State> {
         let mut v = Vec::new();
-        for _ in 0..slots {
+        for &init in inits {
+            let h = quant::bf16_from_f32(init) as u32;
             let s = dev.alloc(n.div_ceil(2))?;
             dev.fill(s, f32::from_bits(h | h << 16));
             v.push(s);
@@ -296,19 +296,18 @@ pub enum OptimState {
 }
 
 impl OptimState {
-    /// `slots` state buffers for `n` parameters at `bits`, each at `init` (8 bits: codes of
-    /// zero, each of `tensors` quantized in blocks of its own).
+    /// A state buffer per slot for `n` parameters at `bits`, slot k at `inits[k]` (8 bits:
+    /// codes of zero, each of `tensors` quantized in blocks of its own).
     pub(super) fn alloc(
         dev: &mut Device,
         bits: OptimBits,
         n: usize,
-        slots: usize,
-        init: f32,
+        inits: &[f32],
         tensors: &[(usize, usize)],
     ) -> Result<OptimState> {
         Ok(match bits {
-            OptimBits::B32 => OptimState::F32(F32State::alloc(dev, n, slots, init)?),
-            OptimBits::B16 => OptimState::Bf16(Bf16State::alloc(dev, n, slots, init)?),
+            OptimBits::B32 => OptimState::F32(F32State::alloc(dev, n, inits)?),
+            OptimBits::B16 => OptimState::Bf16(Bf16State::alloc(dev, n, inits)?),
             OptimBits::B8 => OptimState::Blockwise8(Blockwise8State::alloc(dev, n, tensors)?),
         })
     }
@@ -382,11 +381,11 @@ impl OptimState {
         })
     }
 
-    /// What a new state of this width and layout stores: every slot at `init`, codes of zero.
-    pub(super) fn initial_stored(&self, n: usize, slots: usize, init: f32) -> StoredState {
+    /// What a new state of this width and layout stores: slot k at `inits[k]`, codes of zero.
+    pub(super) fn initial_stored(&self, n: usize, inits: &[f32]) -> StoredState {
         match self {
-            OptimState::F32(_) => StoredState::F32(vec![vec![init; n]; slots]),
-            OptimState::Bf16(_) => StoredState::Bf16(vec![vec![quant::bf16_from_f32(init); n]; slots]),
+            OptimState::F32(_) => StoredState::F32(inits.iter().map(|&x| vec![x; n]).collect()),
+            OptimState::Bf16(_) => StoredState::Bf16(inits.iter().map(|&x| vec![quant::bf16_from_f32(x); n]).collect()),
             OptimState::Blockwise8(s) => StoredState::Blockwise8 {
                 codes: [quant::DynamicMap::signed().zero, quant::DynamicMap::unsigned().zero].map(|z| vec![z; n]),
                 absmax: [vec![0.0; s.table.quantized_blocks], vec![0.0; s.table.quantized_blocks]],

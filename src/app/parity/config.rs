@@ -4,7 +4,8 @@
 use crate::backend::Device;
 use crate::message::Setting;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, Adamax, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig, Radam, Rmsprop, Sgd,
+    Adadelta, Adagrad, Adam, Adamax, Ademamix, Asgd, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig, Radam,
+    Rmsprop, Rprop, SchedulefreeAdamw, Sgd,
 };
 use crate::said;
 use anyhow::Result;
@@ -142,15 +143,31 @@ pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
         // maximize: the gradient read negated, in every kernel's shared entry points.
         ("adam_amsgrad_maximize", O::Adam(Adam { amsgrad: true, maximize: true, ..Adam::default() })),
         ("lion_maximize", O::Lion(Lion { maximize: true, ..Lion::default() })),
+        ("rprop", O::Rprop(Rprop { step_sizes: (1e-3, 0.05), ..Rprop::default() })),
+        // t0 = 1: ax copies on step 1, then averages with μ = 1/(t − 2) from step 4 on.
+        ("asgd_averaging", O::Asgd(Asgd { t0: 1.0, lambd: 0.01, weight_decay: 0.01, ..Asgd::default() })),
+        ("ademamix", O::Ademamix(Ademamix::default())),
+        ("ademamix_warmups", O::Ademamix(Ademamix { t_alpha: Some(3), t_beta3: Some(5), ..Ademamix::default() })),
+        (
+            "schedulefree_adamw",
+            O::SchedulefreeAdamw(SchedulefreeAdamw {
+                warmup_steps: 2,
+                r: 0.5,
+                weight_decay: 0.01,
+                ..SchedulefreeAdamw::default()
+            }),
+        ),
     ];
     cases.into_iter().map(|(label, c)| (label.to_string(), c)).collect()
 }
 
 /// Steps an optimizer case runs: `steps`, or more where a branch starts later (RAdam's
-/// rectified step from step 6 on, for every β2 PyTorch users pick).
+/// rectified step from step 6 on, for every β2 PyTorch users pick; ASGD's averaging).
 pub fn case_steps(cfg: &OptimConfig, steps: u64) -> u64 {
     match cfg {
         OptimConfig::Radam(_) => steps.max(7),
+        // ASGD averages from step t0 + 2 on (μ < 1 from step 4 with t0 = 1).
+        OptimConfig::Asgd(_) => steps.max(5),
         _ => steps,
     }
 }

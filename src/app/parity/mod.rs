@@ -6,9 +6,12 @@ mod config;
 
 pub use config::*;
 
+use crate::backend::optim_kernel::{Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
-use crate::optim::{reference as optim_ref, OptimBits, OptimConfig, Optimizer, Schedule, StoredState};
+use crate::optim::{
+    reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, StoredState,
+};
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
@@ -299,6 +302,7 @@ impl Checker<'_> {
         let sf: Vec<View> = names.iter().map(|_| self.dev.alloc(n)).collect::<Result<_>>()?;
         let mut opt = Optimizer::for_len(self.dev, cfg.clone(), Schedule::Constant, n)?;
         let (mut pres, mut sres) = (Vec::new(), vec![Vec::new(); names.len()]);
+        let mut carried = Carried::new();
         for t in 1..=steps {
             // The f32 kernel from the same parameters and the widened state.
             let p_now = self.dev.read_async(pv).await?;
@@ -306,10 +310,16 @@ impl Checker<'_> {
             for ((_, v), &s) in opt.read_state_async(self.dev).await?.iter().zip(&sf) {
                 self.dev.write(s, v)?;
             }
+            if let (OptimConfig::SchedulefreeAdamw(_), 1) = (cfg, t) {
+                // The optimizer's first step begins with z = p (its init pass), stored in bfloat16.
+                let z: Vec<f32> = p_now.iter().map(|&x| quant::bf16_to_f32(quant::bf16_from_f32(x))).collect();
+                self.dev.write(sf[0], &z)?;
+            }
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
-            self.dev.optim_step(&cfg.kernel_step(t, cfg.lr()), cfg.objective(), pf, gv, &sf);
-            opt.step_views(self.dev, pv, gv);
+            carried.advance(cfg, cfg.lr());
+            self.dev.optim_step(&cfg.kernel_step(t, cfg.lr(), &carried), cfg.objective(), pf, gv, &sf);
+            opt.step_views(self.dev, pv, gv)?;
             let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
             pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
             for (k, (_, got)) in opt.read_state_async(self.dev).await?.into_iter().enumerate() {
@@ -364,7 +374,7 @@ impl Checker<'_> {
             };
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
-            opt.step_views(self.dev, pv, gv);
+            opt.step_views(self.dev, pv, gv)?;
             let p_new = self.dev.read_async(pv).await?;
             let StoredState::Blockwise8 { codes: codes_new, absmax: absmax_new, small: small_new } =
                 opt.read_stored_async(self.dev).await?
@@ -372,6 +382,7 @@ impl Checker<'_> {
                 unreachable!("an 8-bit optimizer stores codes")
             };
             let (mut want_p, mut got_p) = (Vec::new(), Vec::new());
+            let lrs = vec![cfg.lr(); t as usize];
             let (mut want_a, mut got_a) = (Vec::new(), Vec::new());
             let (mut want_s, mut got_s) = (Vec::new(), Vec::new());
             let (mut ties, mut wrong) = (0usize, 0usize);
@@ -394,7 +405,7 @@ impl Checker<'_> {
                                 beta1 * m.abs() + (1.0 - beta1) * g.abs()
                             })
                             .collect();
-                        let values = optim_ref::step_8bit(cfg, t, cfg.lr(), &mut p, &g64, &mut q);
+                        let values = optim_ref::step_8bit(cfg, t, &lrs, &mut p, &g64, &mut q);
                         for k in 0..2 {
                             want_a.extend(q.absmax[k].iter().copied());
                             got_a.extend(absmax_new[k][ab.clone()].iter().copied());
@@ -418,7 +429,7 @@ impl Checker<'_> {
                     TensorState::Full(s) => {
                         let mut state: Vec<Vec<f64>> =
                             (0..2).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
-                        optim_ref::step(cfg, t, cfg.lr(), &mut p, &g64, &mut state);
+                        optim_ref::step(cfg, t, &lrs, &mut p, &g64, &mut state);
                         for k in 0..2 {
                             want_s.extend(state[k].iter().copied());
                             got_s.extend(small_new[k][s.clone()].iter().copied());
@@ -451,15 +462,25 @@ impl Checker<'_> {
         let names = cfg.state_names();
         let p0 = self.random(n, -1.0, 1.0);
         let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
-        let mut state: Vec<Vec<f64>> = names.iter().map(|_| vec![cfg.state_init() as f64; n]).collect();
+        let inits = cfg.state_inits(cfg.lr());
+        let mut state: Vec<Vec<f64>> = inits.iter().map(|&x| vec![x as f64; n]).collect();
         let pv = self.input(&p0)?;
         let gv = self.dev.alloc(n)?;
         let mut slots = Vec::new();
-        for _ in &names {
+        for &init in &inits {
             let s = self.dev.alloc(n)?;
-            self.dev.fill(s, cfg.state_init());
+            self.dev.fill(s, init);
             slots.push(s);
         }
+        if let OptimConfig::SchedulefreeAdamw(_) = cfg {
+            // z starts as a copy of the parameters: the init pass, checked as its own row.
+            let init = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 1 });
+            self.dev.optim_step(&init, Objective::Minimize, pv, gv, &slots);
+            state[0].clone_from(&p);
+            self.check(&format!("{label} init z"), format!("{n}"), slots[0], &p, 0.0, 0.0).await?;
+        }
+        let mut carried = Carried::new();
+        let mut lrs = Vec::new();
         for t in 1..=steps {
             // Fresh gradients of mixed scale, bounded away from zero so that g + wd·p cannot
             // cancel: a cancellation makes any f32 result differ from f64 by more than the
@@ -473,14 +494,27 @@ impl Checker<'_> {
                 .collect();
             self.dev.write(gv, &g)?;
             let lr = cfg.lr();
-            self.dev.optim_step(&cfg.kernel_step(t, lr), cfg.objective(), pv, gv, &slots);
+            carried.advance(cfg, lr);
+            lrs.push(lr);
+            self.dev.optim_step(&cfg.kernel_step(t, lr, &carried), cfg.objective(), pv, gv, &slots);
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
-            optim_ref::step(cfg, t, lr, &mut p, &g64, &mut state);
+            optim_ref::step(cfg, t, &lrs, &mut p, &g64, &mut state);
         }
         let shape = format!("{n} x {steps} steps");
         self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
         for (i, name) in names.iter().enumerate() {
             self.check(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL).await?;
+        }
+        if let OptimConfig::SchedulefreeAdamw(c) = cfg {
+            // The switch to eval mode: x = y + (1 − 1/β1)·(z − y), as the reference's lerp.
+            let weight = 1.0 - 1.0 / c.betas.0;
+            let switch = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: weight as f32, init: 0 });
+            self.dev.optim_step(&switch, Objective::Minimize, pv, gv, &slots);
+            for (x, z) in p.iter_mut().zip(&state[0]) {
+                *x += weight * (z - *x);
+            }
+            let shape = format!("{n} after {steps} steps");
+            self.check(&format!("{label} eval x"), shape, pv, &p, ABS_TOL, REL_TOL).await?;
         }
         self.done(&[pv, gv]);
         self.done(&slots);

@@ -180,6 +180,26 @@ fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]
             slot(s1, n).expect("adadelta keeps acc_delta"),
         ),
         OptimStep::Lion(h) => lion(h, p, g, slot(s0, n).expect("lion keeps exp_avg")),
+        OptimStep::Rprop(h) => {
+            rprop(h, p, g, slot(s0, n).expect("rprop keeps prev"), slot(s1, n).expect("rprop keeps step_size"))
+        }
+        OptimStep::Asgd(h) => asgd(h, p, g, slot(s0, n).expect("asgd keeps ax")),
+        OptimStep::Ademamix(h) => ademamix(
+            h,
+            p,
+            g,
+            slot(s0, n).expect("ademamix keeps m1"),
+            slot(s1, n).expect("ademamix keeps m2"),
+            slot(s2, n).expect("ademamix keeps nu"),
+        ),
+        OptimStep::Schedulefree(h) => schedulefree(
+            h,
+            p,
+            slot(s0, n).expect("schedule-free keeps z"),
+            slot(s1, n).expect("schedule-free keeps exp_avg_sq"),
+            g,
+        ),
+        OptimStep::SchedulefreeMode(h) => schedulefree_mode(h, p, slot(s0, n).expect("the switch binds z")),
     }
 }
 
@@ -388,6 +408,83 @@ fn lion<S: Cell>(h: &LionParams, p: &mut [f32], g: &[f32], m: &mut [S]) {
         let c = b1 * m0 + (1.0 - b1) * g;
         *m = S::put(b2 * m0 + (1.0 - b2) * g);
         *p = pi - lr * sign(c);
+    }
+}
+
+#[inline(always)]
+fn rprop<S: Cell>(h: &RpropParams, p: &mut [f32], g: &[f32], prev: &mut [S], size: &mut [S]) {
+    let (minus, plus, lo, hi) = (h.eta_minus, h.eta_plus, h.step_min, h.step_max);
+    for (((p, &g0), prev), size) in p.iter_mut().zip(g).zip(prev.iter_mut()).zip(size.iter_mut()) {
+        let d = g0 * prev.get();
+        let (factor, g) = if d > 0.0 {
+            (plus, g0)
+        } else if d < 0.0 {
+            (minus, 0.0)
+        } else {
+            (1.0, g0)
+        };
+        // WGSL's clamp: min(max(x, lo), hi).
+        let s = (size.get() * factor).max(lo).min(hi);
+        *prev = S::put(g);
+        *size = S::put(s);
+        *p -= sign(g) * s;
+    }
+}
+
+#[inline(always)]
+fn asgd<S: Cell>(h: &AsgdParams, p: &mut [f32], g: &[f32], ax: &mut [S]) {
+    let (eta, lambd, mu, wd, copy) = (h.eta, h.lambd, h.mu, h.weight_decay, h.copy != 0);
+    for ((p, &g), ax) in p.iter_mut().zip(g).zip(ax.iter_mut()) {
+        let gi = g + wd * *p;
+        let pi = *p * (1.0 - lambd * eta) - eta * gi;
+        *ax = S::put(if copy { pi } else { ax.get() + (pi - ax.get()) * mu });
+        *p = pi;
+    }
+}
+
+#[inline(always)]
+fn ademamix<S: Cell>(h: &AdemamixParams, p: &mut [f32], g: &[f32], m1: &mut [S], m2: &mut [S], nu: &mut [S]) {
+    let (b1, b2, b3, c3) = (h.beta1, h.beta2, h.beta3, h.one_minus_beta3);
+    let (alpha, eps, wd, lr) = (h.alpha, h.eps, h.weight_decay, h.lr);
+    let (bc1, bc2_sqrt) = (h.bc1, h.bc2_sqrt);
+    for ((((p, &g), m1), m2), nu) in p.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut()).zip(nu.iter_mut()) {
+        let a = b1 * m1.get() + (1.0 - b1) * g;
+        let b = b3 * m2.get() + c3 * g;
+        let v = b2 * nu.get() + (1.0 - b2) * g * g;
+        *m1 = S::put(a);
+        *m2 = S::put(b);
+        *nu = S::put(v);
+        let den = v.sqrt() / bc2_sqrt + eps;
+        let u = (a / bc1 + alpha * b) / den + wd * *p;
+        *p -= lr * u;
+    }
+}
+
+#[inline(always)]
+fn schedulefree<S: Cell>(h: &SchedulefreeParams, y: &mut [f32], z: &mut [S], v: &mut [S], g: &[f32]) {
+    let (lr, b1, b2, eps, wd, c, bc2_sqrt) = (h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.ckp1, h.bc2_sqrt);
+    for (((y, &g), z), v) in y.iter_mut().zip(g).zip(z.iter_mut()).zip(v.iter_mut()) {
+        let vi = b2 * v.get() + (1.0 - b2) * g * g;
+        let u = g / (vi.sqrt() / bc2_sqrt + eps) + wd * *y;
+        let z0 = z.get();
+        let y1 = *y + c * (z0 - *y);
+        *y = y1 + lr * (b1 * (1.0 - c) - 1.0) * u;
+        *z = S::put(z0 - lr * u);
+        *v = S::put(vi);
+    }
+}
+
+#[inline(always)]
+fn schedulefree_mode<S: Cell>(h: &SchedulefreeModeParams, p: &mut [f32], z: &mut [S]) {
+    if h.init != 0 {
+        for (p, z) in p.iter().zip(z.iter_mut()) {
+            *z = S::put(*p);
+        }
+        return;
+    }
+    let w = h.weight;
+    for (p, z) in p.iter_mut().zip(z.iter()) {
+        *p += w * (z.get() - *p);
     }
 }
 

@@ -94,6 +94,16 @@ modules! {
     OptimAdadelta => "optim_adadelta", optim_module!("optim_adadelta.wgsl");
     /// Lion.
     OptimLion => "optim_lion", optim_module!("optim_lion.wgsl");
+    /// Rprop.
+    OptimRprop => "optim_rprop", optim_module!("optim_rprop.wgsl");
+    /// ASGD.
+    OptimAsgd => "optim_asgd", optim_module!("optim_asgd.wgsl");
+    /// AdEMAMix.
+    OptimAdemamix => "optim_ademamix", optim_module!("optim_ademamix.wgsl");
+    /// Schedule-Free AdamW's step.
+    OptimSchedulefree => "optim_schedulefree", optim_module!("optim_schedulefree.wgsl");
+    /// Schedule-Free's train/eval switch and z's init.
+    OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl");
     /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
     OptimAdam8 => "optim_adam8", concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
 }
@@ -112,6 +122,11 @@ impl Module {
             OptimStep::Adamax(_) => Module::OptimAdamax,
             OptimStep::Adadelta(_) => Module::OptimAdadelta,
             OptimStep::Lion(_) => Module::OptimLion,
+            OptimStep::Rprop(_) => Module::OptimRprop,
+            OptimStep::Asgd(_) => Module::OptimAsgd,
+            OptimStep::Ademamix(_) => Module::OptimAdemamix,
+            OptimStep::Schedulefree(_) => Module::OptimSchedulefree,
+            OptimStep::SchedulefreeMode(_) => Module::OptimSchedulefreeMode,
         }
     }
 }

@@ -206,6 +206,11 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::OptimAdamax, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdadelta, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimLion, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimRprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAsgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimAdemamix, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimSchedulefree, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimSchedulefreeMode, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
 ];
 
