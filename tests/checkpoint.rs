@@ -328,3 +328,32 @@ fn schedule_free_resumes_bit_exactly_and_exports_x() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Adafactor: its row and column statistics are checkpointed under PyTorch's state names and
+/// shapes (`row_var` [rows, 1], `col_var` [1, cols], `variance` for biases), and a resume is
+/// bit-exact.
+#[test]
+fn adafactor_checkpoints_its_factored_state() {
+    let d = common::temp_dir("adafactor");
+    let run = |args: &[&str]| {
+        let mut all =
+            vec!["train", "--data-dir", SUBSET, "--device", "cpu", "--optimizer", "adafactor", "--hidden", "32"];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(&all).output().unwrap();
+        assert!(out.status.success(), "{all:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (full, half, resumed) = (d.join("full.safetensors"), d.join("half.safetensors"), d.join("resumed.safetensors"));
+    run(&["--epochs", "3", "--checkpoint", &s(&full)]);
+    run(&["--epochs", "2", "--checkpoint", &s(&half)]);
+    run(&["--epochs", "3", "--resume", &s(&half), "--checkpoint", &s(&resumed)]);
+    assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap());
+    let (tensors, _) = checkpoint::read(&full).unwrap();
+    let shape = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    assert_eq!(shape("optimizer.row_var.0.weight"), Some(vec![32, 1]));
+    assert_eq!(shape("optimizer.col_var.0.weight"), Some(vec![1, 784]));
+    assert_eq!(shape("optimizer.variance.0.bias"), Some(vec![32]));
+    assert_eq!(shape("optimizer.row_var.2.weight"), Some(vec![10, 1]));
+    let rows = tensors.iter().find(|t| t.name == "optimizer.row_var.0.weight").unwrap();
+    assert!(rows.data.iter().all(|&x| x > 0.0), "the row statistics were written");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -8,8 +8,8 @@
 use descent::backend::contract::Field;
 use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
 use descent::backend::gpu::params::UNIFORMS;
-use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAM8, STEP_ENTRIES};
-use descent::optim::{Carried, OptimConfig, OPTIMIZER_NAMES};
+use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, ADAM8, STEP_ENTRIES};
+use descent::optim::{Carried, OptimConfig, Step, OPTIMIZER_NAMES};
 
 fn read(f: &str) -> String {
     let path = format!("{}/shaders/{f}", env!("CARGO_MANIFEST_DIR"));
@@ -103,6 +103,10 @@ fn every_kernel_struct_mirrors_its_wgsl_twin() {
     }
     let diffs = differences(&ADAM8, &adam8_source(), &[ADAM8.name], true);
     assert!(diffs.is_empty(), "adam8: {}", diffs.join("; "));
+    // Adafactor's own module: its six entry points, its parameters after a 32-byte header.
+    let adafactor = format!("{}{}", kernels::prelude(), read("adafactor.wgsl"));
+    let diffs = differences(&ADAFACTOR, &adafactor, &ADAFACTOR_ENTRIES, false);
+    assert!(diffs.is_empty(), "adafactor: {}", diffs.join("; "));
     // Its header takes the place of the f32 kernels' arena: 32 bytes.
     let module = naga::front::wgsl::parse_str(&adam8_source()).unwrap();
     assert_eq!(wgsl_struct(&module, "Arena").map(|(_, span)| span), Some(32));
@@ -144,7 +148,11 @@ fn every_optimizer_runs_a_listed_kernel() {
         assert_eq!(c.name(), name);
         let mut first = Carried::new();
         first.advance(&c, c.lr());
-        let entry = c.kernel_step(1, c.lr(), &first).kernel().name;
+        let entry = match c.kernel_step(1, c.lr(), &first) {
+            Step::Fused(k) => k.kernel().name,
+            Step::Factored(_) => ADAFACTOR.name,
+        };
+        let entries: Vec<&str> = entries.iter().copied().chain([ADAFACTOR.name]).collect();
         assert!(entries.contains(&entry), "{name} runs '{entry}', which OptimStep::ALL does not list");
         // The JSON form round-trips and names the optimizer.
         assert_eq!(OptimConfig::from_json(&c.to_json(), "o").unwrap(), c);

@@ -101,7 +101,10 @@ fn check_device(mut dev: Device) {
                 .iter()
                 .map(|s| s[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
                 .collect();
-            for i in 0..n {
+            // A state is as long as the parameters, or (Adafactor's rows and columns) its own length.
+            let len = val.as_array().unwrap().len();
+            assert_eq!(got.len(), len, "{name}: {key} has {} values, PyTorch's {len}", got.len());
+            for i in 0..len {
                 let scale = traj.iter().map(|r| r[i].abs()).fold(0.0, f64::max);
                 let want = val[i].as_f64().unwrap();
                 assert!(within(got[i] as f64, want, scale), "{name}: {key}[{i}] = {} vs PyTorch {want}", got[i]);
@@ -191,6 +194,31 @@ fn replay_rejects_bad_specs_with_json_paths() {
             "warmup_steps",
         ),
         (r#"{"optimizer": {"name": "asgd", "t0": 1e400}, "init": [1], "grads": [[1]]}"#, "invalid JSON"),
+        (
+            r#"{"optimizer": {"name": "adafactor"}, "shape": [2, 2], "init": [1, 2, 3], "grads": [[1, 2, 3]]}"#,
+            "$.shape: [2, 2] holds 4 values but init has 3",
+        ),
+        (
+            r#"{"optimizer": {"name": "adafactor"}, "shape": [0, 3], "init": [1], "grads": [[1]]}"#,
+            "$.shape[0]: expected a whole number >= 1",
+        ),
+        (r#"{"optimizer": {"name": "adafactor", "d": 0.5}, "init": [1], "grads": [[1]]}"#, "invalid d: 0.5"),
+        (
+            r#"{"optimizer": {"name": "adafactor", "eps": [1e-30]}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.eps: expected an array of 2 numbers (or null where the default is)",
+        ),
+        (
+            r#"{"optimizer": {"name": "adafactor", "eps": [1e-30, null]}, "init": [1], "grads": [[1]]}"#,
+            "$.optimizer.eps",
+        ),
+        (
+            r#"{"optimizer": {"name": "adafactor", "beta2_decay": 0.5}, "init": [1], "grads": [[1]]}"#,
+            "invalid beta2_decay",
+        ),
+        (
+            r#"{"optimizer": {"name": "adafactor", "optim_bits": 16}, "init": [1], "grads": [[1]]}"#,
+            "'adafactor' keeps f32 state only",
+        ),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1, 2], "grads": [[1, 2], [1]]}"#, "$.grads[1]: has 1 values"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "grads": [[1]], "quadratic": [1], "steps": 2}"#, "not both"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1]}"#, "missing \"grads\""),

@@ -11,7 +11,7 @@ use crate::optim::{OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::said;
 use crate::tensor::View;
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use web_time::Instant;
@@ -129,7 +129,7 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
 }
 
 /// The optimizers `descent bench optim` knows, with the settings benchmarked.
-pub const BENCH_OPTIMIZERS: [&str; 14] = [
+pub const BENCH_OPTIMIZERS: [&str; 15] = [
     "adam",
     "adamw",
     "sgd",
@@ -144,6 +144,7 @@ pub const BENCH_OPTIMIZERS: [&str; 14] = [
     "asgd",
     "ademamix",
     "schedulefree_adamw",
+    "adafactor",
 ];
 
 /// PyTorch's defaults, except SGD with momentum 0.9 (the usual way it is run).
@@ -209,6 +210,31 @@ pub fn tensor_sizes(n: usize, k: usize) -> Vec<usize> {
         sizes[0] += n - used;
     }
     sizes
+}
+
+/// [`tensor_sizes`] as an MLP's shapes, for the optimizers that treat matrices as matrices
+/// (Adafactor): each weight a near-square [rows, cols] with rows·cols at most its share (the
+/// few elements that do not fit are left out), each bias a vector. Benchmarks and the PyTorch
+/// side-by-side script use the same rule.
+pub fn tensor_shapes(n: usize, k: usize) -> Vec<Vec<usize>> {
+    let sizes = tensor_sizes(n, k);
+    let weights = k.clamp(1, n.max(1)).div_ceil(2);
+    let mut out = Vec::with_capacity(sizes.len());
+    // The sizes alternate weight, bias, weight, bias, ... then the weights without a bias.
+    let mut seen_weights = 0;
+    let mut bias_next = false;
+    for &s in &sizes {
+        if bias_next {
+            out.push(vec![s]);
+            bias_next = false;
+            continue;
+        }
+        let rows = ((s as f64).sqrt() as usize).max(1);
+        out.push(vec![rows, (s / rows).max(1)]);
+        seen_weights += 1;
+        bias_next = seen_weights <= k.clamp(1, n.max(1)) / 2 && seen_weights <= weights;
+    }
+    out
 }
 
 /// The unfused baseline: the optimizer's formula as separate elementwise kernels from the op
@@ -404,6 +430,11 @@ pub fn variant_supports(variant: Variant, bits: OptimBits) -> bool {
     bits == OptimBits::B32 || variant == Variant::FusedMultiTensor
 }
 
+/// Whether `config` has `variant`: Adafactor's passes always run over every tensor at once.
+pub fn variant_applies(config: &OptimConfig, variant: Variant) -> bool {
+    !matches!(config, OptimConfig::Adafactor(_)) || variant == Variant::FusedMultiTensor
+}
+
 /// Time one optimizer variant on `n` random parameters and gradients, its state `bits` wide.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_optim(
@@ -433,6 +464,9 @@ pub async fn bench_optim_async(
 ) -> Result<OptimResult> {
     let config = bench_config(name)?.with_optim_bits(bits);
     config.validate()?;
+    if !variant_applies(&config, variant) {
+        bail!("{name} steps every tensor in one launch of its passes: use the fused_multi_tensor variant");
+    }
     if !variant_supports(variant, bits) {
         bail!(
             "the {} variant runs with 32-bit state only (use fused_multi_tensor at {} bits)",
@@ -452,7 +486,31 @@ pub async fn bench_optim_async(
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
     let grads = dev.upload(&gr)?;
     let sizes = if variant == Variant::FusedPerTensor { tensor_sizes(n, tensors) } else { vec![n] };
+    let mut state_bytes = config.state_bytes(n);
     let timing = match variant {
+        // Adafactor steps matrices as matrices: an MLP's shapes, one launch of its passes over all.
+        Variant::FusedMultiTensor if matches!(config, OptimConfig::Adafactor(_)) => {
+            let mut layout = Vec::new();
+            let mut end = 0usize;
+            for shape in tensor_shapes(n, tensors) {
+                let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
+                end = at + shape.iter().product::<usize>();
+                layout.push((at, shape));
+            }
+            ensure!(end <= n, "the shapes fit the {n} parameters");
+            state_bytes = 4 * crate::backend::factored::FactorTable::new(&layout, |_| true).state_len as u64;
+            let params = dev.upload(&init)?;
+            let mut opt = Optimizer::for_shapes(dev, config.clone(), Schedule::Constant, n, &layout)?;
+            let t = time_async(dev, 2, repeats, |d| {
+                if let Err(e) = opt.step_views(d, params, grads) {
+                    unreachable!("the views are the optimizer's length: {e}");
+                }
+            })
+            .await?;
+            opt.release(dev);
+            dev.release(params);
+            t
+        }
         Variant::FusedMultiTensor | Variant::FusedPerTensor => {
             let params = dev.upload(&init)?;
             let mut opt = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?;
@@ -485,7 +543,7 @@ pub async fn bench_optim_async(
         optimizer: name.to_string(),
         variant,
         optim_bits: bits.bits(),
-        state_bytes: config.state_bytes(n),
+        state_bytes,
         params: n,
         tensors: sizes.len(),
         median_ms: timing.median_ms,

@@ -321,6 +321,12 @@ impl Trainer {
                     }
                 }
             }
+            StoredState::Factored(v) => {
+                let table = self.opt.factor_table().context("adafactor's state has a layout")?;
+                for (name, shape, r) in factored_tensors(table, entries) {
+                    put(name, shape, v[r].to_vec(), Stored::F32);
+                }
+            }
         }
         Ok(out)
     }
@@ -385,6 +391,14 @@ impl Trainer {
                     }
                 }
                 StoredState::Blockwise8 { codes, absmax, small }
+            }
+            StoredState::Factored(mut v) => {
+                let table = self.opt.factor_table().context("adafactor's state has a layout")?;
+                for (name, _, r) in factored_tensors(table, entries) {
+                    let len = r.len();
+                    v[r].copy_from_slice(&find(&name, Stored::F32, len)?.data);
+                }
+                StoredState::Factored(v)
             }
         };
         self.opt.write_stored(&mut self.dev, &stored)
@@ -514,6 +528,31 @@ impl<'a> Meta<'a> {
             _ => bail!("{}: '{key}' is not {len} numbers", self.what),
         }
     }
+}
+
+/// Adafactor's statistics as checkpoint tensors under PyTorch's state names: `row_var` of
+/// shape [..., rows, 1] and `col_var` of [..., 1, cols] per tensor of two or more dimensions,
+/// `variance` of its own shape per vector; each with its range in the stored state.
+fn factored_tensors(
+    table: &crate::backend::factored::FactorTable,
+    entries: &[crate::nn::ParamInfo],
+) -> Vec<(String, Vec<usize>, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    for (t, e) in table.tensors.iter().zip(entries) {
+        if t.factored() {
+            let lead = &e.shape[..e.shape.len() - 2];
+            let shape = |last: [usize; 2]| [lead, &last[..]].concat();
+            out.push((format!("optimizer.row_var.{}", e.name), shape([t.rows, 1]), t.state..t.col_state()));
+            out.push((
+                format!("optimizer.col_var.{}", e.name),
+                shape([1, t.cols]),
+                t.col_state()..t.state + t.state_len(),
+            ));
+        } else {
+            out.push((format!("optimizer.variance.{}", e.name), e.shape.clone(), t.state..t.state + t.n));
+        }
+    }
+    out
 }
 
 /// The model's weights from a checkpoint's tensors and metadata, as evaluation wants them:

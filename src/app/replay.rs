@@ -4,7 +4,9 @@
 //!
 //! input `{"optimizer": {"name": …, <PyTorch-named hyperparameters>}, "schedule": null | {…},
 //! "init": [p…]` and either `"grads": [[g…] per step]` or `"quadratic": [a…], "steps": T}`
-//! (f = Σ aᵢpᵢ², gradient 2aᵢpᵢ from the current parameters);
+//! (f = Σ aᵢpᵢ², gradient 2aᵢpᵢ from the current parameters), and optionally `"shape": [d…]`
+//! (default `[len(init)]`): the parameters as one tensor of that shape, row-major, each row of
+//! `grads` a flattened gradient (Adafactor factors the last two dimensions);
 //! output `{"params": [[p…] after each step], "lr": [lr used at each step], "state": {name:
 //! [final values], "step": T}}`. `"optim_bits": 16 | 8` in the optimizer object keeps the
 //! state in bfloat16 or blockwise 8 bits; `state` then holds its values as f32 (dequantized),
@@ -58,6 +60,8 @@ pub struct ReplaySpec {
     pub optimizer: OptimConfig,
     pub schedule: Schedule,
     pub init: Vec<f32>,
+    /// The parameters' shape (its product is `init`'s length).
+    pub shape: Vec<usize>,
     pub problem: Problem,
 }
 
@@ -81,8 +85,10 @@ impl ReplaySpec {
         let v: Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"))?;
         let obj = v.as_object().context("$: expected a JSON object")?;
         for key in obj.keys() {
-            if !["optimizer", "schedule", "init", "grads", "quadratic", "steps"].contains(&key.as_str()) {
-                bail!("$.{key}: unknown key (expected optimizer, schedule, init, and grads or quadratic + steps)");
+            if !["optimizer", "schedule", "init", "shape", "grads", "quadratic", "steps"].contains(&key.as_str()) {
+                bail!(
+                    "$.{key}: unknown key (expected optimizer, schedule, init, shape, and grads or quadratic + steps)"
+                );
             }
         }
         let optimizer = OptimConfig::from_json(obj.get("optimizer").context("$.optimizer: missing")?, "$.optimizer")?;
@@ -91,6 +97,30 @@ impl ReplaySpec {
         if init.is_empty() {
             bail!("$.init: needs at least one parameter");
         }
+        let shape = match obj.get("shape") {
+            None => vec![init.len()],
+            Some(v) => {
+                let dims = v.as_array().context("$.shape: expected an array of dimensions, e.g. [3, 4]")?;
+                let mut shape = Vec::new();
+                for (i, d) in dims.iter().enumerate() {
+                    let d = d
+                        .as_u64()
+                        .filter(|&d| d > 0)
+                        .with_context(|| format!("$.shape[{i}]: expected a whole number >= 1, got {d}"))?;
+                    shape.push(usize::try_from(d).unwrap_or(usize::MAX));
+                }
+                let product = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if shape.is_empty() || product != Some(init.len()) {
+                    bail!(
+                        "$.shape: {shape:?} holds {} values but init has {}",
+                        product.map_or("too many".to_string(), |p| p.to_string()),
+                        init.len()
+                    );
+                }
+                shape
+            }
+        };
+        optimizer.check_shape(&shape).context("$.shape")?;
         let problem = match (obj.get("grads"), obj.get("quadratic")) {
             (Some(_), Some(_)) => bail!("$: give either \"grads\" or \"quadratic\", not both"),
             (None, None) => bail!("$: missing \"grads\" (a gradient per step) or \"quadratic\" + \"steps\""),
@@ -130,7 +160,7 @@ impl ReplaySpec {
                 Problem::Quadratic { a, steps }
             }
         };
-        Ok(ReplaySpec { optimizer, schedule, init, problem })
+        Ok(ReplaySpec { optimizer, schedule, init, shape, problem })
     }
 
     pub fn steps(&self) -> usize {
@@ -176,7 +206,7 @@ pub fn run(dev: &mut Device, spec: &ReplaySpec) -> Result<Trajectory> {
         Problem::Quadratic { a, .. } => Some(dev.upload(&a.iter().map(|x| 2.0 * x).collect::<Vec<_>>())?),
         Problem::Grads(_) => None,
     };
-    let mut opt = Optimizer::for_len(dev, spec.optimizer.clone(), spec.schedule.clone(), n)?;
+    let mut opt = Optimizer::for_shape(dev, spec.optimizer.clone(), spec.schedule.clone(), &spec.shape)?;
     let mut out = Trajectory { params: Vec::new(), lr: Vec::new(), state: Vec::new(), steps: 0, eval_params: None };
     for t in 0..spec.steps() {
         match (&spec.problem, two_a) {

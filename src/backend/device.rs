@@ -6,7 +6,7 @@ use super::cpu::CpuBackend;
 use super::gpu::GpuBackend;
 use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::{wait, Pending};
 use crate::message::Message;
 use crate::said;
@@ -348,6 +348,18 @@ impl Device {
     ) {
         debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
         self.backend.optim_step_bf16(step, objective, params, grads, state)
+    }
+
+    /// One Adafactor step; see [`Backend::adafactor_step`].
+    pub fn adafactor_step(
+        &mut self,
+        h: &AdafactorParams,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &Factored,
+    ) {
+        self.backend.adafactor_step(h, objective, params, grads, state)
     }
 
     /// One fused Adam/AdamW update with 8-bit state; see [`Backend::adam_step_8bit`].

@@ -12,12 +12,13 @@
 //!
 //! The map: [`ops`] names the ops, [`op_set`] is the trait, [`device`] the facade, [`pending`]
 //! the readback futures, [`host`] the facts about this machine; [`cpu`] and [`gpu`] are the two
-//! backends, [`optim_kernel`] the optimizer kernels' typed contract and [`quant`] the low-bit
-//! state formats. See ARCHITECTURE.md.
+//! backends, [`optim_kernel`] the optimizer kernels' typed contract, [`quant`] the low-bit
+//! state formats and [`factored`] Adafactor's per-tensor layout. See ARCHITECTURE.md.
 
 pub mod contract;
 pub mod cpu;
 pub mod device;
+pub mod factored;
 pub mod gpu;
 pub mod host;
 pub mod op_set;
@@ -31,7 +32,7 @@ pub use device::{Device, DeviceChoice, TooLarge};
 pub use host::host_available_bytes;
 pub use op_set::{Backend, Capacity, Counters};
 pub use ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-pub use optim_kernel::{Blockwise8, OptimBits, OptimStep, Slot};
+pub use optim_kernel::{Blockwise8, Factored, OptimBits, OptimStep, Slot};
 pub use pending::{wait, Pending};
 
 /// The CPU matmul kernels, at their former path.

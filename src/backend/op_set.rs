@@ -5,7 +5,7 @@
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
 use super::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -75,6 +75,17 @@ pub trait Backend {
     /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
     /// block's absmax is the maximum of its updated values, found in the same pass.
     fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, state: &Blockwise8);
+    /// One Adafactor step over the tensors `state.layout` lists (see
+    /// [`crate::backend::factored`]): its per-tensor passes, every sum reduced on the device in
+    /// a fixed order, nothing read back.
+    fn adafactor_step(
+        &mut self,
+        h: &AdafactorParams,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &Factored,
+    );
     /// Run everything recorded so far; the future completes when the device has finished it.
     fn finish(&mut self) -> Pending<()>;
     /// Start everything recorded so far without waiting (one submit on the GPU).

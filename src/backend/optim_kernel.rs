@@ -729,6 +729,52 @@ pub struct Blockwise8 {
     pub small_len: usize,
 }
 
+kernel_params!(
+    /// `torch.optim.Adafactor`'s scalars for one step (`shaders/adafactor.wgsl` and
+    /// `backend::cpu::adafactor` read them).
+    AdafactorParams {
+        /// 1 − β2 of this step: t^beta2_decay (1 on the first step).
+        beta2_t: f32,
+        /// The relative step size ρ = min(lr, 1/√t).
+        rho: f32,
+        /// Floor of the second-moment estimate (squared) and of the mean of R.
+        eps1: f32,
+        /// Floor of the parameters' RMS in the step size.
+        eps2: f32,
+        /// The update's RMS is clipped to d.
+        d: f32,
+        /// 1 − lr·weight_decay.
+        decay: f32,
+        /// Padding.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+    }
+);
+
+/// Adafactor: `shaders/adafactor.wgsl` (its own entry points, bindings and header), reading
+/// [`AdafactorParams`]; no per-element slots.
+pub const ADAFACTOR: KernelInfo = info::<AdafactorParams>("adafactor", "AdafactorParams", AdafactorParams::FIELDS, &[]);
+
+/// Adafactor's entry points, in the order one step dispatches them (`af_tensor_stats` and
+/// `af_tensor_usq` reduce per tensor).
+pub const ADAFACTOR_ENTRIES: [&str; 6] =
+    ["af_stats", "af_cols", "af_tensor_stats", "af_usq", "af_tensor_usq", "af_apply"];
+
+/// Adafactor's buffers (layout in [`crate::backend::factored::FactorTable`]), each a whole
+/// buffer of 32-bit words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Factored {
+    /// Every tensor's statistics: R then C per factored tensor, V per vector.
+    pub state: View,
+    /// Per-step partial and per-tensor sums (overwritten by every step).
+    pub work: View,
+    /// The table as 32-bit words, for the GPU kernels.
+    pub table: View,
+    /// The table the CPU twin walks, and the counts the launches need.
+    pub layout: std::sync::Arc<super::factored::FactorTable>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

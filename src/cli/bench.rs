@@ -206,6 +206,12 @@ fn optim(a: OptimBench) -> Result<()> {
                         }
                         continue;
                     }
+                    if !bench::variant_applies(&bench::bench_config(name)?, v) {
+                        if !a.json {
+                            println!("{:<8} {:>4} {:<19} (one launch over every tensor)", name, bits.bits(), v.name());
+                        }
+                        continue;
+                    }
                     if v == Variant::Unfused && !bench::Unfused::covers(&bench::bench_config(name)?) {
                         if !a.json {
                             println!("{:<8} {:>4} {:<19} (no unfused baseline)", name, bits.bits(), v.name());

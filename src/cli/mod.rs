@@ -148,9 +148,19 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip)]
     pub betas: Option<String>,
+    /// One number; for adafactor two, (eps1, eps2), eps1 `none` for f32's machine epsilon:
+    /// --eps none,1e-3
+    #[arg(long)]
+    #[serde(skip)]
+    pub eps: Option<String>,
+    /// Adafactor: 1 − β2 of step t is t^beta2_decay.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
-    pub eps: Option<f64>,
+    pub beta2_decay: Option<f64>,
+    /// Adafactor: the update's RMS is clipped to d.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub d: Option<f64>,
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub amsgrad: bool,
@@ -237,6 +247,32 @@ impl HyperArgs {
             if let (serde_json::Value::String(text), true) = (v, k != "name") {
                 anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
             }
+        }
+        // --eps: a number, or Adafactor's pair (eps1 may be none).
+        if let Some(text) = &self.eps {
+            let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+            let bad = || {
+                anyhow::anyhow!("--eps {text}: expected a number such as 1e-8, or two for adafactor such as none,1e-3")
+            };
+            let value = match parts.as_slice() {
+                [one] => {
+                    let x: f64 = one.parse().map_err(|_| bad())?;
+                    number(&Some(x), serde_json::value::Serializer)?
+                }
+                [a, b] => {
+                    let eps1 = if a.eq_ignore_ascii_case("none") {
+                        serde_json::Value::Null
+                    } else {
+                        serde_json::json!(a.parse::<f64>().map_err(|_| bad())?)
+                    };
+                    serde_json::json!([eps1, b.parse::<f64>().map_err(|_| bad())?])
+                }
+                _ => return Err(bad()),
+            };
+            if let serde_json::Value::String(text) = &value {
+                anyhow::bail!("--eps: {text} is not a finite number");
+            }
+            obj.insert("eps".into(), value);
         }
         // Lists of numbers; how many the optimizer takes is the JSON reader's to check.
         let lists = [

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
-pub const OPTIMIZER_NAMES: [&str; 15] = [
+pub const OPTIMIZER_NAMES: [&str; 16] = [
     "sgd",
     "adagrad",
     "rmsprop",
@@ -27,6 +27,7 @@ pub const OPTIMIZER_NAMES: [&str; 15] = [
     "asgd",
     "ademamix",
     "schedulefree_adamw",
+    "adafactor",
 ];
 
 /// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
@@ -68,6 +69,8 @@ pub enum OptimConfig {
     Ademamix(Ademamix),
     /// Schedule-Free AdamW (Defazio et al. 2024) as schedulefree 1.4.1 computes it.
     SchedulefreeAdamw(SchedulefreeAdamw),
+    /// `torch.optim.Adafactor`: factored second moments, per-tensor step sizes.
+    Adafactor(Adafactor),
 }
 
 /// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
@@ -89,6 +92,7 @@ macro_rules! each_config {
             OptimConfig::Asgd($c) => $body,
             OptimConfig::Ademamix($c) => $body,
             OptimConfig::SchedulefreeAdamw($c) => $body,
+            OptimConfig::Adafactor($c) => $body,
         }
     };
 }
@@ -153,6 +157,7 @@ impl OptimConfig {
             "asgd" => OptimConfig::Asgd(Asgd::default()),
             "ademamix" => OptimConfig::Ademamix(Ademamix::default()),
             "schedulefree_adamw" => OptimConfig::SchedulefreeAdamw(SchedulefreeAdamw::default()),
+            "adafactor" => OptimConfig::Adafactor(Adafactor::default()),
             _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
         })
     }
@@ -175,6 +180,7 @@ impl OptimConfig {
             OptimConfig::Asgd(_) => "asgd",
             OptimConfig::Ademamix(_) => "ademamix",
             OptimConfig::SchedulefreeAdamw(_) => "schedulefree_adamw",
+            OptimConfig::Adafactor(_) => "adafactor",
         }
     }
 
@@ -211,6 +217,7 @@ impl OptimConfig {
             OptimConfig::Asgd(c) => c.weight_decay,
             OptimConfig::Ademamix(c) => c.weight_decay,
             OptimConfig::SchedulefreeAdamw(c) => c.weight_decay,
+            OptimConfig::Adafactor(c) => c.weight_decay,
         }
     }
 
@@ -292,10 +299,16 @@ impl OptimConfig {
                     bail!("{path}.{key}: expected a whole number of steps, or null for none; got {val}")
                 }
                 Value::Bool(_) if !val.is_boolean() => bail!("{path}.{key}: expected true or false"),
+                // An element that is null by default (Adafactor's eps1) may be null.
                 Value::Array(d)
-                    if val.as_array().is_none_or(|a| a.len() != d.len() || !a.iter().all(Value::is_number)) =>
+                    if val.as_array().is_none_or(|a| {
+                        a.len() != d.len()
+                            || !a.iter().zip(d).all(|(x, dx)| x.is_number() || (x.is_null() && dx.is_null()))
+                    }) =>
                 {
-                    bail!("{path}.{key}: expected an array of {} numbers, e.g. {default}", d.len())
+                    let what =
+                        if d.iter().any(Value::is_null) { "numbers (or null where the default is)" } else { "numbers" };
+                    bail!("{path}.{key}: expected an array of {} {what}, e.g. {default}", d.len())
                 }
                 _ => {}
             }
@@ -316,6 +329,11 @@ impl OptimConfig {
     /// optimizer at 32 and 16 bits, Adam and AdamW without AMSGrad at 8. The error says which
     /// width to use instead; `compare` and `bench` ask it before running a width.
     pub fn supports(&self, bits: OptimBits) -> Result<()> {
+        if let (OptimConfig::Adafactor(_), OptimBits::B16 | OptimBits::B8) = (self, bits) {
+            bail!(
+                "'adafactor' keeps f32 state only (its factored state is rows + columns per matrix, about 0 bytes per parameter): use optim_bits 32"
+            );
+        }
         if bits == OptimBits::B8 {
             match self {
                 OptimConfig::Adam(c) | OptimConfig::Adamw(c) if c.amsgrad => {
@@ -328,6 +346,13 @@ impl OptimConfig {
                 ),
             }
         }
+        Ok(())
+    }
+
+    /// Whether this optimizer steps a tensor of `shape` (every one does, so far; an optimizer
+    /// for matrices refuses others, as PyTorch's constructor does).
+    pub fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        let _ = shape;
         Ok(())
     }
 
@@ -445,6 +470,20 @@ impl OptimConfig {
                 check_nonneg(c.r, "r")?;
                 check_nonneg(c.weight_lr_power, "weight_lr_power")?;
             }
+            OptimConfig::Adafactor(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                if !(c.beta2_decay.is_finite() && c.beta2_decay <= 0.0) {
+                    bail!("invalid beta2_decay: {} (must be <= 0, as in PyTorch)", c.beta2_decay);
+                }
+                if !(c.d.is_finite() && c.d >= 1.0) {
+                    bail!("invalid d: {} (the clipping threshold must be >= 1, as in PyTorch)", c.d);
+                }
+                if let Some(e1) = c.eps.0 {
+                    check_nonneg(e1, "eps[0] (eps1)")?;
+                }
+                check_nonneg(c.eps.1, "eps[1] (eps2)")?;
+            }
         }
         Ok(())
     }
@@ -482,6 +521,11 @@ impl OptimConfig {
     /// byte read and written; the per-block absmax and table (0.125 bytes per parameter) are
     /// left out.
     pub fn bytes_per_param(&self) -> usize {
+        if let OptimConfig::Adafactor(_) = self {
+            // Its passes read g three times and p twice and write p once; its statistics are
+            // per row and column (about 0 bytes per parameter of a matrix).
+            return 24;
+        }
         let slot = match self.optim_bits() {
             OptimBits::B32 => 4,
             OptimBits::B16 => 2,
@@ -493,6 +537,10 @@ impl OptimConfig {
     /// Bytes of state for a flat buffer of `n` parameters (one tensor): at 8 bits the codes,
     /// the absmax of each block, and f32 state when `n` is under `quant::MIN_8BIT_SIZE`.
     pub fn state_bytes(&self, n: usize) -> u64 {
+        if let OptimConfig::Adafactor(_) = self {
+            // As one vector of n (its largest): V per element. Matrices keep rows + columns.
+            return 4 * n as u64;
+        }
         let slots = self.slots().len() as u64;
         match self.optim_bits() {
             OptimBits::B32 => 4 * slots * n as u64,

@@ -496,3 +496,41 @@ impl Default for SchedulefreeAdamw {
         }
     }
 }
+
+/// Adafactor's hyperparameters (PyTorch's defaults: lr 1e-2, beta2_decay −0.8, eps (None,
+/// 1e-3), d 1, weight_decay 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adafactor {
+    /// Learning rate: the relative step is min(lr, 1/√t); the decay is lr·weight_decay.
+    pub lr: f64,
+    /// 1 − β2 of step t is t^beta2_decay.
+    pub beta2_decay: f64,
+    /// (eps1, eps2): the floor of the second-moment estimate (None: the machine epsilon of
+    /// f32, what PyTorch uses for f32 parameters) and of the parameters' RMS.
+    pub eps: (Option<f64>, f64),
+    /// The update's RMS is clipped to d.
+    pub d: f64,
+    /// Decoupled decay: p ← p·(1 − lr·weight_decay).
+    pub weight_decay: f64,
+    /// Ascend instead: the gradient is read negated (PyTorch's `maximize`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maximize: bool,
+    /// Width of the state: 32 (f32; its factored state is rows + columns per matrix).
+    #[serde(default, skip_serializing_if = "OptimBits::is_b32")]
+    pub optim_bits: OptimBits,
+}
+
+impl Default for Adafactor {
+    fn default() -> Adafactor {
+        Adafactor {
+            lr: 1e-2,
+            beta2_decay: -0.8,
+            eps: (None, 1e-3),
+            d: 1.0,
+            weight_decay: 0.0,
+            maximize: false,
+            optim_bits: OptimBits::B32,
+        }
+    }
+}

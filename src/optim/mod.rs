@@ -14,6 +14,7 @@
 //! different WGSL struct or entry point.
 
 mod config;
+mod factored_state;
 mod hyper;
 mod optimizer;
 pub mod reference;
@@ -22,6 +23,7 @@ mod state;
 mod step;
 
 pub use config::*;
+pub use factored_state::FactoredState;
 pub use optimizer::*;
 pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};
 pub use step::*;
@@ -86,7 +88,9 @@ mod tests {
     fn supports_names_the_widths_each_optimizer_has() {
         for name in OPTIMIZER_NAMES {
             let c = OptimConfig::defaults(name).unwrap();
-            assert!(c.supports(OptimBits::B32).is_ok() && c.supports(OptimBits::B16).is_ok(), "{name}");
+            assert!(c.supports(OptimBits::B32).is_ok(), "{name}");
+            // Every optimizer with per-element state has bfloat16 state; Adafactor's is factored.
+            assert_eq!(c.supports(OptimBits::B16).is_ok(), name != "adafactor", "{name}");
             let eight = c.supports(OptimBits::B8);
             assert_eq!(eight.is_ok(), name == "adam" || name == "adamw", "{name}: {eight:?}");
             // validate at a width agrees with supports.

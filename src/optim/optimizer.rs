@@ -4,7 +4,7 @@
 
 use super::config::*;
 use super::state::{OptimState, StoredState};
-use super::step::Carried;
+use super::step::{Carried, Step};
 use super::Schedule;
 use crate::backend::optim_kernel::*;
 use crate::backend::quant::BlockTable;
@@ -72,17 +72,21 @@ impl Optimizer {
     /// At 8 bits each tensor is quantized in blocks of its own; tensors under
     /// `quant::MIN_8BIT_SIZE` elements keep f32 state.
     pub fn new(dev: &mut Device, arena: &ParamArena, config: OptimConfig, schedule: Schedule) -> Result<Optimizer> {
-        let tensors: Vec<(usize, usize)> = arena.entries.iter().map(|e| (e.offset, e.len())).collect();
-        let mut opt = Optimizer::build(dev, config, schedule, arena.len(), &tensors)?;
-        opt.layout = arena_layout(arena);
-        Ok(opt)
+        let tensors: Vec<(usize, Vec<usize>)> = arena.entries.iter().map(|e| (e.offset, e.shape.clone())).collect();
+        Optimizer::build(dev, config, schedule, arena.len(), &tensors)
     }
 
     /// An optimizer for a flat buffer of `n` parameters (benchmarks, replays), stepped with
     /// [`Optimizer::step_views`]: one tensor (quantized at 8 bits when `n` reaches
     /// `quant::MIN_8BIT_SIZE`).
     pub fn for_len(dev: &mut Device, config: OptimConfig, schedule: Schedule, n: usize) -> Result<Optimizer> {
-        Optimizer::build(dev, config, schedule, n, &[(0, n)])
+        Optimizer::build(dev, config, schedule, n, &[(0, vec![n])])
+    }
+
+    /// An optimizer for one tensor of `shape` in flat buffers (replays of matrices): Adafactor
+    /// factors its last two dimensions.
+    pub fn for_shape(dev: &mut Device, config: OptimConfig, schedule: Schedule, shape: &[usize]) -> Result<Optimizer> {
+        Optimizer::build(dev, config, schedule, shape.iter().product(), &[(0, shape.to_vec())])
     }
 
     /// An optimizer for flat buffers of `n` parameters holding tensors at `(offset, len)`
@@ -94,10 +98,28 @@ impl Optimizer {
         n: usize,
         tensors: &[(usize, usize)],
     ) -> Result<Optimizer> {
-        ensure!(
-            tensors.iter().all(|&(at, len)| at % 4 == 0 && at + len <= n),
-            "tensors must start at multiples of 4 and end within the {n} parameters"
-        );
+        let shaped: Vec<(usize, Vec<usize>)> = tensors.iter().map(|&(at, len)| (at, vec![len])).collect();
+        Optimizer::for_shapes(dev, config, schedule, n, &shaped)
+    }
+
+    /// [`Optimizer::for_tensors`] with each tensor's shape: `(first element, shape)`, in
+    /// ascending order without overlaps (Adafactor factors each one's last two dimensions).
+    pub fn for_shapes(
+        dev: &mut Device,
+        config: OptimConfig,
+        schedule: Schedule,
+        n: usize,
+        tensors: &[(usize, Vec<usize>)],
+    ) -> Result<Optimizer> {
+        let mut end = 0;
+        for (at, shape) in tensors {
+            let len: usize = shape.iter().product();
+            ensure!(
+                at % 4 == 0 && *at >= end && at + len <= n,
+                "tensors must start at multiples of 4, ascend without overlapping and end within the {n} parameters"
+            );
+            end = at + len;
+        }
         Optimizer::build(dev, config, schedule, n, tensors)
     }
 
@@ -106,15 +128,17 @@ impl Optimizer {
         config: OptimConfig,
         schedule: Schedule,
         n: usize,
-        tensors: &[(usize, usize)],
+        tensors: &[(usize, Vec<usize>)],
     ) -> Result<Optimizer> {
         config.validate()?;
         // A schedule that would give a NaN, negative or wrapped rate is refused here, where it
         // enters the library, not found later as NaN parameters.
         schedule.validate()?;
         let inits = config.state_inits(schedule.lr(config.lr(), 0));
-        let state = OptimState::alloc(dev, config.optim_bits(), n, &inits, tensors)?;
-        let layout = tensors.iter().map(|&(at, len)| (vec![len], at..at + len)).collect();
+        let factored = matches!(config, OptimConfig::Adafactor(_));
+        let state = OptimState::alloc(dev, config.optim_bits(), n, &inits, tensors, factored)?;
+        let layout =
+            tensors.iter().map(|(at, shape)| (shape.clone(), *at..*at + shape.iter().product::<usize>())).collect();
         Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), layout })
     }
 
@@ -185,7 +209,7 @@ impl Optimizer {
                 Mode::Eval => 1.0 - 1.0 / beta1,
                 Mode::Train => 1.0 - beta1,
             };
-            let k = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: weight as f32, init: 0 });
+            let k = Step::Fused(OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: weight as f32, init: 0 }));
             self.state.step(dev, &k, Objective::Minimize, params, grads, &self.whole())?;
         }
         self.mode = to;
@@ -226,7 +250,7 @@ impl Optimizer {
         }
         if let (OptimConfig::SchedulefreeAdamw(_), 0) = (&self.config, self.step) {
             // z starts as a copy of the parameters: every tensor's, frozen or not.
-            let init = OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 1 });
+            let init = Step::Fused(OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 1 }));
             self.state.step(dev, &init, Objective::Minimize, params, grads, &self.whole())?;
         }
         let k = self.next_step();
@@ -239,7 +263,7 @@ impl Optimizer {
     }
 
     /// Count a step and compute its kernel scalars.
-    fn next_step(&mut self) -> OptimStep {
+    fn next_step(&mut self) -> Step {
         if self.carried.t != self.step {
             // The step count was set directly (a resumed checkpoint): recompute from the rates.
             self.carried = Carried::replay(&self.config, self.step, |k| self.lr_at(k));
@@ -301,6 +325,14 @@ impl Optimizer {
     /// The block layout at 8 bits (None at 32 and 16).
     pub fn block_table(&self) -> Option<&BlockTable> {
         self.state.block_table()
+    }
+
+    /// Adafactor's layout of every tensor's statistics (None for other optimizers).
+    pub fn factor_table(&self) -> Option<&crate::backend::factored::FactorTable> {
+        match &self.state {
+            OptimState::Factored(s) => Some(&s.full),
+            _ => None,
+        }
     }
 }
 

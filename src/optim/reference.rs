@@ -10,6 +10,7 @@ use crate::backend::quant::{self, DynamicMap, BLOCK};
 /// copy of the parameters before step 1, as the optimizer's init pass does.
 pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
     assert_eq!(lrs.len() as u64, t, "one rate per step so far");
+    assert!(!matches!(c, OptimConfig::Adafactor(_)), "Adafactor's state is per row and column: use adafactor_step");
     let lr = lrs[t as usize - 1];
     let slots = c.slots();
     let at = |s: Slot| slots.iter().position(|&x| x == s);
@@ -225,6 +226,7 @@ pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], stat
                 let update = (state[0][i] / (1.0 - b1.powi(t as i32)) + alpha * state[1][i]) / denom;
                 p[i] -= lr * (update + c.weight_decay * p[i]);
             }
+            OptimConfig::Adafactor(_) => unreachable!("refused above"),
             OptimConfig::SchedulefreeAdamw(c) => {
                 let (b1, b2) = c.betas;
                 // The group scalars, from every rate so far (k 0-based).
@@ -252,6 +254,57 @@ pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], stat
                 state[0][i] = z - lr * u;
             }
         }
+    }
+}
+
+/// One Adafactor step `t` at rate `lr` of one tensor of `shape` (PyTorch's
+/// `_single_tensor_adafactor`, in f64): `state` holds R then C of each matrix of the batch when
+/// the tensor has two or more dimensions (factored over the last two), else V.
+pub fn adafactor_step(c: &OptimConfig, t: u64, lr: f64, shape: &[usize], p: &mut [f64], g: &[f64], state: &mut [f64]) {
+    let OptimConfig::Adafactor(c) = c else { panic!("adafactor_step takes an Adafactor configuration") };
+    let n = p.len();
+    let g: Vec<f64> = g.iter().map(|&x| if c.maximize { -x } else { x }).collect();
+    let eps1 = c.eps.0.unwrap_or(f32::EPSILON as f64);
+    let tf = t as f64;
+    let w = tf.powf(c.beta2_decay);
+    let lerp = |a: f64, b: f64| a + w * (b - a);
+    let rho = lr.min(1.0 / tf.sqrt());
+    let rms = |v: &[f64]| (v.iter().map(|x| x * x).sum::<f64>()).sqrt() / (n as f64).sqrt();
+    let alpha = c.eps.1.max(rms(p)) * rho;
+    for x in p.iter_mut() {
+        *x *= 1.0 - lr * c.weight_decay;
+    }
+    let mut update = vec![0.0; n];
+    if shape.len() >= 2 {
+        let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+        let batch = n / (rows * cols).max(1);
+        for b in 0..batch {
+            let (r0, c0, at) = (b * rows, batch * rows + b * cols, b * rows * cols);
+            for i in 0..rows {
+                let mean = (0..cols).map(|j| g[at + i * cols + j].powi(2)).sum::<f64>() / cols as f64;
+                state[r0 + i] = lerp(state[r0 + i], mean);
+            }
+            for j in 0..cols {
+                let mean = (0..rows).map(|i| g[at + i * cols + j].powi(2)).sum::<f64>() / rows as f64;
+                state[c0 + j] = lerp(state[c0 + j], mean);
+            }
+            let mean_r = (0..rows).map(|i| state[r0 + i]).sum::<f64>() / rows as f64;
+            for i in 0..rows {
+                for j in 0..cols {
+                    let v = state[r0 + i] * state[c0 + j] / mean_r.max(eps1);
+                    update[at + i * cols + j] = g[at + i * cols + j] / v.max(eps1 * eps1).sqrt();
+                }
+            }
+        }
+    } else {
+        for i in 0..n {
+            state[i] = lerp(state[i], g[i] * g[i]);
+            update[i] = g[i] / state[i].max(eps1 * eps1).sqrt();
+        }
+    }
+    let den = f64::max(1.0, rms(&update) / c.d);
+    for (x, u) in p.iter_mut().zip(&update) {
+        *x -= alpha / den * u;
     }
 }
 

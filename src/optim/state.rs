@@ -4,6 +4,8 @@
 //! the one place the widths are matched on the device side. (Checkpoints name the stored bits
 //! per width in `app::checkpoint`.)
 
+use super::factored_state::FactoredState;
+use super::step::Step;
 use super::{Blockwise8, OptimBits};
 use crate::backend::optim_kernel::{Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
@@ -29,6 +31,9 @@ pub enum StoredState {
         /// f32 state of the small tensors: exp_avg's, exp_avg_sq's.
         small: [Vec<f32>; 2],
     },
+    /// Adafactor's statistics, every tensor's in the order of its layout (R then C per
+    /// factored tensor, V per vector).
+    Factored(Vec<f32>),
 }
 
 /// The 8-bit state as stored: codes, absmax and small-tensor state, each for exp_avg and
@@ -293,18 +298,27 @@ pub enum OptimState {
     Bf16(Bf16State),
     /// Adam's blockwise 8-bit state.
     Blockwise8(Blockwise8State),
+    /// Adafactor's factored state.
+    Factored(FactoredState),
 }
 
 impl OptimState {
     /// A state buffer per slot for `n` parameters at `bits`, slot k at `inits[k]` (8 bits:
-    /// codes of zero, each of `tensors` quantized in blocks of its own).
+    /// codes of zero, each of `tensors` (first element, shape) quantized in blocks of its own;
+    /// Adafactor, `factored`: its statistics per tensor, zeroed).
     pub(super) fn alloc(
         dev: &mut Device,
         bits: OptimBits,
         n: usize,
         inits: &[f32],
-        tensors: &[(usize, usize)],
+        tensors: &[(usize, Vec<usize>)],
+        factored: bool,
     ) -> Result<OptimState> {
+        if factored {
+            return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors)?));
+        }
+        let tensors: Vec<(usize, usize)> = tensors.iter().map(|(at, shape)| (*at, shape.iter().product())).collect();
+        let tensors = tensors.as_slice();
         Ok(match bits {
             OptimBits::B32 => OptimState::F32(F32State::alloc(dev, n, inits)?),
             OptimBits::B16 => OptimState::Bf16(Bf16State::alloc(dev, n, inits)?),
@@ -321,26 +335,28 @@ impl OptimState {
         Ok(())
     }
 
-    /// One fused step with scalars `k`, going the way `o` says, over the parts `ranges` of `params` and `grads`.
+    /// One step `k`, going the way `o` says, over the parts `ranges` of `params` and `grads`.
     pub(super) fn step(
         &mut self,
         dev: &mut Device,
-        k: &OptimStep,
+        k: &Step,
         o: Objective,
         params: View,
         grads: View,
         ranges: &[Range<usize>],
     ) -> Result<()> {
-        match self {
-            OptimState::F32(s) => {
+        match (self, k) {
+            (OptimState::F32(s), Step::Fused(k)) => {
                 s.step(dev, k, o, params, grads, ranges);
                 Ok(())
             }
-            OptimState::Bf16(s) => {
+            (OptimState::Bf16(s), Step::Fused(k)) => {
                 s.step(dev, k, o, params, grads, ranges);
                 Ok(())
             }
-            OptimState::Blockwise8(s) => s.step(dev, k, o, params, grads, ranges),
+            (OptimState::Blockwise8(s), Step::Fused(k)) => s.step(dev, k, o, params, grads, ranges),
+            (OptimState::Factored(s), Step::Factored(h)) => s.step(dev, h, o, params, grads, ranges),
+            _ => bail!("this step's kernel does not match the state's kind (Adafactor's state is factored)"),
         }
     }
 
@@ -353,6 +369,7 @@ impl OptimState {
                 let (codes, absmax, small) = s.read(dev, n).await?;
                 StoredState::Blockwise8 { codes, absmax, small }
             }
+            OptimState::Factored(s) => StoredState::Factored(s.read(dev).await?),
         })
     }
 
@@ -378,6 +395,7 @@ impl OptimState {
                 let stored = s.read(dev, n).await?;
                 s.decode(n, &names, stored)
             }
+            OptimState::Factored(s) => s.decode(&s.read(dev).await?),
         })
     }
 
@@ -391,6 +409,7 @@ impl OptimState {
                 absmax: [vec![0.0; s.table.quantized_blocks], vec![0.0; s.table.quantized_blocks]],
                 small: [vec![0.0; s.table.small_len], vec![0.0; s.table.small_len]],
             },
+            OptimState::Factored(s) => StoredState::Factored(vec![0.0; s.full.state_len]),
         }
     }
 
@@ -403,6 +422,7 @@ impl OptimState {
             (OptimState::Blockwise8(s), StoredState::Blockwise8 { codes, absmax, small }) => {
                 s.write(dev, n, codes, absmax, small)?
             }
+            (OptimState::Factored(s), StoredState::Factored(v)) => s.write(dev, v)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -414,6 +434,7 @@ impl OptimState {
             OptimState::F32(s) => s.release(dev),
             OptimState::Bf16(s) => s.release(dev),
             OptimState::Blockwise8(s) => s.release(dev),
+            OptimState::Factored(s) => s.release(dev),
         }
     }
 

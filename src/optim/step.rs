@@ -3,11 +3,31 @@
 //! on the host ([`Carried`]).
 
 use super::config::*;
-use super::OptimStep;
+use super::{OptimStep, Slot};
 use crate::backend::optim_kernel::*;
 
 fn flag(b: bool) -> u32 {
     b as u32
+}
+
+/// What one optimizer step launches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// One fused elementwise pass over the arena (or over its trainable runs).
+    Fused(OptimStep),
+    /// Adafactor's passes over its per-tensor table ([`crate::backend::factored`]).
+    Factored(AdafactorParams),
+}
+
+impl Step {
+    /// The per-element state slots the step keeps, in binding order (none for Adafactor,
+    /// whose state is per row and column).
+    pub fn slots(&self) -> Vec<Slot> {
+        match self {
+            Step::Fused(k) => k.slots(),
+            Step::Factored(_) => Vec::new(),
+        }
+    }
 }
 
 /// Scalars carried from step to step on the host, where PyTorch keeps them in its state or
@@ -71,9 +91,9 @@ pub fn schedulefree_lr(c: &SchedulefreeAdamw, k: u64, lr: f64) -> f64 {
 impl OptimConfig {
     /// The kernel scalars for step `t` (1-based, as PyTorch counts) at learning rate `lr`,
     /// with `carried` the host scalars after this step ([`Carried::advance`]).
-    pub fn kernel_step(&self, t: u64, lr: f64, carried: &Carried) -> OptimStep {
+    pub fn kernel_step(&self, t: u64, lr: f64, carried: &Carried) -> Step {
         let f = |x: f64| x as f32;
-        match self {
+        let fused = match self {
             OptimConfig::Sgd(c) => OptimStep::Sgd(SgdParams {
                 lr: f(lr),
                 momentum: f(c.momentum),
@@ -221,7 +241,22 @@ impl OptimConfig {
                     bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
                 })
             }
-        }
+            OptimConfig::Adafactor(c) => {
+                let tf = t as f64;
+                return Step::Factored(AdafactorParams {
+                    beta2_t: f(tf.powf(c.beta2_decay)),
+                    rho: f(lr.min(1.0 / tf.sqrt())),
+                    // PyTorch's eps1 of None: the machine epsilon of the parameters' dtype.
+                    eps1: f(c.eps.0.unwrap_or(f32::EPSILON as f64)),
+                    eps2: f(c.eps.1),
+                    d: f(c.d),
+                    decay: f(1.0 - lr * c.weight_decay),
+                    pad0: 0,
+                    pad1: 0,
+                });
+            }
+        };
+        Step::Fused(fused)
     }
 }
 

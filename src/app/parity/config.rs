@@ -4,8 +4,8 @@
 use crate::backend::Device;
 use crate::message::Setting;
 use crate::optim::{
-    Adadelta, Adagrad, Adam, Adamax, Ademamix, Asgd, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig, Radam,
-    Rmsprop, Rprop, SchedulefreeAdamw, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, Adamax, Ademamix, Asgd, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig,
+    Radam, Rmsprop, Rprop, SchedulefreeAdamw, Sgd,
 };
 use crate::said;
 use anyhow::Result;
@@ -159,6 +159,17 @@ pub fn optimizer_cases() -> Vec<(String, OptimConfig)> {
         ),
     ];
     cases.into_iter().map(|(label, c)| (label.to_string(), c)).collect()
+}
+
+/// The Adafactor configurations parity covers: PyTorch's defaults, and decay with a clipping
+/// threshold, explicit eps and maximize.
+pub fn adafactor_cases() -> Vec<(String, OptimConfig)> {
+    let tuned =
+        Adafactor { weight_decay: 0.1, d: 2.0, eps: (Some(1e-6), 1e-3), maximize: true, ..Adafactor::default() };
+    [("adafactor", Adafactor::default()), ("adafactor_wd_d_maximize", tuned)]
+        .into_iter()
+        .map(|(l, c)| (l.to_string(), OptimConfig::Adafactor(c)))
+        .collect()
 }
 
 /// Steps an optimizer case runs: `steps`, or more where a branch starts later (RAdam's

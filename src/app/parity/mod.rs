@@ -10,7 +10,7 @@ use crate::backend::optim_kernel::{Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::optim::{
-    reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, StoredState,
+    reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, Step, StoredState,
 };
 use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
 use crate::rng::Rng;
@@ -318,7 +318,8 @@ impl Checker<'_> {
             let g = self.gradients(n, t);
             self.dev.write(gv, &g)?;
             carried.advance(cfg, cfg.lr());
-            self.dev.optim_step(&cfg.kernel_step(t, cfg.lr(), &carried), cfg.objective(), pf, gv, &sf);
+            let Step::Fused(k) = cfg.kernel_step(t, cfg.lr(), &carried) else { bail!("{label}: not a fused step") };
+            self.dev.optim_step(&k, cfg.objective(), pf, gv, &sf);
             opt.step_views(self.dev, pv, gv)?;
             let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
             pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
@@ -496,7 +497,8 @@ impl Checker<'_> {
             let lr = cfg.lr();
             carried.advance(cfg, lr);
             lrs.push(lr);
-            self.dev.optim_step(&cfg.kernel_step(t, lr, &carried), cfg.objective(), pv, gv, &slots);
+            let Step::Fused(k) = cfg.kernel_step(t, lr, &carried) else { bail!("{label}: not a fused step") };
+            self.dev.optim_step(&k, cfg.objective(), pv, gv, &slots);
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
             optim_ref::step(cfg, t, &lrs, &mut p, &g64, &mut state);
         }
@@ -520,6 +522,81 @@ impl Checker<'_> {
         self.done(&slots);
         Ok(())
     }
+
+    /// Adafactor over tensors of `shapes` in one arena, through [`Optimizer`] (its six passes
+    /// over the per-tensor table), against the f64 reference tensor by tensor: parameters and
+    /// statistics after `steps` steps. The work buffer starts poisoned with NaN (every sum a
+    /// step reads, it writes first).
+    async fn adafactor(&mut self, label: &str, cfg: &OptimConfig, shapes: &[Vec<usize>], steps: u64) -> Result<()> {
+        let mut tensors = Vec::new();
+        let mut end = 0usize;
+        for shape in shapes {
+            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
+            end = at + shape.iter().product::<usize>();
+            tensors.push((at, shape.clone()));
+        }
+        let n = end;
+        let p0 = self.random(n, -1.0, 1.0);
+        let pv = self.input(&p0)?;
+        let gv = self.dev.alloc(n)?;
+        let mut opt = Optimizer::for_shapes(self.dev, cfg.clone(), Schedule::Constant, n, &tensors)?;
+        let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+        let mut state: Vec<Vec<f64>> = tensors
+            .iter()
+            .map(|(_, s)| {
+                let len: usize = s.iter().product();
+                match s.len() {
+                    0 | 1 => len,
+                    d => len / (s[d - 2] * s[d - 1]).max(1) * (s[d - 2] + s[d - 1]),
+                }
+            })
+            .map(|len| vec![0.0; len])
+            .collect();
+        for t in 1..=steps {
+            let g = self.gradients(n, t);
+            self.dev.write(gv, &g)?;
+            opt.step_views(self.dev, pv, gv)?;
+            for ((at, shape), st) in tensors.iter().zip(&mut state) {
+                let r = *at..*at + shape.iter().product::<usize>();
+                let g64: Vec<f64> = g[r.clone()].iter().map(|&v| v as f64).collect();
+                optim_ref::adafactor_step(cfg, t, cfg.lr(), shape, &mut p[r], &g64, st);
+            }
+        }
+        let names: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+        let shape = format!("{} x {steps} steps", names.join(" "));
+        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
+        // The statistics, as the optimizer names them: R, C and V concatenated in arena order.
+        let (mut rows, mut cols, mut var) = (Vec::new(), Vec::new(), Vec::new());
+        for ((_, s), st) in tensors.iter().zip(&state) {
+            if s.len() >= 2 {
+                let batch = s[..s.len() - 2].iter().product::<usize>();
+                let split = batch * s[s.len() - 2];
+                rows.extend_from_slice(&st[..split]);
+                cols.extend_from_slice(&st[split..]);
+            } else {
+                var.extend_from_slice(st);
+            }
+        }
+        for (name, got) in opt.read_state_async(self.dev).await? {
+            let want = match name {
+                "row_var" => &rows,
+                "col_var" => &cols,
+                _ => &var,
+            };
+            let (max_abs_err, max_rel_err, pass) = compare(&got, want, ABS_TOL, REL_TOL);
+            self.rows.push(ParityRow {
+                device: self.dev.describe(),
+                kernel: format!("{label} {name}"),
+                shape: shape.clone(),
+                max_abs_err,
+                max_rel_err,
+                pass: pass && got.len() == want.len(),
+            });
+        }
+        opt.release(self.dev);
+        self.done(&[pv, gv]);
+        Ok(())
+    }
 }
 
 /// Run every kernel on `dev` against the reference (natively; [`run_async`] in the browser).
@@ -536,6 +613,17 @@ pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<Parit
     }
     for &n in &cfg.lengths {
         c.vector_kernels(n, cfg.optim_steps).await?;
+    }
+    for (label, case) in adafactor_cases() {
+        for &n in &cfg.lengths {
+            c.adafactor(&label, &case, &[vec![n]], cfg.optim_steps).await?;
+        }
+        for &(m, k, n) in &cfg.shapes {
+            // Both orientations, a vector and a batch of two in one arena: one launch of each
+            // pass over all of them.
+            let shapes = [vec![m, k], vec![k, n], vec![n], vec![2, m, n]];
+            c.adafactor(&label, &case, &shapes, cfg.optim_steps).await?;
+        }
     }
     if !cfg.blockwise_lengths.is_empty() {
         for (label, case) in blockwise_cases() {

@@ -5,6 +5,7 @@
 //! decays into subnormal floats (AdamW on CIFAR-10's dead ReLU units) does not slow a step
 //! down by an order of magnitude; see `../shared/PERF-NOTES.md` and BENCHMARKS.md.
 
+pub mod adafactor;
 pub mod code8;
 mod elementwise;
 pub mod matmul;
@@ -18,7 +19,7 @@ pub use crate::backend::host::{
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep};
+use crate::backend::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::{bail, Result};
@@ -406,6 +407,22 @@ impl Backend for CpuBackend {
         for (v, b) in state.iter().zip(bufs) {
             self.bufs[v.buf] = Store::F32(b);
         }
+    }
+
+    fn adafactor_step(&mut self, h: &AdafactorParams, objective: Objective, params: View, grads: View, s: &Factored) {
+        self.ops += 1;
+        let mut p = self.take(params.buf);
+        let mut state = self.take(s.state.buf);
+        let mut work = self.take(s.work.buf);
+        {
+            let g = &self.vec(grads.buf)[grads.range()];
+            let n = s.state.len.min(state.len());
+            let pm = &mut p[params.range()];
+            adafactor::apply(h, objective, &s.layout, pm, g, &mut state[..n], &mut work);
+        }
+        self.bufs[params.buf] = Store::F32(p);
+        self.bufs[s.state.buf] = Store::F32(state);
+        self.bufs[s.work.buf] = Store::F32(work);
     }
 
     fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {

@@ -104,6 +104,8 @@ modules! {
     OptimSchedulefree => "optim_schedulefree", optim_module!("optim_schedulefree.wgsl");
     /// Schedule-Free's train/eval switch and z's init.
     OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl");
+    /// Adafactor: six passes over its per-tensor table.
+    Adafactor => "adafactor", include_str!("../../../shaders/adafactor.wgsl");
     /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
     OptimAdam8 => "optim_adam8", concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
 }
@@ -184,6 +186,14 @@ pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
 pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
 pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
 pub(super) const K_ADAM8: Kernel = k(Module::OptimAdam8, ADAM8_INFO.name, &[RW, R, RW, RW, RW, RW, R]);
+/// Adafactor's bindings: parameters, gradients, statistics, work sums, table.
+const AF: &[Access] = &[RW, R, RW, RW, R];
+pub(super) const K_AF_STATS: Kernel = k(Module::Adafactor, "af_stats", AF);
+pub(super) const K_AF_COLS: Kernel = k(Module::Adafactor, "af_cols", AF);
+pub(super) const K_AF_TENSOR_STATS: Kernel = k(Module::Adafactor, "af_tensor_stats", AF);
+pub(super) const K_AF_USQ: Kernel = k(Module::Adafactor, "af_usq", AF);
+pub(super) const K_AF_TENSOR_USQ: Kernel = k(Module::Adafactor, "af_tensor_usq", AF);
+pub(super) const K_AF_APPLY: Kernel = k(Module::Adafactor, "af_apply", AF);
 
 /// An optimizer step's kernel for entry `entry` (one of `STEP_ENTRIES`).
 pub const fn optim(step: &OptimStep, entry: &'static str) -> Kernel {
@@ -208,6 +218,12 @@ pub const FIXED: &[Kernel] = &[
     K_SOFTMAX_CE,
     K_GATHER,
     K_ADAM8,
+    K_AF_STATS,
+    K_AF_COLS,
+    K_AF_TENSOR_STATS,
+    K_AF_USQ,
+    K_AF_TENSOR_USQ,
+    K_AF_APPLY,
 ];
 
 #[cfg(test)]

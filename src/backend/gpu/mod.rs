@@ -21,6 +21,7 @@
 //!
 //! The [`Backend`] impl below is one line per op.
 
+mod adafactor;
 mod chunk;
 mod dispatch;
 mod elementwise;
@@ -40,7 +41,9 @@ pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{
+    AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES,
+};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -189,6 +192,10 @@ impl Backend for GpuBackend {
 
     fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {
         self.launch_adam8(h, objective, params, grads, s)
+    }
+
+    fn adafactor_step(&mut self, h: &AdafactorParams, objective: Objective, params: View, grads: View, s: &Factored) {
+        self.launch_adafactor(h, objective, params, grads, s)
     }
 
     fn finish(&mut self) -> Pending<()> {

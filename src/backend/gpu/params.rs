@@ -187,6 +187,29 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `shaders/adafactor.wgsl`'s `Arena`: the header before
+    /// [`crate::backend::optim_kernel::AdafactorParams`].
+    AdafactorArena {
+        /// Tensors listed in the table.
+        tensors: u32,
+        /// Units (matrix rows and vector chunks).
+        units: u32,
+        /// Column chunks.
+        chunks: u32,
+        /// Factored matrices.
+        matrices: u32,
+        /// Added to arena indices of the parameters.
+        p_off: u32,
+        /// Added to arena indices of the gradients.
+        g_off: u32,
+        /// 1: the gradient is read negated (PyTorch's `maximize`).
+        maximize: u32,
+        /// Padding.
+        pad0: u32,
+    }
+);
+
 /// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
 /// the size. The mirror test walks this list.
 pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
@@ -212,6 +235,7 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::OptimSchedulefree, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimSchedulefreeMode, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
+    (Module::Adafactor, "Arena", AdafactorArena::FIELDS, size_of::<AdafactorArena>()),
 ];
 
 /// The uniform word holding `$field` of `$params` (for chunked launches that rebase it).

@@ -1,0 +1,50 @@
+//! Adafactor (`shaders/adafactor.wgsl`): six dispatches over the per-tensor table, every
+//! buffer bound whole (the arena must fit one binding, as the matmuls' do).
+
+use super::kernels::{K_AF_APPLY, K_AF_COLS, K_AF_STATS, K_AF_TENSOR_STATS, K_AF_TENSOR_USQ, K_AF_USQ};
+use super::params::{words_of, AdafactorArena};
+use super::{u, GpuBackend, WG};
+use crate::backend::factored::COLS_PER_GROUP;
+use crate::backend::optim_kernel::{AdafactorParams, Factored, Objective};
+use crate::tensor::View;
+
+impl GpuBackend {
+    pub(super) fn launch_adafactor(
+        &mut self,
+        h: &AdafactorParams,
+        objective: Objective,
+        params: View,
+        grads: View,
+        s: &Factored,
+    ) {
+        debug_assert!([s.state, s.work, s.table].iter().all(|v| v.offset == 0));
+        const { assert!(COLS_PER_GROUP == 64, "af_cols runs 64 invocations a workgroup") };
+        let t = &s.layout;
+        let arena = AdafactorArena {
+            tensors: u(t.tensors.len()),
+            units: u(t.units.len()),
+            chunks: u(t.col_chunks.len()),
+            matrices: u(t.matrices),
+            p_off: u(params.offset),
+            g_off: u(grads.offset),
+            maximize: objective.flag(),
+            pad0: 0,
+        };
+        let mut uni = words_of(&arena);
+        uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
+        let buffers = [params.buf, grads.buf, s.state.buf, s.work.buf, s.table.buf];
+        // One workgroup per unit, chunk, tensor or matrix: `grid` counts invocations of WG.
+        let groups = |n: usize| n * WG as usize;
+        for (kern, n) in [
+            (K_AF_STATS, t.units.len()),
+            (K_AF_COLS, t.col_chunks.len()),
+            (K_AF_TENSOR_STATS, t.tensors.len() + t.matrices),
+            (K_AF_USQ, t.units.len()),
+            (K_AF_TENSOR_USQ, t.tensors.len()),
+            (K_AF_APPLY, t.units.len()),
+        ] {
+            let grid = self.grid(groups(n));
+            self.dispatch(kern, &uni, &buffers, grid);
+        }
+    }
+}
