@@ -29,6 +29,12 @@ struct Update { p: f32, s: vec3<f32> }
 
 fn slot_used(k: u32) -> bool { return (P.arena.used & (1u << k)) != 0u; }
 
+// PyTorch's lerp(a, b, w) for real numbers: exact at w = 1.
+fn lerp_t(a: f32, b: f32, w: f32) -> f32 {
+    if (w < 0.5) { return a + w * (b - a); }
+    return b - (b - a) * (1.0 - w);
+}
+
 // The gradient at arena index j, negated when maximizing (PyTorch's `maximize`).
 fn grad_at(j: u32) -> f32 {
     let g = GRAD[j];

@@ -30,6 +30,14 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--optimizer", "rmsprop", "--alpha", "1.5"], 2, "invalid alpha: 1.5"),
     (&["train", "--optimizer", "sgd", "--betas", "0.9,0.99"], 2, "'sgd' takes no 'betas'"),
     (&["train", "--optimizer", "nadam", "--rho", "0.9"], 2, "--rho: 'nadam' takes no 'rho'"),
+    (&["train", "--optimizer", "muon", "--ns-steps", "100"], 2, "invalid ns-steps: 100 (must be under 100"),
+    (
+        &["train", "--optimizer", "muon", "--adjust-lr-fn", "bogus"],
+        2,
+        "--adjust-lr-fn: expected one of \"original\", \"match_rms_adamw\"",
+    ),
+    (&["train", "--optimizer", "adafactor", "--d", "0.5"], 2, "invalid d: 0.5 (the clipping threshold must be >= 1"),
+    (&["train", "--optimizer", "adam", "--maximize", "--eps", "none,1e-3"], 2, "--eps: expected a number"),
     (&["train", "--optimizer", "adadelta", "--rho", "1.5"], 2, "invalid rho: 1.5 (must be in [0, 1])"),
     (
         &["train", "--optimizer", "lion", "--betas", "0.9,1.5"],

@@ -151,6 +151,9 @@ fn every_optimizer_runs_a_listed_kernel() {
         let entry = match c.kernel_step(1, c.lr(), &first) {
             Step::Fused(k) => k.kernel().name,
             Step::Factored(_) => ADAFACTOR.name,
+            // Muon's own pass is its momentum kernel (the rest runs on the matmul, the vector
+            // kernels and Adam's).
+            Step::Muon(m) => m.momentum.kernel().name,
         };
         let entries: Vec<&str> = entries.iter().copied().chain([ADAFACTOR.name]).collect();
         assert!(entries.contains(&entry), "{name} runs '{entry}', which OptimStep::ALL does not list");

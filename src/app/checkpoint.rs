@@ -281,6 +281,26 @@ impl Trainer {
         let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>, dtype: Stored| {
             out.push(NamedTensor { name, shape, data, dtype });
         };
+        if let Some(layout) = self.opt.muon_layout() {
+            // Muon's compact slots: each tensor keeps its own optimizer's (momentum_buffer for a
+            // matrix Muon steps, exp_avg and exp_avg_sq for the auxiliary AdamW's).
+            let at = |r: &std::ops::Range<usize>| entries.iter().find(|e| e.range() == *r);
+            for (k, r, start) in layout.tensor_slots() {
+                let e = at(&r).context("every tensor of the layout is the model's")?;
+                let name = format!("optimizer.{}.{}", names[k], e.name);
+                match &stored {
+                    StoredState::F32(s) => {
+                        put(name, e.shape.clone(), s[k][start..start + r.len()].to_vec(), Stored::F32)
+                    }
+                    StoredState::Bf16(s) => {
+                        let v = s[k][start..start + r.len()].iter().map(|&h| bf16_to_f32(h)).collect();
+                        put(name, e.shape.clone(), v, Stored::Bf16)
+                    }
+                    _ => bail!("muon's state is f32 or bfloat16"),
+                }
+            }
+            return Ok(out);
+        }
         match stored {
             StoredState::F32(slots) => {
                 for (slot, data) in names.iter().zip(slots) {
@@ -348,6 +368,27 @@ impl Trainer {
         };
         let names = self.opt.config.state_names();
         let entries = &self.model.arena.entries;
+        if let Some(layout) = self.opt.muon_layout() {
+            let mut stored = self.opt.initial_stored();
+            let at = |r: &std::ops::Range<usize>| entries.iter().find(|e| e.range() == *r);
+            for (k, r, start) in layout.tensor_slots() {
+                let e = at(&r).context("every tensor of the layout is the model's")?;
+                let name = format!("optimizer.{}.{}", names[k], e.name);
+                match &mut stored {
+                    StoredState::F32(s) => {
+                        s[k][start..start + r.len()].copy_from_slice(&find(&name, Stored::F32, r.len())?.data)
+                    }
+                    StoredState::Bf16(s) => {
+                        let t = find(&name, Stored::Bf16, r.len())?;
+                        for (h, &v) in s[k][start..start + r.len()].iter_mut().zip(&t.data) {
+                            *h = bf16_from_f32(v);
+                        }
+                    }
+                    _ => bail!("muon's state is f32 or bfloat16"),
+                }
+            }
+            return self.opt.write_stored(&mut self.dev, &stored);
+        }
         let stored = match self.opt.initial_stored() {
             StoredState::F32(mut slots) => {
                 for (slot, data) in names.iter().zip(&mut slots) {

@@ -327,6 +327,24 @@ impl Device {
         self.backend.gather(g)
     }
 
+    /// `out[0] = 1 / max(‖x‖₂, eps)`; see [`Backend::inv_norm`].
+    pub fn inv_norm(&mut self, x: View, out: View, eps: f32) {
+        debug_assert!(out.len >= 1);
+        self.backend.inv_norm(x, out, eps)
+    }
+
+    /// `y ← y · s[0]`; see [`Backend::scale_by`].
+    pub fn scale_by(&mut self, y: View, s: View) {
+        debug_assert!(s.len >= 1);
+        self.backend.scale_by(y, s)
+    }
+
+    /// `y ← α·x + β·y`; see [`Backend::axpby`].
+    pub fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
+        debug_assert!(x.len == y.len);
+        self.backend.axpby(alpha, x, beta, y)
+    }
+
     /// Record a non-finite element of `src` in `flag`; see [`Backend::find_nonfinite`].
     pub fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
         self.backend.find_nonfinite(src, flag, tag)

@@ -62,6 +62,12 @@ pub trait Backend {
     );
     /// Gather a mini-batch on the device (see [`Gather`]): no host copy per step.
     fn gather(&mut self, g: &Gather);
+    /// `out[0] = 1 / max(‖x‖₂, eps)`: one reduction in a fixed order, nothing read back.
+    fn inv_norm(&mut self, x: View, out: View, eps: f32);
+    /// `y ← y · s[0]`, a device scalar (as [`Backend::inv_norm`] leaves it).
+    fn scale_by(&mut self, y: View, s: View);
+    /// `y ← α·x + β·y` (x and y of one length).
+    fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
     /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]
     /// (some non-finite element, not necessarily the first). Nothing is read back.
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);

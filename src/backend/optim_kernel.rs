@@ -343,6 +343,18 @@ kernel_params!(
 );
 
 kernel_params!(
+    /// Muon's momentum pass (PyTorch's code, not its docstring): buf ← lerp(buf, g, 1 − μ), and
+    /// the matrix to orthogonalize, lerp(g, buf, μ) with Nesterov, else buf, written in the
+    /// place of the parameters (the launch binds a scratch matrix there).
+    MuonMomentumParams {
+        /// μ.
+        momentum: f32,
+        /// 1: Nesterov.
+        nesterov: u32,
+    }
+);
+
+kernel_params!(
     /// Schedule-Free AdamW's step (schedulefree 1.4.1): the parameters hold y.
     SchedulefreeParams {
         /// This step's rate: lr times the optimizer's own warm-up.
@@ -406,6 +418,8 @@ pub enum OptimStep {
     Schedulefree(SchedulefreeParams),
     /// `optim_schedulefree_mode.wgsl`: not a step, the switch between y and x.
     SchedulefreeMode(SchedulefreeModeParams),
+    /// `optim_muon_momentum.wgsl`: Muon's momentum, its output in the place of the parameters.
+    MuonMomentum(MuonMomentumParams),
 }
 
 /// A kernel's static description: its WGSL entry point, parameter struct and state bindings.
@@ -444,7 +458,7 @@ pub const ADAM8: KernelInfo =
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
-    pub const ALL: [OptimStep; 15] = [
+    pub const ALL: [OptimStep; 16] = [
         OptimStep::Sgd(SgdParams {
             lr: 0.0,
             momentum: 0.0,
@@ -523,6 +537,7 @@ impl OptimStep {
             bc2_sqrt: 0.0,
         }),
         OptimStep::SchedulefreeMode(SchedulefreeModeParams { weight: 0.0, init: 0 }),
+        OptimStep::MuonMomentum(MuonMomentumParams { momentum: 0.0, nesterov: 0 }),
     ];
 
     /// The kernel this step runs.
@@ -570,6 +585,12 @@ impl OptimStep {
                 SchedulefreeParams::FIELDS,
                 &[Z, ExpAvgSq],
             ),
+            OptimStep::MuonMomentum(_) => info::<MuonMomentumParams>(
+                "muon_momentum",
+                "MuonMomentumParams",
+                MuonMomentumParams::FIELDS,
+                &[MomentumBuffer],
+            ),
             OptimStep::SchedulefreeMode(_) => info::<SchedulefreeModeParams>(
                 "schedulefree_mode",
                 "SchedulefreeModeParams",
@@ -601,6 +622,7 @@ impl OptimStep {
             (OptimStep::Schedulefree(_), Z | ExpAvgSq) => true,
             // The switch reads and writes z only (exp_avg_sq's binding is a placeholder).
             (OptimStep::SchedulefreeMode(_), Z) => true,
+            (OptimStep::MuonMomentum(_), MomentumBuffer) => true,
             _ => false,
         }
     }
@@ -644,6 +666,7 @@ impl OptimStep {
             OptimStep::Ademamix(h) => bytemuck::bytes_of(h),
             OptimStep::Schedulefree(h) => bytemuck::bytes_of(h),
             OptimStep::SchedulefreeMode(h) => bytemuck::bytes_of(h),
+            OptimStep::MuonMomentum(h) => bytemuck::bytes_of(h),
         }
     }
 }

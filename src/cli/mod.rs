@@ -85,7 +85,7 @@ impl From<ActArg> for Act {
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
     /// sgd, adagrad, rmsprop, adam, adamw, lecture_momentum, nadam, radam, adamax, adadelta,
-    /// lion, rprop, asgd, ademamix or schedulefree_adamw.
+    /// lion, rprop, asgd, ademamix, schedulefree_adamw, adafactor or muon.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     /// Learning rate (default: PyTorch's for the optimizer).
@@ -126,9 +126,10 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub dampening: Option<f64>,
-    #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub nesterov: bool,
+    /// Nesterov momentum (`--nesterov`, or `--nesterov false` for muon, whose default is true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub weight_decay: Option<f64>,
@@ -212,6 +213,38 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
     pub r: Option<f64>,
+    /// Muon: Newton–Schulz steps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_steps: Option<u64>,
+    /// Muon: (a, b, c) of the Newton–Schulz step: --ns-coefficients 3.4445,-4.775,2.0315
+    #[arg(long, allow_hyphen_values = true)]
+    #[serde(skip)]
+    pub ns_coefficients: Option<String>,
+    /// Muon: original, match_rms_adamw or spectral_unclamped.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjust_lr_fn: Option<String>,
+    /// Muon: with three or more matrices, the first and last go to the auxiliary AdamW (true).
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aux_first_last: Option<bool>,
+    /// Muon: the auxiliary AdamW's learning rate.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub aux_lr: Option<f64>,
+    /// Muon: the auxiliary AdamW's betas: --aux-betas 0.9,0.95
+    #[arg(long)]
+    #[serde(skip)]
+    pub aux_betas: Option<String>,
+    /// Muon: the auxiliary AdamW's eps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub aux_eps: Option<f64>,
+    /// Muon: the auxiliary AdamW's weight decay.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
+    pub aux_weight_decay: Option<f64>,
     /// Schedule-Free AdamW: the largest rate's power in the averaging weight.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "number")]
@@ -244,7 +277,8 @@ impl HyperArgs {
             obj.insert("lr".into(), number(&Some(lr), serde_json::value::Serializer)?);
         }
         for (k, v) in &obj {
-            if let (serde_json::Value::String(text), true) = (v, k != "name") {
+            // Every other string here is a number the flag parser could not write as JSON.
+            if let (serde_json::Value::String(text), true) = (v, k != "name" && k != "adjust_lr_fn") {
                 anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
             }
         }
@@ -279,6 +313,8 @@ impl HyperArgs {
             ("betas", &self.betas, "two numbers such as 0.9,0.999 (three for ademamix)"),
             ("etas", &self.etas, "two numbers such as 0.5,1.2"),
             ("step_sizes", &self.step_sizes, "two numbers such as 1e-6,50"),
+            ("ns_coefficients", &self.ns_coefficients, "three numbers such as 3.4445,-4.775,2.0315"),
+            ("aux_betas", &self.aux_betas, "two numbers such as 0.9,0.95"),
         ];
         for (key, text, example) in lists {
             let Some(b) = text else { continue };
@@ -299,8 +335,10 @@ impl HyperArgs {
                 .unwrap_or(&full)
                 .replace("optimizer.name", "--optimizer")
                 .replace("optimizer.", "--")
-                .replace('_', "-")
-                .replace("lecture-momentum", "lecture_momentum");
+                .replace('_', "-");
+            // Values with underscores are spelled as the flags take them.
+            let values = descent::optim::OPTIMIZER_NAMES.into_iter().chain(["match_rms_adamw", "spectral_unclamped"]);
+            let msg = values.fold(msg, |m, v| m.replace(&v.replace('_', "-"), v));
             anyhow::anyhow!("{msg}")
         };
         OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(flag_name)

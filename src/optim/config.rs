@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
-pub const OPTIMIZER_NAMES: [&str; 16] = [
+pub const OPTIMIZER_NAMES: [&str; 17] = [
     "sgd",
     "adagrad",
     "rmsprop",
@@ -28,6 +28,7 @@ pub const OPTIMIZER_NAMES: [&str; 16] = [
     "ademamix",
     "schedulefree_adamw",
     "adafactor",
+    "muon",
 ];
 
 /// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
@@ -71,6 +72,8 @@ pub enum OptimConfig {
     SchedulefreeAdamw(SchedulefreeAdamw),
     /// `torch.optim.Adafactor`: factored second moments, per-tensor step sizes.
     Adafactor(Adafactor),
+    /// `torch.optim.Muon` for the matrices, with an auxiliary AdamW for the other tensors.
+    Muon(Muon),
 }
 
 /// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
@@ -93,6 +96,7 @@ macro_rules! each_config {
             OptimConfig::Ademamix($c) => $body,
             OptimConfig::SchedulefreeAdamw($c) => $body,
             OptimConfig::Adafactor($c) => $body,
+            OptimConfig::Muon($c) => $body,
         }
     };
 }
@@ -158,6 +162,7 @@ impl OptimConfig {
             "ademamix" => OptimConfig::Ademamix(Ademamix::default()),
             "schedulefree_adamw" => OptimConfig::SchedulefreeAdamw(SchedulefreeAdamw::default()),
             "adafactor" => OptimConfig::Adafactor(Adafactor::default()),
+            "muon" => OptimConfig::Muon(Muon::default()),
             _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
         })
     }
@@ -181,6 +186,7 @@ impl OptimConfig {
             OptimConfig::Ademamix(_) => "ademamix",
             OptimConfig::SchedulefreeAdamw(_) => "schedulefree_adamw",
             OptimConfig::Adafactor(_) => "adafactor",
+            OptimConfig::Muon(_) => "muon",
         }
     }
 
@@ -218,6 +224,7 @@ impl OptimConfig {
             OptimConfig::Ademamix(c) => c.weight_decay,
             OptimConfig::SchedulefreeAdamw(c) => c.weight_decay,
             OptimConfig::Adafactor(c) => c.weight_decay,
+            OptimConfig::Muon(c) => c.weight_decay,
         }
     }
 
@@ -299,6 +306,9 @@ impl OptimConfig {
                     bail!("{path}.{key}: expected a whole number of steps, or null for none; got {val}")
                 }
                 Value::Bool(_) if !val.is_boolean() => bail!("{path}.{key}: expected true or false"),
+                Value::String(_) if serde_json::from_value::<AdjustLr>(val.clone()).is_err() => {
+                    bail!("{path}.{key}: expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
+                }
                 // An element that is null by default (Adafactor's eps1) may be null.
                 Value::Array(d)
                     if val.as_array().is_none_or(|a| {
@@ -329,6 +339,9 @@ impl OptimConfig {
     /// optimizer at 32 and 16 bits, Adam and AdamW without AMSGrad at 8. The error says which
     /// width to use instead; `compare` and `bench` ask it before running a width.
     pub fn supports(&self, bits: OptimBits) -> Result<()> {
+        if let (OptimConfig::Muon(_), OptimBits::B8) = (self, bits) {
+            bail!("'muon' has no 8-bit form (bitsandbytes has none either): use optim_bits 16 or 32");
+        }
         if let (OptimConfig::Adafactor(_), OptimBits::B16 | OptimBits::B8) = (self, bits) {
             bail!(
                 "'adafactor' keeps f32 state only (its factored state is rows + columns per matrix, about 0 bytes per parameter): use optim_bits 32"
@@ -349,10 +362,25 @@ impl OptimConfig {
         Ok(())
     }
 
+    /// The AdamW that Muon steps its other tensors with, as its own configuration.
+    pub fn muon_aux(c: &Muon) -> OptimConfig {
+        OptimConfig::Adamw(Adam {
+            lr: c.aux_lr,
+            betas: c.aux_betas,
+            eps: c.aux_eps,
+            weight_decay: c.aux_weight_decay,
+            amsgrad: false,
+            maximize: c.maximize,
+            optim_bits: c.optim_bits,
+        })
+    }
+
     /// Whether this optimizer steps a tensor of `shape` (every one does, so far; an optimizer
     /// for matrices refuses others, as PyTorch's constructor does).
     pub fn check_shape(&self, shape: &[usize]) -> Result<()> {
-        let _ = shape;
+        if let (OptimConfig::Muon(_), false) = (self, shape.len() == 2) {
+            bail!("Muon only supports 2D parameters (a shape of {} dimensions: {shape:?}), as PyTorch's constructor says; give \"shape\": [rows, cols]", shape.len());
+        }
         Ok(())
     }
 
@@ -483,6 +511,24 @@ impl OptimConfig {
                     check_nonneg(e1, "eps[0] (eps1)")?;
                 }
                 check_nonneg(c.eps.1, "eps[1] (eps2)")?;
+            }
+            OptimConfig::Muon(c) => {
+                check_lr(c.lr)?;
+                check_nonneg(c.weight_decay, "weight_decay")?;
+                check_nonneg(c.momentum, "momentum")?;
+                check_unit(c.momentum, "momentum")?;
+                check_eps(c.eps)?;
+                if c.ns_steps >= 100 {
+                    bail!("invalid ns_steps: {} (must be under 100, as in PyTorch)", c.ns_steps);
+                }
+                let (a, b, cc) = c.ns_coefficients;
+                if ![a, b, cc].iter().all(|x| x.is_finite()) {
+                    bail!("invalid ns_coefficients: ({a}, {b}, {cc}) (must be finite)");
+                }
+                check_lr(c.aux_lr).map_err(|e| anyhow::anyhow!("aux_lr: {e}"))?;
+                check_betas(&[c.aux_betas.0, c.aux_betas.1], false).map_err(|e| anyhow::anyhow!("aux_betas: {e}"))?;
+                check_eps(c.aux_eps).map_err(|e| anyhow::anyhow!("aux_eps: {e}"))?;
+                check_nonneg(c.aux_weight_decay, "aux_weight_decay")?;
             }
         }
         Ok(())

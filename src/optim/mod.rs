@@ -16,6 +16,7 @@
 mod config;
 mod factored_state;
 mod hyper;
+mod muon_state;
 mod optimizer;
 pub mod reference;
 pub mod schedule;
@@ -24,6 +25,7 @@ mod step;
 
 pub use config::*;
 pub use factored_state::FactoredState;
+pub use muon_state::{MuonMatrix, MuonState};
 pub use optimizer::*;
 pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};
 pub use step::*;

@@ -135,8 +135,7 @@ impl Optimizer {
         // enters the library, not found later as NaN parameters.
         schedule.validate()?;
         let inits = config.state_inits(schedule.lr(config.lr(), 0));
-        let factored = matches!(config, OptimConfig::Adafactor(_));
-        let state = OptimState::alloc(dev, config.optim_bits(), n, &inits, tensors, factored)?;
+        let state = OptimState::alloc(dev, &config, n, &inits, tensors)?;
         let layout =
             tensors.iter().map(|(at, shape)| (shape.clone(), *at..*at + shape.iter().product::<usize>())).collect();
         Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), layout })
@@ -325,6 +324,15 @@ impl Optimizer {
     /// The block layout at 8 bits (None at 32 and 16).
     pub fn block_table(&self) -> Option<&BlockTable> {
         self.state.block_table()
+    }
+
+    /// Muon's layout: which tensors it steps and where each one's slots lie (None for other
+    /// optimizers).
+    pub fn muon_layout(&self) -> Option<&super::MuonState> {
+        match &self.state {
+            OptimState::Muon(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Adafactor's layout of every tensor's statistics (None for other optimizers).

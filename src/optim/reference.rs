@@ -11,6 +11,7 @@ use crate::backend::quant::{self, DynamicMap, BLOCK};
 pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], state: &mut [Vec<f64>]) {
     assert_eq!(lrs.len() as u64, t, "one rate per step so far");
     assert!(!matches!(c, OptimConfig::Adafactor(_)), "Adafactor's state is per row and column: use adafactor_step");
+    assert!(!matches!(c, OptimConfig::Muon(_)), "Muon steps matrices: use muon_step");
     let lr = lrs[t as usize - 1];
     let slots = c.slots();
     let at = |s: Slot| slots.iter().position(|&x| x == s);
@@ -226,7 +227,7 @@ pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], stat
                 let update = (state[0][i] / (1.0 - b1.powi(t as i32)) + alpha * state[1][i]) / denom;
                 p[i] -= lr * (update + c.weight_decay * p[i]);
             }
-            OptimConfig::Adafactor(_) => unreachable!("refused above"),
+            OptimConfig::Adafactor(_) | OptimConfig::Muon(_) => unreachable!("refused above"),
             OptimConfig::SchedulefreeAdamw(c) => {
                 let (b1, b2) = c.betas;
                 // The group scalars, from every rate so far (k 0-based).
@@ -305,6 +306,70 @@ pub fn adafactor_step(c: &OptimConfig, t: u64, lr: f64, shape: &[usize], p: &mut
     let den = f64::max(1.0, rms(&update) / c.d);
     for (x, u) in p.iter_mut().zip(&update) {
         *x -= alpha / den * u;
+    }
+}
+
+/// One Muon step `t` at rate `lr` of one `rows` × `cols` matrix `p` with its momentum buffer
+/// `buf` (PyTorch's `_single_tensor_muon`, with its bfloat16 Newton–Schulz replaced by f64, as
+/// the fixtures are made): the momentum lerps, the iteration on the transpose of a tall
+/// matrix, the decay at the unadjusted rate and the update at the adjusted one.
+pub fn muon_step(c: &OptimConfig, lr: f64, rows: usize, cols: usize, p: &mut [f64], g: &[f64], buf: &mut [f64]) {
+    let OptimConfig::Muon(c) = c else { panic!("muon_step takes a Muon configuration") };
+    let n = rows * cols;
+    let lerp = |a: f64, b: f64, w: f64| a + w * (b - a);
+    let mut u = vec![0.0; n];
+    for i in 0..n {
+        let gi = if c.maximize { -g[i] } else { g[i] };
+        buf[i] = lerp(buf[i], gi, 1.0 - c.momentum);
+        u[i] = if c.nesterov { lerp(gi, buf[i], c.momentum) } else { buf[i] };
+    }
+    // X: the wide orientation (r ≤ k), row-major.
+    let tall = rows > cols;
+    let (r, k) = if tall { (cols, rows) } else { (rows, cols) };
+    let mut x = vec![0.0; n];
+    for i in 0..rows {
+        for j in 0..cols {
+            if tall {
+                x[j * rows + i] = u[i * cols + j];
+            } else {
+                x[i * cols + j] = u[i * cols + j];
+            }
+        }
+    }
+    let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(c.eps);
+    x.iter_mut().for_each(|v| *v /= norm);
+    let (a, b, cc) = c.ns_coefficients;
+    for _ in 0..c.ns_steps {
+        let mut s = vec![0.0; r * r];
+        for i in 0..r {
+            for j in 0..r {
+                s[i * r + j] = (0..k).map(|l| x[i * k + l] * x[j * k + l]).sum();
+            }
+        }
+        let mut t = vec![0.0; r * r];
+        for i in 0..r {
+            for j in 0..r {
+                let ss: f64 = (0..r).map(|l| s[i * r + l] * s[l * r + j]).sum();
+                t[i * r + j] = b * s[i * r + j] + cc * ss;
+            }
+        }
+        let mut next = vec![0.0; r * k];
+        for i in 0..r {
+            for j in 0..k {
+                let tx: f64 = (0..r).map(|l| t[i * r + l] * x[l * k + j]).sum();
+                next[i * k + j] = a * x[i * k + j] + tx;
+            }
+        }
+        x = next;
+    }
+    let ratio = c.adjust_lr_fn.ratio(rows, cols);
+    for i in 0..rows {
+        for j in 0..cols {
+            let o = if tall { x[j * rows + i] } else { x[i * cols + j] };
+            let q = &mut p[i * cols + j];
+            *q *= 1.0 - lr * c.weight_decay;
+            *q -= lr * ratio * o;
+        }
     }
 }
 

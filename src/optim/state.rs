@@ -5,8 +5,9 @@
 //! per width in `app::checkpoint`.)
 
 use super::factored_state::FactoredState;
+use super::muon_state::MuonState;
 use super::step::Step;
-use super::{Blockwise8, OptimBits};
+use super::{Blockwise8, OptimBits, OptimConfig};
 use crate::backend::optim_kernel::{Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
@@ -300,22 +301,29 @@ pub enum OptimState {
     Blockwise8(Blockwise8State),
     /// Adafactor's factored state.
     Factored(FactoredState),
+    /// Muon's momentum buffers and its auxiliary AdamW's moments (compact).
+    Muon(MuonState),
 }
 
 impl OptimState {
-    /// A state buffer per slot for `n` parameters at `bits`, slot k at `inits[k]` (8 bits:
-    /// codes of zero, each of `tensors` (first element, shape) quantized in blocks of its own;
-    /// Adafactor, `factored`: its statistics per tensor, zeroed).
+    /// The state of `config` for `n` parameters holding `tensors` (first element, shape): a
+    /// buffer per slot at its width, slot k at `inits[k]` (8 bits: codes of zero, each tensor
+    /// quantized in blocks of its own); Adafactor's statistics per tensor and Muon's compact
+    /// slots, zeroed.
     pub(super) fn alloc(
         dev: &mut Device,
-        bits: OptimBits,
+        config: &OptimConfig,
         n: usize,
         inits: &[f32],
         tensors: &[(usize, Vec<usize>)],
-        factored: bool,
     ) -> Result<OptimState> {
-        if factored {
-            return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors)?));
+        let bits = config.optim_bits();
+        match config {
+            OptimConfig::Adafactor(_) => return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors)?)),
+            OptimConfig::Muon(c) => {
+                return Ok(OptimState::Muon(MuonState::alloc(dev, bits, tensors, c.aux_first_last)?))
+            }
+            _ => {}
         }
         let tensors: Vec<(usize, usize)> = tensors.iter().map(|(at, shape)| (*at, shape.iter().product())).collect();
         let tensors = tensors.as_slice();
@@ -356,6 +364,7 @@ impl OptimState {
             }
             (OptimState::Blockwise8(s), Step::Fused(k)) => s.step(dev, k, o, params, grads, ranges),
             (OptimState::Factored(s), Step::Factored(h)) => s.step(dev, h, o, params, grads, ranges),
+            (OptimState::Muon(s), Step::Muon(m)) => s.step(dev, m, o, params, grads, ranges),
             _ => bail!("this step's kernel does not match the state's kind (Adafactor's state is factored)"),
         }
     }
@@ -370,6 +379,8 @@ impl OptimState {
                 StoredState::Blockwise8 { codes, absmax, small }
             }
             OptimState::Factored(s) => StoredState::Factored(s.read(dev).await?),
+            OptimState::Muon(s) if s.bits == OptimBits::B32 => StoredState::F32(s.read_f32(dev).await?),
+            OptimState::Muon(s) => StoredState::Bf16(s.read_bf16(dev).await?),
         })
     }
 
@@ -396,6 +407,19 @@ impl OptimState {
                 s.decode(n, &names, stored)
             }
             OptimState::Factored(s) => s.decode(&s.read(dev).await?),
+            // Muon's compact slots, each as long as the tensors that keep it; empty ones left out.
+            OptimState::Muon(s) => {
+                let slots: Vec<Vec<f32>> = if s.bits == OptimBits::B32 {
+                    s.read_f32(dev).await?
+                } else {
+                    s.read_bf16(dev)
+                        .await?
+                        .into_iter()
+                        .map(|h| h.into_iter().map(quant::bf16_to_f32).collect())
+                        .collect()
+                };
+                names.into_iter().zip(slots).filter(|(_, v)| !v.is_empty()).collect()
+            }
         })
     }
 
@@ -410,6 +434,10 @@ impl OptimState {
                 small: [vec![0.0; s.table.small_len], vec![0.0; s.table.small_len]],
             },
             OptimState::Factored(s) => StoredState::Factored(vec![0.0; s.full.state_len]),
+            OptimState::Muon(s) if s.bits == OptimBits::B32 => {
+                StoredState::F32(s.lens.iter().map(|&l| vec![0.0; l]).collect())
+            }
+            OptimState::Muon(s) => StoredState::Bf16(s.lens.iter().map(|&l| vec![0; l]).collect()),
         }
     }
 
@@ -423,6 +451,8 @@ impl OptimState {
                 s.write(dev, n, codes, absmax, small)?
             }
             (OptimState::Factored(s), StoredState::Factored(v)) => s.write(dev, v)?,
+            (OptimState::Muon(s), StoredState::F32(v)) if s.bits == OptimBits::B32 => s.write_f32(dev, v)?,
+            (OptimState::Muon(s), StoredState::Bf16(v)) if s.bits == OptimBits::B16 => s.write_bf16(dev, v)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -435,6 +465,7 @@ impl OptimState {
             OptimState::Bf16(s) => s.release(dev),
             OptimState::Blockwise8(s) => s.release(dev),
             OptimState::Factored(s) => s.release(dev),
+            OptimState::Muon(s) => s.release(dev),
         }
     }
 

@@ -17,6 +17,30 @@ pub enum Step {
     Fused(OptimStep),
     /// Adafactor's passes over its per-tensor table ([`crate::backend::factored`]).
     Factored(AdafactorParams),
+    /// Muon's passes per matrix (momentum, Newton–Schulz on the matmul kernels, the update)
+    /// and one fused AdamW pass over the other tensors.
+    Muon(MuonStep),
+}
+
+/// One Muon step's scalars.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonStep {
+    /// The momentum pass (writes the matrix to orthogonalize).
+    pub momentum: OptimStep,
+    /// The auxiliary AdamW's step (decoupled decay).
+    pub aux: OptimStep,
+    /// This step's rate of the matrices (before the shape's adjustment).
+    pub lr: f64,
+    /// 1 − lr·weight_decay.
+    pub decay: f32,
+    /// (a, b, c) of the Newton–Schulz step.
+    pub ns_coefficients: (f32, f32, f32),
+    /// Newton–Schulz steps.
+    pub ns_steps: u64,
+    /// Floor of the Frobenius norm.
+    pub eps: f32,
+    /// How the rate scales with each matrix's shape.
+    pub adjust_lr_fn: AdjustLr,
 }
 
 impl Step {
@@ -26,6 +50,7 @@ impl Step {
         match self {
             Step::Fused(k) => k.slots(),
             Step::Factored(_) => Vec::new(),
+            Step::Muon(m) => m.momentum.slots().into_iter().chain(m.aux.slots()).collect(),
         }
     }
 }
@@ -240,6 +265,35 @@ impl OptimConfig {
                     ckp1: f(if carried.weight_sum != 0.0 { carried.weight / carried.weight_sum } else { 0.0 }),
                     bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
                 })
+            }
+            OptimConfig::Muon(c) => {
+                // The auxiliary AdamW's rate follows the schedule as the matrices' does.
+                let aux_lr = c.aux_lr * lr / c.lr;
+                let (b1, b2) = c.aux_betas;
+                let aux = OptimStep::Adam(AdamParams {
+                    lr: f(aux_lr),
+                    beta1: f(b1),
+                    beta2: f(b2),
+                    eps: f(c.aux_eps),
+                    weight_decay: f(c.aux_weight_decay),
+                    step_size: f(aux_lr / (1.0 - b1.powi(t as i32))),
+                    bc2_sqrt: f((1.0 - b2.powi(t as i32)).sqrt()),
+                    decoupled: 1,
+                    amsgrad: 0,
+                });
+                let momentum =
+                    OptimStep::MuonMomentum(MuonMomentumParams { momentum: f(c.momentum), nesterov: flag(c.nesterov) });
+                let (a, b, cc) = c.ns_coefficients;
+                return Step::Muon(MuonStep {
+                    momentum,
+                    aux,
+                    lr,
+                    decay: f(1.0 - lr * c.weight_decay),
+                    ns_coefficients: (f(a), f(b), f(cc)),
+                    ns_steps: c.ns_steps,
+                    eps: f(c.eps),
+                    adjust_lr_fn: c.adjust_lr_fn,
+                });
             }
             OptimConfig::Adafactor(c) => {
                 let tf = t as f64;

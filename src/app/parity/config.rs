@@ -4,8 +4,8 @@
 use crate::backend::Device;
 use crate::message::Setting;
 use crate::optim::{
-    Adadelta, Adafactor, Adagrad, Adam, Adamax, Ademamix, Asgd, LectureMomentum, Lion, Nadam, OptimBits, OptimConfig,
-    Radam, Rmsprop, Rprop, SchedulefreeAdamw, Sgd,
+    Adadelta, Adafactor, Adagrad, Adam, Adamax, Ademamix, AdjustLr, Asgd, LectureMomentum, Lion, Muon, Nadam,
+    OptimBits, OptimConfig, Radam, Rmsprop, Rprop, SchedulefreeAdamw, Sgd,
 };
 use crate::said;
 use anyhow::Result;
@@ -169,6 +169,26 @@ pub fn adafactor_cases() -> Vec<(String, OptimConfig)> {
     [("adafactor", Adafactor::default()), ("adafactor_wd_d_maximize", tuned)]
         .into_iter()
         .map(|(l, c)| (l.to_string(), OptimConfig::Adafactor(c)))
+        .collect()
+}
+
+/// The Muon configurations parity covers: every matrix to Muon (PyTorch's defaults, with a
+/// larger rate so the updates are well above rounding), and the first and last to AdamW with
+/// another rate adjustment, no Nesterov and maximize. (Its bfloat16 momentum is checked as every
+/// kernel's bfloat16 state is: bit for bit against the f32 kernel.)
+pub fn muon_cases() -> Vec<(String, OptimConfig)> {
+    let all = Muon { lr: 0.02, aux_first_last: false, ..Muon::default() };
+    let routed = Muon {
+        lr: 0.02,
+        nesterov: false,
+        adjust_lr_fn: AdjustLr::MatchRmsAdamw,
+        maximize: true,
+        aux_weight_decay: 0.01,
+        ..Muon::default()
+    };
+    [("muon", OptimConfig::Muon(all)), ("muon_routed_maximize", OptimConfig::Muon(routed))]
+        .into_iter()
+        .map(|(l, c)| (l.to_string(), c))
         .collect()
 }
 

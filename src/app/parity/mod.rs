@@ -6,7 +6,7 @@ mod config;
 
 pub use config::*;
 
-use crate::backend::optim_kernel::{Objective, SchedulefreeModeParams};
+use crate::backend::optim_kernel::{MuonMomentumParams, Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::optim::{
@@ -255,6 +255,32 @@ impl Checker<'_> {
         self.dev.sum(av, out, 0.5);
         let want = a.iter().map(|&v| v as f64).sum::<f64>() * 0.5;
         self.check("sum", shape.clone(), out, &[want], matmul_abs_tol(n), REL_TOL).await?;
+        self.done(&[out]);
+        // The whole-vector ops: the inverse norm into a device scalar, scaling by it, a·x + b·y.
+        let out = self.poisoned(1)?;
+        self.dev.inv_norm(av, out, 1e-7);
+        let norm = a.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        self.check("inv_norm", shape.clone(), out, &[1.0 / norm.max(1e-7)], ABS_TOL, REL_TOL).await?;
+        let zero = self.input(&vec![0.0; n])?;
+        self.dev.inv_norm(zero, out, 1e-3);
+        self.check("inv_norm of zeros (eps)", shape.clone(), out, &[1e3], ABS_TOL, REL_TOL).await?;
+        self.done(&[zero]);
+        let y = self.input(&b)?;
+        self.dev.scale_by(y, out);
+        self.check(
+            "scale_by",
+            shape.clone(),
+            y,
+            &b.iter().map(|&v| v as f64 * 1e3).collect::<Vec<_>>(),
+            ABS_TOL,
+            REL_TOL,
+        )
+        .await?;
+        self.dev.write(y, &b)?;
+        self.dev.axpby(-0.75, av, 1.5, y);
+        let want: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| -0.75 * x as f64 + 1.5 * y as f64).collect();
+        self.check("axpby", shape.clone(), y, &want, ABS_TOL, REL_TOL).await?;
+        self.done(&[y]);
         let bc = self.poisoned(n)?;
         self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);
         let got = self.dev.read_async(out).await?[0] as f64 * 2.0;
@@ -597,6 +623,129 @@ impl Checker<'_> {
         self.done(&[pv, gv]);
         Ok(())
     }
+
+    /// Muon over tensors of `shapes` in one arena, through [`Optimizer`] (momentum,
+    /// Newton–Schulz on the matmul kernels, the update; the auxiliary AdamW on the rest),
+    /// against the f64 reference: Newton–Schulz in f64 per matrix, AdamW per other tensor.
+    async fn muon(&mut self, label: &str, cfg: &OptimConfig, shapes: &[Vec<usize>], steps: u64) -> Result<()> {
+        let OptimConfig::Muon(mc) = cfg else { bail!("{label}: not a Muon configuration") };
+        let mut tensors = Vec::new();
+        let mut end = 0usize;
+        for shape in shapes {
+            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
+            end = at + shape.iter().product::<usize>();
+            tensors.push((at, shape.clone()));
+        }
+        let n = end;
+        let p0 = self.random(n, -1.0, 1.0);
+        let pv = self.input(&p0)?;
+        let gv = self.dev.alloc(n)?;
+        let mut opt = Optimizer::for_shapes(self.dev, cfg.clone(), Schedule::Constant, n, &tensors)?;
+        let layout = opt.muon_layout().context("a Muon optimizer has its layout")?;
+        let matrices: Vec<(std::ops::Range<usize>, usize, usize)> =
+            layout.matrices.iter().map(|m| (m.range.clone(), m.rows, m.cols)).collect();
+        let aux = OptimConfig::muon_aux(mc);
+        let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+        let mut bufs: Vec<Vec<f64>> = matrices.iter().map(|(r, _, _)| vec![0.0; r.len()]).collect();
+        let mut moments: Vec<Vec<Vec<f64>>> =
+            tensors.iter().map(|(_, s)| vec![vec![0.0; s.iter().product()]; 2]).collect();
+        let mut lrs = Vec::new();
+        for t in 1..=steps {
+            let g = self.gradients(n, t);
+            self.dev.write(gv, &g)?;
+            opt.step_views(self.dev, pv, gv)?;
+            lrs.push(mc.aux_lr);
+            for ((at, shape), m) in tensors.iter().zip(&mut moments) {
+                let r = *at..*at + shape.iter().product::<usize>();
+                let g64: Vec<f64> = g[r.clone()].iter().map(|&v| v as f64).collect();
+                match matrices.iter().position(|(mr, _, _)| mr.start == r.start) {
+                    Some(k) => {
+                        let (_, rows, cols) = matrices[k];
+                        optim_ref::muon_step(cfg, mc.lr, rows, cols, &mut p[r], &g64, &mut bufs[k]);
+                    }
+                    None => optim_ref::step(&aux, t, &lrs, &mut p[r], &g64, m),
+                }
+            }
+        }
+        let names: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+        let shape = format!("{} x {steps} steps", names.join(" "));
+        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
+        // The momentum buffers, each matrix's from its place in the compact slot.
+        let state = opt.read_state_async(self.dev).await?;
+        let layout = opt.muon_layout().context("a Muon optimizer has its layout")?;
+        if let Some((_, got)) = state.iter().find(|(name, _)| *name == "momentum_buffer") {
+            let (mut g, mut w) = (Vec::new(), Vec::new());
+            for (m, want) in layout.matrices.iter().zip(&bufs) {
+                g.extend_from_slice(&got[m.at..m.at + m.range.len()]);
+                w.extend_from_slice(want);
+            }
+            let (max_abs_err, max_rel_err, pass) = compare(&g, &w, ABS_TOL, REL_TOL);
+            self.rows.push(ParityRow {
+                device: self.dev.describe(),
+                kernel: format!("{label} momentum_buffer"),
+                shape: shape.clone(),
+                max_abs_err,
+                max_rel_err,
+                pass: pass && !w.is_empty(),
+            });
+        }
+        opt.release(self.dev);
+        self.done(&[pv, gv]);
+        Ok(())
+    }
+
+    /// A fused kernel `step` with bfloat16 state against its f32 entry from the same widened
+    /// state, bit for bit (for the kernels no optimizer configuration runs alone: Muon's
+    /// momentum, which writes its output in the place of the parameters).
+    async fn kernel_bf16(&mut self, label: &str, step: OptimStep, n: usize) -> Result<()> {
+        let slots = step.slots().len();
+        let p0 = self.random(n, -1.0, 1.0);
+        let g = self.gradients(n, 1);
+        let (pf, pb, gv) = (self.input(&p0)?, self.input(&p0)?, self.input(&g)?);
+        let mut sf = Vec::new();
+        let mut sb = Vec::new();
+        let mut wide = Vec::new();
+        for _ in 0..slots {
+            let bits: Vec<u16> = self.random(n, -1.0, 1.0).iter().map(|&x| quant::bf16_from_f32(x)).collect();
+            let f: Vec<f32> = bits.iter().map(|&h| quant::bf16_to_f32(h)).collect();
+            let words: Vec<f32> = bits
+                .chunks(2)
+                .map(|c| f32::from_bits(c[0] as u32 | (c.get(1).copied().unwrap_or(0) as u32) << 16))
+                .collect();
+            sf.push(self.input(&f)?);
+            let b = self.input(&words)?;
+            sb.push(View { buf: b.buf, offset: 0, len: n });
+            wide.push(b);
+        }
+        self.dev.optim_step(&step, Objective::Minimize, pf, gv, &sf);
+        self.dev.optim_step_bf16(&step, Objective::Minimize, pb, gv, &sb);
+        let want: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
+        self.check(&format!("{label} bf16 out"), n.to_string(), pb, &want, 0.0, 0.0).await?;
+        for k in 0..slots {
+            let want: Vec<f64> =
+                self.dev.read_async(sf[k]).await?.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
+            let words = self.dev.read_async(wide[k]).await?;
+            let got: Vec<f32> = words
+                .iter()
+                .flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16])
+                .take(n)
+                .map(quant::bf16_to_f32)
+                .collect();
+            let (max_abs_err, max_rel_err, pass) = compare(&got, &want, 0.0, 0.0);
+            self.rows.push(ParityRow {
+                device: self.dev.describe(),
+                kernel: format!("{label} bf16 state {k}"),
+                shape: n.to_string(),
+                max_abs_err,
+                max_rel_err,
+                pass,
+            });
+        }
+        self.done(&[pf, pb, gv]);
+        self.done(&sf);
+        self.done(&wide);
+        Ok(())
+    }
 }
 
 /// Run every kernel on `dev` against the reference (natively; [`run_async`] in the browser).
@@ -613,6 +762,19 @@ pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<Parit
     }
     for &n in &cfg.lengths {
         c.vector_kernels(n, cfg.optim_steps).await?;
+    }
+    for &n in &cfg.lengths {
+        let momentum = OptimStep::MuonMomentum(MuonMomentumParams { momentum: 0.95, nesterov: 1 });
+        c.kernel_bf16("muon_momentum", momentum, n).await?;
+    }
+    for (label, case) in muon_cases() {
+        // Wide and tall matrices, a square one, and vectors for the auxiliary AdamW; with the
+        // shapes the kernels run at their odd sizes.
+        let mut shapes = vec![vec![1, 1], vec![3, 5], vec![5, 3], vec![7], vec![129, 65], vec![784, 128], vec![6, 6]];
+        for &(m, k, _) in &cfg.shapes {
+            shapes.push(vec![m, k]);
+        }
+        c.muon(&label, &case, &shapes, cfg.optim_steps).await?;
     }
     for (label, case) in adafactor_cases() {
         for &n in &cfg.lengths {

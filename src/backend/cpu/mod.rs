@@ -10,6 +10,7 @@ pub mod code8;
 mod elementwise;
 pub mod matmul;
 pub mod optim;
+pub mod vector;
 
 use self::elementwise::*;
 use self::matmul::gemm_f32;
@@ -340,6 +341,18 @@ impl Backend for CpuBackend {
         }
         self.bufs[g.images.id] = images;
         self.bufs[g.labels.id] = labels;
+    }
+
+    fn inv_norm(&mut self, x: View, out: View, eps: f32) {
+        self.run(out.slice(0, 1), &[x], |o, i| o[0] = vector::inv_norm(i[0], eps));
+    }
+
+    fn scale_by(&mut self, y: View, s: View) {
+        self.run(y, &[s.slice(0, 1)], |o, i| vector::scale_by(o, i[0][0]));
+    }
+
+    fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
+        self.run(y, &[x], |o, i| vector::axpby(alpha, i[0], beta, o));
     }
 
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {

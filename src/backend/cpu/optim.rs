@@ -200,6 +200,7 @@ fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]
             g,
         ),
         OptimStep::SchedulefreeMode(h) => schedulefree_mode(h, p, slot(s0, n).expect("the switch binds z")),
+        OptimStep::MuonMomentum(h) => muon_momentum(h, p, g, slot(s0, n).expect("muon keeps a momentum buffer")),
     }
 }
 
@@ -471,6 +472,26 @@ fn schedulefree<S: Cell>(h: &SchedulefreeParams, y: &mut [f32], z: &mut [S], v: 
         *y = y1 + lr * (b1 * (1.0 - c) - 1.0) * u;
         *z = S::put(z0 - lr * u);
         *v = S::put(vi);
+    }
+}
+
+/// PyTorch's `lerp(a, b, w)`: exact at w = 1 (WGSL's `lerp_t` in `optim.wgsl`).
+#[inline(always)]
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    if w < 0.5 {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (1.0 - w)
+    }
+}
+
+#[inline(always)]
+fn muon_momentum<S: Cell>(h: &MuonMomentumParams, out: &mut [f32], g: &[f32], buf: &mut [S]) {
+    let (mu, nesterov) = (h.momentum, h.nesterov != 0);
+    for ((o, &g), b) in out.iter_mut().zip(g).zip(buf.iter_mut()) {
+        let nb = lerp(b.get(), g, 1.0 - mu);
+        *b = S::put(nb);
+        *o = if nesterov { lerp(g, nb, mu) } else { nb };
     }
 }
 

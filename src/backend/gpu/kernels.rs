@@ -68,6 +68,8 @@ modules! {
     /// Bias and activation, activation backward, binary and unary ops, fill, expand, the
     /// non-finite check.
     Elementwise => "elementwise", include_str!("../../../shaders/elementwise.wgsl");
+    /// Whole-vector operations: the inverse norm, scaling by a device scalar, a·x + b·y.
+    Vector => "vector", include_str!("../../../shaders/vector.wgsl");
     /// Row and column sums, the two-pass total.
     Reduce => "reduce", include_str!("../../../shaders/reduce.wgsl");
     /// Fused softmax and cross-entropy with its gradient and metrics.
@@ -104,6 +106,8 @@ modules! {
     OptimSchedulefree => "optim_schedulefree", optim_module!("optim_schedulefree.wgsl");
     /// Schedule-Free's train/eval switch and z's init.
     OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl");
+    /// Muon's momentum pass.
+    OptimMuonMomentum => "optim_muon_momentum", optim_module!("optim_muon_momentum.wgsl");
     /// Adafactor: six passes over its per-tensor table.
     Adafactor => "adafactor", include_str!("../../../shaders/adafactor.wgsl");
     /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
@@ -129,6 +133,7 @@ impl Module {
             OptimStep::Ademamix(_) => Module::OptimAdemamix,
             OptimStep::Schedulefree(_) => Module::OptimSchedulefree,
             OptimStep::SchedulefreeMode(_) => Module::OptimSchedulefreeMode,
+            OptimStep::MuonMomentum(_) => Module::OptimMuonMomentum,
         }
     }
 }
@@ -186,6 +191,11 @@ pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
 pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
 pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
 pub(super) const K_ADAM8: Kernel = k(Module::OptimAdam8, ADAM8_INFO.name, &[RW, R, RW, RW, RW, RW, R]);
+/// The vector kernels' bindings: x (read), y (written).
+const VEC: &[Access] = &[R, RW];
+pub(super) const K_INV_NORM: Kernel = k(Module::Vector, "inv_norm", VEC);
+pub(super) const K_SCALE_BY: Kernel = k(Module::Vector, "scale_by", VEC);
+pub(super) const K_AXPBY: Kernel = k(Module::Vector, "axpby", VEC);
 /// Adafactor's bindings: parameters, gradients, statistics, work sums, table.
 const AF: &[Access] = &[RW, R, RW, RW, R];
 pub(super) const K_AF_STATS: Kernel = k(Module::Adafactor, "af_stats", AF);
@@ -218,6 +228,9 @@ pub const FIXED: &[Kernel] = &[
     K_SOFTMAX_CE,
     K_GATHER,
     K_ADAM8,
+    K_INV_NORM,
+    K_SCALE_BY,
+    K_AXPBY,
     K_AF_STATS,
     K_AF_COLS,
     K_AF_TENSOR_STATS,

@@ -35,6 +35,7 @@ pub mod params;
 mod reduce;
 mod storage;
 mod timer;
+mod vector;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::describe_adapters;
@@ -176,6 +177,18 @@ impl Backend for GpuBackend {
 
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
         self.launch_find_nonfinite(src, flag, tag)
+    }
+
+    fn inv_norm(&mut self, x: View, out: View, eps: f32) {
+        self.launch_inv_norm(x, out, eps)
+    }
+
+    fn scale_by(&mut self, y: View, s: View) {
+        self.launch_scale_by(y, s)
+    }
+
+    fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
+        self.launch_axpby(alpha, x, beta, y)
     }
 
     fn gather(&mut self, g: &Gather) {

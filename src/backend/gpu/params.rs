@@ -210,6 +210,28 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `shaders/vector.wgsl`'s uniform.
+    VectorParams {
+        /// Elements.
+        n: u32,
+        /// First element of x.
+        x_off: u32,
+        /// First element of y.
+        y_off: u32,
+        /// The scalar's element (in y for inv_norm's output, in x for scale_by's input).
+        s_off: u32,
+        /// axpby's α.
+        alpha: f32,
+        /// axpby's β.
+        beta: f32,
+        /// inv_norm's floor of the norm.
+        eps: f32,
+        /// Padding.
+        pad0: u32,
+    }
+);
+
 /// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
 /// the size. The mirror test walks this list.
 pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
@@ -219,6 +241,7 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::Reduce, "ReduceParams", ReduceParams::FIELDS, size_of::<ReduceParams>()),
     (Module::SoftmaxCe, "SoftmaxCeParams", SoftmaxCeParams::FIELDS, size_of::<SoftmaxCeParams>()),
     (Module::Gather, "GatherParams", GatherParams::FIELDS, size_of::<GatherParams>()),
+    (Module::Vector, "VectorParams", VectorParams::FIELDS, size_of::<VectorParams>()),
     (Module::OptimSgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdagrad, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimRmsprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
@@ -234,6 +257,7 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::OptimAdemamix, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimSchedulefree, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimSchedulefreeMode, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
+    (Module::OptimMuonMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
     (Module::Adafactor, "Arena", AdafactorArena::FIELDS, size_of::<AdafactorArena>()),
 ];

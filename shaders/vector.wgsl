@@ -1,0 +1,47 @@
+// Whole-vector operations a step composes (Muon's Newton-Schulz, and later gradient clipping):
+//   inv_norm  Y[s_off] = 1 / max(||X[x_off..x_off+n]||_2, eps): one workgroup, a fixed-order tree
+//   scale_by  Y[y_off + i] *= X[s_off] (a device scalar, as inv_norm leaves it)
+//   axpby     Y[y_off + i] = alpha * X[x_off + i] + beta * Y[y_off + i]
+// The rayon twins are in src/backend/cpu/vector.rs.
+
+struct VectorParams {
+    n: u32, x_off: u32, y_off: u32, s_off: u32,
+    alpha: f32, beta: f32, eps: f32, pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: VectorParams;
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+
+var<workgroup> RED: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.x;
+    var acc = 0.0;
+    for (var i = t; i < P.n; i = i + 256u) {
+        let x = X[P.x_off + i];
+        acc = acc + x * x;
+    }
+    RED[t] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s = s >> 1u) {
+        if (t < s) { RED[t] = RED[t] + RED[t + s]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) { Y[P.s_off] = 1.0 / max(sqrt(RED[0]), P.eps); }
+}
+
+@compute @workgroup_size(256)
+fn scale_by(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    Y[P.y_off + i] = Y[P.y_off + i] * X[P.s_off];
+}
+
+@compute @workgroup_size(256)
+fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    Y[P.y_off + i] = P.alpha * X[P.x_off + i] + P.beta * Y[P.y_off + i];
+}

@@ -1,0 +1,37 @@
+//! The rayon twins of `shaders/vector.wgsl`. The norm is summed in eight lanes in a fixed
+//! order on one thread, so it does not depend on the number of threads.
+
+use rayon::prelude::*;
+
+/// Elements per parallel task of the elementwise loops.
+const TASK: usize = 1 << 15;
+
+/// 1 / max(‖x‖₂, eps).
+pub fn inv_norm(x: &[f32], eps: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k] * c[k];
+        }
+    }
+    for (k, &v) in rest.iter().enumerate() {
+        acc[k] += v * v;
+    }
+    1.0 / acc.iter().sum::<f32>().sqrt().max(eps)
+}
+
+/// y ← y·s.
+pub fn scale_by(y: &mut [f32], s: f32) {
+    y.par_chunks_mut(TASK).for_each(|c| c.iter_mut().for_each(|v| *v *= s));
+}
+
+/// y ← α·x + β·y.
+pub fn axpby(alpha: f32, x: &[f32], beta: f32, y: &mut [f32]) {
+    y.par_chunks_mut(TASK).zip(x.par_chunks(TASK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = alpha * x + beta * *y;
+        }
+    });
+}

@@ -1,0 +1,234 @@
+//! Muon's state on a device: the momentum buffer of each matrix it steps and the auxiliary
+//! AdamW's moments of every other tensor, each kept compact (a tensor keeps only its own
+//! optimizer's slots), and the scratch matrices Newton–Schulz runs in.
+//!
+//! A step, per trainable matrix W (rows × cols): the momentum pass writes the matrix to
+//! orthogonalize into the scratch X; X ← X / max(‖X‖_F, eps) on the device; `ns_steps` times
+//! S = XXᵀ (XᵀX for a tall W, which keeps X in W's orientation: no transposes),
+//! T = b·S + c·S² and X ← a·X + T·X (X·T); then W ← W·(1 − lr·wd) − lr·ratio·X. Then one fused
+//! AdamW launch per other trainable tensor. Nothing is read back.
+
+use super::step::MuonStep;
+use super::OptimBits;
+use crate::backend::ops::{Dims, Epilogue, Form};
+use crate::backend::optim_kernel::Objective;
+use crate::backend::Device;
+use crate::tensor::View;
+use anyhow::{bail, ensure, Result};
+use std::ops::Range;
+
+/// A matrix Muon steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MuonMatrix {
+    /// Its arena elements.
+    pub range: Range<usize>,
+    /// Rows (the first dimension, PyTorch's A).
+    pub rows: usize,
+    /// Columns (B).
+    pub cols: usize,
+    /// Where its momentum buffer starts in the buffer slot.
+    pub at: usize,
+}
+
+/// Muon's buffers and the tensors they were built for.
+pub struct MuonState {
+    /// The matrices Muon steps, in arena order.
+    pub matrices: Vec<MuonMatrix>,
+    /// The tensors the auxiliary AdamW steps: arena elements, and where their moments start.
+    pub aux: Vec<(Range<usize>, usize)>,
+    /// f32 or bfloat16 slots (the Newton–Schulz iteration is f32 either way).
+    pub bits: OptimBits,
+    /// The momentum buffers, then exp_avg and exp_avg_sq of the auxiliary tensors.
+    pub slots: [View; 3],
+    /// Elements of each slot up to its last tensor's end: the matrices', the auxiliary tensors'
+    /// (twice). Tensors start at multiples of 4 within a slot.
+    pub lens: [usize; 3],
+    /// Scratch: X and T·X (the largest matrix), S and S² (its smaller side squared), the norm.
+    scratch: [View; 5],
+}
+
+/// Element offsets of compact slots: a multiple of 4 (bfloat16 pairs start on a word).
+fn align(x: usize) -> usize {
+    x.next_multiple_of(4)
+}
+
+impl MuonState {
+    /// The layout of `tensors` (first element, shape): every 2-D tensor to Muon, except the
+    /// first and the last when there are three or more and `aux_first_last`; the rest to AdamW.
+    pub(super) fn alloc(
+        dev: &mut Device,
+        bits: OptimBits,
+        tensors: &[(usize, Vec<usize>)],
+        aux_first_last: bool,
+    ) -> Result<MuonState> {
+        let matrix_count = tensors.iter().filter(|(_, s)| s.len() == 2).count();
+        let mut seen = 0;
+        let (mut matrices, mut aux) = (Vec::new(), Vec::new());
+        // Next free element (aligned) and end of the last tensor, per kind.
+        let (mut buf_len, mut aux_len, mut buf_end, mut aux_end) = (0, 0, 0, 0);
+        for (at, shape) in tensors {
+            let len: usize = shape.iter().product();
+            let range = *at..at + len;
+            let muon = shape.len() == 2 && {
+                seen += 1;
+                !(aux_first_last && matrix_count >= 3 && (seen == 1 || seen == matrix_count))
+            };
+            if muon {
+                matrices.push(MuonMatrix { range, rows: shape[0], cols: shape[1], at: buf_len });
+                buf_end = buf_len + len;
+                buf_len = align(buf_end);
+            } else {
+                aux.push((range, aux_len));
+                aux_end = aux_len + len;
+                aux_len = align(aux_end);
+            }
+        }
+        let lens = [buf_end, aux_end, aux_end];
+        let mut slot = |len: usize| match bits {
+            OptimBits::B32 => dev.alloc_zeroed(len.max(1)),
+            _ => dev.alloc_zeroed(len.div_ceil(2).max(1)),
+        };
+        let slots = [slot(lens[0])?, slot(lens[1])?, slot(lens[2])?];
+        let biggest = matrices.iter().map(|m| m.range.len()).max().unwrap_or(0).max(1);
+        let side = matrices.iter().map(|m| m.rows.min(m.cols)).max().unwrap_or(0).max(1);
+        let scratch =
+            [dev.alloc(biggest)?, dev.alloc(biggest)?, dev.alloc(side * side)?, dev.alloc(side * side)?, dev.alloc(1)?];
+        Ok(MuonState { matrices, aux, bits, slots, lens, scratch })
+    }
+
+    /// A view of slot `k` for `len` elements from `at` (bfloat16 views count elements).
+    fn slot(&self, k: usize, at: usize, len: usize) -> View {
+        let v = self.slots[k];
+        match self.bits {
+            OptimBits::B32 => v.slice(at, len),
+            _ => View { buf: v.buf, offset: at, len },
+        }
+    }
+
+    /// One fused elementwise launch at this state's width.
+    fn launch(&self, dev: &mut Device, k: &crate::backend::OptimStep, o: Objective, p: View, g: View, s: &[View]) {
+        match self.bits {
+            OptimBits::B32 => dev.optim_step(k, o, p, g, s),
+            _ => dev.optim_step_bf16(k, o, p, g, s),
+        }
+    }
+
+    pub(super) fn step(
+        &mut self,
+        dev: &mut Device,
+        m: &MuonStep,
+        o: Objective,
+        params: View,
+        grads: View,
+        ranges: &[Range<usize>],
+    ) -> Result<()> {
+        if self.bits == OptimBits::B8 {
+            bail!("Muon has no 8-bit state");
+        }
+        let trainable = |r: &Range<usize>| ranges.iter().any(|t| t.contains(&r.start));
+        let [x, tx, s, ss, norm] = self.scratch;
+        let (a, b, c) = m.ns_coefficients;
+        for w in self.matrices.iter().filter(|w| trainable(&w.range)) {
+            let (len, rows, cols) = (w.range.len(), w.rows, w.cols);
+            let (x, tx) = (x.slice(0, len), tx.slice(0, len));
+            let side = rows.min(cols);
+            let (s, ss) = (s.slice(0, side * side), ss.slice(0, side * side));
+            let g = grads.slice(w.range.start, len);
+            self.launch(dev, &m.momentum, o, x, g, &[self.slot(0, w.at, len)]);
+            dev.inv_norm(x, norm, m.eps);
+            dev.scale_by(x, norm);
+            let none = Epilogue::default();
+            for _ in 0..m.ns_steps {
+                if rows <= cols {
+                    dev.matmul(Form::NT, Dims { m: rows, k: cols, n: rows }, x, x, s, &none);
+                } else {
+                    dev.matmul(Form::TN, Dims { m: cols, k: rows, n: cols }, x, x, s, &none);
+                }
+                dev.matmul(Form::NN, Dims { m: side, k: side, n: side }, s, s, ss, &none);
+                dev.axpby(b, s, c, ss);
+                if rows <= cols {
+                    dev.matmul(Form::NN, Dims { m: rows, k: rows, n: cols }, ss, x, tx, &none);
+                } else {
+                    dev.matmul(Form::NN, Dims { m: rows, k: cols, n: cols }, x, ss, tx, &none);
+                }
+                dev.axpby(1.0, tx, a, x);
+            }
+            let lr = (m.lr * m.adjust_lr_fn.ratio(rows, cols)) as f32;
+            dev.axpby(-lr, x, m.decay, params.slice(w.range.start, len));
+        }
+        for (r, at) in self.aux.iter().filter(|(r, _)| trainable(r)) {
+            let len = r.len();
+            let state = [self.slot(1, *at, len), self.slot(2, *at, len)];
+            self.launch(dev, &m.aux, o, params.slice(r.start, len), grads.slice(r.start, len), &state);
+        }
+        Ok(())
+    }
+
+    /// The three compact slots as stored: f32 values, or bfloat16 bits (as u32 words, two
+    /// values each) widened to their elements.
+    pub(super) async fn read_f32(&self, dev: &mut Device) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::new();
+        for k in 0..3 {
+            let mut v = dev.read_async(self.slots[k]).await?;
+            v.truncate(self.lens[k]);
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn read_bf16(&self, dev: &mut Device) -> Result<Vec<Vec<u16>>> {
+        let mut out = Vec::new();
+        for k in 0..3 {
+            let words = dev.read_async(self.slots[k]).await?;
+            let mut h: Vec<u16> = words.iter().flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16]).collect();
+            h.truncate(self.lens[k]);
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn write_f32(&self, dev: &mut Device, v: &[Vec<f32>]) -> Result<()> {
+        ensure!(v.len() == 3, "muon state of {} slots, expected 3", v.len());
+        for (k, slot) in v.iter().enumerate() {
+            ensure!(slot.len() == self.lens[k], "muon slot {k}: {} values, expected {}", slot.len(), self.lens[k]);
+            if !slot.is_empty() {
+                dev.write(self.slots[k].slice(0, slot.len()), slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_bf16(&self, dev: &mut Device, v: &[Vec<u16>]) -> Result<()> {
+        ensure!(v.len() == 3, "muon state of {} slots, expected 3", v.len());
+        for (k, slot) in v.iter().enumerate() {
+            ensure!(slot.len() == self.lens[k], "muon slot {k}: {} values, expected {}", slot.len(), self.lens[k]);
+            let words: Vec<f32> = slot
+                .chunks(2)
+                .map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16))
+                .collect();
+            if !words.is_empty() {
+                dev.write(self.slots[k].slice(0, words.len()), &words)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where each tensor's state lies: (slot index, the tensor's arena range, its first
+    /// element in the compact slot), in arena order, Muon's slot 0 and AdamW's 1 and 2.
+    pub fn tensor_slots(&self) -> Vec<(usize, Range<usize>, usize)> {
+        let mut out: Vec<(usize, Range<usize>, usize)> =
+            self.matrices.iter().map(|m| (0, m.range.clone(), m.at)).collect();
+        for (r, at) in &self.aux {
+            out.push((1, r.clone(), *at));
+            out.push((2, r.clone(), *at));
+        }
+        out.sort_by_key(|(k, r, _)| (r.start, *k));
+        out
+    }
+
+    pub(super) fn release(self, dev: &mut Device) {
+        for v in self.slots.into_iter().chain(self.scratch) {
+            dev.release(v);
+        }
+    }
+}
