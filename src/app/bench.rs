@@ -11,7 +11,7 @@ use crate::optim::{OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::said;
 use crate::tensor::View;
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use web_time::Instant;
@@ -129,7 +129,7 @@ pub async fn bandwidth_async(dev: &mut Device, n: usize, repeats: usize) -> Resu
 }
 
 /// The optimizers `descent bench optim` knows, with the settings benchmarked.
-pub const BENCH_OPTIMIZERS: [&str; 15] = [
+pub const BENCH_OPTIMIZERS: [&str; 16] = [
     "adam",
     "adamw",
     "sgd",
@@ -145,6 +145,7 @@ pub const BENCH_OPTIMIZERS: [&str; 15] = [
     "ademamix",
     "schedulefree_adamw",
     "adafactor",
+    "muon",
 ];
 
 /// PyTorch's defaults, except SGD with momentum 0.9 (the usual way it is run).
@@ -390,6 +391,13 @@ pub struct OptimResult {
     pub gb_per_s: f64,
     pub fraction_of_copy_bw: f64,
     pub fraction_of_streaming_bw: f64,
+    /// The tensors' shapes where the optimizer steps matrices as matrices (Adafactor, Muon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<Vec<Vec<usize>>>,
+    /// Muon: its Newton–Schulz FLOPs per step over the whole step's median time, a lower
+    /// bound on the iteration's own rate (the elementwise passes are in the time too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newton_schulz_tflop_per_s: Option<f64>,
 }
 
 /// What `descent bench optim --json` prints (and the web page downloads): the device, its
@@ -430,9 +438,101 @@ pub fn variant_supports(variant: Variant, bits: OptimBits) -> bool {
     bits == OptimBits::B32 || variant == Variant::FusedMultiTensor
 }
 
-/// Whether `config` has `variant`: Adafactor's passes always run over every tensor at once.
+/// Whether `config` has `variant`: Adafactor's and Muon's passes always run over every tensor
+/// at once.
 pub fn variant_applies(config: &OptimConfig, variant: Variant) -> bool {
-    !matches!(config, OptimConfig::Adafactor(_)) || variant == Variant::FusedMultiTensor
+    !by_shape(config) || variant == Variant::FusedMultiTensor
+}
+
+/// Whether `config` steps matrices as matrices (so a benchmark gives it shapes).
+pub fn by_shape(config: &OptimConfig) -> bool {
+    matches!(config, OptimConfig::Adafactor(_) | OptimConfig::Muon(_))
+}
+
+/// Muon's Newton–Schulz FLOPs per step over `shapes`: per matrix (m ≤ n its sides) and
+/// iteration, X·Xᵀ (2m²n), S·S (2m³) and T·X (2m²n). Muon's layout decides which are its.
+pub fn newton_schulz_flops(config: &OptimConfig, shapes: &[Vec<usize>]) -> f64 {
+    let OptimConfig::Muon(c) = config else { return 0.0 };
+    let matrices: Vec<&Vec<usize>> = shapes.iter().filter(|s| s.len() == 2).collect();
+    let count = matrices.len();
+    matrices
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !(c.aux_first_last && count >= 3 && (i == 0 || i + 1 == count)))
+        .map(|(_, s)| {
+            let (m, n) = (s[0].min(s[1]) as f64, s[0].max(s[1]) as f64);
+            c.ns_steps as f64 * (4.0 * m * m * n + 2.0 * m * m * m)
+        })
+        .sum()
+}
+
+/// Time an optimizer that steps matrices as matrices (Adafactor, Muon) on tensors of `shapes`
+/// laid out as an arena, one launch of its passes over all of them; any optimizer runs (the
+/// others see one flat arena).
+pub async fn bench_optim_shapes_async(
+    dev: &mut Device,
+    name: &str,
+    bits: OptimBits,
+    shapes: &[Vec<usize>],
+    bw: &Bandwidth,
+    repeats: usize,
+) -> Result<OptimResult> {
+    let config = bench_config(name)?.with_optim_bits(bits);
+    config.validate()?;
+    let mut layout = Vec::new();
+    let mut n = 0usize;
+    for shape in shapes {
+        let at = n.next_multiple_of(crate::nn::ARENA_ALIGN);
+        n = at + shape.iter().product::<usize>();
+        layout.push((at, shape.clone()));
+    }
+    let what = format!("{name} ({}-bit state) over {shapes:?}", bits.bits());
+    let bytes = 4 * n as u64;
+    dev.check_fits(&what, 6 * bytes, bytes, said!["use smaller ", Setting::Params])?;
+    let mut rng = Rng::new(n as u64);
+    let init = rng.uniform_vec(n, -1.0, 1.0);
+    let grads = dev.upload(&rng.uniform_vec(n, -1e-2, 1e-2))?;
+    let params = dev.upload(&init)?;
+    let mut opt = if by_shape(&config) {
+        Optimizer::for_shapes(dev, config.clone(), Schedule::Constant, n, &layout)?
+    } else {
+        Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?
+    };
+    let state_bytes = match (opt.factor_table(), opt.muon_layout()) {
+        (Some(t), _) => 4 * t.state_len as u64,
+        (_, Some(m)) => m.lens.iter().map(|&l| l as u64).sum::<u64>() * if bits == OptimBits::B32 { 4 } else { 2 },
+        _ => config.state_bytes(n),
+    };
+    let timing = time_async(dev, 2, repeats, |d| {
+        if let Err(e) = opt.step_views(d, params, grads) {
+            unreachable!("the views are the optimizer's length: {e}");
+        }
+    })
+    .await?;
+    opt.release(dev);
+    dev.release(params);
+    dev.release(grads);
+    let bpp = config.bytes_per_param();
+    let gbps = (bpp * n) as f64 / (timing.median_ms * 1e-3) / 1e9;
+    let flops = newton_schulz_flops(&config, shapes);
+    Ok(OptimResult {
+        optimizer: name.to_string(),
+        variant: Variant::FusedMultiTensor,
+        optim_bits: bits.bits(),
+        state_bytes,
+        params: n,
+        tensors: shapes.len(),
+        median_ms: timing.median_ms,
+        min_ms: timing.min_ms,
+        max_ms: timing.max_ms,
+        clock: timing.clock,
+        bytes_per_param: bpp,
+        gb_per_s: gbps,
+        fraction_of_copy_bw: gbps / bw.copy_gb_per_s,
+        fraction_of_streaming_bw: gbps / bw.streaming_gb_per_s,
+        shapes: Some(shapes.to_vec()),
+        newton_schulz_tflop_per_s: (flops > 0.0).then(|| flops / (timing.median_ms * 1e-3) / 1e12),
+    })
 }
 
 /// Time one optimizer variant on `n` random parameters and gradients, its state `bits` wide.
@@ -467,6 +567,10 @@ pub async fn bench_optim_async(
     if !variant_applies(&config, variant) {
         bail!("{name} steps every tensor in one launch of its passes: use the fused_multi_tensor variant");
     }
+    if by_shape(&config) {
+        // An MLP's shapes (near-square weights and their biases), one launch over all of them.
+        return bench_optim_shapes_async(dev, name, bits, &tensor_shapes(n, tensors), bw, repeats).await;
+    }
     if !variant_supports(variant, bits) {
         bail!(
             "the {} variant runs with 32-bit state only (use fused_multi_tensor at {} bits)",
@@ -486,31 +590,8 @@ pub async fn bench_optim_async(
     let gr = rng.uniform_vec(n, -1e-2, 1e-2);
     let grads = dev.upload(&gr)?;
     let sizes = if variant == Variant::FusedPerTensor { tensor_sizes(n, tensors) } else { vec![n] };
-    let mut state_bytes = config.state_bytes(n);
+    let state_bytes = config.state_bytes(n);
     let timing = match variant {
-        // Adafactor steps matrices as matrices: an MLP's shapes, one launch of its passes over all.
-        Variant::FusedMultiTensor if matches!(config, OptimConfig::Adafactor(_)) => {
-            let mut layout = Vec::new();
-            let mut end = 0usize;
-            for shape in tensor_shapes(n, tensors) {
-                let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
-                end = at + shape.iter().product::<usize>();
-                layout.push((at, shape));
-            }
-            ensure!(end <= n, "the shapes fit the {n} parameters");
-            state_bytes = 4 * crate::backend::factored::FactorTable::new(&layout, |_| true).state_len as u64;
-            let params = dev.upload(&init)?;
-            let mut opt = Optimizer::for_shapes(dev, config.clone(), Schedule::Constant, n, &layout)?;
-            let t = time_async(dev, 2, repeats, |d| {
-                if let Err(e) = opt.step_views(d, params, grads) {
-                    unreachable!("the views are the optimizer's length: {e}");
-                }
-            })
-            .await?;
-            opt.release(dev);
-            dev.release(params);
-            t
-        }
         Variant::FusedMultiTensor | Variant::FusedPerTensor => {
             let params = dev.upload(&init)?;
             let mut opt = Optimizer::for_len(dev, config.clone(), Schedule::Constant, n)?;
@@ -554,6 +635,8 @@ pub async fn bench_optim_async(
         gb_per_s: gbps,
         fraction_of_copy_bw: gbps / bw.copy_gb_per_s,
         fraction_of_streaming_bw: gbps / bw.streaming_gb_per_s,
+        shapes: None,
+        newton_schulz_tflop_per_s: None,
     })
 }
 

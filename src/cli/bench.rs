@@ -30,7 +30,7 @@ pub enum BenchWhat {
 #[derive(Args)]
 pub struct OptimBench {
     /// adam, adamw, sgd (momentum 0.9), rmsprop, adagrad, nadam, radam, adamax, adadelta, lion,
-    /// rprop, asgd, ademamix, schedulefree_adamw, or all; comma-separated.
+    /// rprop, asgd, ademamix, schedulefree_adamw, adafactor, muon, or all; comma-separated.
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
     /// Parameter counts, e.g. 1e6,1e7,1e8.
@@ -49,6 +49,11 @@ pub struct OptimBench {
     /// 8 bits the fused multi-tensor kernel only).
     #[arg(long)]
     pub variants: Option<String>,
+    /// Matrix shapes, each benchmarked alone as one tensor (the fused multi-tensor variant),
+    /// after the --params rows: e.g. 784x128,1024x1024 (Muon and Adafactor step them as
+    /// matrices; Muon also reports its Newton–Schulz TFLOP/s).
+    #[arg(long)]
+    pub shapes: Option<String>,
     /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, adam and adamw); e.g. 32,16,8.
     // `::std::vec::Vec`: one flag holding a list that the parser splits, not a repeated flag.
     #[arg(long, value_parser = super::Widths, default_value = "32")]
@@ -126,7 +131,7 @@ fn parse_count(s: &str) -> Result<usize> {
 }
 
 fn optim(a: OptimBench) -> Result<()> {
-    let (names, sizes, variants, widths) = usage((|| {
+    let (names, sizes, variants, widths, shapes) = usage((|| {
         let names: Vec<String> = if a.optimizer == "all" {
             BENCH_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -160,7 +165,25 @@ fn optim(a: OptimBench) -> Result<()> {
                 c.supports(b).map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", b.bits()))?;
             }
         }
-        Ok((names, sizes, variants, widths))
+        let shapes: Vec<Vec<usize>> = match &a.shapes {
+            None => Vec::new(),
+            Some(text) => text
+                .split(',')
+                .map(|s| {
+                    let dims: Vec<usize> = s
+                        .split('x')
+                        .map(|d| d.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| anyhow::anyhow!("--shapes: '{s}' is not a shape such as 784x128"))?;
+                    anyhow::ensure!(
+                        !dims.is_empty() && dims.iter().all(|&d| d > 0),
+                        "--shapes: '{s}' is not a shape such as 784x128"
+                    );
+                    Ok(dims)
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok((names, sizes, variants, widths, shapes))
     })())?;
     let mut dev = open(a.device)?;
     let largest = *sizes.iter().max().unwrap_or(&1);
@@ -220,29 +243,7 @@ fn optim(a: OptimBench) -> Result<()> {
                     }
                     let r = bench::bench_optim(&mut dev, name, bits, v, n, a.tensors, &bw, a.repeats)?;
                     if !a.json {
-                        println!(
-                        "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
-                        r.optimizer,
-                        r.optim_bits,
-                        v.name(),
-                        r.params,
-                        r.tensors,
-                        r.median_ms,
-                        r.min_ms,
-                        r.max_ms,
-                        r.bytes_per_param,
-                        r.state_bytes as f64 / 1e6,
-                        r.gb_per_s,
-                        100.0 * r.fraction_of_copy_bw,
-                        100.0 * r.fraction_of_streaming_bw,
-                        if r.clock == "gpu_timestamps" {
-                            ""
-                        } else if dev.is_gpu() {
-                            "  (wall clock)"
-                        } else {
-                            ""
-                        }
-                    );
+                        print_row(&r, &dev);
                         if v == Variant::FusedMultiTensor {
                             fused_ms = Some(r.median_ms);
                         }
@@ -253,6 +254,20 @@ fn optim(a: OptimBench) -> Result<()> {
                     rows.push(r);
                 }
             }
+            for shape in &shapes {
+                let r = descent::backend::wait(bench::bench_optim_shapes_async(
+                    &mut dev,
+                    name,
+                    bits,
+                    std::slice::from_ref(shape),
+                    &bw,
+                    a.repeats,
+                ))?;
+                if !a.json {
+                    print_row(&r, &dev);
+                }
+                rows.push(r);
+            }
         }
     }
     if a.json {
@@ -260,6 +275,46 @@ fn optim(a: OptimBench) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// One row of `bench optim`'s table.
+fn print_row(r: &bench::OptimResult, dev: &descent::backend::Device) {
+    let shape = r.shapes.as_ref().map_or(String::new(), |s| {
+        format!(
+            "  {}",
+            s.iter()
+                .map(|d| d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    });
+    let ns = r.newton_schulz_tflop_per_s.map_or(String::new(), |t| format!("  NS ≥ {:.3} TFLOP/s", t));
+    println!(
+        "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
+        r.optimizer,
+        r.optim_bits,
+        r.variant.name(),
+        r.params,
+        r.tensors,
+        r.median_ms,
+        r.min_ms,
+        r.max_ms,
+        r.bytes_per_param,
+        r.state_bytes as f64 / 1e6,
+        r.gb_per_s,
+        100.0 * r.fraction_of_copy_bw,
+        100.0 * r.fraction_of_streaming_bw,
+        if r.clock == "gpu_timestamps" {
+            ""
+        } else if dev.is_gpu() {
+            "  (wall clock)"
+        } else {
+            ""
+        }
+    );
+    if !shape.is_empty() || !ns.is_empty() {
+        println!("{:<8}{shape}{ns}", "");
+    }
 }
 
 fn matmul(a: MatmulBench) -> Result<()> {

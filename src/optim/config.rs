@@ -572,6 +572,13 @@ impl OptimConfig {
             // per row and column (about 0 bytes per parameter of a matrix).
             return 24;
         }
+        if let OptimConfig::Muon(c) = self {
+            // A matrix's elementwise passes (Newton–Schulz's matmuls aside): momentum reads g
+            // and the buffer and writes the buffer and X; the norm reads X, the scaling reads
+            // and writes it; the update reads p and X and writes p. Its state at its width.
+            let slot = if c.optim_bits == OptimBits::B32 { 4 } else { 2 };
+            return 4 + 2 * slot + 4 + 4 + 8 + 12;
+        }
         let slot = match self.optim_bits() {
             OptimBits::B32 => 4,
             OptimBits::B16 => 2,
