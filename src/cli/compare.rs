@@ -1,5 +1,5 @@
-//! `descent compare --case fashion-mnist|cifar10`: the lecture's case studies, every optimizer
-//! on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
+//! `descent compare --case fashion-mnist|cifar10|muon`: the lecture's case studies, every
+//! optimizer on one MLP, written as metrics.json, metrics.csv, two figures and a markdown table.
 
 use super::progress;
 use super::{parse_list, usage};
@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// fashion-mnist (SGD, SGD+momentum, Adagrad, RMSProp, Adam, AdamW) or cifar10 (SGD, Adam, AdamW).
+    /// fashion-mnist (SGD, SGD+momentum, Adagrad, RMSProp, Adam, AdamW), cifar10 (SGD, Adam,
+    /// AdamW) or muon (AdamW against Muon with its auxiliary AdamW, on Fashion-MNIST).
     #[arg(long)]
     pub case: String,
     #[arg(long, default_value_t = 10)]
@@ -38,7 +39,8 @@ pub struct CompareArgs {
     /// Where the dataset is (see `descent train --help`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Only these runs, e.g. sgd,adamw (labels as in metrics.json).
+    /// Only these runs, e.g. sgd,adamw (labels as in metrics.json); any other optimizer named
+    /// (nadam, muon, ...) joins at PyTorch's defaults.
     #[arg(long)]
     pub optimizers: Option<String>,
     #[arg(long, default_value = "128,128")]
