@@ -61,16 +61,48 @@ def tensor_sizes(n, k):
     return sizes
 
 
+def tensor_shapes(n, k):
+    """The same shapes as descent::app::bench::tensor_shapes (Adafactor and Muon step matrices
+    as matrices): each weight a near-square [rows, cols], each bias a vector."""
+    sizes = tensor_sizes(n, k)
+    k = max(1, min(k, n))
+    weights, out, seen, bias_next = (k + 1) // 2, [], 0, False
+    for s in sizes:
+        if bias_next:
+            out.append([s])
+            bias_next = False
+            continue
+        rows = max(1, int(math.sqrt(s)))
+        out.append([rows, max(1, s // rows)])
+        seen += 1
+        bias_next = seen <= k // 2 and seen <= weights
+    return out
+
+
 VARIANTS = [("fused", {"fused": True}), ("foreach", {"foreach": True}), ("for-loop", {"foreach": False})]
 
+# PyTorch's class per optimizer name; `torch.optim.X(params)` with no keywords is its default
+# step (on the CPU the for-loop: only Adam, AdamW, SGD and Adagrad have fused kernels).
+CLASSES = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
+    "adamax": torch.optim.Adamax, "adadelta": torch.optim.Adadelta, "adafactor": torch.optim.Adafactor,
+    "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD, "muon": torch.optim.Muon,
+}
+FUSED = {"adam", "adamw", "sgd", "adagrad"}
+BY_SHAPE = {"adafactor", "muon"}
 
-def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS):
+
+def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS, shapes=None):
+    """Each optimizer's step over the same tensors as descent's bench: an MLP's split of n
+    parameters (matrices for Adafactor and Muon), or the one matrix of each of `shapes`."""
     rows = []
     for name in names:
-        cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
-        for n in sizes:
-            for variant, kw in variants:
-                params = [torch.rand(s, device=DEV, requires_grad=True) for s in tensor_sizes(n, tensors)]
+        cls = CLASSES[name]
+        cases = [(n, tensor_shapes(n, tensors) if name in BY_SHAPE else [[s] for s in tensor_sizes(n, tensors)]) for n in sizes]
+        cases += [(math.prod(s), [s]) for s in shapes or []]
+        for n, layout in cases:
+            for variant, kw in (variants if name in FUSED else [("default", {})]):
+                params = [torch.rand(*s, device=DEV, requires_grad=True) for s in layout]
                 for p in params:
                     p.grad = torch.rand_like(p) * 1e-2
                 opt = cls(params, lr=1e-3, **kw)
@@ -84,7 +116,7 @@ def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS):
                     sync()
                     ts.append(time.perf_counter() - t)
                 ms = median(ts) * 1e3
-                rows.append({"optimizer": name, "variant": variant, "params": n, "median_ms": ms, "gb_per_s": 28 * n / (ms * 1e-3) / 1e9})
+                rows.append({"optimizer": name, "variant": variant, "params": n, "median_ms": ms, "gb_per_s": 28 * n / (ms * 1e-3) / 1e9, "shapes": layout})
                 del opt, params
     return rows
 
@@ -151,24 +183,27 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
-def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,)):
+def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,), shapes=()):
     """Alternate `BIN bench optim --optim-bits B` (fused multi-tensor, each width in `widths`)
-    and PyTorch's fp32 fused=True step, per optimizer and size, `rounds` times; report medians
-    and the median per-round ratio for each width."""
-    print(f"\n{'optimizer':<9} {'params':>10} {'bits':>4} {'torch fused ms':>15} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
+    and PyTorch's fp32 step (fused=True where PyTorch has it, else its default), per optimizer
+    and size (or matrix shape, `shapes`), `rounds` times; report medians and the median
+    per-round ratio for each width."""
+    print(f"\n{'optimizer':<9} {'params':>10} {'bits':>4} {'torch variant':>13} {'torch ms':>10} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
+    cases = [(str(n), ["--params", str(n)], [n], []) for n in sizes] + [("x".join(map(str, s)), ["--shapes", "x".join(map(str, s))], [], [s]) for s in shapes]
     for name in names:
-        for n in sizes:
+        for label, flags, ns, ss in cases:
             pairs = {b: [] for b in widths}
+            variant = "fused" if name in FUSED else "default"
             for _ in range(rounds):
-                theirs = bench_optim([name], [n], repeats, tensors, VARIANTS[:1])[0]["median_ms"]
+                theirs = bench_optim([name], ns, repeats, tensors, VARIANTS[:1], ss)[0]["median_ms"]
                 for b in widths:
-                    out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, "--params", str(n),
+                    out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, *flags,
                                           "--variants", "fused_multi_tensor", "--optim-bits", str(b), "--repeats", str(repeats), "--json"],
                                          check=True, capture_output=True, text=True).stdout
                     pairs[b].append((theirs, json.loads(out)["results"][0]["median_ms"]))
             for b in widths:
                 ps = pairs[b]
-                print(f"{name:<9} {n:>10} {b:>4} {median([p[0] for p in ps]):>15.3f} {median([p[1] for p in ps]):>11.3f} "
+                print(f"{name:<9} {label:>10} {b:>4} {variant:>13} {median([p[0] for p in ps]):>10.3f} {median([p[1] for p in ps]):>11.3f} "
                       f"{median([p[0] / p[1] for p in ps]):>16.2f}   rounds: " + ", ".join(f"{p[0] / p[1]:.2f}" for p in ps), flush=True)
 
 
@@ -230,12 +265,40 @@ def batches(x, y, batch, shuffle, seed):
         yield ((x[perm[i:i + batch]], y[perm[i:i + batch]]) for i in range(0, x.shape[0], batch))
 
 
-# The lecture's case-study settings: (torch.optim class, keyword arguments, descent train flags).
+def muon_with_adamw(model):
+    """Muon for the hidden matrix, AdamW for the first and last layers and every bias: two
+    PyTorch optimizers stepped together, as descent's `compare --case muon` runs them (Muon lr
+    0.02, no decay; AdamW lr 1e-3, weight_decay 0.01). PyTorch's Newton-Schulz is bfloat16."""
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    hidden = weights[1:-1]
+    rest = [p for p in model.parameters() if all(p is not h for h in hidden)]
+    muon = torch.optim.Muon(hidden, lr=0.02, weight_decay=0.0)
+    adamw = torch.optim.AdamW(rest, lr=1e-3, weight_decay=0.01)
+
+    class Both:
+        def zero_grad(self, set_to_none=True):
+            muon.zero_grad(set_to_none=set_to_none)
+            adamw.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            muon.step()
+            adamw.step()
+
+    return Both()
+
+
+# The case-study settings: (a builder of the PyTorch optimizer from the model's parameters,
+# descent train flags). The lecture's four, then the newer ones at PyTorch's defaults.
 CASE_OPTIMIZERS = {
-    "sgd": (torch.optim.SGD, {"lr": 0.01}, ["--optimizer", "sgd", "--lr", "0.01"]),
-    "adagrad": (torch.optim.Adagrad, {"lr": 0.01}, ["--optimizer", "adagrad", "--lr", "0.01"]),
-    "adam": (torch.optim.Adam, {"lr": 1e-3}, ["--optimizer", "adam", "--lr", "1e-3"]),
-    "adamw": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}, ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01"]),
+    "sgd": (lambda m: torch.optim.SGD(m.parameters(), lr=0.01), ["--optimizer", "sgd", "--lr", "0.01"]),
+    "adagrad": (lambda m: torch.optim.Adagrad(m.parameters(), lr=0.01), ["--optimizer", "adagrad", "--lr", "0.01"]),
+    "adam": (lambda m: torch.optim.Adam(m.parameters(), lr=1e-3), ["--optimizer", "adam", "--lr", "1e-3"]),
+    "adamw": (lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.01), ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01"]),
+    "nadam": (lambda m: torch.optim.NAdam(m.parameters()), ["--optimizer", "nadam"]),
+    "radam": (lambda m: torch.optim.RAdam(m.parameters()), ["--optimizer", "radam"]),
+    "adafactor": (lambda m: torch.optim.Adafactor(m.parameters()), ["--optimizer", "adafactor"]),
+    "muon": (muon_with_adamw, ["--optimizer", "muon", "--lr", "0.02", "--weight-decay", "0", "--aux-lr", "1e-3",
+                               "--aux-betas", "0.9,0.999", "--aux-eps", "1e-8", "--aux-weight-decay", "0.01"]),
 }
 
 
@@ -246,8 +309,8 @@ def case_accuracy(seed, data, optimizer="sgd", epochs=10, batch=64, shuffle="ran
     x, y, tx, ty = data
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    cls, kwargs, _ = CASE_OPTIMIZERS[optimizer]
-    opt = cls(model.parameters(), **kwargs)
+    build, _ = CASE_OPTIMIZERS[optimizer]
+    opt = build(model)
     epoch_batches = batches(x, y, batch, shuffle, seed)
     accs = []
     for _ in range(epochs):
@@ -279,7 +342,7 @@ def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82
         if binary:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "metrics.json")
-                subprocess.run([binary, "train", *CASE_OPTIMIZERS[optimizer][2], "--epochs", "10", "--device", "cpu",
+                subprocess.run([binary, "train", *CASE_OPTIMIZERS[optimizer][1], "--epochs", "10", "--device", "cpu",
                                 "--seed", str(seed), "--shuffle", shuffle, "--metrics", path, *extra], check=True, capture_output=True)
                 with open(path) as f:
                     ours = [e["test_accuracy"] for e in json.load(f)["runs"][0]["epochs"]]
@@ -331,6 +394,7 @@ def main():
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
     ap.add_argument("--optim-bits", default="32", help="with --descent-bin: descent's state widths to time against PyTorch's fp32 fused step, e.g. 32,16,8")
+    ap.add_argument("--shapes", default="", help="matrix shapes, each timed alone after the --params rows, e.g. 784x128,1024x1024 (Muon, Adafactor)")
     ap.add_argument("--cuda", action="store_true", help="PyTorch's optimizer steps and matmuls on the CUDA GPU (fp32, TF32 off), descent's on --device gpu; the epoch stays on the CPU")
     a = ap.parse_args()
     if a.cuda:
@@ -362,7 +426,9 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if "optim" not in skip and a.descent_bin:
         widths = [int(b) for b in a.optim_bits.split(",")]
-        optim_rounds(a.descent_bin, a.optimizers.split(","), [int(float(x)) for x in a.params.split(",")], a.repeats, a.tensors, a.rounds, widths)
+        sizes = [int(float(x)) for x in a.params.split(",") if x]
+        shapes = [[int(d) for d in s.split("x")] for s in a.shapes.split(",") if s]
+        optim_rounds(a.descent_bin, a.optimizers.split(","), sizes, a.repeats, a.tensors, a.rounds, widths, shapes)
     elif "optim" not in skip:
         sizes = [int(float(s)) for s in a.params.split(",")]
         print(f"\n{'optimizer':<7} {'torch variant':<9} {'params':>10} {'torch ms':>9} {'GB/s':>6} | {'descent fused_multi_tensor ms':>30} {'ratio':>6}")

@@ -33,9 +33,9 @@ pub struct OptimBench {
     /// rprop, asgd, ademamix, schedulefree_adamw, adafactor, muon, or all; comma-separated.
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
-    /// Parameter counts, e.g. 1e6,1e7,1e8.
-    #[arg(long, default_value = "1e6,1e7")]
-    pub params: String,
+    /// Parameter counts, e.g. 1e6,1e7,1e8 (default 1e6,1e7; none when --shapes is given alone).
+    #[arg(long)]
+    pub params: Option<String>,
     /// cpu or gpu.
     #[arg(long, value_enum, default_value_t = BenchDeviceArg::Cpu)]
     pub device: BenchDeviceArg,
@@ -140,7 +140,13 @@ fn optim(a: OptimBench) -> Result<()> {
         for n in &names {
             bench::bench_config(n)?;
         }
-        let sizes = a.params.split(',').map(parse_count).collect::<Result<Vec<_>>>()?;
+        let params = match (&a.params, &a.shapes) {
+            (Some(p), _) => p.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => "1e6,1e7".to_string(),
+        };
+        let sizes =
+            params.split(',').filter(|s| !s.trim().is_empty()).map(parse_count).collect::<Result<Vec<_>>>()?;
         let variants = match &a.variants {
             None => Variant::ALL.to_vec(),
             Some(v) => v
