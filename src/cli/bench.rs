@@ -145,8 +145,7 @@ fn optim(a: OptimBench) -> Result<()> {
             (None, Some(_)) => String::new(),
             (None, None) => "1e6,1e7".to_string(),
         };
-        let sizes =
-            params.split(',').filter(|s| !s.trim().is_empty()).map(parse_count).collect::<Result<Vec<_>>>()?;
+        let sizes = params.split(',').filter(|s| !s.trim().is_empty()).map(parse_count).collect::<Result<Vec<_>>>()?;
         let variants = match &a.variants {
             None => Variant::ALL.to_vec(),
             Some(v) => v
