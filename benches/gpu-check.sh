@@ -35,6 +35,9 @@ $bin bench optim --device gpu --optimizer adam,adamw --optim-bits 32,16,8 --para
 echo "== the fused step at 1e9 parameters (4 GB per f32 buffer: split into chunks of one binding)"
 $bin bench optim --device gpu --optimizer adam --optim-bits 32,8 --params 1e9 --repeats 5 --variants fused_multi_tensor || true
 $bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params 1e7 --repeats 10 --variants fused_multi_tensor
+echo "== every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices"
+$bin bench optim --device gpu --optimizer all --optim-bits 32,16,8 --params 1e7,1e8 --repeats 10 --variants fused_multi_tensor || true
+$bin bench optim --device gpu --optimizer muon,adafactor --shapes 784x128,1024x1024,4096x4096 --repeats 5 || true
 echo "== matmul GFLOP/s"
 $bin bench matmul --device gpu
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then

@@ -293,7 +293,7 @@ fn print_row(r: &bench::OptimResult, dev: &descent::backend::Device) {
                 .join(",")
         )
     });
-    let ns = r.newton_schulz_tflop_per_s.map_or(String::new(), |t| format!("  NS ≥ {:.3} TFLOP/s", t));
+    let ns = r.newton_schulz_tflop_per_s.map_or(String::new(), |t| format!("  Newton–Schulz ≥ {:.1} GFLOP/s", t * 1e3));
     println!(
         "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
         r.optimizer,
