@@ -24,6 +24,7 @@ pub mod host;
 pub mod op_set;
 pub mod ops;
 pub mod optim_kernel;
+pub mod optim_params;
 pub mod pending;
 pub mod quant;
 

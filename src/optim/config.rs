@@ -2,6 +2,7 @@
 //! their JSON form. The kernel step each becomes is in `step.rs`.
 
 pub use super::hyper::*;
+pub use super::hyper_matrix::*;
 use super::step::Carried;
 use super::{OptimBits, Slot};
 use crate::backend::optim_kernel::Objective;

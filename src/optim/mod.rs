@@ -16,6 +16,7 @@
 mod config;
 mod factored_state;
 mod hyper;
+mod hyper_matrix;
 mod muon_state;
 mod optimizer;
 pub mod reference;

@@ -10,6 +10,7 @@ pub mod code8;
 mod elementwise;
 pub mod matmul;
 pub mod optim;
+mod optim8;
 pub mod vector;
 
 use self::elementwise::*;
