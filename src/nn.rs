@@ -16,6 +16,20 @@ use anyhow::{ensure, Result};
 /// for binding sub-ranges on any GPU).
 pub const ARENA_ALIGN: usize = 64;
 
+/// Tensors of `shapes` laid out as an arena lays them: each from a multiple of
+/// [`ARENA_ALIGN`]. Returns each one's (first element, shape) and the arena's length: what
+/// `Optimizer::for_shapes` takes.
+pub fn arena_layout(shapes: &[Vec<usize>]) -> (Vec<(usize, Vec<usize>)>, usize) {
+    let mut end = 0usize;
+    let mut layout = Vec::with_capacity(shapes.len());
+    for shape in shapes {
+        let at = end.next_multiple_of(ARENA_ALIGN);
+        end = at + shape.iter().product::<usize>();
+        layout.push((at, shape.clone()));
+    }
+    (layout, end)
+}
+
 /// A handle to one tensor of a [`ParamArena`] (valid for the arena that made it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ParamId(usize);

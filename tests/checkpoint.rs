@@ -24,6 +24,31 @@ fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// Train on the subset on the CPU with `optimizer_args` then `args`, asserting success.
+fn train_with(optimizer_args: &[&str], args: &[&str]) {
+    let mut all = vec!["train", "--data-dir", SUBSET, "--device", "cpu"];
+    all.extend_from_slice(optimizer_args);
+    all.extend_from_slice(args);
+    let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(&all).output().unwrap();
+    assert!(out.status.success(), "{all:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A resume from `half` (`epochs` − 1) to `epochs` gives the same file as a straight run.
+fn resume_is_bit_exact(
+    d: &Path,
+    run: impl Fn(&[&str]),
+    epochs: &str,
+    half: &str,
+    width: &[&str],
+) -> std::path::PathBuf {
+    let (full, mid, resumed) = (d.join("full.safetensors"), d.join("half.safetensors"), d.join("resumed.safetensors"));
+    run(&[width, &["--epochs", epochs, "--checkpoint", &s(&full)]].concat());
+    run(&[width, &["--epochs", half, "--checkpoint", &s(&mid)]].concat());
+    run(&["--epochs", epochs, "--resume", &s(&mid), "--checkpoint", &s(&resumed)]);
+    assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap(), "{width:?}");
+    full
+}
+
 #[test]
 fn resume_after_two_epochs_is_bit_identical_to_four_straight() {
     let d = common::temp_dir("resume");
@@ -275,34 +300,11 @@ fn a_checkpoint_from_before_the_safetensors_crate_resumes_bit_exactly() {
 fn schedule_free_resumes_bit_exactly_and_exports_x() {
     let d = common::temp_dir("schedulefree");
     let run = |args: &[&str]| {
-        let mut all = vec![
-            "train",
-            "--data-dir",
-            SUBSET,
-            "--device",
-            "cpu",
-            "--optimizer",
-            "schedulefree_adamw",
-            "--warmup-steps",
-            "20",
-            "--hidden",
-            "32",
-        ];
-        all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(&all).output().unwrap();
-        assert!(out.status.success(), "{all:?}: {}", String::from_utf8_lossy(&out.stderr));
+        train_with(&["--optimizer", "schedulefree_adamw", "--warmup-steps", "20", "--hidden", "32"], args)
     };
     for bits in ["32", "16"] {
-        let (full, half, resumed, out) = (
-            d.join("full.safetensors"),
-            d.join("half.safetensors"),
-            d.join("resumed.safetensors"),
-            d.join("x.safetensors"),
-        );
-        run(&["--optim-bits", bits, "--epochs", "3", "--checkpoint", &s(&full)]);
-        run(&["--optim-bits", bits, "--epochs", "2", "--checkpoint", &s(&half)]);
-        run(&["--epochs", "3", "--resume", &s(&half), "--checkpoint", &s(&resumed)]);
-        assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap(), "{bits} bits");
+        let full = resume_is_bit_exact(&d, run, "3", "2", &["--optim-bits", bits]);
+        let out = d.join("x.safetensors");
         let (tensors, meta) = checkpoint::read(&full).unwrap();
         assert_eq!(meta["optimizer_mode"], "train");
         let status = Command::new(env!("CARGO_BIN_EXE_descent"))

@@ -362,13 +362,7 @@ pub async fn bench_optim_shapes_async(
 ) -> Result<OptimResult> {
     let config = bench_config(name)?.with_optim_bits(bits);
     config.validate()?;
-    let mut layout = Vec::new();
-    let mut n = 0usize;
-    for shape in shapes {
-        let at = n.next_multiple_of(crate::nn::ARENA_ALIGN);
-        n = at + shape.iter().product::<usize>();
-        layout.push((at, shape.clone()));
-    }
+    let (layout, n) = crate::nn::arena_layout(shapes);
     let what = format!("{name} ({}-bit state) over {shapes:?}", bits.bits());
     let bytes = 4 * n as u64;
     dev.check_fits(&what, 6 * bytes, bytes, said!["use smaller ", Setting::Params])?;

@@ -90,14 +90,9 @@ impl Checker<'_> {
         lens: &[usize],
         steps: u64,
     ) -> Result<()> {
-        let mut tensors = Vec::new();
-        let mut end = 0usize;
-        for &len in lens {
-            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
-            tensors.push((at, len));
-            end = at + len;
-        }
-        let n = end;
+        let shapes: Vec<Vec<usize>> = lens.iter().map(|&len| vec![len]).collect();
+        let (layout, n) = crate::nn::arena_layout(&shapes);
+        let tensors: Vec<(usize, usize)> = layout.iter().map(|(at, s)| (*at, s[0])).collect();
         let p0 = self.random(n, -1.0, 1.0);
         let pv = self.input(&p0)?;
         let gv = self.dev.alloc(n)?;
@@ -277,14 +272,7 @@ impl Checker<'_> {
         shapes: &[Vec<usize>],
         steps: u64,
     ) -> Result<()> {
-        let mut tensors = Vec::new();
-        let mut end = 0usize;
-        for shape in shapes {
-            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
-            end = at + shape.iter().product::<usize>();
-            tensors.push((at, shape.clone()));
-        }
-        let n = end;
+        let (tensors, n) = crate::nn::arena_layout(shapes);
         let p0 = self.random(n, -1.0, 1.0);
         let pv = self.input(&p0)?;
         let gv = self.dev.alloc(n)?;
@@ -358,14 +346,7 @@ impl Checker<'_> {
         steps: u64,
     ) -> Result<()> {
         let OptimConfig::Muon(mc) = cfg else { bail!("{label}: not a Muon configuration") };
-        let mut tensors = Vec::new();
-        let mut end = 0usize;
-        for shape in shapes {
-            let at = end.next_multiple_of(crate::nn::ARENA_ALIGN);
-            end = at + shape.iter().product::<usize>();
-            tensors.push((at, shape.clone()));
-        }
-        let n = end;
+        let (tensors, n) = crate::nn::arena_layout(shapes);
         let p0 = self.random(n, -1.0, 1.0);
         let pv = self.input(&p0)?;
         let gv = self.dev.alloc(n)?;
