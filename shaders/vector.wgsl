@@ -1,5 +1,7 @@
 // Whole-vector operations a step composes (Muon's Newton-Schulz, and later gradient clipping):
-//   inv_norm  Y[s_off] = 1 / max(||X[x_off..x_off+n]||_2, eps): one workgroup, a fixed-order tree
+//   sumsq_partial, inv_norm  Y[s_off] = 1 / max(||X[x_off..x_off+n]||_2, eps), in two passes:
+//             each of up to 256 workgroups sums the squares of its stride of X into a partial (a
+//             fixed-order tree), then one workgroup sums the partials and takes the inverse root
 //   scale_by  Y[y_off + i] *= X[s_off] (a device scalar, as inv_norm leaves it)
 //   axpby     Y[y_off + i] = alpha * X[x_off + i] + beta * Y[y_off + i]
 // The rayon twins are in src/backend/cpu/vector.rs.
@@ -15,20 +17,39 @@ struct VectorParams {
 
 var<workgroup> RED: array<f32, 256>;
 
-@compute @workgroup_size(256)
-fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = lid.x;
-    var acc = 0.0;
-    for (var i = t; i < P.n; i = i + 256u) {
-        let x = X[P.x_off + i];
-        acc = acc + x * x;
-    }
-    RED[t] = acc;
+// The workgroup's sum of RED (a tree over its 256 invocations), in RED[0].
+fn reduce(t: u32) {
     workgroupBarrier();
     for (var s = 128u; s > 0u; s = s >> 1u) {
         if (t < s) { RED[t] = RED[t] + RED[t + s]; }
         workgroupBarrier();
     }
+}
+
+// Workgroup w of G (the grid's size): the squares of X[i] for i = w·256 + t, stepping by
+// G·256, into Y[y_off + w].
+@compute @workgroup_size(256)
+fn sumsq_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.x;
+    let stride = nwg.x * 256u;
+    var acc = 0.0;
+    for (var i = wid.x * 256u + t; i < P.n; i = i + stride) {
+        let x = X[P.x_off + i];
+        acc = acc + x * x;
+    }
+    RED[t] = acc;
+    reduce(t);
+    if (t == 0u) { Y[P.y_off + wid.x] = RED[0]; }
+}
+
+// One workgroup: the n partials of X summed, Y[s_off] = 1 / max(sqrt(sum), eps).
+@compute @workgroup_size(256)
+fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.x;
+    var acc = 0.0;
+    for (var i = t; i < P.n; i = i + 256u) { acc = acc + X[P.x_off + i]; }
+    RED[t] = acc;
+    reduce(t);
     if (t == 0u) { Y[P.s_off] = 1.0 / max(sqrt(RED[0]), P.eps); }
 }
 

@@ -14,6 +14,11 @@ pub const ABS_TOL: f64 = 1e-5;
 /// neighbouring 8-bit codes for a kernel to pick the other one: f32 arithmetic against f64.
 pub const CODE_TIE_TOL: f64 = 1e-5;
 
+/// How close (relative to the terms it sums) the argument of a sign must be to 0 for f32 and
+/// f64 to take different signs: Lion's β1·m + (1 − β1)·g cancels; an element whose argument
+/// comes this close, at any step, is counted as a near-tie rather than compared.
+pub const SIGN_TIE_TOL: f64 = 1e-4;
+
 /// Two runs of one training (same data, weights and batches) that differ only in f32
 /// rounding order, on a GPU and the CPU, or in a browser and natively: the most their mean
 /// losses may differ, relative to max(|loss|, 1).

@@ -8,7 +8,9 @@
 use descent::backend::contract::Field;
 use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
 use descent::backend::gpu::params::UNIFORMS;
-use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, ADAM8, STEP_ENTRIES};
+use descent::backend::optim_kernel::{
+    KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, STEP_8BIT_ENTRY, STEP_ENTRIES,
+};
 use descent::optim::{Carried, OptimConfig, Step, OPTIMIZER_NAMES};
 
 fn read(f: &str) -> String {
@@ -21,9 +23,9 @@ fn kernel_source(name: &str) -> String {
     format!("{}{}{}", kernels::prelude(), read("optim.wgsl"), read(&format!("optim_{name}.wgsl")))
 }
 
-/// The 8-bit kernel's module: its own file, then Adam's formula.
-fn adam8_source() -> String {
-    format!("{}{}{}", kernels::prelude(), read("optim_adam8.wgsl"), read("optim_adam.wgsl"))
+/// A blockwise 8-bit module: its own file, then the optimizer's formula.
+fn source_8bit(name: &str) -> String {
+    format!("{}{}{}", kernels::prelude(), read("optim8.wgsl"), read(&format!("optim_{name}.wgsl")))
 }
 
 /// A struct member as (name, byte offset, type name).
@@ -101,15 +103,23 @@ fn every_kernel_struct_mirrors_its_wgsl_twin() {
         assert!(diffs.is_empty(), "{}: {}", k.name, diffs.join("; "));
         assert!(k.bindings.len() <= 3, "{}: the kernels bind three state slots at most", k.name);
     }
-    let diffs = differences(&ADAM8, &adam8_source(), &[ADAM8.name], true);
-    assert!(diffs.is_empty(), "adam8: {}", diffs.join("; "));
+    // Each blockwise 8-bit module: the same parameter struct, its entry point; its header takes
+    // the place of the f32 kernels' arena (32 bytes).
+    let mut eight = 0;
+    for step in OptimStep::ALL.iter().filter(|s| kernels::optim8(s).is_some()) {
+        let k = step.kernel();
+        let source = source_8bit(k.name);
+        let diffs = differences(&k, &source, &[STEP_8BIT_ENTRY], true);
+        assert!(diffs.is_empty(), "{} 8-bit: {}", k.name, diffs.join("; "));
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        assert_eq!(wgsl_struct(&module, "Arena").map(|(_, span)| span), Some(32));
+        eight += 1;
+    }
+    assert_eq!(eight, kernels::EIGHT_BIT.len(), "every 8-bit kernel is some step's");
     // Adafactor's own module: its six entry points, its parameters after a 32-byte header.
     let adafactor = format!("{}{}", kernels::prelude(), read("adafactor.wgsl"));
     let diffs = differences(&ADAFACTOR, &adafactor, &ADAFACTOR_ENTRIES, false);
     assert!(diffs.is_empty(), "adafactor: {}", diffs.join("; "));
-    // Its header takes the place of the f32 kernels' arena: 32 bytes.
-    let module = naga::front::wgsl::parse_str(&adam8_source()).unwrap();
-    assert_eq!(wgsl_struct(&module, "Arena").map(|(_, span)| span), Some(32));
 }
 
 #[test]
@@ -237,6 +247,7 @@ fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<S
 /// Every kernel the backend launches: the fixed ones and each optimizer at each state width.
 fn all_kernels() -> Vec<Kernel> {
     let mut all = kernels::FIXED.to_vec();
+    all.extend_from_slice(kernels::EIGHT_BIT);
     for step in OptimStep::ALL {
         all.extend(STEP_ENTRIES.iter().map(|e| kernels::optim(&step, e)));
     }

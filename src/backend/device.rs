@@ -6,7 +6,7 @@ use super::cpu::CpuBackend;
 use super::gpu::GpuBackend;
 use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::{wait, Pending};
 use crate::message::Message;
 use crate::said;
@@ -380,16 +380,10 @@ impl Device {
         self.backend.adafactor_step(h, objective, params, grads, state)
     }
 
-    /// One fused Adam/AdamW update with 8-bit state; see [`Backend::adam_step_8bit`].
-    pub fn adam_step_8bit(
-        &mut self,
-        h: &AdamParams,
-        objective: Objective,
-        params: View,
-        grads: View,
-        state: &Blockwise8,
-    ) {
-        self.backend.adam_step_8bit(h, objective, params, grads, state)
+    /// One fused update with 8-bit state; see [`Backend::step_8bit`].
+    pub fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &Blockwise8) {
+        debug_assert!(step.has_8bit() && state.codes.len() == step.slots().len());
+        self.backend.step_8bit(step, objective, params, grads, state)
     }
 
     /// Run everything recorded so far and wait for it (natively; in the browser a GPU device

@@ -5,7 +5,7 @@
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
 use super::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use super::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -78,9 +78,10 @@ pub trait Backend {
     /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
     /// word, and its view counts bf16 elements (offsets even).
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]);
-    /// One fused Adam/AdamW update with blockwise 8-bit state (see [`Blockwise8`]): each
-    /// block's absmax is the maximum of its updated values, found in the same pass.
-    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, state: &Blockwise8);
+    /// One fused update with blockwise 8-bit state (see [`Blockwise8`]), for a step that has one
+    /// ([`OptimStep::has_8bit`]): each block dequantized, the step's formula, each block's
+    /// absmax the maximum of its updated values (found in the same pass), requantized.
+    fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &Blockwise8);
     /// One Adafactor step over the tensors `state.layout` lists (see
     /// [`crate::backend::factored`]): its per-tensor passes, every sum reduced on the device in
     /// a fixed order, nothing read back.

@@ -87,6 +87,56 @@ pub enum Slot {
 }
 
 impl Slot {
+    /// Every slot.
+    pub const ALL: [Slot; 16] = [
+        Slot::MomentumBuffer,
+        Slot::Sum,
+        Slot::SquareAvg,
+        Slot::GradAvg,
+        Slot::ExpAvg,
+        Slot::ExpAvgSq,
+        Slot::MaxExpAvgSq,
+        Slot::ExpInf,
+        Slot::AccDelta,
+        Slot::Prev,
+        Slot::StepSize,
+        Slot::Ax,
+        Slot::M1,
+        Slot::M2,
+        Slot::Nu,
+        Slot::Z,
+    ];
+
+    /// The name of its per-block absmax at 8 bits: `<name>_absmax`.
+    pub fn absmax_name(self) -> &'static str {
+        match self {
+            Slot::MomentumBuffer => "momentum_buffer_absmax",
+            Slot::Sum => "sum_absmax",
+            Slot::SquareAvg => "square_avg_absmax",
+            Slot::GradAvg => "grad_avg_absmax",
+            Slot::ExpAvg => "exp_avg_absmax",
+            Slot::ExpAvgSq => "exp_avg_sq_absmax",
+            Slot::MaxExpAvgSq => "max_exp_avg_sq_absmax",
+            Slot::ExpInf => "exp_inf_absmax",
+            Slot::AccDelta => "acc_delta_absmax",
+            Slot::Prev => "prev_absmax",
+            Slot::StepSize => "step_size_absmax",
+            Slot::Ax => "ax_absmax",
+            Slot::M1 => "m1_absmax",
+            Slot::M2 => "m2_absmax",
+            Slot::Nu => "nu_absmax",
+            Slot::Z => "z_absmax",
+        }
+    }
+
+    /// Which of bitsandbytes' maps the slot's 8-bit codes use: the signed one, except for the
+    /// second moment of a two-moment optimizer (Adam's `exp_avg_sq`, AdEMAMix's `nu`). As in
+    /// bitsandbytes, a first state is signed even when it is a sum of squares (RMSProp's
+    /// `square_avg`, Adagrad's `sum`).
+    pub fn signed_8bit(self) -> bool {
+        !matches!(self, Slot::ExpAvgSq | Slot::Nu)
+    }
+
     /// PyTorch's name for this slot (checkpoints and replay output use it).
     pub const fn name(self) -> &'static str {
         match self {
@@ -176,10 +226,9 @@ const fn info<T>(
 /// per invocation; bfloat16 state, one 32-bit word (two elements) per invocation.
 pub const STEP_ENTRIES: [&str; 2] = ["step_f32", "step_bf16"];
 
-/// Blockwise 8-bit Adam/AdamW: `shaders/optim_adam8.wgsl` (entry point `adam8`, its own
-/// bindings and header) with Adam's `update` from `optim_adam.wgsl`, reading [`AdamParams`].
-pub const ADAM8: KernelInfo =
-    info::<AdamParams>("adam8", "AdamParams", AdamParams::FIELDS, &[Slot::ExpAvg, Slot::ExpAvgSq]);
+/// The blockwise 8-bit kernels' entry point (`shaders/optim8.wgsl`, its own bindings and
+/// header, with the optimizer's `update` from `optim_<kernel>.wgsl` appended).
+pub const STEP_8BIT_ENTRY: &str = "step_8bit";
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
@@ -373,6 +422,22 @@ impl OptimStep {
         out
     }
 
+    /// Whether this step has a blockwise 8-bit form: the kernels bitsandbytes has one for
+    /// (Adam and AdamW without AMSGrad, SGD with momentum, RMSProp, Adagrad, Lion, AdEMAMix).
+    pub fn has_8bit(&self) -> bool {
+        match self {
+            OptimStep::Adam(h) => h.amsgrad == 0,
+            OptimStep::Sgd(h) => h.momentum != 0.0,
+            OptimStep::Rmsprop(_) | OptimStep::Adagrad(_) | OptimStep::Lion(_) | OptimStep::Ademamix(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The 8-bit map of each kept slot, as a bit mask (bit k: slot k signed).
+    pub fn signed_8bit(&self) -> u32 {
+        self.slots().iter().enumerate().filter(|(_, s)| s.signed_8bit()).map(|(k, _)| 1u32 << k).sum()
+    }
+
     /// The parameter struct's bytes, as the WGSL uniform reads them after the arena header.
     pub fn param_bytes(&self) -> &[u8] {
         match self {
@@ -452,17 +517,18 @@ impl<'de> serde::Deserialize<'de> for OptimBits {
     }
 }
 
-/// The buffers of Adam's blockwise 8-bit state (layout in `backend::quant::BlockTable`), each
-/// a whole buffer of 32-bit words.
+/// The buffers of blockwise 8-bit state (layout in `backend::quant::BlockTable`), each a whole
+/// buffer of 32-bit words: one code buffer per state slot the step keeps (one to three).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blockwise8 {
-    /// exp_avg's codes: one byte per arena element, four to a word (signed map).
-    pub m_codes: View,
-    /// exp_avg_sq's codes (unsigned map).
-    pub v_codes: View,
-    /// One f32 absmax per quantized block: exp_avg's, then exp_avg_sq's.
+    /// Each kept slot's codes, in slot order: one byte per arena element, four to a word.
+    pub codes: Vec<View>,
+    /// Bit k set: slot k's codes are on the signed map, else on the unsigned one
+    /// ([`Slot::signed_8bit`]).
+    pub signed: u32,
+    /// One f32 absmax per quantized block, slot after slot.
     pub absmax: View,
-    /// f32 state of the small tensors: exp_avg's, then exp_avg_sq's.
+    /// f32 state of the small tensors, slot after slot.
     pub small: View,
     /// The block table as 32-bit words, for the GPU kernel: the maps and thresholds, then
     /// `rows`.

@@ -243,19 +243,28 @@ pub enum TensorState {
     Full(std::ops::Range<usize>),
 }
 
-/// Bytes of 8-bit state for an arena of `arena_len` elements with `quantized_blocks` blocks and
-/// `small_len` elements of f32 state: two code regions (a byte per element, whole words), two
-/// absmax per block, two f32 per small element.
-fn layout_bytes(arena_len: usize, quantized_blocks: usize, small_len: usize) -> u64 {
-    (2 * 4 * arena_len.div_ceil(4) + 2 * 4 * quantized_blocks + 2 * 4 * small_len) as u64
+/// Bytes of 8-bit state of `slots` slots for an arena of `arena_len` elements with
+/// `quantized_blocks` blocks and `small_len` elements of f32 state: per slot a code region (a
+/// byte per element, whole words), an absmax per block and an f32 per small element.
+fn layout_bytes(slots: usize, arena_len: usize, quantized_blocks: usize, small_len: usize) -> u64 {
+    (slots * (4 * arena_len.div_ceil(4) + 4 * quantized_blocks + 4 * small_len)) as u64
 }
 
 /// [`BlockTable::state_bytes`] of one tensor of `n` elements, without building its table.
-pub fn state_bytes_8bit(n: usize) -> u64 {
+pub fn state_bytes_8bit(n: usize, slots: usize) -> u64 {
     if is_quantized(n) {
-        layout_bytes(n, n.div_ceil(BLOCK), 0)
+        layout_bytes(slots, n, n.div_ceil(BLOCK), 0)
     } else {
-        layout_bytes(n, 0, n)
+        layout_bytes(slots, n, 0, n)
+    }
+}
+
+/// The map a slot's codes use: bitsandbytes' signed or unsigned dynamic map.
+pub fn map_8bit(signed: bool) -> &'static DynamicMap {
+    if signed {
+        DynamicMap::signed()
+    } else {
+        DynamicMap::unsigned()
     }
 }
 
@@ -302,10 +311,10 @@ impl BlockTable {
         self.arena_len.div_ceil(4)
     }
 
-    /// Bytes of state: two code regions, two absmax per quantized block, two f32 per small
-    /// element.
-    pub fn state_bytes(&self) -> u64 {
-        layout_bytes(self.arena_len, self.quantized_blocks, self.small_len)
+    /// Bytes of the state of `slots` slots: per slot a code region, an absmax per quantized
+    /// block, an f32 per small element.
+    pub fn state_bytes(&self, slots: usize) -> u64 {
+        layout_bytes(slots, self.arena_len, self.quantized_blocks, self.small_len)
     }
 
     /// The table as the GPU kernel reads it: the maps and thresholds, then `[start, len, index,
@@ -418,9 +427,11 @@ pub(crate) mod tests {
         assert_eq!(t.small_len, 310);
         // 1e8 parameters in one tensor: about 203 MB of state.
         let big = BlockTable::new(&[(0, 100_000_000)], 100_000_000);
-        assert_eq!(big.state_bytes(), 200_000_000 + 8 * 390_625);
+        assert_eq!(big.state_bytes(2), 200_000_000 + 8 * 390_625);
         for n in [1, 4095, 4096, 4097, 100_000_000] {
-            assert_eq!(state_bytes_8bit(n), BlockTable::new(&[(0, n)], n).state_bytes(), "n = {n}");
+            for slots in 1..=3 {
+                assert_eq!(state_bytes_8bit(n, slots), BlockTable::new(&[(0, n)], n).state_bytes(slots), "n = {n}");
+            }
         }
     }
 }

@@ -349,15 +349,27 @@ impl OptimConfig {
             );
         }
         if bits == OptimBits::B8 {
+            // bitsandbytes' blockwise 8-bit optimizers, with its restrictions where the state
+            // could not start at zero codes.
+            let eight = "blockwise 8-bit state is Adam's, AdamW's, SGD's with momentum, RMSProp's, Adagrad's, Lion's and AdEMAMix's";
             match self {
                 OptimConfig::Adam(c) | OptimConfig::Adamw(c) if c.amsgrad => {
                     bail!("amsgrad has no 8-bit form (bitsandbytes has none either): use optim_bits 16 or 32")
                 }
-                OptimConfig::Adam(_) | OptimConfig::Adamw(_) => {}
-                _ => bail!(
-                    "'{}' has no 8-bit form (blockwise 8-bit state is Adam's and AdamW's): use optim_bits 16 or 32",
-                    self.name()
-                ),
+                OptimConfig::Sgd(c) if c.momentum == 0.0 => {
+                    bail!("SGD without momentum keeps no state, so it has no 8-bit form: use optim_bits 32, or a momentum")
+                }
+                OptimConfig::Adagrad(c) if c.initial_accumulator_value != 0.0 => {
+                    bail!("an initial_accumulator_value has no 8-bit form (codes start at zero, as in bitsandbytes): use optim_bits 16 or 32")
+                }
+                OptimConfig::Adam(_)
+                | OptimConfig::Adamw(_)
+                | OptimConfig::Sgd(_)
+                | OptimConfig::Rmsprop(_)
+                | OptimConfig::Adagrad(_)
+                | OptimConfig::Lion(_)
+                | OptimConfig::Ademamix(_) => {}
+                _ => bail!("'{}' has no 8-bit form ({eight}): use optim_bits 16 or 32", self.name()),
             }
         }
         Ok(())
@@ -599,7 +611,7 @@ impl OptimConfig {
         match self.optim_bits() {
             OptimBits::B32 => 4 * slots * n as u64,
             OptimBits::B16 => 4 * slots * n.div_ceil(2) as u64,
-            OptimBits::B8 => quant::state_bytes_8bit(n),
+            OptimBits::B8 => quant::state_bytes_8bit(n, slots as usize),
         }
     }
 }

@@ -258,6 +258,21 @@ pub fn step(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], stat
     }
 }
 
+/// Which elements' next step takes the sign of a value within rounding of 0 (Lion's
+/// β1·m + (1 − β1)·g, its terms cancelling to within [`crate::reference::SIGN_TIE_TOL`]): f32
+/// and f64 may move them in opposite directions, by 2·lr. All false for other optimizers.
+pub fn sign_ties(c: &OptimConfig, g: &[f64], state: &[Vec<f64>]) -> Vec<bool> {
+    let OptimConfig::Lion(l) = c else { return vec![false; g.len()] };
+    let sign = if l.maximize { -1.0 } else { 1.0 };
+    let b1 = l.betas.0;
+    (0..g.len())
+        .map(|i| {
+            let (m, gi) = (b1 * state[0][i], (1.0 - b1) * sign * g[i]);
+            (m + gi).abs() <= crate::reference::SIGN_TIE_TOL * (m.abs() + gi.abs())
+        })
+        .collect()
+}
+
 /// One Adafactor step `t` at rate `lr` of one tensor of `shape` (PyTorch's
 /// `_single_tensor_adafactor`, in f64): `state` holds R then C of each matrix of the batch when
 /// the tensor has two or more dimensions (factored over the last two), else V.
@@ -392,10 +407,10 @@ pub fn step_bf16(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64],
 /// Blockwise 8-bit state of one quantized tensor, as the reference keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Quantized {
-    /// exp_avg's and exp_avg_sq's codes, one per element.
-    pub codes: [Vec<u8>; 2],
-    /// exp_avg's and exp_avg_sq's absmax, one per block of `quant::BLOCK`.
-    pub absmax: [Vec<f64>; 2],
+    /// Each kept slot's codes, one per element.
+    pub codes: Vec<Vec<u8>>,
+    /// Each kept slot's absmax, one per block of `quant::BLOCK`.
+    pub absmax: Vec<Vec<f64>>,
 }
 
 /// The nearest code to `x` in `map` by exact distances in f64 (ties to the larger code), then
@@ -416,30 +431,30 @@ pub fn nearest_code(map: &DynamicMap, x: f64) -> u8 {
     c as u8
 }
 
-/// One step of Adam or AdamW (`c`) with blockwise 8-bit state over one tensor of at least
-/// `quant::MIN_8BIT_SIZE` elements: per block of `quant::BLOCK`, dequantize, [`step`] in f64,
-/// the new absmax, the nearest codes. Returns the normalized values the codes were chosen for
-/// (value / absmax), per state.
-pub fn step_8bit(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], q: &mut Quantized) -> [Vec<f64>; 2] {
-    let mut normalized = [Vec::with_capacity(p.len()), Vec::with_capacity(p.len())];
-    let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
+/// One step of `c` with blockwise 8-bit state over one tensor of at least
+/// `quant::MIN_8BIT_SIZE` elements: per block of `quant::BLOCK`, dequantize each slot with its
+/// map (bitsandbytes' rule: signed, but for a second moment), [`step`] in f64, the new absmax,
+/// the nearest codes. Returns the normalized values the codes were chosen for (value /
+/// absmax), per slot.
+pub fn step_8bit(c: &OptimConfig, t: u64, lrs: &[f64], p: &mut [f64], g: &[f64], q: &mut Quantized) -> Vec<Vec<f64>> {
+    let maps: Vec<&DynamicMap> = c.slots().iter().map(|s| quant::map_8bit(s.signed_8bit())).collect();
+    let mut normalized = vec![Vec::with_capacity(p.len()); maps.len()];
     for (b, at) in (0..p.len()).step_by(BLOCK).enumerate() {
         let r = at..(at + BLOCK).min(p.len());
-        let mut state: Vec<Vec<f64>> = (0..2)
-            .map(|k| {
-                q.codes[k][r.clone()]
-                    .iter()
-                    .map(|&code| maps[k].values[code as usize] as f64 * q.absmax[k][b])
-                    .collect()
+        let mut state: Vec<Vec<f64>> = maps
+            .iter()
+            .enumerate()
+            .map(|(k, map)| {
+                q.codes[k][r.clone()].iter().map(|&code| map.values[code as usize] as f64 * q.absmax[k][b]).collect()
             })
             .collect();
         step(c, t, lrs, &mut p[r.clone()], &g[r.clone()], &mut state);
-        for k in 0..2 {
+        for (k, map) in maps.iter().enumerate() {
             let top = state[k].iter().fold(0f64, |a, x| a.max(x.abs()));
             q.absmax[k][b] = top;
             for (code, &x) in q.codes[k][r.clone()].iter_mut().zip(&state[k]) {
                 let x = if top > 0.0 { x / top } else { 0.0 };
-                *code = nearest_code(maps[k], x);
+                *code = nearest_code(map, x);
                 normalized[k].push(x);
             }
         }

@@ -7,7 +7,7 @@
 use super::factored_state::FactoredState;
 use super::muon_state::MuonState;
 use super::step::Step;
-use super::{Blockwise8, OptimBits, OptimConfig};
+use super::{Blockwise8, OptimBits, OptimConfig, Slot};
 use crate::backend::optim_kernel::{Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
@@ -22,24 +22,24 @@ pub enum StoredState {
     F32(Vec<Vec<f32>>),
     /// Each slot's bfloat16 bits.
     Bf16(Vec<Vec<u16>>),
-    /// exp_avg and exp_avg_sq as codes, absmax per quantized block, and the small tensors'
-    /// f32 state (in the order of [`BlockTable::blocks`]).
+    /// Each kept slot as codes, absmax per quantized block, and the small tensors' f32 state
+    /// (in the order of [`BlockTable::blocks`]).
     Blockwise8 {
-        /// Codes per arena element: exp_avg's, exp_avg_sq's.
-        codes: [Vec<u8>; 2],
-        /// Absmax per quantized block: exp_avg's, exp_avg_sq's.
-        absmax: [Vec<f32>; 2],
-        /// f32 state of the small tensors: exp_avg's, exp_avg_sq's.
-        small: [Vec<f32>; 2],
+        /// Codes per arena element, per slot.
+        codes: Vec<Vec<u8>>,
+        /// Absmax per quantized block, per slot.
+        absmax: Vec<Vec<f32>>,
+        /// f32 state of the small tensors, per slot.
+        small: Vec<Vec<f32>>,
     },
     /// Adafactor's statistics, every tensor's in the order of its layout (R then C per
     /// factored tensor, V per vector).
     Factored(Vec<f32>),
 }
 
-/// The 8-bit state as stored: codes, absmax and small-tensor state, each for exp_avg and
-/// exp_avg_sq (the fields of [`StoredState::Blockwise8`]).
-type Stored8 = ([Vec<u8>; 2], [Vec<f32>; 2], [Vec<f32>; 2]);
+/// The 8-bit state as stored: codes, absmax and small-tensor state, each per kept slot (the
+/// fields of [`StoredState::Blockwise8`]).
+type Stored8 = (Vec<Vec<u8>>, Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// Raw f32 bits as the f32 values `Device::write` takes.
 fn floats(w: &[u32]) -> Vec<f32> {
@@ -146,7 +146,7 @@ impl Bf16State {
     }
 }
 
-/// Adam's blockwise 8-bit state, and the layout it was built for.
+/// Blockwise 8-bit state, and the layout it was built for.
 pub struct Blockwise8State {
     /// The buffers the kernels bind.
     pub buffers: Blockwise8,
@@ -157,20 +157,26 @@ pub struct Blockwise8State {
 }
 
 impl Blockwise8State {
-    fn alloc(dev: &mut Device, n: usize, tensors: &[(usize, usize)]) -> Result<Blockwise8State> {
+    /// Codes of zero for each slot of `slots` (its map's code for 0), zero absmax and small
+    /// state, and the table of `tensors`.
+    fn alloc(dev: &mut Device, n: usize, tensors: &[(usize, usize)], slots: &[Slot]) -> Result<Blockwise8State> {
         let table = BlockTable::new(tensors, n);
         let zeros = |c: u8| f32::from_bits(u32::from_le_bytes([c; 4]));
-        let m_codes = dev.alloc(table.code_words())?;
-        dev.fill(m_codes, zeros(quant::DynamicMap::signed().zero));
-        let v_codes = dev.alloc(table.code_words())?;
-        dev.fill(v_codes, zeros(quant::DynamicMap::unsigned().zero));
-        let absmax = dev.alloc_zeroed(2 * table.quantized_blocks)?;
-        let small = dev.alloc_zeroed(2 * table.small_len)?;
+        let mut codes = Vec::new();
+        for s in slots {
+            let c = dev.alloc(table.code_words())?;
+            dev.fill(c, zeros(quant::map_8bit(s.signed_8bit()).zero));
+            codes.push(c);
+        }
+        let k = slots.len();
+        let absmax = dev.alloc_zeroed((k * table.quantized_blocks).max(1))?;
+        let small = dev.alloc_zeroed((k * table.small_len).max(1))?;
         let words = table.words();
         let table_view = dev.alloc(words.len())?;
+        let signed = slots.iter().enumerate().filter(|(_, s)| s.signed_8bit()).map(|(i, _)| 1u32 << i).sum();
         let buffers = Blockwise8 {
-            m_codes,
-            v_codes,
+            codes,
+            signed,
             absmax,
             small,
             table: table_view,
@@ -191,7 +197,10 @@ impl Blockwise8State {
         grads: View,
         ranges: &[Range<usize>],
     ) -> Result<()> {
-        let OptimStep::Adam(h) = k else { bail!("blockwise 8-bit state is Adam's and AdamW's only") };
+        ensure!(
+            k.has_8bit() && k.slots().len() == self.buffers.codes.len(),
+            "{k:?} has no blockwise 8-bit form with these slots"
+        );
         if self.uploaded_for.as_slice() != ranges {
             // Some tensors were frozen or unfrozen: list the trainable tensors' blocks.
             let inside = |b: &quant::Block| ranges.iter().any(|r| r.contains(&b.start));
@@ -202,25 +211,23 @@ impl Blockwise8State {
             self.buffers.rows = std::sync::Arc::new(rows.blocks);
             self.uploaded_for = ranges.to_vec();
         }
-        dev.adam_step_8bit(h, o, params, grads, &self.buffers);
+        dev.step_8bit(k, o, params, grads, &self.buffers);
         Ok(())
     }
 
     /// Codes, absmax and small-tensor state as stored: the fields of [`StoredState::Blockwise8`].
     async fn read(&self, dev: &mut Device, n: usize) -> Result<Stored8> {
         let b = &self.buffers;
-        let mut codes = [Vec::new(), Vec::new()];
-        for (k, v) in [b.m_codes, b.v_codes].into_iter().enumerate() {
+        let mut codes = Vec::new();
+        for &v in &b.codes {
             let words = bits(dev.read_async(v).await?);
             let mut c: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
             c.truncate(n);
-            codes[k] = c;
+            codes.push(c);
         }
-        let split = |mut v: Vec<f32>, half: usize| {
-            v.truncate(2 * half);
-            let second = v.split_off(half);
-            [v, second]
-        };
+        let k = b.codes.len();
+        let split =
+            |v: Vec<f32>, len: usize| -> Vec<Vec<f32>> { (0..k).map(|s| v[s * len..(s + 1) * len].to_vec()).collect() };
         let absmax = split(dev.read_async(b.absmax).await?, b.quantized_blocks);
         let small = split(dev.read_async(b.small).await?, b.small_len);
         Ok((codes, absmax, small))
@@ -230,12 +237,18 @@ impl Blockwise8State {
         &self,
         dev: &mut Device,
         n: usize,
-        codes: &[Vec<u8>; 2],
-        absmax: &[Vec<f32>; 2],
-        small: &[Vec<f32>; 2],
+        codes: &[Vec<u8>],
+        absmax: &[Vec<f32>],
+        small: &[Vec<f32>],
     ) -> Result<()> {
         let b = &self.buffers;
-        for (v, c) in [b.m_codes, b.v_codes].into_iter().zip(codes) {
+        let k = b.codes.len();
+        ensure!(
+            codes.len() == k && absmax.len() == k && small.len() == k,
+            "8-bit state of {} slots, this optimizer keeps {k}",
+            codes.len()
+        );
+        for (&v, c) in b.codes.iter().zip(codes) {
             ensure!(c.len() == n, "8-bit codes for {} values, {n} parameters", c.len());
             let mut c = c.clone();
             c.resize(4 * v.len, 0);
@@ -243,9 +256,9 @@ impl Blockwise8State {
                 c.chunks_exact(4).map(|x| u32::from_le_bytes(x.try_into().expect("4 bytes"))).collect();
             dev.write(v, &floats(&words))?;
         }
-        let join = |pair: &[Vec<f32>; 2], len: usize, what: &str| -> Result<Vec<f32>> {
-            ensure!(pair.iter().all(|x| x.len() == len), "{what}: {} values, expected {len}", pair[0].len());
-            let mut all = [pair[0].as_slice(), pair[1].as_slice()].concat();
+        let join = |parts: &[Vec<f32>], len: usize, what: &str| -> Result<Vec<f32>> {
+            ensure!(parts.iter().all(|x| x.len() == len), "{what}: {} values, expected {len}", parts[0].len());
+            let mut all = parts.concat();
             all.resize(all.len().max(1), 0.0);
             Ok(all)
         };
@@ -254,41 +267,47 @@ impl Blockwise8State {
         Ok(())
     }
 
-    /// exp_avg and exp_avg_sq dequantized per arena element (small tensors as stored), then
-    /// each one's absmax when some tensor is quantized.
+    /// Each slot dequantized per arena element (small tensors as stored), then each one's
+    /// absmax (`<slot>_absmax`) when some tensor is quantized.
     fn decode(&self, n: usize, names: &[&'static str], stored: Stored8) -> Vec<(&'static str, Vec<f32>)> {
         let (codes, absmax, small) = stored;
-        let maps = [quant::DynamicMap::signed(), quant::DynamicMap::unsigned()];
+        let signed = self.buffers.signed;
         let mut out = Vec::new();
-        for k in 0..2 {
+        for (k, name) in names.iter().enumerate().take(codes.len()) {
+            let map = quant::map_8bit(signed >> k & 1 == 1);
             let mut v = vec![0f32; n];
             for b in &self.table.blocks {
                 let r = b.start..b.start + b.len;
                 match b.kind {
                     quant::BlockKind::Quantized => {
                         for i in r {
-                            v[i] = maps[k].decode(codes[k][i], absmax[k][b.index]);
+                            v[i] = map.decode(codes[k][i], absmax[k][b.index]);
                         }
                     }
                     quant::BlockKind::Full => v[r].copy_from_slice(&small[k][b.index..b.index + b.len]),
                 }
             }
-            out.push((names[k], v));
+            out.push((*name, v));
         }
         if self.table.quantized_blocks > 0 {
-            let [ma, va] = absmax;
-            out.push(("exp_avg_absmax", ma));
-            out.push(("exp_avg_sq_absmax", va));
+            for (name, a) in names.iter().zip(absmax) {
+                out.push((absmax_name(name), a));
+            }
         }
         out
     }
 
     fn release(self, dev: &mut Device) {
         let b = self.buffers;
-        for v in [b.m_codes, b.v_codes, b.absmax, b.small, b.table] {
+        for v in b.codes.into_iter().chain([b.absmax, b.small, b.table]) {
             dev.release(v);
         }
     }
+}
+
+/// The name of a slot's absmax in readbacks and replays: `exp_avg_absmax`, ...
+pub fn absmax_name(slot: &str) -> &'static str {
+    Slot::ALL.iter().find(|s| s.name() == slot).map_or("absmax", |s| s.absmax_name())
 }
 
 /// Where an optimizer's state lives on its device, by width.
@@ -330,7 +349,7 @@ impl OptimState {
         Ok(match bits {
             OptimBits::B32 => OptimState::F32(F32State::alloc(dev, n, inits)?),
             OptimBits::B16 => OptimState::Bf16(Bf16State::alloc(dev, n, inits)?),
-            OptimBits::B8 => OptimState::Blockwise8(Blockwise8State::alloc(dev, n, tensors)?),
+            OptimBits::B8 => OptimState::Blockwise8(Blockwise8State::alloc(dev, n, tensors, &config.slots())?),
         })
     }
 
@@ -428,11 +447,14 @@ impl OptimState {
         match self {
             OptimState::F32(_) => StoredState::F32(inits.iter().map(|&x| vec![x; n]).collect()),
             OptimState::Bf16(_) => StoredState::Bf16(inits.iter().map(|&x| vec![quant::bf16_from_f32(x); n]).collect()),
-            OptimState::Blockwise8(s) => StoredState::Blockwise8 {
-                codes: [quant::DynamicMap::signed().zero, quant::DynamicMap::unsigned().zero].map(|z| vec![z; n]),
-                absmax: [vec![0.0; s.table.quantized_blocks], vec![0.0; s.table.quantized_blocks]],
-                small: [vec![0.0; s.table.small_len], vec![0.0; s.table.small_len]],
-            },
+            OptimState::Blockwise8(s) => {
+                let k = s.buffers.codes.len();
+                StoredState::Blockwise8 {
+                    codes: (0..k).map(|i| vec![quant::map_8bit(s.buffers.signed >> i & 1 == 1).zero; n]).collect(),
+                    absmax: vec![vec![0.0; s.table.quantized_blocks]; k],
+                    small: vec![vec![0.0; s.table.small_len]; k],
+                }
+            }
             OptimState::Factored(s) => StoredState::Factored(vec![0.0; s.full.state_len]),
             OptimState::Muon(s) if s.bits == OptimBits::B32 => {
                 StoredState::F32(s.lens.iter().map(|&l| vec![0.0; l]).collect())

@@ -95,6 +95,16 @@ pub fn blockwise_cases() -> Vec<(String, OptimConfig)> {
         ("adam_wd", OptimConfig::Adam(Adam { weight_decay: 0.01, ..Adam::default() })),
         ("adamw", OptimConfig::Adamw(Adam::adamw())),
         ("adamw_maximize", OptimConfig::Adamw(Adam { maximize: true, ..Adam::adamw() })),
+        // bitsandbytes' other 8-bit optimizers: one, two or three slots, each on its map.
+        ("sgd_momentum", OptimConfig::Sgd(Sgd { momentum: 0.9, ..Sgd::default() })),
+        ("rmsprop", OptimConfig::Rmsprop(Rmsprop::default())),
+        (
+            "rmsprop_centered_momentum",
+            OptimConfig::Rmsprop(Rmsprop { centered: true, momentum: 0.9, ..Rmsprop::default() }),
+        ),
+        ("adagrad", OptimConfig::Adagrad(Adagrad::default())),
+        ("lion", OptimConfig::Lion(Lion { weight_decay: 0.1, ..Lion::default() })),
+        ("ademamix", OptimConfig::Ademamix(Ademamix { t_alpha: Some(2), ..Ademamix::default() })),
     ]
     .into_iter()
     .map(|(l, c)| (l.to_string(), c.with_optim_bits(OptimBits::B8)))

@@ -64,6 +64,24 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// [`Checker::check`] at the elementwise tolerances, except at the elements `ties` marks
+    /// (near-ties of a sign), which are counted by the caller, not compared.
+    async fn check_ties(&mut self, kernel: &str, shape: String, out: View, want: &[f64], ties: &[bool]) -> Result<()> {
+        let got = self.dev.read_async(out).await?;
+        let want: Vec<f64> =
+            want.iter().zip(&got).zip(ties).map(|((&w, &g), &tie)| if tie { g as f64 } else { w }).collect();
+        let (max_abs_err, max_rel_err, pass) = compare(&got, &want, ABS_TOL, REL_TOL);
+        self.rows.push(ParityRow {
+            device: self.dev.describe(),
+            kernel: kernel.to_string(),
+            shape,
+            max_abs_err,
+            max_rel_err,
+            pass,
+        });
+        Ok(())
+    }
+
     fn done(&mut self, views: &[View]) {
         for &v in views {
             self.dev.release(v);

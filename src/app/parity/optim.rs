@@ -98,14 +98,10 @@ impl Checker<'_> {
         let gv = self.dev.alloc(n)?;
         let mut opt = Optimizer::for_tensors(self.dev, cfg.clone(), Schedule::Constant, n, &tensors)?;
         let table = opt.block_table().cloned().context("8-bit state has a block table")?;
-        let maps = [DynamicMap::signed(), DynamicMap::unsigned()];
+        let maps: Vec<&DynamicMap> = cfg.slots().iter().map(|s| quant::map_8bit(s.signed_8bit())).collect();
+        let slots = maps.len();
         let (mut pres, mut cres, mut ares, mut fres) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let elements: usize = lens.iter().sum();
-        let (beta1, l2) = match cfg {
-            OptimConfig::Adam(a) => (a.betas.0, a.weight_decay),
-            OptimConfig::Adamw(a) => (a.betas.0, 0.0),
-            _ => bail!("blockwise 8-bit state is Adam's and AdamW's, not {}'s", cfg.name()),
-        };
         for t in 1..=steps {
             let p_dev = self.dev.read_async(pv).await?;
             let StoredState::Blockwise8 { codes, absmax, small } = opt.read_stored_async(self.dev).await? else {
@@ -132,20 +128,27 @@ impl Checker<'_> {
                 match table.tensor_state(at, len).context("each tensor has blocks")? {
                     TensorState::Quantized(ab) => {
                         let mut q = optim_ref::Quantized {
-                            codes: [codes[0][r.clone()].to_vec(), codes[1][r.clone()].to_vec()],
-                            absmax: [0, 1].map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect()),
+                            codes: (0..slots).map(|k| codes[k][r.clone()].to_vec()).collect(),
+                            absmax: (0..slots)
+                                .map(|k| absmax[k][ab.clone()].iter().map(|&a| a as f64).collect())
+                                .collect(),
                         };
-                        // What rounding is relative to: m = β1·m + (1 − β1)·g can cancel, leaving
-                        // a value far smaller than its terms (v's terms are all positive).
-                        let terms: Vec<f64> = (0..len)
-                            .map(|i| {
-                                let m = maps[0].values[q.codes[0][i] as usize] as f64 * q.absmax[0][i / quant::BLOCK];
-                                let g = g64[i] + l2 * p[i];
-                                beta1 * m.abs() + (1.0 - beta1) * g.abs()
+                        // What rounding is relative to: a running average β·m + (1 − β)·g can
+                        // cancel, leaving a value far smaller than its terms; the old value
+                        // bounds them (a sum of squares never cancels, and its old value is
+                        // below the new).
+                        let old: Vec<Vec<f64>> = (0..slots)
+                            .map(|k| {
+                                (0..len)
+                                    .map(|i| {
+                                        (maps[k].values[q.codes[k][i] as usize] as f64 * q.absmax[k][i / quant::BLOCK])
+                                            .abs()
+                                    })
+                                    .collect()
                             })
                             .collect();
                         let values = optim_ref::step_8bit(cfg, t, &lrs, &mut p, &g64, &mut q);
-                        for k in 0..2 {
+                        for k in 0..slots {
                             want_a.extend(q.absmax[k].iter().copied());
                             got_a.extend(absmax_new[k][ab.clone()].iter().copied());
                             for (i, (&got, &want)) in codes_new[k][r.clone()].iter().zip(&q.codes[k]).enumerate() {
@@ -156,7 +159,9 @@ impl Checker<'_> {
                                     (maps[k].values[got as usize] as f64 + maps[k].values[want as usize] as f64) / 2.0;
                                 let x = values[k][i];
                                 let top = q.absmax[k][i / quant::BLOCK];
-                                let scale = if k == 0 && top > 0.0 { x.abs().max(terms[i] / top) } else { x.abs() };
+                                // (Only a signed slot can cancel: the unsigned one holds squares.)
+                                let scale =
+                                    if maps[k].signed && top > 0.0 { x.abs().max(old[k][i] / top) } else { x.abs() };
                                 if got.abs_diff(want) == 1 && (x - mid).abs() <= CODE_TIE_TOL * scale.max(1e-6) {
                                     ties += 1;
                                 } else {
@@ -167,9 +172,9 @@ impl Checker<'_> {
                     }
                     TensorState::Full(s) => {
                         let mut state: Vec<Vec<f64>> =
-                            (0..2).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
+                            (0..slots).map(|k| small[k][s.clone()].iter().map(|&v| v as f64).collect()).collect();
                         optim_ref::step(cfg, t, &lrs, &mut p, &g64, &mut state);
-                        for k in 0..2 {
+                        for k in 0..slots {
                             want_s.extend(state[k].iter().copied());
                             got_s.extend(small_new[k][s.clone()].iter().copied());
                         }
@@ -220,6 +225,7 @@ impl Checker<'_> {
         }
         let mut carried = Carried::new();
         let mut lrs = Vec::new();
+        let mut ties = vec![false; n];
         for t in 1..=steps {
             // Fresh gradients of mixed scale, bounded away from zero so that g + wd·p cannot
             // cancel: a cancellation makes any f32 result differ from f64 by more than the
@@ -238,12 +244,22 @@ impl Checker<'_> {
             let Step::Fused(k) = cfg.kernel_step(t, lr, &carried) else { bail!("{label}: not a fused step") };
             self.dev.optim_step(&k, cfg.objective(), pv, gv, &slots);
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+            for (tie, now) in ties.iter_mut().zip(optim_ref::sign_ties(cfg, &g64, &state)) {
+                *tie |= now;
+            }
             optim_ref::step(cfg, t, &lrs, &mut p, &g64, &mut state);
         }
-        let shape = format!("{n} x {steps} steps");
-        self.check(&format!("{label} param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
+        // Elements whose sign was within rounding of 0 at some step are counted, not compared;
+        // more than one in a thousand fails (a kernel off by a sign would hide among them).
+        let count = ties.iter().filter(|&&t| t).count();
+        if count > n / 1000 + 1 {
+            ties.iter_mut().for_each(|t| *t = false);
+        }
+        let shape =
+            if count > 0 { format!("{n} x {steps} steps, {count} sign ties") } else { format!("{n} x {steps} steps") };
+        self.check_ties(&format!("{label} param"), shape.clone(), pv, &p, &ties).await?;
         for (i, name) in names.iter().enumerate() {
-            self.check(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL).await?;
+            self.check_ties(&format!("{label} {name}"), shape.clone(), slots[i], &state[i], &ties).await?;
         }
         if let OptimConfig::SchedulefreeAdamw(c) = cfg {
             // The switch to eval mode: x = y + (1 − 1/β1)·(z − y), as the reference's lerp.

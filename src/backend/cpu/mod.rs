@@ -21,7 +21,7 @@ pub use crate::backend::host::{
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep};
+use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::{bail, Result};
@@ -103,6 +103,18 @@ impl CpuBackend {
         }
         self.bufs[out.buf] = Store::F32(o);
     }
+}
+
+/// The first `k` consecutive pieces of `len` elements of `x` (empty when `len` is 0).
+fn parts(x: &mut [f32], k: usize, len: usize) -> Vec<&mut [f32]> {
+    let mut rest = &mut x[..k * len];
+    let mut out = Vec::with_capacity(k);
+    for _ in 0..k {
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
 impl Backend for CpuBackend {
@@ -439,27 +451,25 @@ impl Backend for CpuBackend {
         self.bufs[s.work.buf] = Store::F32(work);
     }
 
-    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {
+    fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, s: &Blockwise8) {
         self.ops += 1;
+        let slots = s.codes.len();
         let mut p = self.take(params.buf);
-        let ids = [s.m_codes.buf, s.v_codes.buf, s.absmax.buf, s.small.buf];
+        let ids: Vec<usize> = s.codes.iter().map(|c| c.buf).chain([s.absmax.buf, s.small.buf]).collect();
         let mut bufs: Vec<Vec<f32>> = ids.iter().map(|&b| self.take(b)).collect();
         {
-            let [mc, vc, ab, sm] = &mut bufs[..] else { unreachable!("four buffers") };
-            let (m_absmax, v_absmax) = ab[..2 * s.quantized_blocks].split_at_mut(s.quantized_blocks);
-            let (m_small, v_small) = sm[..2 * s.small_len].split_at_mut(s.small_len);
+            let (code_bufs, rest) = bufs.split_at_mut(slots);
+            let [ab, sm] = rest else { unreachable!("absmax and small follow the codes") };
             let state = optim::Blockwise8Mut {
-                m_codes: bytemuck::cast_slice_mut(&mut mc[..]),
-                v_codes: bytemuck::cast_slice_mut(&mut vc[..]),
-                m_absmax,
-                v_absmax,
-                m_small,
-                v_small,
+                codes: code_bufs.iter_mut().map(|c| bytemuck::cast_slice_mut::<f32, u8>(&mut c[..])).collect(),
+                absmax: parts(ab, slots, s.quantized_blocks),
+                small: parts(sm, slots, s.small_len),
+                signed: s.signed,
             };
             let g = &self.vec(grads.buf)[grads.range()];
             let n = params.len;
             let (pm, gm) = (&mut p[params.range()], &g[..n]);
-            optim::apply_blockwise8(h, objective, pm, gm, &s.rows, state);
+            optim::apply_blockwise8(step, objective, pm, gm, &s.rows, state);
         }
         self.bufs[params.buf] = Store::F32(p);
         for (&b, data) in ids.iter().zip(bufs) {

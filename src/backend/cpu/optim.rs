@@ -139,7 +139,7 @@ fn bound<'a, S>(step: &OptimStep, s: &'a mut [&mut [S]]) -> [Option<&'a mut [S]>
 }
 
 #[inline(always)]
-fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
+pub(super) fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
     let [s0, s1, s2] = bound(step, s);
     let n = p.len();
     // Slices of exactly n elements, so the loops below need no bounds checks.

@@ -1,36 +1,32 @@
-//! The rayon twin of `shaders/optim_adam8.wgsl`: blockwise 8-bit Adam/AdamW over the blocks of
-//! a table (`quant::BlockTable`), in parallel tasks of consecutive blocks.
+//! The rayon twin of `shaders/optim8.wgsl`: blockwise 8-bit state over the blocks of a table
+//! (`quant::BlockTable`), in parallel tasks of consecutive blocks. Per block: dequantize each
+//! kept slot (its map times the block's absmax), the optimizer's f32 formula (the same loop as
+//! its f32 state's, [`chunk`]), each slot's new absmax, requantize to the nearest code.
 
 use super::code8::Coder;
-use super::optim::{adam, wide_vectors};
+use super::optim::{chunk, wide_vectors};
 use crate::backend::optim_kernel::*;
 use crate::backend::quant::{Block, BlockKind, DynamicMap, BLOCK};
 use rayon::prelude::*;
 
-/// Blockwise 8-bit Adam/AdamW over the blocks of a table (see `quant::BlockTable`): the rayon
-/// twin of `shaders/optim_adam8.wgsl`. Per block: dequantize, the f32 Adam formula of
-/// [`apply`], the new absmax, requantize to the nearest code.
+/// The 8-bit state's buffers as slices, one per kept slot (one to three).
 pub struct Blockwise8Mut<'a> {
-    /// exp_avg codes, one per arena element.
-    pub m_codes: &'a mut [u8],
-    /// exp_avg_sq codes.
-    pub v_codes: &'a mut [u8],
-    /// exp_avg's absmax per quantized block.
-    pub m_absmax: &'a mut [f32],
-    /// exp_avg_sq's absmax per quantized block.
-    pub v_absmax: &'a mut [f32],
-    /// exp_avg of the small tensors.
-    pub m_small: &'a mut [f32],
-    /// exp_avg_sq of the small tensors.
-    pub v_small: &'a mut [f32],
+    /// Each slot's codes, one per arena element.
+    pub codes: Vec<&'a mut [u8]>,
+    /// Each slot's absmax, one per quantized block.
+    pub absmax: Vec<&'a mut [f32]>,
+    /// Each slot's f32 state of the small tensors.
+    pub small: Vec<&'a mut [f32]>,
+    /// Bit k set: slot k's codes are on the signed map.
+    pub signed: u32,
 }
 
 /// Blocks per parallel task.
 const BLOCKS_PER_TASK: usize = 128;
 
-/// One step of blockwise 8-bit Adam over every block of `blocks`, in parallel.
+/// One step `step` with blockwise 8-bit state over every block of `blocks`, in parallel.
 pub fn apply_blockwise8(
-    h: &AdamParams,
+    step: &OptimStep,
     objective: Objective,
     p: &mut [f32],
     g: &[f32],
@@ -38,7 +34,7 @@ pub fn apply_blockwise8(
     s: Blockwise8Mut,
 ) {
     // Cut every buffer into the pieces each task's blocks cover (blocks ascend in every index).
-    let Blockwise8Mut { mut m_codes, mut v_codes, mut m_absmax, mut v_absmax, mut m_small, mut v_small } = s;
+    let Blockwise8Mut { mut codes, mut absmax, mut small, signed } = s;
     let (mut p, mut g) = (p, g);
     let mut at = [0usize; 3]; // arena element, absmax slot, small offset reached so far
     let mut tasks = Vec::new();
@@ -51,28 +47,24 @@ pub fn apply_blockwise8(
         let pp = carve(&mut p, skip, end - first.start);
         let (gp, rest) = g[skip..].split_at(end - first.start);
         g = rest;
-        let mc = carve(&mut m_codes, skip, end - first.start);
-        let vc = carve(&mut v_codes, skip, end - first.start);
         let qa = group.iter().find(|b| b.kind == BlockKind::Quantized).map_or(at[1], |b| b.index);
-        let ma = carve(&mut m_absmax, qa - at[1], q);
-        let va = carve(&mut v_absmax, qa - at[1], q);
         let so = group.iter().find(|b| b.kind == BlockKind::Full).map_or(at[2], |b| b.index);
-        let ms = carve(&mut m_small, so - at[2], sm);
-        let vs = carve(&mut v_small, so - at[2], sm);
-        tasks.push((group, pp, gp, mc, vc, ma, va, ms, vs));
+        let c: Vec<&mut [u8]> = codes.iter_mut().map(|x| carve(x, skip, end - first.start)).collect();
+        let a: Vec<&mut [f32]> = absmax.iter_mut().map(|x| carve(x, qa - at[1], q)).collect();
+        let s: Vec<&mut [f32]> = small.iter_mut().map(|x| carve(x, so - at[2], sm)).collect();
+        tasks.push(Task8 { blocks: group, p: pp, g: gp, codes: c, absmax: a, small: s });
         at = [end, qa + q, so + sm];
     }
-    let h = *h;
+    let step = *step;
     let wide = wide_vectors();
-    tasks.into_par_iter().for_each(|(group, p, g, mc, vc, ma, va, ms, vs)| {
-        let task = Task8 { blocks: group, p, g, mc, vc, ma, va, ms, vs };
+    tasks.into_par_iter().for_each(|task| {
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
-            return unsafe { task8_avx2(&h, objective, task) };
+            return unsafe { task8_avx2(&step, objective, signed, task) };
         }
         let _ = wide;
-        task8(&h, objective, task)
+        task8(&step, objective, signed, task)
     });
 }
 
@@ -82,17 +74,15 @@ struct Task8<'a> {
     blocks: &'a [Block],
     p: &'a mut [f32],
     g: &'a [f32],
-    mc: &'a mut [u8],
-    vc: &'a mut [u8],
-    ma: &'a mut [f32],
-    va: &'a mut [f32],
-    ms: &'a mut [f32],
-    vs: &'a mut [f32],
+    codes: Vec<&'a mut [u8]>,
+    absmax: Vec<&'a mut [f32]>,
+    small: Vec<&'a mut [f32]>,
 }
 
 #[inline(always)]
-fn task8(h: &AdamParams, objective: Objective, t: Task8) {
+fn task8(step: &OptimStep, objective: Objective, signed: u32, mut t: Task8) {
     let base = t.blocks[0].start;
+    let slots = t.codes.len();
     let (mut qi, mut si) = (0, 0);
     let mut neg = [0f32; BLOCK];
     for b in t.blocks {
@@ -107,15 +97,24 @@ fn task8(h: &AdamParams, objective: Objective, t: Task8) {
                 &neg[..b.len]
             }
         };
+        let p = &mut t.p[r.clone()];
         match b.kind {
             BlockKind::Quantized => {
-                let p = &mut t.p[r.clone()];
-                block8(h, p, g, &mut t.mc[r.clone()], &mut t.vc[r], &mut t.ma[qi], &mut t.va[qi]);
+                let mut codes: Vec<&mut [u8]> = t.codes.iter_mut().map(|c| &mut c[r.clone()]).collect();
+                let mut absmax = [0f32; 3];
+                for (k, a) in absmax.iter_mut().enumerate().take(slots) {
+                    *a = t.absmax[k][qi];
+                }
+                block8(step, signed, p, g, &mut codes, &mut absmax[..slots]);
+                for (k, a) in absmax.iter().enumerate().take(slots) {
+                    t.absmax[k][qi] = *a;
+                }
                 qi += 1;
             }
             BlockKind::Full => {
                 let sr = si..si + b.len;
-                adam(h, &mut t.p[r], g, &mut t.ms[sr.clone()], &mut t.vs[sr], None);
+                let mut state: Vec<&mut [f32]> = t.small.iter_mut().map(|s| &mut s[sr.clone()]).collect();
+                chunk(step, p, g, &mut state);
                 si += b.len;
             }
         }
@@ -125,8 +124,8 @@ fn task8(h: &AdamParams, objective: Objective, t: Task8) {
 /// [`task8`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn task8_avx2(h: &AdamParams, objective: Objective, t: Task8) {
-    task8(h, objective, t)
+unsafe fn task8_avx2(step: &OptimStep, objective: Objective, signed: u32, t: Task8) {
+    task8(step, objective, signed, t)
 }
 
 /// The largest of `xs` (all ≥ 0 or their absolute values), in eight lanes so it vectorizes.
@@ -153,33 +152,36 @@ fn carve<'a, T>(x: &mut &'a mut [T], skip: usize, n: usize) -> &'a mut [T] {
     piece
 }
 
-/// One quantized block: at most [`BLOCK`] elements.
+/// One quantized block of at most [`BLOCK`] elements: each slot's `codes` and `absmax`.
 #[inline(always)]
-fn block8(h: &AdamParams, p: &mut [f32], g: &[f32], mc: &mut [u8], vc: &mut [u8], am: &mut f32, av: &mut f32) {
-    let (sm, um) = (DynamicMap::signed(), DynamicMap::unsigned());
+fn block8(step: &OptimStep, signed: u32, p: &mut [f32], g: &[f32], codes: &mut [&mut [u8]], absmax: &mut [f32]) {
     let n = p.len();
-    let mut m = [0f32; BLOCK];
-    let mut v = [0f32; BLOCK];
-    let (m, v) = (&mut m[..n], &mut v[..n]);
-    let (a_m, a_v) = (*am, *av);
-    let (sv, uv) = (&sm.values, &um.values);
-    for (x, &c) in m.iter_mut().zip(mc.iter()) {
-        *x = sv[c as usize] * a_m;
+    let maps = [DynamicMap::unsigned(), DynamicMap::signed()];
+    let map = |k: usize| maps[(signed >> k & 1) as usize];
+    let mut values = [[0f32; BLOCK]; 3];
+    for (k, (vals, c)) in values.iter_mut().zip(codes.iter()).enumerate() {
+        let (table, a) = (&map(k).values, absmax[k]);
+        for (x, &c) in vals[..n].iter_mut().zip(c.iter()) {
+            *x = table[c as usize] * a;
+        }
     }
-    for (x, &c) in v.iter_mut().zip(vc.iter()) {
-        *x = uv[c as usize] * a_v;
+    {
+        let [v0, v1, v2] = &mut values;
+        let mut slots: [&mut [f32]; 3] = [&mut v0[..n], &mut v1[..n], &mut v2[..n]];
+        chunk(step, p, g, &mut slots[..codes.len()]);
     }
-    adam(h, p, g, m, v, None);
-    let (mx_m, mx_v) = (max_abs(m), max_abs(v));
-    *am = mx_m;
-    *av = mx_v;
-    // Normalize in place (exact division, vectorized), then look the codes up.
-    for x in m.iter_mut() {
-        *x = if mx_m > 0.0 { *x / mx_m } else { 0.0 };
+    for (k, (vals, c)) in values.iter_mut().zip(codes.iter_mut()).enumerate() {
+        let x = &mut vals[..n];
+        let top = max_abs(x);
+        absmax[k] = top;
+        // Normalize in place (exact division, vectorized), then look the codes up.
+        for v in x.iter_mut() {
+            *v = if top > 0.0 { *v / top } else { 0.0 };
+        }
+        if signed >> k & 1 == 1 {
+            Coder::<true>::new(map(k)).codes(x, c);
+        } else {
+            Coder::<false>::new(map(k)).codes(x, c);
+        }
     }
-    for x in v.iter_mut() {
-        *x = if mx_v > 0.0 { *x / mx_v } else { 0.0 };
-    }
-    Coder::<true>::new(sm).codes(m, mc);
-    Coder::<false>::new(um).codes(v, vc);
 }

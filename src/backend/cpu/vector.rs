@@ -6,20 +6,21 @@ use rayon::prelude::*;
 /// Elements per parallel task of the elementwise loops.
 const TASK: usize = 1 << 15;
 
-/// 1 / max(‖x‖₂, eps).
+/// 1 / max(‖x‖₂, eps), the squares summed in f64 (eight lanes, then in order): exact enough
+/// that the norm of a long vector is not the sum's rounding.
 pub fn inv_norm(x: &[f32], eps: f32) -> f32 {
-    let mut acc = [0f32; 8];
+    let mut acc = [0f64; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for k in 0..8 {
-            acc[k] += c[k] * c[k];
+            acc[k] += (c[k] * c[k]) as f64;
         }
     }
     for (k, &v) in rest.iter().enumerate() {
-        acc[k] += v * v;
+        acc[k] += (v * v) as f64;
     }
-    1.0 / acc.iter().sum::<f32>().sqrt().max(eps)
+    1.0 / (acc.iter().sum::<f64>().sqrt() as f32).max(eps)
 }
 
 /// y ← y·s.

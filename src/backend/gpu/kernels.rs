@@ -3,7 +3,7 @@
 //! access of each storage binding (1, 2, …); `tests/kernel_mirror.rs` checks those against
 //! the WGSL through naga.
 
-use crate::backend::optim_kernel::{OptimStep, ADAM8 as ADAM8_INFO};
+use crate::backend::optim_kernel::{OptimStep, STEP_8BIT_ENTRY};
 
 /// The WGSL functions every module shares (activations, the flat index, NaN), compiled after
 /// the op constants: see [`prelude`].
@@ -14,6 +14,14 @@ pub(super) const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 macro_rules! optim_module {
     ($file:literal) => {
         concat!(include_str!("../../../shaders/optim.wgsl"), include_str!(concat!("../../../shaders/", $file)))
+    };
+}
+
+/// A blockwise 8-bit module: `optim8.wgsl` (its bindings, header and entry point), then the
+/// optimizer's own `update`.
+macro_rules! optim8_module {
+    ($file:literal) => {
+        concat!(include_str!("../../../shaders/optim8.wgsl"), include_str!(concat!("../../../shaders/", $file)))
     };
 }
 
@@ -110,8 +118,18 @@ modules! {
     OptimMuonMomentum => "optim_muon_momentum", optim_module!("optim_muon_momentum.wgsl");
     /// Adafactor: six passes over its per-tensor table.
     Adafactor => "adafactor", include_str!("../../../shaders/adafactor.wgsl");
-    /// Blockwise 8-bit Adam: its own bindings and header, Adam's `update` from optim_adam.wgsl.
-    OptimAdam8 => "optim_adam8", concat!(include_str!("../../../shaders/optim_adam8.wgsl"), include_str!("../../../shaders/optim_adam.wgsl"));
+    /// Blockwise 8-bit state (optim8.wgsl: its own bindings and header) with Adam's `update`.
+    OptimAdam8 => "optim8_adam", optim8_module!("optim_adam.wgsl");
+    /// Blockwise 8-bit SGD with momentum.
+    OptimSgd8 => "optim8_sgd", optim8_module!("optim_sgd.wgsl");
+    /// Blockwise 8-bit RMSProp.
+    OptimRmsprop8 => "optim8_rmsprop", optim8_module!("optim_rmsprop.wgsl");
+    /// Blockwise 8-bit Adagrad.
+    OptimAdagrad8 => "optim8_adagrad", optim8_module!("optim_adagrad.wgsl");
+    /// Blockwise 8-bit Lion.
+    OptimLion8 => "optim8_lion", optim8_module!("optim_lion.wgsl");
+    /// Blockwise 8-bit AdEMAMix.
+    OptimAdemamix8 => "optim8_ademamix", optim8_module!("optim_ademamix.wgsl");
 }
 
 impl Module {
@@ -190,9 +208,36 @@ pub(super) const K_SUM_PARTIAL: Kernel = k(Module::Reduce, "sum_partial", REDUCE
 pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
 pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
 pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
-pub(super) const K_ADAM8: Kernel = k(Module::OptimAdam8, ADAM8_INFO.name, &[RW, R, RW, RW, RW, RW, R]);
+/// The blockwise 8-bit kernels' bindings: parameters, gradients, three code buffers, absmax,
+/// small-tensor state, table.
+const OPT8: &[Access] = &[RW, R, RW, RW, RW, RW, RW, R];
+
+/// Every blockwise 8-bit kernel, for the mirror test ([`optim8`] picks one per step).
+pub const EIGHT_BIT: &[Kernel] = &[
+    k(Module::OptimAdam8, STEP_8BIT_ENTRY, OPT8),
+    k(Module::OptimSgd8, STEP_8BIT_ENTRY, OPT8),
+    k(Module::OptimRmsprop8, STEP_8BIT_ENTRY, OPT8),
+    k(Module::OptimAdagrad8, STEP_8BIT_ENTRY, OPT8),
+    k(Module::OptimLion8, STEP_8BIT_ENTRY, OPT8),
+    k(Module::OptimAdemamix8, STEP_8BIT_ENTRY, OPT8),
+];
+
+/// The blockwise 8-bit kernel of `step`'s optimizer (None where it has none).
+pub fn optim8(step: &OptimStep) -> Option<Kernel> {
+    let module = match step {
+        OptimStep::Adam(_) => Module::OptimAdam8,
+        OptimStep::Sgd(_) => Module::OptimSgd8,
+        OptimStep::Rmsprop(_) => Module::OptimRmsprop8,
+        OptimStep::Adagrad(_) => Module::OptimAdagrad8,
+        OptimStep::Lion(_) => Module::OptimLion8,
+        OptimStep::Ademamix(_) => Module::OptimAdemamix8,
+        _ => return None,
+    };
+    EIGHT_BIT.iter().copied().find(|k| k.module == module)
+}
 /// The vector kernels' bindings: x (read), y (written).
 const VEC: &[Access] = &[R, RW];
+pub(super) const K_SUMSQ_PARTIAL: Kernel = k(Module::Vector, "sumsq_partial", VEC);
 pub(super) const K_INV_NORM: Kernel = k(Module::Vector, "inv_norm", VEC);
 pub(super) const K_SCALE_BY: Kernel = k(Module::Vector, "scale_by", VEC);
 pub(super) const K_AXPBY: Kernel = k(Module::Vector, "axpby", VEC);
@@ -227,7 +272,7 @@ pub const FIXED: &[Kernel] = &[
     K_SUM,
     K_SOFTMAX_CE,
     K_GATHER,
-    K_ADAM8,
+    K_SUMSQ_PARTIAL,
     K_INV_NORM,
     K_SCALE_BY,
     K_AXPBY,

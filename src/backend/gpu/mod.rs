@@ -42,9 +42,7 @@ pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
-use crate::backend::optim_kernel::{
-    AdafactorParams, AdamParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES,
-};
+use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -203,8 +201,8 @@ impl Backend for GpuBackend {
         self.optim_launch(step, objective, STEP_ENTRIES[1], params, grads, state);
     }
 
-    fn adam_step_8bit(&mut self, h: &AdamParams, objective: Objective, params: View, grads: View, s: &Blockwise8) {
-        self.launch_adam8(h, objective, params, grads, s)
+    fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, s: &Blockwise8) {
+        self.launch_8bit(step, objective, params, grads, s)
     }
 
     fn adafactor_step(&mut self, h: &AdafactorParams, objective: Objective, params: View, grads: View, s: &Factored) {

@@ -3,10 +3,10 @@
 
 use super::chunk::Operand;
 use super::dispatch::Binding;
-use super::kernels::{optim, K_ADAM8};
-use super::params::{word, words_of, Adam8Arena, OptimArena};
+use super::kernels::{optim, optim8};
+use super::params::{word, words_of, Blockwise8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
-use crate::backend::optim_kernel::{AdamParams, Blockwise8, Objective, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{Blockwise8, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::quant::Block;
 use crate::tensor::View;
 
@@ -59,18 +59,26 @@ impl GpuBackend {
         self.launch_1d(optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
     }
 
-    /// Blockwise 8-bit Adam: one workgroup per row of blocks, in chunks past one binding.
-    pub(super) fn launch_adam8(
+    /// A step with blockwise 8-bit state: one workgroup per row of blocks, in chunks past one
+    /// binding. Slots the step does not keep are bound to placeholders.
+    pub(super) fn launch_8bit(
         &mut self,
-        h: &AdamParams,
+        step: &OptimStep,
         objective: Objective,
         params: View,
         grads: View,
         s: &Blockwise8,
     ) {
-        debug_assert!([s.m_codes, s.v_codes, s.absmax, s.small, s.table].iter().all(|v| v.offset == 0));
+        debug_assert!(s.codes.iter().chain([&s.absmax, &s.small, &s.table]).all(|v| v.offset == 0));
+        let Some(kern) = optim8(step) else {
+            let msg = format!("{step:?} has no blockwise 8-bit kernel").into();
+            self.errors.lock().map(|mut v| v.push(msg)).ok();
+            return;
+        };
+        let slots = s.codes.len();
+        let flags = objective.flag() | (slots as u32) << 1 | s.signed << 4;
         let header = |rows: usize, p_off: u32, g_off: u32, code_off: u32, row0: usize| {
-            let arena = Adam8Arena {
+            let arena = Blockwise8Arena {
                 n: u(rows),
                 p_off,
                 g_off,
@@ -78,21 +86,23 @@ impl GpuBackend {
                 small: u(s.small_len),
                 code_off,
                 row0: u(row0),
-                maximize: objective.flag(),
+                flags,
             };
             let mut uni = words_of(&arena);
-            uni.extend_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(h)));
+            uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
             uni
         };
         let whole = |b: usize| (b, None);
         let small = [whole(s.absmax.buf), whole(s.small.buf), whole(s.table.buf)];
-        let big = [params.buf, grads.buf, s.m_codes.buf, s.v_codes.buf];
+        let code_bufs: Vec<usize> = (0..3).map(|k| s.codes.get(k).map_or(self.dummy_write[k], |v| v.buf)).collect();
+        let big: Vec<usize> = [params.buf, grads.buf].into_iter().chain(code_bufs[..slots].iter().copied()).collect();
         if big.iter().all(|&b| self.fits_binding(b)) {
             let uni = header(s.rows.len(), u(params.offset), u(grads.offset), 0, 0);
             let grid = self.grid(s.rows.len() * WG as usize);
-            let mut bindings: Vec<Binding> = big.iter().map(|&b| whole(b)).collect();
+            let mut bindings: Vec<Binding> = code_bufs.iter().map(|&b| whole(b)).collect();
+            bindings.splice(0..0, [whole(params.buf), whole(grads.buf)]);
             bindings.extend(small);
-            return self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+            return self.dispatch_ranged(kern, &uni, &bindings, grid);
         }
         // Past one binding: consecutive rows whose span fits a chunk, each chunk's parameters,
         // gradients and codes bound as sub-ranges and the header's offsets rebased (they wrap
@@ -110,16 +120,25 @@ impl GpuBackend {
             let n = (end - first) as u64;
             let (pb, p_into) = self.sub_range(params.buf, (params.offset + first) as u64 * 4, n * 4);
             let (gb, g_into) = self.sub_range(grads.buf, (grads.offset + first) as u64 * 4, n * 4);
-            let (mb, m_into) = self.sub_range(s.m_codes.buf, first as u64, n);
-            let (vb, v_into) = self.sub_range(s.v_codes.buf, first as u64, n);
-            debug_assert_eq!(m_into, v_into, "both code buffers have the same layout");
+            let mut bindings = vec![pb, gb];
+            let mut code_into = None;
+            for (k, &b) in code_bufs.iter().enumerate() {
+                if k < slots {
+                    let (cb, into) = self.sub_range(b, first as u64, n);
+                    debug_assert!(code_into.is_none_or(|c| c == into), "every code buffer has the same layout");
+                    code_into = Some(into);
+                    bindings.push(cb);
+                } else {
+                    bindings.push(whole(b));
+                }
+            }
             let rebase = |into_elems: u64, base: usize| (into_elems as u32).wrapping_sub(base as u32);
+            let c_into = code_into.unwrap_or(0);
             let uni =
-                header(e - r, rebase(p_into / 4, first), rebase(g_into / 4, first), rebase(m_into / 4, first / 4), r);
+                header(e - r, rebase(p_into / 4, first), rebase(g_into / 4, first), rebase(c_into / 4, first / 4), r);
             let grid = self.grid((e - r) * WG as usize);
-            let mut bindings = vec![pb, gb, mb, vb];
             bindings.extend(small);
-            self.dispatch_ranged(K_ADAM8, &uni, &bindings, grid);
+            self.dispatch_ranged(kern, &uni, &bindings, grid);
             r = e;
         }
     }

@@ -165,9 +165,9 @@ kernel_params!(
 );
 
 kernel_params!(
-    /// `shaders/optim_adam8.wgsl`'s `Arena`: the blockwise 8-bit kernel's header, before
-    /// [`crate::backend::optim_kernel::AdamParams`].
-    Adam8Arena {
+    /// `shaders/optim8.wgsl`'s `Arena`: the blockwise 8-bit kernels' header, before the
+    /// optimizer's parameter struct.
+    Blockwise8Arena {
         /// Rows (workgroups) of blocks in this launch.
         n: u32,
         /// Added to arena indices of the parameters (wraps below zero in a chunk).
@@ -182,8 +182,9 @@ kernel_params!(
         code_off: u32,
         /// The first row of this launch.
         row0: u32,
-        /// 1: the gradient is read negated (PyTorch's `maximize`).
-        maximize: u32,
+        /// Bit 0: the gradient is read negated (PyTorch's `maximize`); bits 1–2: the slots
+        /// kept (1 to 3); bit 4 + k: slot k's codes are on the signed map.
+        flags: u32,
     }
 );
 
@@ -258,7 +259,12 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::OptimSchedulefree, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimSchedulefreeMode, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimMuonMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdam8, "Arena", Adam8Arena::FIELDS, size_of::<Adam8Arena>()),
+    (Module::OptimAdam8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
+    (Module::OptimSgd8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
+    (Module::OptimRmsprop8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
+    (Module::OptimAdagrad8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
+    (Module::OptimLion8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
+    (Module::OptimAdemamix8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
     (Module::Adafactor, "Arena", AdafactorArena::FIELDS, size_of::<AdafactorArena>()),
 ];
 

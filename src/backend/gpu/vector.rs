@@ -1,9 +1,10 @@
-//! Whole-vector operations (`shaders/vector.wgsl`): the inverse norm into a device scalar,
-//! scaling by it, and a·x + b·y. Every buffer is bound whole.
+//! Whole-vector operations (`shaders/vector.wgsl`): the inverse norm into a device scalar (two
+//! passes through the backend's partials buffer), scaling by it, and a·x + b·y. Every buffer is
+//! bound whole.
 
-use super::kernels::{K_AXPBY, K_INV_NORM, K_SCALE_BY};
+use super::kernels::{K_AXPBY, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
 use super::params::{words_of, VectorParams};
-use super::{u, GpuBackend};
+use super::{u, GpuBackend, WG};
 use crate::tensor::View;
 
 fn uniform(n: usize, x: View, y: View, s_off: usize, alpha: f32, beta: f32, eps: f32) -> Vec<u32> {
@@ -20,9 +21,15 @@ fn uniform(n: usize, x: View, y: View, s_off: usize, alpha: f32, beta: f32, eps:
 }
 
 impl GpuBackend {
+    /// Two passes: partial sums of squares (a fixed number of workgroups for a given length,
+    /// so the sum's order depends on the length only), then their total's inverse root.
     pub(super) fn launch_inv_norm(&mut self, x: View, out: View, eps: f32) {
-        let uni = uniform(x.len, x, out, out.offset, 0.0, 0.0, eps);
-        self.dispatch(K_INV_NORM, &uni, &[x.buf, out.buf], [1, 1, 1]);
+        let groups = x.len.div_ceil(WG as usize).clamp(1, 256);
+        let partials = View { buf: self.partials, offset: 0, len: groups };
+        let uni = uniform(x.len, x, partials, 0, 0.0, 0.0, eps);
+        self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
+        let uni = uniform(groups, partials, out, out.offset, 0.0, 0.0, eps);
+        self.dispatch(K_INV_NORM, &uni, &[self.partials, out.buf], [1, 1, 1]);
     }
 
     pub(super) fn launch_scale_by(&mut self, x: View, s: View) {
