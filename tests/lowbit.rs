@@ -309,3 +309,33 @@ fn gpu_trains_at_every_width_like_the_cpu() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// bitsandbytes' other 8-bit optimizers: each slot stored as U8 codes with its `_absmax`, small
+/// tensors in f32, and a resume bit-exact.
+#[test]
+fn every_8bit_optimizer_checkpoints_its_slots_and_resumes_bit_exactly() {
+    let d = common::temp_dir("resume8");
+    let cases: [(&[&str], &[&str]); 5] = [
+        (&["--optimizer", "sgd", "--momentum", "0.9"], &["momentum_buffer"]),
+        (&["--optimizer", "rmsprop", "--lr", "1e-3"], &["square_avg"]),
+        (&["--optimizer", "adagrad"], &["sum"]),
+        (&["--optimizer", "lion"], &["exp_avg"]),
+        (&["--optimizer", "ademamix", "--t-alpha", "10"], &["m1", "m2", "nu"]),
+    ];
+    for (optimizer, slots) in cases {
+        let (full, half, resumed) = (d.join("full.st"), d.join("half.st"), d.join("resumed.st"));
+        let common = [optimizer, &["--optim-bits", "8"]].concat();
+        train(&[&common[..], &["--epochs", "2", "--checkpoint", &s(&full)]].concat());
+        train(&[&common[..], &["--epochs", "1", "--checkpoint", &s(&half)]].concat());
+        train(&["--epochs", "2", "--resume", &s(&half), "--checkpoint", &s(&resumed)]);
+        assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&resumed).unwrap(), "{optimizer:?}");
+        let (tensors, _) = checkpoint::read(&full).unwrap();
+        let dtype = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.dtype);
+        for slot in slots {
+            assert_eq!(dtype(&format!("optimizer.{slot}.0.weight")), Some(Stored::U8), "{optimizer:?} {slot}");
+            assert_eq!(dtype(&format!("optimizer.{slot}_absmax.0.weight")), Some(Stored::F32), "{optimizer:?} {slot}");
+            assert_eq!(dtype(&format!("optimizer.{slot}.0.bias")), Some(Stored::F32), "{optimizer:?} {slot}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
