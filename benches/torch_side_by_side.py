@@ -87,7 +87,10 @@ CLASSES = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
     "adamax": torch.optim.Adamax, "adadelta": torch.optim.Adadelta, "adafactor": torch.optim.Adafactor,
     "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD, "muon": torch.optim.Muon,
+    "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
 }
+# Settings besides lr, as descent's bench uses them (SGD with momentum 0.9).
+KWARGS = {"sgd": {"momentum": 0.9}}
 FUSED = {"adam", "adamw", "sgd", "adagrad"}
 BY_SHAPE = {"adafactor", "muon"}
 
@@ -105,7 +108,7 @@ def bench_optim(names, sizes, repeats, tensors, variants=VARIANTS, shapes=None):
                 params = [torch.rand(*s, device=DEV, requires_grad=True) for s in layout]
                 for p in params:
                     p.grad = torch.rand_like(p) * 1e-2
-                opt = cls(params, lr=1e-3, **kw)
+                opt = cls(params, lr=1e-3, **KWARGS.get(name, {}), **kw)
                 for _ in range(2):
                     opt.step()
                 sync()

@@ -221,12 +221,21 @@ fn sgd<S: Cell>(h: &SgdParams, p: &mut [f32], g: &[f32], buf: Option<&mut [S]>) 
         }
         return;
     };
-    for i in 0..p.len() {
-        let gi = g[i] + wd * p[i];
-        let b = if first { gi } else { mu * buf[i].get() + (1.0 - damp) * gi };
-        buf[i] = S::put(b);
+    let update = |p: &mut f32, g: f32, buf: &mut S, first: bool, nesterov: bool| {
+        let gi = g + wd * *p;
+        let b = if first { gi } else { mu * buf.get() + (1.0 - damp) * gi };
+        *buf = S::put(b);
         let d = if nesterov { gi + mu * b } else { b };
-        p[i] -= lr * d;
+        *p -= lr * d;
+    };
+    // The flags chosen outside the loop, so each loop is branch-free and vectorizes (at 16
+    // bits the loop with the flags inside ran 3× slower than the f32 one, measured).
+    let lanes = p.iter_mut().zip(g).zip(buf.iter_mut());
+    match (first, nesterov) {
+        (true, true) => lanes.for_each(|((p, &g), b)| update(p, g, b, true, true)),
+        (true, false) => lanes.for_each(|((p, &g), b)| update(p, g, b, true, false)),
+        (false, true) => lanes.for_each(|((p, &g), b)| update(p, g, b, false, true)),
+        (false, false) => lanes.for_each(|((p, &g), b)| update(p, g, b, false, false)),
     }
 }
 
@@ -247,32 +256,44 @@ fn rmsprop<S: Cell>(
     p: &mut [f32],
     g: &[f32],
     sq: &mut [S],
-    mut buf: Option<&mut [S]>,
-    mut ga: Option<&mut [S]>,
+    buf: Option<&mut [S]>,
+    ga: Option<&mut [S]>,
 ) {
     let (lr, alpha, eps, wd) = (h.lr, h.alpha, h.eps, h.weight_decay);
     let mu = h.momentum;
-    let n = p.len();
-    for i in 0..n {
-        let gi = g[i] + wd * p[i];
-        let v = alpha * sq[i].get() + (1.0 - alpha) * gi * gi;
-        sq[i] = S::put(v);
-        let avg = match ga.as_deref_mut() {
+    let update = |p: &mut f32, g: f32, sq: &mut S, buf: Option<&mut S>, ga: Option<&mut S>| {
+        let gi = g + wd * *p;
+        let v = alpha * sq.get() + (1.0 - alpha) * gi * gi;
+        *sq = S::put(v);
+        let avg = match ga {
             Some(ga) => {
-                let a = alpha * ga[i].get() + (1.0 - alpha) * gi;
-                ga[i] = S::put(a);
+                let a = alpha * ga.get() + (1.0 - alpha) * gi;
+                *ga = S::put(a);
                 (v - a * a).sqrt() + eps
             }
             None => v.sqrt() + eps,
         };
-        match buf.as_deref_mut() {
+        match buf {
             Some(buf) => {
-                let b = mu * buf[i].get() + gi / avg;
-                buf[i] = S::put(b);
-                p[i] -= lr * b;
+                let b = mu * buf.get() + gi / avg;
+                *buf = S::put(b);
+                *p -= lr * b;
             }
-            None => p[i] -= lr * gi / avg,
+            None => *p -= lr * gi / avg,
         }
+    };
+    // One loop per combination of slots, each over zipped slices: a slot that is absent is
+    // never touched inside a loop (an optional slice read in the loop compiled to masked loads
+    // through its dangling pointer, each a microcode assist: 80× slower at 1e7, measured).
+    let lanes = p.iter_mut().zip(g).zip(sq.iter_mut());
+    match (buf, ga) {
+        (None, None) => lanes.for_each(|((p, &g), sq)| update(p, g, sq, None, None)),
+        (Some(buf), None) => lanes.zip(buf.iter_mut()).for_each(|(((p, &g), sq), b)| update(p, g, sq, Some(b), None)),
+        (None, Some(ga)) => lanes.zip(ga.iter_mut()).for_each(|(((p, &g), sq), a)| update(p, g, sq, None, Some(a))),
+        (Some(buf), Some(ga)) => lanes
+            .zip(buf.iter_mut())
+            .zip(ga.iter_mut())
+            .for_each(|((((p, &g), sq), b), a)| update(p, g, sq, Some(b), Some(a))),
     }
 }
 
