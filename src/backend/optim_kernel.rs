@@ -498,7 +498,7 @@ impl OptimBits {
             16 => Ok(OptimBits::B16),
             8 => Ok(OptimBits::B8),
             _ => Err(format!(
-                "invalid optim_bits {bits}: use 32 (f32 state), 16 (bfloat16) or 8 (blockwise 8-bit, adam and adamw)"
+                "invalid optim_bits {bits}: use 32 (f32 state), 16 (bfloat16) or 8 (blockwise 8-bit: adam, adamw, sgd with momentum, rmsprop, adagrad, lion, ademamix)"
             )),
         }
     }

@@ -54,7 +54,8 @@ pub struct OptimBench {
     /// matrices; Muon also reports its Newton–Schulz TFLOP/s).
     #[arg(long)]
     pub shapes: Option<String>,
-    /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, adam and adamw); e.g. 32,16,8.
+    /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, where the
+    /// optimizer has that form); e.g. 32,16,8.
     // `::std::vec::Vec`: one flag holding a list that the parser splits, not a repeated flag.
     #[arg(long, value_parser = super::Widths, default_value = "32")]
     pub optim_bits: ::std::vec::Vec<OptimBits>,

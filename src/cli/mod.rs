@@ -91,8 +91,8 @@ pub struct OptimArgs {
     /// Learning rate (default: PyTorch's for the optimizer).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Width of the optimizer state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit, adam and
-    /// adamw). Default 32.
+    /// Width of the optimizer state: 32 (f32), 16 (bfloat16) or 8 (blockwise 8-bit: adam,
+    /// adamw, sgd with momentum, rmsprop, adagrad, lion, ademamix). Default 32.
     #[arg(long, value_parser = OneWidth)]
     pub optim_bits: Option<OptimBits>,
     #[command(flatten)]

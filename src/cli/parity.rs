@@ -24,7 +24,7 @@ pub struct ParityArgs {
     /// Vector lengths, e.g. 1,7,1023,65537,16776961.
     #[arg(long)]
     pub lengths: Option<String>,
-    /// Tensor lengths for blockwise 8-bit Adam/AdamW (each alone, then all in one arena), e.g.
+    /// Tensor lengths for the blockwise 8-bit optimizers (each alone, then all in one arena), e.g.
     /// 1,255,256,257,4095,4096,4097,65537 (the default).
     #[arg(long)]
     pub blockwise_lengths: Option<String>,

@@ -337,7 +337,8 @@ impl OptimConfig {
     }
 
     /// Whether this optimizer, with its other settings, has a form with state at `bits`: every
-    /// optimizer at 32 and 16 bits, Adam and AdamW without AMSGrad at 8. The error says which
+    /// optimizer but Adafactor at 16 bits; at 8, bitsandbytes' blockwise optimizers (Adam and
+    /// AdamW without AMSGrad, SGD with momentum, RMSProp, Adagrad, Lion, AdEMAMix). The error says which
     /// width to use instead; `compare` and `bench` ask it before running a width.
     pub fn supports(&self, bits: OptimBits) -> Result<()> {
         if let (OptimConfig::Muon(_), OptimBits::B8) = (self, bits) {

@@ -19,7 +19,7 @@ pub struct ParityConfig {
     pub lengths: Vec<usize>,
     /// Optimizer steps per check.
     pub optim_steps: u64,
-    /// Tensor lengths for blockwise 8-bit Adam/AdamW (each alone in an arena, then all in one).
+    /// Tensor lengths for the blockwise 8-bit optimizers (each alone in an arena, then all in one).
     pub blockwise_lengths: Vec<usize>,
 }
 
@@ -88,7 +88,8 @@ impl ParityConfig {
 /// partial last one.
 pub const BLOCKWISE_LENGTHS: [usize; 8] = [1, 255, 256, 257, 4095, 4096, 4097, 65_537];
 
-/// The configurations blockwise 8-bit state covers: Adam (with and without L2 decay) and AdamW.
+/// The configurations blockwise 8-bit state covers: Adam (with and without L2 decay), AdamW
+/// (and maximized), and bitsandbytes' other 8-bit optimizers.
 pub fn blockwise_cases() -> Vec<(String, OptimConfig)> {
     [
         ("adam", OptimConfig::Adam(Adam::default())),

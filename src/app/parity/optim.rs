@@ -1,5 +1,5 @@
 //! The optimizer checks of parity: every fused kernel against the f64 reference over several
-//! steps, its bfloat16 state bit for bit against its f32 entry, blockwise 8-bit Adam, and the
+//! steps, its bfloat16 state bit for bit against its f32 entry, every blockwise 8-bit form, and the
 //! optimizers that are not one elementwise pass (Adafactor, Muon) through `Optimizer`.
 
 use super::*;
@@ -77,7 +77,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Blockwise 8-bit Adam/AdamW over tensors of `lens` in one arena (offsets padded as a
+    /// A blockwise 8-bit optimizer over tensors of `lens` in one arena (offsets padded as a
     /// model's are), step by step from the device's state. Codes must equal the reference's
     /// except where the reference's value lies within rounding ([`CODE_TIE_TOL`], relative to
     /// the larger of the value and the terms it was summed from) of the midpoint between the
