@@ -268,6 +268,13 @@ impl Device {
         self.backend.matmul(form, d, a, b, out, epi)
     }
 
+    /// The symmetric product X·Xᵀ ([`Form::NT`]) or Xᵀ·X ([`Form::TN`]), `side × side`; see
+    /// [`Backend::gram`]. On the CPU it costs about half of [`Device::matmul`].
+    pub fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
+        debug_assert!(matches!(form, Form::NT | Form::TN) && x.len >= side * k && out.len >= side * side);
+        self.backend.gram(form, side, k, x, out)
+    }
+
     /// `out = act(x + bias)` over rows of `cols`.
     pub fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
         self.backend.bias_act(x, bias, out, cols, act)

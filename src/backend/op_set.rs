@@ -33,6 +33,12 @@ pub trait Backend {
     fn copy(&mut self, src: View, dst: View);
     /// `out = epilogue(op(A)·op(B))` with the shapes of `form` and `d` (see [`Epilogue`]).
     fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue);
+    /// The symmetric `side × side` product X·Xᵀ ([`Form::NT`]: X has `side` rows of `k`) or
+    /// Xᵀ·X ([`Form::TN`]: X has `k` rows of `side`). A backend may compute half of it and
+    /// mirror the rest; by default it is the full product.
+    fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
+        self.matmul(form, Dims { m: side, k, n: side }, x, x, out, &Epilogue::default())
+    }
     /// out = act(x + bias) over rows of `cols`.
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act);
     /// dx = dy ⊙ act'(y).

@@ -139,12 +139,13 @@ impl MuonState {
             dev.scale_by(x, norm);
             let none = Epilogue::default();
             for _ in 0..m.ns_steps {
+                // S = XXᵀ (or XᵀX) is symmetric, so S·S = S·Sᵀ: both are Gram products.
                 if rows <= cols {
-                    dev.matmul(Form::NT, Dims { m: rows, k: cols, n: rows }, x, x, s, &none);
+                    dev.gram(Form::NT, side, cols, x, s);
                 } else {
-                    dev.matmul(Form::TN, Dims { m: cols, k: rows, n: cols }, x, x, s, &none);
+                    dev.gram(Form::TN, side, rows, x, s);
                 }
-                dev.matmul(Form::NN, Dims { m: side, k: side, n: side }, s, s, ss, &none);
+                dev.gram(Form::NT, side, side, s, ss);
                 dev.axpby(b, s, c, ss);
                 if rows <= cols {
                     dev.matmul(Form::NN, Dims { m: rows, k: rows, n: cols }, ss, x, tx, &none);

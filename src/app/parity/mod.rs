@@ -149,6 +149,16 @@ impl Checker<'_> {
             self.done(&epi_kernel);
             self.done(&[av, bv, out]);
         }
+        // Gram products: X (m×k) times its own transpose, and Xᵀ·X for X of k rows of n.
+        for (form, side, inner) in [(Form::NT, m, k), (Form::TN, n, k)] {
+            let x = self.random(side * inner, -1.0, 1.0);
+            let (xv, out) = (self.input(&x)?, self.poisoned(side * side)?);
+            self.dev.gram(form, side, inner, xv, out);
+            let want = r::matmul(form, side, inner, side, &x, &x);
+            let name = format!("gram_{}", form.name().trim_start_matches("matmul_"));
+            self.check(&name, format!("{side}x{inner}"), out, &want, matmul_abs_tol(inner), REL_TOL).await?;
+            self.done(&[xv, out]);
+        }
         let shape2 = format!("{m}x{n}");
         for act in Act::ALL {
             let x = self.random(m * n, -2.0, 2.0);

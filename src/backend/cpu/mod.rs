@@ -8,6 +8,7 @@
 pub mod adafactor;
 pub mod code8;
 mod elementwise;
+pub mod gram;
 pub mod matmul;
 pub mod optim;
 mod optim8;
@@ -201,6 +202,10 @@ impl Backend for CpuBackend {
         if let Some(cs) = epi.a_colsum {
             self.sum_axis(a, cs, d.m, Axis::Rows, 1.0);
         }
+    }
+
+    fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
+        self.run(out, &[x], |o, i| gram::gram(form, side, k, i[0], o));
     }
 
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
