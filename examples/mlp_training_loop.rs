@@ -31,7 +31,7 @@ fn main() -> Result<()> {
     for epoch in 1..=5 {
         for rows in rng.randperm(data.train.rows as u32).chunks(64) {
             let (x, y) = batch(&data.train, data.row_len, rows);
-            let (xv, yv) = (dev.upload(&x)?, dev.upload(&y)?);
+            let (xv, yv) = (dev.upload(&x)?, dev.upload_labels(&y, data.classes)?);
             let mut tape = Tape::new(&mut dev);
             let input = tape.input_owned(Tensor::new(xv, &[rows.len(), data.row_len]));
             tape.adopt(yv); // the tape releases the batch's buffers when it is dropped
@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         // The whole test split in one forward pass, without recording gradients.
         let all: Vec<u32> = (0..data.test.rows as u32).collect();
         let (x, y) = batch(&data.test, data.row_len, &all);
-        let (xv, yv) = (dev.upload(&x)?, dev.upload(&y)?);
+        let (xv, yv) = (dev.upload(&x)?, dev.upload_labels(&y, data.classes)?);
         let mut tape = Tape::new(&mut dev);
         let input = tape.input_owned(Tensor::new(xv, &[all.len(), data.row_len]));
         tape.adopt(yv);

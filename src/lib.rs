@@ -38,7 +38,7 @@
 //! let mut opt = Optimizer::new(&mut dev, &model.arena, adam, Schedule::Constant)?;
 //!
 //! let x = dev.upload(&[0.5, -1.0, 0.2, 0.1, -0.3, 0.8, -0.5, 0.9])?; // 2 rows of 4 features
-//! let labels = dev.upload(&[2.0, 0.0])?; // class indices as f32
+//! let labels = dev.upload_labels(&[2.0, 0.0], 3)?; // class indices as f32, checked
 //! let mut losses = Vec::new();
 //! for _ in 0..50 {
 //!     let mut tape = Tape::new(&mut dev);

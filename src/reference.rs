@@ -56,6 +56,23 @@ pub fn compare(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool
     (max_abs, max_rel, ok)
 }
 
+/// [`compare`] where the reference expects NaN at some elements (a label that names no class):
+/// there `got` must be NaN too, and elsewhere within tolerance.
+pub fn compare_nan(got: &[f32], want: &[f64], abs: f64, rel: f64) -> (f64, f64, bool) {
+    if got.len() != want.len() {
+        return (f64::INFINITY, f64::INFINITY, false);
+    }
+    let nan_ok = got.iter().zip(want).all(|(g, w)| g.is_nan() == w.is_nan());
+    let (got, want): (Vec<f32>, Vec<f64>) =
+        got.iter().zip(want).filter(|(_, w)| !w.is_nan()).map(|(&g, &w)| (g, w)).unzip();
+    let (a, r, ok) = compare(&got, &want, abs, rel);
+    if nan_ok {
+        (a, r, ok)
+    } else {
+        (f64::INFINITY, f64::INFINITY, false)
+    }
+}
+
 /// The activation `a` at `z`.
 pub fn act(a: Act, z: f64) -> f64 {
     match a {
@@ -176,14 +193,27 @@ pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// (mean loss, d(mean loss)/d(logits), Σ row loss, correct count) of softmax cross-entropy.
-pub fn softmax_ce(logits: &[f32], labels: &[f32], cols: usize) -> (f64, Vec<f64>, f64, f64) {
+/// (mean loss, d(mean loss)/d(logits), Σ row loss, correct count) of softmax cross-entropy,
+/// PyTorch's `cross_entropy(…, ignore_index)`: rows labelled `ignore_index` do not count, the
+/// mean is over the rest (NaN when there is none). A label that is neither `ignore_index` nor
+/// a class makes the loss, the sum and its row's gradient NaN.
+pub fn softmax_ce(logits: &[f32], labels: &[f32], cols: usize, ignore_index: i32) -> (f64, Vec<f64>, f64, f64) {
     let rows = logits.len() / cols;
+    let kept = labels.iter().filter(|&&l| l as f64 != ignore_index as f64).count();
     let (mut total, mut correct) = (0f64, 0f64);
     let mut d = vec![0f64; logits.len()];
     for r in 0..rows {
+        let y = labels[r] as f64;
+        if y == ignore_index as f64 {
+            continue;
+        }
         let row: Vec<f64> = logits[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
-        let label = labels[r] as usize;
+        if !(y >= 0.0 && y < cols as f64 && y.trunc() == y) {
+            total = f64::NAN;
+            d[r * cols..(r + 1) * cols].fill(f64::NAN);
+            continue;
+        }
+        let label = y as usize;
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let argmax = row.iter().position(|&v| v == max).unwrap_or(0);
         let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
@@ -191,8 +221,8 @@ pub fn softmax_ce(logits: &[f32], labels: &[f32], cols: usize) -> (f64, Vec<f64>
         correct += (argmax == label) as u8 as f64;
         for c in 0..cols {
             let p = (row[c] - max).exp() / sum;
-            d[r * cols + c] = (p - (c == label) as u8 as f64) / rows as f64;
+            d[r * cols + c] = (p - (c == label) as u8 as f64) / kept as f64;
         }
     }
-    (total / rows as f64, d, total, correct)
+    (total / kept as f64, d, total, correct)
 }

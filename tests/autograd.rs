@@ -8,7 +8,7 @@
 mod common;
 
 use descent::autograd::{Tape, Var};
-use descent::backend::{Act, Axis, BinaryOp, Device, Form, Layout, UnaryOp};
+use descent::backend::{Act, Axis, BinaryOp, Device, Form, Layout, UnaryOp, IGNORE_INDEX};
 use descent::nn::Mlp;
 use descent::reference as r;
 use descent::rng::Rng;
@@ -251,7 +251,7 @@ fn softmax_cross_entropy_at_the_root(dev: &mut Device) {
         "softmax_ce",
         vec![(rand(rows * cols, 12, -3.0, 3.0), vec![rows, cols])],
         &|t, v| t.softmax_ce(v[0], labels, None).unwrap(),
-        &|x| vec![r::softmax_ce(&x[0], &LABELS, cols).0],
+        &|x| vec![r::softmax_ce(&x[0], &LABELS, cols, IGNORE_INDEX).0],
     );
 }
 test_device!(softmax_ce_root_grad, softmax_cross_entropy_at_the_root);
@@ -262,7 +262,7 @@ fn cross_entropy_inside_a_graph(dev: &mut Device) {
     let (rows, cols) = (5, 4);
     let labels = dev.upload(&LABELS).unwrap();
     let z = rand(rows * cols, 12, -3.0, 3.0);
-    let ce = |x: &[f32]| r::softmax_ce(x, &LABELS, cols).0;
+    let ce = |x: &[f32]| r::softmax_ce(x, &LABELS, cols, IGNORE_INDEX).0;
     check(
         dev,
         "0.5·ce",
@@ -432,6 +432,85 @@ fn parameter_as_the_root(dev: &mut Device) {
 }
 test_device!(parameter_as_root_grad, parameter_as_the_root);
 
+/// A label that names no class (7 of 3 classes, −1, NaN, 1.5, +∞) is never read as some other
+/// class: the loss and its row's gradient are NaN, the other rows' gradients are untouched by
+/// it, and the host upload refuses it with the row, the label and the class count.
+fn cross_entropy_refuses_labels_that_name_no_class(dev: &mut Device) {
+    let z = [1.0, 2.0, 0.5, 0.1, -1.0, 3.0, 2.0, 0.0, -1.0];
+    for bad in [7.0, 3.0, -1.0, f32::NAN, 1.5, f32::INFINITY] {
+        let labels = dev.upload(&[0.0, bad, 2.0]).unwrap();
+        let (zv, zg) = (dev.upload(&z).unwrap(), poisoned(dev, 9));
+        let (loss, grad) = {
+            let mut tape = Tape::new(dev);
+            let logits = tape.param(Tensor::new(zv, &[3, 3]), zg).unwrap();
+            let loss = tape.softmax_ce(logits, labels, None).unwrap();
+            tape.backward(loss).unwrap();
+            (tape.read(loss).unwrap()[0], tape.read_grad(logits).unwrap().unwrap())
+        };
+        assert!(loss.is_nan(), "label {bad}: loss {loss}");
+        assert!(grad[3..6].iter().all(|g| g.is_nan()), "label {bad}: its row's gradient {:?}", &grad[3..6]);
+        assert!(grad[..3].iter().chain(&grad[6..]).all(|g| g.is_finite()), "label {bad}: the other rows {grad:?}");
+        let err = dev.upload_labels(&[0.0, bad, 2.0], 3).unwrap_err().to_string();
+        assert!(err.contains("row 1") && err.contains("3 classes") && err.contains(&format!("{bad}")), "{err}");
+    }
+    assert!(dev.upload_labels(&[0.0, 2.0, IGNORE_INDEX as f32], 3).is_ok());
+}
+test_device!(cross_entropy_bad_labels, cross_entropy_refuses_labels_that_name_no_class);
+
+/// PyTorch's `ignore_index`: rows labelled −100 add nothing, the mean is over the others, and
+/// with every row ignored the loss is NaN and the gradient zero. The figures are PyTorch
+/// 2.15's `F.cross_entropy` in float64 on these logits.
+fn cross_entropy_ignore_index_matches_pytorch(dev: &mut Device) {
+    let z = [1.0, 2.0, 0.5, 0.1, -1.0, 3.0, 2.0, 0.0, -1.0];
+    let torch_grad = [
+        -0.3843880511889255,
+        0.3142658596058812,
+        0.07012219158304424,
+        0.0,
+        0.0,
+        0.0,
+        0.42189736724066973,
+        0.05709759969229724,
+        -0.47899496693296695,
+    ];
+    // (labels, PyTorch's loss and gradient, or None: every row ignored).
+    type Case<'a> = (&'a [f32; 3], Option<(f64, &'a [f64])>);
+    let cases: [Case; 2] = [(&[0.0, -100.0, 2.0], Some((2.317107401832115, &torch_grad))), (&[-100.0; 3], None)];
+    for (y, want) in cases {
+        let labels = dev.upload_labels(y, 3).unwrap();
+        let (zv, zg) = (dev.upload(&z).unwrap(), poisoned(dev, 9));
+        let (loss, grad) = {
+            let mut tape = Tape::new(dev);
+            let logits = tape.param(Tensor::new(zv, &[3, 3]), zg).unwrap();
+            let loss = tape.softmax_ce(logits, labels, None).unwrap();
+            tape.backward(loss).unwrap();
+            (tape.read(loss).unwrap()[0], tape.read_grad(logits).unwrap().unwrap())
+        };
+        match want {
+            Some((l, g)) => {
+                assert!((loss as f64 - l).abs() < 1e-6, "{y:?}: loss {loss} vs PyTorch {l}");
+                for (a, b) in grad.iter().zip(g) {
+                    assert!((*a as f64 - b).abs() < 1e-6, "{y:?}: gradient {grad:?} vs PyTorch {g:?}");
+                }
+            }
+            None => {
+                assert!(loss.is_nan(), "every row ignored: PyTorch's loss is NaN, got {loss}");
+                assert!(grad.iter().all(|&g| g == 0.0), "every row ignored: zero gradient, got {grad:?}");
+            }
+        }
+    }
+    // Another ignore_index: class 0's rows are left out.
+    let labels = dev.upload(&[0.0, 1.0, 2.0]).unwrap();
+    let zv = dev.upload(&z).unwrap();
+    let mut tape = Tape::new(dev);
+    let logits = tape.input(Tensor::new(zv, &[3, 3]));
+    let loss = tape.softmax_ce_ignoring(logits, labels, None, 0).unwrap();
+    let want = r::softmax_ce(&z, &[-7.0, 1.0, 2.0], 3, -7).0;
+    let got = tape.read(loss).unwrap()[0];
+    assert!((got as f64 - want).abs() < 1e-6, "ignore_index 0: {got} vs {want}");
+}
+test_device!(cross_entropy_ignore_index, cross_entropy_ignore_index_matches_pytorch);
+
 /// A frozen tensor has no gradient: after a step with it trainable (non-zero gradients), it is
 /// frozen, and the next forward and backward leave zeros in its part of the gradient arena,
 /// so a norm over the arena is the trainable tensors' norm.
@@ -541,7 +620,7 @@ fn whole_mlp_gradient(dev: &mut Device) {
                 h = z.iter().enumerate().map(|(i, &z)| r::act(a, z + p[b.range()][i % out] as f64) as f32).collect();
                 rows_in = out;
             }
-            r::softmax_ce(&h, &labels, 3).0
+            r::softmax_ce(&h, &labels, 3, IGNORE_INDEX).0
         };
         // Check a sample of coordinates in every tensor (padding excluded).
         for e in &entries {

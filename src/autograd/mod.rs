@@ -36,7 +36,7 @@
 
 mod backward;
 
-use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
+use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::tensor::{Tensor, View};
 use anyhow::{bail, ensure, Result};
 
@@ -491,16 +491,36 @@ impl<'d> Tape<'d> {
     }
 
     /// Mean softmax cross-entropy of `logits` [rows, classes] against class indices `labels`
-    /// (f32, one per row), PyTorch's `CrossEntropyLoss()`. Adds [Σ row loss, correct count]
-    /// to `metrics` if given. It may sit anywhere in a graph (scaled, summed with a penalty):
-    /// its fused gradient is scaled by the gradient that reaches it.
+    /// (f32, one per row), PyTorch's `CrossEntropyLoss()`: rows labelled
+    /// [`IGNORE_INDEX`](crate::backend::IGNORE_INDEX) (−100) do not count. Adds [Σ row loss,
+    /// correct count] to `metrics` if given. It may sit anywhere in a graph (scaled, summed
+    /// with a penalty): its fused gradient is scaled by the gradient that reaches it.
+    ///
+    /// Labels live on the device, so they are not read here: a label that names no class (7 of
+    /// 3 classes, −1, NaN, 1.5) makes the loss, the metrics' loss sum and its row's gradient
+    /// NaN rather than a number for some other class. Upload labels with
+    /// [`Device::upload_labels`](crate::backend::Device::upload_labels) to get an `Err` naming
+    /// the row instead.
     pub fn softmax_ce(&mut self, logits: Var, labels: View, metrics: Option<View>) -> Result<Var> {
+        self.softmax_ce_ignoring(logits, labels, metrics, crate::backend::IGNORE_INDEX)
+    }
+
+    /// [`Tape::softmax_ce`] with another `ignore_index` (PyTorch's name): rows with that label
+    /// add nothing to the loss, its gradient or the metrics, and the mean is over the others.
+    pub fn softmax_ce_ignoring(
+        &mut self,
+        logits: Var,
+        labels: View,
+        metrics: Option<View>,
+        ignore_index: i32,
+    ) -> Result<Var> {
         let (rows, cols) = self.matrix(logits, "logits")?;
         ensure!(labels.len == rows, "{} labels for {rows} rows of logits", labels.len);
         let dlogits = if self.nodes[logits.0].needs_grad { Some(self.temp(rows * cols)?) } else { None };
         let loss = self.out(&[1])?;
         let lv = self.value(logits).view;
-        self.dev.softmax_ce(lv, labels, cols, Some(loss.view), dlogits, metrics);
+        let out = CeOutputs { loss: Some(loss.view), dlogits, metrics };
+        self.dev.softmax_ce(lv, labels, cols, ignore_index, out);
         Ok(self.push(loss, Op::SoftmaxCe { logits, dlogits }, true))
     }
 

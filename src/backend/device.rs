@@ -5,7 +5,7 @@
 use super::cpu::CpuBackend;
 use super::gpu::GpuBackend;
 use super::op_set::{Backend, Capacity, Counters};
-use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::{wait, Pending};
 use crate::message::Message;
@@ -217,6 +217,15 @@ impl Device {
         Ok(v)
     }
 
+    /// [`Device::upload`] for cross-entropy labels, checked first: each is a class in
+    /// [0, classes) or [`IGNORE_INDEX`](super::IGNORE_INDEX). The error names the first row
+    /// that is neither, its label and the class count (a bad label on the device gives NaN
+    /// instead; see [`Tape::softmax_ce`](crate::autograd::Tape::softmax_ce)).
+    pub fn upload_labels(&mut self, labels: &[f32], classes: usize) -> Result<View> {
+        super::check_labels(labels, classes, super::IGNORE_INDEX)?;
+        self.upload(labels)
+    }
+
     /// Return a whole buffer obtained from [`Device::alloc`] to the pool, for the next
     /// allocation of the same length.
     pub fn release(&mut self, v: View) {
@@ -317,16 +326,8 @@ impl Device {
     }
 
     /// Softmax cross-entropy; see [`Backend::softmax_ce`].
-    pub fn softmax_ce(
-        &mut self,
-        logits: View,
-        labels: View,
-        cols: usize,
-        loss: Option<View>,
-        dlogits: Option<View>,
-        metrics: Option<View>,
-    ) {
-        self.backend.softmax_ce(logits, labels, cols, loss, dlogits, metrics)
+    pub fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, ignore_index: i32, out: CeOutputs) {
+        self.backend.softmax_ce(logits, labels, cols, ignore_index, out)
     }
 
     /// Gather a mini-batch; see [`Gather`].

@@ -4,7 +4,7 @@
 //! Ops are recorded, not necessarily executed, when called: the GPU backend queues them into
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
-use super::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
@@ -55,17 +55,13 @@ pub trait Backend {
     /// `out[i] = scale · src[layout.index(i, cols)]`: the inverse shape of a reduction.
     fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32);
     /// Softmax cross-entropy over rows of `cols` logits with labels stored as f32 class
-    /// indices. Writes the mean loss, d(mean loss)/d(logits) = (softmax − onehot)/rows, and adds
-    /// [Σ row loss, argmax-correct count] to `metrics`; each output is optional.
-    fn softmax_ce(
-        &mut self,
-        logits: View,
-        labels: View,
-        cols: usize,
-        loss: Option<View>,
-        dlogits: Option<View>,
-        metrics: Option<View>,
-    );
+    /// indices, PyTorch's `cross_entropy(…, ignore_index)`. Writes the mean loss over the rows
+    /// whose label is not `ignore_index`, d(mean loss)/d(logits) = (softmax − onehot)/kept rows
+    /// (zero on ignored rows), and adds [Σ row loss, argmax-correct count] to `metrics`; each
+    /// output is optional. A label that is neither `ignore_index` nor an integer in
+    /// [0, cols) makes the loss, the loss sum and its row's gradient NaN; with every row
+    /// ignored the loss is NaN (0/0), as PyTorch's.
+    fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, ignore_index: i32, out: CeOutputs);
     /// Gather a mini-batch on the device (see [`Gather`]): no host copy per step.
     fn gather(&mut self, g: &Gather);
     /// `out[0] = 1 / max(‖x‖₂, eps)`: one reduction in a fixed order, nothing read back.

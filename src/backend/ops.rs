@@ -288,6 +288,39 @@ impl UnaryOp {
     }
 }
 
+/// What a softmax cross-entropy writes, each optional: the mean loss (1 element), the
+/// logits' gradient (as the logits), and [Σ row loss, correct count] added to `metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CeOutputs {
+    /// The mean loss over the rows that count.
+    pub loss: Option<View>,
+    /// d(mean loss)/d(logits).
+    pub dlogits: Option<View>,
+    /// Two accumulators: Σ row loss and the argmax-correct count.
+    pub metrics: Option<View>,
+}
+
+/// PyTorch's default `ignore_index` for cross-entropy: rows with this label do not count.
+pub const IGNORE_INDEX: i32 = -100;
+
+/// The class a label stored as f32 names: an integer in [0, classes), else `None` (NaN,
+/// infinities, fractions, negatives, too large). The kernels apply the same rule.
+pub fn class_index(label: f32, classes: usize) -> Option<usize> {
+    (label >= 0.0 && label < classes as f32 && label.fract() == 0.0).then_some(label as usize)
+}
+
+/// Labels a cross-entropy can use: each one is `ignore_index` or a class in [0, classes).
+/// The error names the first row that is neither, its label and the class count.
+pub fn check_labels(labels: &[f32], classes: usize, ignore_index: i32) -> anyhow::Result<()> {
+    match labels.iter().position(|&l| l != ignore_index as f32 && class_index(l, classes).is_none()) {
+        None => Ok(()),
+        Some(row) => anyhow::bail!(
+            "label {} at row {row} is not a class index for {classes} classes (an integer in 0..{classes}, or the ignore_index {ignore_index})",
+            labels[row]
+        ),
+    }
+}
+
 /// Gather a mini-batch from a dataset kept on the device as bytes: rows `indices[start..start +
 /// count]` of `images` (u8, `row_len` per row) scaled by `scale` into `x`, their labels into `y`.
 #[derive(Clone, Copy, Debug)]

@@ -9,11 +9,13 @@ pub use config::*;
 
 use crate::backend::optim_kernel::{MuonMomentumParams, Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
-use crate::backend::{Act, Axis, Bcast, BinaryOp, Device, Dims, Epilogue, Form, Layout, UnaryOp};
+use crate::backend::{
+    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp, IGNORE_INDEX,
+};
 use crate::optim::{
     reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, Step, StoredState,
 };
-use crate::reference::{self as r, compare, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
+use crate::reference::{self as r, compare, compare_nan, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
 use anyhow::{bail, Context, Result};
@@ -28,6 +30,9 @@ pub struct ParityRow {
     pub max_rel_err: f64,
     pub pass: bool,
 }
+
+/// How a check compares outputs with the reference: (max abs error, max rel error, pass).
+type Comparison = fn(&[f32], &[f64], f64, f64) -> (f64, f64, bool);
 
 struct Checker<'a> {
     dev: &'a mut Device,
@@ -45,14 +50,35 @@ impl Checker<'_> {
     }
 
     fn poisoned(&mut self, n: usize) -> Result<View> {
+        self.poisoned_with(n, f32::NAN)
+    }
+
+    /// An output filled with `value`: a finite poison where NaN is a right answer.
+    fn poisoned_with(&mut self, n: usize, value: f32) -> Result<View> {
         let v = self.dev.alloc(n)?;
-        self.dev.write(v, &vec![f32::NAN; n])?;
+        self.dev.write(v, &vec![value; n])?;
         Ok(v)
     }
 
     async fn check(&mut self, kernel: &str, shape: String, out: View, want: &[f64], abs: f64, rel: f64) -> Result<()> {
+        self.check_by(compare, kernel, shape, out, want, abs, rel).await
+    }
+
+    /// [`Checker::check`] with a comparison of one's choice ([`compare_nan`] where NaN is the
+    /// right answer).
+    #[allow(clippy::too_many_arguments)]
+    async fn check_by(
+        &mut self,
+        by: Comparison,
+        kernel: &str,
+        shape: String,
+        out: View,
+        want: &[f64],
+        abs: f64,
+        rel: f64,
+    ) -> Result<()> {
         let got = self.dev.read_async(out).await?;
-        let (max_abs_err, max_rel_err, pass) = compare(&got, want, abs, rel);
+        let (max_abs_err, max_rel_err, pass) = by(&got, want, abs, rel);
         self.rows.push(ParityRow {
             device: self.dev.describe(),
             kernel: kernel.into(),
@@ -176,17 +202,48 @@ impl Checker<'_> {
             self.done(&[xv, bv, out, yv, dyv, dx]);
         }
         self.broadcast_kernels(m, n).await?;
-        // Softmax cross-entropy with n classes over m rows.
-        let z = self.random(m * n, -5.0, 5.0);
-        let labels: Vec<f32> = (0..m).map(|_| self.rng.below(n) as f32).collect();
-        let (zv, lv) = (self.input(&z)?, self.input(&labels)?);
-        let (loss, dz, metrics) = (self.poisoned(1)?, self.poisoned(m * n)?, self.dev.alloc_zeroed(2)?);
-        self.dev.softmax_ce(zv, lv, n, Some(loss), Some(dz), Some(metrics));
-        let (want_loss, want_d, total, correct) = r::softmax_ce(&z, &labels, n);
-        self.check("softmax_ce loss", shape2.clone(), loss, &[want_loss], ABS_TOL, REL_TOL).await?;
-        self.check("softmax_ce dlogits", shape2.clone(), dz, &want_d, ABS_TOL, REL_TOL).await?;
-        self.check("softmax_ce metrics", shape2, metrics, &[total, correct], ABS_TOL * m as f64, REL_TOL).await?;
-        self.done(&[zv, lv, loss, dz, metrics]);
+        self.softmax_ce_kernels(m, n).await
+    }
+
+    /// Softmax cross-entropy with n classes over m rows: class labels; every third row at
+    /// `ignore_index`; and every fourth row a label that names no class (n, −1, NaN, 1.5),
+    /// whose row, loss and loss sum must come out NaN.
+    async fn softmax_ce_kernels(&mut self, m: usize, n: usize) -> Result<()> {
+        let shape2 = format!("{m}x{n}");
+        let bad = [n as f32, -1.0, f32::NAN, 1.5];
+        for case in ["", " ignore_index", " bad labels"] {
+            let z = self.random(m * n, -5.0, 5.0);
+            let labels: Vec<f32> = (0..m)
+                .map(|r| match case {
+                    " ignore_index" if r % 3 == 1 => IGNORE_INDEX as f32,
+                    " bad labels" if r % 4 == 0 => bad[(r / 4) % bad.len()],
+                    _ => self.rng.below(n) as f32,
+                })
+                .collect();
+            let (zv, lv) = (self.input(&z)?, self.input(&labels)?);
+            let (loss, dz, metrics) =
+                (self.poisoned_with(1, 777.0)?, self.poisoned_with(m * n, 777.0)?, self.dev.alloc_zeroed(2)?);
+            let out = CeOutputs { loss: Some(loss), dlogits: Some(dz), metrics: Some(metrics) };
+            self.dev.softmax_ce(zv, lv, n, IGNORE_INDEX, out);
+            let (want_loss, want_d, total, correct) = r::softmax_ce(&z, &labels, n, IGNORE_INDEX);
+            let (abs, rel) = (ABS_TOL, REL_TOL);
+            self.check_by(compare_nan, &format!("softmax_ce loss{case}"), shape2.clone(), loss, &[want_loss], abs, rel)
+                .await?;
+            self.check_by(compare_nan, &format!("softmax_ce dlogits{case}"), shape2.clone(), dz, &want_d, abs, rel)
+                .await?;
+            let sums = [total, correct];
+            self.check_by(
+                compare_nan,
+                &format!("softmax_ce metrics{case}"),
+                shape2.clone(),
+                metrics,
+                &sums,
+                abs * m as f64,
+                rel,
+            )
+            .await?;
+            self.done(&[zv, lv, loss, dz, metrics]);
+        }
         Ok(())
     }
 

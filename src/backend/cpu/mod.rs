@@ -21,7 +21,9 @@ pub use crate::backend::host::{
     advise_huge_pages, flush_to_zero_is_set, has_avx2_fma, init_thread_pool, set_flush_to_zero,
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
-use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use crate::backend::ops::{
+    class_index, Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp,
+};
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
@@ -280,22 +282,19 @@ impl Backend for CpuBackend {
         self.run(out, &[src], |o, i| map_mut(o, |k| i[0][layout.index(k, cols)] * scale));
     }
 
-    fn softmax_ce(
-        &mut self,
-        logits: View,
-        labels: View,
-        cols: usize,
-        loss: Option<View>,
-        dlogits: Option<View>,
-        metrics: Option<View>,
-    ) {
+    fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, ignore_index: i32, out: CeOutputs) {
+        let CeOutputs { loss, dlogits, metrics } = out;
         let rows = logits.len / cols;
         let z = &self.vec(logits.buf)[logits.range()];
         let y = &self.vec(labels.buf)[labels.range()];
-        // Per row: (loss, correct, softmax − onehot scaled by 1/rows).
+        let ignore = ignore_index as f32;
+        let kept = y.iter().filter(|&&l| l != ignore).count();
+        let inv = 1.0 / kept.max(1) as f32;
+        // Per row: (loss, correct, max, Σ exp, the class or `None`, whether ignored).
         let per_row = |r: usize| {
             let row = &z[r * cols..(r + 1) * cols];
-            let label = y[r] as usize;
+            let ignored = y[r] == ignore;
+            let class = (!ignored).then(|| class_index(y[r], cols)).flatten();
             let (mut best, mut arg) = (f32::NEG_INFINITY, 0);
             for (c, &v) in row.iter().enumerate() {
                 if v > best {
@@ -304,10 +303,14 @@ impl Backend for CpuBackend {
                 }
             }
             let sum: f32 = row.iter().map(|&v| (v - best).exp()).sum();
-            let l = sum.ln() + best - row[label.min(cols - 1)];
-            (l, (arg == label) as u32 as f32, best, sum)
+            let (l, ok) = match class {
+                Some(k) => (sum.ln() + best - row[k], (arg == k) as u32 as f32),
+                None if ignored => (0.0, 0.0),
+                None => (f32::NAN, 0.0),
+            };
+            (l, ok, best, sum, class, ignored)
         };
-        let stats: Vec<(f32, f32, f32, f32)> = if rows * cols >= PAR_MIN {
+        let stats: Vec<_> = if rows * cols >= PAR_MIN {
             (0..rows).into_par_iter().map(per_row).collect()
         } else {
             (0..rows).map(per_row).collect()
@@ -315,20 +318,23 @@ impl Backend for CpuBackend {
         let loss_sum: f64 = stats.iter().map(|s| s.0 as f64).sum();
         let correct: f64 = stats.iter().map(|s| s.1 as f64).sum();
         if let Some(d) = dlogits {
-            let inv = 1.0 / rows as f32;
-            let labels: Vec<f32> = y.to_vec();
             self.run(d, &[logits], |o, i| {
                 rows_mut(o, cols, |r, row| {
-                    let (_, _, best, sum) = stats[r];
+                    let (_, _, best, sum, class, ignored) = stats[r];
                     for (c, v) in row.iter_mut().enumerate() {
                         let p = (i[0][r * cols + c] - best).exp() / sum;
-                        *v = (p - if c == labels[r] as usize { 1.0 } else { 0.0 }) * inv;
+                        *v = match class {
+                            Some(k) => (p - if c == k { 1.0 } else { 0.0 }) * inv,
+                            None if ignored => 0.0,
+                            None => f32::NAN,
+                        };
                     }
                 })
             });
         }
         if let Some(l) = loss {
-            self.run(l, &[], |o, _| o[0] = (loss_sum / rows as f64) as f32);
+            let mean = if kept == 0 { f64::NAN } else { loss_sum / kept as f64 };
+            self.run(l, &[], |o, _| o[0] = mean as f32);
         }
         if let Some(m) = metrics {
             self.run(m, &[], |o, _| {

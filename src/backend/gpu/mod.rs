@@ -41,7 +41,7 @@ mod vector;
 pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
-use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
@@ -161,16 +161,8 @@ impl Backend for GpuBackend {
         self.launch_expand(src, layout, out, cols, scale)
     }
 
-    fn softmax_ce(
-        &mut self,
-        logits: View,
-        labels: View,
-        cols: usize,
-        loss: Option<View>,
-        dlogits: Option<View>,
-        metrics: Option<View>,
-    ) {
-        self.launch_softmax_ce(logits, labels, cols, loss, dlogits, metrics)
+    fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, ignore_index: i32, out: CeOutputs) {
+        self.launch_softmax_ce(logits, labels, cols, ignore_index, out)
     }
 
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {

@@ -117,6 +117,14 @@ kernel_params!(
         metrics_off: u32,
         /// Bits: 1 loss, 2 gradient, 4 metrics.
         flags: u32,
+        /// The label of rows that do not count (PyTorch's `ignore_index`).
+        ignore_index: f32,
+        /// Padding to 16-byte rows.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+        /// Padding.
+        pad2: u32,
     }
 );
 

@@ -4,7 +4,7 @@
 use super::kernels::{K_COL_SUM, K_ROW_SUM, K_SOFTMAX_CE, K_SUM, K_SUM_PARTIAL};
 use super::params::{words_of, ReduceParams, SoftmaxCeParams};
 use super::{u, GpuBackend, WG};
-use crate::backend::ops::Axis;
+use crate::backend::ops::{Axis, CeOutputs};
 use crate::tensor::View;
 
 /// The reduction kernels' uniform.
@@ -49,10 +49,10 @@ impl GpuBackend {
         logits: View,
         labels: View,
         cols: usize,
-        loss: Option<View>,
-        dlogits: Option<View>,
-        metrics: Option<View>,
+        ignore_index: i32,
+        out: CeOutputs,
     ) {
+        let CeOutputs { loss, dlogits, metrics } = out;
         let rows = logits.len / cols;
         let pick = |v: Option<View>, dummy: usize| v.map_or((dummy, 0), |v| (v.buf, v.offset));
         let (lb, lo) = pick(loss, self.dummy_write[0]);
@@ -68,6 +68,10 @@ impl GpuBackend {
             d_off: u(dof),
             metrics_off: u(mo),
             flags,
+            ignore_index: ignore_index as f32,
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
         });
         self.dispatch(K_SOFTMAX_CE, &uni, &[logits.buf, labels.buf, lb, db, mb], [1, 1, 1]);
     }
