@@ -54,7 +54,7 @@ fn main() -> Result<()> {
     ensure!(worst < 1e-6, "the penalty's gradient is off by {worst}");
 
     let mut opt = Optimizer::new(&mut dev, &model.arena, OptimConfig::defaults("sgd")?, Schedule::Constant)?;
-    opt.config.set_lr(0.5);
+    opt.set_lr(0.5)?;
     for step in 0..=200 {
         let l = loss(&mut dev, &model, x.clone(), yv, lambda)?;
         if step % 50 == 0 {

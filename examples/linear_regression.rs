@@ -26,7 +26,7 @@ fn main() -> Result<()> {
     let params = dev.upload(&[0.0; 4])?;
     let grads = dev.alloc(4)?;
     let mut opt = Optimizer::for_len(&mut dev, OptimConfig::defaults("sgd")?, Schedule::Constant, 4)?;
-    opt.config.set_lr(0.1);
+    opt.set_lr(0.1)?;
     for step in 0..=300 {
         let mut tape = Tape::new(&mut dev);
         let w = tape.param(Tensor::new(params.slice(0, features), &[1, features]), grads.slice(0, features))?;

@@ -25,6 +25,40 @@ fn optimizer_refuses_a_bad_schedule(dev: &mut Device) {
 }
 test_device!(optimizer_schedule_checked, optimizer_refuses_a_bad_schedule);
 
+/// A rate changed after construction is checked too: `Optimizer::set_lr` refuses a negative
+/// or NaN rate, and a step refuses one written into the public `config` or `schedule` fields
+/// (or another optimizer or width than the state was built for) without counting the step.
+fn optimizer_refuses_a_bad_rate_set_later(dev: &mut Device) {
+    let mut rng = TorchGenerator::new(0);
+    let mlp = Mlp::new(dev, &[2, 4, 3], Act::Tanh, &mut rng).unwrap();
+    let mut opt = Optimizer::new(dev, &mlp.arena, OptimConfig::defaults("adam").unwrap(), Schedule::Constant).unwrap();
+    for bad in [-1.0, f64::NAN, f64::INFINITY, 0.0] {
+        let err = opt.set_lr(bad).unwrap_err().to_string();
+        assert!(err.contains("lr"), "set_lr({bad}): {err}");
+        assert_eq!(opt.config.lr(), 1e-3, "a refused rate is not kept");
+    }
+    opt.set_lr(0.01).unwrap();
+    opt.step(dev, &mlp.arena).unwrap();
+    let before = dev.read(mlp.arena.params).unwrap();
+    opt.config.set_lr(-1.0);
+    let err = opt.step(dev, &mlp.arena).unwrap_err();
+    assert!(format!("{err:#}").contains("invalid lr: -1"), "{err:#}");
+    assert_eq!((opt.step, dev.read(mlp.arena.params).unwrap()), (1, before.clone()), "nothing stepped");
+    opt.config.set_lr(0.01);
+    opt.schedule = Schedule::Cosine { t_max: 3, eta_min: 0.0, warmup_steps: 3 };
+    assert!(format!("{:#}", opt.step(dev, &mlp.arena).unwrap_err()).contains("schedule"));
+    opt.schedule = Schedule::Exponential { gamma: 1e300 };
+    opt.step(dev, &mlp.arena).unwrap(); // step 2 at 0.01 · 1e300: finite
+    let err = opt.step(dev, &mlp.arena).unwrap_err().to_string();
+    assert!(err.contains("learning rate at step 3 is inf"), "{err}");
+    opt.schedule = Schedule::Constant;
+    opt.config = OptimConfig::defaults("sgd").unwrap();
+    let err = opt.step(dev, &mlp.arena).unwrap_err().to_string();
+    assert!(err.contains("built for 'adam' at 32 bits") && err.contains("'sgd'"), "{err}");
+    assert_eq!(opt.step, 2);
+}
+test_device!(optimizer_rate_checked_later, optimizer_refuses_a_bad_rate_set_later);
+
 /// An optimizer steps only the arena it was built for: a 2-16-3 and a 2-4-3 MLP pad to the same
 /// length, and stepping one with the other's optimizer would mix their state.
 fn optimizer_checks_the_arena_layout(dev: &mut Device) {

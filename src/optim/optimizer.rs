@@ -11,7 +11,7 @@ use crate::backend::quant::BlockTable;
 use crate::backend::Device;
 use crate::nn::ParamArena;
 use crate::tensor::View;
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// Which sequence the parameters hold. Only Schedule-Free tells them apart: it steps y
 /// (`Train`), and evaluation and export want x (`Eval`). Every other optimizer's parameters
@@ -62,6 +62,8 @@ pub struct Optimizer {
     pub mode: Mode,
     /// Host scalars carried between steps (recomputed when `step` was set directly).
     carried: Carried,
+    /// The optimizer and state width the state was allocated for.
+    built: (&'static str, OptimBits),
     /// The tensors it was built for, as (shape, arena range): an arena stepped must have this
     /// layout, not merely this length (padding makes different models the same length).
     layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
@@ -138,7 +140,8 @@ impl Optimizer {
         let state = OptimState::alloc(dev, &config, n, &inits, tensors)?;
         let layout =
             tensors.iter().map(|(at, shape)| (shape.clone(), *at..*at + shape.iter().product::<usize>())).collect();
-        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), layout })
+        let built = (config.name(), config.optim_bits());
+        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), built, layout })
     }
 
     /// The learning rate used for step index `t` (0-based).
@@ -244,6 +247,7 @@ impl Optimizer {
             self.n
         );
         self.state.check_ranges(ranges)?;
+        self.check_config()?;
         if self.mode == Mode::Eval {
             bail!("the optimizer is in eval mode (the parameters hold schedule-free's x): call train() before stepping, as the reference requires");
         }
@@ -254,6 +258,41 @@ impl Optimizer {
         }
         let k = self.next_step();
         self.state.step(dev, &k, self.config.objective(), params, grads, ranges)
+    }
+
+    /// `config` and `schedule` are public fields: what was changed since [`Optimizer::new`]
+    /// is checked before each step, by the same validation, so a negative or NaN rate set
+    /// after construction is an `Err`, not NaN parameters. The optimizer and the state width
+    /// are those the state was built for.
+    fn check_config(&self) -> Result<()> {
+        let (name, bits) = self.built;
+        ensure!(
+            self.config.name() == name && self.config.optim_bits() == bits,
+            "this optimizer's state was built for '{name}' at {} bits; its config now says '{}' at {} bits: build a new Optimizer for another optimizer or width",
+            bits.bits(),
+            self.config.name(),
+            self.config.optim_bits().bits()
+        );
+        self.config.validate().context("the optimizer's config, changed after it was built")?;
+        self.schedule.validate().context("the optimizer's schedule, changed after it was built")?;
+        let lr = self.lr_at(self.step);
+        ensure!(
+            lr.is_finite() && lr >= 0.0,
+            "the learning rate at step {} is {lr} ({:?} from a base rate of {}): a rate must be finite and >= 0",
+            self.step + 1,
+            self.schedule,
+            self.config.lr()
+        );
+        Ok(())
+    }
+
+    /// Set the base learning rate, checked as [`Optimizer::new`] checks it (finite, ≥ 0).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let mut config = self.config.clone();
+        config.set_lr(lr);
+        config.validate()?;
+        self.config = config;
+        Ok(())
     }
 
     /// The whole arena as one range.
