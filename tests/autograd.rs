@@ -511,6 +511,37 @@ fn cross_entropy_ignore_index_matches_pytorch(dev: &mut Device) {
 }
 test_device!(cross_entropy_ignore_index, cross_entropy_ignore_index_matches_pytorch);
 
+/// A `Var` is valid only on the tape that made it, until that tape is reset or dropped: a
+/// `Var` of a dropped tape, or of this tape before a reset, is an `Err` (not the data of
+/// whatever node now has its index), for reads, ops, gradients and `backward`.
+fn a_var_of_another_tape_is_refused(dev: &mut Device) {
+    let a = dev.upload(&[1.0, 2.0]).unwrap();
+    let b = dev.upload(&[5.0, 7.0]).unwrap();
+    let stale = {
+        let mut tape = Tape::new(dev);
+        tape.input(Tensor::new(a, &[2]))
+    };
+    let mut tape = Tape::new(dev);
+    let fresh = tape.input(Tensor::new(b, &[2])); // the same index as `stale`
+    assert_eq!(stale.0, fresh.0);
+    assert_eq!(tape.read(fresh).unwrap(), vec![5.0, 7.0]);
+    let is_refused = |r: anyhow::Result<()>| {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("another tape"), "{e}");
+    };
+    is_refused(tape.read(stale).map(|_| ()));
+    is_refused(tape.add(stale, fresh).map(|_| ()));
+    is_refused(tape.shape(stale).map(|_| ()));
+    is_refused(tape.grad(stale).map(|_| ()));
+    is_refused(tape.backward(stale));
+    let s = tape.sum(fresh).unwrap();
+    tape.reset();
+    is_refused(tape.read(s).map(|_| ()));
+    let again = tape.input(Tensor::new(b, &[2]));
+    assert_eq!(tape.read(again).unwrap(), vec![5.0, 7.0]);
+}
+test_device!(var_owner_checked, a_var_of_another_tape_is_refused);
+
 /// A frozen tensor has no gradient: after a step with it trainable (non-zero gradients), it is
 /// frozen, and the next forward and backward leave zeros in its part of the gradient arena,
 /// so a norm over the arena is the trainable tensors' norm.

@@ -40,9 +40,18 @@ use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilog
 use crate::tensor::{Tensor, View};
 use anyhow::{bail, ensure, Result};
 
-/// A value on the tape: an index that is valid until the tape is reset or dropped.
+/// A value on the tape: its index, valid until the tape is reset or dropped, and the identity
+/// of the tape (and reset) that made it, so that a `Var` of another tape, or of this one
+/// before a reset, is an `Err` rather than another node's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Var(pub usize);
+pub struct Var(pub usize, u64);
+
+/// Identities of tapes (a new one for each tape and each reset): never reused in a process.
+static NEXT_TAPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_tape_id() -> u64 {
+    NEXT_TAPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -130,6 +139,8 @@ pub struct Tape<'d> {
     /// gradient, in the order they were produced, and records the first non-finite one here
     /// (tag: the node's index, plus [`GRADIENT_TAG`] for a gradient).
     anomaly: Option<View>,
+    /// This tape's identity since it was made or last reset (see [`Var`]).
+    id: u64,
 }
 
 /// Added to a node's index in an anomaly tag when the non-finite value is its gradient.
@@ -177,7 +188,8 @@ fn overlaps(a: View, b: View) -> bool {
 impl<'d> Tape<'d> {
     /// An empty tape recording on `dev`.
     pub fn new(dev: &'d mut Device) -> Tape<'d> {
-        Tape { dev, nodes: Vec::new(), grads: Vec::new(), preact: Vec::new(), temps: Vec::new(), anomaly: None }
+        let id = next_tape_id();
+        Tape { dev, nodes: Vec::new(), grads: Vec::new(), preact: Vec::new(), temps: Vec::new(), anomaly: None, id }
     }
 
     /// The device the tape records on (to read values, or to run ops outside the graph).
@@ -208,7 +220,7 @@ impl<'d> Tape<'d> {
             self.nodes[v.0].uses += 1;
         }
         self.nodes.push(Node { value, op, owned, needs_grad, uses: 0, retain: false });
-        Var(self.nodes.len() - 1)
+        Var(self.nodes.len() - 1, self.id)
     }
 
     fn out(&mut self, shape: &[usize]) -> Result<Tensor> {
@@ -217,9 +229,14 @@ impl<'d> Tape<'d> {
     }
 
     fn node(&self, v: Var) -> Result<&Node> {
+        ensure!(
+            v.1 == self.id,
+            "Var({}) was made by another tape, or by this one before a reset: a Var is valid only on the tape that made it, until that tape is reset or dropped",
+            v.0
+        );
         match self.nodes.get(v.0) {
             Some(n) => Ok(n),
-            None => bail!("Var({}) is not on this tape ({} nodes; was it made before a reset?)", v.0, self.nodes.len()),
+            None => bail!("Var({}) is not on this tape ({} nodes)", v.0, self.nodes.len()),
         }
     }
 
@@ -228,6 +245,7 @@ impl<'d> Tape<'d> {
     /// # Panics
     /// If `v` is not on this tape.
     pub fn value(&self, v: Var) -> &Tensor {
+        assert!(v.1 == self.id, "Var({}) was made by another tape, or by this one before a reset", v.0);
         &self.nodes[v.0].value
     }
 
@@ -276,7 +294,7 @@ impl<'d> Tape<'d> {
         for (i, n) in self.nodes.iter().enumerate() {
             let Op::Param { grad: g } = n.op else { continue };
             if g == grad && n.value == t {
-                return Ok(Var(i));
+                return Ok(Var(i, self.id));
             }
             ensure!(
                 !overlaps(g, grad) && !overlaps(n.value.view, t.view),
@@ -590,6 +608,7 @@ impl<'d> Tape<'d> {
         }
         self.grads.clear();
         self.preact.clear();
+        self.id = next_tape_id();
     }
 }
 
