@@ -23,6 +23,7 @@ pub mod reference;
 pub mod schedule;
 mod state;
 mod step;
+mod validate;
 
 pub use config::*;
 pub use factored_state::FactoredState;
