@@ -10,7 +10,7 @@ use crate::autograd::{Tape, Var};
 use crate::backend::{Act, Device};
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::{linear_init_bounds, TorchGenerator};
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
 /// Arena offsets are multiples of this many elements (256 bytes: aligned for vector loads and
 /// for binding sub-ranges on any GPU).
@@ -322,20 +322,37 @@ impl Mlp {
 
     /// Logits for a batch `x` of shape [rows, inputs].
     pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {
-        let mut h = x;
+        let mut h = self.check_input(tape, x)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&self.arena, tape, h, self.act_after(l))?;
+            h = layer.forward(&self.arena, tape, h, self.act_after(l)).with_context(|| self.layer_name(l))?;
         }
         Ok(h)
     }
 
+    /// An input of `[rows, sizes[0]]`, or an error that names the first layer and its width.
+    fn check_input(&self, tape: &Tape, x: Var) -> Result<Var> {
+        let shape = tape.shape(x)?;
+        ensure!(
+            shape.len() == 2 && shape[1] == self.sizes[0],
+            "{} expects inputs of shape [rows, {}], got {shape:?}",
+            self.layer_name(0),
+            self.sizes[0]
+        );
+        Ok(x)
+    }
+
+    /// "layer l (Linear in→out)", for errors.
+    fn layer_name(&self, l: usize) -> String {
+        format!("the MLP's layer {l} (Linear {}→{})", self.sizes[l], self.sizes[l + 1])
+    }
+
     /// Logits without recording gradients (evaluation): parameters enter as plain inputs.
     pub fn forward_no_grad(&self, tape: &mut Tape, x: Var) -> Result<Var> {
-        let mut h = x;
+        let mut h = self.check_input(tape, x)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let w = tape.input(self.arena.tensor(layer.weight));
             let b = tape.input(self.arena.tensor(layer.bias));
-            h = tape.linear(h, w, Some(b), self.act_after(l))?;
+            h = tape.linear(h, w, Some(b), self.act_after(l)).with_context(|| self.layer_name(l))?;
         }
         Ok(h)
     }

@@ -614,9 +614,24 @@ fn errors_not_wrong_numbers(dev: &mut Device) {
     let at = tape.reshape(a, &[4, 3]).unwrap();
     assert!(tape.mse(a, at).is_err());
     let err = tape.backward(a).unwrap_err().to_string();
-    assert!(err.contains("1-element root"), "{err}");
+    assert!(err.contains("1-element root") && err.contains("reduce it first"), "{err}");
     assert!(tape.param(Tensor::new(v, &[12]), v.slice(0, 3)).is_err());
 }
+
+/// A model fed the wrong width names the layer and the width it expects.
+fn a_model_names_the_layer_a_wrong_width_reaches(dev: &mut Device) {
+    let mlp = Mlp::new(dev, &[6, 5, 3], Act::Tanh, &mut TorchGenerator::new(0)).unwrap();
+    let v = dev.upload(&[0.5; 14]).unwrap();
+    let mut tape = Tape::new(dev);
+    for shape in [&[2, 7][..], &[14], &[7, 2]] {
+        let x = tape.input(Tensor::new(v, shape));
+        for err in [mlp.forward(&mut tape, x).unwrap_err(), mlp.forward_no_grad(&mut tape, x).unwrap_err()] {
+            let err = format!("{err:#}");
+            assert!(err.contains("layer 0 (Linear 6→5) expects inputs of shape [rows, 6]"), "{shape:?}: {err}");
+        }
+    }
+}
+test_device!(model_width_errors, a_model_names_the_layer_a_wrong_width_reaches);
 
 test_device!(errors_grad, errors_not_wrong_numbers);
 

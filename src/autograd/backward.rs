@@ -10,7 +10,11 @@ impl Tape<'_> {
     /// calls; a parameter the root does not depend on gets zeros).
     pub fn backward(&mut self, root: Var) -> Result<()> {
         let len = self.node(root)?.value.len();
-        ensure!(len == 1, "backward needs a 1-element root, got shape {:?}", self.value(root).shape);
+        ensure!(
+            len == 1,
+            "backward needs a 1-element root (a loss), got shape {:?}: reduce it first with Tape::sum or Tape::mean",
+            self.value(root).shape
+        );
         let n = self.nodes.len();
         self.grads = vec![None; n];
         self.preact = vec![false; n];
