@@ -2,6 +2,7 @@
 //   sumsq_partial, inv_norm  Y[s_off] = 1 / max(||X[x_off..x_off+n]||_2, eps), in two passes:
 //             each of up to 256 workgroups sums the squares of its stride of X into a partial (a
 //             fixed-order tree), then one workgroup sums the partials and takes the inverse root
+//   clip_coef the same two passes, then Y[s_off] = ||X||_2, Y[s_off + 1] = min(1, alpha / (||X||_2 + 1e-6))
 //   scale_by  Y[y_off + i] *= X[s_off] (a device scalar, as inv_norm leaves it)
 //   axpby     Y[y_off + i] = alpha * X[x_off + i] + beta * Y[y_off + i]
 // The rayon twins are in src/backend/cpu/vector.rs.
@@ -51,6 +52,22 @@ fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
     RED[t] = acc;
     reduce(t);
     if (t == 0u) { Y[P.s_off] = 1.0 / max(sqrt(RED[0]), P.eps); }
+}
+
+// One workgroup: the n partials of X summed, Y[s_off] = ||x||_2 and Y[s_off + 1] =
+// min(1, alpha / (||x||_2 + 1e-6)): PyTorch's clip_grad_norm_ coefficient (max_norm = alpha).
+@compute @workgroup_size(256)
+fn clip_coef(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.x;
+    var acc = 0.0;
+    for (var i = t; i < P.n; i = i + 256u) { acc = acc + X[P.x_off + i]; }
+    RED[t] = acc;
+    reduce(t);
+    if (t == 0u) {
+        let norm = sqrt(RED[0]);
+        Y[P.s_off] = norm;
+        Y[P.s_off + 1u] = min(P.alpha / (norm + 1e-6), 1.0);
+    }
 }
 
 @compute @workgroup_size(256)

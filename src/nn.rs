@@ -81,6 +81,28 @@ pub struct ParamArena {
     frozen: Vec<bool>,
 }
 
+/// The total gradient norm [`ParamArena::clip_grad_norm`] measured, kept on the device: reading
+/// it is a readback, so a training step that does not need it never waits.
+#[derive(Debug)]
+pub struct GradNorm(View);
+
+impl GradNorm {
+    /// The norm, read back (waits for the device).
+    pub fn read(&self, dev: &mut Device) -> Result<f32> {
+        Ok(dev.read(self.0.slice(0, 1))?[0])
+    }
+
+    /// Where the norm is (element 0; element 1 holds the clip coefficient).
+    pub fn view(&self) -> View {
+        self.0
+    }
+
+    /// Give its buffer back to the device's pool.
+    pub fn release(self, dev: &mut Device) {
+        dev.release(self.0);
+    }
+}
+
 impl ParamArena {
     /// Lay out `shapes` and upload `init` (one Vec per entry).
     pub fn new(dev: &mut Device, shapes: Vec<(String, Vec<usize>)>, init: Vec<Vec<f32>>) -> Result<ParamArena> {
@@ -196,6 +218,22 @@ impl ParamArena {
             }
         }
         out
+    }
+
+    /// PyTorch's `clip_grad_norm_(trainable parameters, max_norm)`: the total 2-norm of the
+    /// trainable tensors' gradients, and every gradient scaled by
+    /// `min(1, max_norm / (norm + 1e-6))`, all on the device (three launches, nothing read
+    /// back). Frozen tensors' gradients are zeroed first, so they neither count nor change.
+    /// The returned [`GradNorm`] holds the norm on the device until read.
+    pub fn clip_grad_norm(&self, dev: &mut Device, max_norm: f32) -> Result<GradNorm> {
+        ensure!(max_norm.is_finite() && max_norm >= 0.0, "clip_grad_norm needs a finite max_norm >= 0, got {max_norm}");
+        for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {
+            dev.fill(self.grads.slice(e.offset, e.len()), 0.0);
+        }
+        let out = dev.alloc(2)?;
+        dev.clip_coef(self.grads, out, max_norm);
+        dev.scale_by(self.grads, out.slice(1, 1));
+        Ok(GradNorm(out))
     }
 
     /// Total elements, padding included (what an optimizer step covers).

@@ -341,6 +341,13 @@ impl Device {
         self.backend.inv_norm(x, out, eps)
     }
 
+    /// `out[0] = ‖x‖₂`, `out[1] = min(1, max_norm / (‖x‖₂ + 1e-6))`; see
+    /// [`Backend::clip_coef`].
+    pub fn clip_coef(&mut self, x: View, out: View, max_norm: f32) {
+        debug_assert!(out.len >= 2);
+        self.backend.clip_coef(x, out, max_norm)
+    }
+
     /// `y ← y · s[0]`; see [`Backend::scale_by`].
     pub fn scale_by(&mut self, y: View, s: View) {
         debug_assert!(s.len >= 1);

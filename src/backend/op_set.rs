@@ -66,6 +66,10 @@ pub trait Backend {
     fn gather(&mut self, g: &Gather);
     /// `out[0] = 1 / max(‖x‖₂, eps)`: one reduction in a fixed order, nothing read back.
     fn inv_norm(&mut self, x: View, out: View, eps: f32);
+    /// `out[0] = ‖x‖₂` and `out[1] = min(1, max_norm / (‖x‖₂ + 1e-6))`, PyTorch's
+    /// `clip_grad_norm_` coefficient: the same reduction as [`Backend::inv_norm`], nothing read
+    /// back.
+    fn clip_coef(&mut self, x: View, out: View, max_norm: f32);
     /// `y ← y · s[0]`, a device scalar (as [`Backend::inv_norm`] leaves it).
     fn scale_by(&mut self, y: View, s: View);
     /// `y ← α·x + β·y` (x and y of one length).

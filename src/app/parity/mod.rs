@@ -350,6 +350,15 @@ impl Checker<'_> {
         let zero = self.input(&vec![0.0; n])?;
         self.dev.inv_norm(zero, out, 1e-3);
         self.check("inv_norm of zeros (eps)", shape.clone(), out, &[1e3], ABS_TOL, REL_TOL).await?;
+        // clip_grad_norm's norm and coefficient, clipping (max_norm below the norm) and not.
+        for max_norm in [0.5 * norm as f32, 2.0 * norm as f32 + 1.0] {
+            let out2 = self.poisoned(2)?;
+            self.dev.clip_coef(av, out2, max_norm);
+            let coef = (max_norm as f64 / (norm + 1e-6)).min(1.0);
+            self.check("clip_coef", format!("{shape} max_norm {max_norm}"), out2, &[norm, coef], ABS_TOL, REL_TOL)
+                .await?;
+            self.done(&[out2]);
+        }
         self.done(&[zero]);
         let y = self.input(&b)?;
         self.dev.scale_by(y, out);

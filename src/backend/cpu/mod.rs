@@ -371,6 +371,14 @@ impl Backend for CpuBackend {
         self.run(out.slice(0, 1), &[x], |o, i| o[0] = vector::inv_norm(i[0], eps));
     }
 
+    fn clip_coef(&mut self, x: View, out: View, max_norm: f32) {
+        self.run(out.slice(0, 2), &[x], |o, i| {
+            let norm = vector::norm(i[0]);
+            o[0] = norm;
+            o[1] = (max_norm / (norm + 1e-6)).min(1.0);
+        });
+    }
+
     fn scale_by(&mut self, y: View, s: View) {
         self.run(y, &[s.slice(0, 1)], |o, i| vector::scale_by(o, i[0][0]));
     }

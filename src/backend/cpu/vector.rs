@@ -9,6 +9,11 @@ const TASK: usize = 1 << 15;
 /// 1 / max(‖x‖₂, eps), the squares summed in f64 (eight lanes, then in order): exact enough
 /// that the norm of a long vector is not the sum's rounding.
 pub fn inv_norm(x: &[f32], eps: f32) -> f32 {
+    1.0 / norm(x).max(eps)
+}
+
+/// ‖x‖₂, the squares summed in f64 in a fixed order (see [`inv_norm`]).
+pub fn norm(x: &[f32]) -> f32 {
     let mut acc = [0f64; 8];
     let chunks = x.chunks_exact(8);
     let rest = chunks.remainder();
@@ -20,7 +25,7 @@ pub fn inv_norm(x: &[f32], eps: f32) -> f32 {
     for (k, &v) in rest.iter().enumerate() {
         acc[k] += (v * v) as f64;
     }
-    1.0 / (acc.iter().sum::<f64>().sqrt() as f32).max(eps)
+    acc.iter().sum::<f64>().sqrt() as f32
 }
 
 /// y ← y·s.

@@ -239,6 +239,7 @@ pub fn optim8(step: &OptimStep) -> Option<Kernel> {
 const VEC: &[Access] = &[R, RW];
 pub(super) const K_SUMSQ_PARTIAL: Kernel = k(Module::Vector, "sumsq_partial", VEC);
 pub(super) const K_INV_NORM: Kernel = k(Module::Vector, "inv_norm", VEC);
+pub(super) const K_CLIP_COEF: Kernel = k(Module::Vector, "clip_coef", VEC);
 pub(super) const K_SCALE_BY: Kernel = k(Module::Vector, "scale_by", VEC);
 pub(super) const K_AXPBY: Kernel = k(Module::Vector, "axpby", VEC);
 /// Adafactor's bindings: parameters, gradients, statistics, work sums, table.
@@ -274,6 +275,7 @@ pub const FIXED: &[Kernel] = &[
     K_GATHER,
     K_SUMSQ_PARTIAL,
     K_INV_NORM,
+    K_CLIP_COEF,
     K_SCALE_BY,
     K_AXPBY,
     K_AF_STATS,

@@ -173,6 +173,10 @@ impl Backend for GpuBackend {
         self.launch_inv_norm(x, out, eps)
     }
 
+    fn clip_coef(&mut self, x: View, out: View, max_norm: f32) {
+        self.launch_clip_coef(x, out, max_norm)
+    }
+
     fn scale_by(&mut self, y: View, s: View) {
         self.launch_scale_by(y, s)
     }

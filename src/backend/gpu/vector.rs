@@ -2,7 +2,7 @@
 //! passes through the backend's partials buffer), scaling by it, and a·x + b·y. Every buffer is
 //! bound whole.
 
-use super::kernels::{K_AXPBY, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
+use super::kernels::{K_AXPBY, K_CLIP_COEF, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
 use super::params::{words_of, VectorParams};
 use super::{u, GpuBackend, WG};
 use crate::tensor::View;
@@ -30,6 +30,15 @@ impl GpuBackend {
         self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
         let uni = uniform(groups, partials, out, out.offset, 0.0, 0.0, eps);
         self.dispatch(K_INV_NORM, &uni, &[self.partials, out.buf], [1, 1, 1]);
+    }
+
+    pub(super) fn launch_clip_coef(&mut self, x: View, out: View, max_norm: f32) {
+        let groups = x.len.div_ceil(WG as usize).clamp(1, 256);
+        let partials = View { buf: self.partials, offset: 0, len: groups };
+        let uni = uniform(x.len, x, partials, 0, 0.0, 0.0, 0.0);
+        self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
+        let uni = uniform(groups, partials, out, out.offset, max_norm, 0.0, 0.0);
+        self.dispatch(K_CLIP_COEF, &uni, &[self.partials, out.buf], [1, 1, 1]);
     }
 
     pub(super) fn launch_scale_by(&mut self, x: View, s: View) {
