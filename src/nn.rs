@@ -224,7 +224,8 @@ impl ParamArena {
     /// trainable tensors' gradients, and every gradient scaled by
     /// `min(1, max_norm / (norm + 1e-6))`, all on the device (three launches, nothing read
     /// back). Frozen tensors' gradients are zeroed first, so they neither count nor change.
-    /// The returned [`GradNorm`] holds the norm on the device until read.
+    /// The returned [`GradNorm`] holds the norm on the device until read; release it each
+    /// step (its 2-element buffer then goes back to the pool for the next call).
     pub fn clip_grad_norm(&self, dev: &mut Device, max_norm: f32) -> Result<GradNorm> {
         ensure!(max_norm.is_finite() && max_norm >= 0.0, "clip_grad_norm needs a finite max_norm >= 0, got {max_norm}");
         for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {

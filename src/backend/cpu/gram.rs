@@ -3,6 +3,7 @@
 //! in place with C's row stride) and the rest is mirrored. Muon's Newton–Schulz runs two of its
 //! three products per step this way (S = XXᵀ and S² = S·Sᵀ).
 
+use super::matmul::PAR_MIN_MACS;
 use crate::backend::ops::Form;
 use rayon::prelude::*;
 
@@ -21,9 +22,6 @@ impl SendPtr {
 /// Rows of C per band: each band multiplies up to the end of its diagonal block, so bands of
 /// `BAND` rows out of `side` do about (1 + BAND/side)/2 of the full product's work.
 const BAND: usize = 64;
-
-/// Multiply-adds below which a band runs on the calling thread (as `matmul::PAR_MIN_MACS`).
-const PAR_MIN_MACS: usize = 1 << 21;
 
 /// C (side×side) = X·Xᵀ for X of `side` rows of `k` ([`Form::NT`]), or Xᵀ·X for X of `k` rows
 /// of `side` ([`Form::TN`]). C is exactly symmetric: each element below the diagonal is
@@ -44,7 +42,8 @@ pub fn gram(form: Form, side: usize, k: usize, x: &[f32], c: &mut [f32]) {
         _ => (side as isize, 1, 1, side as isize),
     };
     let c_at = SendPtr(c.as_mut_ptr());
-    let band = |b: usize, par: gemm::Parallelism| {
+    // One band, single-threaded: the bands themselves are what runs in parallel.
+    let band = |b: usize| {
         let (r0, r1) = (b * BAND, ((b + 1) * BAND).min(side));
         let left = match form {
             Form::NT => r0 * k,
@@ -73,16 +72,16 @@ pub fn gram(form: Form, side: usize, k: usize, x: &[f32], c: &mut [f32]) {
                 false,
                 false,
                 false,
-                par,
+                gemm::Parallelism::None,
             );
         }
     };
     let bands = side.div_ceil(BAND);
     if side * side * k / 2 < PAR_MIN_MACS {
-        (0..bands).for_each(|b| band(b, gemm::Parallelism::None));
+        (0..bands).for_each(band);
     } else {
         // The last bands carry the most work: start them first so the cores finish together.
-        (0..bands).into_par_iter().rev().for_each(|b| band(b, gemm::Parallelism::None));
+        (0..bands).into_par_iter().rev().for_each(band);
     }
     mirror_lower(side, c);
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 /// Multiply-adds below which a `gemm` crate product runs on the calling thread: splitting it
 /// costs more than it saves (measured at 128×64·64×128, Aᵀ·B: about 55 GFLOP/s on one thread,
 /// 28 on two).
-const PAR_MIN_MACS: usize = 1 << 21;
+pub(super) const PAR_MIN_MACS: usize = 1 << 21;
 
 /// The same for this module's own kernels, whose split costs less (A·Bᵀ at 64×128·128×128:
 /// about 59 GFLOP/s on two threads, 52 on one; the unpacked A·B at the same shape 80 on two,
