@@ -5,6 +5,7 @@
 
 pub use crate::app::checkpoint::{config_from_checkpoint, CHECKPOINT_FORMAT};
 pub use crate::app::metrics::EpochMetrics;
+use crate::autograd::data_parallel::{DataParallel, StepPath, StepRun, SLICE_ROWS};
 use crate::autograd::{Tape, Var};
 use crate::backend::{wait, Act, ByteBuffer, Counters, Device, Gather};
 use crate::data::{Dataset, Split};
@@ -128,6 +129,11 @@ pub struct Trainer {
     pub(crate) metrics: View,
     /// With anomaly detection: [tag, element] of the first non-finite op output or gradient.
     anomaly: Option<View>,
+    /// How a step's forward and backward pass run on the CPU backend: in row slices on every
+    /// core, or op by op.
+    dp: DataParallel,
+    /// How the last step ran.
+    last_run: Option<StepRun>,
 }
 
 impl Trainer {
@@ -161,6 +167,7 @@ impl Trainer {
         let test_order = dev.upload_bytes(&index_bytes(&order))?;
         let metrics = dev.alloc_zeroed(4)?;
         dev.fill(metrics.slice(2, 2), -1.0);
+        let dp = DataParallel::new(StepPath::Auto, SLICE_ROWS, &[model.arena.grads], &[metrics.slice(0, 2)])?;
         Ok(Trainer {
             dataset: data.name.clone(),
             checkpoint: None,
@@ -178,7 +185,29 @@ impl Trainer {
             test_order,
             metrics,
             anomaly: None,
+            dp,
+            last_run: None,
         })
+    }
+
+    /// How steps run on the CPU backend (see [`crate::autograd::data_parallel`]): `path`, with
+    /// `slice_rows` rows per slice. The default is [`StepPath::Auto`] with [`SLICE_ROWS`]. The
+    /// choice depends on shapes alone, so a run is the same on any number of threads; resuming
+    /// a checkpoint bit for bit needs the same choice.
+    pub fn set_cpu_step(&mut self, path: StepPath, slice_rows: usize) -> Result<()> {
+        self.dp = DataParallel::new(path, slice_rows, &[self.model.arena.grads], &[self.metrics.slice(0, 2)])?;
+        Ok(())
+    }
+
+    /// How the last step ran: in how many slices, or per op and why.
+    pub fn last_step_run(&self) -> Option<&StepRun> {
+        self.last_run.as_ref()
+    }
+
+    /// Why steps of this trainer run per op on the CPU backend, `None` if full batches run in
+    /// slices (the epoch's last, smaller batch may still run per op).
+    pub fn cpu_step_plan(&self) -> Option<String> {
+        self.dp.plan(&self.dev, self.config.batch_size)
     }
 
     /// Refuse a model and dataset the device cannot hold, before allocating any of it: the
@@ -278,26 +307,46 @@ impl Trainer {
 
     /// One optimizer step on rows `order[start..start + count]`.
     pub fn step(&mut self, order: ByteBuffer, start: usize, count: usize) -> Result<()> {
-        {
-            let mut tape = Tape::new(&mut self.dev);
-            tape.set_anomaly(self.anomaly);
-            let (x, y) = Self::gather(&mut tape, self.row_len, &self.train, order, start, count)?;
-            let logits = self.model.forward(&mut tape, x)?;
-            let loss = tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
-            tape.backward(loss)?;
-            if let Some(flag) = self.anomaly {
-                let f = tape.device().read(flag)?;
-                if f[0] >= 0.0 {
-                    let what = tape.describe_tag(f[0] as usize);
-                    let step = self.opt.step + 1;
-                    bail!(
-                        "anomaly: {what} holds a non-finite value (element {}) at optimizer step {step} (epoch {}); training stopped",
-                        f[1] as usize,
-                        self.epoch + 1
-                    );
-                }
+        if self.anomaly.is_some() {
+            self.step_checked(order, start, count)?;
+        } else {
+            let (model, split, row_len, metrics) = (&self.model, &self.train, self.row_len, self.metrics.slice(0, 2));
+            let run = self.dp.backward(&mut self.dev, count, |tape, s| {
+                let (x, y) = Self::gather(tape, row_len, split, order, start + s.start, s.rows)?;
+                let logits = model.forward(tape, x)?;
+                tape.softmax_ce(logits, y, Some(metrics))
+            })?;
+            self.last_run = Some(run);
+        }
+        self.finish_step()
+    }
+
+    /// The forward and backward pass with anomaly detection: per op, a flag read each step.
+    fn step_checked(&mut self, order: ByteBuffer, start: usize, count: usize) -> Result<()> {
+        let mut tape = Tape::new(&mut self.dev);
+        tape.set_anomaly(self.anomaly);
+        let (x, y) = Self::gather(&mut tape, self.row_len, &self.train, order, start, count)?;
+        let logits = self.model.forward(&mut tape, x)?;
+        let loss = tape.softmax_ce(logits, y, Some(self.metrics.slice(0, 2)))?;
+        tape.backward(loss)?;
+        if let Some(flag) = self.anomaly {
+            let f = tape.device().read(flag)?;
+            if f[0] >= 0.0 {
+                let what = tape.describe_tag(f[0] as usize);
+                let step = self.opt.step + 1;
+                bail!(
+                    "anomaly: {what} holds a non-finite value (element {}) at optimizer step {step} (epoch {}); training stopped",
+                    f[1] as usize,
+                    self.epoch + 1
+                );
             }
         }
+        self.last_run = Some(StepRun::PerOp { why: "anomaly detection checks every op".into() });
+        Ok(())
+    }
+
+    /// After the backward pass: the non-finite check, then the optimizer step.
+    fn finish_step(&mut self) -> Result<()> {
         // Record (on the device) the first step whose gradients hold a NaN or ±∞.
         self.dev.find_nonfinite(self.model.arena.grads, self.metrics.slice(2, 2), (self.opt.step + 1) as f32);
         if !self.dev.is_gpu() {

@@ -28,7 +28,7 @@ impl Tape<'_> {
         }
         match self.nodes[root.0].op {
             // The root's gradient is 1: cross-entropy's fused gradient is the logits' as it is.
-            Op::SoftmaxCe { logits, dlogits: Some(d) } => match self.nodes[logits.0].op {
+            Op::SoftmaxCe { logits, dlogits: Some(d), .. } => match self.nodes[logits.0].op {
                 Op::Param { grad } => {
                     self.dev.copy(d, grad);
                     self.grads[logits.0] = Some(grad);
@@ -52,7 +52,7 @@ impl Tape<'_> {
             let op = self.nodes[i].op.clone();
             match op {
                 Op::Leaf | Op::Param { .. } => {}
-                Op::SoftmaxCe { logits, dlogits } => {
+                Op::SoftmaxCe { logits, dlogits, .. } => {
                     // Below the root: d(loss)/d(logits) times the loss's incoming gradient.
                     if let Some(d) = dlogits {
                         let bc = Bcast { a: Layout::Full, b: Layout::Scalar, cols: 1 };

@@ -45,6 +45,6 @@ impl Tape<'_> {
         let lv = self.value(logits).view;
         let out = CeOutputs { loss: Some(loss.view), dlogits, metrics };
         self.dev.softmax_ce(lv, labels, cols, ignore_index, out);
-        Ok(self.push(loss, Op::SoftmaxCe { logits, dlogits }, true))
+        Ok(self.push(loss, Op::SoftmaxCe { logits, dlogits, labels, ignore_index }, true))
     }
 }

@@ -35,7 +35,9 @@
 //! ```
 
 mod backward;
+pub mod data_parallel;
 mod loss;
+mod rows;
 
 use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::tensor::{Tensor, View};
@@ -107,6 +109,10 @@ enum Op {
     SoftmaxCe {
         logits: Var,
         dlogits: Option<View>,
+        /// The labels and the label that marks a row as ignored (to count the rows the mean is
+        /// over, when a step is split into row slices).
+        labels: View,
+        ignore_index: i32,
     },
 }
 
@@ -550,6 +556,17 @@ impl<'d> Tape<'d> {
             Op::SoftmaxCe { .. } => "softmax cross-entropy".to_string(),
         };
         format!("{what} op {i} ({op}, shape {shape})")
+    }
+
+    /// The gradient views of the parameters registered so far, in order.
+    pub(crate) fn param_grads(&self) -> Vec<View> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                Op::Param { grad } => Some(grad),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Release every buffer the tape owns to the device's pool and clear it, to record the

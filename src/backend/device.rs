@@ -125,6 +125,23 @@ impl Device {
         }
     }
 
+    /// A device for one row slice of a data-parallel step: a CPU backend whose own buffers
+    /// are numbered apart from the main device's, which it is lent (see
+    /// [`crate::autograd::data_parallel`]).
+    pub fn cpu_worker() -> Device {
+        Device::from_backend(Box::new(CpuBackend::worker()))
+    }
+
+    /// The CPU backend's storage, when this device is one.
+    pub fn cpu_backend(&self) -> Option<&CpuBackend> {
+        self.backend.as_any()?.downcast_ref()
+    }
+
+    /// [`Device::cpu_backend`], mutably.
+    pub fn cpu_backend_mut(&mut self) -> Option<&mut CpuBackend> {
+        self.backend.as_any_mut()?.downcast_mut()
+    }
+
     /// One line: what executes the ops.
     pub fn describe(&self) -> String {
         self.backend.describe()

@@ -94,3 +94,71 @@ pub fn host_available_bytes() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+thread_local! {
+    /// Set while this thread runs one slice of a data-parallel step: every op then runs on it
+    /// alone (the slices themselves are what runs in parallel).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether ops on this thread may split their work across rayon's pool: false inside a
+/// [`SerialSection`].
+pub fn may_fork() -> bool {
+    !SERIAL.with(|s| s.get())
+}
+
+/// The threads an op on this thread may use: rayon's count, or 1 inside a [`SerialSection`].
+pub fn op_threads() -> usize {
+    if may_fork() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
+/// While alive, the CPU backend's ops on this thread run on this thread alone.
+pub struct SerialSection {
+    was: bool,
+}
+
+impl SerialSection {
+    /// Run this thread's ops serially until the section is dropped.
+    pub fn enter() -> SerialSection {
+        SerialSection { was: SERIAL.with(|s| s.replace(true)) }
+    }
+}
+
+impl Drop for SerialSection {
+    fn drop(&mut self) {
+        let was = self.was;
+        SERIAL.with(|s| s.set(was));
+    }
+}
+
+/// Run `f` on every item, item `i` on pool thread `i % threads` (or all on this thread inside a
+/// [`SerialSection`] or on one thread). The same items land on the same threads every call, so
+/// what one step's item leaves in a core's cache the next step's finds there: optimizer state
+/// stays in one core's L2 from step to step instead of moving with rayon's work stealing.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn for_each_pinned<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
+    let threads = op_threads();
+    if threads <= 1 || items.len() <= 1 {
+        items.into_iter().for_each(f);
+        return;
+    }
+    let slots: Vec<std::sync::Mutex<Option<T>>> = items.into_iter().map(|t| std::sync::Mutex::new(Some(t))).collect();
+    rayon::broadcast(|ctx| {
+        for slot in slots.iter().skip(ctx.index()).step_by(ctx.num_threads()) {
+            let item = slot.lock().map(|mut s| s.take()).unwrap_or(None);
+            if let Some(item) = item {
+                f(item);
+            }
+        }
+    });
+}
+
+/// [`for_each_pinned`] in the browser: one thread, so every item in order.
+#[cfg(target_arch = "wasm32")]
+pub fn for_each_pinned<T>(items: Vec<T>, f: impl Fn(T)) {
+    items.into_iter().for_each(f);
+}

@@ -31,7 +31,7 @@ pub mod quant;
 pub use crate::tensor::View;
 pub use device::{Device, DeviceChoice, TooLarge};
 pub use host::host_available_bytes;
-pub use op_set::{Backend, Capacity, Counters};
+pub use op_set::{Backend, Capacity, Counters, MaybeSend};
 pub use ops::{
     check_labels, class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, Epilogue, Form, Gather, Layout,
     UnaryOp, IGNORE_INDEX,

@@ -10,13 +10,34 @@ use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
 
+/// `Send` wherever threads exist, so a [`Device`](super::Device) can move to a worker thread;
+/// in the browser wgpu's WebGPU handles are not `Send`, and nothing runs on another thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send> MaybeSend for T {}
+/// `Send` wherever threads exist (see the native definition).
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T> MaybeSend for T {}
+
 /// One backend: storage plus every op. Shapes are checked by the callers ([`Device`](super::Device) and the
 /// autograd); backends trust them.
-pub trait Backend {
+pub trait Backend: MaybeSend {
     /// One line: what executes the ops.
     fn describe(&self) -> String;
     /// Whether the ops run on a GPU (reads then cost a round trip).
     fn is_gpu(&self) -> bool;
+    /// The backend as `Any`, for code that needs its concrete type (the data-parallel step
+    /// needs the CPU backend's storage); `None` for backends that offer none.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+    /// [`Backend::as_any`], mutably.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
     /// A new f32 buffer of `len` elements (contents unspecified).
     fn alloc(&mut self, len: usize) -> Result<usize>;
     /// A new byte buffer holding `data` (datasets, row indices).

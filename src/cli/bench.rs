@@ -95,6 +95,12 @@ pub struct EpochBench {
     pub epochs: usize,
     #[command(flatten)]
     pub optim: OptimArgs,
+    #[command(flatten)]
+    pub cpu_step: super::CpuStepArgs,
+    /// Run the benchmark on each of these thread counts in turn (its own rayon pool each), e.g.
+    /// 1,2,4, and report each one's speedup over the first
+    #[arg(long)]
+    pub threads: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -376,14 +382,51 @@ fn epoch(a: EpochBench) -> Result<()> {
         c.validate()?;
         Ok(c)
     })())?;
+    let threads = match &a.threads {
+        Some(t) => {
+            let t = usage(parse_list(t, "--threads"))?;
+            if t.contains(&0) {
+                usage::<()>(Err(anyhow::anyhow!("--threads: each count must be at least 1")))?;
+            }
+            t
+        }
+        None => Vec::new(),
+    };
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
-    let dev = open(a.device)?;
-    let device = dev.describe();
-    let mut t = Trainer::new(dev, &data, config)?;
-    let rows = data.train.rows;
     if !a.json {
         println!("data: {}", super::flags(&data.source));
+    }
+    if threads.is_empty() {
+        let median = epoch_run(&a, &data, config)?;
+        return epoch_report(&a, data.train.rows, median, None);
+    }
+    let mut first = None;
+    for &n in &threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .stack_size(8 << 20)
+            .start_handler(|_| descent::backend::cpu::set_flush_to_zero())
+            .build()?;
+        let median = pool.install(|| epoch_run(&a, &data, config.clone()))?;
+        let base = *first.get_or_insert(median.0);
+        let speedup = base / median.0;
+        epoch_report(&a, data.train.rows, median, Some((n, speedup)))?;
+    }
+    Ok(())
+}
+
+/// The warm-up epoch and the timed ones on the current rayon pool: (median, min, max) seconds
+/// and the device's description.
+fn epoch_run(a: &EpochBench, data: &descent::data::Dataset, config: TrainConfig) -> Result<(f64, f64, f64, String)> {
+    let dev = open(a.device)?;
+    let device = dev.describe();
+    let mut t = Trainer::new(dev, data, config)?;
+    usage(a.cpu_step.apply(&mut t))?;
+    if !a.json {
         println!("device: {device}");
+        if let (false, Some(why)) = (t.device().is_gpu(), t.cpu_step_plan()) {
+            println!("steps run per op: {why}");
+        }
         println!("warm-up epoch …");
     }
     t.train_epoch(|_, _, _| {}, 0)?;
@@ -396,19 +439,36 @@ fn epoch(a: EpochBench) -> Result<()> {
         secs.push(s * 1e3);
     }
     let tm = bench::Timing::from_ms(secs, "wall_clock");
-    let (median, min, max) = (tm.median_ms / 1e3, tm.min_ms / 1e3, tm.max_ms / 1e3);
+    Ok((tm.median_ms / 1e3, tm.min_ms / 1e3, tm.max_ms / 1e3, device))
+}
+
+/// One line (or JSON object) per run; with `--threads`, its thread count and its speedup over
+/// the first count's median.
+fn epoch_report(
+    a: &EpochBench,
+    rows: usize,
+    (median, min, max, device): (f64, f64, f64, String),
+    threads: Option<(usize, f64)>,
+) -> Result<()> {
     let sps = rows as f64 / median;
     if a.json {
-        println!(
-            "{}",
-            json!({
-                "median_s": median, "min_s": min, "max_s": max, "samples_per_s": sps,
-                "batch_size": a.batch_size, "device": device, "optimizer": a.optim.optimizer,
-                "epochs": a.epochs, "samples": rows,
-            })
-        );
+        let mut j = json!({
+            "median_s": median, "min_s": min, "max_s": max, "samples_per_s": sps,
+            "batch_size": a.batch_size, "device": device, "optimizer": a.optim.optimizer,
+            "epochs": a.epochs, "samples": rows, "cpu_step": a.cpu_step.cpu_step.name(),
+        });
+        if let Some((n, speedup)) = threads {
+            j["threads"] = json!(n);
+            j["speedup"] = json!(speedup);
+        }
+        println!("{j}");
     } else {
-        println!("median {median:.3} s (min {min:.3}, max {max:.3}), {sps:.0} samples/s, batch {}", a.batch_size);
+        let th = threads.map_or(String::new(), |(n, _)| format!("threads {n}: "));
+        let sp = threads.map_or(String::new(), |(_, x)| format!(", {x:.2}× the first count"));
+        println!(
+            "{th}median {median:.3} s (min {min:.3}, max {max:.3}), {sps:.0} samples/s, batch {}{sp}",
+            a.batch_size
+        );
     }
     Ok(())
 }

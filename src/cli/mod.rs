@@ -81,6 +81,27 @@ impl From<ActArg> for Act {
     }
 }
 
+/// How a step runs on the CPU backend (`train` and `bench epoch`).
+#[derive(Args, Clone, Debug)]
+pub struct CpuStepArgs {
+    /// auto (row slices on every core where the rule says they pay), data-parallel (slices
+    /// whenever the batch holds two and the loss adds up) or per-op (every op split across the
+    /// cores). Results do not depend on the thread count either way
+    #[arg(long, value_enum, default_value_t = descent::autograd::data_parallel::StepPath::Auto)]
+    pub cpu_step: descent::autograd::data_parallel::StepPath,
+    /// Rows per slice of a data-parallel step (fixed, whatever the thread count)
+    #[arg(long, default_value_t = descent::autograd::data_parallel::SLICE_ROWS)]
+    pub slice_rows: usize,
+}
+
+impl CpuStepArgs {
+    /// Apply the flags to a trainer.
+    pub fn apply(&self, t: &mut descent::app::train::Trainer) -> Result<()> {
+        t.set_cpu_step(self.cpu_step, self.slice_rows)
+            .map_err(|e| anyhow::anyhow!("--slice-rows {}: {e}", self.slice_rows))
+    }
+}
+
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {

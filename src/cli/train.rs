@@ -46,6 +46,8 @@ pub struct TrainArgs {
     /// Print the parameter layout and per-step dispatch, submit and readback counts.
     #[arg(long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub cpu_step: super::CpuStepArgs,
     /// Write per-epoch metrics as JSON (the schema of `descent compare`'s metrics.json).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -123,6 +125,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         println!("resumed from {}: epoch {} done, optimizer step {}", p.display(), t.epoch(), t.optimizer().step);
     }
     t.set_checkpoint(a.checkpoint.clone(), a.checkpoint_every);
+    usage(a.cpu_step.apply(&mut t))?;
     if a.detect_anomaly {
         t.detect_anomaly()?;
     }
@@ -141,6 +144,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
     );
     if a.verbose {
         print!("{}", t.model().arena.describe());
+        if !t.device().is_gpu() {
+            match t.cpu_step_plan() {
+                Some(why) => println!("steps run per op: {why}"),
+                None => println!(
+                    "steps run in row slices of {} on every core (an epoch's last, smaller batch may run per op)",
+                    a.cpu_step.slice_rows
+                ),
+            }
+        }
     }
     let mut report = Report {
         case: format!("{} {}", data.name, t.optimizer().config.name()),
@@ -159,6 +171,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             report.write_json(path)?;
         }
         if a.verbose {
+            if let Some(descent::autograd::data_parallel::StepRun::PerOp { why }) = t.last_step_run() {
+                println!("  the epoch's last step ran per op: {why}");
+            }
             let after = t.counters();
             let steps = t.steps_per_epoch() as f64;
             println!(

@@ -1,7 +1,7 @@
 //! The rayon twins of the elementwise kernels: activations and their gradients, the matmul
 //! epilogue, binary ops, `pow`, the non-finite search, and the parallel map loops they share.
 
-use super::PAR_MIN;
+use super::fork;
 use crate::backend::ops::{Act, BinaryOp};
 use rayon::prelude::*;
 
@@ -54,7 +54,7 @@ pub(super) fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias
 
 /// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
 pub(super) fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if out.len() >= PAR_MIN {
+    if fork(out.len()) {
         out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
     } else {
         out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
@@ -69,7 +69,7 @@ pub(super) fn first_nonfinite(x: &[f32]) -> Option<usize> {
         let bad = c.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000));
         bad == 0
     }
-    let chunk = if x.len() >= PAR_MIN * 16 {
+    let chunk = if fork(x.len() / 16) {
         x.par_chunks(CHUNK).position_first(|c| !chunk_is_finite(c))
     } else {
         x.chunks(CHUNK).position(|c| !chunk_is_finite(c))
@@ -84,7 +84,7 @@ pub(super) const CHUNK: usize = 1 << 14;
 /// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).
 pub(super) fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
     let body = |(o, a): (&mut [f32], &[f32])| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
-    if out.len() >= PAR_MIN {
+    if fork(out.len()) {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
     } else {
         body((out, a));
@@ -95,7 +95,7 @@ pub(super) fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
 pub(super) fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     let body =
         |((o, a), b): ((&mut [f32], &[f32]), &[f32])| o.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
-    if out.len() >= PAR_MIN {
+    if fork(out.len()) {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
     } else {
         body(((out, a), b));
@@ -129,7 +129,7 @@ pub(super) fn binary_op(op: BinaryOp, x: f32, y: f32) -> f32 {
 
 /// `out[i] = f(i)`, in parallel when large.
 pub(super) fn map_mut(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
-    if out.len() >= PAR_MIN {
+    if fork(out.len()) {
         out.par_iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
     } else {
         out.iter_mut().enumerate().for_each(|(i, o)| *o = f(i));
@@ -150,6 +150,7 @@ pub(super) fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::PAR_MIN;
 
     #[test]
     fn fast_pow_paths_match_powf() {

@@ -77,7 +77,7 @@ pub fn gram(form: Form, side: usize, k: usize, x: &[f32], c: &mut [f32]) {
         }
     };
     let bands = side.div_ceil(BAND);
-    if side * side * k / 2 < PAR_MIN_MACS {
+    if side * side * k / 2 < PAR_MIN_MACS || !crate::backend::host::may_fork() {
         (0..bands).for_each(band);
     } else {
         // The last bands carry the most work: start them first so the cores finish together.

@@ -72,7 +72,11 @@ pub fn gemm_crate(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
         Form::NT => (k as isize, 1),
         _ => (1, n as isize),
     };
-    let par = if m * n * k >= PAR_MIN_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let par = if m * n * k >= PAR_MIN_MACS && crate::backend::host::may_fork() {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the length check in `empty_product` keeps every access inside the slices; C does
     // not alias A or B.
     unsafe {
@@ -118,9 +122,9 @@ pub mod nt {
         let Dims { m, k, n } = d;
         assert!(crate::backend::host::has_avx2_fma(), "matmul_nt needs AVX2 and FMA");
         assert!(a.len() == m * k && b.len() == n * k && c.len() == m * n, "matmul_nt operand sizes");
-        let rows_per_task = if m * n * k >= KERNEL_PAR_MIN_MACS {
+        let rows_per_task = if m * n * k >= KERNEL_PAR_MIN_MACS && crate::backend::host::may_fork() {
             // Two tasks per thread, whole register blocks each.
-            m.div_ceil(rayon::current_num_threads() * 2).next_multiple_of(MR)
+            m.div_ceil(crate::backend::host::op_threads() * 2).next_multiple_of(MR)
         } else {
             m
         };
@@ -248,7 +252,7 @@ pub mod small {
         };
         // Split rows of C between the threads (one task each, whole register blocks) when the
         // product is large enough to pay for it.
-        let threads = rayon::current_num_threads();
+        let threads = crate::backend::host::op_threads();
         let rows_per_task =
             if m * n * k >= KERNEL_PAR_MIN_MACS && threads > 1 { m.div_ceil(threads).next_multiple_of(MR) } else { m };
         let task = |(t, c_rows): (usize, &mut [f32])| {

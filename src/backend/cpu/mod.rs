@@ -12,10 +12,12 @@ pub mod gram;
 pub mod matmul;
 pub mod optim;
 mod optim8;
+pub mod store;
 pub mod vector;
 
 use self::elementwise::*;
 use self::matmul::gemm_f32;
+use self::store::Store;
 use crate::backend::host::host_available_bytes;
 pub use crate::backend::host::{
     advise_huge_pages, flush_to_zero_is_set, has_avx2_fma, init_thread_pool, set_flush_to_zero,
@@ -33,17 +35,24 @@ use rayon::prelude::*;
 /// Below this many elements a loop runs on the calling thread.
 const PAR_MIN: usize = 1 << 14;
 
-#[derive(Default)]
-enum Store {
-    F32(Vec<f32>),
-    Bytes(Vec<u8>),
-    #[default]
-    Freed,
+/// Whether a loop over `len` elements splits across the pool: large enough, and not inside a
+/// data-parallel slice (see [`crate::backend::host::SerialSection`]).
+fn fork(len: usize) -> bool {
+    len >= PAR_MIN && crate::backend::host::may_fork()
 }
 
 /// The rayon backend: host memory, parallel loops on flush-to-zero worker threads.
 pub struct CpuBackend {
+    /// This backend's own buffers; buffer id `base + i` is `bufs[i]`.
     bufs: Vec<Store>,
+    /// 0 for a device's backend. A data-parallel worker numbers its own buffers from
+    /// [`store::WORKER_BASE`], so ids below it name the main device's buffers, held in `outer`.
+    base: usize,
+    /// A worker's view of the main device's buffers: shared read-only, or its private copy of
+    /// a gradient or accumulator buffer.
+    outer: std::collections::HashMap<usize, Store>,
+    /// Main-device buffers a worker wrote that were not its private ones (copied on write).
+    foreign_writes: Vec<usize>,
     ops: u64,
 }
 
@@ -58,39 +67,14 @@ impl CpuBackend {
     pub fn new() -> CpuBackend {
         init_thread_pool();
         set_flush_to_zero();
-        CpuBackend { bufs: Vec::new(), ops: 0 }
-    }
-
-    /// Move an f32 buffer out (to hold it mutably beside others); put it back after.
-    fn take(&mut self, buf: usize) -> Vec<f32> {
-        match std::mem::replace(&mut self.bufs[buf], Store::Freed) {
-            Store::F32(v) => v,
-            _ => panic!("buffer {buf} is not a live f32 buffer (or is bound twice)"),
-        }
-    }
-
-    fn vec(&self, buf: usize) -> &[f32] {
-        match &self.bufs[buf] {
-            Store::F32(v) => v,
-            _ => panic!("buffer {buf} is not a live f32 buffer"),
-        }
-    }
-
-    fn bytes(&self, buf: usize) -> &[u8] {
-        match &self.bufs[buf] {
-            Store::Bytes(v) => v,
-            _ => panic!("buffer {buf} is not a byte buffer"),
-        }
+        CpuBackend { bufs: Vec::new(), base: 0, outer: Default::default(), foreign_writes: Vec::new(), ops: 0 }
     }
 
     /// Run `f` on the output range and the input slices. An input in the output's own buffer
     /// is copied first, so in-place and aliased calls are safe.
     fn run(&mut self, out: View, ins: &[View], f: impl FnOnce(&mut [f32], &[&[f32]])) {
         self.ops += 1;
-        let mut o = match std::mem::replace(&mut self.bufs[out.buf], Store::Freed) {
-            Store::F32(v) => v,
-            _ => panic!("buffer {} is not a live f32 buffer", out.buf),
-        };
+        let mut o = self.take(out.buf);
         let copies: Vec<Option<Vec<f32>>> =
             ins.iter().map(|v| (v.buf == out.buf).then(|| o[v.range()].to_vec())).collect();
         {
@@ -104,7 +88,7 @@ impl CpuBackend {
                 .collect();
             f(&mut o[out.range()], &slices);
         }
-        self.bufs[out.buf] = Store::F32(o);
+        self.put(out.buf, o);
     }
 }
 
@@ -134,6 +118,14 @@ impl Backend for CpuBackend {
         false
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+
     fn alloc(&mut self, len: usize) -> Result<usize> {
         let mut v = Vec::new();
         if v.try_reserve_exact(len).is_err() {
@@ -141,17 +133,15 @@ impl Backend for CpuBackend {
         }
         advise_huge_pages(&mut v);
         v.resize(len, 0.0);
-        self.bufs.push(Store::F32(v));
-        Ok(self.bufs.len() - 1)
+        Ok(self.push(Store::F32(v)))
     }
 
     fn alloc_bytes(&mut self, data: &[u8]) -> Result<usize> {
-        self.bufs.push(Store::Bytes(data.to_vec()));
-        Ok(self.bufs.len() - 1)
+        Ok(self.push(Store::Bytes(data.to_vec())))
     }
 
     fn free(&mut self, buf: usize) {
-        self.bufs[buf] = Store::Freed;
+        *self.slot_mut(buf) = Store::Freed;
     }
 
     fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
@@ -168,7 +158,7 @@ impl Backend for CpuBackend {
 
     fn fill(&mut self, dst: View, value: f32) {
         self.run(dst, &[], |o, _| {
-            if o.len() >= PAR_MIN {
+            if fork(o.len()) {
                 o.par_chunks_mut(CHUNK).for_each(|c| c.fill(value));
             } else {
                 o.fill(value);
@@ -310,7 +300,7 @@ impl Backend for CpuBackend {
             };
             (l, ok, best, sum, class, ignored)
         };
-        let stats: Vec<_> = if rows * cols >= PAR_MIN {
+        let stats: Vec<_> = if fork(rows * cols) {
             (0..rows).into_par_iter().map(per_row).collect()
         } else {
             (0..rows).map(per_row).collect()
@@ -349,9 +339,9 @@ impl Backend for CpuBackend {
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .collect();
-        let images = std::mem::take(&mut self.bufs[g.images.id]);
-        let labels = std::mem::take(&mut self.bufs[g.labels.id]);
-        if let (Store::Bytes(im), Store::Bytes(lb)) = (&images, &labels) {
+        let images = std::mem::take(self.slot_mut(g.images.id));
+        let labels = std::mem::take(self.slot_mut(g.labels.id));
+        if let (Some(im), Some(lb)) = (images.bytes(), labels.bytes()) {
             let (rl, scale) = (g.row_len, g.scale);
             self.run(g.x, &[], |o, _| {
                 rows_mut(o, rl, |r, row| {
@@ -363,8 +353,8 @@ impl Backend for CpuBackend {
             });
             self.run(g.y, &[], |o, _| map_mut(o, |r| lb[idx[r]] as f32));
         }
-        self.bufs[g.images.id] = images;
-        self.bufs[g.labels.id] = labels;
+        *self.slot_mut(g.images.id) = images;
+        *self.slot_mut(g.labels.id) = labels;
     }
 
     fn inv_norm(&mut self, x: View, out: View, eps: f32) {
@@ -429,9 +419,9 @@ impl Backend for CpuBackend {
             let g = &self.vec(grads.buf)[grads.range()];
             optim::apply(step, objective, &mut p[params.range()], g, slots);
         }
-        self.bufs[params.buf] = Store::F32(p);
+        self.put(params.buf, p);
         for (b, data) in state_bufs {
-            self.bufs[b] = Store::F32(data);
+            self.put(b, data);
         }
     }
 
@@ -448,9 +438,9 @@ impl Backend for CpuBackend {
             let g = &self.vec(grads.buf)[grads.range()];
             optim::apply_bf16(step, objective, &mut p[params.range()], g, slots);
         }
-        self.bufs[params.buf] = Store::F32(p);
+        self.put(params.buf, p);
         for (v, b) in state.iter().zip(bufs) {
-            self.bufs[v.buf] = Store::F32(b);
+            self.put(v.buf, b);
         }
     }
 
@@ -465,9 +455,9 @@ impl Backend for CpuBackend {
             let pm = &mut p[params.range()];
             adafactor::apply(h, objective, &s.layout, pm, g, &mut state[..n], &mut work);
         }
-        self.bufs[params.buf] = Store::F32(p);
-        self.bufs[s.state.buf] = Store::F32(state);
-        self.bufs[s.work.buf] = Store::F32(work);
+        self.put(params.buf, p);
+        self.put(s.state.buf, state);
+        self.put(s.work.buf, work);
     }
 
     fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, s: &Blockwise8) {
@@ -490,9 +480,9 @@ impl Backend for CpuBackend {
             let (pm, gm) = (&mut p[params.range()], &g[..n]);
             optim::apply_blockwise8(step, objective, pm, gm, &s.rows, state);
         }
-        self.bufs[params.buf] = Store::F32(p);
+        self.put(params.buf, p);
         for (&b, data) in ids.iter().zip(bufs) {
-            self.bufs[b] = Store::F32(data);
+            self.put(b, data);
         }
     }
 
