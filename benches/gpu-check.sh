@@ -28,6 +28,10 @@ done
 echo "== bench epoch (data in device memory, evaluation excluded)"
 $bin bench epoch --device gpu --optimizer adam --lr 1e-3
 $bin bench epoch --device cpu --optimizer adam --lr 1e-3
+echo "== the CPU epoch on 1, 2, 4, 8 and 16 threads, per op and in row slices (the host's cores)"
+for path in per-op data-parallel; do
+  $bin bench epoch --device cpu --optimizer adam --threads 1,2,4,8,16 --cpu-step "$path" | grep -E "^(threads|steps)"
+done
 echo "== optimizer steps (fused multi-tensor, per tensor, unfused), GPU timestamps"
 $bin bench optim --device gpu --optimizer adam,sgd --params 1e6,1e7,1e8 --repeats 20
 echo "== Adam and AdamW with 32-, 16- and 8-bit state (fused multi-tensor)"

@@ -5,6 +5,7 @@
 //   clip_coef the same two passes, then Y[s_off] = ||X||_2, Y[s_off + 1] = min(1, alpha / (||X||_2 + 1e-6))
 //   scale_by  Y[y_off + i] *= X[s_off] (a device scalar, as inv_norm leaves it)
 //   axpby     Y[y_off + i] = alpha * X[x_off + i] + beta * Y[y_off + i]
+//   clamp     Y[y_off + i] = min(max(Y[y_off + i], alpha), beta), a NaN kept (torch.clamp)
 // The rayon twins are in src/backend/cpu/vector.rs.
 
 struct VectorParams {
@@ -82,4 +83,16 @@ fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
     Y[P.y_off + i] = P.alpha * X[P.x_off + i] + P.beta * Y[P.y_off + i];
+}
+
+// X is bound but unread: the entry shares the module's layout.
+@compute @workgroup_size(256)
+fn clamp_values(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    let y = Y[P.y_off + i];
+    // WGSL leaves min and max of a NaN unspecified, and drivers may fold `y != y` to false:
+    // test the bits, and keep a NaN as it is, as torch.clamp does.
+    let nan = (bitcast<u32>(y) & 0x7fffffffu) > 0x7f800000u;
+    Y[P.y_off + i] = select(min(max(y, P.alpha), P.beta), y, nan);
 }

@@ -237,6 +237,22 @@ impl ParamArena {
         Ok(GradNorm(out))
     }
 
+    /// PyTorch's `clip_grad_value_(trainable parameters, clip_value)`: every trainable gradient
+    /// clamped to `[-clip_value, clip_value]` on the device (one launch, nothing read back); a
+    /// NaN stays NaN, as in `torch.clamp`. Frozen tensors' gradients are zeroed first, as
+    /// [`ParamArena::clip_grad_norm`] does.
+    pub fn clip_grad_value(&self, dev: &mut Device, clip_value: f32) -> Result<()> {
+        ensure!(
+            clip_value.is_finite() && clip_value >= 0.0,
+            "clip_grad_value needs a finite clip_value >= 0, got {clip_value}"
+        );
+        for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {
+            dev.fill(self.grads.slice(e.offset, e.len()), 0.0);
+        }
+        dev.clamp(self.grads, -clip_value, clip_value);
+        Ok(())
+    }
+
     /// Total elements, padding included (what an optimizer step covers).
     pub fn len(&self) -> usize {
         self.params.len

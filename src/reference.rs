@@ -117,6 +117,11 @@ pub fn bias_act(x: &[f32], bias: Option<&[f32]>, cols: usize, a: Act) -> Vec<f64
     x.iter().enumerate().map(|(i, &v)| act(a, v as f64 + bias.map_or(0.0, |b| b[i % cols] as f64))).collect()
 }
 
+/// `min(max(y, lo), hi)` elementwise, a NaN kept (`torch.clamp`).
+pub fn clamp(y: &[f32], lo: f32, hi: f32) -> Vec<f64> {
+    y.iter().map(|&v| if v.is_nan() { f64::NAN } else { (v as f64).max(lo as f64).min(hi as f64) }).collect()
+}
+
 /// `dy ⊙ act'(y)`.
 pub fn act_backward(a: Act, y: &[f32], dy: &[f32]) -> Vec<f64> {
     y.iter().zip(dy).map(|(&y, &d)| d as f64 * act_grad(a, y as f64)).collect()

@@ -1,6 +1,6 @@
-//! Gradient clipping on both devices: `ParamArena::clip_grad_norm` against PyTorch 2.15's
-//! `torch.nn.utils.clip_grad_norm_` (figures below, float32), frozen tensors left out, and no
-//! readback until the norm is asked for.
+//! Gradient clipping on both devices: `ParamArena::clip_grad_norm` and `clip_grad_value`
+//! against PyTorch 2.15's `torch.nn.utils.clip_grad_norm_` and `clip_grad_value_` (figures
+//! below, float32), frozen tensors left out, and no readback until the norm is asked for.
 
 #[macro_use]
 mod common;
@@ -69,3 +69,77 @@ fn clip_grad_norm_matches_pytorch(dev: &mut Device) {
     }
 }
 test_device!(clip_grad_norm, clip_grad_norm_matches_pytorch);
+
+/// `clip_grad_value_([a, b], 0.8)` in PyTorch 2.15 (a NaN gradient stays NaN there too):
+/// clamping is exact, so the gradients must equal these; a frozen tensor's gradient is zeroed;
+/// nothing is read back.
+fn clip_grad_value_matches_pytorch(dev: &mut Device) {
+    let mut arena = arena(dev);
+    let frozen = arena.find("frozen").unwrap();
+    arena.set_frozen(frozen, true);
+    let e = arena.entries.iter().find(|e| e.name == "a").unwrap().offset;
+    dev.write(arena.grads.slice(e + 4, 1), &[f32::NAN]).unwrap();
+    let before = dev.counters().bytes_read_back;
+    arena.clip_grad_value(dev, 0.8).unwrap();
+    assert_eq!(dev.counters().bytes_read_back, before, "clipping reads nothing back");
+    let a = grads_of(dev, &arena, "a");
+    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[..4], [0.5f32, -0.8, 0.8, 0.75].map(f32::to_bits));
+    assert!(a[4].is_nan(), "a NaN gradient stays NaN: {a:?}");
+    assert_eq!(a[5], 0.8);
+    assert_eq!(grads_of(dev, &arena, "b"), vec![0.8, -0.25, 0.8]);
+    assert_eq!(grads_of(dev, &arena, "frozen"), vec![0.0, 0.0], "a frozen tensor has no gradient");
+    for bad in [-1.0, f32::NAN, f32::INFINITY] {
+        let err = arena.clip_grad_value(dev, bad).unwrap_err().to_string();
+        assert!(err.contains("clip_value"), "{bad}: {err}");
+    }
+}
+test_device!(clip_grad_value, clip_grad_value_matches_pytorch);
+
+fn trainer(dev: Device, lr: f64) -> descent::app::train::Trainer {
+    use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
+    let data = descent::data::load_idx_dataset("fashion-mnist", Some(&descent::data::embedded_subset_dir())).unwrap();
+    let mut optimizer = descent::optim::OptimConfig::defaults("sgd").unwrap();
+    optimizer.set_lr(lr);
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        seed: 0,
+        shuffle: ShuffleOrder::Randperm,
+        hidden: vec![32],
+        act: descent::backend::Act::Relu,
+        optimizer,
+        schedule: descent::optim::Schedule::Constant,
+        eval_batch: 1000,
+    };
+    Trainer::new(dev, &data, config).unwrap()
+}
+
+fn weights(t: &mut descent::app::train::Trainer) -> Vec<f32> {
+    t.checkpoint_contents().unwrap().0.iter().flat_map(|n| n.data.clone()).collect()
+}
+
+/// In training (`--clip-grad-norm`, `--clip-grad-value`): a norm bound far above the gradient's
+/// norm changes no bit, and SGD with every gradient clamped to ±1e-4 moves no weight by more
+/// than lr · 1e-4 in a step.
+fn trainer_clips_before_each_step(dev: &mut Device) {
+    use descent::app::train::GradClip;
+    let fresh = || if dev.is_gpu() { common::gpu() } else { Device::cpu() };
+    let (mut plain, mut loose) = (trainer(fresh(), 0.1), trainer(fresh(), 0.1));
+    loose.set_grad_clip(Some(GradClip::Norm(1e9))).unwrap();
+    let order = plain.epoch_order().unwrap();
+    let order2 = loose.epoch_order().unwrap();
+    for s in 0..3 {
+        plain.step(order, s * 64, 64).unwrap();
+        loose.step(order2, s * 64, 64).unwrap();
+    }
+    assert_eq!(weights(&mut plain), weights(&mut loose), "a norm bound that never bites changes nothing");
+    let mut tight = trainer(fresh(), 0.1);
+    tight.set_grad_clip(Some(GradClip::Value(1e-4))).unwrap();
+    let before = weights(&mut tight);
+    let order = tight.epoch_order().unwrap();
+    tight.step(order, 0, 64).unwrap();
+    let moved = weights(&mut tight).iter().zip(&before).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(moved > 0.0 && moved <= 0.1 * 1e-4 * 1.001, "largest move {moved}");
+    assert!(tight.set_grad_clip(Some(GradClip::Norm(f32::NAN))).is_err());
+}
+test_device!(trainer_clip, trainer_clips_before_each_step);

@@ -179,3 +179,29 @@ fn anomaly_detection_names_the_first_bad_op() {
         assert!(err.contains("at optimizer step 3"), "{err}");
     }
 }
+
+/// A device is `Send`: a trainer (its device, model and optimizer) built on one thread trains
+/// on another, on both backends, and gives the bits it gives on the thread that built it.
+#[test]
+fn a_trainer_moves_to_a_worker_thread() {
+    fn send<T: Send>(_: &T) {}
+    let data = load_idx_dataset("fashion-mnist", Some(&descent::data::embedded_subset_dir())).unwrap();
+    for dev in [Device::cpu(), common::gpu()] {
+        let gpu = dev.is_gpu();
+        let here = Trainer::new(dev, &data, config("adam", 1e-3, 1)).unwrap();
+        send(&here);
+        let there = std::thread::spawn(move || {
+            let mut t = here;
+            let m = t.run_epoch(|_, _, _| {}, 0).unwrap();
+            (t, m)
+        });
+        let (mut moved, m) = there.join().unwrap();
+        let again = if gpu { common::gpu() } else { Device::cpu() };
+        let mut stay = Trainer::new(again, &data, config("adam", 1e-3, 1)).unwrap();
+        let n = stay.run_epoch(|_, _, _| {}, 0).unwrap();
+        assert_eq!((m.train_loss, m.test_accuracy), (n.train_loss, n.test_accuracy), "gpu {gpu}");
+        let (a, _) = moved.checkpoint_contents().unwrap();
+        let (b, _) = stay.checkpoint_contents().unwrap();
+        assert!(a.iter().zip(&b).all(|(x, y)| x.data == y.data), "gpu {gpu}: the weights differ");
+    }
+}

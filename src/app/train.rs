@@ -82,6 +82,17 @@ impl ShuffleOrder {
     }
 }
 
+/// Gradient clipping between the backward pass and the optimizer step, over the trainable
+/// tensors, on the device: PyTorch's `clip_grad_norm_` or `clip_grad_value_` (the command
+/// line's `--clip-grad-norm` and `--clip-grad-value`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GradClip {
+    /// Scale every gradient by `min(1, max_norm / (total 2-norm + 1e-6))`.
+    Norm(f32),
+    /// Clamp every gradient to `[-clip_value, clip_value]`.
+    Value(f32),
+}
+
 /// A split uploaded to the device as bytes.
 pub(crate) struct DeviceSplit {
     images: ByteBuffer,
@@ -134,6 +145,8 @@ pub struct Trainer {
     dp: DataParallel,
     /// How the last step ran.
     last_run: Option<StepRun>,
+    /// Clipping before each optimizer step.
+    clip: Option<GradClip>,
 }
 
 impl Trainer {
@@ -187,6 +200,7 @@ impl Trainer {
             anomaly: None,
             dp,
             last_run: None,
+            clip: None,
         })
     }
 
@@ -197,6 +211,22 @@ impl Trainer {
     pub fn set_cpu_step(&mut self, path: StepPath, slice_rows: usize) -> Result<()> {
         self.dp = DataParallel::new(path, slice_rows, &[self.model.arena.grads], &[self.metrics.slice(0, 2)])?;
         Ok(())
+    }
+
+    /// Clip the gradients before every optimizer step (`None`: no clipping, the default). The
+    /// check for non-finite gradients runs before clipping, so it still names the tensor where
+    /// a NaN appeared. Checkpoints do not record it: pass the same setting when resuming.
+    pub fn set_grad_clip(&mut self, clip: Option<GradClip>) -> Result<()> {
+        if let Some(GradClip::Norm(v) | GradClip::Value(v)) = clip {
+            ensure!(v.is_finite() && v >= 0.0, "a gradient clip needs a finite bound >= 0, got {v}");
+        }
+        self.clip = clip;
+        Ok(())
+    }
+
+    /// The clipping set with [`Trainer::set_grad_clip`].
+    pub fn grad_clip(&self) -> Option<GradClip> {
+        self.clip
     }
 
     /// How the last step ran: in how many slices, or per op and why.
@@ -352,6 +382,13 @@ impl Trainer {
         if !self.dev.is_gpu() {
             // On the CPU the check costs nothing to read: stop before the bad update is applied.
             self.check_finite()?;
+        }
+        match self.clip {
+            Some(GradClip::Norm(max_norm)) => {
+                self.model.arena.clip_grad_norm(&mut self.dev, max_norm)?.release(&mut self.dev)
+            }
+            Some(GradClip::Value(v)) => self.model.arena.clip_grad_value(&mut self.dev, v)?,
+            None => {}
         }
         self.opt.step(&mut self.dev, &self.model.arena)?;
         self.dev.flush()

@@ -79,6 +79,13 @@ impl DeviceChoice {
 /// buffer (from the pool when one of that length is free) and [`Device::release`] gives it
 /// back; every op is a method of the same name as the backend's, with its shapes checked
 /// where they are not obvious from the views.
+///
+/// Natively a `Device` is `Send` (every [`Backend`] is, see [`MaybeSend`](super::MaybeSend)): a
+/// model, its optimizer and their device can move to a worker thread together, and
+/// [`Trainer`](crate::app::train::Trainer) with them. It is not `Sync`: every op takes
+/// `&mut self`, so one thread at a time records on it; several threads each use a device of
+/// their own (as the data-parallel step's slices do). In the browser nothing is `Send`:
+/// WebGPU handles stay on the page's thread.
 pub struct Device {
     backend: Box<dyn Backend>,
     pool: HashMap<usize, Vec<usize>>,
@@ -375,6 +382,12 @@ impl Device {
     pub fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         debug_assert!(x.len == y.len);
         self.backend.axpby(alpha, x, beta, y)
+    }
+
+    /// `y ← min(max(y, lo), hi)`; see [`Backend::clamp`].
+    pub fn clamp(&mut self, y: View, lo: f32, hi: f32) {
+        debug_assert!(lo <= hi);
+        self.backend.clamp(y, lo, hi)
     }
 
     /// Record a non-finite element of `src` in `flag`; see [`Backend::find_nonfinite`].

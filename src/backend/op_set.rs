@@ -95,6 +95,8 @@ pub trait Backend: MaybeSend {
     fn scale_by(&mut self, y: View, s: View);
     /// `y ← α·x + β·y` (x and y of one length).
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
+    /// `y ← min(max(y, lo), hi)` in place, a NaN kept (`torch.clamp`; `clip_grad_value_`).
+    fn clamp(&mut self, y: View, lo: f32, hi: f32);
     /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]
     /// (some non-finite element, not necessarily the first). Nothing is read back.
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32);

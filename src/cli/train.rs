@@ -48,6 +48,12 @@ pub struct TrainArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub cpu_step: super::CpuStepArgs,
+    /// Clip the gradients' total 2-norm to MAX before each step (PyTorch's clip_grad_norm_)
+    #[arg(long, value_name = "MAX", conflicts_with = "clip_grad_value")]
+    pub clip_grad_norm: Option<f32>,
+    /// Clamp every gradient to [-V, V] before each step (PyTorch's clip_grad_value_)
+    #[arg(long, value_name = "V")]
+    pub clip_grad_value: Option<f32>,
     /// Write per-epoch metrics as JSON (the schema of `descent compare`'s metrics.json).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -126,6 +132,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     t.set_checkpoint(a.checkpoint.clone(), a.checkpoint_every);
     usage(a.cpu_step.apply(&mut t))?;
+    let clip = match (a.clip_grad_norm, a.clip_grad_value) {
+        (Some(m), _) => Some(descent::app::train::GradClip::Norm(m)),
+        (_, Some(v)) => Some(descent::app::train::GradClip::Value(v)),
+        _ => None,
+    };
+    usage(t.set_grad_clip(clip).map_err(|e| {
+        let flag = if a.clip_grad_norm.is_some() { "--clip-grad-norm" } else { "--clip-grad-value" };
+        anyhow::anyhow!("{flag}: {e}")
+    }))?;
     if a.detect_anomaly {
         t.detect_anomaly()?;
     }
@@ -142,6 +157,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         t.config().batch_size,
         t.steps_per_epoch()
     );
+    match t.grad_clip() {
+        Some(descent::app::train::GradClip::Norm(m)) => println!("gradients clipped to a total norm of {m}"),
+        Some(descent::app::train::GradClip::Value(v)) => println!("gradients clamped to [-{v}, {v}]"),
+        None => {}
+    }
     if a.verbose {
         print!("{}", t.model().arena.describe());
         if !t.device().is_gpu() {

@@ -375,6 +375,13 @@ impl Checker<'_> {
         self.dev.axpby(-0.75, av, 1.5, y);
         let want: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| -0.75 * x as f64 + 1.5 * y as f64).collect();
         self.check("axpby", shape.clone(), y, &want, ABS_TOL, REL_TOL).await?;
+        // clip_grad_value's clamp, in place, every fifth value a NaN that must stay NaN.
+        let mut with_nan = b.clone();
+        with_nan.iter_mut().step_by(5).for_each(|v| *v = f32::NAN);
+        self.dev.write(y, &with_nan)?;
+        self.dev.clamp(y, -0.25, 0.4);
+        let want = r::clamp(&with_nan, -0.25, 0.4);
+        self.check_by(compare_nan, "clamp", shape.clone(), y, &want, 0.0, 0.0).await?;
         self.done(&[y]);
         let bc = self.poisoned(n)?;
         self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);

@@ -111,7 +111,8 @@ impl Backend for CpuBackend {
         }
         // Flush-to-zero is an x86-64 MXCSR setting; elsewhere subnormals stay.
         let ftz = if cfg!(target_arch = "x86_64") { "flush-to-zero on" } else { "no flush-to-zero" };
-        format!("cpu (rayon, {} threads, {ftz})", rayon::current_num_threads())
+        let n = rayon::current_num_threads();
+        format!("cpu (rayon, {n} thread{}, {ftz})", if n == 1 { "" } else { "s" })
     }
 
     fn is_gpu(&self) -> bool {
@@ -375,6 +376,10 @@ impl Backend for CpuBackend {
 
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         self.run(y, &[x], |o, i| vector::axpby(alpha, i[0], beta, o));
+    }
+
+    fn clamp(&mut self, y: View, lo: f32, hi: f32) {
+        self.run(y, &[], |o, _| vector::clamp(o, lo, hi));
     }
 
     fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {

@@ -41,3 +41,8 @@ pub fn axpby(alpha: f32, x: &[f32], beta: f32, y: &mut [f32]) {
         }
     });
 }
+
+/// y ← min(max(y, lo), hi), a NaN kept (as `torch.clamp` keeps it).
+pub fn clamp(y: &mut [f32], lo: f32, hi: f32) {
+    y.par_chunks_mut(TASK).for_each(|c| c.iter_mut().filter(|v| !v.is_nan()).for_each(|v| *v = v.max(lo).min(hi)));
+}

@@ -242,6 +242,7 @@ pub(super) const K_INV_NORM: Kernel = k(Module::Vector, "inv_norm", VEC);
 pub(super) const K_CLIP_COEF: Kernel = k(Module::Vector, "clip_coef", VEC);
 pub(super) const K_SCALE_BY: Kernel = k(Module::Vector, "scale_by", VEC);
 pub(super) const K_AXPBY: Kernel = k(Module::Vector, "axpby", VEC);
+pub(super) const K_CLAMP: Kernel = k(Module::Vector, "clamp_values", VEC);
 /// Adafactor's bindings: parameters, gradients, statistics, work sums, table.
 const AF: &[Access] = &[RW, R, RW, RW, R];
 pub(super) const K_AF_STATS: Kernel = k(Module::Adafactor, "af_stats", AF);
@@ -278,6 +279,7 @@ pub const FIXED: &[Kernel] = &[
     K_CLIP_COEF,
     K_SCALE_BY,
     K_AXPBY,
+    K_CLAMP,
     K_AF_STATS,
     K_AF_COLS,
     K_AF_TENSOR_STATS,

@@ -185,6 +185,10 @@ impl Backend for GpuBackend {
         self.launch_axpby(alpha, x, beta, y)
     }
 
+    fn clamp(&mut self, y: View, lo: f32, hi: f32) {
+        self.launch_clamp(y, lo, hi)
+    }
+
     fn gather(&mut self, g: &Gather) {
         self.launch_gather(g)
     }

@@ -2,7 +2,7 @@
 //! passes through the backend's partials buffer), scaling by it, and a·x + b·y. Every buffer is
 //! bound whole.
 
-use super::kernels::{K_AXPBY, K_CLIP_COEF, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
+use super::kernels::{K_AXPBY, K_CLAMP, K_CLIP_COEF, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
 use super::params::{words_of, VectorParams};
 use super::{u, GpuBackend, WG};
 use crate::tensor::View;
@@ -45,6 +45,12 @@ impl GpuBackend {
         let uni = uniform(x.len, s, x, s.offset, 0.0, 0.0, 0.0);
         let grid = self.grid(x.len);
         self.dispatch(K_SCALE_BY, &uni, &[s.buf, x.buf], grid);
+    }
+
+    pub(super) fn launch_clamp(&mut self, y: View, lo: f32, hi: f32) {
+        let uni = uniform(y.len, y, y, 0, lo, hi, 0.0);
+        let grid = self.grid(y.len);
+        self.dispatch(K_CLAMP, &uni, &[y.buf, y.buf], grid);
     }
 
     pub(super) fn launch_axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
