@@ -17,6 +17,8 @@ fn act_apply(a: u32, z: f32) -> f32 {
         case ACT_Relu: { return max(z, 0.0); }
         case ACT_Sigmoid: { return 1.0 / (1.0 + exp(-z)); }
         case ACT_Tanh: { return tanh(z); }
+        // PyTorch's default negative_slope (LEAKY_RELU_SLOPE in src/backend/ops.rs).
+        case ACT_LeakyRelu: { return select(0.01 * z, z, z > 0.0); }
         default: { return nan_f32(); }
     }
 }
@@ -27,6 +29,7 @@ fn act_grad(a: u32, y: f32) -> f32 {
         case ACT_Relu: { return select(0.0, 1.0, y > 0.0); }
         case ACT_Sigmoid: { return y * (1.0 - y); }
         case ACT_Tanh: { return 1.0 - y * y; }
+        case ACT_LeakyRelu: { return select(0.01, 1.0, y > 0.0); }
         default: { return nan_f32(); }
     }
 }

@@ -80,6 +80,14 @@ pub fn act(a: Act, z: f64) -> f64 {
         Act::Relu => z.max(0.0),
         Act::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Act::Tanh => z.tanh(),
+        // PyTorch's nn.LeakyReLU() default negative_slope, written here on its own.
+        Act::LeakyRelu => {
+            if z > 0.0 {
+                z
+            } else {
+                0.01 * z
+            }
+        }
     }
 }
 
@@ -90,6 +98,13 @@ pub fn act_grad(a: Act, y: f64) -> f64 {
         Act::Relu => (y > 0.0) as u8 as f64,
         Act::Sigmoid => y * (1.0 - y),
         Act::Tanh => 1.0 - y * y,
+        Act::LeakyRelu => {
+            if y > 0.0 {
+                1.0
+            } else {
+                0.01
+            }
+        }
     }
 }
 

@@ -56,7 +56,8 @@ pub fn wgsl_op_constants() -> String {
 
 op_table! {
     /// Activation functions. Their derivatives are taken from the output `y`, which is what the
-    /// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`.
+    /// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`,
+    /// `leaky_relu' = 1 if y > 0 else 0.01` (the sign of y is the sign of z).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum Act, wgsl "ACT_" {
         /// `y = z`.
@@ -67,8 +68,15 @@ op_table! {
         Sigmoid = 2, "sigmoid", [Act::Sigmoid];
         /// `y = tanh(z)`.
         Tanh = 3, "tanh", [Act::Tanh];
+        /// `y = z` for `z > 0`, else `0.01·z`: PyTorch's `nn.LeakyReLU()` (its default
+        /// `negative_slope`, [`LEAKY_RELU_SLOPE`]).
+        LeakyRelu = 4, "leaky_relu", [Act::LeakyRelu];
     }
 }
+
+/// [`Act::LeakyRelu`]'s slope below zero: PyTorch's default `negative_slope` (the WGSL kernels
+/// spell the same literal; parity compares them).
+pub const LEAKY_RELU_SLOPE: f32 = 0.01;
 
 impl Act {
     /// The lowercase name the CLI and reports use.
@@ -81,7 +89,10 @@ impl Act {
         Act::ALL
             .into_iter()
             .find(|a| a.name() == s)
-            .ok_or_else(|| anyhow::anyhow!("unknown activation '{s}': use one of relu, sigmoid, tanh, identity"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Act::ALL.iter().map(|a| a.name()).collect();
+                anyhow::anyhow!("unknown activation '{s}': use one of {}", names.join(", "))
+            })
     }
 
     /// The code the WGSL kernels switch on.

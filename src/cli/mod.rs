@@ -68,6 +68,9 @@ pub enum ActArg {
     Sigmoid,
     Tanh,
     Identity,
+    /// PyTorch's nn.LeakyReLU() (negative_slope 0.01)
+    #[value(name = "leaky_relu")]
+    LeakyRelu,
 }
 
 impl From<ActArg> for Act {
@@ -77,6 +80,7 @@ impl From<ActArg> for Act {
             ActArg::Sigmoid => Act::Sigmoid,
             ActArg::Tanh => Act::Tanh,
             ActArg::Identity => Act::Identity,
+            ActArg::LeakyRelu => Act::LeakyRelu,
         }
     }
 }

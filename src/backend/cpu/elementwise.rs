@@ -2,7 +2,7 @@
 //! epilogue, binary ops, `pow`, the non-finite search, and the parallel map loops they share.
 
 use super::fork;
-use crate::backend::ops::{Act, BinaryOp};
+use crate::backend::ops::{Act, BinaryOp, LEAKY_RELU_SLOPE};
 use rayon::prelude::*;
 
 pub(super) fn act_apply(act: Act, z: f32) -> f32 {
@@ -11,6 +11,13 @@ pub(super) fn act_apply(act: Act, z: f32) -> f32 {
         Act::Relu => z.max(0.0),
         Act::Sigmoid => 1.0 / (1.0 + (-z).exp()),
         Act::Tanh => z.tanh(),
+        Act::LeakyRelu => {
+            if z > 0.0 {
+                z
+            } else {
+                LEAKY_RELU_SLOPE * z
+            }
+        }
     }
 }
 
@@ -26,6 +33,13 @@ pub(super) fn act_grad(act: Act, y: f32) -> f32 {
         }
         Act::Sigmoid => y * (1.0 - y),
         Act::Tanh => 1.0 - y * y,
+        Act::LeakyRelu => {
+            if y > 0.0 {
+                1.0
+            } else {
+                LEAKY_RELU_SLOPE
+            }
+        }
     }
 }
 
@@ -40,6 +54,7 @@ pub(super) fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias
         Some((Act::Relu, y)) => each(row, y, |z, y| z * act_grad(Act::Relu, y)),
         Some((Act::Sigmoid, y)) => each(row, y, |z, y| z * act_grad(Act::Sigmoid, y)),
         Some((Act::Tanh, y)) => each(row, y, |z, y| z * act_grad(Act::Tanh, y)),
+        Some((Act::LeakyRelu, y)) => each(row, y, |z, y| z * act_grad(Act::LeakyRelu, y)),
     }
     if let Some(b) = bias {
         each(row, b, |z, b| z + b);
@@ -49,6 +64,7 @@ pub(super) fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias
         Act::Relu => row.iter_mut().for_each(|z| *z = act_apply(Act::Relu, *z)),
         Act::Sigmoid => row.iter_mut().for_each(|z| *z = act_apply(Act::Sigmoid, *z)),
         Act::Tanh => row.iter_mut().for_each(|z| *z = act_apply(Act::Tanh, *z)),
+        Act::LeakyRelu => row.iter_mut().for_each(|z| *z = act_apply(Act::LeakyRelu, *z)),
     }
 }
 
