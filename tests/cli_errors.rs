@@ -60,7 +60,7 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--hidden", "0"], 2, "--hidden needs one or more sizes > 0"),
     (&["train", "--hidden", ","], 2, "--hidden needs one or more sizes > 0"),
     (&["train", "--activation", "gelu"], 2, "invalid value 'gelu' for '--activation <ACTIVATION>'"),
-    (&["train", "--activation", "gelu"], 2, "[possible values: relu, sigmoid, tanh, identity]"),
+    (&["train", "--activation", "gelu"], 2, "[possible values: identity, relu, sigmoid, tanh, leaky_relu]"),
     (&["train", "--shuffle", "random"], 2, "invalid value 'random' for '--shuffle <SHUFFLE>'"),
     (&["train", "--shuffle", "random"], 2, "[possible values: randperm, dataloader]"),
     (&["compare", "--case", "fashion-mnist", "--shuffle", "random"], 2, "[possible values: randperm, dataloader]"),

@@ -59,6 +59,7 @@ op_table! {
     /// forward pass keeps: `relu' = [y > 0]`, `sigmoid' = y(1 − y)`, `tanh' = 1 − y²`,
     /// `leaky_relu' = 1 if y > 0 else 0.01` (the sign of y is the sign of z).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "app", derive(clap::ValueEnum))]
     pub enum Act, wgsl "ACT_" {
         /// `y = z`.
         Identity = 0, "identity", [Act::Identity];
@@ -68,8 +69,8 @@ op_table! {
         Sigmoid = 2, "sigmoid", [Act::Sigmoid];
         /// `y = tanh(z)`.
         Tanh = 3, "tanh", [Act::Tanh];
-        /// `y = z` for `z > 0`, else `0.01·z`: PyTorch's `nn.LeakyReLU()` (its default
-        /// `negative_slope`, [`LEAKY_RELU_SLOPE`]).
+        /// `y = z` for `z > 0`, else `0.01·z` (PyTorch's `nn.LeakyReLU()`, default slope).
+        #[cfg_attr(feature = "app", value(name = "leaky_relu"))]
         LeakyRelu = 4, "leaky_relu", [Act::LeakyRelu];
     }
 }
@@ -86,13 +87,10 @@ impl Act {
 
     /// The activation called `s` (see [`Act::name`]).
     pub fn parse(s: &str) -> Result<Act> {
-        Act::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Act::ALL.iter().map(|a| a.name()).collect();
-                anyhow::anyhow!("unknown activation '{s}': use one of {}", names.join(", "))
-            })
+        Act::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Act::ALL.iter().map(|a| a.name()).collect();
+            anyhow::anyhow!("unknown activation '{s}': use one of {}", names.join(", "))
+        })
     }
 
     /// The code the WGSL kernels switch on.

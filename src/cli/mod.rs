@@ -13,7 +13,7 @@ mod train;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use descent::backend::{Act, TooLarge};
+use descent::backend::TooLarge;
 use descent::message::{Message, Setting};
 use descent::optim::{OptimBits, OptimConfig, Schedule};
 
@@ -59,30 +59,6 @@ pub enum BenchDeviceArg {
     /// Accepted so that it can be refused with a reason: a benchmark names its device.
     #[value(hide = true)]
     Auto,
-}
-
-/// `--activation`: the hidden layers' activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ActArg {
-    Relu,
-    Sigmoid,
-    Tanh,
-    Identity,
-    /// PyTorch's nn.LeakyReLU() (negative_slope 0.01)
-    #[value(name = "leaky_relu")]
-    LeakyRelu,
-}
-
-impl From<ActArg> for Act {
-    fn from(a: ActArg) -> Act {
-        match a {
-            ActArg::Relu => Act::Relu,
-            ActArg::Sigmoid => Act::Sigmoid,
-            ActArg::Tanh => Act::Tanh,
-            ActArg::Identity => Act::Identity,
-            ActArg::LeakyRelu => Act::LeakyRelu,
-        }
-    }
 }
 
 /// How a step runs on the CPU backend (`train` and `bench epoch`).

@@ -1,7 +1,7 @@
 //! `descent train`: one MLP, one optimizer, one line per epoch.
 
 use super::progress;
-use super::{parse_list, usage, ActArg, OptimArgs};
+use super::{parse_list, usage, OptimArgs};
 use anyhow::Result;
 use clap::Args;
 use descent::app::metrics::{Report, RunMetrics};
@@ -30,8 +30,8 @@ pub struct TrainArgs {
     #[arg(long, default_value = "128,128")]
     pub hidden: String,
     /// The hidden layers' activation.
-    #[arg(long, value_enum, default_value_t = ActArg::Relu)]
-    pub activation: ActArg,
+    #[arg(long, value_enum, default_value_t = descent::backend::Act::Relu)]
+    pub activation: descent::backend::Act,
     /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
@@ -109,7 +109,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             seed: a.seed,
             shuffle: a.shuffle,
             hidden: parse_list(&a.hidden, "--hidden")?,
-            act: a.activation.into(),
+            act: a.activation,
             optimizer: a.optim.config()?,
             schedule: a.optim.schedule()?,
             eval_batch: 1000,
