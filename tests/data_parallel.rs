@@ -309,3 +309,41 @@ fn training_gives_the_same_bits_on_1_2_and_3_threads() {
         }
     }
 }
+
+/// A checkpoint taken in the middle of an epoch in row slices resumes, in row slices, to the
+/// bits of the run that was never interrupted.
+#[test]
+fn a_mid_epoch_resume_in_slices_is_bit_exact() {
+    let dir = std::env::temp_dir().join(format!("descent-dp-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (saved, kept) = (dir.join("every.safetensors"), dir.join("step40.safetensors"));
+    let mut straight = trainer(StepPath::DataParallel);
+    straight.set_checkpoint(Some(saved.clone()), 40);
+    straight.run_epoch(|_, _, _| {}, 0).unwrap();
+    // The checkpoint of optimizer step 40 (epoch 2, step 8 of 32) is copied before the epoch's
+    // end overwrites it.
+    let mut copied = false;
+    straight
+        .run_epoch(
+            |step, _, _| {
+                if step == 9 && !copied {
+                    std::fs::copy(&saved, &kept).unwrap();
+                    copied = true;
+                }
+            },
+            1,
+        )
+        .unwrap();
+    assert!(copied);
+    let (tensors, meta) = descent::app::checkpoint::read(&kept).unwrap();
+    assert_eq!((meta["optimizer_step"].as_str(), meta["step_in_epoch"].as_str()), ("40", "8"));
+    let mut resumed = trainer(StepPath::DataParallel);
+    resumed.restore(&tensors, &meta, "step 40").unwrap();
+    resumed.run_epoch(|_, _, _| {}, 0).unwrap();
+    assert_eq!(resumed.last_step_run(), straight.last_step_run());
+    let (a, ma) = straight.checkpoint_contents().unwrap();
+    let (b, mb) = resumed.checkpoint_contents().unwrap();
+    assert_eq!(ma, mb);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits())));
+    let _ = std::fs::remove_dir_all(&dir);
+}
