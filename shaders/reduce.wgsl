@@ -1,11 +1,12 @@
 // Reductions: column or row sums of a rows×cols matrix (one invocation per column or row,
-// times scale) and the scaled sum of a vector in two passes: `sum_partial` (up to 256
+// times scale), column or row maxima (or the first maximum's index, as torch.max(dim) gives it;
+// a NaN is the maximum, as in PyTorch) and the scaled sum of a vector in two passes: `sum_partial` (up to 256
 // workgroups, grid-stride, one partial sum each) then `sum` (one workgroup, tree reduction in
 // workgroup memory).
 
 struct ReduceParams {
     n: u32, cols: u32, x_off: u32, out_off: u32,
-    scale: f32, pad0: u32, pad1: u32, pad2: u32,
+    scale: f32, argmax: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: ReduceParams;
@@ -60,4 +61,40 @@ fn sum(@builtin(local_invocation_id) lid: vec3<u32>) {
     partial[lid.x] = s;
     tree_reduce(lid.x);
     if (lid.x == 0u) { OUT[P.out_off] = partial[0] * P.scale; }
+}
+
+// Whether x is a NaN, by its bits (drivers may fold `x != x` to false).
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// The running maximum over `count` elements of X from `first`, `step` apart: its value, or its
+// index within the run when P.argmax is 1. The first of equal maxima wins; a NaN beats any number.
+fn max_run(first: u32, count: u32, step: u32) -> f32 {
+    var best = X[P.x_off + first];
+    var at = 0u;
+    for (var i = 1u; i < count; i++) {
+        let v = X[P.x_off + first + i * step];
+        if (!is_nan(best) && (is_nan(v) || v > best)) {
+            best = v;
+            at = i;
+        }
+    }
+    return select(best, f32(at), P.argmax == 1u);
+}
+
+// Column maxima (one invocation per column).
+@compute @workgroup_size(256)
+fn max_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = flat_index(wid, nwg, lid);
+    if (c >= P.cols) { return; }
+    OUT[P.out_off + c] = max_run(c, P.n / P.cols, P.cols);
+}
+
+// Row maxima (one invocation per row).
+@compute @workgroup_size(256)
+fn max_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = flat_index(wid, nwg, lid);
+    if (r >= P.n / P.cols) { return; }
+    OUT[P.out_off + r] = max_run(r * P.cols, P.cols, 1u);
 }

@@ -132,6 +132,37 @@ pub fn bias_act(x: &[f32], bias: Option<&[f32]>, cols: usize, a: Act) -> Vec<f64
     x.iter().enumerate().map(|(i, &v)| act(a, v as f64 + bias.map_or(0.0, |b| b[i % cols] as f64))).collect()
 }
 
+/// Maxima of a row-major matrix with `cols` columns along `axis`, or the index of each first
+/// maximum; a NaN is the maximum (`torch.max(dim)`).
+pub fn max_axis(x: &[f32], cols: usize, axis: Axis, argmax: bool) -> Vec<f64> {
+    let rows = x.len() / cols;
+    // Element i of line `line` (a column for Axis::Rows, a row for Axis::Cols).
+    let (lines, len) = match axis {
+        Axis::Rows => (cols, rows),
+        Axis::Cols => (rows, cols),
+    };
+    let at = |line: usize, i: usize| match axis {
+        Axis::Rows => i * cols + line,
+        Axis::Cols => line * cols + i,
+    };
+    (0..lines)
+        .map(|line| {
+            let mut best = 0;
+            for i in 1..len {
+                let (b, v) = (x[at(line, best)] as f64, x[at(line, i)] as f64);
+                if !b.is_nan() && (v.is_nan() || v > b) {
+                    best = i;
+                }
+            }
+            if argmax {
+                best as f64
+            } else {
+                x[at(line, best)] as f64
+            }
+        })
+        .collect()
+}
+
 /// `min(max(y, lo), hi)` elementwise, a NaN kept (`torch.clamp`).
 pub fn clamp(y: &[f32], lo: f32, hi: f32) -> Vec<f64> {
     y.iter().map(|&v| if v.is_nan() { f64::NAN } else { (v as f64).max(lo as f64).min(hi as f64) }).collect()

@@ -749,3 +749,78 @@ fn lecture_chain_rule_example(dev: &mut Device) {
     assert!(r::close(grad, 8757.0, 0.0, rel), "d/dx g(f(3)) = {grad}");
 }
 test_device!(lecture_chain_rule, lecture_chain_rule_example);
+
+/// log-softmax of each row in f64: `z − max − ln Σ exp(z − max)`.
+fn log_softmax_ref(x: &[f32], cols: usize) -> Vec<f64> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            row.iter().map(move |&v| v as f64 - lse)
+        })
+        .collect()
+}
+
+/// Softmax and log-softmax along rows, one row shifted by 60 (exp(60) would overflow an f32
+/// sum without the shift), alone and as the negative log-likelihood that cross-entropy is.
+fn softmax_and_log_softmax(dev: &mut Device) {
+    let (m, n) = (4, 5);
+    let mut x = rand(m * n, 31, -3.0, 3.0);
+    x[n..2 * n].iter_mut().for_each(|v| *v += 60.0);
+    check(dev, "log_softmax", vec![(x.clone(), vec![m, n])], &|t, v| t.log_softmax(v[0]).unwrap(), &|d| {
+        log_softmax_ref(&d[0], n)
+    });
+    check(dev, "softmax", vec![(x.clone(), vec![m, n])], &|t, v| t.softmax(v[0]).unwrap(), &|d| {
+        log_softmax_ref(&d[0], n).iter().map(|v| v.exp()).collect()
+    });
+    let labels = [3.0f32, 0.0, 4.0, 1.0];
+    let one_hot: Vec<f32> = (0..m * n).map(|i| (labels[i / n] as usize == i % n) as u8 as f32).collect();
+    check(
+        dev,
+        "-mean(one_hot ⊙ log_softmax) = cross-entropy",
+        vec![(x, vec![m, n])],
+        &|t, v| {
+            let l = t.log_softmax(v[0]).unwrap();
+            let y = t.constant(&one_hot, &[m, n]).unwrap();
+            let picked = t.mul(l, y).unwrap();
+            let total = t.sum(picked).unwrap();
+            t.scale(total, -1.0 / m as f32).unwrap()
+        },
+        &|d| vec![r::softmax_ce(&d[0], &labels, n, IGNORE_INDEX).0],
+    );
+}
+test_device!(softmax_grad, softmax_and_log_softmax);
+
+/// Maxima and arg-maxima along both axes (ties: the first wins), and `max_axis` refusing a
+/// value that needs a gradient.
+fn max_and_argmax(dev: &mut Device) {
+    let (m, n) = (3, 4);
+    let x = [1.0, 5.0, 5.0, -2.0, 7.0, 0.0, 7.0, 3.0, -1.0, -1.0, -4.0, -1.0f32];
+    let xv = dev.upload(&x).unwrap();
+    let grad = dev.alloc(x.len()).unwrap();
+    let mut tape = Tape::new(dev);
+    let input = tape.input(Tensor::new(xv, &[m, n]));
+    for axis in [Axis::Rows, Axis::Cols] {
+        let mx = tape.max_axis(input, axis).unwrap();
+        let am = tape.argmax_axis(input, axis).unwrap();
+        let (got_max, got_arg) = (tape.read(mx).unwrap(), tape.read(am).unwrap());
+        let want_max: Vec<f32> = r::max_axis(&x, n, axis, false).iter().map(|&v| v as f32).collect();
+        let want_arg: Vec<f32> = r::max_axis(&x, n, axis, true).iter().map(|&v| v as f32).collect();
+        assert_eq!((got_max, got_arg), (want_max, want_arg), "axis {}", axis.dim());
+    }
+    let rows_first = tape.argmax_axis(input, Axis::Cols).unwrap();
+    assert_eq!(tape.read(rows_first).unwrap(), vec![1.0, 0.0, 0.0], "the first of equal maxima");
+    let p = tape.param(Tensor::new(xv, &[m, n]), grad).unwrap();
+    let err = tape.max_axis(p, Axis::Cols).unwrap_err().to_string();
+    assert!(err.contains("no gradient"), "{err}");
+    // arg-maxima carry no gradient: a loss built on them leaves the parameter's gradient zero.
+    let am = tape.argmax_axis(p, Axis::Cols).unwrap();
+    let s = tape.sum(am).unwrap();
+    let pm = tape.mean(p).unwrap();
+    let loss = tape.add(s, pm).unwrap();
+    tape.backward(loss).unwrap();
+    drop(tape);
+    let g = dev.read(grad).unwrap();
+    assert!(g.iter().all(|&v| v == 1.0 / 12.0), "{g:?}");
+}
+test_device!(max_argmax, max_and_argmax);

@@ -150,16 +150,28 @@ fn sums_over_axis_0_and_a_batch_product(p: &Problem, tape: &mut Tape, s: RowSlic
     tape.add(a, b)
 }
 
+fn log_softmax_likelihood(p: &Problem, tape: &mut Tape, s: RowSlice) -> Result<Var> {
+    let (_, _, logits, _) = p.forward(tape, s)?;
+    let l = tape.log_softmax(logits)?;
+    let hot: Vec<f32> =
+        (0..s.rows * CLASSES).map(|i| ((s.start + i / CLASSES) * 7 % CLASSES == i % CLASSES) as u8 as f32).collect();
+    let y = tape.constant(&hot, &[s.rows, CLASSES])?;
+    let picked = tape.mul(l, y)?;
+    let total = tape.sum(picked)?;
+    tape.scale(total, -1.0 / s.batch_rows as f32)
+}
+
 #[test]
 fn slices_give_the_per_op_gradients_when_the_loss_adds_up() {
     let mut dev = Device::cpu();
-    let cases: [(&str, Build, bool); 6] = [
+    let cases: [(&str, Build, bool); 7] = [
         ("cross-entropy", cross_entropy, false),
         ("cross-entropy with ignored rows", cross_entropy, true),
         ("mse + L2 penalty", mse_plus_penalty, false),
         ("a sum over the batch", sum_over_the_batch, false),
         ("means over axis 0", means_over_axis_0, false),
         ("sums over axis 0 and xᵀ·h", sums_over_axis_0_and_a_batch_product, false),
+        ("a likelihood through log_softmax (a row maximum inside)", log_softmax_likelihood, false),
     ];
     for (what, build, ignore) in cases {
         let p = Problem::new(&mut dev, ignore);
@@ -192,14 +204,23 @@ fn a_constant_added_to_a_sum(p: &Problem, tape: &mut Tape, s: RowSlice) -> Resul
     tape.add_scalar(total, 1.0)
 }
 
+fn scaled_by_the_batch_maximum(p: &Problem, tape: &mut Tape, s: RowSlice) -> Result<Var> {
+    let (x, h, _, _) = p.forward(tape, s)?;
+    let top = tape.max_axis(x, Axis::Rows)?;
+    let top = tape.sum(top)?;
+    let m = tape.mean(h)?;
+    tape.mul(m, top)
+}
+
 #[test]
 fn losses_that_mix_rows_fall_back_to_the_per_op_path_and_say_why() {
     let mut dev = Device::cpu();
     let p = Problem::new(&mut dev, false);
-    let cases: [(&str, Build, &str); 3] = [
+    let cases: [(&str, Build, &str); 4] = [
         ("the square of a mean", squared_mean, "is a nonlinear function of a sum over rows"),
         ("centring over the batch", centred_over_the_batch, "combines a sum over rows with row-wise values"),
         ("a constant added to a sum", a_constant_added_to_a_sum, "each slice would add it again"),
+        ("a maximum over the batch", scaled_by_the_batch_maximum, "takes a maximum across the batch's rows"),
     ];
     for (what, build, why) in cases {
         let (_, per_op) = run(&mut dev, &p, StepPath::PerOp, build);

@@ -51,7 +51,7 @@ impl Tape<'_> {
             let Some(g) = self.grads[i] else { continue };
             let op = self.nodes[i].op.clone();
             match op {
-                Op::Leaf | Op::Param { .. } => {}
+                Op::Leaf | Op::Param { .. } | Op::Extreme { .. } => {}
                 Op::SoftmaxCe { logits, dlogits, .. } => {
                     // Below the root: d(loss)/d(logits) times the loss's incoming gradient.
                     if let Some(d) = dlogits {

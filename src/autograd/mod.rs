@@ -38,6 +38,7 @@ mod backward;
 pub mod data_parallel;
 mod loss;
 mod rows;
+mod softmax;
 
 use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::tensor::{Tensor, View};
@@ -104,6 +105,13 @@ enum Op {
     /// The same storage under another shape.
     Reshape {
         a: Var,
+    },
+    /// Maxima of `a` along `axis`, or the indices of the first maxima: a value no gradient
+    /// flows through (see [`Tape::max_axis`]).
+    Extreme {
+        a: Var,
+        axis: Axis,
+        argmax: bool,
     },
     /// Mean softmax cross-entropy; d(loss)/d(logits) was computed with the forward pass.
     SoftmaxCe {
@@ -553,6 +561,9 @@ impl<'d> Tape<'d> {
             Op::Sum { .. } => "sum".to_string(),
             Op::SumAxis { axis, .. } => format!("sum over axis {}", axis.dim()),
             Op::Reshape { .. } => "reshape".to_string(),
+            Op::Extreme { axis, argmax, .. } => {
+                format!("{} over axis {}", if *argmax { "argmax" } else { "max" }, axis.dim())
+            }
             Op::SoftmaxCe { .. } => "softmax cross-entropy".to_string(),
         };
         format!("{what} op {i} ({op}, shape {shape})")
@@ -598,7 +609,9 @@ fn inputs_of(op: &Op) -> Vec<Var> {
         Op::Matmul { a, b, bias, .. } => [Some(a), Some(b), bias].into_iter().flatten().collect(),
         Op::BiasAct { x, bias, .. } => [Some(x), bias].into_iter().flatten().collect(),
         Op::Binary { a, b, .. } => vec![a, b],
-        Op::Unary { a, .. } | Op::Sum { a, .. } | Op::SumAxis { a, .. } | Op::Reshape { a } => vec![a],
+        Op::Unary { a, .. } | Op::Sum { a, .. } | Op::SumAxis { a, .. } | Op::Reshape { a } | Op::Extreme { a, .. } => {
+            vec![a]
+        }
         Op::SoftmaxCe { logits, .. } => vec![logits],
     }
 }

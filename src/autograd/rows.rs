@@ -109,6 +109,11 @@ impl Tape<'_> {
                     (Rows::PerRow, Axis::Rows) => Ok(Rows::Summed(SliceLoss::Sum)),
                     (x, _) => Ok(x),
                 },
+                Op::Extreme { a, axis, .. } => match (k(&a), axis) {
+                    (Rows::PerRow, Axis::Cols) => Ok(Rows::PerRow),
+                    (Rows::Const, _) => Ok(Rows::Const),
+                    _ => Err("takes a maximum across the batch's rows"),
+                },
                 Op::Reshape { a } => match k(&a) {
                     Rows::PerRow if node.value.shape.first() != Some(&rows) => Err("reshapes across rows"),
                     x => Ok(x),

@@ -323,6 +323,12 @@ impl Device {
         self.backend.sum_axis(x, out, cols, axis, scale)
     }
 
+    /// Maxima (or indices of first maxima) of a `rows × cols` matrix along `axis`.
+    pub fn max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool) {
+        debug_assert!(cols > 0 && x.len.is_multiple_of(cols));
+        self.backend.max_axis(x, out, cols, axis, argmax)
+    }
+
     /// Elementwise `out = a op b`, all three of one length.
     pub fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
         debug_assert!(a.len == out.len && b.len == out.len);

@@ -67,6 +67,10 @@ pub trait Backend: MaybeSend {
     /// `scale ·` the sums of the `rows × cols` matrix `x` along `axis`: `cols` values for
     /// [`Axis::Rows`], `rows` values for [`Axis::Cols`].
     fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32);
+    /// The maxima of the `rows × cols` matrix `x` along `axis` (shaped as [`Backend::sum_axis`]
+    /// shapes its sums), or with `argmax` the index of each first maximum, as an f32. A NaN is
+    /// the maximum, as in `torch.max(dim)`.
+    fn max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool);
     /// `out[i] = a[bcast.a.index(i)] op b[bcast.b.index(i)]`.
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast);
     /// `out = op(a)` elementwise.

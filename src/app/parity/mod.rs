@@ -261,6 +261,22 @@ impl Checker<'_> {
                 .await?;
             self.done(&[out]);
         }
+        // Maxima and their indices on a coarse grid (ties: the first wins), with one NaN (the
+        // maximum of its row and its column).
+        let mut coarse: Vec<f32> = x.iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        coarse[(m - 1) * n + n / 2] = f32::NAN;
+        let cv = self.input(&coarse)?;
+        for (axis, len) in [(Axis::Rows, n), (Axis::Cols, m)] {
+            for argmax in [false, true] {
+                let out = self.poisoned(len)?;
+                self.dev.max_axis(cv, out, n, axis, argmax);
+                let want = r::max_axis(&coarse, n, axis, argmax);
+                let name = format!("{}{}", if argmax { "argmax" } else { "max" }, axis.dim());
+                self.check_by(compare_nan, &name, shape2.clone(), out, &want, 0.0, 0.0).await?;
+                self.done(&[out]);
+            }
+        }
+        self.done(&[cv]);
         for layout in [Layout::Row, Layout::Col, Layout::Scalar] {
             let src = self.random(layout.len(m, n), -1.0, 1.0);
             let (sv, out) = (self.input(&src)?, self.poisoned(m * n)?);

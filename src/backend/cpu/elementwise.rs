@@ -68,6 +68,19 @@ pub(super) fn epilogue_row(row: &mut [f32], grad_of: Option<(Act, &[f32])>, bias
     }
 }
 
+/// The maximum of `count` elements of `x` from `first`, `step` apart, and its index within the
+/// run: the first of equal maxima, a NaN beating any number (as `torch.max(dim)`).
+pub(super) fn max_run(x: &[f32], first: usize, count: usize, step: usize) -> (f32, usize) {
+    let (mut best, mut at) = (x[first], 0);
+    for i in 1..count {
+        let v = x[first + i * step];
+        if !best.is_nan() && (v.is_nan() || v > best) {
+            (best, at) = (v, i);
+        }
+    }
+    (best, at)
+}
+
 /// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
 pub(super) fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if fork(out.len()) {

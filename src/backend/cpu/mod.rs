@@ -228,6 +228,18 @@ impl Backend for CpuBackend {
         });
     }
 
+    fn max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool) {
+        let cols = cols.max(1);
+        self.run(out, &[x], |o, i| {
+            let rows = i[0].len() / cols;
+            let pick = |(v, at): (f32, usize)| if argmax { at as f32 } else { v };
+            match axis {
+                Axis::Rows => rows_mut(o, 1, |c, o| o[0] = pick(max_run(i[0], c, rows, cols))),
+                Axis::Cols => rows_mut(o, 1, |r, o| o[0] = pick(max_run(i[0], r * cols, cols, 1))),
+            }
+        });
+    }
+
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         self.run(out, &[a, b], |o, i| {
             let (a, b) = (i[0], i[1]);

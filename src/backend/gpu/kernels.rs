@@ -206,6 +206,8 @@ pub(super) const K_COL_SUM: Kernel = k(Module::Reduce, "col_sum", REDUCE);
 pub(super) const K_ROW_SUM: Kernel = k(Module::Reduce, "row_sum", REDUCE);
 pub(super) const K_SUM_PARTIAL: Kernel = k(Module::Reduce, "sum_partial", REDUCE);
 pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
+pub(super) const K_MAX_COLS: Kernel = k(Module::Reduce, "max_cols", REDUCE);
+pub(super) const K_MAX_ROWS: Kernel = k(Module::Reduce, "max_rows", REDUCE);
 pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
 pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
 /// The blockwise 8-bit kernels' bindings: parameters, gradients, three code buffers, absmax,
@@ -272,6 +274,8 @@ pub const FIXED: &[Kernel] = &[
     K_ROW_SUM,
     K_SUM_PARTIAL,
     K_SUM,
+    K_MAX_COLS,
+    K_MAX_ROWS,
     K_SOFTMAX_CE,
     K_GATHER,
     K_SUMSQ_PARTIAL,

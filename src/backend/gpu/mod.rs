@@ -145,6 +145,10 @@ impl Backend for GpuBackend {
         self.launch_sum_axis(x, out, cols, axis, scale)
     }
 
+    fn max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool) {
+        self.launch_max_axis(x, out, cols, axis, argmax)
+    }
+
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
         self.launch_binary(op, a, b, out, bcast)
     }

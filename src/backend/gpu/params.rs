@@ -89,8 +89,8 @@ kernel_params!(
         out_off: u32,
         /// Multiplies each sum.
         scale: f32,
-        /// Padding to 16-byte rows.
-        pad0: u32,
+        /// `max_cols` / `max_rows`: 1 to write the first maximum's index instead of its value.
+        argmax: u32,
         /// Padding.
         pad1: u32,
         /// Padding.

@@ -1,7 +1,7 @@
 //! Reductions (`shaders/reduce.wgsl`, `shaders/softmax_ce.wgsl`): row and column sums, the
 //! two-pass total, and the fused softmax cross-entropy.
 
-use super::kernels::{K_COL_SUM, K_ROW_SUM, K_SOFTMAX_CE, K_SUM, K_SUM_PARTIAL};
+use super::kernels::{K_COL_SUM, K_MAX_COLS, K_MAX_ROWS, K_ROW_SUM, K_SOFTMAX_CE, K_SUM, K_SUM_PARTIAL};
 use super::params::{words_of, ReduceParams, SoftmaxCeParams};
 use super::{u, GpuBackend, WG};
 use crate::backend::ops::{Axis, CeOutputs};
@@ -15,7 +15,7 @@ fn reduce_uniform(n: usize, cols: usize, x_off: usize, out_off: usize, scale: f3
         x_off: u(x_off),
         out_off: u(out_off),
         scale,
-        pad0: 0,
+        argmax: 0,
         pad1: 0,
         pad2: 0,
     })
@@ -29,6 +29,27 @@ impl GpuBackend {
         let (kern, n) = match axis {
             Axis::Rows => (K_COL_SUM, cols),
             Axis::Cols => (K_ROW_SUM, x.len / cols),
+        };
+        let grid = self.grid(n);
+        self.dispatch(kern, &uni, &[x.buf, out.buf], grid);
+    }
+
+    /// Maxima (or the first maximum's index) along an axis of a row-major matrix.
+    pub(super) fn launch_max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool) {
+        let cols = cols.max(1);
+        let uni = words_of(&ReduceParams {
+            n: u(x.len),
+            cols: u(cols),
+            x_off: u(x.offset),
+            out_off: u(out.offset),
+            scale: 1.0,
+            argmax: argmax as u32,
+            pad1: 0,
+            pad2: 0,
+        });
+        let (kern, n) = match axis {
+            Axis::Rows => (K_MAX_COLS, cols),
+            Axis::Cols => (K_MAX_ROWS, x.len / cols),
         };
         let grid = self.grid(n);
         self.dispatch(kern, &uni, &[x.buf, out.buf], grid);
