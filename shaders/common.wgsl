@@ -34,6 +34,11 @@ fn act_grad(a: u32, y: f32) -> f32 {
     }
 }
 
+// Whether x is a NaN, by its bits: drivers may fold `x != x` to false (lavapipe does).
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
 }

@@ -63,11 +63,6 @@ fn sum(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (lid.x == 0u) { OUT[P.out_off] = partial[0] * P.scale; }
 }
 
-// Whether x is a NaN, by its bits (drivers may fold `x != x` to false).
-fn is_nan(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
 // The running maximum over `count` elements of X from `first`, `step` apart: its value, or its
 // index within the run when P.argmax is 1. The first of equal maxima wins; a NaN beats any number.
 fn max_run(first: u32, count: u32, step: u32) -> f32 {

@@ -91,8 +91,6 @@ fn clamp_values(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let i = flat_index(wid, nwg, lid);
     if (i >= P.n) { return; }
     let y = Y[P.y_off + i];
-    // WGSL leaves min and max of a NaN unspecified, and drivers may fold `y != y` to false:
-    // test the bits, and keep a NaN as it is, as torch.clamp does.
-    let nan = (bitcast<u32>(y) & 0x7fffffffu) > 0x7f800000u;
-    Y[P.y_off + i] = select(min(max(y, P.alpha), P.beta), y, nan);
+    // WGSL leaves min and max of a NaN unspecified: keep a NaN as it is, as torch.clamp does.
+    Y[P.y_off + i] = select(min(max(y, P.alpha), P.beta), y, is_nan(y));
 }
