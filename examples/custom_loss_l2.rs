@@ -39,7 +39,7 @@ fn main() -> Result<()> {
     let labels: Vec<f32> = (0..rows).map(|i| (i % classes) as f32).collect();
     let (xv, yv) = (dev.upload(&x)?, dev.upload(&labels)?);
     let model = Mlp::new(&mut dev, &[features, 16, classes], Act::Tanh, &mut TorchGenerator::new(0))?;
-    let x = Tensor::new(xv, &[rows, features]);
+    let x = Tensor::new(xv, &[rows, features])?;
 
     // The penalty's share of one weight's gradient is exactly 2λW.
     let w0 = model.layers()[0].weight;

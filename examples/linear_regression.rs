@@ -29,10 +29,10 @@ fn main() -> Result<()> {
     opt.set_lr(0.1)?;
     for step in 0..=300 {
         let mut tape = Tape::new(&mut dev);
-        let w = tape.param(Tensor::new(params.slice(0, features), &[1, features]), grads.slice(0, features))?;
-        let b = tape.param(Tensor::new(params.slice(features, 1), &[1]), grads.slice(features, 1))?;
-        let xin = tape.input(Tensor::new(xv, &[rows, features]));
-        let target = tape.input(Tensor::new(yv, &[rows, 1]));
+        let w = tape.param(Tensor::new(params.slice(0, features), &[1, features])?, grads.slice(0, features))?;
+        let b = tape.param(Tensor::new(params.slice(features, 1), &[1])?, grads.slice(features, 1))?;
+        let xin = tape.input(Tensor::new(xv, &[rows, features])?);
+        let target = tape.input(Tensor::new(yv, &[rows, 1])?);
         let xw = tape.mul(xin, w)?; // [rows, 3] ⊙ [1, 3]: w broadcast over the rows
         let pred = tape.sum_axis(xw, descent::backend::Axis::Cols)?; // [rows, 1]
         let pred = tape.add(pred, b)?; // + b, a scalar broadcast

@@ -33,7 +33,7 @@ fn main() -> Result<()> {
             let (x, y) = batch(&data.train, data.row_len, rows);
             let (xv, yv) = (dev.upload(&x)?, dev.upload_labels(&y, data.classes)?);
             let mut tape = Tape::new(&mut dev);
-            let input = tape.input_owned(Tensor::new(xv, &[rows.len(), data.row_len]));
+            let input = tape.input_owned(Tensor::new(xv, &[rows.len(), data.row_len])?);
             tape.adopt(yv); // the tape releases the batch's buffers when it is dropped
             let logits = model.forward(&mut tape, input)?;
             let loss = tape.softmax_ce(logits, yv, Some(metrics))?;
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
         let (x, y) = batch(&data.test, data.row_len, &all);
         let (xv, yv) = (dev.upload(&x)?, dev.upload_labels(&y, data.classes)?);
         let mut tape = Tape::new(&mut dev);
-        let input = tape.input_owned(Tensor::new(xv, &[all.len(), data.row_len]));
+        let input = tape.input_owned(Tensor::new(xv, &[all.len(), data.row_len])?);
         tape.adopt(yv);
         let logits = model.forward_no_grad(&mut tape, input)?;
         tape.softmax_ce(logits, yv, Some(metrics))?;

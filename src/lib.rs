@@ -42,7 +42,7 @@
 //! let mut losses = Vec::new();
 //! for _ in 0..50 {
 //!     let mut tape = Tape::new(&mut dev);
-//!     let input = tape.input(Tensor::new(x, &[2, 4]));
+//!     let input = tape.input(Tensor::new(x, &[2, 4])?);
 //!     let logits = model.forward(&mut tape, input)?;
 //!     let loss = tape.softmax_ce(logits, labels, None)?;
 //!     tape.backward(loss)?; // gradients land in model.arena.grads

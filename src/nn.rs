@@ -148,7 +148,8 @@ impl ParamArena {
     /// The tensor's values, as a tensor over the arena.
     pub fn tensor(&self, id: ParamId) -> Tensor {
         let e = &self.entries[id.0];
-        Tensor::new(self.params.slice(e.offset, e.len()), &e.shape)
+        // The arena's entries hold their shapes' lengths by construction.
+        Tensor { view: self.params.slice(e.offset, e.len()), shape: e.shape.clone() }
     }
 
     /// The tensor's gradient, as a view of the gradient arena.

@@ -42,13 +42,16 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A tensor over `view`.
-    ///
-    /// # Panics
-    /// If the shape's product differs from the view's length.
-    pub fn new(view: View, shape: &[usize]) -> Tensor {
-        assert_eq!(view.len, shape.iter().product::<usize>(), "shape {shape:?} does not match a view of {}", view.len);
-        Tensor { view, shape: shape.to_vec() }
+    /// A tensor over `view`; an `Err` when the shape's product is not the view's length.
+    pub fn new(view: View, shape: &[usize]) -> anyhow::Result<Tensor> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        anyhow::ensure!(
+            n == Some(view.len),
+            "shape {shape:?} holds {} values, but the view holds {}: give a shape whose product is the view's length",
+            n.map_or_else(|| "more than usize::MAX".to_string(), |n| n.to_string()),
+            view.len
+        );
+        Ok(Tensor { view, shape: shape.to_vec() })
     }
 
     /// Elements in the tensor.

@@ -65,7 +65,7 @@ fn check(dev: &mut Device, name: &str, inputs: Vec<(Vec<f32>, Vec<usize>)>, buil
         let mut tape = Tape::new(dev);
         let mut vars = Vec::new();
         for (k, (_, shape)) in inputs.iter().enumerate() {
-            vars.push(tape.param(Tensor::new(values[k], shape), grads[k]).unwrap());
+            vars.push(tape.param(Tensor::new(values[k], shape).unwrap(), grads[k]).unwrap());
         }
         let y = build(&mut tape, &vars);
         let got: Vec<f64> = tape.read(y).unwrap().iter().map(|&v| v as f64).collect();
@@ -293,7 +293,7 @@ fn cross_entropy_inside_a_graph(dev: &mut Device) {
         "ce(x·Wᵀ) + λ·ΣW²",
         vec![(rand(cols * k, 31, -1.0, 1.0), vec![cols, k])],
         &|t, v| {
-            let xin = t.input(Tensor::new(xv, &[rows, k]));
+            let xin = t.input(Tensor::new(xv, &[rows, k]).unwrap());
             let logits = t.linear(xin, v[0], None, Act::Identity).unwrap();
             let l = t.softmax_ce(logits, labels, None).unwrap();
             let w2 = t.mul(v[0], v[0]).unwrap();
@@ -353,8 +353,8 @@ fn parameter_registered_twice(dev: &mut Device) {
     let (wv, g) = (dev.upload(&w).unwrap(), poisoned(dev, 3));
     {
         let mut tape = Tape::new(dev);
-        let a = tape.param(Tensor::new(wv, &[3]), g).unwrap();
-        let b = tape.param(Tensor::new(wv, &[3]), g).unwrap();
+        let a = tape.param(Tensor::new(wv, &[3]).unwrap(), g).unwrap();
+        let b = tape.param(Tensor::new(wv, &[3]).unwrap(), g).unwrap();
         assert_eq!(a, b, "the same tensor and gradient view is one parameter");
         let sa = tape.mul(a, a).unwrap();
         let sa = tape.sum(sa).unwrap();
@@ -363,7 +363,7 @@ fn parameter_registered_twice(dev: &mut Device) {
         let root = tape.add(sa, sb).unwrap();
         tape.backward(root).unwrap();
         // Overlapping registrations are refused, not silently wrong.
-        let err = tape.param(Tensor::new(wv.slice(1, 2), &[2]), g.slice(1, 2)).unwrap_err();
+        let err = tape.param(Tensor::new(wv.slice(1, 2), &[2]).unwrap(), g.slice(1, 2)).unwrap_err();
         assert!(err.to_string().contains("overlaps"), "{err}");
     }
     assert_eq!(dev.read(g).unwrap(), vec![2.0, -4.0, 8.0]);
@@ -381,8 +381,8 @@ fn mse_regression(dev: &mut Device) {
         "mse(x·wᵀ + b, y)",
         vec![(rand(k, 52, -1.0, 1.0), vec![1, k]), (vec![0.3], vec![1])],
         &|t, v| {
-            let xin = t.input(Tensor::new(xv, &[m, k]));
-            let yin = t.input(Tensor::new(yv, &[m, 1]));
+            let xin = t.input(Tensor::new(xv, &[m, k]).unwrap());
+            let yin = t.input(Tensor::new(yv, &[m, 1]).unwrap());
             let pred = t.linear(xin, v[0], Some(v[1]), Act::Identity).unwrap();
             t.mse(pred, yin).unwrap()
         },
@@ -402,8 +402,8 @@ fn unreached_parameter(dev: &mut Device) {
     let (bv, bg) = (dev.upload(&[3.0, 4.0]).unwrap(), poisoned(dev, 2));
     {
         let mut tape = Tape::new(dev);
-        let a = tape.param(Tensor::new(av, &[2]), ag).unwrap();
-        let b = tape.param(Tensor::new(bv, &[2]), bg).unwrap();
+        let a = tape.param(Tensor::new(av, &[2]).unwrap(), ag).unwrap();
+        let b = tape.param(Tensor::new(bv, &[2]).unwrap(), bg).unwrap();
         let unused = tape.mul(b, b).unwrap();
         let root = tape.sum(a).unwrap();
         tape.backward(root).unwrap();
@@ -421,8 +421,8 @@ fn parameter_as_the_root(dev: &mut Device) {
     let (qv, qg) = (dev.upload(&[2.0]).unwrap(), poisoned(dev, 1));
     {
         let mut tape = Tape::new(dev);
-        let p = tape.param(Tensor::new(pv, &[1]), pg).unwrap();
-        let q = tape.param(Tensor::new(qv, &[1]), qg).unwrap();
+        let p = tape.param(Tensor::new(pv, &[1]).unwrap(), pg).unwrap();
+        let q = tape.param(Tensor::new(qv, &[1]).unwrap(), qg).unwrap();
         let _unused = tape.mul(p, q).unwrap();
         tape.backward(p).unwrap();
         assert_eq!(tape.read_grad(p).unwrap(), Some(vec![1.0]));
@@ -442,7 +442,7 @@ fn cross_entropy_refuses_labels_that_name_no_class(dev: &mut Device) {
         let (zv, zg) = (dev.upload(&z).unwrap(), poisoned(dev, 9));
         let (loss, grad) = {
             let mut tape = Tape::new(dev);
-            let logits = tape.param(Tensor::new(zv, &[3, 3]), zg).unwrap();
+            let logits = tape.param(Tensor::new(zv, &[3, 3]).unwrap(), zg).unwrap();
             let loss = tape.softmax_ce(logits, labels, None).unwrap();
             tape.backward(loss).unwrap();
             (tape.read(loss).unwrap()[0], tape.read_grad(logits).unwrap().unwrap())
@@ -481,7 +481,7 @@ fn cross_entropy_ignore_index_matches_pytorch(dev: &mut Device) {
         let (zv, zg) = (dev.upload(&z).unwrap(), poisoned(dev, 9));
         let (loss, grad) = {
             let mut tape = Tape::new(dev);
-            let logits = tape.param(Tensor::new(zv, &[3, 3]), zg).unwrap();
+            let logits = tape.param(Tensor::new(zv, &[3, 3]).unwrap(), zg).unwrap();
             let loss = tape.softmax_ce(logits, labels, None).unwrap();
             tape.backward(loss).unwrap();
             (tape.read(loss).unwrap()[0], tape.read_grad(logits).unwrap().unwrap())
@@ -503,7 +503,7 @@ fn cross_entropy_ignore_index_matches_pytorch(dev: &mut Device) {
     let labels = dev.upload(&[0.0, 1.0, 2.0]).unwrap();
     let zv = dev.upload(&z).unwrap();
     let mut tape = Tape::new(dev);
-    let logits = tape.input(Tensor::new(zv, &[3, 3]));
+    let logits = tape.input(Tensor::new(zv, &[3, 3]).unwrap());
     let loss = tape.softmax_ce_ignoring(logits, labels, None, 0).unwrap();
     let want = r::softmax_ce(&z, &[-7.0, 1.0, 2.0], 3, -7).0;
     let got = tape.read(loss).unwrap()[0];
@@ -519,10 +519,10 @@ fn a_var_of_another_tape_is_refused(dev: &mut Device) {
     let b = dev.upload(&[5.0, 7.0]).unwrap();
     let stale = {
         let mut tape = Tape::new(dev);
-        tape.input(Tensor::new(a, &[2]))
+        tape.input(Tensor::new(a, &[2]).unwrap())
     };
     let mut tape = Tape::new(dev);
-    let fresh = tape.input(Tensor::new(b, &[2])); // the same index as `stale`
+    let fresh = tape.input(Tensor::new(b, &[2]).unwrap()); // the same index as `stale`
     assert_eq!(stale.0, fresh.0);
     assert_eq!(tape.read(fresh).unwrap(), vec![5.0, 7.0]);
     let is_refused = |r: anyhow::Result<()>| {
@@ -537,7 +537,7 @@ fn a_var_of_another_tape_is_refused(dev: &mut Device) {
     let s = tape.sum(fresh).unwrap();
     tape.reset();
     is_refused(tape.read(s).map(|_| ()));
-    let again = tape.input(Tensor::new(b, &[2]));
+    let again = tape.input(Tensor::new(b, &[2]).unwrap());
     assert_eq!(tape.read(again).unwrap(), vec![5.0, 7.0]);
 }
 test_device!(var_owner_checked, a_var_of_another_tape_is_refused);
@@ -552,7 +552,7 @@ fn frozen_tensor_gradient_is_zero(dev: &mut Device) {
     let (xv, lv) = (dev.upload(&x).unwrap(), dev.upload(&[0.0, 1.0, 2.0, 1.0]).unwrap());
     let backward = |dev: &mut Device, mlp: &Mlp| {
         let mut tape = Tape::new(dev);
-        let xin = tape.input(Tensor::new(xv, &[4, 6]));
+        let xin = tape.input(Tensor::new(xv, &[4, 6]).unwrap());
         let logits = mlp.forward(&mut tape, xin).unwrap();
         let loss = tape.softmax_ce(logits, lv, None).unwrap();
         tape.backward(loss).unwrap();
@@ -579,12 +579,12 @@ fn fused_gradients_are_not_misread(dev: &mut Device) {
     let wv = dev.upload(&w).unwrap();
     for retain in [false, true] {
         let mut tape = Tape::new(dev);
-        let xp = tape.param(Tensor::new(xv, &[3, 2]), xg).unwrap();
+        let xp = tape.param(Tensor::new(xv, &[3, 2]).unwrap(), xg).unwrap();
         let h = tape.act(xp, Act::Tanh).unwrap();
         if retain {
             tape.retain_grad(h).unwrap();
         }
-        let win = tape.input(Tensor::new(wv, &[2, 2]));
+        let win = tape.input(Tensor::new(wv, &[2, 2]).unwrap());
         let y = tape.matmul(Form::NN, h, win).unwrap();
         let root = tape.sum(y).unwrap();
         tape.backward(root).unwrap();
@@ -605,17 +605,17 @@ test_device!(fused_gradients_grad, fused_gradients_are_not_misread);
 fn errors_not_wrong_numbers(dev: &mut Device) {
     let v = dev.upload(&[1.0; 12]).unwrap();
     let mut tape = Tape::new(dev);
-    let a = tape.input(Tensor::new(v, &[3, 4]));
-    let b = tape.input(Tensor::new(v.slice(0, 3), &[3]));
+    let a = tape.input(Tensor::new(v, &[3, 4]).unwrap());
+    let b = tape.input(Tensor::new(v.slice(0, 3), &[3]).unwrap());
     let err = tape.add(a, b).unwrap_err().to_string();
     assert!(err.contains("do not broadcast"), "{err}");
-    let c = tape.input(Tensor::new(v, &[2, 3, 2]));
+    let c = tape.input(Tensor::new(v, &[2, 3, 2]).unwrap());
     assert!(tape.add(a, c).is_err());
     let at = tape.reshape(a, &[4, 3]).unwrap();
     assert!(tape.mse(a, at).is_err());
     let err = tape.backward(a).unwrap_err().to_string();
     assert!(err.contains("1-element root") && err.contains("reduce it first"), "{err}");
-    assert!(tape.param(Tensor::new(v, &[12]), v.slice(0, 3)).is_err());
+    assert!(tape.param(Tensor::new(v, &[12]).unwrap(), v.slice(0, 3)).is_err());
 }
 
 /// A model fed the wrong width names the layer and the width it expects.
@@ -624,7 +624,7 @@ fn a_model_names_the_layer_a_wrong_width_reaches(dev: &mut Device) {
     let v = dev.upload(&[0.5; 14]).unwrap();
     let mut tape = Tape::new(dev);
     for shape in [&[2, 7][..], &[14], &[7, 2]] {
-        let x = tape.input(Tensor::new(v, shape));
+        let x = tape.input(Tensor::new(v, shape).unwrap());
         for err in [mlp.forward(&mut tape, x).unwrap_err(), mlp.forward_no_grad(&mut tape, x).unwrap_err()] {
             let err = format!("{err:#}");
             assert!(err.contains("layer 0 (Linear 6→5) expects inputs of shape [rows, 6]"), "{shape:?}: {err}");
@@ -646,7 +646,7 @@ fn whole_mlp_gradient(dev: &mut Device) {
         dev.fill(mlp.arena.grads, f32::NAN);
         {
             let mut tape = Tape::new(dev);
-            let xin = tape.input(Tensor::new(xv, &[2, 6]));
+            let xin = tape.input(Tensor::new(xv, &[2, 6]).unwrap());
             let logits = mlp.forward(&mut tape, xin).unwrap();
             let loss = tape.softmax_ce(logits, lv, None).unwrap();
             tape.backward(loss).unwrap();
@@ -704,7 +704,7 @@ fn mlp_with_a_penalty_through_handles(dev: &mut Device) {
     let run = |dev: &mut Device, penalty: bool| -> Vec<f32> {
         dev.fill(mlp.arena.grads, f32::NAN);
         let mut tape = Tape::new(dev);
-        let xin = tape.input(Tensor::new(xv, &[3, 4]));
+        let xin = tape.input(Tensor::new(xv, &[3, 4]).unwrap());
         let logits = mlp.forward(&mut tape, xin).unwrap();
         let mut loss = tape.softmax_ce(logits, lv, None).unwrap();
         if penalty {
@@ -733,7 +733,7 @@ fn lecture_chain_rule_example(dev: &mut Device) {
     let xv = dev.upload(&[3.0]).unwrap();
     let g = poisoned(dev, 1);
     let mut tape = Tape::new(dev);
-    let x = tape.param(Tensor::new(xv, &[1]), g).unwrap();
+    let x = tape.param(Tensor::new(xv, &[1]).unwrap(), g).unwrap();
     let x2 = tape.pow(x, 2.0).unwrap();
     let x3 = tape.scale(x, 3.0).unwrap();
     let u = tape.add(x2, x3).unwrap();
@@ -799,7 +799,7 @@ fn max_and_argmax(dev: &mut Device) {
     let xv = dev.upload(&x).unwrap();
     let grad = dev.alloc(x.len()).unwrap();
     let mut tape = Tape::new(dev);
-    let input = tape.input(Tensor::new(xv, &[m, n]));
+    let input = tape.input(Tensor::new(xv, &[m, n]).unwrap());
     for axis in [Axis::Rows, Axis::Cols] {
         let mx = tape.max_axis(input, axis).unwrap();
         let am = tape.argmax_axis(input, axis).unwrap();
@@ -810,7 +810,7 @@ fn max_and_argmax(dev: &mut Device) {
     }
     let rows_first = tape.argmax_axis(input, Axis::Cols).unwrap();
     assert_eq!(tape.read(rows_first).unwrap(), vec![1.0, 0.0, 0.0], "the first of equal maxima");
-    let p = tape.param(Tensor::new(xv, &[m, n]), grad).unwrap();
+    let p = tape.param(Tensor::new(xv, &[m, n]).unwrap(), grad).unwrap();
     let err = tape.max_axis(p, Axis::Cols).unwrap_err().to_string();
     assert!(err.contains("no gradient"), "{err}");
     // arg-maxima carry no gradient: a loss built on them leaves the parameter's gradient zero.
@@ -824,3 +824,16 @@ fn max_and_argmax(dev: &mut Device) {
     assert!(g.iter().all(|&v| v == 1.0 / 12.0), "{g:?}");
 }
 test_device!(max_argmax, max_and_argmax);
+
+/// A tensor whose shape does not match its view is an `Err` that gives both counts, never a
+/// panic (an overflowing shape included).
+#[test]
+fn a_tensor_of_the_wrong_shape_is_an_error() {
+    let mut dev = Device::cpu();
+    let v = dev.alloc(6).unwrap();
+    assert_eq!(Tensor::new(v, &[2, 3]).unwrap().shape, vec![2, 3]);
+    let err = Tensor::new(v, &[4, 2]).unwrap_err().to_string();
+    assert!(err.contains("shape [4, 2] holds 8 values, but the view holds 6"), "{err}");
+    let err = Tensor::new(v, &[usize::MAX, 2]).unwrap_err().to_string();
+    assert!(err.contains("more than usize::MAX"), "{err}");
+}

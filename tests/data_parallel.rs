@@ -55,9 +55,9 @@ impl Problem {
     /// The slice's inputs and the two layers: (x, hidden, logits, w2).
     fn forward(&self, tape: &mut Tape, s: RowSlice) -> Result<(Var, Var, Var, Var)> {
         let x = tape.constant(&self.x[s.start * IN..(s.start + s.rows) * IN], &[s.rows, IN])?;
-        let w1 = tape.param(Tensor::new(self.w1, &[HID, IN]), self.grads[0])?;
-        let b1 = tape.param(Tensor::new(self.b1, &[HID]), self.grads[1])?;
-        let w2 = tape.param(Tensor::new(self.w2, &[CLASSES, HID]), self.grads[2])?;
+        let w1 = tape.param(Tensor::new(self.w1, &[HID, IN])?, self.grads[0])?;
+        let b1 = tape.param(Tensor::new(self.b1, &[HID])?, self.grads[1])?;
+        let w2 = tape.param(Tensor::new(self.w2, &[CLASSES, HID])?, self.grads[2])?;
         let h = tape.linear(x, w1, Some(b1), Act::Tanh)?;
         let logits = tape.linear(h, w2, None, Act::Identity)?;
         Ok((x, h, logits, w2))

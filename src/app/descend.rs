@@ -44,7 +44,7 @@ pub fn descend(
             let mut tape = Tape::new(dev);
             let mut vars = Vec::with_capacity(n);
             for i in 0..n {
-                vars.push(tape.param(Tensor::new(params.slice(i, 1), &[1]), grads.slice(i, 1))?);
+                vars.push(tape.param(Tensor::new(params.slice(i, 1), &[1])?, grads.slice(i, 1))?);
             }
             let f = function.build(&mut tape, &vars)?;
             tape.backward(f)?;

@@ -323,7 +323,7 @@ impl Trainer {
             y,
         });
         tape.adopt(y);
-        Ok((tape.input_owned(Tensor::new(x, &[count, row_len])), y))
+        Ok((tape.input_owned(Tensor::new(x, &[count, row_len])?), y))
     }
 
     /// Check every op's output and gradient each step and name the first non-finite one

@@ -23,7 +23,7 @@
 //! let mut dp = DataParallel::new(StepPath::DataParallel, 16, &[grad], &[])?;
 //! let run = dp.backward(&mut dev, 64, |tape: &mut Tape, s| {
 //!     let xs = tape.constant(&x[s.start * 2..(s.start + s.rows) * 2], &[s.rows, 2])?;
-//!     let wv = tape.param(Tensor::new(w, &[2, 1]), grad)?;
+//!     let wv = tape.param(Tensor::new(w, &[2, 1])?, grad)?;
 //!     let y = tape.matmul(descent::backend::Form::NN, xs, wv)?;
 //!     let sq = tape.mul(y, y)?;
 //!     tape.mean(sq) // the mean over the slice: slices add up with weights rows / 64

@@ -25,7 +25,7 @@
 //! let w_grad = dev.alloc(3)?;
 //! {
 //!     let mut tape = Tape::new(&mut dev);
-//!     let wv = tape.param(descent::tensor::Tensor::new(w, &[3]), w_grad)?;
+//!     let wv = tape.param(descent::tensor::Tensor::new(w, &[3])?, w_grad)?;
 //!     let sq = tape.mul(wv, wv)?; // w²
 //!     let loss = tape.sum(sq)?; // Σ w²
 //!     tape.backward(loss)?;
@@ -240,7 +240,7 @@ impl<'d> Tape<'d> {
 
     fn out(&mut self, shape: &[usize]) -> Result<Tensor> {
         let v = self.dev.alloc(shape.iter().product())?;
-        Ok(Tensor::new(v, shape))
+        Tensor::new(v, shape)
     }
 
     fn node(&self, v: Var) -> Result<&Node> {
@@ -509,7 +509,7 @@ impl<'d> Tape<'d> {
             t.shape,
             t.len()
         );
-        let value = Tensor::new(t.view, shape);
+        let value = Tensor::new(t.view, shape)?;
         Ok(self.push(value, Op::Reshape { a }, false))
     }
 
