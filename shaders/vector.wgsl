@@ -44,27 +44,28 @@ fn sumsq_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (t == 0u) { Y[P.y_off + wid.x] = RED[0]; }
 }
 
-// One workgroup: the n partials of X summed, Y[s_off] = 1 / max(sqrt(sum), eps).
-@compute @workgroup_size(256)
-fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = lid.x;
+// The second pass of inv_norm and clip_coef (one workgroup): the n partials of X summed,
+// in RED[0].
+fn sum_partials(t: u32) {
     var acc = 0.0;
     for (var i = t; i < P.n; i = i + 256u) { acc = acc + X[P.x_off + i]; }
     RED[t] = acc;
     reduce(t);
-    if (t == 0u) { Y[P.s_off] = 1.0 / max(sqrt(RED[0]), P.eps); }
 }
 
-// One workgroup: the n partials of X summed, Y[s_off] = ||x||_2 and Y[s_off + 1] =
-// min(1, alpha / (||x||_2 + 1e-6)): PyTorch's clip_grad_norm_ coefficient (max_norm = alpha).
+// Y[s_off] = 1 / max(sqrt(sum), eps).
+@compute @workgroup_size(256)
+fn inv_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+    sum_partials(lid.x);
+    if (lid.x == 0u) { Y[P.s_off] = 1.0 / max(sqrt(RED[0]), P.eps); }
+}
+
+// Y[s_off] = ||x||_2 and Y[s_off + 1] = min(1, alpha / (||x||_2 + 1e-6)): PyTorch's
+// clip_grad_norm_ coefficient (max_norm = alpha).
 @compute @workgroup_size(256)
 fn clip_coef(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let t = lid.x;
-    var acc = 0.0;
-    for (var i = t; i < P.n; i = i + 256u) { acc = acc + X[P.x_off + i]; }
-    RED[t] = acc;
-    reduce(t);
-    if (t == 0u) {
+    sum_partials(lid.x);
+    if (lid.x == 0u) {
         let norm = sqrt(RED[0]);
         Y[P.s_off] = norm;
         Y[P.s_off + 1u] = min(P.alpha / (norm + 1e-6), 1.0);

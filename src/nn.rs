@@ -229,9 +229,7 @@ impl ParamArena {
     /// step (its 2-element buffer then goes back to the pool for the next call).
     pub fn clip_grad_norm(&self, dev: &mut Device, max_norm: f32) -> Result<GradNorm> {
         ensure!(max_norm.is_finite() && max_norm >= 0.0, "clip_grad_norm needs a finite max_norm >= 0, got {max_norm}");
-        for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {
-            dev.fill(self.grads.slice(e.offset, e.len()), 0.0);
-        }
+        self.zero_frozen_grads(dev);
         let out = dev.alloc(2)?;
         dev.clip_coef(self.grads, out, max_norm);
         dev.scale_by(self.grads, out.slice(1, 1));
@@ -247,11 +245,17 @@ impl ParamArena {
             clip_value.is_finite() && clip_value >= 0.0,
             "clip_grad_value needs a finite clip_value >= 0, got {clip_value}"
         );
+        self.zero_frozen_grads(dev);
+        dev.clamp(self.grads, -clip_value, clip_value);
+        Ok(())
+    }
+
+    /// Clipping sees only trainable tensors: a frozen tensor's gradient is zeroed first, so it
+    /// neither counts in a norm nor survives a clamp.
+    fn zero_frozen_grads(&self, dev: &mut Device) {
         for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {
             dev.fill(self.grads.slice(e.offset, e.len()), 0.0);
         }
-        dev.clamp(self.grads, -clip_value, clip_value);
-        Ok(())
     }
 
     /// Total elements, padding included (what an optimizer step covers).

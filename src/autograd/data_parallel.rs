@@ -280,19 +280,7 @@ impl DataParallel {
             }
             Ok(SliceOut { loss, grads: tape.param_grads() })
         };
-        let results: Vec<std::sync::Mutex<Option<Result<SliceOut>>>> =
-            slices.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        let jobs: Vec<_> = workers.iter_mut().zip(slices).zip(&results).collect();
-        crate::backend::host::for_each_pinned(jobs, |(job, out)| {
-            let r = one(job);
-            if let Ok(mut o) = out.lock() {
-                *o = Some(r);
-            }
-        });
-        let outs: Vec<Result<SliceOut>> = results
-            .into_iter()
-            .map(|m| m.into_inner().ok().flatten().unwrap_or_else(|| Err(anyhow::anyhow!("a slice did not run"))))
-            .collect();
+        let outs = crate::backend::host::map_pinned(workers.iter_mut().zip(slices).collect(), one);
         let mut wrote: Vec<usize> =
             workers.iter_mut().flat_map(|w| w.cpu_backend_mut().expect("workers are CPU").detach()).collect();
         wrote.sort_unstable();

@@ -230,7 +230,12 @@ impl<'d> Tape<'d> {
 
     fn push(&mut self, value: Tensor, op: Op, owned: bool) -> Var {
         let inputs = inputs_of(&op);
-        let needs_grad = matches!(op, Op::Param { .. }) || inputs.iter().any(|v| self.nodes[v.0].needs_grad);
+        let needs_grad = match op {
+            Op::Param { .. } => true,
+            // A maximum's value or index: no gradient flows through it to its input.
+            Op::Extreme { .. } => false,
+            _ => inputs.iter().any(|v| self.nodes[v.0].needs_grad),
+        };
         for v in inputs {
             self.nodes[v.0].uses += 1;
         }

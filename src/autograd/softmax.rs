@@ -34,9 +34,7 @@ impl Tape<'_> {
         let out = self.out(&shape)?;
         let av = self.value(a).view;
         self.dev.max_axis(av, out.view, n, axis, argmax);
-        let v = self.push(out, Op::Extreme { a, axis, argmax }, true);
-        self.nodes[v.0].needs_grad = false;
-        Ok(v)
+        Ok(self.push(out, Op::Extreme { a, axis, argmax }, true))
     }
 
     /// `log(softmax(a))` along each row of the matrix `a` (PyTorch's `log_softmax(a, dim=1)`):

@@ -135,30 +135,34 @@ impl Drop for SerialSection {
     }
 }
 
-/// Run `f` on every item, item `i` on pool thread `i % threads` (or all on this thread inside a
-/// [`SerialSection`] or on one thread). The same items land on the same threads every call, so
-/// what one step's item leaves in a core's cache the next step's finds there: optimizer state
-/// stays in one core's L2 from step to step instead of moving with rayon's work stealing.
+/// `f` of every item, in the items' order, item `i` run on pool thread `i % threads` (or all
+/// on this thread inside a [`SerialSection`] or on one thread). The same items land on the
+/// same threads every call, so a data-parallel step's slice `s` runs where slice `s` ran the
+/// step before, and finds its worker's buffers in that core's cache.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn for_each_pinned<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
-    let threads = op_threads();
-    if threads <= 1 || items.len() <= 1 {
-        items.into_iter().for_each(f);
-        return;
+pub fn map_pinned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    use std::sync::Mutex;
+    if op_threads() <= 1 || items.len() <= 1 {
+        return items.into_iter().map(f).collect();
     }
-    let slots: Vec<std::sync::Mutex<Option<T>>> = items.into_iter().map(|t| std::sync::Mutex::new(Some(t))).collect();
+    // Each item and the slot for its result.
+    let jobs: Vec<_> = items.into_iter().map(|t| (Mutex::new(Some(t)), Mutex::new(None::<R>))).collect();
     rayon::broadcast(|ctx| {
-        for slot in slots.iter().skip(ctx.index()).step_by(ctx.num_threads()) {
-            let item = slot.lock().map(|mut s| s.take()).unwrap_or(None);
-            if let Some(item) = item {
-                f(item);
+        for (item, out) in jobs.iter().skip(ctx.index()).step_by(ctx.num_threads()) {
+            if let Some(item) = item.lock().map(|mut s| s.take()).unwrap_or(None) {
+                let r = f(item);
+                if let Ok(mut o) = out.lock() {
+                    *o = Some(r);
+                }
             }
         }
     });
+    // broadcast returns once every thread has run its share, each item exactly once.
+    jobs.into_iter().map(|(_, out)| out.into_inner().ok().flatten().expect("every item ran")).collect()
 }
 
-/// [`for_each_pinned`] in the browser: one thread, so every item in order.
+/// [`map_pinned`] in the browser: one thread, so every item in order.
 #[cfg(target_arch = "wasm32")]
-pub fn for_each_pinned<T>(items: Vec<T>, f: impl Fn(T)) {
-    items.into_iter().for_each(f);
+pub fn map_pinned<T, R>(items: Vec<T>, f: impl Fn(T) -> R) -> Vec<R> {
+    items.into_iter().map(f).collect()
 }

@@ -382,16 +382,11 @@ fn epoch(a: EpochBench) -> Result<()> {
         c.validate()?;
         Ok(c)
     })())?;
-    let threads = match &a.threads {
-        Some(t) => {
-            let t = usage(parse_list(t, "--threads"))?;
-            if t.contains(&0) {
-                usage::<()>(Err(anyhow::anyhow!("--threads: each count must be at least 1")))?;
-            }
-            t
-        }
-        None => Vec::new(),
-    };
+    let threads = usage((|| {
+        let t = a.threads.as_deref().map_or(Ok(Vec::new()), |t| parse_list(t, "--threads"))?;
+        anyhow::ensure!(!t.contains(&0), "--threads: each count must be at least 1");
+        Ok(t)
+    })())?;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     if !a.json {
         println!("data: {}", super::flags(&data.source));

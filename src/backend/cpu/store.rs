@@ -220,7 +220,7 @@ pub fn tree_sum(out: &mut [f32], parts: &[&[f32]], weights: &[f32], accumulate: 
         }
     };
     if super::fork(out.len()) {
-        crate::backend::host::for_each_pinned(out.chunks_mut(REDUCE_CHUNK).enumerate().collect(), task);
+        crate::backend::host::map_pinned(out.chunks_mut(REDUCE_CHUNK).enumerate().collect(), task);
     } else {
         out.chunks_mut(REDUCE_CHUNK).enumerate().for_each(task);
     }

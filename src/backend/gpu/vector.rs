@@ -21,24 +21,27 @@ fn uniform(n: usize, x: View, y: View, s_off: usize, alpha: f32, beta: f32, eps:
 }
 
 impl GpuBackend {
-    /// Two passes: partial sums of squares (a fixed number of workgroups for a given length,
-    /// so the sum's order depends on the length only), then their total's inverse root.
+    /// Two passes: the partial sums of squares, then their total's inverse root.
     pub(super) fn launch_inv_norm(&mut self, x: View, out: View, eps: f32) {
-        let groups = x.len.div_ceil(WG as usize).clamp(1, 256);
-        let partials = View { buf: self.partials, offset: 0, len: groups };
-        let uni = uniform(x.len, x, partials, 0, 0.0, 0.0, eps);
-        self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
-        let uni = uniform(groups, partials, out, out.offset, 0.0, 0.0, eps);
+        let partials = self.launch_sumsq_partials(x);
+        let uni = uniform(partials.len, partials, out, out.offset, 0.0, 0.0, eps);
         self.dispatch(K_INV_NORM, &uni, &[self.partials, out.buf], [1, 1, 1]);
     }
 
     pub(super) fn launch_clip_coef(&mut self, x: View, out: View, max_norm: f32) {
+        let partials = self.launch_sumsq_partials(x);
+        let uni = uniform(partials.len, partials, out, out.offset, max_norm, 0.0, 0.0);
+        self.dispatch(K_CLIP_COEF, &uni, &[self.partials, out.buf], [1, 1, 1]);
+    }
+
+    /// The first pass of the norm: partial sums of squares into the partials buffer (a fixed
+    /// number of workgroups for a given length, so the sum's order depends on the length only).
+    fn launch_sumsq_partials(&mut self, x: View) -> View {
         let groups = x.len.div_ceil(WG as usize).clamp(1, 256);
         let partials = View { buf: self.partials, offset: 0, len: groups };
         let uni = uniform(x.len, x, partials, 0, 0.0, 0.0, 0.0);
         self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
-        let uni = uniform(groups, partials, out, out.offset, max_norm, 0.0, 0.0);
-        self.dispatch(K_CLIP_COEF, &uni, &[self.partials, out.buf], [1, 1, 1]);
+        partials
     }
 
     pub(super) fn launch_scale_by(&mut self, x: View, s: View) {
@@ -47,10 +50,12 @@ impl GpuBackend {
         self.dispatch(K_SCALE_BY, &uni, &[s.buf, x.buf], grid);
     }
 
+    /// In place: X is unread, so the dummy buffer fills its binding (binding `y` there too
+    /// would alias the written buffer and cost a scratch copy of all of it).
     pub(super) fn launch_clamp(&mut self, y: View, lo: f32, hi: f32) {
         let uni = uniform(y.len, y, y, 0, lo, hi, 0.0);
         let grid = self.grid(y.len);
-        self.dispatch(K_CLAMP, &uni, &[y.buf, y.buf], grid);
+        self.dispatch(K_CLAMP, &uni, &[self.dummy_read, y.buf], grid);
     }
 
     pub(super) fn launch_axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
