@@ -10,6 +10,7 @@
 //! - [`nn`]: layers whose parameters live in one arena ([`nn::ParamArena`], [`nn::Mlp`])
 //! - [`optim`]: PyTorch's optimizers and schedules as fused kernels ([`optim::Optimizer`])
 //! - [`data`]: dataset loaders (IDX, CIFAR-10, image folders)
+//! - [`state_dict`]: save and load models and optimizer state as safetensors
 //! - [`reference`](mod@reference): the f64 version of every op and the tolerances; [`rng`], [`torch_rng`]:
 //!   random inputs and PyTorch's generator
 //!
@@ -73,6 +74,8 @@ pub mod optim;
 pub mod reference;
 #[warn(missing_docs)]
 pub mod rng;
+#[warn(missing_docs)]
+pub mod state_dict;
 #[warn(missing_docs)]
 pub mod tensor;
 #[warn(missing_docs)]

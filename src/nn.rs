@@ -8,9 +8,10 @@
 
 use crate::autograd::{Tape, Var};
 use crate::backend::{Act, Device};
+use crate::state_dict::{NamedTensor, StateDict, Stored, OPTIMIZER_PREFIX};
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::{linear_init_bounds, TorchGenerator};
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// Arena offsets are multiples of this many elements (256 bytes: aligned for vector loads and
 /// for binding sub-ranges on any GPU).
@@ -256,6 +257,47 @@ impl ParamArena {
         for (e, _) in self.entries.iter().zip(&self.frozen).filter(|(_, &f)| f) {
             dev.fill(self.grads.slice(e.offset, e.len()), 0.0);
         }
+    }
+
+    /// The parameters as a state dict under their PyTorch names (`0.weight`, `0.bias`, …), in
+    /// registration order, as f32: what `model.state_dict()` holds. One readback.
+    /// [`StateDict::save`] writes it; PyTorch loads the file with `load_state_dict(strict=True)`.
+    pub fn state_dict(&self, dev: &mut Device) -> Result<StateDict> {
+        let params = dev.read(self.params)?;
+        let tensors =
+            self.entries.iter().map(|e| NamedTensor::f32(e.name.clone(), e.shape.clone(), params[e.range()].to_vec()));
+        Ok(StateDict { tensors: tensors.collect(), metadata: Default::default() })
+    }
+
+    /// Overwrite the parameters from `dict`, strictly as PyTorch's
+    /// `load_state_dict(strict=True)`: every tensor of this arena must be there with its shape
+    /// and stored as F32, and a tensor of another name (other than the optimizer's
+    /// `optimizer.…` state, left to [`Optimizer::load_state_dict`](crate::optim::Optimizer::load_state_dict))
+    /// is an error. The error names the tensor; nothing is written unless all of them fit.
+    /// Gradients and frozen flags are untouched.
+    pub fn load_state_dict(&self, dev: &mut Device, dict: &StateDict) -> Result<()> {
+        let mut host = vec![0f32; self.len()];
+        for e in &self.entries {
+            let t = dict.get(&e.name).with_context(|| format!("tensor {} (shape {:?}) is missing", e.name, e.shape))?;
+            ensure!(
+                t.shape == e.shape,
+                "{} has shape {:?} in the state dict, the model's is {:?}",
+                e.name,
+                t.shape,
+                e.shape
+            );
+            ensure!(t.dtype == Stored::F32, "{} is stored as {:?}; parameters are F32", e.name, t.dtype);
+            host[e.range()].copy_from_slice(&t.data);
+        }
+        if let Some(t) = dict
+            .tensors
+            .iter()
+            .find(|t| !t.name.starts_with(OPTIMIZER_PREFIX) && !self.entries.iter().any(|e| e.name == t.name))
+        {
+            let names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
+            bail!("unexpected tensor {} in the state dict: the model has {}", t.name, names.join(", "));
+        }
+        dev.write(self.params, &host)
     }
 
     /// Total elements, padding included (what an optimizer step covers).

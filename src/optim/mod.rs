@@ -22,6 +22,7 @@ mod optimizer;
 pub mod reference;
 pub mod schedule;
 mod state;
+mod state_dict;
 mod step;
 mod validate;
 

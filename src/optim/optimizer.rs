@@ -159,7 +159,7 @@ impl Optimizer {
     }
 
     /// Refuse an arena of another layout than the one this optimizer was built for.
-    fn check_layout(&self, arena: &ParamArena) -> Result<()> {
+    pub(super) fn check_layout(&self, arena: &ParamArena) -> Result<()> {
         let layout = arena_layout(arena);
         if layout != self.layout || arena.len() != self.n {
             let at = layout

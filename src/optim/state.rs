@@ -2,7 +2,7 @@
 //! configuration's initial value, the fused step over parts of the arena, readback of the
 //! stored bits, their decoding to f32, restore, and release. [`OptimState`] dispatches to them:
 //! the one place the widths are matched on the device side. (Checkpoints name the stored bits
-//! per width in `app::checkpoint`.)
+//! per width in `state_dict.rs`, beside them.)
 
 use super::factored_state::FactoredState;
 use super::muon_state::MuonState;

@@ -1,167 +1,34 @@
-//! Checkpoints in the safetensors format, read and written with the `safetensors` crate: an
-//! 8-byte little-endian header length, a JSON header (`{"NAME": {"dtype": "F32", "shape": […],
-//! "data_offsets": [begin, end]}, …, "__metadata__": {string: string}}`), then the tensors'
-//! bytes. PyTorch reads it with
-//! `safetensors.torch.load_file`; the model's tensors carry `nn.Sequential`'s names (`0.weight`,
-//! `0.bias`, `2.weight`, …), the optimizer's state `optimizer.<slot>.<param name>`.
-//!
-//! Files are written atomically: a temporary file in the same folder, fsync, rename over the
-//! target, fsync of the folder. A crash at any instant leaves the old file or the new one.
-//!
-//! The training checkpoint lives here too: what [`Trainer`] saves and restores for a bit-exact
-//! resume (tensors, optimizer state, step counts, the shuffle generator's position), its
+//! The training checkpoint: what [`Trainer`] saves and restores for a bit-exact resume, its
 //! metadata entries, and the migration from format 1 (xoshiro shuffle states).
+//!
+//! The file is a [`StateDict`]: the model's tensors from [`ParamArena::state_dict`]
+//! (`nn.Sequential`'s names), the optimizer's from [`Optimizer::state_dict`]
+//! (`optimizer.<slot>.<param>`, at the width it keeps them, with its step count), and the
+//! trainer's entries (data, sizes, shuffle position, epoch, metrics). The safetensors codec
+//! and the atomic write live in [`crate::state_dict`], the one implementation the library's
+//! save and load use too; they are re-exported here.
+//!
+//! [`ParamArena::state_dict`]: crate::nn::ParamArena::state_dict
+//! [`Optimizer::state_dict`]: crate::optim::Optimizer::state_dict
 
 mod state;
 
 pub use state::export_weights;
 
 use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
-use crate::backend::quant::{bf16_from_f32, bf16_to_f32, TensorState};
 use crate::backend::Act;
 use crate::message::Setting;
-use crate::optim::{Mode, OptimConfig, Schedule, StoredState};
+use crate::optim::{Mode, OptimConfig, Schedule};
 use crate::rng::Rng;
 use crate::said;
 use crate::torch_rng::TorchGenerator;
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A named tensor. Its values are held as f32 whatever the file stores (every bfloat16 and
-/// u8 is exactly an f32); `dtype` says how the file stores them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-    pub dtype: Stored,
-}
-
-/// A tensor's dtype in the file: safetensors' F32, BF16 (optimizer state at 16 bits) or U8
-/// (8-bit codes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Stored {
-    /// 32-bit floats.
-    #[default]
-    F32,
-    /// bfloat16: the values must be exactly bfloat16s.
-    Bf16,
-    /// Bytes: the values must be whole numbers 0..=255.
-    U8,
-}
-
-impl NamedTensor {
-    /// An f32 tensor.
-    pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> NamedTensor {
-        NamedTensor { name: name.into(), shape, data, dtype: Stored::F32 }
-    }
-
-    /// The file's bytes for this tensor, or an error if a value is not of its dtype.
-    fn bytes(&self) -> Result<(Dtype, Vec<u8>)> {
-        Ok(match self.dtype {
-            Stored::F32 => (Dtype::F32, self.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            Stored::Bf16 => {
-                let mut out = Vec::with_capacity(2 * self.data.len());
-                for v in &self.data {
-                    let b = v.to_bits();
-                    ensure!(b & 0xFFFF == 0, "tensor {}: {v} is not a bfloat16", self.name);
-                    out.extend_from_slice(&((b >> 16) as u16).to_le_bytes());
-                }
-                (Dtype::BF16, out)
-            }
-            Stored::U8 => {
-                let mut out = Vec::with_capacity(self.data.len());
-                for &v in &self.data {
-                    ensure!(v.fract() == 0.0 && (0.0..=255.0).contains(&v), "tensor {}: {v} is not a byte", self.name);
-                    out.push(v as u8);
-                }
-                (Dtype::U8, out)
-            }
-        })
-    }
-}
-
-/// Serialize tensors and string metadata with the `safetensors` crate (the format's reference
-/// implementation). The crate orders tensors by name; its header keeps `__metadata__` in a hash
-/// map, so the header is rewritten with sorted keys: the same state always gives the same bytes.
-pub fn encode(tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let bytes: Vec<(Dtype, Vec<u8>)> = tensors.iter().map(NamedTensor::bytes).collect::<Result<_>>()?;
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, (dtype, b))| {
-            TensorView::new(*dtype, t.shape.clone(), b)
-                .map(|v| (t.name.as_str(), v))
-                .map_err(|e| anyhow!("tensor {}: {e}", t.name))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let info: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let out = safetensors::serialize(views, (!info.is_empty()).then_some(info))?;
-    // Canonical header: the same JSON with its keys sorted, padded to 8 bytes as before.
-    let n = u64::from_le_bytes(out[..8].try_into().expect("8 bytes")) as usize;
-    let header: Value = serde_json::from_slice(&out[8..8 + n])?;
-    let mut text = header.to_string().into_bytes();
-    text.resize(text.len().next_multiple_of(8), b' ');
-    let mut file = Vec::with_capacity(8 + text.len() + out.len() - 8 - n);
-    file.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    file.extend_from_slice(&text);
-    file.extend_from_slice(&out[8 + n..]);
-    Ok(file)
-}
-
-/// Parse and validate a safetensors file's bytes with the `safetensors` crate (header length,
-/// JSON, offsets consistent with shapes, contiguous, covering the data exactly); F32, BF16
-/// and U8 tensors, their values widened to f32. Tensors come back in offset order.
-pub fn decode(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let explain = |e: SafeTensorError| {
-        match e {
-        SafeTensorError::InvalidHeaderDeserialization(e) => anyhow!("{what}: the header is not valid JSON ({e})"),
-        SafeTensorError::HeaderTooSmall | SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
-            anyhow!("{what}: the header length does not fit the file ({} bytes); truncated or not safetensors", bytes.len())
-        }
-        SafeTensorError::MetadataIncompleteBuffer => anyhow!(
-            "{what}: the tensors' data does not cover the file's {} bytes exactly (truncated, or bytes after the last tensor)",
-            bytes.len()
-        ),
-        other => anyhow!("{what}: not a valid safetensors file: {other}"),
-    }
-    };
-    // read_metadata parses the header and checks it against the whole buffer.
-    let (n, header) = SafeTensors::read_metadata(bytes).map_err(explain)?;
-    let data = &bytes[8 + n..];
-    let metadata: BTreeMap<String, String> =
-        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let infos = header.tensors();
-    let mut tensors = Vec::new();
-    for name in header.offset_keys() {
-        let t = infos[&name];
-        let (begin, end) = t.data_offsets;
-        let raw = &data[begin..end];
-        let (values, dtype) = match t.dtype {
-            Dtype::F32 => {
-                (raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect(), Stored::F32)
-            }
-            Dtype::BF16 => (
-                raw.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes(c.try_into().expect("2 bytes")))).collect(),
-                Stored::Bf16,
-            ),
-            Dtype::U8 => (raw.iter().map(|&b| b as f32).collect(), Stored::U8),
-            other => bail!("{what}: tensor {name} has dtype {other}; F32, BF16 and U8 are read"),
-        };
-        tensors.push(NamedTensor { name, shape: t.shape.clone(), data: values, dtype });
-    }
-    Ok((tensors, metadata))
-}
-
 pub use crate::data::write_atomic;
-
-pub fn read(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    decode(&bytes, &path.display().to_string())
-}
+pub use crate::state_dict::{decode, encode, read, NamedTensor, StateDict, Stored};
 
 // The training checkpoint: what `Trainer` saves and restores, and the format-1 migration.
 
@@ -177,27 +44,23 @@ impl Trainer {
     /// schedule's position), the RNG, the epoch and step within it, and the configuration.
     pub fn checkpoint_contents(&mut self) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
         let m = self.read_metrics()?;
-        let params = self.dev.read(self.model.arena.params)?;
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            let name = self.model.arena.entry_at(i);
+        let mut dict = self.model.arena.state_dict(&mut self.dev)?;
+        if let Some(t) = dict.tensors.iter().find(|t| t.data.iter().any(|v| !v.is_finite())) {
             bail!(said![
                 format!(
                     "parameter {} holds a non-finite value after step {}: not saving a checkpoint (the last one is kept); try a smaller ",
-                    name.map_or("?", |e| e.name.as_str()),
+                    t.name,
                     self.opt.step
                 ),
                 Setting::Lr
             ]);
         }
-        let mut tensors = Vec::new();
-        for e in &self.model.arena.entries {
-            tensors.push(NamedTensor::f32(e.name.clone(), e.shape.clone(), params[e.range()].to_vec()));
-        }
-        tensors.extend(self.state_tensors()?);
+        // The optimizer's entries: its state tensors, `optimizer` (the configuration as JSON),
+        // `schedule`, `optimizer_step` and, for Schedule-Free, `optimizer_mode`.
+        dict.extend(self.opt.state_dict(&mut self.dev, &self.model.arena)?)?;
         let c = &self.config;
-        let mut meta = BTreeMap::new();
         let mut put = |k: &str, v: String| {
-            meta.insert(k.to_string(), v);
+            dict.metadata.insert(k.to_string(), v);
         };
         put("format", self.shuffle.format().into());
         put("dataset", self.dataset.clone());
@@ -208,20 +71,12 @@ impl Trainer {
         if let Some(order) = self.shuffle.order() {
             put("shuffle", order.name().into());
         }
-        put("optimizer", self.opt.config.to_json().to_string());
-        put("schedule", self.opt.schedule.spec());
-        put("optimizer_step", self.opt.step.to_string());
-        // Which sequence the parameters above are, where the optimizer has two (Schedule-Free:
-        // y in train mode, x in eval); every other optimizer's are the same in both.
-        if let OptimConfig::SchedulefreeAdamw(_) = self.opt.config {
-            put("optimizer_mode", self.opt.mode.name().into());
-        }
         put("epoch", self.epoch.to_string());
         put("step_in_epoch", self.step_in_epoch.to_string());
         self.shuffle.save("rng", &mut put);
         self.epoch_shuffle.save("epoch_rng", &mut put);
         put("metrics", format!("{:?},{:?}", m[0], m[1]));
-        Ok((tensors, meta))
+        Ok((dict.tensors, dict.metadata))
     }
 
     /// Write a checkpoint atomically (see this module's docs).
@@ -242,24 +97,11 @@ impl Trainer {
             meta.get("sizes")?,
             self.dataset
         );
-        let find = |name: &str| -> Result<&NamedTensor> {
-            tensors.iter().find(|t| t.name == name).with_context(|| format!("{what}: tensor {name} is missing"))
-        };
-        let n = self.model.arena.len();
-        let mut params = vec![0f32; n];
-        for e in &self.model.arena.entries {
-            let t = find(&e.name)?;
-            ensure!(t.shape == e.shape, "{what}: {} has shape {:?}, the model {:?}", e.name, t.shape, e.shape);
-            params[e.range()].copy_from_slice(&t.data);
-        }
-        self.dev.write(self.model.arena.params, &params)?;
-        self.restore_state(tensors, what)?;
-        self.opt.step = meta.num("optimizer_step")?;
-        // Checkpoints before the key stored train-mode parameters (nothing else existed).
-        self.opt.mode = match meta.map.get("optimizer_mode") {
-            Some(name) => Mode::from_name(name).with_context(|| what.to_string())?,
-            None => Mode::Train,
-        };
+        // The model and the optimizer each take their own tensors, strictly (a missing, extra or
+        // mis-shaped one names itself), with the file's name in front.
+        let dict = StateDict { tensors: tensors.to_vec(), metadata: meta.map.clone() };
+        self.model.arena.load_state_dict(&mut self.dev, &dict).with_context(|| what.to_string())?;
+        self.opt.load_state_dict(&mut self.dev, &self.model.arena, &dict).with_context(|| what.to_string())?;
         self.epoch = meta.num("epoch")?;
         self.step_in_epoch = meta.num("step_in_epoch")?;
         ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
@@ -395,63 +237,5 @@ impl<'a> Meta<'a> {
             _ if len == 0 => bail!("{}: '{key}' is not a list of numbers", self.what),
             _ => bail!("{}: '{key}' is not {len} numbers", self.what),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_corruption() {
-        let t = vec![
-            NamedTensor::f32("0.weight", vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, f32::MIN_POSITIVE, 7.0]),
-            NamedTensor::f32("0.bias", vec![2], vec![0.25, -0.5]),
-            NamedTensor {
-                name: "optimizer.exp_avg.0.bias".into(),
-                shape: vec![2],
-                data: vec![0.0, 255.0],
-                dtype: Stored::U8,
-            },
-            NamedTensor {
-                name: "optimizer.sum.0.bias".into(),
-                shape: vec![2],
-                data: vec![-2.5, 1.0],
-                dtype: Stored::Bf16,
-            },
-        ];
-        let mut meta = BTreeMap::new();
-        meta.insert("format".to_string(), "test".to_string());
-        let b = encode(&t, &meta).unwrap();
-        assert_eq!(b, encode(&t, &meta).unwrap(), "the same state gives the same bytes");
-        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-        assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
-        let (back, m) = decode(&b, "t").unwrap();
-        // The crate stores tensors widest dtype first (keeping each aligned), then by name;
-        // decode returns them in file order, each with its dtype.
-        let width = |t: &NamedTensor| match t.dtype {
-            Stored::F32 => 4,
-            Stored::Bf16 => 2,
-            Stored::U8 => 1,
-        };
-        let mut in_file = t.clone();
-        in_file.sort_by(|a, b| width(b).cmp(&width(a)).then(a.name.cmp(&b.name)));
-        assert_eq!(back, in_file);
-        // Values that are not of their dtype are an error, not a silent conversion.
-        let mut not_bf16 = t.clone();
-        not_bf16[3].data[0] = 1.0 + f32::EPSILON;
-        assert!(format!("{:#}", encode(&not_bf16, &meta).unwrap_err()).contains("is not a bfloat16"));
-        let mut not_byte = t.clone();
-        not_byte[2].data[1] = 256.0;
-        assert!(format!("{:#}", encode(&not_byte, &meta).unwrap_err()).contains("is not a byte"));
-        assert_eq!(m, meta);
-        assert!(format!("{:#}", decode(&b[..b.len() - 1], "t").unwrap_err()).contains("truncated"));
-        assert!(decode(&b[..4], "t").is_err());
-        let mut bad = b.clone();
-        bad[8] = b'x';
-        assert!(format!("{:#}", decode(&bad, "t").unwrap_err()).contains("not valid JSON"));
-        let mut long = b.clone();
-        long.extend_from_slice(&[0; 4]);
-        assert!(format!("{:#}", decode(&long, "t").unwrap_err()).contains("after the last tensor"));
     }
 }
