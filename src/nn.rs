@@ -7,11 +7,12 @@
 //! ([`ParamArena::set_frozen`]), with no arithmetic on arena indices.
 
 use crate::autograd::{Tape, Var};
-use crate::backend::{Act, Device};
+use crate::backend::{Act, Device, DropoutMask};
 use crate::state_dict::{NamedTensor, StateDict, Stored, OPTIMIZER_PREFIX};
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::{linear_init_bounds, TorchGenerator};
 use anyhow::{bail, ensure, Context, Result};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Arena offsets are multiples of this many elements (256 bytes: aligned for vector loads and
 /// for binding sub-ranges on any GPU).
@@ -349,22 +350,89 @@ impl Linear {
     }
 }
 
-/// A multilayer perceptron: Linear layers with an activation between them (none after the
-/// last), PyTorch's default initialisation.
+/// PyTorch's `nn.Dropout(p)` as a layer: in train mode each call zeroes every element with
+/// probability `p` and scales the rest by `1/(1 − p)`, drawing a fresh mask per call (Philox at
+/// key `seed`, counter offset = the number of calls so far, see [`DropoutMask`]), so a run is
+/// reproducible from its seed on either backend; in eval mode it is the identity. The mode and
+/// the call count are atomics so that `forward` takes `&self`, like the layers beside it, and a
+/// model holding one can be shared with a data-parallel step's workers. Such a step falls back
+/// to the whole batch (a mask is drawn over the batch's elements), after its slices have drawn
+/// theirs: the masks are then other draws than a per-op step's, from the same seed.
+#[derive(Debug)]
+pub struct Dropout {
+    p: f32,
+    seed: u64,
+    calls: AtomicU64,
+    training: AtomicBool,
+}
+
+impl Dropout {
+    /// Dropout with probability `p` (0 ≤ p ≤ 1), its masks keyed by `seed`; in train mode.
+    pub fn new(p: f32, seed: u64) -> Result<Dropout> {
+        DropoutMask::new(p, seed, 0)?;
+        Ok(Dropout { p, seed, calls: AtomicU64::new(0), training: AtomicBool::new(true) })
+    }
+
+    /// The probability of zeroing an element.
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+
+    /// `x` with dropout applied in train mode (a fresh mask), `x` itself in eval mode.
+    pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {
+        if !self.is_training() || self.p == 0.0 {
+            return Ok(x);
+        }
+        let offset = self.calls.fetch_add(1, Ordering::Relaxed);
+        tape.dropout(x, DropoutMask::new(self.p, self.seed, offset)?)
+    }
+
+    /// Train mode (PyTorch's `.train()`): masks are drawn.
+    pub fn train(&self) {
+        self.training.store(true, Ordering::Relaxed);
+    }
+
+    /// Eval mode (PyTorch's `.eval()`): the identity.
+    pub fn eval(&self) {
+        self.training.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether masks are drawn.
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::Relaxed)
+    }
+
+    /// Masks drawn so far: the next mask's offset. Save it with a checkpoint and restore it
+    /// with [`Dropout::set_calls`] to resume with the same masks.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Continue from `calls` masks drawn.
+    pub fn set_calls(&self, calls: u64) {
+        self.calls.store(calls, Ordering::Relaxed);
+    }
+}
+
+/// A multilayer perceptron: Linear layers with an activation after each but the last (one
+/// for all, or one per layer with [`Mlp::set_activations`]) and optional dropout after each
+/// activation ([`Mlp::set_dropout`]); PyTorch's default initialisation.
 pub struct Mlp {
     /// `[inputs, hidden…, outputs]`.
     pub sizes: Vec<usize>,
-    /// The activation between layers.
-    pub act: Act,
     /// Every weight and bias.
     pub arena: ParamArena,
     layers: Vec<Linear>,
+    /// The activation after each hidden layer.
+    acts: Vec<Act>,
+    dropout: Option<Dropout>,
 }
 
 impl Mlp {
     /// `sizes` = [inputs, hidden…, outputs]. Weights and biases ~ U(±1/√fan_in), drawn layer by
     /// layer (weight, then bias) from `rng` exactly as `nn.Linear` draws them, so a generator
-    /// seeded like `torch.manual_seed(s)` gives PyTorch's initial weights bit for bit.
+    /// seeded like `torch.manual_seed(s)` gives PyTorch's initial weights bit for bit. `act`
+    /// follows every layer but the last.
     pub fn new(dev: &mut Device, sizes: &[usize], act: Act, rng: &mut TorchGenerator) -> Result<Mlp> {
         ensure!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         ensure!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive, got {sizes:?}");
@@ -384,7 +452,53 @@ impl Mlp {
         let arena = ParamArena::new(dev, shapes, init)?;
         let layers =
             (0..sizes.len() - 1).map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) }).collect();
-        Ok(Mlp { sizes: sizes.to_vec(), act, arena, layers })
+        let acts = vec![act; sizes.len() - 2];
+        Ok(Mlp { sizes: sizes.to_vec(), arena, layers, acts, dropout: None })
+    }
+
+    /// One activation per hidden layer (`sizes.len() − 2` of them), replacing the one given to
+    /// [`Mlp::new`]. The last layer has none: its output is the logits.
+    pub fn set_activations(&mut self, acts: &[Act]) -> Result<()> {
+        ensure!(
+            acts.len() == self.acts.len(),
+            "an MLP of sizes {:?} has {} hidden layers, so it takes {} activations, not {}",
+            self.sizes,
+            self.acts.len(),
+            self.acts.len(),
+            acts.len()
+        );
+        self.acts = acts.to_vec();
+        Ok(())
+    }
+
+    /// The activation after each hidden layer.
+    pub fn activations(&self) -> &[Act] {
+        &self.acts
+    }
+
+    /// Dropout after every hidden layer's activation in [`Mlp::forward`] (None: none). It
+    /// starts in the mode the model is in; [`Mlp::forward_no_grad`] never drops.
+    pub fn set_dropout(&mut self, dropout: Option<Dropout>) {
+        self.dropout = dropout;
+    }
+
+    /// The dropout layer, if any (its mode and call count).
+    pub fn dropout(&self) -> Option<&Dropout> {
+        self.dropout.as_ref()
+    }
+
+    /// Train mode (PyTorch's `model.train()`): dropout draws masks.
+    pub fn train(&self) {
+        if let Some(d) = &self.dropout {
+            d.train();
+        }
+    }
+
+    /// Eval mode (PyTorch's `model.eval()`): dropout is the identity.
+    pub fn eval(&self) {
+        if let Some(d) = &self.dropout {
+            d.eval();
+        }
     }
 
     /// Elements of the arena an MLP of `sizes` needs, padding included (`None` if that does not
@@ -415,18 +529,18 @@ impl Mlp {
 
     /// The activation after layer `l` (none after the last).
     fn act_after(&self, l: usize) -> Act {
-        if l + 1 < self.layers.len() {
-            self.act
-        } else {
-            Act::Identity
-        }
+        self.acts.get(l).copied().unwrap_or(Act::Identity)
     }
 
-    /// Logits for a batch `x` of shape [rows, inputs].
+    /// Logits for a batch `x` of shape [rows, inputs] (with dropout after each hidden layer
+    /// when one is set and the model is in train mode).
     pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {
         let mut h = self.check_input(tape, x)?;
         for (l, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&self.arena, tape, h, self.act_after(l)).with_context(|| self.layer_name(l))?;
+            if let (Some(d), true) = (&self.dropout, l + 1 < self.layers.len()) {
+                h = d.forward(tape, h)?;
+            }
         }
         Ok(h)
     }

@@ -168,6 +168,40 @@ pub fn clamp(y: &[f32], lo: f32, hi: f32) -> Vec<f64> {
     y.iter().map(|&v| if v.is_nan() { f64::NAN } else { (v as f64).max(lo as f64).min(hi as f64) }).collect()
 }
 
+/// Philox4x32-10 written from Salmon et al. (2011) and Random123's definition, for checking
+/// the kernels' copies: ten rounds of two 32×32→64-bit products, the key bumped by the golden
+/// ratio and √3 − 1 (as 32-bit fractions) before every round after the first.
+pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let (mut c, mut k) = (ctr, key);
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(0x9E37_79B9);
+            k[1] = k[1].wrapping_add(0xBB67_AE85);
+        }
+        let lo_hi = |m: u64, x: u32| ((m * x as u64) as u32, ((m * x as u64) >> 32) as u32);
+        let (lo0, hi0) = lo_hi(0xD251_1F53, c[0]);
+        let (lo1, hi1) = lo_hi(0xCD9E_8D57, c[2]);
+        c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
+    }
+    c
+}
+
+/// Dropout with probability `p` of `x` (see `backend::DropoutMask` for the draw): element i
+/// is kept when `u_i ≥ p`, `u_i` the top 24 bits of its Philox word over 2²⁴, and a kept element
+/// is `x / (1 − p)` (0 everywhere at p = 1; `x · 0`, so a NaN stays NaN, where dropped).
+pub fn dropout(x: &[f32], p: f64, seed: u64, offset: u64) -> Vec<f64> {
+    let key = [seed as u32, (seed >> 32) as u32];
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let words = philox4x32_10([(i / 4) as u32, 0, offset as u32, (offset >> 32) as u32], key);
+            let u = (words[i % 4] >> 8) as f64 / (1u64 << 24) as f64;
+            let factor = if p < 1.0 && u >= p { 1.0 / (1.0 - p) } else { 0.0 };
+            v as f64 * factor
+        })
+        .collect()
+}
+
 /// `dy ⊙ act'(y)`.
 pub fn act_backward(a: Act, y: &[f32], dy: &[f32]) -> Vec<f64> {
     y.iter().zip(dy).map(|(&y, &d)| d as f64 * act_grad(a, y as f64)).collect()
@@ -276,4 +310,21 @@ pub fn softmax_ce(logits: &[f32], labels: &[f32], cols: usize, ignore_index: i32
         }
     }
     (total / kept as f64, d, total, correct)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Random123's known answers (`kat_vectors`, the three philox4x32 10 lines).
+    #[test]
+    fn philox_matches_random123() {
+        assert_eq!(super::philox4x32_10([0; 4], [0; 2]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            super::philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+        assert_eq!(
+            super::philox4x32_10([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
+        );
+    }
 }

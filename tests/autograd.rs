@@ -8,7 +8,7 @@
 mod common;
 
 use descent::autograd::{Tape, Var};
-use descent::backend::{Act, Axis, BinaryOp, Device, Form, Layout, UnaryOp, IGNORE_INDEX};
+use descent::backend::{Act, Axis, BinaryOp, Device, DropoutMask, Form, Layout, UnaryOp, IGNORE_INDEX};
 use descent::nn::Mlp;
 use descent::reference as r;
 use descent::rng::Rng;
@@ -790,6 +790,33 @@ fn softmax_and_log_softmax(dev: &mut Device) {
     );
 }
 test_device!(softmax_grad, softmax_and_log_softmax);
+
+/// Dropout inside a graph: tanh, then dropout (p 0.4, a fixed seed and offset), then a
+/// matmul, against the reference's mask applied to the f64 values. With the mask fixed the
+/// function is smooth in x, so central differences check the gradient (the same mask again).
+fn dropout_in_a_graph(dev: &mut Device) {
+    let (m, k, n) = (5, 7, 3);
+    let mask = DropoutMask::new(0.4, 0xdead_beef_1234, 9).unwrap();
+    let factors = r::dropout(&vec![1.0; m * k], 0.4f32 as f64, mask.seed, mask.offset);
+    assert!(factors.contains(&0.0) && factors.iter().any(|&f| f > 1.0), "the mask drops and keeps");
+    let x = rand(m * k, 41, -2.0, 2.0);
+    let w = rand(k * n, 42, -1.0, 1.0);
+    check(
+        dev,
+        "tanh → dropout → matmul",
+        vec![(x, vec![m, k]), (w, vec![k, n])],
+        &|t, v| {
+            let h = t.act(v[0], Act::Tanh).unwrap();
+            let d = t.dropout(h, mask).unwrap();
+            t.matmul(Form::NN, d, v[1]).unwrap()
+        },
+        &|d| {
+            let h: Vec<f64> = d[0].iter().zip(&factors).map(|(&x, f)| (x as f64).tanh() * f).collect();
+            (0..m * n).map(|i| (0..k).map(|j| h[i / n * k + j] * d[1][j * n + i % n] as f64).sum()).collect()
+        },
+    );
+}
+test_device!(dropout_grad, dropout_in_a_graph);
 
 /// Maxima and arg-maxima along both axes (ties: the first wins), and `max_axis` refusing a
 /// value that needs a gradient.

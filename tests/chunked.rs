@@ -127,3 +127,22 @@ fn the_gather_reads_rows_from_every_chunk() {
     assert!(order.iter().any(|&r| r as usize * row_len > 2 * LIMIT as usize), "some rows come from the third chunk");
     assert_eq!(outs[0], outs[1]);
 }
+
+/// Dropout past one binding: each chunk's mask continues the element index, so the chunked
+/// launch equals the CPU's, bit for bit, at offsets inside the buffers.
+#[test]
+fn dropout_masks_continue_across_chunks() {
+    let n = 700_001; // 2.8 MB: three chunks
+    let x = Rng::new(4).uniform_vec(n + 100, -1.0, 1.0);
+    let mask = descent::backend::DropoutMask::new(0.5, 0xfeed, 77).unwrap();
+    let mut results = Vec::new();
+    for mut dev in [Device::cpu(), small_binding_gpu()] {
+        let xs = dev.upload(&x).unwrap();
+        let y = dev.alloc(n + 200).unwrap();
+        dev.fill(y, 777.0);
+        dev.dropout(xs.slice(100, n), y.slice(37, n), &mask);
+        results.push(dev.read(y.slice(37, n)).unwrap());
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&results[0]) == bits(&results[1]), "the chunked GPU dropout equals the CPU's bit for bit");
+}

@@ -212,15 +212,22 @@ fn scaled_by_the_batch_maximum(p: &Problem, tape: &mut Tape, s: RowSlice) -> Res
     tape.mul(m, top)
 }
 
+fn dropout_of_the_hidden_layer(p: &Problem, tape: &mut Tape, s: RowSlice) -> Result<Var> {
+    let (_, h, _, _) = p.forward(tape, s)?;
+    let d = tape.dropout(h, descent::backend::DropoutMask::new(0.5, 1, 2)?)?;
+    tape.mean(d)
+}
+
 #[test]
 fn losses_that_mix_rows_fall_back_to_the_per_op_path_and_say_why() {
     let mut dev = Device::cpu();
     let p = Problem::new(&mut dev, false);
-    let cases: [(&str, Build, &str); 4] = [
+    let cases: [(&str, Build, &str); 5] = [
         ("the square of a mean", squared_mean, "is a nonlinear function of a sum over rows"),
         ("centring over the batch", centred_over_the_batch, "combines a sum over rows with row-wise values"),
         ("a constant added to a sum", a_constant_added_to_a_sum, "each slice would add it again"),
         ("a maximum over the batch", scaled_by_the_batch_maximum, "takes a maximum across the batch's rows"),
+        ("dropout", dropout_of_the_hidden_layer, "draws a dropout mask by element index over the whole batch"),
     ];
     for (what, build, why) in cases {
         let (_, per_op) = run(&mut dev, &p, StepPath::PerOp, build);

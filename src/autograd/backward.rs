@@ -79,6 +79,7 @@ impl Tape<'_> {
                     self.contribute(a, |dev, dst| dev.expand(g, axis.kept(), dst, cols, scale))?
                 }
                 Op::Reshape { a } => self.contribute(a, |dev, dst| dev.copy(g, dst))?,
+                Op::Dropout { a, mask } => self.contribute(a, |dev, dst| dev.dropout(g, dst, &mask))?,
             }
         }
         if let Some(flag) = self.anomaly {

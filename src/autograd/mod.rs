@@ -36,11 +36,14 @@
 
 mod backward;
 pub mod data_parallel;
+mod dropout;
 mod loss;
 mod rows;
 mod softmax;
 
-use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp};
+use crate::backend::{
+    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, DropoutMask, Epilogue, Form, Layout, UnaryOp,
+};
 use crate::tensor::{Tensor, View};
 use anyhow::{bail, ensure, Result};
 
@@ -101,6 +104,11 @@ enum Op {
         a: Var,
         axis: Axis,
         scale: f32,
+    },
+    /// `a ⊙ mask` (dropout).
+    Dropout {
+        a: Var,
+        mask: DropoutMask,
     },
     /// The same storage under another shape.
     Reshape {
@@ -566,6 +574,7 @@ impl<'d> Tape<'d> {
             Op::Sum { .. } => "sum".to_string(),
             Op::SumAxis { axis, .. } => format!("sum over axis {}", axis.dim()),
             Op::Reshape { .. } => "reshape".to_string(),
+            Op::Dropout { mask, .. } => format!("dropout p {}", mask.p()),
             Op::Extreme { axis, argmax, .. } => {
                 format!("{} over axis {}", if *argmax { "argmax" } else { "max" }, axis.dim())
             }
@@ -614,9 +623,12 @@ fn inputs_of(op: &Op) -> Vec<Var> {
         Op::Matmul { a, b, bias, .. } => [Some(a), Some(b), bias].into_iter().flatten().collect(),
         Op::BiasAct { x, bias, .. } => [Some(x), bias].into_iter().flatten().collect(),
         Op::Binary { a, b, .. } => vec![a, b],
-        Op::Unary { a, .. } | Op::Sum { a, .. } | Op::SumAxis { a, .. } | Op::Reshape { a } | Op::Extreme { a, .. } => {
-            vec![a]
-        }
+        Op::Unary { a, .. }
+        | Op::Sum { a, .. }
+        | Op::SumAxis { a, .. }
+        | Op::Reshape { a }
+        | Op::Extreme { a, .. }
+        | Op::Dropout { a, .. } => vec![a],
         Op::SoftmaxCe { logits, .. } => vec![logits],
     }
 }

@@ -114,6 +114,10 @@ impl Tape<'_> {
                     (Rows::Const, _) => Ok(Rows::Const),
                     _ => Err("takes a maximum across the batch's rows"),
                 },
+                Op::Dropout { a, .. } => match k(&a) {
+                    Rows::Const => Ok(Rows::Const),
+                    _ => Err("draws a dropout mask by element index over the whole batch"),
+                },
                 Op::Reshape { a } => match k(&a) {
                     Rows::PerRow if node.value.shape.first() != Some(&rows) => Err("reshapes across rows"),
                     x => Ok(x),

@@ -5,7 +5,9 @@
 use super::cpu::CpuBackend;
 use super::gpu::GpuBackend;
 use super::op_set::{Backend, Capacity, Counters};
-use super::ops::{Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::ops::{
+    Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+};
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::{wait, Pending};
 use crate::message::Message;
@@ -388,6 +390,12 @@ impl Device {
     pub fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         debug_assert!(x.len == y.len);
         self.backend.axpby(alpha, x, beta, y)
+    }
+
+    /// `y ← x ⊙ mask`, dropout's forward and gradient; see [`Backend::dropout`].
+    pub fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
+        debug_assert_eq!(x.len, y.len);
+        self.backend.dropout(x, y, mask)
     }
 
     /// `y ← min(max(y, lo), hi)`; see [`Backend::clamp`].

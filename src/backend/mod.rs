@@ -33,8 +33,8 @@ pub use device::{Device, DeviceChoice, TooLarge};
 pub use host::host_available_bytes;
 pub use op_set::{Backend, Capacity, Counters, MaybeSend};
 pub use ops::{
-    check_labels, class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, Epilogue, Form, Gather, Layout,
-    UnaryOp, IGNORE_INDEX,
+    check_labels, class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form,
+    Gather, Layout, UnaryOp, IGNORE_INDEX,
 };
 pub use optim_kernel::{Blockwise8, Factored, OptimBits, OptimStep, Slot};
 pub use pending::{wait, Pending};

@@ -4,7 +4,7 @@
 //! Ops are recorded, not necessarily executed, when called: the GPU backend queues them into
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
-use super::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp};
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
@@ -99,6 +99,9 @@ pub trait Backend: MaybeSend {
     fn scale_by(&mut self, y: View, s: View);
     /// `y ← α·x + β·y` (x and y of one length).
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
+    /// `y ← x ⊙ mask` (x and y of one length, not overlapping): dropout's forward and its
+    /// gradient, the mask's bits drawn from element indices (see [`DropoutMask`]).
+    fn dropout(&mut self, x: View, y: View, mask: &DropoutMask);
     /// `y ← min(max(y, lo), hi)` in place, a NaN kept (`torch.clamp`; `clip_grad_value_`).
     fn clamp(&mut self, y: View, lo: f32, hi: f32);
     /// If `flag[0] < 0` and `src` holds a NaN or ±∞, set `flag` to [`tag`, the element's index]

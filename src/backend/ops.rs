@@ -363,6 +363,50 @@ pub struct ByteBuffer {
     pub id: usize,
 }
 
+/// Which elements a dropout keeps: element `i` of a tensor is kept when the top 24 bits of word
+/// `i mod 4` of Philox4x32-10 (Salmon et al. 2011, as Random123 defines it) at counter
+/// `(i / 4, 0, offset_lo, offset_hi)` and key `(seed_lo, seed_hi)` are at least `⌈p·2²⁴⌉`
+/// (so an element is dropped with probability `p`, to within 2⁻²⁴), and a kept element is
+/// scaled by `1/(1 − p)` as PyTorch's `nn.Dropout` does. The bits depend on the seed, the
+/// offset and the element's index only: the same mask on every backend, thread count and
+/// launch shape, and the gradient recomputes it instead of storing it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutMask {
+    p: f32,
+    /// Philox's key.
+    pub seed: u64,
+    /// Philox's counter words 2 and 3: a fresh offset per call gives a fresh mask.
+    pub offset: u64,
+}
+
+impl DropoutMask {
+    /// A mask that drops with probability `p` (0 ≤ p ≤ 1; at 1 every element is zeroed).
+    pub fn new(p: f32, seed: u64, offset: u64) -> anyhow::Result<DropoutMask> {
+        anyhow::ensure!((0.0..=1.0).contains(&p), "dropout probability has to be between 0 and 1, but got {p}");
+        Ok(DropoutMask { p, seed, offset })
+    }
+
+    /// The probability of dropping an element.
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+
+    /// An element is kept when its 24 random bits are at least this.
+    pub fn threshold(&self) -> u32 {
+        (self.p as f64 * (1u64 << 24) as f64).ceil() as u32
+    }
+
+    /// What a kept element is multiplied by: `1/(1 − p)` rounded to f32 (0 at p = 1, where
+    /// nothing is kept).
+    pub fn scale(&self) -> f32 {
+        if self.p >= 1.0 {
+            0.0
+        } else {
+            (1.0 / (1.0 - self.p as f64)) as f32
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

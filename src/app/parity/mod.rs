@@ -10,7 +10,7 @@ pub use config::*;
 use crate::backend::optim_kernel::{MuonMomentumParams, Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{
-    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp, IGNORE_INDEX,
+    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, DropoutMask, Epilogue, Form, Layout, UnaryOp, IGNORE_INDEX,
 };
 use crate::optim::{
     reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, Step, StoredState,
@@ -398,6 +398,24 @@ impl Checker<'_> {
         self.dev.clamp(y, -0.25, 0.4);
         let want = r::clamp(&with_nan, -0.25, 0.4);
         self.check_by(compare_nan, "clamp", shape.clone(), y, &want, 0.0, 0.0).await?;
+        // Dropout's mask, from Philox by element index: on ones, so that a wrong bit cannot hide
+        // behind a small value; then on values with every fifth a NaN, which stays NaN where
+        // dropped (x · 0, as PyTorch), into an output poisoned with a finite value.
+        let (seed, offset) = (0x0123_4567_89ab_cdef_u64, 5u64 << 32 | 3);
+        for p in [0.3f32, 0.9] {
+            let mask = DropoutMask::new(p, seed, offset)?;
+            let ones = self.input(&vec![1.0; n])?;
+            let out = self.poisoned(n)?;
+            self.dev.dropout(ones, out, &mask);
+            let want = r::dropout(&vec![1.0; n], p as f64, seed, offset);
+            self.check("dropout_mask", format!("{shape} p {p}"), out, &want, 0.0, REL_TOL).await?;
+            let xs = self.input(&with_nan)?;
+            let out2 = self.poisoned_with(n, 777.0)?;
+            self.dev.dropout(xs, out2, &mask);
+            let want = r::dropout(&with_nan, p as f64, seed, offset);
+            self.check_by(compare_nan, "dropout", format!("{shape} p {p}"), out2, &want, ABS_TOL, REL_TOL).await?;
+            self.done(&[ones, out, xs, out2]);
+        }
         self.done(&[y]);
         let bc = self.poisoned(n)?;
         self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);

@@ -7,6 +7,7 @@
 
 pub mod adafactor;
 pub mod code8;
+pub mod dropout;
 mod elementwise;
 pub mod gram;
 pub mod matmul;
@@ -24,7 +25,7 @@ pub use crate::backend::host::{
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
-    class_index, Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp,
+    class_index, Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use crate::backend::pending::Pending;
@@ -388,6 +389,10 @@ impl Backend for CpuBackend {
 
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         self.run(y, &[x], |o, i| vector::axpby(alpha, i[0], beta, o));
+    }
+
+    fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
+        self.run(y, &[x], |o, i| dropout::dropout(i[0], o, 0, mask));
     }
 
     fn clamp(&mut self, y: View, lo: f32, hi: f32) {

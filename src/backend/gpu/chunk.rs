@@ -59,8 +59,24 @@ impl GpuBackend {
     pub(super) fn launch_1d(
         &mut self,
         kern: Kernel,
+        uniform: Vec<u32>,
+        n_word: usize,
+        operands: &[Operand],
+        n: usize,
+        per_invocation: usize,
+    ) {
+        self.launch_1d_at(kern, uniform, n_word, None, operands, n, per_invocation)
+    }
+
+    /// [`GpuBackend::launch_1d`] for a kernel that also needs each element's index in the whole
+    /// (dropout's mask): `uniform[first_word]` holds where the chunk starts (a multiple of 1024).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_1d_at(
+        &mut self,
+        kern: Kernel,
         mut uniform: Vec<u32>,
         n_word: usize,
+        first_word: Option<usize>,
         operands: &[Operand],
         n: usize,
         per_invocation: usize,
@@ -92,6 +108,9 @@ impl GpuBackend {
         for c0 in (0..n).step_by(chunk) {
             let len = chunk.min(n - c0);
             uniform[n_word] = u(len);
+            if let Some(w) = first_word {
+                uniform[w] = u(c0);
+            }
             let mut bindings = Vec::with_capacity(operands.len());
             for o in operands {
                 match o.offset_word {

@@ -78,6 +78,8 @@ modules! {
     Elementwise => "elementwise", include_str!("../../../shaders/elementwise.wgsl");
     /// Whole-vector operations: the inverse norm, scaling by a device scalar, a·x + b·y.
     Vector => "vector", include_str!("../../../shaders/vector.wgsl");
+    /// Dropout from Philox4x32-10 (forward and gradient).
+    Dropout => "dropout", include_str!("../../../shaders/dropout.wgsl");
     /// Row and column sums, the two-pass total.
     Reduce => "reduce", include_str!("../../../shaders/reduce.wgsl");
     /// Fused softmax and cross-entropy with its gradient and metrics.
@@ -245,6 +247,7 @@ pub(super) const K_CLIP_COEF: Kernel = k(Module::Vector, "clip_coef", VEC);
 pub(super) const K_SCALE_BY: Kernel = k(Module::Vector, "scale_by", VEC);
 pub(super) const K_AXPBY: Kernel = k(Module::Vector, "axpby", VEC);
 pub(super) const K_CLAMP: Kernel = k(Module::Vector, "clamp_values", VEC);
+pub(super) const K_DROPOUT: Kernel = k(Module::Dropout, "dropout", VEC);
 /// Adafactor's bindings: parameters, gradients, statistics, work sums, table.
 const AF: &[Access] = &[RW, R, RW, RW, R];
 pub(super) const K_AF_STATS: Kernel = k(Module::Adafactor, "af_stats", AF);
@@ -284,6 +287,7 @@ pub const FIXED: &[Kernel] = &[
     K_SCALE_BY,
     K_AXPBY,
     K_CLAMP,
+    K_DROPOUT,
     K_AF_STATS,
     K_AF_COLS,
     K_AF_TENSOR_STATS,

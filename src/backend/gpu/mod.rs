@@ -24,6 +24,7 @@
 mod adafactor;
 mod chunk;
 mod dispatch;
+mod dropout;
 mod elementwise;
 mod future;
 mod gather;
@@ -41,7 +42,9 @@ mod vector;
 pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
-use crate::backend::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, Epilogue, Form, Gather, Layout, UnaryOp};
+use crate::backend::ops::{
+    Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+};
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
@@ -191,6 +194,10 @@ impl Backend for GpuBackend {
 
     fn clamp(&mut self, y: View, lo: f32, hi: f32) {
         self.launch_clamp(y, lo, hi)
+    }
+
+    fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
+        self.launch_dropout(x, y, mask)
     }
 
     fn gather(&mut self, g: &Gather) {

@@ -241,6 +241,37 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `shaders/dropout.wgsl`'s uniform (see [`crate::backend::DropoutMask`]).
+    DropoutParams {
+        /// Elements.
+        n: u32,
+        /// First element of x.
+        x_off: u32,
+        /// First element of y.
+        y_off: u32,
+        /// The tensor index of this dispatch's element 0 (a multiple of 4; nonzero past one
+        /// binding).
+        first: u32,
+        /// Philox's key, low word.
+        key_lo: u32,
+        /// Philox's key, high word.
+        key_hi: u32,
+        /// Counter word 2.
+        offset_lo: u32,
+        /// Counter word 3.
+        offset_hi: u32,
+        /// Keep when the top 24 random bits are at least this.
+        threshold: u32,
+        /// What a kept element is multiplied by.
+        scale: f32,
+        /// Padding.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+    }
+);
+
 /// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
 /// the size. The mirror test walks this list.
 pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
@@ -251,6 +282,7 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::SoftmaxCe, "SoftmaxCeParams", SoftmaxCeParams::FIELDS, size_of::<SoftmaxCeParams>()),
     (Module::Gather, "GatherParams", GatherParams::FIELDS, size_of::<GatherParams>()),
     (Module::Vector, "VectorParams", VectorParams::FIELDS, size_of::<VectorParams>()),
+    (Module::Dropout, "DropoutParams", DropoutParams::FIELDS, size_of::<DropoutParams>()),
     (Module::OptimSgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimAdagrad, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
     (Module::OptimRmsprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
