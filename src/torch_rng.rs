@@ -26,6 +26,9 @@ pub struct TorchGenerator {
     state: [u32; N],
     index: usize,
     draws: u64,
+    /// The second Box-Muller sample of the last small normal draw, which PyTorch's generator
+    /// keeps for the next one (`next_double_normal_sample`).
+    next_normal: Option<f64>,
 }
 
 impl TorchGenerator {
@@ -37,10 +40,12 @@ impl TorchGenerator {
             let prev = state[j - 1];
             state[j] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(j as u32);
         }
-        TorchGenerator { state, index: N, draws: 0 }
+        TorchGenerator { state, index: N, draws: 0, next_normal: None }
     }
 
     /// The generator `draws` outputs after seeding with `seed` (how checkpoints restore it).
+    /// A cached second normal sample (see [`TorchGenerator::normal_vec`]) is not part of the
+    /// position: restore where no small normal draw is pending, as the trainer does.
     pub fn at(seed: u64, draws: u64) -> TorchGenerator {
         let mut g = TorchGenerator::new(seed);
         for _ in 0..draws {
@@ -97,6 +102,63 @@ impl TorchGenerator {
     /// and are rounded to f32 first, as the kernel does.
     pub fn uniform_vec(&mut self, n: usize, from: f64, to: f64) -> Vec<f32> {
         (0..n).map(|_| self.uniform_f32(from as f32, to as f32)).collect()
+    }
+
+    /// ATen's `uniform_real_distribution<double>(0, 1)`: 53 bits of `random64()`.
+    fn uniform_f64(&mut self) -> f64 {
+        (self.random64() & ((1u64 << 53) - 1)) as f64 / (1u64 << 53) as f64
+    }
+
+    /// `n` elements of `tensor.normal_(mean, std)` for a contiguous f32 tensor, drawn as
+    /// PyTorch's CPU kernel draws them. From 16 elements: every element's uniform first, then
+    /// Box-Muller over blocks of 16 (`u1 = 1 − x[j]`, `u2 = x[j + 8]`, radius and angle in f32),
+    /// the last 16 drawn again when `n` is not a multiple of 16. Under 16: one
+    /// `normal_distribution<double>` per element, each pair's second sample kept in the
+    /// generator for the next call, as ATen keeps it. PyTorch's vectorized (AVX2) path computes
+    /// log, sin and cos with Sleef, within an ulp or two of these.
+    pub fn normal_vec(&mut self, n: usize, mean: f64, std: f64) -> Vec<f32> {
+        if n < 16 {
+            return (0..n).map(|_| (self.normal_f64() * std + mean) as f32).collect();
+        }
+        let (mean, std) = (mean as f32, std as f32);
+        let mut data: Vec<f32> = (0..n).map(|_| self.uniform_f32(0.0, 1.0)).collect();
+        let fill16 = |d: &mut [f32]| {
+            for j in 0..8 {
+                let u1 = 1.0 - d[j];
+                let u2 = d[j + 8];
+                let radius = (-2.0 * u1.ln()).sqrt();
+                // 2π rounded to f32 times u2 in f32, as the vectorized kernel computes θ.
+                let theta = (2.0 * std::f64::consts::PI) as f32 * u2;
+                d[j] = radius * theta.cos() * std + mean;
+                d[j + 8] = radius * theta.sin() * std + mean;
+            }
+        };
+        for block in data.chunks_exact_mut(16) {
+            fill16(block);
+        }
+        if !n.is_multiple_of(16) {
+            let tail = &mut data[n - 16..];
+            for v in tail.iter_mut() {
+                *v = self.uniform_f32(0.0, 1.0);
+            }
+            fill16(tail);
+        }
+        data
+    }
+
+    /// ATen's `normal_distribution<double>` with mean 0 and std 1: the cached second sample if
+    /// there is one, else a new pair from two uniform doubles (`r = √(−2·log1p(−u2))`,
+    /// `θ = 2π·u1`), returning `r·cos θ` and keeping `r·sin θ`.
+    fn normal_f64(&mut self) -> f64 {
+        if let Some(v) = self.next_normal.take() {
+            return v;
+        }
+        let u1 = self.uniform_f64();
+        let u2 = self.uniform_f64();
+        let r = (-2.0 * (-u2).ln_1p()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * u1;
+        self.next_normal = Some(r * theta.sin());
+        r * theta.cos()
     }
 
     /// `torch.randperm(n, generator=self)`.

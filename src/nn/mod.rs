@@ -7,12 +7,17 @@
 //! ([`ParamArena::set_frozen`]), with no arithmetic on arena indices.
 
 use crate::autograd::{Tape, Var};
-use crate::backend::{Act, Device, DropoutMask};
+use crate::backend::{Act, Device};
 use crate::state_dict::{NamedTensor, StateDict, Stored, OPTIMIZER_PREFIX};
 use crate::tensor::{Tensor, View};
 use crate::torch_rng::{linear_init_bounds, TorchGenerator};
 use anyhow::{bail, ensure, Context, Result};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+mod dropout;
+pub mod init;
+
+pub use dropout::Dropout;
+pub use init::{FanMode, Init, Nonlinearity};
 
 /// Arena offsets are multiples of this many elements (256 bytes: aligned for vector loads and
 /// for binding sub-ranges on any GPU).
@@ -191,6 +196,14 @@ impl ParamArena {
         dev.write(self.tensor(id).view, data)
     }
 
+    /// Overwrite tensor `id` with values drawn by `init` from `rng` (as `torch.nn.init`'s
+    /// function of that name fills a parameter).
+    pub fn init(&self, dev: &mut Device, id: ParamId, init: &Init, rng: &mut TorchGenerator) -> Result<()> {
+        let e = self.info(id);
+        let values = init.draw(&e.shape, rng).with_context(|| format!("initialising {}", e.name))?;
+        self.write(dev, id, &values)
+    }
+
     /// Freeze (or unfreeze) a tensor: layers then register it as an input, so it gets no
     /// gradient (its gradient reads as zeros from the next forward pass, see
     /// [`ParamArena::var`]), and [`crate::optim::Optimizer::step`] leaves it and its state
@@ -347,70 +360,6 @@ impl Linear {
         let w = arena.var(tape, self.weight)?;
         let b = arena.var(tape, self.bias)?;
         tape.linear(x, w, Some(b), act)
-    }
-}
-
-/// PyTorch's `nn.Dropout(p)` as a layer: in train mode each call zeroes every element with
-/// probability `p` and scales the rest by `1/(1 − p)`, drawing a fresh mask per call (Philox at
-/// key `seed`, counter offset = the number of calls so far, see [`DropoutMask`]), so a run is
-/// reproducible from its seed on either backend; in eval mode it is the identity. The mode and
-/// the call count are atomics so that `forward` takes `&self`, like the layers beside it, and a
-/// model holding one can be shared with a data-parallel step's workers. Such a step falls back
-/// to the whole batch (a mask is drawn over the batch's elements), after its slices have drawn
-/// theirs: the masks are then other draws than a per-op step's, from the same seed.
-#[derive(Debug)]
-pub struct Dropout {
-    p: f32,
-    seed: u64,
-    calls: AtomicU64,
-    training: AtomicBool,
-}
-
-impl Dropout {
-    /// Dropout with probability `p` (0 ≤ p ≤ 1), its masks keyed by `seed`; in train mode.
-    pub fn new(p: f32, seed: u64) -> Result<Dropout> {
-        DropoutMask::new(p, seed, 0)?;
-        Ok(Dropout { p, seed, calls: AtomicU64::new(0), training: AtomicBool::new(true) })
-    }
-
-    /// The probability of zeroing an element.
-    pub fn p(&self) -> f32 {
-        self.p
-    }
-
-    /// `x` with dropout applied in train mode (a fresh mask), `x` itself in eval mode.
-    pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {
-        if !self.is_training() || self.p == 0.0 {
-            return Ok(x);
-        }
-        let offset = self.calls.fetch_add(1, Ordering::Relaxed);
-        tape.dropout(x, DropoutMask::new(self.p, self.seed, offset)?)
-    }
-
-    /// Train mode (PyTorch's `.train()`): masks are drawn.
-    pub fn train(&self) {
-        self.training.store(true, Ordering::Relaxed);
-    }
-
-    /// Eval mode (PyTorch's `.eval()`): the identity.
-    pub fn eval(&self) {
-        self.training.store(false, Ordering::Relaxed);
-    }
-
-    /// Whether masks are drawn.
-    pub fn is_training(&self) -> bool {
-        self.training.load(Ordering::Relaxed)
-    }
-
-    /// Masks drawn so far: the next mask's offset. Save it with a checkpoint and restore it
-    /// with [`Dropout::set_calls`] to resume with the same masks.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
-    /// Continue from `calls` masks drawn.
-    pub fn set_calls(&self, calls: u64) {
-        self.calls.store(calls, Ordering::Relaxed);
     }
 }
 
