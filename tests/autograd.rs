@@ -432,6 +432,63 @@ fn parameter_as_the_root(dev: &mut Device) {
 }
 test_device!(parameter_as_root_grad, parameter_as_the_root);
 
+/// Gradient accumulation: `zero_grad`, then `backward_accumulate` over two micro-batches of a
+/// whole MLP (each loss a mean over its rows, scaled by ½) gives the full batch's mean-loss
+/// gradient; a parameter root and a cross-entropy root over a parameter add their share too.
+fn accumulating_micro_batches(dev: &mut Device) {
+    let mlp = Mlp::new(dev, &[6, 5, 3], Act::Tanh, &mut TorchGenerator::new(8)).unwrap();
+    let x = rand(4 * 6, 17, -1.0, 1.0);
+    let labels = [2.0f32, 0.0, 1.0, 1.0];
+    let grads_of = |dev: &mut Device, rows: std::ops::Range<usize>, scale: f32, accumulate: bool| {
+        let n = rows.len();
+        let xv = dev.upload(&x[rows.start * 6..rows.end * 6]).unwrap();
+        let lv = dev.upload_labels(&labels[rows], 3).unwrap();
+        let mut tape = Tape::new(dev);
+        let xin = tape.input(Tensor::new(xv, &[n, 6]).unwrap());
+        let logits = mlp.forward(&mut tape, xin).unwrap();
+        let loss = tape.softmax_ce(logits, lv, None).unwrap();
+        let loss = tape.scale(loss, scale).unwrap();
+        if accumulate {
+            tape.backward_accumulate(loss).unwrap();
+        } else {
+            tape.backward(loss).unwrap();
+        }
+    };
+    grads_of(dev, 0..4, 1.0, false);
+    let full = dev.read(mlp.arena.grads).unwrap();
+    dev.fill(mlp.arena.grads, f32::NAN);
+    mlp.arena.zero_grad(dev);
+    grads_of(dev, 0..2, 0.5, true);
+    let half = dev.read(mlp.arena.grads).unwrap();
+    grads_of(dev, 2..4, 0.5, true);
+    let both = dev.read(mlp.arena.grads).unwrap();
+    assert!(half.iter().zip(&full).any(|(h, f)| (h - f).abs() > 1e-3), "one micro-batch is not the whole");
+    assert!(
+        r::compare(&both, &full.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6, 1e-5).2,
+        "accumulated = full batch"
+    );
+
+    // Roots that are parameters, or cross-entropy straight on a parameter, add as well.
+    let (pv, pg) = (dev.upload(&[3.0]).unwrap(), dev.upload(&[0.25]).unwrap());
+    let (zv, zg) = (dev.upload(&[1.0, 2.0, 0.5]).unwrap(), dev.upload(&[1.0, 1.0, 1.0]).unwrap());
+    let lv = dev.upload_labels(&[1.0], 3).unwrap();
+    {
+        let mut tape = Tape::new(dev);
+        let p = tape.param(Tensor::new(pv, &[1]).unwrap(), pg).unwrap();
+        tape.backward_accumulate(p).unwrap();
+        let z = tape.param(Tensor::new(zv, &[1, 3]).unwrap(), zg).unwrap();
+        let loss = tape.softmax_ce(z, lv, None).unwrap();
+        tape.backward_accumulate(loss).unwrap();
+    }
+    assert_eq!(dev.read(pg).unwrap(), vec![1.25]);
+    let want = r::softmax_ce(&[1.0, 2.0, 0.5], &[1.0], 3, IGNORE_INDEX).1;
+    let got = dev.read(zg).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(r::close(*g as f64, w + 1.0, 1e-6, 1e-5), "{got:?} vs 1 + {want:?}");
+    }
+}
+test_device!(gradient_accumulation, accumulating_micro_batches);
+
 /// A label that names no class (7 of 3 classes, −1, NaN, 1.5, +∞) is never read as some other
 /// class: the loss and its row's gradient are NaN, the other rows' gradients are untouched by
 /// it, and the host upload refuses it with the row, the label and the class count.

@@ -9,6 +9,20 @@ impl Tape<'_> {
     /// Parameter gradients land in their gradient views (overwritten, not accumulated across
     /// calls; a parameter the root does not depend on gets zeros).
     pub fn backward(&mut self, root: Var) -> Result<()> {
+        self.backward_into(root, false)
+    }
+
+    /// [`Tape::backward`] that adds `root`'s gradients to what the parameters' gradient buffers
+    /// already hold, as PyTorch's `backward` does: gradient accumulation over micro-batches.
+    /// Zero the buffers first with [`ParamArena::zero_grad`](crate::nn::ParamArena::zero_grad)
+    /// (or let one plain `backward` overwrite them). A parameter the root does not reach
+    /// keeps its gradient. Costs a few more launches than `backward` (each parameter's share
+    /// is summed into its buffer rather than written there).
+    pub fn backward_accumulate(&mut self, root: Var) -> Result<()> {
+        self.backward_into(root, true)
+    }
+
+    fn backward_into(&mut self, root: Var, accumulate: bool) -> Result<()> {
         let len = self.node(root)?.value.len();
         ensure!(
             len == 1,
@@ -18,6 +32,15 @@ impl Tape<'_> {
         let n = self.nodes.len();
         self.grads = vec![None; n];
         self.preact = vec![false; n];
+        if accumulate {
+            // Each parameter's buffer counts as a contribution already made: what backward
+            // adds to it is summed in, never written over it.
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let Op::Param { grad } = node.op {
+                    self.grads[i] = Some(grad);
+                }
+            }
+        }
         if let Some(flag) = self.anomaly {
             // Forward outputs in the order the ops ran: the flag keeps the first non-finite one.
             for (i, node) in self.nodes.iter().enumerate().take(root.0 + 1) {
@@ -28,6 +51,9 @@ impl Tape<'_> {
         }
         match self.nodes[root.0].op {
             // The root's gradient is 1: cross-entropy's fused gradient is the logits' as it is.
+            Op::SoftmaxCe { logits, dlogits: Some(d), .. } if accumulate => {
+                self.contribute(logits, |dev, dst| dev.copy(d, dst))?
+            }
             Op::SoftmaxCe { logits, dlogits: Some(d), .. } => match self.nodes[logits.0].op {
                 Op::Param { grad } => {
                     self.dev.copy(d, grad);
@@ -37,6 +63,7 @@ impl Tape<'_> {
             },
             Op::SoftmaxCe { dlogits: None, .. } => {}
             // A parameter as the root: its gradient buffer is where the seed goes.
+            Op::Param { .. } if accumulate => self.contribute(root, |dev, dst| dev.fill(dst, 1.0))?,
             Op::Param { grad } => {
                 self.dev.fill(grad, 1.0);
                 self.grads[root.0] = Some(grad);

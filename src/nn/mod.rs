@@ -196,6 +196,13 @@ impl ParamArena {
         dev.write(self.tensor(id).view, data)
     }
 
+    /// Set every gradient to zero (PyTorch's `zero_grad(set_to_none=False)`): one fill over
+    /// the gradient arena, before micro-batches accumulate into it with
+    /// [`Tape::backward_accumulate`].
+    pub fn zero_grad(&self, dev: &mut Device) {
+        dev.fill(self.grads, 0.0);
+    }
+
     /// Overwrite tensor `id` with values drawn by `init` from `rng` (as `torch.nn.init`'s
     /// function of that name fills a parameter).
     pub fn init(&self, dev: &mut Device, id: ParamId, init: &Init, rng: &mut TorchGenerator) -> Result<()> {
