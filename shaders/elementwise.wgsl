@@ -102,6 +102,10 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         case UNARY_Exp: { r = exp(a); }
         case UNARY_Sin: { r = sin_quadrant(a, 0); }
         case UNARY_Cos: { r = sin_quadrant(a, 1); }
+        // The sign bit cleared, so a NaN stays the NaN it was.
+        case UNARY_Abs: { r = bitcast<f32>(bitcast<u32>(a) & 0x7fffffffu); }
+        // Both comparisons are false for a NaN: 0, as torch.sign gives.
+        case UNARY_Sign: { r = select(select(0.0, -1.0, a < 0.0), 1.0, a > 0.0); }
         default: { r = nan_f32(); }
     }
     OUT[P.out_off + i] = r;

@@ -273,6 +273,10 @@ pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
                 UnaryOp::Exp => a.exp(),
                 UnaryOp::Sin => a.sin(),
                 UnaryOp::Cos => a.cos(),
+                UnaryOp::Abs => a.abs(),
+                UnaryOp::Sign if a > 0.0 => 1.0,
+                UnaryOp::Sign if a < 0.0 => -1.0,
+                UnaryOp::Sign => 0.0,
             }
         })
         .collect()

@@ -875,6 +875,71 @@ fn dropout_in_a_graph(dev: &mut Device) {
 }
 test_device!(dropout_grad, dropout_in_a_graph);
 
+/// The composed losses inside graphs, against central differences of plain f64 formulas: Huber
+/// plus L1 of a linear map, BCE with logits of a linear map (targets in [0, 1] trained too),
+/// and soft cross-entropy against a teacher's softmax (the gradient reaches the teacher).
+fn composed_losses(dev: &mut Device) {
+    let (m, k, n) = (4, 3, 2);
+    let lin = |x: &[f32], w: &[f32]| -> Vec<f64> {
+        (0..m * n).map(|i| (0..k).map(|j| x[i / n * k + j] as f64 * w[j * n + i % n] as f64).sum()).collect()
+    };
+    let (x, w) = (rand(m * k, 51, -1.5, 1.5), rand(k * n, 52, -1.5, 1.5));
+    check(
+        dev,
+        "huber(x·w, y, 0.5) + ½·l1(x·w, y)",
+        vec![(x.clone(), vec![m, k]), (w.clone(), vec![k, n]), (rand(m * n, 53, -1.0, 1.0), vec![m, n])],
+        &|t, v| {
+            let p = t.matmul(Form::NN, v[0], v[1]).unwrap();
+            let h = t.huber(p, v[2], 0.5).unwrap();
+            let l = t.l1(p, v[2]).unwrap();
+            let l = t.scale(l, 0.5).unwrap();
+            t.add(h, l).unwrap()
+        },
+        &|d| {
+            let p = lin(&d[0], &d[1]);
+            let mut total = 0.0;
+            for (p, &y) in p.iter().zip(&d[2]) {
+                let a = (p - y as f64).abs();
+                total += if a < 0.5 { 0.5 * a * a } else { 0.5 * (a - 0.25) } + 0.5 * a;
+            }
+            vec![total / (m * n) as f64]
+        },
+    );
+    check(
+        dev,
+        "bce_with_logits(x·w, t)",
+        vec![(x, vec![m, k]), (w, vec![k, n]), (rand(m * n, 54, 0.0, 1.0), vec![m, n])],
+        &|t, v| {
+            let z = t.matmul(Form::NN, v[0], v[1]).unwrap();
+            t.bce_with_logits(z, v[2]).unwrap()
+        },
+        &|d| {
+            let z = lin(&d[0], &d[1]);
+            let total: f64 =
+                z.iter().zip(&d[2]).map(|(&z, &y)| z.max(0.0) - z * y as f64 + (-z.abs()).exp().ln_1p()).sum();
+            vec![total / (m * n) as f64]
+        },
+    );
+    let (rows, classes) = (3, 4);
+    check(
+        dev,
+        "cross_entropy_soft(z, softmax(teacher))",
+        vec![
+            (rand(rows * classes, 55, -2.0, 2.0), vec![rows, classes]),
+            (rand(rows * classes, 56, -2.0, 2.0), vec![rows, classes]),
+        ],
+        &|t, v| {
+            let targets = t.softmax(v[1]).unwrap();
+            t.cross_entropy_soft(v[0], targets).unwrap()
+        },
+        &|d| {
+            let (logp, logq) = (log_softmax_ref(&d[0], classes), log_softmax_ref(&d[1], classes));
+            vec![-logp.iter().zip(&logq).map(|(p, q)| q.exp() * p).sum::<f64>() / rows as f64]
+        },
+    );
+}
+test_device!(composed_losses_grad, composed_losses);
+
 /// Maxima and arg-maxima along both axes (ties: the first wins), and `max_axis` refusing a
 /// value that needs a gradient.
 fn max_and_argmax(dev: &mut Device) {

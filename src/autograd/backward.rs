@@ -293,6 +293,14 @@ impl Tape<'_> {
                 self.dev.unary(UnaryOp::Scale(-1.0), t, u);
                 u
             }
+            // d|a| = sign(a) (0 at 0, as PyTorch's subgradient).
+            UnaryOp::Abs => {
+                let t = self.temp(g.len)?;
+                self.dev.unary(UnaryOp::Sign, av, t);
+                t
+            }
+            // Piecewise constant: a zero gradient, as PyTorch's.
+            UnaryOp::Sign => return self.contribute(a, |dev, dst| dev.fill(dst, 0.0)),
         };
         self.contribute(a, |dev, dst| dev.binary(BinaryOp::Mul, g, local, dst))
     }

@@ -275,6 +275,11 @@ op_table! {
         Sin = 5, "sin", [UnaryOp::Sin];
         /// `cos a`.
         Cos = 6, "cos", [UnaryOp::Cos];
+        /// `|a|` (a NaN stays NaN).
+        Abs = 7, "abs", [UnaryOp::Abs];
+        /// −1, 0 or 1 as `a` is negative, zero (or NaN, as `torch.sign` gives on the CPU) or
+        /// positive.
+        Sign = 8, "sign", [UnaryOp::Sign];
     }
 }
 
@@ -283,7 +288,7 @@ impl UnaryOp {
     pub fn code(self) -> (u32, f32) {
         let param = match self {
             UnaryOp::Scale(s) | UnaryOp::AddScalar(s) | UnaryOp::Pow(s) => s,
-            UnaryOp::Log | UnaryOp::Exp | UnaryOp::Sin | UnaryOp::Cos => 0.0,
+            UnaryOp::Log | UnaryOp::Exp | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Abs | UnaryOp::Sign => 0.0,
         };
         (self.op_code(), param)
     }

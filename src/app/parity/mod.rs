@@ -341,7 +341,12 @@ impl Checker<'_> {
                 UnaryOp::Pow(p) if p.fract() != 0.0 => (pv, &pos),
                 UnaryOp::Log => (pv, &pos),
                 UnaryOp::Sin | UnaryOp::Cos => (wv, &wide),
-                UnaryOp::Scale(_) | UnaryOp::AddScalar(_) | UnaryOp::Pow(_) | UnaryOp::Exp => (av, &a),
+                UnaryOp::Scale(_)
+                | UnaryOp::AddScalar(_)
+                | UnaryOp::Pow(_)
+                | UnaryOp::Exp
+                | UnaryOp::Abs
+                | UnaryOp::Sign => (av, &a),
             };
             (op.name(), op, input)
         });

@@ -270,6 +270,16 @@ impl Backend for CpuBackend {
                 UnaryOp::Exp => map1(o, a, f32::exp),
                 UnaryOp::Sin => map1(o, a, f32::sin),
                 UnaryOp::Cos => map1(o, a, f32::cos),
+                UnaryOp::Abs => map1(o, a, f32::abs),
+                UnaryOp::Sign => map1(o, a, |x| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    }
+                }),
             }
         });
     }
