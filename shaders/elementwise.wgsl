@@ -106,6 +106,9 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         case UNARY_Abs: { r = bitcast<f32>(bitcast<u32>(a) & 0x7fffffffu); }
         // Both comparisons are false for a NaN: 0, as torch.sign gives.
         case UNARY_Sign: { r = select(select(0.0, -1.0, a < 0.0), 1.0, a > 0.0); }
+        case UNARY_Gelu: { r = 0.5 * a * (1.0 + erf_approx(a * 0.70710678)); }
+        case UNARY_GeluTanh: { r = 0.5 * a * (1.0 + tanh(0.79788456 * (a + 0.044715 * a * a * a))); }
+        case UNARY_Silu: { r = a / (1.0 + exp(-a)); }
         default: { r = nan_f32(); }
     }
     OUT[P.out_off + i] = r;
@@ -138,4 +141,39 @@ fn find_nonfinite(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         OUT[P.out_off] = P.param;
         OUT[P.out_off + 1u] = f32(i);
     }
+}
+
+// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7; WGSL has no erf).
+fn erf_approx(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let e = 1.0 - poly * exp(-x * x);
+    return select(e, -e, x < 0.0);
+}
+
+// OUT = Z ⊙ f'(X) for the activations whose derivative needs their input (UnaryOp::has_input_grad):
+// X the input, Z the incoming gradient. P.op: a UNARY_ code.
+@compute @workgroup_size(256)
+fn unary_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.n) { return; }
+    let a = X[P.x_off + i];
+    var d: f32;
+    switch P.op {
+        case UNARY_Gelu: {
+            // Φ(a) + a·φ(a).
+            d = 0.5 * (1.0 + erf_approx(a * 0.70710678)) + a * 0.39894228 * exp(-0.5 * a * a);
+        }
+        case UNARY_GeluTanh: {
+            let k = 0.79788456;
+            let t = tanh(k * (a + 0.044715 * a * a * a));
+            d = 0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * a * a);
+        }
+        case UNARY_Silu: {
+            let s = 1.0 / (1.0 + exp(-a));
+            d = s * (1.0 + a * (1.0 - s));
+        }
+        default: { d = nan_f32(); }
+    }
+    OUT[P.out_off + i] = Z[P.z_off + i] * d;
 }

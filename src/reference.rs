@@ -260,6 +260,36 @@ pub fn expand(src: &[f32], layout: Layout, n: usize, cols: usize, scale: f64) ->
     binary_bcast(BinaryOp::Mul, src, layout, &[1.0], Layout::Scalar, n, cols).iter().map(|v| v * scale).collect()
 }
 
+/// √(2/π).
+const GELU_K: f64 = 0.797_884_560_802_865_4;
+
+/// `g ⊙ op'(a)` for the ops whose derivative needs their input (GELU in both forms, SiLU);
+/// NaN for the others.
+pub fn unary_grad(op: UnaryOp, a: &[f32], g: &[f32]) -> Vec<f64> {
+    a.iter()
+        .zip(g)
+        .map(|(&a, &g)| {
+            let a = a as f64;
+            let d = match op {
+                UnaryOp::Gelu => {
+                    let cdf = 0.5 * (1.0 + libm::erf(a / 2f64.sqrt()));
+                    cdf + a * (-0.5 * a * a).exp() / (2.0 * std::f64::consts::PI).sqrt()
+                }
+                UnaryOp::GeluTanh => {
+                    let t = (GELU_K * (a + 0.044715 * a.powi(3))).tanh();
+                    0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * 0.044715 * a * a)
+                }
+                UnaryOp::Silu => {
+                    let s = 1.0 / (1.0 + (-a).exp());
+                    s * (1.0 + a * (1.0 - s))
+                }
+                _ => f64::NAN,
+            };
+            g as f64 * d
+        })
+        .collect()
+}
+
 /// `op(a)` elementwise.
 pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
     a.iter()
@@ -277,6 +307,9 @@ pub fn unary(op: UnaryOp, a: &[f32]) -> Vec<f64> {
                 UnaryOp::Sign if a > 0.0 => 1.0,
                 UnaryOp::Sign if a < 0.0 => -1.0,
                 UnaryOp::Sign => 0.0,
+                UnaryOp::Gelu => 0.5 * a * (1.0 + libm::erf(a / 2f64.sqrt())),
+                UnaryOp::GeluTanh => 0.5 * a * (1.0 + (GELU_K * (a + 0.044715 * a.powi(3))).tanh()),
+                UnaryOp::Silu => a / (1.0 + (-a).exp()),
             }
         })
         .collect()

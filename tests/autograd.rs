@@ -940,6 +940,39 @@ fn composed_losses(dev: &mut Device) {
 }
 test_device!(composed_losses_grad, composed_losses);
 
+/// GELU (both forms) and SiLU over negative and positive inputs, after a linear map and
+/// before a tanh, against central differences.
+fn gelu_and_silu_in_a_graph(dev: &mut Device) {
+    let (m, k, n) = (3, 4, 5);
+    let (x, w) = (rand(m * k, 61, -2.0, 2.0), rand(k * n, 62, -1.5, 1.5));
+    for op in [UnaryOp::Gelu, UnaryOp::GeluTanh, UnaryOp::Silu] {
+        check(
+            dev,
+            &format!("tanh({op:?}(x·w))"),
+            vec![(x.clone(), vec![m, k]), (w.clone(), vec![k, n])],
+            &|t, v| {
+                let z = t.matmul(Form::NN, v[0], v[1]).unwrap();
+                let h = match op {
+                    UnaryOp::Gelu => t.gelu(z),
+                    UnaryOp::GeluTanh => t.gelu_tanh(z),
+                    _ => t.silu(z),
+                }
+                .unwrap();
+                t.act(h, Act::Tanh).unwrap()
+            },
+            &|d| {
+                let z: Vec<f32> = (0..m * n)
+                    .map(|i| {
+                        (0..k).map(|j| d[0][i / n * k + j] as f64 * d[1][j * n + i % n] as f64).sum::<f64>() as f32
+                    })
+                    .collect();
+                r::unary(op, &z).iter().map(|h| h.tanh()).collect()
+            },
+        );
+    }
+}
+test_device!(gelu_silu_grad, gelu_and_silu_in_a_graph);
+
 /// Maxima and arg-maxima along both axes (ties: the first wins), and `max_axis` refusing a
 /// value that needs a gradient.
 fn max_and_argmax(dev: &mut Device) {

@@ -1,7 +1,8 @@
 //! The composed losses against PyTorch 2.15 (`tests/fixtures/make_loss_fixture.py`, float64 from
 //! the same float32 inputs): `Tape::l1`, `huber`, `bce_with_logits` (logits of ±40 included),
-//! `cross_entropy_soft` and `cross_entropy_label_smoothing` (an ignored row included), the loss
-//! and the gradient of every input, on both devices; and their errors.
+//! `cross_entropy_soft` and `cross_entropy_label_smoothing` (an ignored row included), and the
+//! activations `gelu`, `gelu_tanh` and `silu` over [-6, 6]: the value and the gradient of every
+//! input, on both devices; and the losses' errors.
 
 #[macro_use]
 mod common;
@@ -53,6 +54,9 @@ fn against_pytorch(dev: &mut Device) {
                     &floats(&case["labels"]),
                     case["eps"].as_f64().unwrap() as f32,
                 ),
+                "mean_gelu" => tape.gelu(vars[0]).and_then(|h| tape.mean(h)),
+                "mean_gelu_tanh" => tape.gelu_tanh(vars[0]).and_then(|h| tape.mean(h)),
+                "mean_silu" => tape.silu(vars[0]).and_then(|h| tape.mean(h)),
                 other => panic!("{other}"),
             }
             .unwrap();

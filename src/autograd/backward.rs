@@ -301,6 +301,9 @@ impl Tape<'_> {
             }
             // Piecewise constant: a zero gradient, as PyTorch's.
             UnaryOp::Sign => return self.contribute(a, |dev, dst| dev.fill(dst, 0.0)),
+            UnaryOp::Gelu | UnaryOp::GeluTanh | UnaryOp::Silu => {
+                return self.contribute(a, |dev, dst| dev.unary_grad(op, av, g, dst))
+            }
         };
         self.contribute(a, |dev, dst| dev.binary(BinaryOp::Mul, g, local, dst))
     }

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod activations;
 mod backward;
 pub mod data_parallel;
 mod dropout;

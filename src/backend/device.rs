@@ -392,6 +392,11 @@ impl Device {
         self.backend.axpby(alpha, x, beta, y)
     }
 
+    /// `out = g ⊙ op'(a)`; see [`Backend::unary_grad`].
+    pub fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
+        self.backend.unary_grad(op, a, g, out)
+    }
+
     /// `y ← x ⊙ mask`, dropout's forward and gradient; see [`Backend::dropout`].
     pub fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
         debug_assert_eq!(x.len, y.len);

@@ -75,6 +75,9 @@ pub trait Backend: MaybeSend {
     fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast);
     /// `out = op(a)` elementwise.
     fn unary(&mut self, op: UnaryOp, a: View, out: View);
+    /// `out = g ⊙ op'(a)`, for the ops whose derivative needs their input
+    /// ([`UnaryOp::has_input_grad`]; NaN for the others).
+    fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View);
     /// `out[0] = scale · Σ a`.
     fn sum(&mut self, a: View, out: View, scale: f32);
     /// `out[i] = scale · src[layout.index(i, cols)]`: the inverse shape of a reduction.

@@ -280,6 +280,12 @@ op_table! {
         /// −1, 0 or 1 as `a` is negative, zero (or NaN, as `torch.sign` gives on the CPU) or
         /// positive.
         Sign = 8, "sign", [UnaryOp::Sign];
+        /// GELU, `½·a·(1 + erf(a/√2))` (PyTorch's `gelu`, `approximate='none'`).
+        Gelu = 9, "gelu", [UnaryOp::Gelu];
+        /// GELU's tanh form, `½·a·(1 + tanh(√(2/π)·(a + 0.044715·a³)))` (`approximate='tanh'`).
+        GeluTanh = 10, "gelu_tanh", [UnaryOp::GeluTanh];
+        /// SiLU (swish), `a·σ(a)`.
+        Silu = 11, "silu", [UnaryOp::Silu];
     }
 }
 
@@ -288,9 +294,24 @@ impl UnaryOp {
     pub fn code(self) -> (u32, f32) {
         let param = match self {
             UnaryOp::Scale(s) | UnaryOp::AddScalar(s) | UnaryOp::Pow(s) => s,
-            UnaryOp::Log | UnaryOp::Exp | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Abs | UnaryOp::Sign => 0.0,
+            UnaryOp::Log
+            | UnaryOp::Exp
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Abs
+            | UnaryOp::Sign
+            | UnaryOp::Gelu
+            | UnaryOp::GeluTanh
+            | UnaryOp::Silu => 0.0,
         };
         (self.op_code(), param)
+    }
+
+    /// Whether [`Backend::unary_grad`](super::Backend::unary_grad) has its derivative: the
+    /// activations whose derivative needs the input (GELU, SiLU); the others' gradients are
+    /// built from other ops.
+    pub fn has_input_grad(self) -> bool {
+        matches!(self, UnaryOp::Gelu | UnaryOp::GeluTanh | UnaryOp::Silu)
     }
 
     /// The name parity rows and reports use: the op's name, and a power's exponent (`pow2.5`).

@@ -340,7 +340,7 @@ impl Checker<'_> {
             let input = match op {
                 UnaryOp::Pow(p) if p.fract() != 0.0 => (pv, &pos),
                 UnaryOp::Log => (pv, &pos),
-                UnaryOp::Sin | UnaryOp::Cos => (wv, &wide),
+                UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Gelu | UnaryOp::GeluTanh | UnaryOp::Silu => (wv, &wide),
                 UnaryOp::Scale(_)
                 | UnaryOp::AddScalar(_)
                 | UnaryOp::Pow(_)
@@ -355,6 +355,14 @@ impl Checker<'_> {
             self.dev.unary(op, src, out);
             let want = r::unary(op, data);
             self.check(&name, shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
+            self.done(&[out]);
+        }
+        // The derivatives taken from the input (GELU, SiLU), times an incoming gradient.
+        for op in UnaryOp::ALL.into_iter().filter(|op| op.has_input_grad()) {
+            let out = self.poisoned(n)?;
+            self.dev.unary_grad(op, wv, bv, out);
+            let want = r::unary_grad(op, &wide, &b);
+            self.check(&format!("{}_grad", op.name()), shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
             self.done(&[out]);
         }
         self.done(&[wv]);

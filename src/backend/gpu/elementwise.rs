@@ -111,6 +111,11 @@ impl GpuBackend {
         self.elementwise_1d(K_UNARY, code, 0, Some(a), None, out, param);
     }
 
+    /// `out = g ⊙ op'(a)`.
+    pub(super) fn launch_unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
+        self.elementwise_1d(K_UNARY_GRAD, op.op_code(), 0, Some(a), Some(g), out, 0.0);
+    }
+
     /// `out` filled from `src` by its layout, times `scale`.
     pub(super) fn launch_expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
         self.elementwise(K_EXPAND, out.len, cols, layout.code(), 0, Some(src), None, out, scale);

@@ -201,6 +201,7 @@ pub(super) const K_BIAS_ACT: Kernel = k(Module::Elementwise, "bias_act", ELEM);
 pub(super) const K_ACT_BACKWARD: Kernel = k(Module::Elementwise, "act_backward", ELEM);
 pub(super) const K_BINARY: Kernel = k(Module::Elementwise, "binary", ELEM);
 pub(super) const K_UNARY: Kernel = k(Module::Elementwise, "unary", ELEM);
+pub(super) const K_UNARY_GRAD: Kernel = k(Module::Elementwise, "unary_grad", ELEM);
 pub(super) const K_FILL: Kernel = k(Module::Elementwise, "fill", ELEM);
 pub(super) const K_EXPAND: Kernel = k(Module::Elementwise, "expand", ELEM);
 pub(super) const K_FIND_NONFINITE: Kernel = k(Module::Elementwise, "find_nonfinite", ELEM);
@@ -270,6 +271,7 @@ pub const FIXED: &[Kernel] = &[
     K_ACT_BACKWARD,
     K_BINARY,
     K_UNARY,
+    K_UNARY_GRAD,
     K_FILL,
     K_EXPAND,
     K_FIND_NONFINITE,

@@ -192,6 +192,10 @@ impl Backend for GpuBackend {
         self.launch_axpby(alpha, x, beta, y)
     }
 
+    fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
+        self.launch_unary_grad(op, a, g, out)
+    }
+
     fn clamp(&mut self, y: View, lo: f32, hi: f32) {
         self.launch_clamp(y, lo, hi)
     }
