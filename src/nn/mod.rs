@@ -10,12 +10,14 @@ use crate::autograd::{Tape, Var};
 use crate::backend::{Act, Device};
 use crate::state_dict::{NamedTensor, StateDict, Stored, OPTIMIZER_PREFIX};
 use crate::tensor::{Tensor, View};
-use crate::torch_rng::{linear_init_bounds, TorchGenerator};
+use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Context, Result};
 
+mod builder;
 mod dropout;
 pub mod init;
 
+pub use builder::ArenaBuilder;
 pub use dropout::Dropout;
 pub use init::{FanMode, Init, Nonlinearity};
 
@@ -45,6 +47,11 @@ impl ParamId {
     /// The tensor's position in [`ParamArena::entries`] (registration order).
     pub fn index(self) -> usize {
         self.0
+    }
+
+    /// The handle of entry `i` (for the crate's own walks over an arena's entries).
+    pub(crate) fn from_index(i: usize) -> ParamId {
+        ParamId(i)
     }
 }
 
@@ -395,19 +402,14 @@ impl Mlp {
         let (bytes, arena_bytes) = Mlp::footprint(sizes, dev.is_gpu());
         let what = format!("an MLP of sizes {sizes:?}");
         dev.check_fits_bound(&what, bytes, arena_bytes, arena_bytes, "use smaller layer sizes")?;
-        let mut shapes = Vec::new();
-        let mut init = Vec::new();
-        for (i, w) in sizes.windows(2).enumerate() {
-            let (fan_in, fan_out) = (w[0], w[1]);
-            let (weight_bound, bias_bound) = linear_init_bounds(fan_in);
-            shapes.push((format!("{}.weight", 2 * i), vec![fan_out, fan_in]));
-            init.push(rng.uniform_vec(fan_out * fan_in, -weight_bound, weight_bound));
-            shapes.push((format!("{}.bias", 2 * i), vec![fan_out]));
-            init.push(rng.uniform_vec(fan_out, -bias_bound, bias_bound));
-        }
-        let arena = ParamArena::new(dev, shapes, init)?;
-        let layers =
-            (0..sizes.len() - 1).map(|l| Linear { weight: ParamId(2 * l), bias: ParamId(2 * l + 1) }).collect();
+        // nn.Sequential's names: Linear layers at even indices, activations between them.
+        let mut builder = ArenaBuilder::new();
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| builder.linear(&(2 * i).to_string(), w[0], w[1], rng))
+            .collect::<Result<Vec<_>>>()?;
+        let arena = builder.build(dev)?;
         let acts = vec![act; sizes.len() - 2];
         Ok(Mlp { sizes: sizes.to_vec(), arena, layers, acts, dropout: None })
     }

@@ -188,6 +188,29 @@ impl OptimConfig {
         }
     }
 
+    /// Set the weight decay (Rprop has none: only 0 is accepted there).
+    pub fn set_weight_decay(&mut self, wd: f64) -> Result<()> {
+        match self {
+            OptimConfig::Sgd(c) => c.weight_decay = wd,
+            OptimConfig::Adagrad(c) => c.weight_decay = wd,
+            OptimConfig::Rmsprop(c) => c.weight_decay = wd,
+            OptimConfig::Adam(c) | OptimConfig::Adamw(c) => c.weight_decay = wd,
+            OptimConfig::LectureMomentum(c) => c.weight_decay = wd,
+            OptimConfig::Nadam(c) => c.weight_decay = wd,
+            OptimConfig::Radam(c) => c.weight_decay = wd,
+            OptimConfig::Adamax(c) => c.weight_decay = wd,
+            OptimConfig::Adadelta(c) => c.weight_decay = wd,
+            OptimConfig::Lion(c) => c.weight_decay = wd,
+            OptimConfig::Rprop(_) => ensure!(wd == 0.0, "rprop has no weight_decay"),
+            OptimConfig::Asgd(c) => c.weight_decay = wd,
+            OptimConfig::Ademamix(c) => c.weight_decay = wd,
+            OptimConfig::SchedulefreeAdamw(c) => c.weight_decay = wd,
+            OptimConfig::Adafactor(c) => c.weight_decay = wd,
+            OptimConfig::Muon(c) => c.weight_decay = wd,
+        }
+        Ok(())
+    }
+
     /// Whether it ascends (PyTorch's `maximize`, which every optimizer takes).
     pub fn maximize(&self) -> bool {
         each_config!(self, c => c.maximize)

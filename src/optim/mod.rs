@@ -15,6 +15,7 @@
 
 mod config;
 mod factored_state;
+mod groups;
 mod hyper;
 mod hyper_matrix;
 mod muon_state;
@@ -28,6 +29,7 @@ mod validate;
 
 pub use config::*;
 pub use factored_state::FactoredState;
+pub use groups::ParamGroup;
 pub use muon_state::{MuonMatrix, MuonState};
 pub use optimizer::*;
 pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};

@@ -61,12 +61,14 @@ pub struct Optimizer {
     /// parameters stored in that mode; [`Optimizer::eval`] and [`Optimizer::train`] switch.
     pub mode: Mode,
     /// Host scalars carried between steps (recomputed when `step` was set directly).
-    carried: Carried,
+    pub(super) carried: Carried,
     /// The optimizer and state width the state was allocated for.
     built: (&'static str, OptimBits),
     /// The tensors it was built for, as (shape, arena range): an arena stepped must have this
     /// layout, not merely this length (padding makes different models the same length).
     layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
+    /// Parameter groups, each with its own configuration (none: one group, `config`).
+    pub(super) groups: Vec<super::groups::Group>,
 }
 
 impl Optimizer {
@@ -141,7 +143,8 @@ impl Optimizer {
         let layout =
             tensors.iter().map(|(at, shape)| (shape.clone(), *at..*at + shape.iter().product::<usize>())).collect();
         let built = (config.name(), config.optim_bits());
-        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried: Carried::new(), built, layout })
+        let carried = Carried::new();
+        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried, built, layout, groups: vec![] })
     }
 
     /// The learning rate used for step index `t` (0-based).
@@ -154,6 +157,9 @@ impl Optimizer {
     /// trainable tensors' blocks).
     pub fn step(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
         self.check_layout(arena)?;
+        if !self.groups.is_empty() {
+            return self.step_groups(dev, arena);
+        }
         let ranges = arena.trainable_ranges();
         self.step_ranges(dev, arena.params, arena.grads, &ranges)
     }
@@ -246,6 +252,10 @@ impl Optimizer {
             "a range past the {} parameters this optimizer was built for",
             self.n
         );
+        ensure!(
+            self.groups.is_empty(),
+            "this optimizer has parameter groups, which name the arena's tensors: step it with Optimizer::step(arena)"
+        );
         self.state.check_ranges(ranges)?;
         self.check_config()?;
         if self.mode == Mode::Eval {
@@ -264,7 +274,7 @@ impl Optimizer {
     /// is checked before each step, by the same validation, so a negative or NaN rate set
     /// after construction is an `Err`, not NaN parameters. The optimizer and the state width
     /// are those the state was built for.
-    fn check_config(&self) -> Result<()> {
+    pub(super) fn check_config(&self) -> Result<()> {
         let (name, bits) = self.built;
         ensure!(
             self.config.name() == name && self.config.optim_bits() == bits,
@@ -301,7 +311,7 @@ impl Optimizer {
     }
 
     /// Count a step and compute its kernel scalars.
-    fn next_step(&mut self) -> Step {
+    pub(super) fn next_step(&mut self) -> Step {
         if self.carried.t != self.step {
             // The step count was set directly (a resumed checkpoint): recompute from the rates.
             self.carried = Carried::replay(&self.config, self.step, |k| self.lr_at(k));
