@@ -39,14 +39,14 @@ mod backward;
 pub mod data_parallel;
 mod dropout;
 mod loss;
+mod op;
 mod rows;
 mod softmax;
 
-use crate::backend::{
-    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, DropoutMask, Epilogue, Form, Layout, UnaryOp,
-};
+use crate::backend::{Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, Epilogue, Form, Layout, UnaryOp};
 use crate::tensor::{Tensor, View};
 use anyhow::{bail, ensure, Result};
+use op::{inputs_of, Op};
 
 /// A value on the tape: its index, valid until the tape is reset or dropped, and the identity
 /// of the tape (and reset) that made it, so that a `Var` of another tape, or of this one
@@ -59,78 +59,6 @@ static NEXT_TAPE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 
 fn next_tape_id() -> u64 {
     NEXT_TAPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    /// An input that needs no gradient (data, constants).
-    Leaf,
-    /// A trainable tensor whose gradient is written into `grad` (a slice of the gradient arena).
-    Param {
-        grad: View,
-    },
-    /// `act(op(A)·op(B) + bias)`.
-    Matmul {
-        form: Form,
-        d: Dims,
-        a: Var,
-        b: Var,
-        bias: Option<Var>,
-        act: Act,
-    },
-    /// `act(x + bias)`, bias broadcast over rows.
-    BiasAct {
-        x: Var,
-        bias: Option<Var>,
-        act: Act,
-    },
-    /// `a op b`, either operand possibly broadcast.
-    Binary {
-        op: BinaryOp,
-        a: Var,
-        b: Var,
-        bcast: Bcast,
-    },
-    Unary {
-        op: UnaryOp,
-        a: Var,
-    },
-    /// `scale · Σ a`.
-    Sum {
-        a: Var,
-        scale: f32,
-    },
-    /// `scale ·` the sums of the matrix `a` along `axis` (the axis kept with size 1).
-    SumAxis {
-        a: Var,
-        axis: Axis,
-        scale: f32,
-    },
-    /// `a ⊙ mask` (dropout).
-    Dropout {
-        a: Var,
-        mask: DropoutMask,
-    },
-    /// The same storage under another shape.
-    Reshape {
-        a: Var,
-    },
-    /// Maxima of `a` along `axis`, or the indices of the first maxima: a value no gradient
-    /// flows through (see [`Tape::max_axis`]).
-    Extreme {
-        a: Var,
-        axis: Axis,
-        argmax: bool,
-    },
-    /// Mean softmax cross-entropy; d(loss)/d(logits) was computed with the forward pass.
-    SoftmaxCe {
-        logits: Var,
-        dlogits: Option<View>,
-        /// The labels and the label that marks a row as ignored (to count the rows the mean is
-        /// over, when a step is split into row slices).
-        labels: View,
-        ignore_index: i32,
-    },
 }
 
 struct Node {
@@ -615,21 +543,5 @@ impl<'d> Tape<'d> {
 impl Drop for Tape<'_> {
     fn drop(&mut self) {
         self.reset();
-    }
-}
-
-fn inputs_of(op: &Op) -> Vec<Var> {
-    match *op {
-        Op::Leaf | Op::Param { .. } => vec![],
-        Op::Matmul { a, b, bias, .. } => [Some(a), Some(b), bias].into_iter().flatten().collect(),
-        Op::BiasAct { x, bias, .. } => [Some(x), bias].into_iter().flatten().collect(),
-        Op::Binary { a, b, .. } => vec![a, b],
-        Op::Unary { a, .. }
-        | Op::Sum { a, .. }
-        | Op::SumAxis { a, .. }
-        | Op::Reshape { a }
-        | Op::Extreme { a, .. }
-        | Op::Dropout { a, .. } => vec![a],
-        Op::SoftmaxCe { logits, .. } => vec![logits],
     }
 }
