@@ -163,6 +163,18 @@ pub fn max_axis(x: &[f32], cols: usize, axis: Axis, argmax: bool) -> Vec<f64> {
         .collect()
 }
 
+/// Rows `indices` of the `rows × cols` matrix `src`; an index past it gives a NaN row.
+pub fn gather_rows(src: &[f32], cols: usize, indices: &[u32]) -> Vec<f64> {
+    let rows = src.len() / cols;
+    indices
+        .iter()
+        .flat_map(|&k| {
+            let k = k as usize;
+            (0..cols).map(move |c| if k < rows { src[k * cols + c] as f64 } else { f64::NAN })
+        })
+        .collect()
+}
+
 /// `min(max(y, lo), hi)` elementwise, a NaN kept (`torch.clamp`).
 pub fn clamp(y: &[f32], lo: f32, hi: f32) -> Vec<f64> {
     y.iter().map(|&v| if v.is_nan() { f64::NAN } else { (v as f64).max(lo as f64).min(hi as f64) }).collect()

@@ -392,6 +392,13 @@ impl Device {
         self.backend.axpby(alpha, x, beta, y)
     }
 
+    /// Rows of the matrix `src` picked by `indices` into `dst`; see [`Backend::gather_rows`].
+    /// The index buffer must hold `start + dst.len / cols` indices.
+    pub fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
+        debug_assert!(cols > 0 && dst.len.is_multiple_of(cols) && src.len.is_multiple_of(cols));
+        self.backend.gather_rows(src, cols, indices, start, dst)
+    }
+
     /// `out = g ⊙ op'(a)`; see [`Backend::unary_grad`].
     pub fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
         self.backend.unary_grad(op, a, g, out)

@@ -4,7 +4,9 @@
 //! Ops are recorded, not necessarily executed, when called: the GPU backend queues them into
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
-use super::ops::{Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp};
+use super::ops::{
+    Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+};
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
@@ -102,6 +104,10 @@ pub trait Backend: MaybeSend {
     fn scale_by(&mut self, y: View, s: View);
     /// `y ← α·x + β·y` (x and y of one length).
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
+    /// Rows `indices[start..start + dst.len / cols]` (little-endian u32) of the `rows × cols`
+    /// matrix `src` into `dst`: an f32 dataset's batch, gathered on the device. An index past
+    /// the matrix gives a NaN row, not another tensor's data.
+    fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View);
     /// `y ← x ⊙ mask` (x and y of one length, not overlapping): dropout's forward and its
     /// gradient, the mask's bits drawn from element indices (see [`DropoutMask`]).
     fn dropout(&mut self, x: View, y: View, mask: &DropoutMask);

@@ -4,6 +4,7 @@
 pub mod cifar;
 pub mod folder;
 pub mod idx;
+pub mod tabular;
 
 use crate::message::{Message, Setting};
 use crate::said;

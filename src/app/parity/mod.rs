@@ -430,6 +430,21 @@ impl Checker<'_> {
             self.done(&[ones, out, xs, out2]);
         }
         self.done(&[y]);
+        // An f32 dataset's batch: rows picked by index (one past the end gives a NaN row), as
+        // one column and, where the length allows, as rows of 7.
+        for cols in [1, 7].into_iter().filter(|&c| n.is_multiple_of(c)) {
+            let rows = n / cols;
+            let mut picks: Vec<u32> = (0..rows.min(37)).map(|i| (i * 7919 % rows) as u32).collect();
+            picks.push(rows as u32);
+            let bytes: Vec<u8> = [0u32, 0].iter().chain(&picks).flat_map(|i| i.to_le_bytes()).collect();
+            let idx = self.dev.upload_bytes(&bytes)?;
+            let out = self.poisoned_with(picks.len() * cols, 777.0)?;
+            self.dev.gather_rows(av, cols, idx, 2, out);
+            let want = r::gather_rows(&a, cols, &picks);
+            self.check_by(compare_nan, "gather_rows", format!("{shape} cols {cols}"), out, &want, 0.0, 0.0).await?;
+            self.dev.free_bytes(idx);
+            self.done(&[out]);
+        }
         let bc = self.poisoned(n)?;
         self.dev.expand(out, Layout::Scalar, bc, 1, 2.0);
         let got = self.dev.read_async(out).await?[0] as f64 * 2.0;

@@ -25,7 +25,8 @@ pub use crate::backend::host::{
 };
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
-    class_index, Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+    class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout,
+    UnaryOp,
 };
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
 use crate::backend::pending::Pending;
@@ -411,6 +412,21 @@ impl Backend for CpuBackend {
         }
         *self.slot_mut(g.images.id) = images;
         *self.slot_mut(g.labels.id) = labels;
+    }
+
+    fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
+        let count = dst.len / cols.max(1);
+        let idx: Vec<usize> = self.bytes(indices.id)[start * 4..(start + count) * 4]
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .collect();
+        let rows = src.len / cols.max(1);
+        self.run(dst, &[src], |o, i| {
+            rows_mut(o, cols, |r, row| match idx[r] {
+                k if k < rows => row.copy_from_slice(&i[0][k * cols..(k + 1) * cols]),
+                _ => row.fill(f32::NAN),
+            })
+        });
     }
 
     fn inv_norm(&mut self, x: View, out: View, eps: f32) {

@@ -2,10 +2,11 @@
 //! an index list, scaled into the input and label tensors.
 
 use super::dispatch::Binding;
-use super::kernels::K_GATHER;
-use super::params::{words_of, GatherParams};
+use super::kernels::{K_GATHER, K_GATHER_ROWS};
+use super::params::{words_of, GatherParams, GatherRowsParams};
 use super::{u, GpuBackend};
-use crate::backend::ops::Gather;
+use crate::backend::ops::{ByteBuffer, Gather};
+use crate::tensor::View;
 
 /// Image chunks the gather kernel binds (WebGPU's default of 8 storage buffers per stage).
 const GATHER_CHUNKS: usize = 4;
@@ -59,5 +60,23 @@ impl GpuBackend {
         });
         let grid = self.grid(g.count * g.row_len);
         self.dispatch_ranged(K_GATHER, &uni, &bindings, grid);
+    }
+
+    /// Rows `indices[start..start + dst.len / cols]` of the `rows × cols` matrix `src` into
+    /// `dst`; every buffer bound whole.
+    pub(super) fn launch_gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
+        let count = dst.len / cols.max(1);
+        let uni = words_of(&GatherRowsParams {
+            count: u(count),
+            cols: u(cols),
+            start: u(start),
+            rows: u(src.len / cols.max(1)),
+            src_off: u(src.offset),
+            dst_off: u(dst.offset),
+            pad0: 0,
+            pad1: 0,
+        });
+        let grid = self.grid(dst.len);
+        self.dispatch(K_GATHER_ROWS, &uni, &[src.buf, indices.id, dst.buf], grid);
     }
 }

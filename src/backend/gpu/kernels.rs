@@ -84,6 +84,8 @@ modules! {
     Reduce => "reduce", include_str!("../../../shaders/reduce.wgsl");
     /// Fused softmax and cross-entropy with its gradient and metrics.
     SoftmaxCe => "softmax_ce", include_str!("../../../shaders/softmax_ce.wgsl");
+    /// Rows of an f32 matrix picked by an index list.
+    GatherRows => "gather_rows", include_str!("../../../shaders/gather_rows.wgsl");
     /// A batch gathered from the dataset's images and labels.
     Gather => "gather", include_str!("../../../shaders/gather.wgsl");
     /// SGD with momentum, dampening, Nesterov and weight decay.
@@ -212,6 +214,7 @@ pub(super) const K_SUM: Kernel = k(Module::Reduce, "sum", REDUCE);
 pub(super) const K_MAX_COLS: Kernel = k(Module::Reduce, "max_cols", REDUCE);
 pub(super) const K_MAX_ROWS: Kernel = k(Module::Reduce, "max_rows", REDUCE);
 pub(super) const K_SOFTMAX_CE: Kernel = k(Module::SoftmaxCe, "main", &[R, R, RW, RW, RW]);
+pub(super) const K_GATHER_ROWS: Kernel = k(Module::GatherRows, "gather_rows", &[R, R, RW]);
 pub(super) const K_GATHER: Kernel = k(Module::Gather, "main", &[R, R, R, RW, RW, R, R, R]);
 /// The blockwise 8-bit kernels' bindings: parameters, gradients, three code buffers, absmax,
 /// small-tensor state, table.
@@ -283,6 +286,7 @@ pub const FIXED: &[Kernel] = &[
     K_MAX_ROWS,
     K_SOFTMAX_CE,
     K_GATHER,
+    K_GATHER_ROWS,
     K_SUMSQ_PARTIAL,
     K_INV_NORM,
     K_CLIP_COEF,

@@ -43,7 +43,7 @@ pub use open::describe_adapters;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
-    Act, Axis, Bcast, BinaryOp, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+    Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
 use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES};
 use crate::backend::pending::Pending;
@@ -206,6 +206,10 @@ impl Backend for GpuBackend {
 
     fn gather(&mut self, g: &Gather) {
         self.launch_gather(g)
+    }
+
+    fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
+        self.launch_gather_rows(src, cols, indices, start, dst)
     }
 
     fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {

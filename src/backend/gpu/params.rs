@@ -272,6 +272,28 @@ kernel_params!(
     }
 );
 
+kernel_params!(
+    /// `shaders/gather_rows.wgsl`'s uniform.
+    GatherRowsParams {
+        /// Rows gathered.
+        count: u32,
+        /// Columns per row.
+        cols: u32,
+        /// The first position of the index list to read.
+        start: u32,
+        /// Rows of the source matrix (an index past them gives a NaN row).
+        rows: u32,
+        /// First element of the source.
+        src_off: u32,
+        /// First element of the output.
+        dst_off: u32,
+        /// Padding.
+        pad0: u32,
+        /// Padding.
+        pad1: u32,
+    }
+);
+
 /// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
 /// the size. The mirror test walks this list.
 pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
@@ -281,6 +303,7 @@ pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
     (Module::Reduce, "ReduceParams", ReduceParams::FIELDS, size_of::<ReduceParams>()),
     (Module::SoftmaxCe, "SoftmaxCeParams", SoftmaxCeParams::FIELDS, size_of::<SoftmaxCeParams>()),
     (Module::Gather, "GatherParams", GatherParams::FIELDS, size_of::<GatherParams>()),
+    (Module::GatherRows, "GatherRowsParams", GatherRowsParams::FIELDS, size_of::<GatherRowsParams>()),
     (Module::Vector, "VectorParams", VectorParams::FIELDS, size_of::<VectorParams>()),
     (Module::Dropout, "DropoutParams", DropoutParams::FIELDS, size_of::<DropoutParams>()),
     (Module::OptimSgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
