@@ -119,8 +119,8 @@ impl Init {
     }
 
     /// Values for a tensor of `shape`, drawn from `rng` as PyTorch draws them. The Xavier and
-    /// Kaiming schemes need two or more dimensions (PyTorch's rule: fan_in = shape[1]·receptive
-    /// field, fan_out = shape[0]·receptive field), and no scale may be negative or non-finite.
+    /// Kaiming schemes need two or more dimensions (PyTorch's rule: `fan_in = shape[1]·receptive field`,
+    /// `fan_out = shape[0]·receptive field`), and no scale may be negative or non-finite.
     pub fn draw(&self, shape: &[usize], rng: &mut TorchGenerator) -> Result<Vec<f32>> {
         let n: usize = shape.iter().product();
         // Scales computed in f64, as PyTorch computes them in Python floats.
