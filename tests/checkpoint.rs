@@ -73,6 +73,38 @@ fn resume_after_two_epochs_is_bit_identical_to_four_straight() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A checkpoint records the gradient clipping (`grad_clip`), and a resume without the flag
+/// continues with it: the same file as a straight run, for a norm and a value bound that
+/// change the run. Asking a resume for other clipping is an error (exit 2), as another width is.
+#[test]
+fn a_resume_keeps_the_checkpoints_gradient_clipping() {
+    let d = common::temp_dir("clip");
+    for clip in [["--clip-grad-norm", "0.05"], ["--clip-grad-value", "0.001"]] {
+        let full = resume_is_bit_exact(&d, train, "2", "1", &clip);
+        let (_, meta) = checkpoint::read(&full).unwrap();
+        let kind = clip[0].trim_start_matches("--clip-grad-");
+        assert_eq!(meta["grad_clip"], format!("{kind}:{}", clip[1]));
+        // Clipping changes the run: the same two epochs unclipped differ.
+        let plain = d.join("plain.safetensors");
+        train(&["--epochs", "2", "--checkpoint", &s(&plain)]);
+        assert_ne!(std::fs::read(&full).unwrap(), std::fs::read(&plain).unwrap(), "{clip:?} changes nothing");
+    }
+    let mid = d.join("half.safetensors");
+    let out = Command::new(env!("CARGO_BIN_EXE_descent"))
+        .args(["train", "--data-dir", SUBSET, "--device", "cpu", "--epochs", "2", "--resume", &s(&mid)])
+        .args(["--clip-grad-norm", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--clip-grad-norm: ")
+            && err.contains("was made with --clip-grad-value 0.001; a resume continues with the checkpoint's clipping"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A shuffle position that no run of this model could have reached is refused.
 #[test]
 fn an_impossible_shuffle_position_is_an_error() {

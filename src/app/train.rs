@@ -93,6 +93,29 @@ pub enum GradClip {
     Value(f32),
 }
 
+impl GradClip {
+    /// How checkpoints record it: `norm:MAX` or `value:V` (the bound written so it parses back
+    /// to the same f32).
+    pub fn spec(self) -> String {
+        match self {
+            GradClip::Norm(m) => format!("norm:{m:?}"),
+            GradClip::Value(v) => format!("value:{v:?}"),
+        }
+    }
+
+    /// The inverse of [`GradClip::spec`].
+    pub fn parse(s: &str) -> Result<GradClip> {
+        let bound = |v: &str| -> Result<f32> {
+            v.parse().map_err(|_| anyhow::anyhow!("gradient clip '{s}': '{v}' is not a number"))
+        };
+        match s.split_once(':') {
+            Some(("norm", v)) => Ok(GradClip::Norm(bound(v)?)),
+            Some(("value", v)) => Ok(GradClip::Value(bound(v)?)),
+            _ => bail!("gradient clip '{s}': expected norm:MAX or value:V"),
+        }
+    }
+}
+
 /// A split uploaded to the device as bytes.
 pub(crate) struct DeviceSplit {
     images: ByteBuffer,
@@ -215,7 +238,8 @@ impl Trainer {
 
     /// Clip the gradients before every optimizer step (`None`: no clipping, the default). The
     /// check for non-finite gradients runs before clipping, so it still names the tensor where
-    /// a NaN appeared. Checkpoints do not record it: pass the same setting when resuming.
+    /// a NaN appeared. Checkpoints record it (`grad_clip`), and [`Trainer::restore`] sets it
+    /// back.
     pub fn set_grad_clip(&mut self, clip: Option<GradClip>) -> Result<()> {
         if let Some(GradClip::Norm(v) | GradClip::Value(v)) = clip {
             ensure!(v.is_finite() && v >= 0.0, "a gradient clip needs a finite bound >= 0, got {v}");

@@ -137,10 +137,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
         (_, Some(v)) => Some(descent::app::train::GradClip::Value(v)),
         _ => None,
     };
-    usage(t.set_grad_clip(clip).map_err(|e| {
-        let flag = if a.clip_grad_norm.is_some() { "--clip-grad-norm" } else { "--clip-grad-value" };
-        anyhow::anyhow!("{flag}: {e}")
-    }))?;
+    let flag = if a.clip_grad_norm.is_some() { "--clip-grad-norm" } else { "--clip-grad-value" };
+    match (&a.resume, clip) {
+        // A resume keeps the checkpoint's clipping; another one asked for is an error, as a
+        // different width is, never a silent change of the run.
+        (Some(p), Some(asked)) if t.grad_clip() != Some(asked) => usage(Err(anyhow::anyhow!(
+            "{flag}: {} was made with {}; a resume continues with the checkpoint's clipping (drop {flag}, or start a new run)",
+            p.display(),
+            t.grad_clip().map_or("no gradient clipping".to_string(), |c| format!("--clip-grad-{}", c.spec().replacen(':', " ", 1)))
+        )))?,
+        (Some(_), _) => {}
+        (None, _) => usage(t.set_grad_clip(clip).map_err(|e| anyhow::anyhow!("{flag}: {e}")))?,
+    }
     if a.detect_anomaly {
         t.detect_anomaly()?;
     }

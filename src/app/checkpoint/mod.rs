@@ -15,7 +15,7 @@ mod state;
 
 pub use state::export_weights;
 
-use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig, Trainer};
+use crate::app::train::{GradClip, Shuffle, ShuffleOrder, TrainConfig, Trainer};
 use crate::backend::Act;
 use crate::message::Setting;
 use crate::optim::{Mode, OptimConfig, Schedule};
@@ -71,6 +71,9 @@ impl Trainer {
         if let Some(order) = self.shuffle.order() {
             put("shuffle", order.name().into());
         }
+        if let Some(clip) = self.grad_clip() {
+            put("grad_clip", clip.spec());
+        }
         put("epoch", self.epoch.to_string());
         put("step_in_epoch", self.step_in_epoch.to_string());
         self.shuffle.save("rng", &mut put);
@@ -102,6 +105,10 @@ impl Trainer {
         let dict = StateDict { tensors: tensors.to_vec(), metadata: meta.map.clone() };
         self.model.arena.load_state_dict(&mut self.dev, &dict).with_context(|| what.to_string())?;
         self.opt.load_state_dict(&mut self.dev, &self.model.arena, &dict).with_context(|| what.to_string())?;
+        // The clipping the run was made with (none before the entry existed, or when unset).
+        let clip =
+            meta.map.get("grad_clip").map(|s| GradClip::parse(s)).transpose().with_context(|| what.to_string())?;
+        self.set_grad_clip(clip).with_context(|| what.to_string())?;
         self.epoch = meta.num("epoch")?;
         self.step_in_epoch = meta.num("step_in_epoch")?;
         ensure!(self.step_in_epoch < self.steps_per_epoch(), "{what}: step_in_epoch is past the epoch's end");
