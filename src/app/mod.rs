@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod clip;
 pub mod compare;
 pub mod descend;
 pub mod functions;

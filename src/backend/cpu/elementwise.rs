@@ -2,8 +2,33 @@
 //! epilogue, binary ops, `pow`, the non-finite search, and the parallel map loops they share.
 
 use super::fork;
-use crate::backend::ops::{Act, BinaryOp, LEAKY_RELU_SLOPE};
+use crate::backend::ops::{Act, BinaryOp, UnaryOp, LEAKY_RELU_SLOPE};
 use rayon::prelude::*;
+
+/// √(2/π), GELU's tanh form's scale.
+pub(super) const GELU_K: f32 = 0.797_884_6;
+/// 1/√(2π), the normal density's scale.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// The derivative at `x` of the unary ops whose derivative needs their input (GELU in both
+/// forms, SiLU); NaN for the others.
+pub(super) fn input_grad(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        // Φ(x) + x·φ(x).
+        UnaryOp::Gelu => {
+            0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+        }
+        UnaryOp::GeluTanh => {
+            let t = (GELU_K * (x + 0.044715 * x * x * x)).tanh();
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x)
+        }
+        UnaryOp::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
+        }
+        _ => f32::NAN,
+    }
+}
 
 pub(super) fn act_apply(act: Act, z: f32) -> f32 {
     match act {

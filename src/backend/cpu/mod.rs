@@ -35,11 +35,6 @@ use anyhow::{bail, Result};
 use rayon::prelude::*;
 use std::f32::consts::FRAC_1_SQRT_2;
 
-/// √(2/π), GELU's tanh form's scale.
-const GELU_K: f32 = 0.797_884_6;
-/// 1/√(2π), the normal density's scale.
-const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-
 /// Below this many elements a loop runs on the calling thread.
 const PAR_MIN: usize = 1 << 14;
 
@@ -267,26 +262,7 @@ impl Backend for CpuBackend {
     }
 
     fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
-        self.run(out, &[a, g], |o, i| {
-            let d = |x: f32| -> f32 {
-                match op {
-                    // Φ(x) + x·φ(x).
-                    UnaryOp::Gelu => {
-                        0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
-                    }
-                    UnaryOp::GeluTanh => {
-                        let t = (GELU_K * (x + 0.044715 * x * x * x)).tanh();
-                        0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x)
-                    }
-                    UnaryOp::Silu => {
-                        let s = 1.0 / (1.0 + (-x).exp());
-                        s * (1.0 + x * (1.0 - s))
-                    }
-                    _ => f32::NAN,
-                }
-            };
-            map2(o, i[0], i[1], |x, g| g * d(x))
-        });
+        self.run(out, &[a, g], |o, i| map2(o, i[0], i[1], |x, g| g * input_grad(op, x)));
     }
 
     fn unary(&mut self, op: UnaryOp, a: View, out: View) {
@@ -311,7 +287,9 @@ impl Backend for CpuBackend {
                     }
                 }),
                 UnaryOp::Gelu => map1(o, a, |x| 0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2))),
-                UnaryOp::GeluTanh => map1(o, a, |x| 0.5 * x * (1.0 + (GELU_K * (x + 0.044715 * x * x * x)).tanh())),
+                UnaryOp::GeluTanh => {
+                    map1(o, a, |x| 0.5 * x * (1.0 + (elementwise::GELU_K * (x + 0.044715 * x * x * x)).tanh()))
+                }
                 UnaryOp::Silu => map1(o, a, |x| x / (1.0 + (-x).exp())),
             }
         });
