@@ -10,9 +10,7 @@ impl Tape<'_> {
     /// Mean squared error `mean((pred − target)²)`, PyTorch's `MSELoss()`; the shapes must
     /// be equal (PyTorch only warns when they broadcast, which is almost always a bug).
     pub fn mse(&mut self, pred: Var, target: Var) -> Result<Var> {
-        let (sp, st) = (self.shape(pred)?.to_vec(), self.shape(target)?.to_vec());
-        ensure!(sp == st, "mse: prediction {sp:?} and target {st:?} differ in shape (reshape one of them)");
-        let d = self.sub(pred, target)?;
+        let d = self.difference(pred, target, "mse")?;
         let sq = self.mul(d, d)?;
         self.mean(sq)
     }

@@ -48,11 +48,6 @@ impl ParamId {
     pub fn index(self) -> usize {
         self.0
     }
-
-    /// The handle of entry `i` (for the crate's own walks over an arena's entries).
-    pub(crate) fn from_index(i: usize) -> ParamId {
-        ParamId(i)
-    }
 }
 
 /// Where one tensor lies in the arena, and what it is called.
@@ -237,11 +232,16 @@ impl ParamArena {
         if !self.frozen.contains(&true) {
             return std::iter::once(0..self.len()).collect();
         }
+        self.trainable_runs(&self.ids().collect::<Vec<_>>())
+    }
+
+    /// The trainable tensors among `ids`, as arena ranges in arena order, tensors that touch
+    /// merged into one range (what one launch of a step covers).
+    pub fn trainable_runs(&self, ids: &[ParamId]) -> Vec<std::ops::Range<usize>> {
+        let mut ids: Vec<usize> = ids.iter().map(|id| id.0).filter(|&i| !self.frozen[i]).collect();
+        ids.sort_unstable();
         let mut out: Vec<std::ops::Range<usize>> = Vec::new();
-        for (e, &frozen) in self.entries.iter().zip(&self.frozen) {
-            if frozen {
-                continue;
-            }
+        for e in ids.into_iter().map(|i| &self.entries[i]) {
             match out.last_mut() {
                 Some(r) if r.end == e.offset => r.end = e.offset + e.len(),
                 _ => out.push(e.range()),

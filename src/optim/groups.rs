@@ -3,8 +3,9 @@
 //! schedule scales each group's own base rate, as PyTorch's schedulers scale each group's
 //! `initial_lr`.
 //!
-//! Each step launches the fused kernel once per run of consecutive tensors of one group (so
-//! twice for weights and biases that alternate in the arena: once per tensor). Optimizers that
+//! Each step launches the fused kernel once per run of a group's tensors that touch in the arena
+//! ([`ParamArena::trainable_runs`], as frozen tensors split a step): once per tensor for weights
+//! and biases that alternate. Optimizers that
 //! carry host scalars between steps computed from the rate (ASGD, Schedule-Free), or whose step
 //! is not elementwise over the arena (Adafactor, Muon, the 8-bit blockwise state), refuse groups.
 
@@ -13,7 +14,6 @@ use super::{OptimBits, OptimConfig};
 use crate::backend::Device;
 use crate::nn::{ParamArena, ParamId};
 use anyhow::{bail, ensure, Context, Result};
-use std::ops::Range;
 
 /// Tensors that share hyperparameters, and the ones they override (None: the optimizer's).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,7 +29,7 @@ pub struct ParamGroup {
 /// A group as the optimizer steps it: its configuration and arena ranges.
 pub(super) struct Group {
     config: OptimConfig,
-    tensors: Vec<usize>,
+    tensors: Vec<ParamId>,
 }
 
 impl Optimizer {
@@ -77,7 +77,7 @@ impl Optimizer {
                 }
                 owner[i] = Some(k);
             }
-            built.push(Group { config, tensors: g.tensors.iter().map(|id| id.index()).collect() });
+            built.push(Group { config, tensors: g.tensors.clone() });
         }
         if let Some(i) = owner.iter().position(Option::is_none) {
             bail!(
@@ -94,36 +94,19 @@ impl Optimizer {
     pub(super) fn step_groups(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
         self.check_config()?;
         let t = self.step;
-        // Advances the step count and the carried scalars once (no group optimizer carries any
-        // that depend on the rate).
-        let _ = self.next_step();
+        // The step count and the carried scalars advance once (no optimizer that groups allow
+        // carries any that depend on the rate).
+        self.advance();
         let objective = self.config.objective();
         for g in &self.groups {
             let lr = self.schedule.lr(g.config.lr(), t);
             ensure!(lr.is_finite() && lr >= 0.0, "a parameter group's rate at step {} is {lr}", t + 1);
             let k = g.config.kernel_step(t + 1, lr, &self.carried);
-            let ranges = runs(arena, &g.tensors);
+            let ranges = arena.trainable_runs(&g.tensors);
             if !ranges.is_empty() {
                 self.state.step(dev, &k, objective, arena.params, arena.grads, &ranges)?;
             }
         }
         Ok(())
     }
-}
-
-/// The trainable tensors among `tensors`, as arena ranges, neighbours merged.
-fn runs(arena: &ParamArena, tensors: &[usize]) -> Vec<Range<usize>> {
-    let mut ids: Vec<usize> = tensors.iter().copied().filter(|&i| !arena.is_frozen(ParamId::from_index(i))).collect();
-    ids.sort_unstable();
-    let mut out: Vec<Range<usize>> = Vec::new();
-    let mut prev = None;
-    for i in ids {
-        let r = arena.entries[i].range();
-        match (out.last_mut(), prev) {
-            (Some(last), Some(p)) if p + 1 == i => last.end = r.end,
-            _ => out.push(r),
-        }
-        prev = Some(i);
-    }
-    out
 }

@@ -311,7 +311,13 @@ impl Optimizer {
     }
 
     /// Count a step and compute its kernel scalars.
-    pub(super) fn next_step(&mut self) -> Step {
+    fn next_step(&mut self) -> Step {
+        let lr = self.advance();
+        self.config.kernel_step(self.step, lr, &self.carried)
+    }
+
+    /// Count one step: the carried scalars advanced at this step's rate, which it returns.
+    pub(super) fn advance(&mut self) -> f64 {
         if self.carried.t != self.step {
             // The step count was set directly (a resumed checkpoint): recompute from the rates.
             self.carried = Carried::replay(&self.config, self.step, |k| self.lr_at(k));
@@ -319,7 +325,7 @@ impl Optimizer {
         let lr = self.lr_at(self.step);
         self.carried.advance(&self.config, lr);
         self.step += 1;
-        self.config.kernel_step(self.step, lr, &self.carried)
+        lr
     }
 
     /// Give the state buffers back to the device's pool.

@@ -370,10 +370,7 @@ impl Backend for CpuBackend {
     }
 
     fn gather(&mut self, g: &Gather) {
-        let idx: Vec<usize> = self.bytes(g.indices.id)[g.start * 4..(g.start + g.count) * 4]
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .collect();
+        let idx = self.indices(g.indices.id, g.start, g.count);
         let images = std::mem::take(self.slot_mut(g.images.id));
         let labels = std::mem::take(self.slot_mut(g.labels.id));
         if let (Some(im), Some(lb)) = (images.bytes(), labels.bytes()) {
@@ -394,10 +391,7 @@ impl Backend for CpuBackend {
 
     fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
         let count = dst.len / cols.max(1);
-        let idx: Vec<usize> = self.bytes(indices.id)[start * 4..(start + count) * 4]
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .collect();
+        let idx = self.indices(indices.id, start, count);
         let rows = src.len / cols.max(1);
         self.run(dst, &[src], |o, i| {
             rows_mut(o, cols, |r, row| match idx[r] {

@@ -114,6 +114,15 @@ impl CpuBackend {
         self.slot(buf).f32s().unwrap_or_else(|| panic!("buffer {buf} is not a live f32 buffer"))
     }
 
+    /// Entries `start..start + count` of a byte buffer of little-endian u32 indices (a gather's
+    /// row list).
+    pub(super) fn indices(&self, buf: usize, start: usize, count: usize) -> Vec<usize> {
+        self.bytes(buf)[start * 4..(start + count) * 4]
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .collect()
+    }
+
     pub(super) fn bytes(&self, buf: usize) -> &[u8] {
         self.slot(buf).bytes().unwrap_or_else(|| panic!("buffer {buf} is not a byte buffer"))
     }
