@@ -4,6 +4,10 @@
 //! host pointer, so the same autograd, layers and training loop drive both backends.
 
 /// A contiguous range of one device buffer, in `f32` elements.
+///
+/// A view made by [`Device::alloc`](crate::backend::Device::alloc) (and [`View::slice`] of one)
+/// carries its [`Owner`]: the device checks it on every op, so a view of another device, or of
+/// a buffer released since, is an error rather than someone else's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct View {
     /// The device's buffer id.
@@ -12,18 +16,36 @@ pub struct View {
     pub offset: usize,
     /// Elements in the view.
     pub len: usize,
+    /// The allocation the view was made from.
+    pub owner: Owner,
+}
+
+/// The allocation a [`View`] belongs to: the device that handed the buffer out, and which of
+/// its hand-outs of that buffer (a buffer back from the pool gets a new generation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The device's identity (from 1, unique in the process).
+    pub device: u32,
+    /// The hand-out, counted per device from 1.
+    pub generation: u64,
+}
+
+impl Owner {
+    /// No device's: a backend's view of its own scratch, which a [`Device`](crate::backend::Device) refuses.
+    pub const NONE: Owner = Owner { device: 0, generation: 0 };
 }
 
 impl View {
-    /// A view of a whole buffer of `len` elements.
+    /// A view of a whole buffer of `len` elements that no device stamped ([`Owner::NONE`]):
+    /// for a backend's own scratch buffers.
     pub fn whole(buf: usize, len: usize) -> View {
-        View { buf, offset: 0, len }
+        View { buf, offset: 0, len, owner: Owner::NONE }
     }
 
-    /// A sub-range, relative to this view.
+    /// A sub-range, relative to this view, of the same allocation.
     pub fn slice(&self, offset: usize, len: usize) -> View {
         assert!(offset + len <= self.len, "slice {offset}+{len} outside a view of {}", self.len);
-        View { buf: self.buf, offset: self.offset + offset, len }
+        View { offset: self.offset + offset, len, ..*self }
     }
 
     /// The view's elements as a range of buffer indices.

@@ -599,6 +599,72 @@ fn a_var_of_another_tape_is_refused(dev: &mut Device) {
 }
 test_device!(var_owner_checked, a_var_of_another_tape_is_refused);
 
+/// A `View` belongs to the device that allocated it, and to that allocation: a view of another
+/// device, one read after its tape released it, one past its buffer's end, and a buffer
+/// released twice are all refused. A refused op does not run, and the device's next read is
+/// an `Err` naming it until the fault is cleared.
+fn a_view_of_another_device_or_a_released_buffer_is_refused(dev: &mut Device) {
+    let expect_refused = |r: anyhow::Result<Vec<f32>>, what: &str| {
+        let e = format!("{:#}", r.expect_err(what));
+        assert!(e.contains(what), "wanted '{what}' in: {e}");
+    };
+    // Another device's view, with the same buffer id as one of this device's.
+    let mine = dev.upload(&[1.0, 2.0]).unwrap();
+    let mut other = Device::cpu();
+    let theirs = (0..=mine.buf).map(|_| other.upload(&[9.0, 9.0]).unwrap()).find(|v| v.buf == mine.buf);
+    let theirs = theirs.expect("the CPU device numbers its buffers from 0");
+    expect_refused(dev.read(theirs), "belongs to the device that allocated it");
+    dev.clear_fault().unwrap();
+    expect_refused(other.read(mine), "belongs to the device that allocated it");
+    other.clear_fault().unwrap();
+    // A tape's value, read after the tape released it and another tape took its buffer.
+    let a = dev.upload(&[1.0, 2.0, 3.0]).unwrap();
+    let stale = {
+        let mut tape = Tape::new(dev);
+        let x = tape.input(Tensor::new(a, &[3]).unwrap());
+        let y = tape.scale(x, 2.0).unwrap();
+        assert_eq!(tape.read(y).unwrap(), vec![2.0, 4.0, 6.0]);
+        tape.value(y).view
+    };
+    let reused = dev.alloc(3).unwrap();
+    assert_eq!(reused.buf, stale.buf, "the pool hands the released buffer out again");
+    dev.write(reused, &[7.0, 8.0, 9.0]).unwrap();
+    expect_refused(dev.read(stale), "after the buffer was released");
+    expect_refused(dev.read(reused), "Device::read was refused");
+    assert!(dev.fault().is_some());
+    dev.clear_fault().unwrap();
+    assert_eq!(dev.read(reused).unwrap(), vec![7.0, 8.0, 9.0]);
+    // An op given the stale view does not run: its output keeps its poison.
+    let out = poisoned(dev, 3);
+    dev.binary(BinaryOp::Add, stale, a, out);
+    expect_refused(dev.read(out), "Device::binary was refused");
+    assert!(dev.sync().is_err(), "the fault stays until cleared");
+    dev.clear_fault().unwrap();
+    assert!(dev.read(out).unwrap().iter().all(|v| v.is_nan()), "the refused op wrote its output");
+    // A view past its buffer's end.
+    let past = View { len: 4, ..a };
+    expect_refused(dev.read(past), "which holds 3");
+    dev.clear_fault().unwrap();
+    // A buffer released twice is taken back once: two allocations never share it.
+    let twice = dev.alloc(5).unwrap();
+    dev.release(twice);
+    dev.release(twice);
+    assert!(dev.clear_fault().unwrap().contains("Device::release was refused"));
+    let (p, q) = (dev.alloc(5).unwrap(), dev.alloc(5).unwrap());
+    assert_ne!(p.buf, q.buf, "one buffer handed out twice");
+    // A slice is not released.
+    dev.release(p.slice(1, 2));
+    assert!(dev.clear_fault().unwrap().contains("slice"));
+    // An optimizer step updates the parameters in place from the gradients: the two may not
+    // share a buffer.
+    let sgd = descent::backend::OptimStep::ALL[0];
+    let pg = dev.upload(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+    dev.optim_step(&sgd, descent::backend::optim_kernel::Objective::Minimize, pg.slice(0, 2), pg.slice(2, 2), &[]);
+    assert!(dev.clear_fault().unwrap().contains("share a buffer"));
+    assert_eq!(dev.read(a).unwrap(), vec![1.0, 2.0, 3.0], "the device works after its faults");
+}
+test_device!(view_owner_checked, a_view_of_another_device_or_a_released_buffer_is_refused);
+
 /// A frozen tensor has no gradient: after a step with it trainable (non-zero gradients), it is
 /// frozen, and the next forward and backward leave zeros in its part of the gradient arena,
 /// so a norm over the arena is the trainable tensors' norm.

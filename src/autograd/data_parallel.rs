@@ -252,6 +252,7 @@ impl DataParallel {
     where
         F: Fn(&mut Tape, RowSlice) -> Result<Var> + Sync,
     {
+        let loan = dev.loan();
         let main = dev.cpu_backend_mut().context("the data-parallel step needs the CPU backend")?;
         let mut private: Vec<(usize, usize)> = Vec::new();
         for v in self.grads.iter().chain(&self.accumulators) {
@@ -267,6 +268,7 @@ impl DataParallel {
         }
         let workers = &mut self.workers[..slices.len()];
         for w in workers.iter_mut() {
+            w.accept_loan(Some(loan.clone()));
             w.cpu_backend_mut().expect("workers are CPU").attach(&lent, &private, &self.accumulators);
         }
         drop(lent);
@@ -281,11 +283,20 @@ impl DataParallel {
             Ok(SliceOut { loss, grads: tape.param_grads() })
         };
         let outs = crate::backend::host::map_pinned(workers.iter_mut().zip(slices).collect(), one);
-        let mut wrote: Vec<usize> =
-            workers.iter_mut().flat_map(|w| w.cpu_backend_mut().expect("workers are CPU").detach()).collect();
+        let mut wrote: Vec<usize> = workers
+            .iter_mut()
+            .flat_map(|w| {
+                w.accept_loan(None);
+                w.cpu_backend_mut().expect("workers are CPU").detach()
+            })
+            .collect();
         wrote.sort_unstable();
         wrote.dedup();
+        let fault = workers.iter_mut().find_map(|w| w.clear_fault());
         let outs = outs.into_iter().collect::<Result<Vec<_>>>()?;
+        if let Some(f) = fault {
+            bail!("a row slice's step was refused: {f}");
+        }
         ensure!(
             wrote.is_empty(),
             "the step wrote the device's buffer(s) {wrote:?}, which are neither gradients nor accumulators given to DataParallel::new: declare them there, or write them outside the step"

@@ -9,11 +9,12 @@ use super::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
+use super::owner::{Loan, Registry};
 use super::pending::{wait, Pending};
 use crate::message::Message;
 use crate::said;
 use crate::tensor::View;
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 use std::collections::HashMap;
 
 /// A request larger than the device holds, refused before allocating. Front ends treat it as
@@ -88,9 +89,23 @@ impl DeviceChoice {
 /// `&mut self`, so one thread at a time records on it; several threads each use a device of
 /// their own (as the data-parallel step's slices do). In the browser nothing is `Send`:
 /// WebGPU handles stay on the page's thread.
+///
+/// Every view an op is given is checked against the device's record of what it handed out
+/// (see [`crate::tensor::Owner`]). An op given a view of another device, of a buffer released
+/// since, or past its buffer's end does not run: the device records the fault, and the next
+/// read, write or wait returns it as an `Err`, as does every one after until
+/// [`Device::clear_fault`].
+///
+/// Ops may run in place: an input may overlap the output, as `dropout(x, x, ..)` or
+/// `binary(op, a, b, a)` do, since both backends read an input that shares the written buffer
+/// from a copy taken before the op. The optimizer steps are the exception: they update the
+/// parameters and the state in place from the gradients, so those three must lie in separate
+/// buffers (a fault otherwise).
 pub struct Device {
     backend: Box<dyn Backend>,
     pool: HashMap<usize, Vec<usize>>,
+    registry: Registry,
+    fault: Option<String>,
     /// Why [`DeviceChoice::Auto`] fell back to the CPU (one line), if it did.
     pub notice: Option<Message>,
 }
@@ -114,7 +129,7 @@ impl Device {
 
     /// Wrap a backend (one of this crate's, or your own implementation of [`Backend`]).
     pub fn from_backend(backend: Box<dyn Backend>) -> Device {
-        Device { backend, pool: HashMap::new(), notice: None }
+        Device { backend, pool: HashMap::new(), registry: Registry::new(), fault: None, notice: None }
     }
 
     /// `auto` takes a hardware GPU when wgpu finds one and otherwise the CPU backend, with a
@@ -223,10 +238,11 @@ impl Device {
     /// that length was released. Give it back with [`Device::release`].
     pub fn alloc(&mut self, len: usize) -> Result<View> {
         let len = len.max(1);
-        if let Some(buf) = self.pool.get_mut(&len).and_then(|v| v.pop()) {
-            return Ok(View::whole(buf, len));
-        }
-        Ok(View::whole(self.backend.alloc(len)?, len))
+        let buf = match self.pool.get_mut(&len).and_then(|v| v.pop()) {
+            Some(buf) => buf,
+            None => self.backend.alloc(len)?,
+        };
+        Ok(self.registry.issue(buf, len))
     }
 
     /// [`Device::alloc`], filled with zeros.
@@ -253,10 +269,91 @@ impl Device {
     }
 
     /// Return a whole buffer obtained from [`Device::alloc`] to the pool, for the next
-    /// allocation of the same length.
+    /// allocation of the same length. Its views are refused from then on. Releasing a slice, a
+    /// buffer twice, or another device's buffer takes nothing back and is a fault (see
+    /// [`Device`]).
     pub fn release(&mut self, v: View) {
-        debug_assert_eq!(v.offset, 0, "only whole buffers go back to the pool");
-        self.pool.entry(v.len).or_default().push(v.buf);
+        match self.registry.retire(v) {
+            Ok(()) => self.pool.entry(v.len).or_default().push(v.buf),
+            Err(why) => self.record_fault("release", why),
+        }
+    }
+
+    /// This device's identity, as the views it hands out carry it
+    /// ([`Owner::device`](crate::tensor::Owner::device)).
+    pub fn id(&self) -> u32 {
+        self.registry.id()
+    }
+
+    /// The first refused view since the last [`Device::clear_fault`], if any: why, and which op.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.as_deref()
+    }
+
+    /// Forget a recorded fault, so reads and waits run again. The ops that were refused did
+    /// not run: what they would have written holds what it held before.
+    pub fn clear_fault(&mut self) -> Option<String> {
+        self.fault.take()
+    }
+
+    /// Whether every view in `views` is one this device may use; if not, record why for
+    /// `op` (the first fault is kept) and say the op must not run.
+    fn admit<'v>(&mut self, op: &str, views: impl IntoIterator<Item = &'v View>) -> bool {
+        for v in views {
+            if let Err(why) = self.registry.check(v) {
+                self.record_fault(op, why);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// [`Device::admit`] for an optimizer step, which also needs the parameters, the
+    /// gradients and the state in three separate buffers: the step updates the parameters and
+    /// the state in place, reading the gradients.
+    fn admit_step(&mut self, op: &str, params: View, grads: View, state: &[View]) -> bool {
+        if !self.admit(op, [&params, &grads].into_iter().chain(state)) {
+            return false;
+        }
+        let shared = if params.buf == grads.buf {
+            Some("the parameters and the gradients")
+        } else if state.iter().any(|s| s.buf == params.buf) {
+            Some("the parameters and the optimizer state")
+        } else if state.iter().any(|s| s.buf == grads.buf) {
+            Some("the gradients and the optimizer state")
+        } else {
+            None
+        };
+        if let Some(which) = shared {
+            let why = format!("{which} share a buffer: an optimizer step needs each in a buffer of its own");
+            self.record_fault(op, why);
+            return false;
+        }
+        true
+    }
+
+    fn record_fault(&mut self, op: &str, why: String) {
+        if self.fault.is_none() {
+            self.fault = Some(format!("Device::{op} was refused: {why}"));
+        }
+    }
+
+    /// The recorded fault as an `Err`, else `Ok`.
+    fn no_fault(&self) -> Result<()> {
+        match &self.fault {
+            Some(f) => Err(anyhow!("{f} (the op did not run; Device::clear_fault forgets it)")),
+            None => Ok(()),
+        }
+    }
+
+    /// What a data-parallel worker is lent: this device's live buffers as they are now.
+    pub(crate) fn loan(&self) -> Loan {
+        self.registry.loan()
+    }
+
+    /// Accept (or, with `None`, stop accepting) the views of the device that made `loan`.
+    pub(crate) fn accept_loan(&mut self, loan: Option<Loan>) {
+        self.registry.set_loan(loan)
     }
 
     /// A byte buffer holding `data` (a dataset, row indices).
@@ -272,158 +369,228 @@ impl Device {
     /// Copy `data` into `dst` (lengths must match).
     pub fn write(&mut self, dst: View, data: &[f32]) -> Result<()> {
         ensure!(data.len() == dst.len, "write of {} values into a view of {}", data.len(), dst.len);
+        self.admit("write", [&dst]);
+        self.no_fault()?;
         self.backend.write(dst, data)
     }
 
     /// Run what is recorded and copy `v` to the host (natively; in the browser a GPU device
     /// needs [`Device::read_async`]).
     pub fn read(&mut self, v: View) -> Result<Vec<f32>> {
-        wait(self.backend.read_async(v))
+        wait(self.read_async(v))
     }
 
     /// Run what is recorded and copy `v` to the host when the device gets there. The future
     /// owns what it needs, so the device can record more work meanwhile.
     pub fn read_async(&mut self, v: View) -> Pending<Vec<f32>> {
+        self.admit("read", [&v]);
+        if let Err(e) = self.no_fault() {
+            return Pending::ready(Err(e));
+        }
         self.backend.read_async(v)
     }
 
     /// Set every element of `dst` to `value`.
     pub fn fill(&mut self, dst: View, value: f32) {
-        self.backend.fill(dst, value)
+        if self.admit("fill", [&dst]) {
+            self.backend.fill(dst, value)
+        }
     }
 
     /// `dst = src` (same lengths).
     pub fn copy(&mut self, src: View, dst: View) {
         debug_assert_eq!(src.len, dst.len);
-        self.backend.copy(src, dst)
+        if self.admit("copy", [&src, &dst]) {
+            self.backend.copy(src, dst)
+        }
     }
 
     /// `out = epilogue(op(a)·op(b))`; see [`Backend::matmul`].
     pub fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
-        self.backend.matmul(form, d, a, b, out, epi)
+        if self.admit(
+            "matmul",
+            [&a, &b, &out]
+                .into_iter()
+                .chain(epi.bias.as_ref())
+                .chain(epi.act_grad.as_ref().map(|(_, y)| y))
+                .chain(epi.a_colsum.as_ref()),
+        ) {
+            self.backend.matmul(form, d, a, b, out, epi)
+        }
     }
 
     /// The symmetric product X·Xᵀ ([`Form::NT`]) or Xᵀ·X ([`Form::TN`]), `side × side`; see
     /// [`Backend::gram`]. On the CPU it costs about half of [`Device::matmul`].
     pub fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
         debug_assert!(matches!(form, Form::NT | Form::TN) && x.len >= side * k && out.len >= side * side);
-        self.backend.gram(form, side, k, x, out)
+        if self.admit("gram", [&x, &out]) {
+            self.backend.gram(form, side, k, x, out)
+        }
     }
 
     /// `out = act(x + bias)` over rows of `cols`.
     pub fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
-        self.backend.bias_act(x, bias, out, cols, act)
+        if self.admit("bias_act", [&x, &out].into_iter().chain(bias.as_ref())) {
+            self.backend.bias_act(x, bias, out, cols, act)
+        }
     }
 
     /// `dx = dy ⊙ act'(y)`.
     pub fn act_backward(&mut self, act: Act, y: View, dy: View, dx: View) {
-        self.backend.act_backward(act, y, dy, dx)
+        if self.admit("act_backward", [&y, &dy, &dx]) {
+            self.backend.act_backward(act, y, dy, dx)
+        }
     }
 
     /// `scale ·` sums of a `rows × cols` matrix along `axis`.
     pub fn sum_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, scale: f32) {
-        self.backend.sum_axis(x, out, cols, axis, scale)
+        if self.admit("sum_axis", [&x, &out]) {
+            self.backend.sum_axis(x, out, cols, axis, scale)
+        }
     }
 
     /// Maxima (or indices of first maxima) of a `rows × cols` matrix along `axis`.
     pub fn max_axis(&mut self, x: View, out: View, cols: usize, axis: Axis, argmax: bool) {
         debug_assert!(cols > 0 && x.len.is_multiple_of(cols));
-        self.backend.max_axis(x, out, cols, axis, argmax)
+        if self.admit("max_axis", [&x, &out]) {
+            self.backend.max_axis(x, out, cols, axis, argmax)
+        }
     }
 
     /// Elementwise `out = a op b`, all three of one length.
     pub fn binary(&mut self, op: BinaryOp, a: View, b: View, out: View) {
         debug_assert!(a.len == out.len && b.len == out.len);
-        self.backend.binary(op, a, b, out, Bcast::NONE)
+        if self.admit("binary", [&a, &b, &out]) {
+            self.backend.binary(op, a, b, out, Bcast::NONE)
+        }
     }
 
     /// `out = a op b` with either operand broadcast as `bcast` says.
     pub fn binary_bcast(&mut self, op: BinaryOp, a: View, b: View, out: View, bcast: Bcast) {
-        self.backend.binary(op, a, b, out, bcast)
+        if self.admit("binary_bcast", [&a, &b, &out]) {
+            self.backend.binary(op, a, b, out, bcast)
+        }
     }
 
     /// `out = op(a)`.
     pub fn unary(&mut self, op: UnaryOp, a: View, out: View) {
-        self.backend.unary(op, a, out)
+        if self.admit("unary", [&a, &out]) {
+            self.backend.unary(op, a, out)
+        }
     }
 
     /// `out[0] = scale · Σ a`.
     pub fn sum(&mut self, a: View, out: View, scale: f32) {
-        self.backend.sum(a, out, scale)
+        if self.admit("sum", [&a, &out]) {
+            self.backend.sum(a, out, scale)
+        }
     }
 
     /// `out[i] = scale · src[layout.index(i, cols)]`.
     pub fn expand(&mut self, src: View, layout: Layout, out: View, cols: usize, scale: f32) {
-        self.backend.expand(src, layout, out, cols, scale)
+        if self.admit("expand", [&src, &out]) {
+            self.backend.expand(src, layout, out, cols, scale)
+        }
     }
 
     /// Softmax cross-entropy; see [`Backend::softmax_ce`].
     pub fn softmax_ce(&mut self, logits: View, labels: View, cols: usize, ignore_index: i32, out: CeOutputs) {
-        self.backend.softmax_ce(logits, labels, cols, ignore_index, out)
+        if self.admit(
+            "softmax_ce",
+            [&logits, &labels]
+                .into_iter()
+                .chain(out.loss.as_ref())
+                .chain(out.dlogits.as_ref())
+                .chain(out.metrics.as_ref()),
+        ) {
+            self.backend.softmax_ce(logits, labels, cols, ignore_index, out)
+        }
     }
 
     /// Gather a mini-batch; see [`Gather`].
     pub fn gather(&mut self, g: &Gather) {
-        self.backend.gather(g)
+        if self.admit("gather", [&g.x, &g.y]) {
+            self.backend.gather(g)
+        }
     }
 
     /// `out[0] = 1 / max(‖x‖₂, eps)`; see [`Backend::inv_norm`].
     pub fn inv_norm(&mut self, x: View, out: View, eps: f32) {
         debug_assert!(out.len >= 1);
-        self.backend.inv_norm(x, out, eps)
+        if self.admit("inv_norm", [&x, &out]) {
+            self.backend.inv_norm(x, out, eps)
+        }
     }
 
     /// `out[0] = ‖x‖₂`, `out[1] = min(1, max_norm / (‖x‖₂ + 1e-6))`; see
     /// [`Backend::clip_coef`].
     pub fn clip_coef(&mut self, x: View, out: View, max_norm: f32) {
         debug_assert!(out.len >= 2);
-        self.backend.clip_coef(x, out, max_norm)
+        if self.admit("clip_coef", [&x, &out]) {
+            self.backend.clip_coef(x, out, max_norm)
+        }
     }
 
     /// `y ← y · s[0]`; see [`Backend::scale_by`].
     pub fn scale_by(&mut self, y: View, s: View) {
         debug_assert!(s.len >= 1);
-        self.backend.scale_by(y, s)
+        if self.admit("scale_by", [&y, &s]) {
+            self.backend.scale_by(y, s)
+        }
     }
 
     /// `y ← α·x + β·y`; see [`Backend::axpby`].
     pub fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         debug_assert!(x.len == y.len);
-        self.backend.axpby(alpha, x, beta, y)
+        if self.admit("axpby", [&x, &y]) {
+            self.backend.axpby(alpha, x, beta, y)
+        }
     }
 
     /// Rows of the matrix `src` picked by `indices` into `dst`; see [`Backend::gather_rows`].
     /// The index buffer must hold `start + dst.len / cols` indices.
     pub fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
         debug_assert!(cols > 0 && dst.len.is_multiple_of(cols) && src.len.is_multiple_of(cols));
-        self.backend.gather_rows(src, cols, indices, start, dst)
+        if self.admit("gather_rows", [&src, &dst]) {
+            self.backend.gather_rows(src, cols, indices, start, dst)
+        }
     }
 
     /// `out = g ⊙ op'(a)`; see [`Backend::unary_grad`].
     pub fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
-        self.backend.unary_grad(op, a, g, out)
+        if self.admit("unary_grad", [&a, &g, &out]) {
+            self.backend.unary_grad(op, a, g, out)
+        }
     }
 
     /// `y ← x ⊙ mask`, dropout's forward and gradient; see [`Backend::dropout`].
     pub fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
         debug_assert_eq!(x.len, y.len);
-        self.backend.dropout(x, y, mask)
+        if self.admit("dropout", [&x, &y]) {
+            self.backend.dropout(x, y, mask)
+        }
     }
 
     /// `y ← min(max(y, lo), hi)`; see [`Backend::clamp`].
     pub fn clamp(&mut self, y: View, lo: f32, hi: f32) {
         debug_assert!(lo <= hi);
-        self.backend.clamp(y, lo, hi)
+        if self.admit("clamp", [&y]) {
+            self.backend.clamp(y, lo, hi)
+        }
     }
 
     /// Record a non-finite element of `src` in `flag`; see [`Backend::find_nonfinite`].
     pub fn find_nonfinite(&mut self, src: View, flag: View, tag: f32) {
-        self.backend.find_nonfinite(src, flag, tag)
+        if self.admit("find_nonfinite", [&src, &flag]) {
+            self.backend.find_nonfinite(src, flag, tag)
+        }
     }
 
     /// One fused optimizer update; see [`Backend::optim_step`].
     pub fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
-        self.backend.optim_step(step, objective, params, grads, state)
+        if self.admit_step("optim_step", params, grads, state) {
+            self.backend.optim_step(step, objective, params, grads, state)
+        }
     }
 
     /// One fused update with bfloat16 state; see [`Backend::optim_step_bf16`].
@@ -436,7 +603,14 @@ impl Device {
         state: &[View],
     ) {
         debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
-        self.backend.optim_step_bf16(step, objective, params, grads, state)
+        // bfloat16 slots count 16-bit elements: their buffers hold half as many words.
+        let words: Vec<View> = state
+            .iter()
+            .map(|s| View { offset: s.offset / 2, len: (s.offset + s.len).div_ceil(2) - s.offset / 2, ..*s })
+            .collect();
+        if self.admit_step("optim_step_bf16", params, grads, &words) {
+            self.backend.optim_step_bf16(step, objective, params, grads, state)
+        }
     }
 
     /// One Adafactor step; see [`Backend::adafactor_step`].
@@ -448,28 +622,38 @@ impl Device {
         grads: View,
         state: &Factored,
     ) {
-        self.backend.adafactor_step(h, objective, params, grads, state)
+        if self.admit_step("adafactor_step", params, grads, &[state.state, state.work, state.table]) {
+            self.backend.adafactor_step(h, objective, params, grads, state)
+        }
     }
 
     /// One fused update with 8-bit state; see [`Backend::step_8bit`].
     pub fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &Blockwise8) {
         debug_assert!(step.has_8bit() && state.codes.len() == step.slots().len());
-        self.backend.step_8bit(step, objective, params, grads, state)
+        let state_views: Vec<View> =
+            [state.absmax, state.small, state.table].into_iter().chain(state.codes.iter().copied()).collect();
+        if self.admit_step("step_8bit", params, grads, &state_views) {
+            self.backend.step_8bit(step, objective, params, grads, state)
+        }
     }
 
     /// Run everything recorded so far and wait for it (natively; in the browser a GPU device
     /// needs [`Device::finish_async`]).
     pub fn sync(&mut self) -> Result<()> {
-        wait(self.backend.finish())
+        wait(self.finish_async())
     }
 
     /// Run everything recorded so far; the future completes when the device has finished it.
     pub fn finish_async(&mut self) -> Pending<()> {
+        if let Err(e) = self.no_fault() {
+            return Pending::ready(Err(e));
+        }
         self.backend.finish()
     }
 
     /// Start everything recorded so far without waiting.
     pub fn flush(&mut self) -> Result<()> {
+        self.no_fault()?;
         self.backend.flush()
     }
 

@@ -11,7 +11,8 @@
 //! [`Device::sync`] wait for the same futures with [`wait`].
 //!
 //! The map: [`ops`] names the ops, [`op_set`] is the trait, [`device`] the facade, [`pending`]
-//! the readback futures, [`host`] the facts about this machine; [`cpu`] and [`gpu`] are the two
+//! the readback futures, [`owner`] the check that a view belongs to the device and to a live
+//! allocation, [`host`] the facts about this machine; [`cpu`] and [`gpu`] are the two
 //! backends, [`optim_kernel`] the optimizer kernels' typed contract, [`quant`] the low-bit
 //! state formats and [`factored`] Adafactor's per-tensor layout. See ARCHITECTURE.md.
 
@@ -25,6 +26,7 @@ pub mod op_set;
 pub mod ops;
 pub mod optim_kernel;
 pub mod optim_params;
+pub mod owner;
 pub mod pending;
 pub mod quant;
 

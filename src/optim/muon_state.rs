@@ -101,7 +101,7 @@ impl MuonState {
         let v = self.slots[k];
         match self.bits {
             OptimBits::B32 => v.slice(at, len),
-            _ => View { buf: v.buf, offset: at, len },
+            _ => View { offset: at, len, ..v },
         }
     }
 

@@ -115,7 +115,7 @@ impl Bf16State {
 
     fn step(&self, dev: &mut Device, k: &OptimStep, o: Objective, params: View, grads: View, ranges: &[Range<usize>]) {
         for r in ranges {
-            let s: Vec<View> = self.slots.iter().map(|v| View { buf: v.buf, offset: r.start, len: r.len() }).collect();
+            let s: Vec<View> = self.slots.iter().map(|v| View { offset: r.start, len: r.len(), ..*v }).collect();
             dev.optim_step_bf16(k, o, params.slice(r.start, r.len()), grads.slice(r.start, r.len()), &s);
         }
     }

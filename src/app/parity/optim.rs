@@ -440,7 +440,7 @@ impl Checker<'_> {
                 .collect();
             sf.push(self.input(&f)?);
             let b = self.input(&words)?;
-            sb.push(View { buf: b.buf, offset: 0, len: n });
+            sb.push(View { offset: 0, len: n, ..b });
             wide.push(b);
         }
         self.dev.optim_step(&step, Objective::Minimize, pf, gv, &sf);

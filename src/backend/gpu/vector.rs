@@ -38,7 +38,7 @@ impl GpuBackend {
     /// number of workgroups for a given length, so the sum's order depends on the length only).
     fn launch_sumsq_partials(&mut self, x: View) -> View {
         let groups = x.len.div_ceil(WG as usize).clamp(1, 256);
-        let partials = View { buf: self.partials, offset: 0, len: groups };
+        let partials = View::whole(self.partials, groups);
         let uni = uniform(x.len, x, partials, 0, 0.0, 0.0, 0.0);
         self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, self.partials], [u(groups), 1, 1]);
         partials
