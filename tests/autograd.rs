@@ -491,26 +491,48 @@ test_device!(gradient_accumulation, accumulating_micro_batches);
 
 /// A label that names no class (7 of 3 classes, −1, NaN, 1.5, +∞) is never read as some other
 /// class: the loss and its row's gradient are NaN, the other rows' gradients are untouched by
-/// it, and the host upload refuses it with the row, the label and the class count.
+/// it, and the host upload refuses it with the row, the label and the class count. Labels made
+/// on the device (here by an op, where no upload could check them) give the same `Err` at the
+/// first read that finds the NaN.
 fn cross_entropy_refuses_labels_that_name_no_class(dev: &mut Device) {
     let z = [1.0, 2.0, 0.5, 0.1, -1.0, 3.0, 2.0, 0.0, -1.0];
+    let names_the_row = |err: String, bad: f32| {
+        assert!(err.contains("row 1") && err.contains("3 classes") && err.contains(&format!("{bad}")), "{err}");
+    };
     for bad in [7.0, 3.0, -1.0, f32::NAN, 1.5, f32::INFINITY] {
-        let labels = dev.upload(&[0.0, bad, 2.0]).unwrap();
+        // labels = [0, 1, 2] + [0, bad − 1, 0], made on the device.
+        let (base, shift) = (dev.upload(&[0.0, 1.0, 2.0]).unwrap(), dev.upload(&[0.0, bad - 1.0, 0.0]).unwrap());
+        let labels = dev.alloc(3).unwrap();
+        dev.binary(BinaryOp::Add, base, shift, labels);
         let (zv, zg) = (dev.upload(&z).unwrap(), poisoned(dev, 9));
         let (loss, grad) = {
             let mut tape = Tape::new(dev);
             let logits = tape.param(Tensor::new(zv, &[3, 3]).unwrap(), zg).unwrap();
             let loss = tape.softmax_ce(logits, labels, None).unwrap();
             tape.backward(loss).unwrap();
-            (tape.read(loss).unwrap()[0], tape.read_grad(logits).unwrap().unwrap())
+            names_the_row(format!("{:#}", tape.read(loss).unwrap_err()), bad);
+            names_the_row(format!("{:#}", tape.read_grad(logits).unwrap_err()), bad);
+            // The values themselves, through the read that does not explain them.
+            let loss_view = tape.value(loss).view;
+            let raw_loss = descent::backend::wait(tape.device().read_async(loss_view)).unwrap();
+            (raw_loss[0], descent::backend::wait(tape.device().read_async(zg)).unwrap())
         };
         assert!(loss.is_nan(), "label {bad}: loss {loss}");
         assert!(grad[3..6].iter().all(|g| g.is_nan()), "label {bad}: its row's gradient {:?}", &grad[3..6]);
         assert!(grad[..3].iter().chain(&grad[6..]).all(|g| g.is_finite()), "label {bad}: the other rows {grad:?}");
-        let err = dev.upload_labels(&[0.0, bad, 2.0], 3).unwrap_err().to_string();
-        assert!(err.contains("row 1") && err.contains("3 classes") && err.contains(&format!("{bad}")), "{err}");
+        names_the_row(dev.upload_labels(&[0.0, bad, 2.0], 3).unwrap_err().to_string(), bad);
+        for v in [base, shift, labels] {
+            dev.release(v);
+        }
+        assert!(dev.read(zg).is_ok(), "labels released are no longer checked");
     }
     assert!(dev.upload_labels(&[0.0, 2.0, IGNORE_INDEX as f32], 3).is_ok());
+    // A NaN from the logits, with good labels, is read as it is.
+    let (labels, zv) = (dev.upload_labels(&[0.0, 1.0, 2.0], 3).unwrap(), dev.upload(&[f32::NAN; 9]).unwrap());
+    let mut tape = Tape::new(dev);
+    let logits = tape.input(Tensor::new(zv, &[3, 3]).unwrap());
+    let loss = tape.softmax_ce(logits, labels, None).unwrap();
+    assert!(tape.read(loss).unwrap()[0].is_nan());
 }
 test_device!(cross_entropy_bad_labels, cross_entropy_refuses_labels_that_name_no_class);
 

@@ -23,9 +23,11 @@ impl Tape<'_> {
     ///
     /// Labels live on the device, so they are not read here: a label that names no class (7 of
     /// 3 classes, −1, NaN, 1.5) makes the loss, the metrics' loss sum and its row's gradient
-    /// NaN rather than a number for some other class. Upload labels with
-    /// [`Device::upload_labels`](crate::backend::Device::upload_labels) to get an `Err` naming
-    /// the row instead.
+    /// NaN rather than a number for some other class, and the next
+    /// [`Device::read`](crate::backend::Device::read) (or [`Tape::read`]) that finds a NaN is
+    /// an `Err` naming the row, the label and the class count. Upload labels with
+    /// [`Device::upload_labels`](crate::backend::Device::upload_labels) to get that `Err`
+    /// before anything runs.
     pub fn softmax_ce(&mut self, logits: Var, labels: View, metrics: Option<View>) -> Result<Var> {
         self.softmax_ce_ignoring(logits, labels, metrics, crate::backend::IGNORE_INDEX)
     }

@@ -17,6 +17,14 @@ use crate::tensor::View;
 use anyhow::{anyhow, ensure, Result};
 use std::collections::HashMap;
 
+/// A cross-entropy's labels, kept to explain a NaN read later.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LabelCheck {
+    labels: View,
+    classes: usize,
+    ignore_index: i32,
+}
+
 /// A request larger than the device holds, refused before allocating. Front ends treat it as
 /// a usage error: the size came from the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +114,8 @@ pub struct Device {
     pool: HashMap<usize, Vec<usize>>,
     registry: Registry,
     fault: Option<String>,
+    /// The labels cross-entropies were given since, checked when a read finds a NaN.
+    label_checks: Vec<LabelCheck>,
     /// Why [`DeviceChoice::Auto`] fell back to the CPU (one line), if it did.
     pub notice: Option<Message>,
 }
@@ -129,7 +139,14 @@ impl Device {
 
     /// Wrap a backend (one of this crate's, or your own implementation of [`Backend`]).
     pub fn from_backend(backend: Box<dyn Backend>) -> Device {
-        Device { backend, pool: HashMap::new(), registry: Registry::new(), fault: None, notice: None }
+        Device {
+            backend,
+            pool: HashMap::new(),
+            registry: Registry::new(),
+            fault: None,
+            label_checks: Vec::new(),
+            notice: None,
+        }
     }
 
     /// `auto` takes a hardware GPU when wgpu finds one and otherwise the CPU backend, with a
@@ -261,8 +278,9 @@ impl Device {
 
     /// [`Device::upload`] for cross-entropy labels, checked first: each is a class in
     /// [0, classes) or [`IGNORE_INDEX`](super::IGNORE_INDEX). The error names the first row
-    /// that is neither, its label and the class count (a bad label on the device gives NaN
-    /// instead; see [`Tape::softmax_ce`](crate::autograd::Tape::softmax_ce)).
+    /// that is neither, its label and the class count (a bad label made on the device gives
+    /// NaN, explained by the same `Err` at the next [`Device::read`] that finds it; see
+    /// [`Tape::softmax_ce`](crate::autograd::Tape::softmax_ce)).
     pub fn upload_labels(&mut self, labels: &[f32], classes: usize) -> Result<View> {
         super::check_labels(labels, classes, super::IGNORE_INDEX)?;
         self.upload(labels)
@@ -376,12 +394,53 @@ impl Device {
 
     /// Run what is recorded and copy `v` to the host (natively; in the browser a GPU device
     /// needs [`Device::read_async`]).
+    ///
+    /// A read that finds a NaN checks the labels every cross-entropy on this device was given
+    /// (as they are now): a label that names no class, made on the device where
+    /// [`Device::upload_labels`] could not check it, is then an `Err` naming its row, the
+    /// label and the class count, rather than an unexplained NaN.
     pub fn read(&mut self, v: View) -> Result<Vec<f32>> {
-        wait(self.read_async(v))
+        let values = wait(self.read_async(v))?;
+        if values.iter().any(|x| x.is_nan()) {
+            self.check_cross_entropy_labels()?;
+        }
+        Ok(values)
+    }
+
+    /// Check the labels of the cross-entropies recorded so far (those still allocated).
+    fn check_cross_entropy_labels(&mut self) -> Result<()> {
+        for c in self.label_checks.clone() {
+            if self.registry.check(&c.labels).is_err() {
+                continue;
+            }
+            let labels = wait(self.backend.read_async(c.labels))?;
+            super::check_labels(&labels, c.classes, c.ignore_index).map_err(|e| {
+                anyhow!("a value read holds NaN because a softmax cross-entropy was given a label that names no class: {e}; upload labels with Device::upload_labels to have them checked before use")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Remember `labels` for [`Device::read`]'s NaN check (once per allocation; labels whose
+    /// buffer went back to the pool are dropped).
+    fn note_labels(&mut self, labels: View, classes: usize, ignore_index: i32) {
+        let check = LabelCheck { labels, classes, ignore_index };
+        if self.label_checks.contains(&check) {
+            return;
+        }
+        if self.label_checks.len() >= 16 {
+            let registry = &self.registry;
+            self.label_checks.retain(|c| registry.check(&c.labels).is_ok());
+            if self.label_checks.len() >= 16 {
+                self.label_checks.remove(0);
+            }
+        }
+        self.label_checks.push(check);
     }
 
     /// Run what is recorded and copy `v` to the host when the device gets there. The future
-    /// owns what it needs, so the device can record more work meanwhile.
+    /// owns what it needs, so the device can record more work meanwhile. Unlike
+    /// [`Device::read`], it does not look into a NaN it returns.
     pub fn read_async(&mut self, v: View) -> Pending<Vec<f32>> {
         self.admit("read", [&v]);
         if let Err(e) = self.no_fault() {
@@ -503,6 +562,7 @@ impl Device {
                 .chain(out.dlogits.as_ref())
                 .chain(out.metrics.as_ref()),
         ) {
+            self.note_labels(labels, cols, ignore_index);
             self.backend.softmax_ce(logits, labels, cols, ignore_index, out)
         }
     }
