@@ -10,6 +10,20 @@ const CASES: &[(&[&str], i32, &str)] = &[
     (&["train", "--schedule", "linear:3"], 2, "unknown schedule 'linear'"),
     (&["train", "--schedule", "step:5"], 2, "missing a value"),
     (&["train", "--dataset", "imagenet"], 2, "unknown dataset 'imagenet': use one of fashion-mnist"),
+    (&["train", "--loss", "mse"], 2, "--loss: the image datasets train with cross-entropy"),
+    (&["train", "--dataset", "npy:/no/such/folder"], 2, "npy:/no/such/folder: no such directory"),
+    (&["train", "--dataset", "npy:tests/fixtures/npy/sine", "--resume", "x"], 2, "--resume is not available with"),
+    (
+        &["train", "--dataset", "npy:tests/fixtures/npy/sine"],
+        2,
+        "is not a class index (a non-negative integer); for float32 regression targets, use --loss mse, l1 or huber",
+    ),
+    (&["train", "--dataset", "npy:tests/fixtures/npy/blobs", "--loss", "mse"], 2, "float32 ('<f4') is read"),
+    (
+        &["bench", "epoch", "--device", "cpu", "--dataset", "npy:tests/fixtures/npy/sine"],
+        2,
+        "only `descent train` trains on",
+    ),
     // Enumerated flags are clap value enums: clap names the flag, the value and the choices.
     (&["train", "--device", "tpu"], 2, "invalid value 'tpu' for '--device <DEVICE>'"),
     (&["train", "--device", "tpu"], 2, "[possible values: auto, cpu, gpu]"),

@@ -2,6 +2,7 @@
 //! `descent` command. Each module is a client of the engine's public API, nothing more.
 //!
 //! - [`train`]: the training loop (device-resident data, one submit per step, checkpoints)
+//! - [`tabular`]: the same loop over your own f32 data (`.npy`), classification or regression
 //! - [`checkpoint`]: the safetensors checkpoint and export format
 //! - [`compare`]: which optimizers and settings each case study runs
 //! - [`functions`], [`descend`]: the lecture's 1-D and 2-D functions and optimizer walks on them
@@ -22,4 +23,5 @@ pub mod parity;
 #[cfg(feature = "app")]
 pub mod plot;
 pub mod replay;
+pub mod tabular;
 pub mod train;

@@ -578,7 +578,7 @@ impl Shuffle {
         }
     }
 
-    fn epoch_order(&mut self, rows: usize) -> Vec<u32> {
+    pub(crate) fn epoch_order(&mut self, rows: usize) -> Vec<u32> {
         match self {
             Shuffle::Randperm(g) => g.randperm(rows as u32),
             Shuffle::DataLoader(g) => g.dataloader_epoch_order(rows as u32),

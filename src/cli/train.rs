@@ -6,16 +6,25 @@ use anyhow::Result;
 use clap::Args;
 use descent::app::metrics::{Report, RunMetrics};
 use descent::app::plot::{Kind, Panel, Series};
-use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
+use descent::app::tabular::{load_npy_dir, TabularLoss, TabularTrainer};
+use descent::app::train::{GradClip, ShuffleOrder, TrainConfig, Trainer};
 use descent::backend::{Device, DeviceChoice};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// fashion-mnist, mnist, cifar10 (binary batches or an image tree in --data-dir) or
-    /// folder:PATH (PATH/train/<class>/*.png|jpg and PATH/test/<class>/…).
+    /// fashion-mnist, mnist, cifar10 (binary batches or an image tree in --data-dir),
+    /// folder:PATH (PATH/train/<class>/*.png|jpg and PATH/test/<class>/…) or npy:DIR (your own
+    /// f32 data: DIR/train_x.npy, train_y.npy, and test_x.npy, test_y.npy if present).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
+    /// The loss: ce (cross-entropy over class indices), or, for npy:DIR, mse, l1 or huber
+    /// (delta 1) over float32 targets.
+    #[arg(long, value_enum, default_value_t = TabularLoss::CrossEntropy)]
+    pub loss: TabularLoss,
+    /// npy:DIR with --loss ce: the number of classes (default: the largest label plus one).
+    #[arg(long)]
+    pub classes: Option<usize>,
     /// Folder with the dataset's files (default: $DESCENT_DATA, the Debian package, the
     /// embedded subset).
     #[arg(long)]
@@ -78,6 +87,15 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    if let Some(dir) = a.dataset.strip_prefix("npy:") {
+        return run_npy(&a, std::path::Path::new(dir));
+    }
+    if a.loss != TabularLoss::CrossEntropy || a.classes.is_some() {
+        let flag = if a.classes.is_some() { "--classes" } else { "--loss" };
+        usage(Err(anyhow::anyhow!(
+            "{flag}: the image datasets train with cross-entropy over their own classes; {flag} is for --dataset npy:DIR"
+        )))?;
+    }
     let resume = match &a.resume {
         Some(p) => Some(usage(descent::app::checkpoint::read(p))?),
         None => None,
@@ -132,12 +150,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     t.set_checkpoint(a.checkpoint.clone(), a.checkpoint_every);
     usage(a.cpu_step.apply(&mut t))?;
-    let clip = match (a.clip_grad_norm, a.clip_grad_value) {
-        (Some(m), _) => Some(descent::app::train::GradClip::Norm(m)),
-        (_, Some(v)) => Some(descent::app::train::GradClip::Value(v)),
-        _ => None,
-    };
-    let flag = if a.clip_grad_norm.is_some() { "--clip-grad-norm" } else { "--clip-grad-value" };
+    let (clip, flag) = clip_flags(&a);
     match (&a.resume, clip) {
         // A resume keeps the checkpoint's clipping; another one asked for is an error, as a
         // different width is, never a silent change of the run.
@@ -165,11 +178,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         t.config().batch_size,
         t.steps_per_epoch()
     );
-    match t.grad_clip() {
-        Some(descent::app::train::GradClip::Norm(m)) => println!("gradients clipped to a total norm of {m}"),
-        Some(descent::app::train::GradClip::Value(v)) => println!("gradients clamped to [-{v}, {v}]"),
-        None => {}
-    }
+    print_clip(t.grad_clip());
     if a.verbose {
         print!("{}", t.model().arena.describe());
         if !t.device().is_gpu() {
@@ -213,39 +222,139 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     if let Some(path) = &a.plot {
-        let run = &report.runs[0];
-        let pts = |f: fn(&descent::app::train::EpochMetrics) -> f64| {
-            run.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
-        };
-        let loss = [
-            Series::new("train", pts(|e| e.train_loss), Kind::Path, 0),
-            Series::new("test", pts(|e| e.test_loss), Kind::Path, 1),
-        ];
-        let acc = [
-            Series::new("train", pts(|e| e.train_accuracy), Kind::Path, 0),
-            Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
-        ];
-        let title = format!("{}, {} lr {}", data.name, run.optimizer, t.optimizer().config.lr());
-        descent::app::plot::line_charts(
-            path,
-            &[
-                Panel {
-                    title: &format!("{title}: loss"),
-                    x_label: "epoch",
-                    y_label: "loss",
-                    series: &loss,
-                    legend_low: false,
-                },
-                Panel {
-                    title: &format!("{title}: accuracy"),
-                    x_label: "epoch",
-                    y_label: "accuracy",
-                    series: &acc,
-                    legend_low: true,
-                },
-            ],
-        )?;
-        eprintln!("wrote {}", path.display());
+        let title = format!("{}, {} lr {}", data.name, report.runs[0].optimizer, t.optimizer().config.lr());
+        write_plot(path, &title, &report.runs[0], true)?;
     }
     Ok(())
+}
+
+/// `--clip-grad-norm` or `--clip-grad-value` as a [`GradClip`], and the flag's name.
+fn clip_flags(a: &TrainArgs) -> (Option<GradClip>, &'static str) {
+    let clip = match (a.clip_grad_norm, a.clip_grad_value) {
+        (Some(m), _) => Some(GradClip::Norm(m)),
+        (_, Some(v)) => Some(GradClip::Value(v)),
+        _ => None,
+    };
+    (clip, if a.clip_grad_norm.is_some() { "--clip-grad-norm" } else { "--clip-grad-value" })
+}
+
+/// Loss (and, for a classification, accuracy) against epoch, train and test, into a PNG.
+fn write_plot(path: &std::path::Path, title: &str, run: &RunMetrics, with_accuracy: bool) -> Result<()> {
+    let pts = |f: fn(&descent::app::train::EpochMetrics) -> f64| {
+        run.epochs.iter().map(|e| (e.epoch as f64, f(e))).filter(|p| p.1.is_finite()).collect()
+    };
+    let loss = [
+        Series::new("train", pts(|e| e.train_loss), Kind::Path, 0),
+        Series::new("test", pts(|e| e.test_loss), Kind::Path, 1),
+    ];
+    let acc = [
+        Series::new("train", pts(|e| e.train_accuracy), Kind::Path, 0),
+        Series::new("test", pts(|e| e.test_accuracy), Kind::Path, 1),
+    ];
+    let loss_title = format!("{title}: loss");
+    let mut panels =
+        vec![Panel { title: &loss_title, x_label: "epoch", y_label: "loss", series: &loss, legend_low: false }];
+    let acc_title = format!("{title}: accuracy");
+    if with_accuracy {
+        panels.push(Panel { title: &acc_title, x_label: "epoch", y_label: "accuracy", series: &acc, legend_low: true });
+    }
+    descent::app::plot::line_charts(path, &panels)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// `descent train --dataset npy:DIR`: an MLP on your own f32 data ([`TabularTrainer`]).
+fn run_npy(a: &TrainArgs, dir: &std::path::Path) -> Result<()> {
+    let config = usage((|| {
+        let refused = [
+            (a.resume.is_some(), "--resume"),
+            (a.checkpoint.is_some(), "--checkpoint"),
+            (a.detect_anomaly, "--detect-anomaly"),
+            (a.data_dir.is_some(), "--data-dir"),
+            (
+                a.cpu_step.cpu_step != descent::autograd::data_parallel::StepPath::Auto
+                    || a.cpu_step.slice_rows != descent::autograd::data_parallel::SLICE_ROWS,
+                "--cpu-step/--slice-rows",
+            ),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|r| r.0) {
+            anyhow::bail!(
+                "{flag} is not available with --dataset npy:DIR (its steps run per op, without checkpoints); drop it"
+            );
+        }
+        anyhow::ensure!(!dir.as_os_str().is_empty(), "--dataset npy:DIR needs the folder, e.g. npy:data/sine");
+        anyhow::ensure!(
+            a.classes.is_none() || a.loss == TabularLoss::CrossEntropy,
+            "--classes is for --loss ce; --loss {} trains on float32 targets",
+            a.loss.name()
+        );
+        if let Some(p) = &a.plot {
+            descent::app::plot::check_png_path(p)?;
+        }
+        let c = TrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            seed: a.seed,
+            shuffle: a.shuffle,
+            hidden: parse_list(&a.hidden, "--hidden")?,
+            act: a.activation,
+            optimizer: a.optim.config()?,
+            schedule: a.optim.schedule()?,
+            eval_batch: 1000,
+        };
+        c.validate()?;
+        Ok(c)
+    })())?;
+    let data = usage(load_npy_dir(dir, a.loss, a.classes))?;
+    println!("data: {}", data.source);
+    let dev = Device::select(a.device)?;
+    if let Some(n) = &dev.notice {
+        println!("--device auto: {}", super::flags(n));
+    }
+    println!("device: {}", dev.describe());
+    let mut t = usage(TabularTrainer::new(dev, &data, config.clone(), a.loss))?;
+    let (clip, flag) = clip_flags(a);
+    usage(t.set_grad_clip(clip).map_err(|e| anyhow::anyhow!("{flag}: {e}")))?;
+    println!(
+        "model: {} ({} parameters), loss {}, optimizer {} lr {}, batch {}, {} steps per epoch",
+        t.model().sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("-"),
+        t.model().arena.count(),
+        a.loss.name(),
+        t.optimizer().config.name(),
+        t.optimizer().config.lr(),
+        config.batch_size,
+        t.steps_per_epoch()
+    );
+    print_clip(clip);
+    let mut report = Report {
+        case: format!("npy {} {}", a.loss.name(), t.optimizer().config.name()),
+        dataset: data.source.clone(),
+        device: t.device().describe(),
+        batch_size: config.batch_size,
+        seed: config.seed,
+        shuffle: config.shuffle.name().into(),
+        runs: vec![RunMetrics::new(t.optimizer().config.name(), &t.optimizer().config, &t.optimizer().schedule.spec())],
+    };
+    while t.epoch() < config.epochs {
+        let m = t.run_epoch()?;
+        println!("{}", t.line(&m));
+        report.runs[0].epochs.push(m);
+        if let Some(path) = &a.metrics {
+            report.write_json(path)?;
+        }
+    }
+    if let Some(path) = &a.plot {
+        let title = format!("{}, {} lr {}", dir.display(), report.runs[0].optimizer, t.optimizer().config.lr());
+        write_plot(path, &title, &report.runs[0], a.loss == TabularLoss::CrossEntropy)?;
+    }
+    Ok(())
+}
+
+/// The line saying how gradients are clipped, if they are.
+fn print_clip(clip: Option<GradClip>) {
+    match clip {
+        Some(GradClip::Norm(m)) => println!("gradients clipped to a total norm of {m}"),
+        Some(GradClip::Value(v)) => println!("gradients clamped to [-{v}, {v}]"),
+        None => {}
+    }
 }

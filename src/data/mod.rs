@@ -53,7 +53,14 @@ pub fn check_dataset_name(name: &str) -> Result<()> {
         Some("") => bail!(said![Setting::Dataset, " folder:PATH needs the folder, e.g. folder:/data/pets"]),
         Some(_) => Ok(()),
         None if ["fashion-mnist", "mnist", "cifar10"].contains(&name) => Ok(()),
-        None => bail!("unknown dataset '{name}': use one of {}", DATASET_NAMES.join(", ")),
+        None if name.starts_with("npy:") => bail!(said![
+            Setting::Dataset,
+            " npy:DIR is f32 data, which only `descent train` trains on (app::tabular); use an image dataset here"
+        ]),
+        None => bail!(
+            "unknown dataset '{name}': use one of {} (or, for `descent train`, npy:DIR)",
+            DATASET_NAMES.join(", ")
+        ),
     }
 }
 

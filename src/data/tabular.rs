@@ -186,6 +186,26 @@ pub fn from_npy(x: &std::path::Path, y: &std::path::Path, classes: Option<usize>
     }
 }
 
+/// The class count a `.npy` file of class indices implies: its largest label plus one. Each
+/// label must be a non-negative integer (or the ignore index, −100); the error names the row.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn classes_in_npy(y: &std::path::Path) -> Result<usize> {
+    let (_, labels) = read_labels(y)?;
+    let mut most = None;
+    for (row, &l) in labels.iter().enumerate() {
+        if l == IGNORE_INDEX as f32 {
+            continue;
+        }
+        ensure!(
+            l >= 0.0 && l.fract() == 0.0 && l < (1u32 << 24) as f32,
+            "{}: label {l} at row {row} is not a class index (a non-negative integer)",
+            y.display()
+        );
+        most = Some(most.map_or(l, |m: f32| m.max(l)));
+    }
+    Ok(most.map_or(0, |m| m as usize + 1))
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn open_npy(path: &std::path::Path) -> Result<(npyz::NpyFile<std::io::BufReader<std::fs::File>>, Vec<usize>, String)> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
