@@ -42,20 +42,57 @@ fn grad_at(j: u32) -> f32 {
     return g;
 }
 
-@compute @workgroup_size(256)
-fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
+// Element i of the arena, stepped with the hyperparameters h.
+fn step_element(i: u32, h: Hyper) {
     let a = P.arena;
-    if (i >= a.n) { return; }
     var s = vec3<f32>(0.0);
     if (slot_used(0u)) { s.x = bitcast<f32>(S0[a.s0 + i]); }
     if (slot_used(1u)) { s.y = bitcast<f32>(S1[a.s1 + i]); }
     if (slot_used(2u)) { s.z = bitcast<f32>(S2[a.s2 + i]); }
-    let u = update(PARAM[a.p_off + i], grad_at(a.g_off + i), s);
+    let u = update(h, PARAM[a.p_off + i], grad_at(a.g_off + i), s);
     PARAM[a.p_off + i] = u.p;
     if (slot_used(0u)) { S0[a.s0 + i] = bitcast<u32>(u.s.x); }
     if (slot_used(1u)) { S1[a.s1 + i] = bitcast<u32>(u.s.y); }
     if (slot_used(2u)) { S2[a.s2 + i] = bitcast<u32>(u.s.z); }
+}
+
+@compute @workgroup_size(256)
+fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.arena.n) { return; }
+    step_element(i, P.h);
+}
+
+// Parameter groups in one dispatch (`step_f32_groups`, `step_bf16_groups`). RUNS is
+// [count, then per run: first element, one past the last, group], the runs sorted and apart, in
+// elements from the arena header's offsets; GROUPS holds each group's struct. An element in no
+// run (padding, a frozen tensor) is left as it is. Under bfloat16 every run starts at an even
+// element, so a word's two elements are in one run, or the second is in none.
+@group(0) @binding(6) var<storage, read> RUNS: array<u32>;
+@group(0) @binding(7) var<storage, read> GROUPS: array<Hyper>;
+
+const NO_RUN: u32 = 0xFFFFFFFFu;
+
+// The run holding element i (a binary search), or NO_RUN.
+fn run_of(i: u32) -> u32 {
+    let count = RUNS[0];
+    var lo = 0u;
+    var hi = count;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (RUNS[1u + 3u * mid + 1u] <= i) { lo = mid + 1u; } else { hi = mid; }
+    }
+    if (lo < count && RUNS[1u + 3u * lo] <= i) { return lo; }
+    return NO_RUN;
+}
+
+@compute @workgroup_size(256)
+fn step_f32_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.arena.n) { return; }
+    let r = run_of(i);
+    if (r == NO_RUN) { return; }
+    step_element(i, GROUPS[RUNS[1u + 3u * r + 2u]]);
 }
 
 // The low and high bfloat16 of a word, widened to f32 (exact).
@@ -75,13 +112,11 @@ fn bf16_word(w: u32, lo: f32, hi: f32, both: bool) -> u32 {
     return out;
 }
 
-@compute @workgroup_size(256)
-fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let w = flat_index(wid, nwg, lid);
+// Word w of the bfloat16 slots (elements 2w and 2w + 1, the second only when `both`),
+// stepped with the hyperparameters h.
+fn step_word(w: u32, h: Hyper, both: bool) {
     let a = P.arena;
     let i = 2u * w;
-    if (i >= a.n) { return; }
-    let both = i + 1u < a.n;
     let w0 = a.s0 / 2u + w;
     let w1 = a.s1 / 2u + w;
     let w2 = a.s2 / 2u + w;
@@ -89,14 +124,32 @@ fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if (slot_used(0u)) { x.x = S0[w0]; }
     if (slot_used(1u)) { x.y = S1[w1]; }
     if (slot_used(2u)) { x.z = S2[w2]; }
-    let lo = update(PARAM[a.p_off + i], grad_at(a.g_off + i), vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
+    let lo = update(h, PARAM[a.p_off + i], grad_at(a.g_off + i), vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
     PARAM[a.p_off + i] = lo.p;
     var hi = Update(0.0, vec3<f32>(0.0));
     if (both) {
-        hi = update(PARAM[a.p_off + i + 1u], grad_at(a.g_off + i + 1u), vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
+        hi = update(h, PARAM[a.p_off + i + 1u], grad_at(a.g_off + i + 1u), vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
         PARAM[a.p_off + i + 1u] = hi.p;
     }
     if (slot_used(0u)) { S0[w0] = bf16_word(x.x, lo.s.x, hi.s.x, both); }
     if (slot_used(1u)) { S1[w1] = bf16_word(x.y, lo.s.y, hi.s.y, both); }
     if (slot_used(2u)) { S2[w2] = bf16_word(x.z, lo.s.z, hi.s.z, both); }
+}
+
+@compute @workgroup_size(256)
+fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let w = flat_index(wid, nwg, lid);
+    let i = 2u * w;
+    if (i >= P.arena.n) { return; }
+    step_word(w, P.h, i + 1u < P.arena.n);
+}
+
+@compute @workgroup_size(256)
+fn step_bf16_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let w = flat_index(wid, nwg, lid);
+    let i = 2u * w;
+    if (i >= P.arena.n) { return; }
+    let r = run_of(i);
+    if (r == NO_RUN) { return; }
+    step_word(w, GROUPS[RUNS[1u + 3u * r + 2u]], i + 1u < min(P.arena.n, RUNS[1u + 3u * r + 1u]));
 }

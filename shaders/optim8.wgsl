@@ -129,7 +129,7 @@ fn step_8bit(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
             }
             var g = GRAD[a.g_off + i];
             if ((a.flags & 1u) != 0u) { g = -g; }
-            let u = update(PARAM[a.p_off + i], g, s);
+            let u = update(P.h, PARAM[a.p_off + i], g, s);
             PARAM[a.p_off + i] = u.p;
             for (var k = 0u; k < slots; k = k + 1u) {
                 if (!quantized) { SMALL[k * a.small + index + el] = u.s[k]; }

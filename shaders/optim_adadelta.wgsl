@@ -7,12 +7,13 @@ struct AdadeltaParams {
     weight_decay: f32,
 }
 
+alias Hyper = AdadeltaParams;
+
 struct AdadeltaUniform { arena: Arena, h: AdadeltaParams }
 
 @group(0) @binding(0) var<uniform> P: AdadeltaUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p;
     let v = h.rho * s.x + (1.0 - h.rho) * g * g;
     let d = sqrt(s.y + h.eps) / sqrt(v + h.eps) * g;

@@ -6,12 +6,13 @@ struct AdagradParams {
     eps: f32,
 }
 
+alias Hyper = AdagradParams;
+
 struct AdagradUniform { arena: Arena, h: AdagradParams }
 
 @group(0) @binding(0) var<uniform> P: AdagradUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p;
     let sum = s.x + g * g;
     return Update(p - h.clr * g / (sqrt(sum) + h.eps), vec3<f32>(sum, 0.0, 0.0));

@@ -8,12 +8,13 @@ struct AdamaxParams {
     clr: f32,
 }
 
+alias Hyper = AdamaxParams;
+
 struct AdamaxUniform { arena: Arena, h: AdamaxParams }
 
 @group(0) @binding(0) var<uniform> P: AdamaxUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p;
     let m = h.beta1 * s.x + (1.0 - h.beta1) * g;
     let u = max(h.beta2 * s.y, abs(g) + h.eps);

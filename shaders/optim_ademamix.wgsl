@@ -14,12 +14,13 @@ struct AdemamixParams {
     bc2_sqrt: f32,
 }
 
+alias Hyper = AdemamixParams;
+
 struct AdemamixUniform { arena: Arena, h: AdemamixParams }
 
 @group(0) @binding(0) var<uniform> P: AdemamixUniform;
 
-fn update(p: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g: f32, s: vec3<f32>) -> Update {
     let m1 = h.beta1 * s.x + (1.0 - h.beta1) * g;
     let m2 = h.beta3 * s.y + h.one_minus_beta3 * g;
     let nu = h.beta2 * s.z + (1.0 - h.beta2) * g * g;

@@ -9,12 +9,13 @@ struct AsgdParams {
     copy: u32,
 }
 
+alias Hyper = AsgdParams;
+
 struct AsgdUniform { arena: Arena, h: AsgdParams }
 
 @group(0) @binding(0) var<uniform> P: AsgdUniform;
 
-fn update(p0: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p0: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p0;
     let p = p0 * (1.0 - h.lambd * h.eta) - h.eta * g;
     var ax = p;

@@ -6,12 +6,13 @@ struct LectureMomentumParams {
     weight_decay: f32,
 }
 
+alias Hyper = LectureMomentumParams;
+
 struct LectureMomentumUniform { arena: Arena, h: LectureMomentumParams }
 
 @group(0) @binding(0) var<uniform> P: LectureMomentumUniform;
 
-fn update(p: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g: f32, s: vec3<f32>) -> Update {
     let v = h.momentum * s.x - h.lr * (g + h.weight_decay * p);
     return Update(p + v, vec3<f32>(v, 0.0, 0.0));
 }

@@ -7,12 +7,13 @@ struct LionParams {
     weight_decay: f32,
 }
 
+alias Hyper = LionParams;
+
 struct LionUniform { arena: Arena, h: LionParams }
 
 @group(0) @binding(0) var<uniform> P: LionUniform;
 
-fn update(p0: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p0: f32, g: f32, s: vec3<f32>) -> Update {
     let p = p0 * (1.0 - h.lr * h.weight_decay);
     let c = h.beta1 * s.x + (1.0 - h.beta1) * g;
     let m = h.beta2 * s.x + (1.0 - h.beta2) * g;

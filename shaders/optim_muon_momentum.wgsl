@@ -7,12 +7,13 @@ struct MuonMomentumParams {
     nesterov: u32,
 }
 
+alias Hyper = MuonMomentumParams;
+
 struct MuonMomentumUniform { arena: Arena, h: MuonMomentumParams }
 
 @group(0) @binding(0) var<uniform> P: MuonMomentumUniform;
 
-fn update(p: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g: f32, s: vec3<f32>) -> Update {
     let b = lerp_t(s.x, g, 1.0 - h.momentum);
     var u = b;
     if (h.nesterov != 0u) { u = lerp_t(g, b, h.momentum); }

@@ -13,12 +13,13 @@ struct RadamParams {
     decoupled: u32,
 }
 
+alias Hyper = RadamParams;
+
 struct RadamUniform { arena: Arena, h: RadamParams }
 
 @group(0) @binding(0) var<uniform> P: RadamUniform;
 
-fn update(p0: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p0: f32, g0: f32, s: vec3<f32>) -> Update {
     var p = p0;
     var g = g0;
     if (h.decoupled != 0u) { p = p * (1.0 - h.lr * h.weight_decay); } else { g = g + h.weight_decay * p; }

@@ -10,12 +10,13 @@ struct RmspropParams {
     centered: u32,
 }
 
+alias Hyper = RmspropParams;
+
 struct RmspropUniform { arena: Arena, h: RmspropParams }
 
 @group(0) @binding(0) var<uniform> P: RmspropUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p;
     var out = s;
     let v = h.alpha * s.x + (1.0 - h.alpha) * g * g;

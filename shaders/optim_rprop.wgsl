@@ -7,12 +7,13 @@ struct RpropParams {
     step_max: f32,
 }
 
+alias Hyper = RpropParams;
+
 struct RpropUniform { arena: Arena, h: RpropParams }
 
 @group(0) @binding(0) var<uniform> P: RpropUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let d = g0 * s.x;
     var factor = 1.0;
     var g = g0;

@@ -12,12 +12,13 @@ struct SchedulefreeParams {
     bc2_sqrt: f32,
 }
 
+alias Hyper = SchedulefreeParams;
+
 struct SchedulefreeUniform { arena: Arena, h: SchedulefreeParams }
 
 @group(0) @binding(0) var<uniform> P: SchedulefreeUniform;
 
-fn update(y0: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, y0: f32, g: f32, s: vec3<f32>) -> Update {
     let v = h.beta2 * s.y + (1.0 - h.beta2) * g * g;
     let u = g / (sqrt(v) / h.bc2_sqrt + h.eps) + h.weight_decay * y0;
     let y1 = y0 + h.ckp1 * (s.x - y0);

@@ -7,12 +7,13 @@ struct SchedulefreeModeParams {
     init: u32,
 }
 
+alias Hyper = SchedulefreeModeParams;
+
 struct SchedulefreeModeUniform { arena: Arena, h: SchedulefreeModeParams }
 
 @group(0) @binding(0) var<uniform> P: SchedulefreeModeUniform;
 
-fn update(p: f32, g: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g: f32, s: vec3<f32>) -> Update {
     if (h.init != 0u) { return Update(p, vec3<f32>(p, 0.0, 0.0)); }
     return Update(p + h.weight * (s.x - p), s);
 }

@@ -9,12 +9,13 @@ struct SgdParams {
     first_step: u32,
 }
 
+alias Hyper = SgdParams;
+
 struct SgdUniform { arena: Arena, h: SgdParams }
 
 @group(0) @binding(0) var<uniform> P: SgdUniform;
 
-fn update(p: f32, g0: f32, s: vec3<f32>) -> Update {
-    let h = P.h;
+fn update(h: Hyper, p: f32, g0: f32, s: vec3<f32>) -> Update {
     let g = g0 + h.weight_decay * p;
     if (h.momentum == 0.0) { return Update(p - h.lr * g, s); }
     var b = g;

@@ -9,7 +9,7 @@ use descent::backend::contract::Field;
 use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
 use descent::backend::gpu::params::UNIFORMS;
 use descent::backend::optim_kernel::{
-    KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, STEP_8BIT_ENTRY, STEP_ENTRIES,
+    KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, GROUP_STEP_ENTRIES, STEP_8BIT_ENTRY, STEP_ENTRIES,
 };
 use descent::optim::{Carried, OptimConfig, Step, OPTIMIZER_NAMES};
 
@@ -197,19 +197,29 @@ fn uniform_differences(source: &str, name: &str, fields: &[Field], size: usize) 
 
 /// Every way a kernel's bindings in `source` differ from its Rust declaration: binding 0 the
 /// uniform (of type `uniform`, when given), then storage bindings 1, 2, … with the declared
-/// access, and nothing else in group 0; and its entry point exists.
+/// access, and nothing else in group 0 that the entry point uses; and its entry point exists.
 fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<String> {
     let module = match naga::front::wgsl::parse_str(source) {
         Ok(m) => m,
         Err(e) => return vec![format!("{} does not parse: {}", k.module.label(), e.emit_to_string(source))],
     };
     let mut out = Vec::new();
-    if !module.entry_points.iter().any(|e| e.name == k.entry && e.stage == naga::ShaderStage::Compute) {
-        out.push(format!("no compute entry point '{}'", k.entry));
-    }
+    let Some(ep) = module.entry_points.iter().position(|e| e.name == k.entry && e.stage == naga::ShaderStage::Compute)
+    else {
+        return vec![format!("{}: no compute entry point '{}'", k.module.label(), k.entry)];
+    };
+    // The bindings this entry point uses (a module may declare more, for its other entries).
+    let info = match naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+    {
+        Ok(info) => info,
+        Err(e) => return vec![format!("{} does not validate: {e:?}", k.module.label())],
+    };
+    let uses = info.get_entry_point(ep);
+    // (binding, access, name, used by this entry point)
     let mut storage = Vec::new();
     let mut uniforms = Vec::new();
-    for (_, g) in module.global_variables.iter() {
+    for (handle, g) in module.global_variables.iter() {
         let Some(b) = &g.binding else { continue };
         let name = g.name.clone().unwrap_or_default();
         match g.space {
@@ -218,7 +228,7 @@ fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<S
             }
             naga::AddressSpace::Storage { access } => {
                 let a = if access.contains(naga::StorageAccess::STORE) { Access::ReadWrite } else { Access::Read };
-                storage.push((b.binding, a, name));
+                storage.push((b.binding, a, name, !uses[handle].is_empty()));
             }
             _ => out.push(format!("{name}: a binding that is neither uniform nor storage")),
         }
@@ -232,11 +242,14 @@ fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<S
         other => out.push(format!("expected one uniform at binding 0, found {other:?}")),
     }
     storage.sort_by_key(|s| s.0);
-    let wgsl: Vec<(u32, Access)> = storage.iter().map(|&(b, a, _)| (b, a)).collect();
+    // The backend's layout: every binding the entry point uses, with its access, and no binding
+    // the module does not declare so (a module's entries may share a layout and use part of it).
     let rust: Vec<(u32, Access)> = k.bindings.iter().enumerate().map(|(i, &a)| (i as u32 + 1, a)).collect();
-    if wgsl != rust {
+    let declared: Vec<(u32, Access)> = storage.iter().map(|&(b, a, _, _)| (b, a)).collect();
+    let unlisted = storage.iter().any(|&(b, a, _, used)| used && !rust.contains(&(b, a)));
+    if unlisted || rust.iter().any(|r| !declared.contains(r)) {
         out.push(format!(
-            "{} {}: WGSL storage bindings {storage:?}, Rust declares {rust:?}",
+            "{} {}: WGSL storage bindings (binding, access, name, used here) {storage:?}, Rust declares {rust:?}",
             k.module.label(),
             k.entry
         ));
@@ -250,6 +263,7 @@ fn all_kernels() -> Vec<Kernel> {
     all.extend_from_slice(kernels::EIGHT_BIT);
     for step in OptimStep::ALL {
         all.extend(STEP_ENTRIES.iter().map(|e| kernels::optim(&step, e)));
+        all.extend(GROUP_STEP_ENTRIES.iter().map(|e| kernels::optim_groups(&step, e)));
     }
     all
 }

@@ -85,3 +85,74 @@ fn refusals(dev: &mut Device) {
     assert!(o.set_param_groups(&model.arena, &[g(&[0, 1, 2, 3])]).unwrap_err().to_string().contains("8-bit"));
 }
 test_device!(param_groups_refuse_what_they_cannot_do, refusals);
+
+/// One grouped step is one dispatch on a GPU, and bit for bit what two optimizers give, each
+/// over one group (the other group's tensors frozen), at 32 and 16 bits: with a frozen tensor
+/// in a group, which stays as it is, as does the padding between tensors.
+fn one_dispatch_matches_separate_optimizers(dev: &mut Device) {
+    for bits in ["32", "16"] {
+        let config = |lr: f64, wd: f64| {
+            let j = json!({"name": "adamw", "lr": lr, "weight_decay": wd, "optim_bits": bits.parse::<u32>().unwrap()});
+            OptimConfig::from_json(&j, "test").unwrap()
+        };
+        let schedule = || Schedule::parse("step:2:0.5").unwrap();
+        let build = |dev: &mut Device| {
+            let mut m = Mlp::new(dev, &[5, 7, 6, 3], Act::Relu, &mut TorchGenerator::new(1)).unwrap();
+            let first = m.arena.ids().next().unwrap();
+            m.arena.set_frozen(first, true); // layers.0.weight, in the weights' group
+                                             // Padding between tensors holds a sentinel no step may touch.
+            let mut p = dev.read(m.arena.params).unwrap();
+            let inside: Vec<bool> =
+                (0..p.len()).map(|i| m.arena.entries.iter().any(|e| e.range().contains(&i))).collect();
+            p.iter_mut().zip(&inside).filter(|(_, &i)| !i).for_each(|(v, _)| *v = 12345.0);
+            dev.write(m.arena.params, &p).unwrap();
+            m
+        };
+        let (grouped, mut split) = (build(dev), build(dev));
+        let weights: Vec<_> =
+            grouped.arena.ids().filter(|&i| grouped.arena.info(i).name.ends_with(".weight")).collect();
+        let biases: Vec<_> = grouped.arena.ids().filter(|&i| grouped.arena.info(i).name.ends_with(".bias")).collect();
+        let mut opt = Optimizer::new(dev, &grouped.arena, config(0.01, 0.1), schedule()).unwrap();
+        let groups = [
+            ParamGroup { tensors: weights.clone(), lr: None, weight_decay: None },
+            ParamGroup { tensors: biases.clone(), lr: Some(0.03), weight_decay: Some(0.0) },
+        ];
+        opt.set_param_groups(&grouped.arena, &groups).unwrap();
+        // The same two groups as two optimizers, each stepped with the other group frozen.
+        let mut opt_w = Optimizer::new(dev, &split.arena, config(0.01, 0.1), schedule()).unwrap();
+        let mut opt_b = Optimizer::new(dev, &split.arena, config(0.03, 0.0), schedule()).unwrap();
+        let freeze = |arena: &mut descent::nn::ParamArena, ids: &[descent::nn::ParamId], frozen: bool| {
+            ids.iter().for_each(|&i| arena.set_frozen(i, frozen))
+        };
+        let before = dev.read(grouped.arena.params).unwrap();
+        for step in 0..4 {
+            let g = descent::rng::Rng::new(10 + step).uniform_vec(grouped.arena.params.len, -1.0, 1.0);
+            dev.write(grouped.arena.grads, &g).unwrap();
+            dev.write(split.arena.grads, &g).unwrap();
+            let d0 = dev.counters().dispatches;
+            opt.step(dev, &grouped.arena).unwrap();
+            if dev.is_gpu() {
+                assert_eq!(dev.counters().dispatches - d0, 1, "{bits}-bit: a grouped step is one dispatch");
+            }
+            freeze(&mut split.arena, &biases, true);
+            opt_w.step(dev, &split.arena).unwrap();
+            freeze(&mut split.arena, &biases, false);
+            freeze(&mut split.arena, &weights, true);
+            opt_b.step(dev, &split.arena).unwrap();
+            freeze(&mut split.arena, &weights[1..], false);
+            let (got, want) = (dev.read(grouped.arena.params).unwrap(), dev.read(split.arena.params).unwrap());
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{bits}-bit step {}: element {i}: {a} vs {b}", step + 1);
+            }
+        }
+        let after = dev.read(grouped.arena.params).unwrap();
+        let frozen = grouped.arena.entries[0].range();
+        assert_eq!(after[frozen.clone()], before[frozen], "{bits}-bit: the frozen tensor moved");
+        assert_eq!(after.iter().filter(|&&v| v == 12345.0).count(), before.iter().filter(|&&v| v == 12345.0).count());
+        assert!(before.contains(&12345.0), "the arena has padding between tensors");
+        for o in [opt, opt_w, opt_b] {
+            o.release(dev);
+        }
+    }
+}
+test_device!(param_groups_one_dispatch, one_dispatch_matches_separate_optimizers);

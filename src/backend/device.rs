@@ -8,7 +8,7 @@ use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
 use super::owner::{Loan, Registry};
 use super::pending::{wait, Pending};
 use crate::message::Message;
@@ -663,14 +663,39 @@ impl Device {
         state: &[View],
     ) {
         debug_assert!(state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
-        // bfloat16 slots count 16-bit elements: their buffers hold half as many words.
-        let words: Vec<View> = state
-            .iter()
-            .map(|s| View { offset: s.offset / 2, len: (s.offset + s.len).div_ceil(2) - s.offset / 2, ..*s })
-            .collect();
+        let words = Self::bf16_words(state);
         if self.admit_step("optim_step_bf16", params, grads, &words) {
             self.backend.optim_step_bf16(step, objective, params, grads, state)
         }
+    }
+
+    /// Parameter groups in one fused update; see [`Backend::optim_step_groups`]. A malformed
+    /// `g` ([`GroupedStep::check`]) is a fault, as a refused view is.
+    pub fn optim_step_groups(
+        &mut self,
+        g: &GroupedStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+    ) {
+        if let Err(why) = g.check(params.len, bf16) {
+            return self.record_fault("optim_step_groups", why);
+        }
+        let mut checked: Vec<View> = if bf16 { Self::bf16_words(state) } else { state.to_vec() };
+        checked.extend([g.runs_table, g.groups_table]);
+        if self.admit_step("optim_step_groups", params, grads, &checked) {
+            self.backend.optim_step_groups(g, objective, params, grads, state, bf16)
+        }
+    }
+
+    /// bfloat16 slots count 16-bit elements: the views of the words they lie in.
+    fn bf16_words(state: &[View]) -> Vec<View> {
+        state
+            .iter()
+            .map(|s| View { offset: s.offset / 2, len: (s.offset + s.len).div_ceil(2) - s.offset / 2, ..*s })
+            .collect()
     }
 
     /// One Adafactor step; see [`Backend::adafactor_step`].

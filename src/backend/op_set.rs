@@ -7,7 +7,7 @@
 use super::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -123,6 +123,29 @@ pub trait Backend: MaybeSend {
     /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
     /// word, and its view counts bf16 elements (offsets even).
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]);
+    /// [`Backend::optim_step`] (with `bf16`, [`Backend::optim_step_bf16`]) over the runs of
+    /// `g`, each run with its group's step, the rest of `params` untouched: parameter groups,
+    /// one dispatch on a GPU. `g` is checked ([`GroupedStep::check`]). This default steps run by
+    /// run, which is what the CPU backend does.
+    fn optim_step_groups(
+        &mut self,
+        g: &GroupedStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+    ) {
+        for (r, k) in &g.runs {
+            let s: Vec<View> = state.iter().map(|v| View { offset: v.offset + r.start, len: r.len(), ..*v }).collect();
+            let (p, gr) = (params.slice(r.start, r.len()), grads.slice(r.start, r.len()));
+            if bf16 {
+                self.optim_step_bf16(&g.steps[*k], objective, p, gr, &s)
+            } else {
+                self.optim_step(&g.steps[*k], objective, p, gr, &s)
+            }
+        }
+    }
     /// One fused update with blockwise 8-bit state (see [`Blockwise8`]), for a step that has one
     /// ([`OptimStep::has_8bit`]): each block dequantized, the step's formula, each block's
     /// absmax the maximum of its updated values (found in the same pass), requantized.

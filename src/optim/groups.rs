@@ -3,17 +3,21 @@
 //! schedule scales each group's own base rate, as PyTorch's schedulers scale each group's
 //! `initial_lr`.
 //!
-//! Each step launches the fused kernel once per run of a group's tensors that touch in the arena
-//! ([`ParamArena::trainable_runs`], as frozen tensors split a step): once per tensor for weights
-//! and biases that alternate. Optimizers that
-//! carry host scalars between steps computed from the rate (ASGD, Schedule-Free), or whose step
-//! is not elementwise over the arena (Adafactor, Muon, the 8-bit blockwise state), refuse groups.
+//! Each step is one fused launch over every group ([`GroupedStep`]): the runs of each group's
+//! trainable tensors ([`ParamArena::trainable_runs`]) and each group's kernel struct go to two
+//! small device tables, and each element looks up its run (the GPU writes the tables before the
+//! launch, which submits the work recorded before it). The CPU twin steps run by run. Optimizers
+//! that carry host scalars between steps computed from the rate (ASGD, Schedule-Free), or whose
+//! step is not elementwise over the arena (Adafactor, Muon, the 8-bit blockwise state), refuse
+//! groups.
 
 use super::optimizer::Optimizer;
+use super::step::Step;
 use super::{OptimBits, OptimConfig};
-use crate::backend::Device;
+use crate::backend::{Device, GroupedStep, View};
 use crate::nn::{ParamArena, ParamId};
 use anyhow::{bail, ensure, Context, Result};
+use std::ops::Range;
 
 /// Tensors that share hyperparameters, and the ones they override (None: the optimizer's).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,19 +98,57 @@ impl Optimizer {
     pub(super) fn step_groups(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<()> {
         self.check_config()?;
         let t = self.step;
+        let mut runs: Vec<(Range<usize>, usize)> = Vec::new();
+        for (k, g) in self.groups.iter().enumerate() {
+            runs.extend(arena.trainable_runs(&g.tensors).into_iter().map(|r| (r, k)));
+        }
+        runs.sort_by_key(|(r, _)| r.start);
+        self.state.check_ranges(&runs.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())?;
+        let tables = self.group_tables(dev, arena)?;
         // The step count and the carried scalars advance once (no optimizer that groups allow
         // carries any that depend on the rate).
         self.advance();
-        let objective = self.config.objective();
+        let mut steps = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
             let lr = self.schedule.lr(g.config.lr(), t);
             ensure!(lr.is_finite() && lr >= 0.0, "a parameter group's rate at step {} is {lr}", t + 1);
-            let k = g.config.kernel_step(t + 1, lr, &self.carried);
-            let ranges = arena.trainable_runs(&g.tensors);
-            if !ranges.is_empty() {
-                self.state.step(dev, &k, objective, arena.params, arena.grads, &ranges)?;
+            match g.config.kernel_step(t + 1, lr, &self.carried) {
+                Step::Fused(k) => steps.push(k),
+                _ => bail!(
+                    "{}'s step is not one fused kernel: parameter groups are not supported for it",
+                    g.config.name()
+                ),
             }
         }
-        Ok(())
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let grouped = GroupedStep { steps, runs, runs_table: tables.0, groups_table: tables.1 };
+        self.state.step_groups(dev, &grouped, self.config.objective(), arena.params, arena.grads)
+    }
+
+    /// The device tables a grouped step reads, made (or made larger) for this arena's tensors
+    /// and the groups' structs.
+    fn group_tables(&mut self, dev: &mut Device, arena: &ParamArena) -> Result<(View, View)> {
+        let runs_len = 1 + 3 * arena.entries.len();
+        let words = match self.config.kernel_step(1, self.config.lr(), &self.carried) {
+            Step::Fused(k) => k.kernel().size / 4,
+            _ => bail!(
+                "{}'s step is not one fused kernel: parameter groups are not supported for it",
+                self.config.name()
+            ),
+        };
+        let groups_len = self.groups.len() * words;
+        if let Some((r, g)) = self.group_tables {
+            if r.len >= runs_len && g.len >= groups_len {
+                return Ok((r, g));
+            }
+            dev.release(r);
+            dev.release(g);
+            self.group_tables = None;
+        }
+        let tables = (dev.alloc(runs_len)?, dev.alloc(groups_len)?);
+        self.group_tables = Some(tables);
+        Ok(tables)
     }
 }

@@ -69,6 +69,8 @@ pub struct Optimizer {
     layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
     /// Parameter groups, each with its own configuration (none: one group, `config`).
     pub(super) groups: Vec<super::groups::Group>,
+    /// The device tables a grouped step reads (runs, groups' structs), made at its first step.
+    pub(super) group_tables: Option<(View, View)>,
 }
 
 impl Optimizer {
@@ -144,7 +146,19 @@ impl Optimizer {
             tensors.iter().map(|(at, shape)| (shape.clone(), *at..*at + shape.iter().product::<usize>())).collect();
         let built = (config.name(), config.optim_bits());
         let carried = Carried::new();
-        Ok(Optimizer { config, schedule, step: 0, n, state, mode: Mode::Train, carried, built, layout, groups: vec![] })
+        Ok(Optimizer {
+            config,
+            schedule,
+            step: 0,
+            n,
+            state,
+            mode: Mode::Train,
+            carried,
+            built,
+            layout,
+            groups: vec![],
+            group_tables: None,
+        })
     }
 
     /// The learning rate used for step index `t` (0-based).
@@ -330,6 +344,10 @@ impl Optimizer {
 
     /// Give the state buffers back to the device's pool.
     pub fn release(self, dev: &mut Device) {
+        if let Some((runs, groups)) = self.group_tables {
+            dev.release(runs);
+            dev.release(groups);
+        }
         self.state.release(dev);
     }
 

@@ -11,6 +11,7 @@ use super::{Blockwise8, OptimBits, OptimConfig, Slot};
 use crate::backend::optim_kernel::{Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
+use crate::backend::GroupedStep;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Result};
 use std::ops::Range;
@@ -386,6 +387,27 @@ impl OptimState {
             (OptimState::Muon(s), Step::Muon(m)) => s.step(dev, m, o, params, grads, ranges),
             _ => bail!("this step's kernel does not match the state's kind (Adafactor's state is factored)"),
         }
+    }
+
+    /// One grouped step: every group's runs in one launch ([`GroupedStep`]). Parameter groups
+    /// allow f32 and bfloat16 state only.
+    pub(super) fn step_groups(
+        &self,
+        dev: &mut Device,
+        g: &GroupedStep,
+        o: Objective,
+        params: View,
+        grads: View,
+    ) -> Result<()> {
+        match self {
+            OptimState::F32(s) => dev.optim_step_groups(g, o, params, grads, &s.slots, false),
+            OptimState::Bf16(s) => {
+                let slots: Vec<View> = s.slots.iter().map(|v| View { offset: 0, len: params.len, ..*v }).collect();
+                dev.optim_step_groups(g, o, params, grads, &slots, true)
+            }
+            _ => bail!("parameter groups step f32 and bfloat16 state only"),
+        }
+        Ok(())
     }
 
     /// The state exactly as stored, for `n` parameters.

@@ -455,6 +455,7 @@ impl Checker<'_> {
             self.optimizer(&label, &cfg, n, steps).await?;
             self.optimizer_bf16(&format!("{label} bf16"), &cfg.with_optim_bits(OptimBits::B16), n, steps).await?;
         }
+        self.optimizer_groups(n, steps).await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! optimizers that are not one elementwise pass (Adafactor, Muon) through `Optimizer`.
 
 use super::*;
+use crate::backend::GroupedStep;
 
 impl Checker<'_> {
     /// A row from the worst of several comparisons (one per step).
@@ -274,6 +275,81 @@ impl Checker<'_> {
         }
         self.done(&[pv, gv]);
         self.done(&slots);
+        Ok(())
+    }
+
+    /// Parameter groups in one launch ([`GroupedStep`]): AdamW and SGD with momentum over three
+    /// runs of two groups, each group with its own rate and decay, and a gap between runs that no
+    /// step may touch, against the reference run by run.
+    pub(super) async fn optimizer_groups(&mut self, n: usize, steps: u64) -> Result<()> {
+        if n < 8 {
+            return Ok(());
+        }
+        let (a, b, c) = (n / 3, n / 3 + 2, 2 * n / 3 + 1);
+        let runs = vec![(0..a, 0), (b..c, 1), (c..n, 0)];
+        let cases = [
+            ("adamw", r#"{"name": "adamw", "lr": 0.01, "weight_decay": 0.1}"#, r#"{"name": "adamw", "lr": 0.03}"#),
+            (
+                "sgd momentum",
+                r#"{"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}"#,
+                r#"{"name": "sgd", "lr": 0.02, "momentum": 0.9}"#,
+            ),
+        ];
+        for (label, g0, g1) in cases {
+            let cfgs = [g0, g1].map(|j| serde_json::from_str(j).map_err(anyhow::Error::from));
+            let cfgs: Vec<OptimConfig> =
+                cfgs.into_iter().map(|j| OptimConfig::from_json(&j?, "parity")).collect::<Result<_>>()?;
+            let p0 = self.random(n, -1.0, 1.0);
+            let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+            let inits = cfgs[0].state_inits(cfgs[0].lr());
+            let mut state: Vec<Vec<f64>> = inits.iter().map(|&x| vec![x as f64; n]).collect();
+            let (pv, gv) = (self.input(&p0)?, self.dev.alloc(n)?);
+            let mut slots = Vec::new();
+            for &init in &inits {
+                let s = self.dev.alloc(n)?;
+                self.dev.fill(s, init);
+                slots.push(s);
+            }
+            let Step::Fused(first) = cfgs[0].kernel_step(1, cfgs[0].lr(), &Carried::new()) else {
+                bail!("{label}: not a fused step")
+            };
+            let words = cfgs.len() * first.kernel().size / 4;
+            let (runs_table, groups_table) = (self.dev.alloc(1 + 3 * runs.len())?, self.dev.alloc(words)?);
+            let mut carried = [Carried::new(), Carried::new()];
+            let mut lrs: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            for t in 1..=steps {
+                let g: Vec<f32> =
+                    self.random(n, 0.1, 1.0).into_iter().map(|v| if self.rng.below(2) == 0 { v } else { -v }).collect();
+                self.dev.write(gv, &g)?;
+                let mut kernel_steps = Vec::new();
+                for (k, cfg) in cfgs.iter().enumerate() {
+                    carried[k].advance(cfg, cfg.lr());
+                    lrs[k].push(cfg.lr());
+                    let Step::Fused(s) = cfg.kernel_step(t, cfg.lr(), &carried[k]) else { bail!("{label}: not fused") };
+                    kernel_steps.push(s);
+                }
+                let grouped = GroupedStep { steps: kernel_steps, runs: runs.clone(), runs_table, groups_table };
+                self.dev.optim_step_groups(&grouped, Objective::Minimize, pv, gv, &slots, false);
+                let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
+                for (r, k) in &runs {
+                    let mut ps = p[r.clone()].to_vec();
+                    let mut ss: Vec<Vec<f64>> = state.iter().map(|s| s[r.clone()].to_vec()).collect();
+                    optim_ref::step(&cfgs[*k], t, &lrs[*k], &mut ps, &g64[r.clone()], &mut ss);
+                    p[r.clone()].copy_from_slice(&ps);
+                    for (s, new) in state.iter_mut().zip(ss) {
+                        s[r.clone()].copy_from_slice(&new);
+                    }
+                }
+            }
+            let shape = format!("{n} x {steps} steps, runs 0..{a} {b}..{c} {c}..{n}");
+            self.check(&format!("{label} groups param"), shape.clone(), pv, &p, ABS_TOL, REL_TOL).await?;
+            for (i, name) in cfgs[0].state_names().iter().enumerate() {
+                self.check(&format!("{label} groups {name}"), shape.clone(), slots[i], &state[i], ABS_TOL, REL_TOL)
+                    .await?;
+            }
+            self.done(&[pv, gv, runs_table, groups_table]);
+            self.done(&slots);
+        }
         Ok(())
     }
 

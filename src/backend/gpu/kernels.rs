@@ -196,6 +196,8 @@ const MM: &[Access] = &[R, R, R, R, RW, RW];
 const REDUCE: &[Access] = &[R, RW];
 /// Parameters (written), gradients, then the three state slots.
 const OPT: &[Access] = &[RW, R, RW, RW, RW];
+/// The grouped entries add the runs and the groups' structs (read-only).
+const OPT_GROUPS: &[Access] = &[RW, R, RW, RW, RW, R, R];
 
 pub(super) const K_MATMUL: Kernel = k(Module::Matmul, "main", MM);
 pub(super) const K_MATMUL_VEC4: Kernel = k(Module::MatmulVec4, "main", MM);
@@ -264,6 +266,11 @@ pub(super) const K_AF_APPLY: Kernel = k(Module::Adafactor, "af_apply", AF);
 /// An optimizer step's kernel for entry `entry` (one of `STEP_ENTRIES`).
 pub const fn optim(step: &OptimStep, entry: &'static str) -> Kernel {
     k(Module::for_step(step), entry, OPT)
+}
+
+/// An optimizer step's grouped kernel for entry `entry` (one of `GROUP_STEP_ENTRIES`).
+pub const fn optim_groups(step: &OptimStep, entry: &'static str) -> Kernel {
+    k(Module::for_step(step), entry, OPT_GROUPS)
 }
 
 /// Every kernel with a fixed entry, for the mirror test (optimizer steps: [`optim`]).

@@ -45,7 +45,9 @@ use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, Objective, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{
+    AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep, STEP_ENTRIES,
+};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -218,6 +220,18 @@ impl Backend for GpuBackend {
 
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
         self.optim_launch(step, objective, STEP_ENTRIES[1], params, grads, state);
+    }
+
+    fn optim_step_groups(
+        &mut self,
+        g: &GroupedStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+    ) {
+        self.optim_launch_groups(g, objective, params, grads, state, bf16)
     }
 
     fn step_8bit(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, s: &Blockwise8) {

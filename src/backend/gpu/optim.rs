@@ -3,10 +3,10 @@
 
 use super::chunk::Operand;
 use super::dispatch::Binding;
-use super::kernels::{optim, optim8};
+use super::kernels::{optim, optim8, optim_groups};
 use super::params::{word, words_of, Blockwise8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
-use crate::backend::optim_kernel::{Blockwise8, Objective, OptimStep, STEP_ENTRIES};
+use crate::backend::optim_kernel::{Blockwise8, GroupedStep, Objective, OptimStep, GROUP_STEP_ENTRIES, STEP_ENTRIES};
 use crate::backend::quant::Block;
 use crate::tensor::View;
 
@@ -22,7 +22,62 @@ impl GpuBackend {
         grads: View,
         state: &[View],
     ) {
-        // Binding S0, S1, S2 holds the slot the kernel names there, or a placeholder.
+        let per_invocation = if entry == STEP_ENTRIES[1] { 2 } else { 1 };
+        let (uni, operands) = self.optim_operands(step, objective, per_invocation, params, grads, state);
+        self.launch_1d(optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
+    }
+
+    /// Parameter groups in one launch of a `*_groups` entry: the runs and the groups' structs
+    /// are written to `g`'s tables, and each element looks its run up. Past one binding (where
+    /// a launch is split into chunks) the runs are launched one by one instead.
+    pub(super) fn optim_launch_groups(
+        &mut self,
+        g: &GroupedStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+    ) {
+        let entry = GROUP_STEP_ENTRIES[bf16 as usize];
+        let per_invocation = if bf16 { 2 } else { 1 };
+        let (uni, mut operands) = self.optim_operands(&g.steps[0], objective, per_invocation, params, grads, state);
+        operands.push(Operand::whole(g.runs_table.buf));
+        operands.push(Operand::whole(g.groups_table.buf));
+        if !operands.iter().all(|o| self.fits_binding(o.buf)) {
+            for (r, k) in &g.runs {
+                let s: Vec<View> =
+                    state.iter().map(|v| View { offset: v.offset + r.start, len: r.len(), ..*v }).collect();
+                let (p, gr) = (params.slice(r.start, r.len()), grads.slice(r.start, r.len()));
+                self.optim_launch(&g.steps[*k], objective, STEP_ENTRIES[bf16 as usize], p, gr, &s);
+            }
+            return;
+        }
+        let as_f32 = |w: Vec<u32>| w.into_iter().map(f32::from_bits).collect::<Vec<f32>>();
+        let (runs, groups) = (as_f32(g.runs_words()), as_f32(g.group_words()));
+        for (table, words) in [(g.runs_table, runs), (g.groups_table, groups)] {
+            if let Err(e) = self.write_f32(table.slice(0, words.len()), &words) {
+                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
+                return;
+            }
+        }
+        let bufs: Vec<usize> = operands.iter().map(|o| o.buf).collect();
+        let grid = self.grid(params.len.div_ceil(per_invocation));
+        self.dispatch(optim_groups(&g.steps[0], entry), &uni, &bufs, grid);
+    }
+
+    /// The uniform (arena header, then the step's struct) and the state bindings of one
+    /// optimizer launch: binding S0, S1, S2 holds the slot the kernel names there, or a
+    /// placeholder. Slots hold f32 elements, or (`per_invocation` 2) bfloat16 pairs.
+    fn optim_operands(
+        &self,
+        step: &OptimStep,
+        objective: Objective,
+        per_invocation: usize,
+        params: View,
+        grads: View,
+        state: &[View],
+    ) -> (Vec<u32>, Vec<Operand>) {
         let mut slots = self.dummy_write.map(|d| (d, 0));
         let mut used = 0u32;
         for (b, pos) in step.binding_positions().into_iter().enumerate() {
@@ -31,7 +86,6 @@ impl GpuBackend {
                 used |= 1 << b;
             }
         }
-        // The arena header, then the kernel's own parameter struct.
         let [s0, s1, s2] = slots.map(|(_, offset)| offset);
         let arena = OptimArena {
             n: u(params.len),
@@ -45,7 +99,7 @@ impl GpuBackend {
         };
         let mut uni = words_of(&arena);
         uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
-        let (elem_bytes, per_invocation) = if entry == STEP_ENTRIES[1] { (2, 2) } else { (4, 1) };
+        let elem_bytes = if per_invocation == 2 { 2 } else { 4 };
         let mut operands =
             vec![Operand::at(params, word!(OptimArena, p_off)), Operand::at(grads, word!(OptimArena, g_off))];
         let slot_words = [word!(OptimArena, s0), word!(OptimArena, s1), word!(OptimArena, s2)];
@@ -56,7 +110,7 @@ impl GpuBackend {
                 Operand::whole(buf)
             });
         }
-        self.launch_1d(optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
+        (uni, operands)
     }
 
     /// A step with blockwise 8-bit state: one workgroup per row of blocks, in chunks past one
