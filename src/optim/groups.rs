@@ -5,8 +5,8 @@
 //!
 //! Each step is one fused launch over every group ([`GroupedStep`]): the runs of each group's
 //! trainable tensors ([`ParamArena::trainable_runs`]) and each group's kernel struct go to two
-//! small device tables, and each element looks up its run (the GPU writes the tables before the
-//! launch, which submits the work recorded before it). The CPU twin steps run by run. Optimizers
+//! small device tables, and each element looks up its run (the GPU records the tables' upload
+//! in order with the launch: no extra submit). The CPU twin steps run by run. Optimizers
 //! that carry host scalars between steps computed from the rate (ASGD, Schedule-Free), or whose
 //! step is not elementwise over the arena (Adafactor, Muon, the 8-bit blockwise state), refuse
 //! groups.

@@ -53,14 +53,8 @@ impl GpuBackend {
             }
             return;
         }
-        let as_f32 = |w: Vec<u32>| w.into_iter().map(f32::from_bits).collect::<Vec<f32>>();
-        let (runs, groups) = (as_f32(g.runs_words()), as_f32(g.group_words()));
-        for (table, words) in [(g.runs_table, runs), (g.groups_table, groups)] {
-            if let Err(e) = self.write_f32(table.slice(0, words.len()), &words) {
-                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
-                return;
-            }
-        }
+        self.record_write(g.runs_table, &g.runs_words());
+        self.record_write(g.groups_table, &g.group_words());
         let bufs: Vec<usize> = operands.iter().map(|o| o.buf).collect();
         let grid = self.grid(params.len.div_ceil(per_invocation));
         self.dispatch(optim_groups(&g.steps[0], entry), &uni, &bufs, grid);

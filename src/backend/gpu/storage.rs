@@ -75,6 +75,34 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Write `words` into `dst` in order with the recorded work, without a submit: the words
+    /// go to a fresh staging buffer (the queue writes it before the next submit's commands run)
+    /// and a copy into `dst` is recorded, so dispatches recorded before still read the old
+    /// contents and those recorded after the new ones.
+    pub(super) fn record_write(&mut self, dst: View, words: &[u32]) {
+        let bytes = words.len() as u64 * 4;
+        if bytes == 0 {
+            return;
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("in-order write"),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&staging, 0, bytemuck::cast_slice(words));
+        let encoder = self
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_buffer(
+            &staging,
+            0,
+            self.bufs[dst.buf].as_ref().expect("live"),
+            dst.offset as u64 * 4,
+            bytes,
+        );
+    }
+
     /// Copy `src` to a staging buffer, submit, and map it.
     pub(super) fn read_back(&mut self, src: View) -> Pending<Vec<f32>> {
         let bytes = (src.len as u64 * 4).max(4);
