@@ -35,14 +35,15 @@ use crate::app::metrics::EpochMetrics;
 use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig};
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, View};
-use crate::data::tabular::{classes_in_npy, from_npy, DeviceF32Dataset, F32Dataset, Targets};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::data::tabular::{classes_in_npy, from_npy};
+use crate::data::tabular::{DeviceF32Dataset, F32Dataset, Targets};
 use crate::nn::Mlp;
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Context, Result};
-use std::path::Path;
-use std::time::Instant;
+use web_time::Instant;
 
 /// What the model is trained to minimise (`--loss`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +91,9 @@ pub struct NpyData {
 /// Read `dir/train_x.npy` and `dir/train_y.npy` (and `test_x.npy`, `test_y.npy` if both are
 /// there) as [`from_npy`] reads them: float32 features; class indices for cross-entropy, float32
 /// targets (one or more per row) otherwise. `classes` defaults to the largest label plus one.
-pub fn load_npy_dir(dir: &Path, loss: TabularLoss, classes: Option<usize>) -> Result<NpyData> {
+/// (Not in the browser, which has no files.)
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_npy_dir(dir: &std::path::Path, loss: TabularLoss, classes: Option<usize>) -> Result<NpyData> {
     ensure!(dir.is_dir(), "npy:{}: no such directory (it holds train_x.npy and train_y.npy)", dir.display());
     let split = |name: &str, classes: Option<usize>| {
         from_npy(&dir.join(format!("{name}_x.npy")), &dir.join(format!("{name}_y.npy")), classes)
