@@ -17,6 +17,30 @@ use crate::tensor::View;
 use anyhow::{anyhow, ensure, Result};
 use std::collections::HashMap;
 
+/// Whether each view of a `d.m × d.k · d.k × d.n` product holds what the product reads or
+/// writes: A `m·k`, B `k·n`, the output, and the activation output `m·n`, the bias `n`, the
+/// column sums `m`.
+fn matmul_extents(d: Dims, a: &View, b: &View, out: &View, epi: &Epilogue) -> std::result::Result<(), String> {
+    let Dims { m, k, n } = d;
+    let need = |what: &str, v: &View, x: usize, y: usize| match x.checked_mul(y) {
+        Some(len) if v.len >= len => Ok(()),
+        _ => Err(format!("{what} holds {} values, fewer than the {x}×{y} a {m}×{k}·{k}×{n} product uses", v.len)),
+    };
+    need("A", a, m, k)?;
+    need("B", b, k, n)?;
+    need("the output", out, m, n)?;
+    if let Some(bias) = &epi.bias {
+        need("the bias", bias, 1, n)?;
+    }
+    if let Some((_, y)) = &epi.act_grad {
+        need("the activation's output", y, m, n)?;
+    }
+    if let Some(cs) = &epi.a_colsum {
+        need("the column sums", cs, m, 1)?;
+    }
+    Ok(())
+}
+
 /// A cross-entropy's labels, kept to explain a NaN read later.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct LabelCheck {
@@ -181,6 +205,21 @@ impl Device {
     /// [`Device::cpu_backend`], mutably.
     pub fn cpu_backend_mut(&mut self) -> Option<&mut CpuBackend> {
         self.backend.as_any_mut()?.downcast_mut()
+    }
+
+    /// The WGSL backend, when this device is one.
+    pub fn gpu_backend_mut(&mut self) -> Option<&mut GpuBackend> {
+        self.backend.as_any_mut()?.downcast_mut()
+    }
+
+    /// Compile this GPU device's matmul with or without wgpu's runtime checks (see
+    /// [`ShaderChecks`](super::gpu::ShaderChecks); the environment's `DESCENT_GPU_SHADERS` sets
+    /// it when the device opens). An `Err` on the CPU backend, which has no shaders.
+    pub fn set_shader_checks(&mut self, checks: super::gpu::ShaderChecks) -> Result<()> {
+        match self.gpu_backend_mut() {
+            Some(g) => g.set_shader_checks(checks),
+            None => anyhow::bail!("the CPU backend runs no shaders: shader checks are a GPU device's setting"),
+        }
     }
 
     /// One line: what executes the ops.
@@ -464,8 +503,13 @@ impl Device {
         }
     }
 
-    /// `out = epilogue(op(a)·op(b))`; see [`Backend::matmul`].
+    /// `out = epilogue(op(a)·op(b))`; see [`Backend::matmul`]. Views smaller than the
+    /// product reads or writes are a fault: the check that lets a GPU run its matmul without
+    /// runtime bounds checks ([`ShaderChecks::Trusted`](super::gpu::ShaderChecks)).
     pub fn matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
+        if let Err(why) = matmul_extents(d, &a, &b, &out, epi) {
+            return self.record_fault("matmul", why);
+        }
         if self.admit(
             "matmul",
             [&a, &b, &out]
@@ -479,9 +523,16 @@ impl Device {
     }
 
     /// The symmetric product X·Xᵀ ([`Form::NT`]) or Xᵀ·X ([`Form::TN`]), `side × side`; see
-    /// [`Backend::gram`]. On the CPU it costs about half of [`Device::matmul`].
+    /// [`Backend::gram`]. On the CPU it costs about half of [`Device::matmul`]. Views smaller
+    /// than the product reads or writes are a fault, as for [`Device::matmul`].
     pub fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
-        debug_assert!(matches!(form, Form::NT | Form::TN) && x.len >= side * k && out.len >= side * side);
+        if !matches!(form, Form::NT | Form::TN) {
+            return self.record_fault("gram", "a Gram product is NT (X·Xᵀ) or TN (Xᵀ·X)".into());
+        }
+        let d = Dims { m: side, k, n: side };
+        if let Err(why) = matmul_extents(d, &x, &x, &out, &Epilogue::default()) {
+            return self.record_fault("gram", why);
+        }
         if self.admit("gram", [&x, &out]) {
             self.backend.gram(form, side, k, x, out)
         }

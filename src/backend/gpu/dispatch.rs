@@ -54,7 +54,12 @@ impl GpuBackend {
                 layout: Some(layout),
                 module,
                 entry_point: Some(kern.entry),
-                compilation_options: Default::default(),
+                // A trusted module writes every workgroup element before reading it.
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    zero_initialize_workgroup_memory: !(self.checks == super::ShaderChecks::Trusted
+                        && kern.module.trusted_ok()),
+                    ..Default::default()
+                },
                 cache: None,
             });
             self.pipelines.insert(key, p);

@@ -68,6 +68,20 @@ macro_rules! modules {
     };
 }
 
+impl Module {
+    /// Whether the module may run without runtime bounds checks ([`ShaderChecks::Trusted`]):
+    /// every index it forms is guarded in the WGSL against the uniform's sizes, every loop has a
+    /// trip count fixed by a constant or the uniform, every divisor is a nonzero constant, and
+    /// every workgroup element is written before it is read. `Device::matmul` proves, before
+    /// the dispatch, that each view holds what those sizes address. The tiled matmul only, so
+    /// far: the other kernels keep wgpu's checks.
+    ///
+    /// [`ShaderChecks::Trusted`]: super::ShaderChecks::Trusted
+    pub const fn trusted_ok(self) -> bool {
+        matches!(self, Module::Matmul | Module::MatmulVec4)
+    }
+}
+
 modules! {
     /// The tiled matmul with scalar loads.
     Matmul => "matmul", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_scalar.wgsl"));

@@ -40,6 +40,7 @@ mod vector;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::describe_adapters;
+pub use open::ShaderChecks;
 
 use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
@@ -90,6 +91,8 @@ pub struct GpuBackend {
     partials: usize,
     errors: Arc<Mutex<Vec<crate::message::Message>>>,
     counters: Counters,
+    /// How the kernels [`Module::trusted_ok`](kernels::Module::trusted_ok) lists are compiled.
+    checks: ShaderChecks,
 }
 
 /// A uniform word from a size or an offset (the host checks sizes against the adapter's limits).
@@ -104,6 +107,14 @@ impl Backend for GpuBackend {
 
     fn is_gpu(&self) -> bool {
         true
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn alloc(&mut self, len: usize) -> Result<usize> {

@@ -215,9 +215,11 @@ impl GpuBackend {
             partials: 0,
             errors,
             counters: Counters::default(),
+            checks: ShaderChecks::Checked,
         };
+        g.checks = ShaderChecks::from_env()?;
         for &module in Module::ALL {
-            let compiled = g.compile_shader_async(module.label(), module.source()).await?;
+            let compiled = g.compile_module(module).await?;
             g.modules.insert(module, compiled);
         }
         g.dummy_read = g.alloc_buffer(4)?;
@@ -237,11 +239,40 @@ impl GpuBackend {
     /// [`GpuBackend::compile_shader`] as a future (the browser reports a shader's errors
     /// asynchronously).
     pub async fn compile_shader_async(&self, name: &str, source: &str) -> Result<wgpu::ShaderModule> {
+        self.compile_async(name, source, false).await
+    }
+
+    /// One of the backend's modules, compiled as [`GpuBackend::shader_checks`] says for it.
+    async fn compile_module(&self, module: Module) -> Result<wgpu::ShaderModule> {
+        let trusted = self.checks == ShaderChecks::Trusted && module.trusted_ok();
+        self.compile_async(module.label(), module.source(), trusted).await
+    }
+
+    /// Compile `source` with wgpu's runtime checks, or (`trusted`) without bounds checks, loop
+    /// bounding and division guards: only for modules whose indices the host proves in range
+    /// ([`Module::trusted_ok`]).
+    async fn compile_async(&self, name: &str, source: &str, trusted: bool) -> Result<wgpu::ShaderModule> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(format!("{}{source}", prelude()).into()),
-        });
+        };
+        let module = if trusted {
+            let checks = wgpu::ShaderRuntimeChecks {
+                bounds_checks: false,
+                force_loop_bounding: false,
+                int_div_checks: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            // SAFETY: `Module::trusted_ok` lists the modules whose every index is guarded in the
+            // WGSL against the uniform's sizes, whose loops have fixed or uniform trip counts and
+            // whose divisors are nonzero constants; `Device::matmul` proves that each view holds
+            // what those sizes address before the dispatch. `tests/trusted.rs` checks that both
+            // compilations give the same bits.
+            unsafe { self.device.create_shader_module_trusted(desc, checks) }
+        } else {
+            self.device.create_shader_module(desc)
+        };
         if let Some(e) = scope.pop().await {
             bail!(said![
                 format!(
@@ -279,11 +310,58 @@ impl GpuBackend {
     /// `describe()`: the adapter, its backend and type, and a warning for software rendering.
     pub(super) fn description(&self) -> String {
         format!(
-            "gpu: {} ({:?}, {:?}{})",
+            "gpu: {} ({:?}, {:?}{}){}",
             self.info.name,
             self.info.backend,
             self.info.device_type,
-            if self.is_software() { ", software rendering: for correctness, not speed" } else { "" }
+            if self.is_software() { ", software rendering: for correctness, not speed" } else { "" },
+            if self.checks == ShaderChecks::Trusted { " [trusted matmul]" } else { "" }
         )
+    }
+
+    /// How the kernels are compiled: [`ShaderChecks::Checked`] unless `DESCENT_GPU_SHADERS`
+    /// or [`GpuBackend::set_shader_checks`] said otherwise.
+    pub fn shader_checks(&self) -> ShaderChecks {
+        self.checks
+    }
+
+    /// Recompile the modules [`Module::trusted_ok`] lists as `checks` says (the others stay
+    /// checked); their pipelines are rebuilt at their next dispatch.
+    pub fn set_shader_checks(&mut self, checks: ShaderChecks) -> Result<()> {
+        if checks == self.checks {
+            return Ok(());
+        }
+        self.checks = checks;
+        for &module in Module::ALL.iter().filter(|m| m.trusted_ok()) {
+            let compiled = wait(self.compile_module(module))?;
+            self.modules.insert(module, compiled);
+            self.pipelines.retain(|(m, _), _| *m != module);
+        }
+        Ok(())
+    }
+}
+
+/// Whether the GPU kernels keep wgpu's runtime checks (the environment's `DESCENT_GPU_SHADERS`,
+/// `checked` or `trusted`; checked when unset). Trusted drops the bounds checks, the forced loop
+/// bounds and the division guards naga adds, in the kernels whose indices the host proves in
+/// range ([`Module::trusted_ok`]: the tiled matmul); both give the same bits
+/// (`tests/trusted.rs`), and CI runs parity in both. Checked is the default until a real GPU has
+/// measured what trusted gains (a prediction: issue 22's notes expect several times at 2048³).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// Every kernel with wgpu's runtime checks.
+    Checked,
+    /// The kernels the host proves in range without them.
+    Trusted,
+}
+
+impl ShaderChecks {
+    /// `DESCENT_GPU_SHADERS`: `checked` (or unset) or `trusted`; anything else is an error.
+    pub fn from_env() -> Result<ShaderChecks> {
+        match std::env::var("DESCENT_GPU_SHADERS").as_deref() {
+            Err(_) | Ok("checked") | Ok("") => Ok(ShaderChecks::Checked),
+            Ok("trusted") => Ok(ShaderChecks::Trusted),
+            Ok(other) => bail!("DESCENT_GPU_SHADERS={other}: use checked or trusted"),
+        }
     }
 }
