@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod device;
 pub mod factored;
 pub mod gpu;
+pub mod grouped_step;
 pub mod host;
 pub mod op_set;
 pub mod ops;
