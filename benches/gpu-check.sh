@@ -42,13 +42,13 @@ $bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params 1e7
 echo "== every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices"
 $bin bench optim --device gpu --optimizer all --optim-bits 32,16,8 --params 1e7,1e8 --repeats 10 --variants fused_multi_tensor || true
 $bin bench optim --device gpu --optimizer muon,adafactor --shapes 784x128,1024x1024,4096x4096 --repeats 5 || true
-echo "== matmul GFLOP/s, checked, then trusted (no runtime bounds checks), then checked again"
+echo "== matmul GFLOP/s: trusted (the default: no runtime bounds checks), checked, trusted again"
 $bin bench matmul --device gpu
-DESCENT_GPU_SHADERS=trusted $bin bench matmul --device gpu
+DESCENT_GPU_SHADERS=checked $bin bench matmul --device gpu
 $bin bench matmul --device gpu
-echo "== one epoch with the trusted matmul (against the checked epochs above)"
-DESCENT_GPU_SHADERS=trusted $bin bench epoch --device gpu --optimizer adam --lr 1e-3
-DESCENT_GPU_SHADERS=trusted $bin parity --device gpu --shapes 1x1x1,1x4099x1,63x65x129,64x784x128,130x7x4097,2049x33x65 | tail -n 1
+echo "== one epoch with the checked matmul (against the trusted epochs above)"
+DESCENT_GPU_SHADERS=checked $bin bench epoch --device gpu --optimizer adam --lr 1e-3
+DESCENT_GPU_SHADERS=checked $bin parity --device gpu --shapes 1x1x1,1x4099x1,63x65x129,64x784x128,130x7x4097,2049x33x65 | tail -n 1
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "== PyTorch on the same GPU, alternating rounds with descent (--cuda)"
   python3 benches/torch_side_by_side.py --cuda --descent-bin "$bin" --optimizers adam,adamw \

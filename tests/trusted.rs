@@ -84,7 +84,7 @@ fn trusted_and_checked_matmuls_give_the_same_bits() {
     checked.set_shader_checks(ShaderChecks::Checked).unwrap();
     let mut trusted = common::gpu();
     trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
-    assert!(trusted.describe().contains("[trusted matmul]") && !checked.describe().contains("trusted"));
+    assert!(checked.describe().contains("[checked matmul]") && !trusted.describe().contains("checked"));
     let mut rng = Rng::new(22);
     let mut cases = 0;
     for (m, k, n) in SHAPES {
