@@ -165,3 +165,76 @@ fn one_dispatch_matches_separate_optimizers(dev: &mut Device) {
     }
 }
 test_device!(param_groups_one_dispatch, one_dispatch_matches_separate_optimizers);
+
+/// Groups with any hyperparameter of their own (`set_param_group_configs`): AdamW with other
+/// betas and eps on the biases steps bit for bit as two optimizers would, each over one group.
+/// And what one shared state cannot hold is refused: another kind or width, other state slots
+/// (SGD with and without momentum), state that starts elsewhere (Rprop's step sizes start at
+/// its rate, so a group with another rate would have started wrong), another direction.
+fn whole_configs_per_group(dev: &mut Device) {
+    let adamw = |j: Value| OptimConfig::from_json(&j, "test").unwrap();
+    let weights_cfg = adamw(json!({"name": "adamw", "lr": 0.01, "weight_decay": 0.1}));
+    let biases_cfg =
+        adamw(json!({"name": "adamw", "lr": 0.02, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.0}));
+    let mut grouped = Mlp::new(dev, &[5, 7, 3], Act::Relu, &mut TorchGenerator::new(2)).unwrap();
+    let mut split = Mlp::new(dev, &[5, 7, 3], Act::Relu, &mut TorchGenerator::new(2)).unwrap();
+    let named =
+        |m: &Mlp, end: &str| -> Vec<_> { m.arena.ids().filter(|&i| m.arena.info(i).name.ends_with(end)).collect() };
+    let (weights, biases) = (named(&grouped, ".weight"), named(&grouped, ".bias"));
+    let mut opt = Optimizer::new(dev, &grouped.arena, weights_cfg.clone(), Schedule::Constant).unwrap();
+    opt.set_param_group_configs(
+        &grouped.arena,
+        &[(weights.clone(), weights_cfg.clone()), (biases.clone(), biases_cfg.clone())],
+    )
+    .unwrap();
+    let mut opt_w = Optimizer::new(dev, &split.arena, weights_cfg.clone(), Schedule::Constant).unwrap();
+    let mut opt_b = Optimizer::new(dev, &split.arena, biases_cfg.clone(), Schedule::Constant).unwrap();
+    for step in 0..3 {
+        let g = descent::rng::Rng::new(40 + step).uniform_vec(grouped.arena.params.len, -1.0, 1.0);
+        dev.write(grouped.arena.grads, &g).unwrap();
+        dev.write(split.arena.grads, &g).unwrap();
+        opt.step(dev, &grouped.arena).unwrap();
+        biases.iter().for_each(|&b| split.arena.set_frozen(b, true));
+        opt_w.step(dev, &split.arena).unwrap();
+        biases.iter().for_each(|&b| split.arena.set_frozen(b, false));
+        weights.iter().for_each(|&w| split.arena.set_frozen(w, true));
+        opt_b.step(dev, &split.arena).unwrap();
+        weights.iter().for_each(|&w| split.arena.set_frozen(w, false));
+        let (got, want) = (dev.read(grouped.arena.params).unwrap(), dev.read(split.arena.params).unwrap());
+        for e in &grouped.arena.entries {
+            for i in e.range() {
+                assert_eq!(got[i].to_bits(), want[i].to_bits(), "step {}: {}[{}]", step + 1, e.name, i - e.offset);
+            }
+        }
+    }
+    let all: Vec<_> = grouped.arena.ids().collect();
+    let refused = |opt: &mut Optimizer, arena: &descent::nn::ParamArena, configs: Vec<(Vec<_>, OptimConfig)>| {
+        format!("{:#}", opt.set_param_group_configs(arena, &configs).unwrap_err())
+    };
+    let e = refused(&mut opt, &grouped.arena, vec![(all.clone(), OptimConfig::defaults("adam").unwrap())]);
+    assert!(e.contains("a adam at 32 bits in an optimizer of adamw"), "{e}");
+    let amsgrad = adamw(json!({"name": "adamw", "amsgrad": true}));
+    let e = refused(&mut opt, &grouped.arena, vec![(weights.clone(), weights_cfg.clone()), (biases.clone(), amsgrad)]);
+    assert!(e.contains("parameter group 1: keeps state") && e.contains("max_exp_avg_sq"), "{e}");
+    let maximize = adamw(json!({"name": "adamw", "maximize": true}));
+    let e = refused(&mut opt, &grouped.arena, vec![(all.clone(), maximize)]);
+    assert!(e.contains("maximize differs"), "{e}");
+    let sgd = |j: Value| OptimConfig::from_json(&j, "test").unwrap();
+    let momentum = sgd(json!({"name": "sgd", "lr": 0.1, "momentum": 0.9}));
+    let mut o = Optimizer::new(dev, &grouped.arena, momentum.clone(), Schedule::Constant).unwrap();
+    let e = refused(
+        &mut o,
+        &grouped.arena,
+        vec![(weights.clone(), momentum), (biases.clone(), sgd(json!({"name": "sgd", "lr": 0.1})))],
+    );
+    assert!(e.contains("give every group momentum, or none"), "{e}");
+    let rprop = OptimConfig::defaults("rprop").unwrap();
+    let mut o = Optimizer::new(dev, &grouped.arena, rprop, Schedule::Constant).unwrap();
+    let faster = ParamGroup { tensors: biases.clone(), lr: Some(0.05), weight_decay: None };
+    let rest = ParamGroup { tensors: weights.clone(), lr: None, weight_decay: None };
+    let e = format!("{:#}", o.set_param_groups(&grouped.arena, &[rest.clone(), faster]).unwrap_err());
+    assert!(e.contains("rprop's state starts from the rate"), "{e}");
+    o.set_param_groups(&grouped.arena, &[rest, ParamGroup { tensors: biases, lr: Some(0.01), weight_decay: None }])
+        .unwrap();
+}
+test_device!(param_groups_whole_configs, whole_configs_per_group);

@@ -43,6 +43,32 @@ impl Optimizer {
     /// then no longer change the groups' rates (set the groups again). An empty list goes back
     /// to one group.
     pub fn set_param_groups(&mut self, arena: &ParamArena, groups: &[ParamGroup]) -> Result<()> {
+        let mut configs = Vec::with_capacity(groups.len());
+        for (k, g) in groups.iter().enumerate() {
+            let mut config = self.config.clone();
+            if let Some(lr) = g.lr {
+                config.set_lr(lr);
+            }
+            if let Some(wd) = g.weight_decay {
+                config.set_weight_decay(wd).with_context(|| format!("parameter group {k}"))?;
+            }
+            configs.push((g.tensors.clone(), config));
+        }
+        self.set_param_group_configs(arena, &configs)
+    }
+
+    /// [`Optimizer::set_param_groups`] with any of the optimizer's hyperparameters per group,
+    /// as a PyTorch `param_groups` dict may set any key: each group's tensors and its whole
+    /// configuration (betas, eps, momentum, …). Every configuration is this optimizer's kind at
+    /// its state width and direction, keeps the same state slots, and starts them at the same
+    /// values (the one state was filled when the optimizer was built): so Rprop's groups share
+    /// its rate (its step sizes start at the rate), Adagrad's its `initial_accumulator_value`,
+    /// and SGD's groups all have momentum or all have none.
+    pub fn set_param_group_configs(
+        &mut self,
+        arena: &ParamArena,
+        groups: &[(Vec<ParamId>, OptimConfig)],
+    ) -> Result<()> {
         self.check_layout(arena)?;
         if groups.is_empty() {
             self.groups.clear();
@@ -59,20 +85,41 @@ impl Optimizer {
             (_, OptimBits::B8) => bail!("parameter groups are supported at 32 and 16 bits, not with 8-bit state"),
             _ => {}
         }
+        let (slots, inits) = (self.config.state_names(), self.config.state_inits(self.lr_at(0)));
         let mut owner: Vec<Option<usize>> = vec![None; arena.entries.len()];
         let mut built = Vec::new();
-        for (k, g) in groups.iter().enumerate() {
-            let mut config = self.config.clone();
-            if let Some(lr) = g.lr {
-                config.set_lr(lr);
-            }
-            if let Some(wd) = g.weight_decay {
-                config.set_weight_decay(wd)?;
-            }
-            config.validate().with_context(|| format!("parameter group {k}"))?;
-            for id in &g.tensors {
+        for (k, (tensors, config)) in groups.iter().enumerate() {
+            let group = || format!("parameter group {k}");
+            ensure!(
+                config.name() == name && config.optim_bits() == self.config.optim_bits(),
+                "{}: a {} at {} bits in an optimizer of {name} at {}: every group is the optimizer's kind and width",
+                group(),
+                config.name(),
+                config.optim_bits().bits(),
+                self.config.optim_bits().bits()
+            );
+            ensure!(
+                config.objective() == self.config.objective(),
+                "{}: maximize differs from the optimizer's: every group goes the optimizer's way",
+                group()
+            );
+            config.validate().with_context(group)?;
+            ensure!(
+                config.state_names() == slots,
+                "{}: keeps state {:?}, the optimizer {slots:?}: the groups share one state, so they keep the same slots (give every group momentum, or none)",
+                group(),
+                config.state_names()
+            );
+            let group_inits = config.state_inits(self.schedule.lr(config.lr(), 0));
+            ensure!(
+                group_inits == inits,
+                "{}: its state would start at {group_inits:?}, the optimizer's started at {inits:?} ({name}'s state starts from {}): use the optimizer's value, or an optimizer per group",
+                group(),
+                if name == "rprop" { "the rate" } else { "initial_accumulator_value" }
+            );
+            for id in tensors {
                 let i = id.index();
-                ensure!(i < owner.len(), "parameter group {k} names a tensor the arena does not have");
+                ensure!(i < owner.len(), "{} names a tensor the arena does not have", group());
                 if let Some(j) = owner[i] {
                     bail!(
                         "{} is in parameter groups {j} and {k}: a tensor belongs to one group",
@@ -81,7 +128,7 @@ impl Optimizer {
                 }
                 owner[i] = Some(k);
             }
-            built.push(Group { config, tensors: g.tensors.clone() });
+            built.push(Group { config: config.clone(), tensors: tensors.clone() });
         }
         if let Some(i) = owner.iter().position(Option::is_none) {
             bail!(
