@@ -176,7 +176,7 @@ fn whole_configs_per_group(dev: &mut Device) {
     let weights_cfg = adamw(json!({"name": "adamw", "lr": 0.01, "weight_decay": 0.1}));
     let biases_cfg =
         adamw(json!({"name": "adamw", "lr": 0.02, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.0}));
-    let mut grouped = Mlp::new(dev, &[5, 7, 3], Act::Relu, &mut TorchGenerator::new(2)).unwrap();
+    let grouped = Mlp::new(dev, &[5, 7, 3], Act::Relu, &mut TorchGenerator::new(2)).unwrap();
     let mut split = Mlp::new(dev, &[5, 7, 3], Act::Relu, &mut TorchGenerator::new(2)).unwrap();
     let named =
         |m: &Mlp, end: &str| -> Vec<_> { m.arena.ids().filter(|&i| m.arena.info(i).name.ends_with(end)).collect() };
