@@ -687,6 +687,30 @@ fn a_view_of_another_device_or_a_released_buffer_is_refused(dev: &mut Device) {
 }
 test_device!(view_owner_checked, a_view_of_another_device_or_a_released_buffer_is_refused);
 
+/// Byte buffers (datasets, row indices) are stamped as views are: one freed twice, read after it
+/// was freed, of another device, or too short for the rows a gather reads is a fault, never a
+/// panic or another buffer's bytes.
+fn a_freed_or_foreign_byte_buffer_is_refused(dev: &mut Device) {
+    let src = dev.upload(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap(); // 3 rows of 2
+    let out = poisoned(dev, 4);
+    let idx = dev.upload_bytes(&[2u32, 0].iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    dev.gather_rows(src, 2, idx, 0, out);
+    assert_eq!(dev.read(out).unwrap(), vec![5.0, 6.0, 1.0, 2.0]);
+    dev.gather_rows(src, 2, idx, 1, out); // rows 1..3 of a 2-index buffer
+    assert!(dev.clear_fault().unwrap().contains("the row indices hold 8 bytes, fewer than the 12"));
+    dev.free_bytes(idx);
+    dev.gather_rows(src, 2, idx, 0, out);
+    assert!(dev.clear_fault().unwrap().contains("was freed"));
+    dev.free_bytes(idx);
+    assert!(dev.clear_fault().unwrap().contains("Device::free_bytes was refused"));
+    let mut other = Device::cpu();
+    let theirs = other.upload_bytes(&[0u8; 8]).unwrap();
+    dev.gather_rows(src, 2, theirs, 0, out);
+    assert!(dev.clear_fault().unwrap().contains("belongs to device"));
+    assert_eq!(dev.read(out).unwrap(), vec![5.0, 6.0, 1.0, 2.0], "refused gathers wrote nothing");
+}
+test_device!(byte_buffer_owner_checked, a_freed_or_foreign_byte_buffer_is_refused);
+
 /// A frozen tensor has no gradient: after a step with it trainable (non-zero gradients), it is
 /// frozen, and the next forward and backward leave zeros in its part of the gradient arena,
 /// so a norm over the arena is the trainable tensors' norm.

@@ -387,6 +387,9 @@ pub struct Gather {
 pub struct ByteBuffer {
     /// The backend's buffer id.
     pub id: usize,
+    /// The allocation it was made from, checked as a [`View`]'s is (a byte buffer of another
+    /// device, or one freed since, is refused).
+    pub owner: crate::tensor::Owner,
 }
 
 /// Which elements a dropout keeps: element `i` of a tensor is kept when the top 24 bits of word

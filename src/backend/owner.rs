@@ -7,6 +7,7 @@
 //! Views a backend makes for its own scratch never reach the device's checks, and carry
 //! [`Owner::NONE`].
 
+use crate::backend::ByteBuffer;
 use crate::tensor::{Owner, View};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -41,7 +42,10 @@ type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Live {
     generation: u64,
+    /// Elements (f32) of a buffer, bytes of a byte buffer.
     len: usize,
+    /// A byte buffer ([`ByteBuffer`]), which no [`View`] may name.
+    bytes: bool,
 }
 
 /// Another device's buffers that this one may use: what a data-parallel worker is lent for
@@ -81,8 +85,45 @@ impl Registry {
     pub(crate) fn issue(&mut self, buf: usize, len: usize) -> View {
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.live.insert(buf, Live { generation, len });
+        self.live.insert(buf, Live { generation, len, bytes: false });
         View { buf, offset: 0, len, owner: Owner { device: self.id, generation } }
+    }
+
+    /// Stamp a byte buffer of `len` bytes the device is handing out.
+    pub(crate) fn issue_bytes(&mut self, id: usize, len: usize) -> ByteBuffer {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.live.insert(id, Live { generation, len, bytes: true });
+        ByteBuffer { id, owner: Owner { device: self.id, generation } }
+    }
+
+    /// The length in bytes of `b`, a live byte buffer of this device; else why not.
+    pub(crate) fn check_bytes(&self, b: &ByteBuffer) -> Result<usize, String> {
+        let live = if b.owner.device == self.id {
+            &self.live
+        } else if let Some(loan) = self.loan.as_ref().filter(|l| l.device == b.owner.device) {
+            &loan.live
+        } else {
+            return Err(format!(
+                "byte buffer {} belongs to device #{}, not to device #{}: upload it to the device that uses it",
+                b.id, b.owner.device, self.id
+            ));
+        };
+        match live.get(&b.id) {
+            Some(l) if l.bytes && l.generation == b.owner.generation => Ok(l.len),
+            _ => Err(format!("byte buffer {} was freed (Device::free_bytes): upload the data again", b.id)),
+        }
+    }
+
+    /// Take back a byte buffer being freed; an `Err` (and nothing taken back) when it is not a
+    /// live byte buffer of this device.
+    pub(crate) fn retire_bytes(&mut self, b: ByteBuffer) -> Result<(), String> {
+        self.check_bytes(&b)?;
+        if b.owner.device != self.id {
+            return Err(format!("byte buffer {} was lent to this device: only its owner frees it", b.id));
+        }
+        self.live.remove(&b.id);
+        Ok(())
     }
 
     /// Take back a whole buffer being released; an `Err` (and nothing taken back) when `v` is
@@ -126,7 +167,7 @@ impl Registry {
             ));
         };
         match live.get(&v.buf) {
-            Some(l) if l.generation == v.owner.generation => {
+            Some(l) if l.generation == v.owner.generation && !l.bytes => {
                 if v.offset.checked_add(v.len).is_some_and(|end| end <= l.len) {
                     Ok(())
                 } else {

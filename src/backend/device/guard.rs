@@ -67,6 +67,25 @@ impl Device {
         true
     }
 
+    /// [`Device::admit`] for byte buffers, each with the bytes the op reads from it.
+    pub(super) fn admit_bytes(&mut self, op: &str, buffers: &[(ByteBuffer, usize, &str)]) -> bool {
+        for &(b, need, what) in buffers {
+            match self.registry.check_bytes(&b) {
+                Ok(len) if len >= need => {}
+                Ok(len) => {
+                    let why = format!("{what} hold {len} bytes, fewer than the {need} the op reads");
+                    self.record_fault(op, why);
+                    return false;
+                }
+                Err(why) => {
+                    self.record_fault(op, why);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// [`Device::admit`] for an optimizer step, which also needs the parameters, the
     /// gradients and the state in three separate buffers: the step updates the parameters and
     /// the state in place, reading the gradients.

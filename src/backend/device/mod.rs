@@ -317,12 +317,17 @@ impl Device {
 
     /// A byte buffer holding `data` (a dataset, row indices).
     pub fn upload_bytes(&mut self, data: &[u8]) -> Result<ByteBuffer> {
-        Ok(ByteBuffer { id: self.backend.alloc_bytes(data)? })
+        let id = self.backend.alloc_bytes(data)?;
+        Ok(self.registry.issue_bytes(id, data.len()))
     }
 
-    /// Free a byte buffer: its memory goes back to the system.
+    /// Free a byte buffer: its memory goes back to the system. Freeing one twice, or another
+    /// device's, frees nothing and is a fault (see [`Device`]).
     pub fn free_bytes(&mut self, b: ByteBuffer) {
-        self.backend.free(b.id);
+        match self.registry.retire_bytes(b) {
+            Ok(()) => self.backend.free(b.id),
+            Err(why) => self.record_fault("free_bytes", why),
+        }
     }
 
     /// Copy `data` into `dst` (lengths must match).

@@ -137,7 +137,12 @@ impl Device {
 
     /// Gather a mini-batch; see [`Gather`].
     pub fn gather(&mut self, g: &Gather) {
-        if self.admit("gather", [&g.x, &g.y]) {
+        let need = [
+            (g.indices, (g.start + g.count) * 4, "the row indices"),
+            (g.labels, 0, "the labels"),
+            (g.images, 0, "the images"),
+        ];
+        if self.admit_bytes("gather", &need) && self.admit("gather", [&g.x, &g.y]) {
             self.backend.gather(g)
         }
     }
@@ -179,7 +184,10 @@ impl Device {
     /// The index buffer must hold `start + dst.len / cols` indices.
     pub fn gather_rows(&mut self, src: View, cols: usize, indices: ByteBuffer, start: usize, dst: View) {
         debug_assert!(cols > 0 && dst.len.is_multiple_of(cols) && src.len.is_multiple_of(cols));
-        if self.admit("gather_rows", [&src, &dst]) {
+        let rows = dst.len / cols.max(1);
+        if self.admit_bytes("gather_rows", &[(indices, (start + rows) * 4, "the row indices")])
+            && self.admit("gather_rows", [&src, &dst])
+        {
             self.backend.gather_rows(src, cols, indices, start, dst)
         }
     }
