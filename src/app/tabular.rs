@@ -32,7 +32,7 @@
 
 use crate::app::clip::GradClip;
 use crate::app::metrics::EpochMetrics;
-use crate::app::train::{Shuffle, ShuffleOrder, TrainConfig};
+use crate::app::train::{seeded_model, Shuffle, TrainConfig};
 use crate::autograd::{Tape, Var};
 use crate::backend::{Device, View};
 #[cfg(not(target_arch = "wasm32"))]
@@ -41,7 +41,6 @@ use crate::data::tabular::{DeviceF32Dataset, F32Dataset, Targets};
 use crate::nn::Mlp;
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
-use crate::torch_rng::TorchGenerator;
 use anyhow::{bail, ensure, Context, Result};
 use web_time::Instant;
 
@@ -172,12 +171,7 @@ impl TabularTrainer {
         let mut sizes = vec![data.train.cols];
         sizes.extend(&config.hidden);
         sizes.push(out);
-        let mut rng = TorchGenerator::new(config.seed);
-        let model = Mlp::new(&mut dev, &sizes, config.act, &mut rng)?;
-        let shuffle = match config.shuffle {
-            ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
-            ShuffleOrder::DataLoader => Shuffle::DataLoader(rng),
-        };
+        let (model, shuffle) = seeded_model(&mut dev, &sizes, &config)?;
         let opt = Optimizer::new(&mut dev, &model.arena, config.optimizer.clone(), config.schedule.clone())?;
         let train = data.train.upload(&mut dev)?;
         let test = data.test.as_ref().map(|t| t.upload(&mut dev)).transpose()?;

@@ -156,13 +156,7 @@ impl Trainer {
         sizes.extend(&config.hidden);
         sizes.push(data.classes);
         Self::check_fits(&dev, data, &sizes, &config.optimizer)?;
-        // torch.manual_seed(seed), then the model.
-        let mut rng = TorchGenerator::new(config.seed);
-        let model = Mlp::new(&mut dev, &sizes, config.act, &mut rng)?;
-        let shuffle = match config.shuffle {
-            ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
-            ShuffleOrder::DataLoader => Shuffle::DataLoader(rng),
-        };
+        let (model, shuffle) = seeded_model(&mut dev, &sizes, &config)?;
         let opt = Optimizer::new(&mut dev, &model.arena, config.optimizer.clone(), config.schedule.clone())?;
         let train = DeviceSplit::upload(&mut dev, &data.train)?;
         let test = DeviceSplit::upload(&mut dev, &data.test)?;
@@ -556,6 +550,19 @@ impl Trainer {
     pub fn counters(&self) -> Counters {
         self.dev.counters()
     }
+}
+
+/// The model of `sizes` and the epochs' row order, drawn as PyTorch's loop draws them:
+/// `torch.manual_seed(seed)`, then the model's initialisation, then the shuffle's generator
+/// (its own seeded one for `randperm`, the global one after the model for `dataloader`).
+pub(crate) fn seeded_model(dev: &mut Device, sizes: &[usize], config: &TrainConfig) -> Result<(Mlp, Shuffle)> {
+    let mut rng = TorchGenerator::new(config.seed);
+    let model = Mlp::new(dev, sizes, config.act, &mut rng)?;
+    let shuffle = match config.shuffle {
+        ShuffleOrder::Randperm => Shuffle::Randperm(TorchGenerator::new(config.seed)),
+        ShuffleOrder::DataLoader => Shuffle::DataLoader(rng),
+    };
+    Ok((model, shuffle))
 }
 
 /// Where each epoch's order of the training rows comes from.

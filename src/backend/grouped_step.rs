@@ -62,6 +62,21 @@ impl GroupedStep {
         w
     }
 
+    /// Each run as an ungrouped step takes it: its group's step, and the run's parts of
+    /// `params`, `grads` and the state slots (bfloat16 slots count elements, as their views do).
+    /// What the CPU twin steps, and what a GPU launches past one binding.
+    pub fn run_steps<'a>(
+        &'a self,
+        params: View,
+        grads: View,
+        state: &'a [View],
+    ) -> impl Iterator<Item = (&'a OptimStep, View, View, Vec<View>)> + 'a {
+        self.runs.iter().map(move |(r, k)| {
+            let slots = state.iter().map(|v| View { offset: v.offset + r.start, len: r.len(), ..*v }).collect();
+            (&self.steps[*k], params.slice(r.start, r.len()), grads.slice(r.start, r.len()), slots)
+        })
+    }
+
     /// Each group's parameter struct, one after another, as GROUPS reads them.
     pub fn group_words(&self) -> Vec<u32> {
         self.steps.iter().flat_map(|s| bytemuck::pod_collect_to_vec::<u8, u32>(s.param_bytes())).collect()

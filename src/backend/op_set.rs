@@ -136,13 +136,11 @@ pub trait Backend: MaybeSend {
         state: &[View],
         bf16: bool,
     ) {
-        for (r, k) in &g.runs {
-            let s: Vec<View> = state.iter().map(|v| View { offset: v.offset + r.start, len: r.len(), ..*v }).collect();
-            let (p, gr) = (params.slice(r.start, r.len()), grads.slice(r.start, r.len()));
+        for (step, p, gr, s) in g.run_steps(params, grads, state) {
             if bf16 {
-                self.optim_step_bf16(&g.steps[*k], objective, p, gr, &s)
+                self.optim_step_bf16(step, objective, p, gr, &s)
             } else {
-                self.optim_step(&g.steps[*k], objective, p, gr, &s)
+                self.optim_step(step, objective, p, gr, &s)
             }
         }
     }

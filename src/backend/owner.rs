@@ -99,11 +99,7 @@ impl Registry {
 
     /// The length in bytes of `b`, a live byte buffer of this device; else why not.
     pub(crate) fn check_bytes(&self, b: &ByteBuffer) -> Result<usize, String> {
-        let live = if b.owner.device == self.id {
-            &self.live
-        } else if let Some(loan) = self.loan.as_ref().filter(|l| l.device == b.owner.device) {
-            &loan.live
-        } else {
+        let Some(live) = self.allocations_of(b.owner.device) else {
             return Err(format!(
                 "byte buffer {} belongs to device #{}, not to device #{}: upload it to the device that uses it",
                 b.id, b.owner.device, self.id
@@ -149,12 +145,18 @@ impl Registry {
         Ok(())
     }
 
+    /// The live allocations of `device` this device may use: its own, or a lender's.
+    fn allocations_of(&self, device: u32) -> Option<&IdMap<Live>> {
+        if device == self.id {
+            return Some(&self.live);
+        }
+        self.loan.as_ref().filter(|l| l.device == device).map(|l| &l.live)
+    }
+
     /// Whether `v` names a live allocation this device may use, and lies inside it.
     pub(crate) fn check(&self, v: &View) -> Result<(), String> {
-        let live = if v.owner.device == self.id {
-            &self.live
-        } else if let Some(loan) = self.loan.as_ref().filter(|l| l.device == v.owner.device) {
-            &loan.live
+        let live = if let Some(live) = self.allocations_of(v.owner.device) {
+            live
         } else if v.owner.device == 0 {
             return Err(format!(
                 "a view of buffer {} that no device handed out: make views with Device::alloc (or upload) and View::slice",

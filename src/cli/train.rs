@@ -86,6 +86,26 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 }
 
+impl TrainArgs {
+    /// The training settings the flags give, validated (a new run's; a resume takes its own
+    /// from the checkpoint).
+    fn config(&self) -> Result<TrainConfig> {
+        let c = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            shuffle: self.shuffle,
+            hidden: parse_list(&self.hidden, "--hidden")?,
+            act: self.activation,
+            optimizer: self.optim.config()?,
+            schedule: self.optim.schedule()?,
+            eval_batch: 1000,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(dir) = a.dataset.strip_prefix("npy:") {
         return run_npy(&a, std::path::Path::new(dir));
@@ -121,19 +141,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             return Ok(c);
         }
-        let c = TrainConfig {
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            seed: a.seed,
-            shuffle: a.shuffle,
-            hidden: parse_list(&a.hidden, "--hidden")?,
-            act: a.activation,
-            optimizer: a.optim.config()?,
-            schedule: a.optim.schedule()?,
-            eval_batch: 1000,
-        };
-        c.validate()?;
-        Ok(c)
+        a.config()
     })())?;
     let choice = a.device;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
@@ -291,19 +299,7 @@ fn run_npy(a: &TrainArgs, dir: &std::path::Path) -> Result<()> {
         if let Some(p) = &a.plot {
             descent::app::plot::check_png_path(p)?;
         }
-        let c = TrainConfig {
-            epochs: a.epochs,
-            batch_size: a.batch_size,
-            seed: a.seed,
-            shuffle: a.shuffle,
-            hidden: parse_list(&a.hidden, "--hidden")?,
-            act: a.activation,
-            optimizer: a.optim.config()?,
-            schedule: a.optim.schedule()?,
-            eval_batch: 1000,
-        };
-        c.validate()?;
-        Ok(c)
+        a.config()
     })())?;
     let data = usage(load_npy_dir(dir, a.loss, a.classes))?;
     println!("data: {}", data.source);

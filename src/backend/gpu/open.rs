@@ -346,8 +346,9 @@ impl GpuBackend {
 /// bounds and the division guards naga adds, in the kernels whose indices the host proves in
 /// range ([`Module::trusted_ok`]: the tiled matmul); both give the same bits
 /// (`tests/trusted.rs`), and CI runs parity and the training tests in both. On lavapipe the
-/// trusted matmul takes 0.55–0.70× the checked one's time (BENCHMARKS.md); on a real GPU the
-/// gain is a prediction (issue 22's notes expect several times at 2048³). In the browser wgpu
+/// trusted matmul took 0.55–0.70× the checked one's time at three of four shapes (BENCHMARKS.md,
+/// side by side); on a real GPU the gain is a prediction (issue 22's notes expect several times
+/// at 2048³). In the browser wgpu
 /// cannot turn WebGPU's own checks off, so both are the checked build there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShaderChecks {

@@ -45,11 +45,8 @@ impl GpuBackend {
         operands.push(Operand::whole(g.runs_table.buf));
         operands.push(Operand::whole(g.groups_table.buf));
         if !operands.iter().all(|o| self.fits_binding(o.buf)) {
-            for (r, k) in &g.runs {
-                let s: Vec<View> =
-                    state.iter().map(|v| View { offset: v.offset + r.start, len: r.len(), ..*v }).collect();
-                let (p, gr) = (params.slice(r.start, r.len()), grads.slice(r.start, r.len()));
-                self.optim_launch(&g.steps[*k], objective, STEP_ENTRIES[bf16 as usize], p, gr, &s);
+            for (step, p, gr, s) in g.run_steps(params, grads, state) {
+                self.optim_launch(step, objective, STEP_ENTRIES[bf16 as usize], p, gr, &s);
             }
             return;
         }
