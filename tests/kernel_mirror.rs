@@ -3,14 +3,12 @@
 //! uniform (`backend::gpu::params`) declare the same fields as the WGSL struct of the same name,
 //! in the same order with the same types, offsets and size; every kernel has its WGSL entry
 //! point, and its storage bindings are those the registry (`backend::gpu::kernels`) declares,
-//! with the same access; every optimizer name maps to a kernel; doctored copies fail.
+//! with the same access; each module declares exactly the entry points the registry lists;
+//! every optimizer name maps to a kernel; doctored copies fail.
 
 use descent::backend::contract::Field;
-use descent::backend::gpu::kernels::{self, Access, Kernel, Module};
-use descent::backend::gpu::params::UNIFORMS;
-use descent::backend::optim_kernel::{
-    KernelInfo, OptimStep, ADAFACTOR, ADAFACTOR_ENTRIES, GROUP_STEP_ENTRIES, STEP_8BIT_ENTRY, STEP_ENTRIES,
-};
+use descent::backend::gpu::kernels::{self, Access, Entry, Kernel, Module};
+use descent::backend::optim_kernel::{KernelInfo, OptimStep, ADAFACTOR};
 use descent::optim::{Carried, OptimConfig, Step, OPTIMIZER_NAMES};
 
 fn read(f: &str) -> String {
@@ -56,15 +54,15 @@ fn wgsl_struct(module: &naga::Module, name: &str) -> Option<(Vec<Member>, u32)> 
 
 /// Every way the WGSL side of `k` differs from the Rust side (empty when they mirror): its
 /// module must have the compute `entries`, and an `update` function when `update` is set.
-fn differences(k: &KernelInfo, source: &str, entries: &[&str], update: bool) -> Vec<String> {
+fn differences(k: &KernelInfo, source: &str, entries: &[Entry], update: bool) -> Vec<String> {
     let module = match naga::front::wgsl::parse_str(source) {
         Ok(m) => m,
         Err(e) => return vec![format!("optim_{}.wgsl does not parse: {}", k.name, e.emit_to_string(source))],
     };
     let mut out = Vec::new();
     for entry in entries {
-        if !module.entry_points.iter().any(|e| e.name == *entry && e.stage == naga::ShaderStage::Compute) {
-            out.push(format!("no compute entry point '{entry}'"));
+        if !module.entry_points.iter().any(|e| e.name == entry.name() && e.stage == naga::ShaderStage::Compute) {
+            out.push(format!("no compute entry point '{}'", entry.name()));
         }
     }
     if update && !module.functions.iter().any(|(_, f)| f.name.as_deref() == Some("update")) {
@@ -99,26 +97,28 @@ fn differences(k: &KernelInfo, source: &str, entries: &[&str], update: bool) -> 
 fn every_kernel_struct_mirrors_its_wgsl_twin() {
     for step in OptimStep::ALL {
         let k = step.kernel();
-        let diffs = differences(&k, &kernel_source(k.name), &STEP_ENTRIES, true);
+        let diffs = differences(&k, &kernel_source(k.name), Module::for_step(&step).entries(), true);
         assert!(diffs.is_empty(), "{}: {}", k.name, diffs.join("; "));
         assert!(k.bindings.len() <= 3, "{}: the kernels bind three state slots at most", k.name);
     }
     // Each blockwise 8-bit module: the same parameter struct, its entry point; its header takes
     // the place of the f32 kernels' arena (32 bytes).
     let mut eight = 0;
-    for step in OptimStep::ALL.iter().filter(|s| kernels::optim8(s).is_some()) {
+    for (step, m) in OptimStep::ALL.iter().filter_map(|s| Some((s, Module::for_step_8bit(s)?))) {
         let k = step.kernel();
         let source = source_8bit(k.name);
-        let diffs = differences(&k, &source, &[STEP_8BIT_ENTRY], true);
+        assert_eq!(source, kernels::module_source(m), "{} 8-bit: the backend assembles it so", k.name);
+        let diffs = differences(&k, &source, m.entries(), true);
         assert!(diffs.is_empty(), "{} 8-bit: {}", k.name, diffs.join("; "));
         let module = naga::front::wgsl::parse_str(&source).unwrap();
         assert_eq!(wgsl_struct(&module, "Arena").map(|(_, span)| span), Some(32));
         eight += 1;
     }
-    assert_eq!(eight, kernels::EIGHT_BIT.len(), "every 8-bit kernel is some step's");
+    let eight_bit_modules = Module::ALL.iter().filter(|m| m.entries() == [Entry::Step8bit]).count();
+    assert_eq!(eight, eight_bit_modules, "every 8-bit kernel is some step's");
     // Adafactor's own module: its six entry points, its parameters after a 32-byte header.
     let adafactor = format!("{}{}", kernels::prelude(), read("adafactor.wgsl"));
-    let diffs = differences(&ADAFACTOR, &adafactor, &ADAFACTOR_ENTRIES, false);
+    let diffs = differences(&ADAFACTOR, &adafactor, Module::Adafactor.entries(), false);
     assert!(diffs.is_empty(), "adafactor: {}", diffs.join("; "));
 }
 
@@ -131,23 +131,23 @@ fn the_mirror_check_catches_a_field_added_on_either_side() {
     // A field added in WGSL only.
     let wgsl_extra = source.replace("    amsgrad: u32,\n", "    amsgrad: u32,\n    maximize: u32,\n");
     assert_ne!(wgsl_extra, source);
-    assert!(!differences(&k, &wgsl_extra, &STEP_ENTRIES, true).is_empty());
+    assert!(!differences(&k, &wgsl_extra, &[Entry::StepF32, Entry::StepBf16], true).is_empty());
     // A field added in Rust only (the same struct with one more entry in its table).
     let mut fields = k.fields.to_vec();
     fields.push(Field { name: "maximize", offset: k.size, ty: "u32" });
     let rust_extra = KernelInfo { fields: Box::leak(fields.into_boxed_slice()), size: k.size + 4, ..k };
-    assert!(!differences(&rust_extra, &source, &STEP_ENTRIES, true).is_empty());
+    assert!(!differences(&rust_extra, &source, &[Entry::StepF32, Entry::StepBf16], true).is_empty());
     // Two fields swapped in WGSL.
     let swapped = source.replace("    beta1: f32,\n    beta2: f32,\n", "    beta2: f32,\n    beta1: f32,\n");
     assert_ne!(swapped, source);
-    assert!(!differences(&k, &swapped, &STEP_ENTRIES, true).is_empty());
+    assert!(!differences(&k, &swapped, &[Entry::StepF32, Entry::StepBf16], true).is_empty());
     // A type changed in WGSL.
     // The formula renamed away.
     let no_update = source.replace("fn update(", "fn update_old(");
     assert_ne!(no_update, source);
-    assert!(!differences(&k, &no_update, &STEP_ENTRIES, true).is_empty());
+    assert!(!differences(&k, &no_update, &[Entry::StepF32, Entry::StepBf16], true).is_empty());
     let retyped = source.replace("    decoupled: u32,\n", "    decoupled: f32,\n");
-    assert!(!differences(&k, &retyped, &STEP_ENTRIES, true).is_empty());
+    assert!(!differences(&k, &retyped, &[Entry::StepF32, Entry::StepBf16], true).is_empty());
 }
 
 #[test]
@@ -199,21 +199,33 @@ fn uniform_differences(source: &str, name: &str, fields: &[Field], size: usize) 
 /// uniform (of type `uniform`, when given), then storage bindings 1, 2, … with the declared
 /// access, and nothing else in group 0 that the entry point uses; and its entry point exists.
 fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<String> {
+    declared_binding_differences(k.module().label(), k.name(), k.bindings(), source, uniform)
+}
+
+/// [`binding_differences`] for an entry point `entry` of module `label` declared with storage
+/// bindings `bindings` (so that a test can doctor the Rust side).
+fn declared_binding_differences(
+    label: &str,
+    entry: &str,
+    bindings: &[Access],
+    source: &str,
+    uniform: Option<&str>,
+) -> Vec<String> {
     let module = match naga::front::wgsl::parse_str(source) {
         Ok(m) => m,
-        Err(e) => return vec![format!("{} does not parse: {}", k.module.label(), e.emit_to_string(source))],
+        Err(e) => return vec![format!("{label} does not parse: {}", e.emit_to_string(source))],
     };
     let mut out = Vec::new();
-    let Some(ep) = module.entry_points.iter().position(|e| e.name == k.entry && e.stage == naga::ShaderStage::Compute)
+    let Some(ep) = module.entry_points.iter().position(|e| e.name == entry && e.stage == naga::ShaderStage::Compute)
     else {
-        return vec![format!("{}: no compute entry point '{}'", k.module.label(), k.entry)];
+        return vec![format!("{label}: no compute entry point '{entry}'")];
     };
     // The bindings this entry point uses (a module may declare more, for its other entries).
     let info = match naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
         .validate(&module)
     {
         Ok(info) => info,
-        Err(e) => return vec![format!("{} does not validate: {e:?}", k.module.label())],
+        Err(e) => return vec![format!("{label} does not validate: {e:?}")],
     };
     let uses = info.get_entry_point(ep);
     // (binding, access, name, used by this entry point)
@@ -244,63 +256,80 @@ fn binding_differences(k: &Kernel, source: &str, uniform: Option<&str>) -> Vec<S
     storage.sort_by_key(|s| s.0);
     // The backend's layout: every binding the entry point uses, with its access, and no binding
     // the module does not declare so (a module's entries may share a layout and use part of it).
-    let rust: Vec<(u32, Access)> = k.bindings.iter().enumerate().map(|(i, &a)| (i as u32 + 1, a)).collect();
+    let rust: Vec<(u32, Access)> = bindings.iter().enumerate().map(|(i, &a)| (i as u32 + 1, a)).collect();
     let declared: Vec<(u32, Access)> = storage.iter().map(|&(b, a, _, _)| (b, a)).collect();
     let unlisted = storage.iter().any(|&(b, a, _, used)| used && !rust.contains(&(b, a)));
     if unlisted || rust.iter().any(|r| !declared.contains(r)) {
         out.push(format!(
-            "{} {}: WGSL storage bindings (binding, access, name, used here) {storage:?}, Rust declares {rust:?}",
-            k.module.label(),
-            k.entry
+            "{label} {entry}: WGSL storage bindings (binding, access, name, used here) {storage:?}, Rust declares {rust:?}"
         ));
     }
     out
 }
 
-/// Every kernel the backend launches: the fixed ones and each optimizer at each state width.
-fn all_kernels() -> Vec<Kernel> {
-    let mut all = kernels::FIXED.to_vec();
-    all.extend_from_slice(kernels::EIGHT_BIT);
-    for step in OptimStep::ALL {
-        all.extend(STEP_ENTRIES.iter().map(|e| kernels::optim(&step, e)));
-        all.extend(GROUP_STEP_ENTRIES.iter().map(|e| kernels::optim_groups(&step, e)));
-    }
-    all
-}
-
-/// The WGSL name of a module's uniform, where the whole uniform is one struct of `UNIFORMS`.
+/// The WGSL name of a module's uniform, where the whole uniform is that one struct.
 fn uniform_name(module: Module) -> Option<&'static str> {
     // An optimizer's uniform is its Arena header then its parameters: checked by the struct test.
-    UNIFORMS.iter().find(|u| u.0 == module && u.1 != "Arena").map(|u| u.1)
+    Some(module.uniform().name).filter(|&n| n != "Arena")
 }
 
 #[test]
 fn every_kernel_uniform_mirrors_its_wgsl_twin() {
     for &module in Module::ALL {
-        assert!(UNIFORMS.iter().any(|u| u.0 == module), "{}: no uniform struct in UNIFORMS", module.label());
-    }
-    for &(module, name, fields, size) in UNIFORMS {
-        let diffs = uniform_differences(&kernels::module_source(module), name, fields, size);
+        let u = module.uniform();
+        let diffs = uniform_differences(&kernels::module_source(module), u.name, u.fields, u.size);
         assert!(diffs.is_empty(), "{}: {}", module.label(), diffs.join("; "));
     }
 }
 
 #[test]
 fn every_kernel_binding_has_its_declared_access() {
-    let all = all_kernels();
     for &module in Module::ALL {
-        assert!(all.iter().any(|k| k.module == module), "{}: no kernel launches it", module.label());
+        assert!(!module.entries().is_empty(), "{}: no entry points", module.label());
     }
-    for k in &all {
-        let diffs = binding_differences(k, &kernels::module_source(k.module), uniform_name(k.module));
+    for k in Kernel::all() {
+        let diffs = binding_differences(&k, &kernels::module_source(k.module()), uniform_name(k.module()));
         assert!(diffs.is_empty(), "{}", diffs.join("; "));
     }
+}
+
+/// The names of the compute entry points `source` declares, sorted.
+fn wgsl_entries(source: &str) -> Vec<String> {
+    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+    let mut names: Vec<String> =
+        module.entry_points.iter().filter(|e| e.stage == naga::ShaderStage::Compute).map(|e| e.name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// The registry's entry names for `module`, sorted.
+fn registry_entries(module: Module) -> Vec<String> {
+    let mut names: Vec<String> = module.entries().iter().map(|e| e.name().to_string()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_module_declares_exactly_the_registry_entries() {
+    for &module in Module::ALL {
+        assert_eq!(
+            wgsl_entries(&kernels::module_source(module)),
+            registry_entries(module),
+            "{}: the WGSL's compute entry points and Module::entries differ",
+            module.label()
+        );
+    }
+    // A WGSL entry point the registry does not list is caught.
+    let source = kernels::module_source(Module::Reduce);
+    let extra = format!("{source}\n@compute @workgroup_size(1)\nfn stray() {{}}\n");
+    assert_ne!(wgsl_entries(&extra), registry_entries(Module::Reduce));
 }
 
 #[test]
 fn the_uniform_and_binding_checks_catch_a_doctored_copy() {
     let source = kernels::module_source(Module::Elementwise);
-    let (name, fields, size) = (UNIFORMS[0].1, UNIFORMS[0].2, UNIFORMS[0].3);
+    let u = Module::Elementwise.uniform();
+    let (name, fields, size) = (u.name, u.fields, u.size);
     assert_eq!(name, "ElementwiseParams");
     assert!(uniform_differences(&source, name, fields, size).is_empty());
     // A field added in WGSL only.
@@ -312,15 +341,16 @@ fn the_uniform_and_binding_checks_catch_a_doctored_copy() {
     more.push(Field { name: "extra", offset: size, ty: "u32" });
     assert!(!uniform_differences(&source, name, &more, size + 4).is_empty());
     // A binding's access changed in WGSL.
-    let k = kernels::FIXED.iter().find(|k| k.entry == "binary").unwrap();
-    assert!(binding_differences(k, &source, Some(name)).is_empty());
+    let k = Kernel::new(Module::Elementwise, Entry::Binary);
+    assert_eq!(k.name(), "binary");
+    assert!(binding_differences(&k, &source, Some(name)).is_empty());
     let writable = source.replace("var<storage, read> Z:", "var<storage, read_write> Z:");
     assert_ne!(writable, source);
-    assert!(!binding_differences(k, &writable, Some(name)).is_empty());
+    assert!(!binding_differences(&k, &writable, Some(name)).is_empty());
     // And in Rust.
-    let flipped = Kernel { bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite], ..*k };
-    assert!(!binding_differences(&flipped, &source, Some(name)).is_empty());
+    let flipped = [Access::Read, Access::ReadWrite, Access::ReadWrite];
+    assert!(!declared_binding_differences("elementwise", "binary", &flipped, &source, Some(name)).is_empty());
     // A binding dropped from Rust's list.
-    let fewer = Kernel { bindings: &[Access::Read, Access::ReadWrite], ..*k };
-    assert!(!binding_differences(&fewer, &source, Some(name)).is_empty());
+    let fewer = [Access::Read, Access::ReadWrite];
+    assert!(!declared_binding_differences("elementwise", "binary", &fewer, &source, Some(name)).is_empty());
 }

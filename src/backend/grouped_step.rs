@@ -1,17 +1,13 @@
 //! Parameter groups in one fused dispatch: [`GroupedStep`], each group's kernel struct and the
-//! runs of its tensors, which the GPU kernels' grouped entries ([`GROUP_STEP_ENTRIES`]) read from
+//! runs of its tensors, which the GPU kernels' grouped entries (`step_f32_groups`, `step_bf16_groups`) read from
 //! two device tables and the CPU twin walks run by run.
 
 use super::optim_kernel::OptimStep;
 use crate::tensor::View;
 
-/// [`STEP_ENTRIES`](super::optim_kernel::STEP_ENTRIES) for parameter groups in one dispatch
-/// ([`GroupedStep`]): each element takes the hyperparameters of the run it is in, and an element
-/// in no run is left as it is.
-pub const GROUP_STEP_ENTRIES: [&str; 2] = ["step_f32_groups", "step_bf16_groups"];
-
 /// One fused step over runs of the arena, each with its group's hyperparameters: PyTorch's
-/// `param_groups` in one dispatch. The GPU kernel finds each element's run in `runs_table`
+/// `param_groups` in one dispatch. Each element takes the hyperparameters of the run it is in,
+/// and an element in no run is left as it is. The GPU kernel finds each element's run in `runs_table`
 /// and its group's struct in `groups_table` (both written by the backend from
 /// [`GroupedStep::runs_words`] and [`GroupedStep::group_words`]); the CPU twin walks `runs`.
 #[derive(Clone, Debug, PartialEq)]

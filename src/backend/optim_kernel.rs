@@ -9,7 +9,7 @@
 //! the kernels do no per-step arithmetic of their own.
 
 pub use super::contract::Field;
-pub use super::grouped_step::{GroupedStep, GROUP_STEP_ENTRIES};
+pub use super::grouped_step::GroupedStep;
 pub use super::optim_params::*;
 use super::quant::Block;
 use crate::tensor::View;
@@ -202,7 +202,7 @@ pub enum OptimStep {
 #[derive(Clone, Copy, Debug)]
 pub struct KernelInfo {
     /// The kernel's name: `shaders/optim_<name>.wgsl` holds its parameter struct and its
-    /// `update` formula; the entry points ([`STEP_ENTRIES`]) come from `shaders/optim.wgsl`.
+    /// `update` formula; the entry points come from `shaders/optim.wgsl` (the GPU registry's step entries).
     pub name: &'static str,
     /// Name of the parameter struct, the same in Rust and WGSL.
     pub params: &'static str,
@@ -222,14 +222,6 @@ const fn info<T>(
 ) -> KernelInfo {
     KernelInfo { name, params, fields, size: std::mem::size_of::<T>(), bindings }
 }
-
-/// The entry points of every kernel's module (`shaders/optim.wgsl`): f32 state, one element
-/// per invocation; bfloat16 state, one 32-bit word (two elements) per invocation.
-pub const STEP_ENTRIES: [&str; 2] = ["step_f32", "step_bf16"];
-
-/// The blockwise 8-bit kernels' entry point (`shaders/optim8.wgsl`, its own bindings and
-/// header, with the optimizer's `update` from `optim_<kernel>.wgsl` appended).
-pub const STEP_8BIT_ENTRY: &str = "step_8bit";
 
 impl OptimStep {
     /// One step of each kernel with zeroed scalars: the list the mirror test walks.
@@ -547,11 +539,6 @@ pub struct Blockwise8 {
 /// Adafactor: `shaders/adafactor.wgsl` (its own entry points, bindings and header), reading
 /// [`AdafactorParams`]; no per-element slots.
 pub const ADAFACTOR: KernelInfo = info::<AdafactorParams>("adafactor", "AdafactorParams", AdafactorParams::FIELDS, &[]);
-
-/// Adafactor's entry points, in the order one step dispatches them (`af_tensor_stats` and
-/// `af_tensor_usq` reduce per tensor).
-pub const ADAFACTOR_ENTRIES: [&str; 6] =
-    ["af_stats", "af_cols", "af_tensor_stats", "af_usq", "af_tensor_usq", "af_apply"];
 
 /// Adafactor's buffers (layout in [`crate::backend::factored::FactorTable`]), each a whole
 /// buffer of 32-bit words.

@@ -1,7 +1,7 @@
 //! Adafactor (`shaders/adafactor.wgsl`): six dispatches over the per-tensor table, every
 //! buffer bound whole (the arena must fit one binding, as the matmuls' do).
 
-use super::kernels::{K_AF_APPLY, K_AF_COLS, K_AF_STATS, K_AF_TENSOR_STATS, K_AF_TENSOR_USQ, K_AF_USQ};
+use super::kernels::{Entry, Kernel, Module};
 use super::params::{words_of, AdafactorArena};
 use super::{u, GpuBackend, WG};
 use crate::backend::factored::COLS_PER_GROUP;
@@ -35,16 +35,15 @@ impl GpuBackend {
         let buffers = [params.buf, grads.buf, s.state.buf, s.work.buf, s.table.buf];
         // One workgroup per unit, chunk, tensor or matrix: `grid` counts invocations of WG.
         let groups = |n: usize| n * WG as usize;
-        for (kern, n) in [
-            (K_AF_STATS, t.units.len()),
-            (K_AF_COLS, t.col_chunks.len()),
-            (K_AF_TENSOR_STATS, t.tensors.len() + t.matrices),
-            (K_AF_USQ, t.units.len()),
-            (K_AF_TENSOR_USQ, t.tensors.len()),
-            (K_AF_APPLY, t.units.len()),
-        ] {
+        for &entry in Module::Adafactor.entries() {
+            let n = match entry {
+                Entry::AfCols => t.col_chunks.len(),
+                Entry::AfTensorStats => t.tensors.len() + t.matrices,
+                Entry::AfTensorUsq => t.tensors.len(),
+                _ => t.units.len(),
+            };
             let grid = self.grid(groups(n));
-            self.dispatch(kern, &uni, &buffers, grid);
+            self.dispatch(Kernel::new(Module::Adafactor, entry), &uni, &buffers, grid);
         }
     }
 }

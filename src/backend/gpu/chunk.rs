@@ -88,15 +88,15 @@ impl GpuBackend {
         }
         // Sub-ranges of one buffer bound for reading and for writing conflict in one dispatch.
         let written: Vec<usize> =
-            operands.iter().zip(kern.bindings).filter(|(_, &a)| a == Access::ReadWrite).map(|(o, _)| o.buf).collect();
+            operands.iter().zip(kern.bindings()).filter(|(_, &a)| a == Access::ReadWrite).map(|(o, _)| o.buf).collect();
         if operands
             .iter()
-            .zip(kern.bindings)
+            .zip(kern.bindings())
             .any(|(o, &a)| a == Access::Read && o.offset_word.is_some() && written.contains(&o.buf))
         {
             let msg = format!(
                 "{}: an in-place operation on a buffer past max_storage_buffer_binding_size ({} MiB) is not supported; write to another buffer",
-                kern.entry,
+                kern.name(),
                 self.limits.max_storage_buffer_binding_size >> 20
             )
             .into();

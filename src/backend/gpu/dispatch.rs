@@ -13,11 +13,11 @@ fn words(v: &[u32]) -> Vec<u8> {
 
 impl GpuBackend {
     pub(super) fn pipeline(&mut self, kern: Kernel) -> &wgpu::ComputePipeline {
-        let key = (kern.module, kern.entry);
+        let key = (kern.module(), kern.entry());
         if !self.pipelines.contains_key(&key) {
             let device = &self.device;
-            let module = self.modules.get(&kern.module).expect("every module is compiled when the device opens");
-            let (_, layout) = self.layouts.entry(kern.bindings).or_insert_with(|| {
+            let module = self.modules.get(&kern.module()).expect("every module is compiled when the device opens");
+            let (_, layout) = self.layouts.entry(kern.bindings()).or_insert_with(|| {
                 let mut entries = vec![wgpu::BindGroupLayoutEntry {
                     binding: 0,
                     visibility: wgpu::ShaderStages::COMPUTE,
@@ -28,7 +28,7 @@ impl GpuBackend {
                     },
                     count: None,
                 }];
-                for (i, &access) in kern.bindings.iter().enumerate() {
+                for (i, &access) in kern.bindings().iter().enumerate() {
                     entries.push(wgpu::BindGroupLayoutEntry {
                         binding: i as u32 + 1,
                         visibility: wgpu::ShaderStages::COMPUTE,
@@ -50,14 +50,14 @@ impl GpuBackend {
                 (bgl, pl)
             });
             let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kern.entry),
+                label: Some(kern.name()),
                 layout: Some(layout),
                 module,
-                entry_point: Some(kern.entry),
+                entry_point: Some(kern.name()),
                 // A trusted module writes every workgroup element before reading it.
                 compilation_options: wgpu::PipelineCompilationOptions {
                     zero_initialize_workgroup_memory: !(self.checks == super::ShaderChecks::Trusted
-                        && kern.module.trusted_ok()),
+                        && kern.module().trusted_ok()),
                     ..Default::default()
                 },
                 cache: None,
@@ -86,7 +86,7 @@ impl GpuBackend {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if grid.iter().any(|&g| g > max) {
             let msg =
-                format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.entry)
+                format!("{}: a grid of {grid:?} workgroups exceeds the adapter's {max} per dimension", kern.name())
                     .into();
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;
@@ -99,7 +99,7 @@ impl GpuBackend {
             let msg = crate::said![
                 format!(
                     "{}: a buffer of {} MiB bound whole, over this adapter's max_storage_buffer_binding_size of {} MiB ({}); this operation does not split its work into chunks: use smaller sizes or ",
-                    kern.entry,
+                    kern.name(),
                     self.buffer(b).size() >> 20,
                     max_bind >> 20,
                     self.info.name
@@ -112,16 +112,16 @@ impl GpuBackend {
         let mut bindings = bindings.to_vec();
         // A buffer must not be bound for reading and writing at once: read from a copy.
         let written: Vec<usize> =
-            bindings.iter().zip(kern.bindings).filter(|(_, &a)| a == Access::ReadWrite).map(|(b, _)| b.0).collect();
-        for (i, &access) in kern.bindings.iter().enumerate() {
+            bindings.iter().zip(kern.bindings()).filter(|(_, &a)| a == Access::ReadWrite).map(|(b, _)| b.0).collect();
+        for (i, &access) in kern.bindings().iter().enumerate() {
             if access == Access::Read && bindings[i].1.is_none() && written.contains(&bindings[i].0) {
                 bindings[i].0 = self.scratch_copy(bindings[i].0);
             }
         }
         self.pipeline(kern);
-        let key = (kern.module, kern.entry, bindings.clone());
+        let key = (kern.module(), kern.entry(), bindings.clone());
         if !self.bind_groups.contains_key(&key) {
-            let (bgl, _) = &self.layouts[kern.bindings];
+            let (bgl, _) = &self.layouts[kern.bindings()];
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -158,7 +158,7 @@ impl GpuBackend {
         {
             let mut pass =
                 encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            pass.set_pipeline(&self.pipelines[&(kern.module, kern.entry)]);
+            pass.set_pipeline(&self.pipelines[&(kern.module(), kern.entry())]);
             pass.set_bind_group(0, &self.bind_groups[&key], &[offset]);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }

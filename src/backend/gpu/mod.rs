@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `open.rs` | adapter choice, device opening, shader compilation, `describe_adapters` |
 //! | `future.rs` | wgpu callbacks as futures, the error log, mapped readbacks |
-//! | `kernels.rs` | the registry: [`kernels::Module`], each kernel's entry and binding access |
+//! | `kernels.rs` | the registry: [`kernels::Module`] and [`kernels::Entry`], each module's uniform and entries, each entry's binding access |
 //! | `params.rs` | every kernel's uniform as a `#[repr(C)]` struct mirrored in WGSL |
 //! | `dispatch.rs` | pipeline and bind-group caches, the uniform ring, the grid |
 //! | `chunk.rs` | work past one binding, in aligned sub-ranges |
@@ -46,9 +46,7 @@ use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use crate::backend::optim_kernel::{
-    AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep, STEP_ENTRIES,
-};
+use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -75,8 +73,8 @@ pub struct GpuBackend {
     bufs: Vec<Option<wgpu::Buffer>>,
     modules: HashMap<Module, wgpu::ShaderModule>,
     layouts: HashMap<&'static [kernels::Access], (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: HashMap<(Module, &'static str), wgpu::ComputePipeline>,
-    bind_groups: HashMap<(Module, &'static str, Vec<Binding>), wgpu::BindGroup>,
+    pipelines: HashMap<(Module, kernels::Entry), wgpu::ComputePipeline>,
+    bind_groups: HashMap<(Module, kernels::Entry, Vec<Binding>), wgpu::BindGroup>,
     ring: wgpu::Buffer,
     uniforms: Vec<u8>,
     encoder: Option<wgpu::CommandEncoder>,
@@ -226,11 +224,11 @@ impl Backend for GpuBackend {
     }
 
     fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, objective, STEP_ENTRIES[0], params, grads, state);
+        self.optim_launch(step, objective, false, params, grads, state);
     }
 
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, objective, STEP_ENTRIES[1], params, grads, state);
+        self.optim_launch(step, objective, true, params, grads, state);
     }
 
     fn optim_step_groups(

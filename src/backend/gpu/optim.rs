@@ -3,28 +3,29 @@
 
 use super::chunk::Operand;
 use super::dispatch::Binding;
-use super::kernels::{optim, optim8, optim_groups};
+use super::kernels::{Entry, Kernel};
 use super::params::{word, words_of, Blockwise8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
-use crate::backend::optim_kernel::{Blockwise8, GroupedStep, Objective, OptimStep, GROUP_STEP_ENTRIES, STEP_ENTRIES};
+use crate::backend::optim_kernel::{Blockwise8, GroupedStep, Objective, OptimStep};
 use crate::backend::quant::Block;
 use crate::tensor::View;
 
 impl GpuBackend {
-    /// One launch of an optimizer kernel's entry `entry` (`step_f32`, one element per
-    /// invocation, or `step_bf16`, two), split into chunks past one binding.
+    /// One launch of an optimizer kernel's step entry for f32 state (one element per
+    /// invocation) or, `bf16`, bfloat16 state (two), split into chunks past one binding.
     pub(super) fn optim_launch(
         &mut self,
         step: &OptimStep,
         objective: Objective,
-        entry: &'static str,
+        bf16: bool,
         params: View,
         grads: View,
         state: &[View],
     ) {
-        let per_invocation = if entry == STEP_ENTRIES[1] { 2 } else { 1 };
+        let entry = Entry::step(bf16);
+        let per_invocation = entry.elements_per_invocation();
         let (uni, operands) = self.optim_operands(step, objective, per_invocation, params, grads, state);
-        self.launch_1d(optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
+        self.launch_1d(Kernel::optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
     }
 
     /// Parameter groups in one launch of a `*_groups` entry: the runs and the groups' structs
@@ -39,14 +40,14 @@ impl GpuBackend {
         state: &[View],
         bf16: bool,
     ) {
-        let entry = GROUP_STEP_ENTRIES[bf16 as usize];
-        let per_invocation = if bf16 { 2 } else { 1 };
+        let entry = Entry::step_groups(bf16);
+        let per_invocation = entry.elements_per_invocation();
         let (uni, mut operands) = self.optim_operands(&g.steps[0], objective, per_invocation, params, grads, state);
         operands.push(Operand::whole(g.runs_table.buf));
         operands.push(Operand::whole(g.groups_table.buf));
         if !operands.iter().all(|o| self.fits_binding(o.buf)) {
             for (step, p, gr, s) in g.run_steps(params, grads, state) {
-                self.optim_launch(step, objective, STEP_ENTRIES[bf16 as usize], p, gr, &s);
+                self.optim_launch(step, objective, bf16, p, gr, &s);
             }
             return;
         }
@@ -54,7 +55,7 @@ impl GpuBackend {
         self.record_write(g.groups_table, &g.group_words());
         let bufs: Vec<usize> = operands.iter().map(|o| o.buf).collect();
         let grid = self.grid(params.len.div_ceil(per_invocation));
-        self.dispatch(optim_groups(&g.steps[0], entry), &uni, &bufs, grid);
+        self.dispatch(Kernel::optim(&g.steps[0], entry), &uni, &bufs, grid);
     }
 
     /// The uniform (arena header, then the step's struct) and the state bindings of one
@@ -115,7 +116,7 @@ impl GpuBackend {
         s: &Blockwise8,
     ) {
         debug_assert!(s.codes.iter().chain([&s.absmax, &s.small, &s.table]).all(|v| v.offset == 0));
-        let Some(kern) = optim8(step) else {
+        let Some(kern) = Kernel::optim8(step) else {
             let msg = format!("{step:?} has no blockwise 8-bit kernel").into();
             self.errors.lock().map(|mut v| v.push(msg)).ok();
             return;

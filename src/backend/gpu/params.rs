@@ -3,8 +3,7 @@
 //! optimizers' own scalars live in `backend::optim_kernel`, which the CPU twins share; their
 //! arena headers are here.
 
-use super::kernels::Module;
-use crate::backend::contract::{kernel_params, Field};
+use crate::backend::contract::kernel_params;
 
 kernel_params!(
     /// `shaders/elementwise.wgsl`: every elementwise kernel. Absent operands read a placeholder
@@ -293,43 +292,6 @@ kernel_params!(
         pad1: u32,
     }
 );
-
-/// Every uniform struct: the module that declares its twin, the twin's WGSL name, the fields and
-/// the size. The mirror test walks this list.
-pub const UNIFORMS: &[(Module, &str, &[Field], usize)] = &[
-    (Module::Elementwise, "ElementwiseParams", ElementwiseParams::FIELDS, size_of::<ElementwiseParams>()),
-    (Module::Matmul, "MatmulParams", MatmulParams::FIELDS, size_of::<MatmulParams>()),
-    (Module::MatmulVec4, "MatmulParams", MatmulParams::FIELDS, size_of::<MatmulParams>()),
-    (Module::Reduce, "ReduceParams", ReduceParams::FIELDS, size_of::<ReduceParams>()),
-    (Module::SoftmaxCe, "SoftmaxCeParams", SoftmaxCeParams::FIELDS, size_of::<SoftmaxCeParams>()),
-    (Module::Gather, "GatherParams", GatherParams::FIELDS, size_of::<GatherParams>()),
-    (Module::GatherRows, "GatherRowsParams", GatherRowsParams::FIELDS, size_of::<GatherRowsParams>()),
-    (Module::Vector, "VectorParams", VectorParams::FIELDS, size_of::<VectorParams>()),
-    (Module::Dropout, "DropoutParams", DropoutParams::FIELDS, size_of::<DropoutParams>()),
-    (Module::OptimSgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdagrad, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimRmsprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimLectureMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimNadam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimRadam, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdamax, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdadelta, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimLion, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimRprop, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAsgd, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdemamix, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimSchedulefree, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimSchedulefreeMode, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimMuonMomentum, "Arena", OptimArena::FIELDS, size_of::<OptimArena>()),
-    (Module::OptimAdam8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::OptimSgd8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::OptimRmsprop8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::OptimAdagrad8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::OptimLion8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::OptimAdemamix8, "Arena", Blockwise8Arena::FIELDS, size_of::<Blockwise8Arena>()),
-    (Module::Adafactor, "Arena", AdafactorArena::FIELDS, size_of::<AdafactorArena>()),
-];
 
 /// The uniform word holding `$field` of `$params` (for chunked launches that rebase it).
 macro_rules! word {
