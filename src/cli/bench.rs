@@ -174,7 +174,7 @@ fn optim(a: OptimBench) -> Result<()> {
                 names.iter().filter(|n| bench::bench_config(n).is_ok_and(|c| c.supports(b).is_ok())).collect();
             if ok.is_empty() {
                 let c = bench::bench_config(&names[0])?;
-                c.supports(b).map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", b.bits()))?;
+                c.supports(b).map_err(|e| anyhow::anyhow!("--optim-bits {}: {}", b.bits(), super::hyper_flags(&e)))?;
             }
         }
         let shapes: Vec<Vec<usize>> = match &a.shapes {

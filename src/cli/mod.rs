@@ -14,7 +14,7 @@ mod train;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use descent::backend::TooLarge;
-use descent::message::{Message, Setting};
+use descent::message::{KeyError, Message, Setting};
 use descent::optim::{OptimBits, OptimConfig, Schedule};
 
 #[derive(Parser)]
@@ -105,7 +105,7 @@ impl OptimArgs {
         let bits = self.optim_bits.unwrap_or(OptimBits::B32);
         // The hyperparameters were checked by the JSON reader; only the width is new here.
         let c = self.hyper.config_for(&self.optimizer, self.lr)?.with_optim_bits(bits);
-        c.supports(bits).map_err(|e| anyhow::anyhow!("--optim-bits {}: {e}", bits.bits()))?;
+        c.supports(bits).map_err(|e| anyhow::anyhow!("--optim-bits {}: {}", bits.bits(), hyper_flags(&e)))?;
         Ok(c)
     }
 
@@ -328,21 +328,13 @@ impl HyperArgs {
             anyhow::ensure!((2..=3).contains(&parts.len()), "{flag} {b}: expected {example}");
             obj.insert(key.into(), serde_json::json!(parts));
         }
-        // Speak of flags, not JSON paths: "optimizer.weight_decay" is --weight-decay here.
-        let flag_name = |e: anyhow::Error| {
-            let full = format!("{e:#}");
-            let msg = full
-                .strip_prefix("optimizer: ")
-                .unwrap_or(&full)
-                .replace("optimizer.name", "--optimizer")
-                .replace("optimizer.", "--")
-                .replace('_', "-");
-            // Values with underscores are spelled as the flags take them.
-            let values = descent::optim::OPTIMIZER_NAMES.into_iter().chain(["match_rms_adamw", "spectral_unclamped"]);
-            let msg = values.fold(msg, |m, v| m.replace(&v.replace('_', "-"), v));
-            anyhow::anyhow!("{msg}")
-        };
-        OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(flag_name)
+        // Speak of flags, not JSON paths: the error's key `weight_decay` is --weight-decay here.
+        OptimConfig::from_json(&serde_json::Value::Object(obj), "optimizer").map_err(|e| {
+            match e.downcast_ref::<KeyError>() {
+                Some(k) => anyhow::anyhow!(key_error_as_flags(k)),
+                None => e,
+            }
+        })
     }
 
     pub fn schedule(&self) -> Result<Schedule> {
@@ -492,6 +484,32 @@ pub fn flag(s: Setting) -> &'static str {
     }
 }
 
+/// How the optimizer flags name a setting: a hyperparameter as its flag's word
+/// (`weight-decay`), the rest as [`flag`] does.
+fn hyper_flag(s: Setting) -> &'static str {
+    match s {
+        Setting::Hyper(k) => k.flag_word(),
+        other => flag(other),
+    }
+}
+
+/// An error about the optimizer flags' configuration, its hyperparameters named by their
+/// flags' words.
+pub fn hyper_flags(e: &anyhow::Error) -> String {
+    Message::of_error(e).render(&hyper_flag)
+}
+
+/// An error in the optimizer flags' configuration, its key named by its flag (`--weight-decay:
+/// expected a number`) and the hyperparameters in its message by their flags' words.
+fn key_error_as_flags(e: &KeyError) -> String {
+    let message = e.message.render(&hyper_flag);
+    match &e.key {
+        Some(Ok(k)) => format!("{}: {message}", k.flag()),
+        Some(Err(other)) => format!("{}.{other}: {message}", e.path),
+        None => message,
+    }
+}
+
 /// A library message with its settings named by their flags.
 pub fn flags(m: &Message) -> String {
     m.render(&flag)
@@ -513,6 +531,17 @@ pub fn render_error(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every hyperparameter key is an optimizer flag, spelled as `HyperKey::flag` says.
+    #[test]
+    fn every_hyper_key_has_its_flag() {
+        use clap::{Args as _, Command};
+        let cmd = OptimArgs::augment_args(Command::new("t"));
+        let longs: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        for &k in descent::message::HyperKey::ALL {
+            assert!(longs.contains(&k.flag_word()), "{k:?}: no {} flag", k.flag());
+        }
+    }
 
     /// A setting the library names must have a flag here, or the CLI would print an API name.
     #[test]

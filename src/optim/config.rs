@@ -7,7 +7,9 @@ use super::step::Carried;
 use super::{OptimBits, Slot};
 use crate::backend::optim_kernel::Objective;
 use crate::backend::quant::{self};
-use anyhow::{bail, ensure, Context, Result};
+use crate::message::{HyperKey, KeyError, Message};
+use crate::said;
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -249,13 +251,14 @@ impl OptimConfig {
     /// Build from a JSON object such as `{"name": "adam", "lr": 0.01, "betas": [0.9, 0.99]}`,
     /// PyTorch's defaults for the keys left out; `path` names the object in error messages.
     pub fn from_json(v: &Value, path: &str) -> Result<OptimConfig> {
-        let obj = v.as_object().with_context(|| format!("{path}: expected an object"))?;
+        let at = |key: &str, m: Message| anyhow::Error::new(KeyError::at(path, key, m));
+        let obj = v.as_object().ok_or_else(|| KeyError::of(path, &anyhow::anyhow!("expected an object")))?;
         let name = obj
             .get("name")
-            .with_context(|| format!("{path}.name: missing (one of {})", OPTIMIZER_NAMES.join(", ")))?
+            .ok_or_else(|| at("name", format!("missing (one of {})", OPTIMIZER_NAMES.join(", ")).into()))?
             .as_str()
-            .with_context(|| format!("{path}.name: expected a string"))?;
-        let defaults = OptimConfig::defaults(name).with_context(|| format!("{path}.name"))?;
+            .ok_or_else(|| at("name", "expected a string".into()))?;
+        let defaults = OptimConfig::defaults(name).map_err(|e| at("name", Message::of_error(&e)))?;
         let Value::Object(mut merged) = defaults.to_json() else { unreachable!("a config is a JSON object") };
         for (key, val) in obj {
             if key == "name" {
@@ -263,35 +266,47 @@ impl OptimConfig {
             }
             // Every optimizer takes optim_bits; it is left out of the JSON form at 32.
             if key == "optim_bits" {
-                let bits = val.as_u64().with_context(|| format!("{path}.optim_bits: expected 32, 16 or 8"))?;
-                OptimBits::from_bits(bits).map_err(|e| anyhow::anyhow!("{path}.optim_bits: {e}"))?;
+                let bits = val.as_u64().ok_or_else(|| at(key, "expected 32, 16 or 8".into()))?;
+                OptimBits::from_bits(bits).map_err(|e| at(key, e.into()))?;
                 merged.insert(key.clone(), val.clone());
                 continue;
             }
             // So does maximize, left out while false.
             if key == "maximize" {
-                ensure!(val.is_boolean(), "{path}.maximize: expected true or false");
+                if !val.is_boolean() {
+                    return Err(at(key, "expected true or false".into()));
+                }
                 merged.insert(key.clone(), val.clone());
                 continue;
             }
             let Some(default) = merged.get(key) else {
-                bail!("{path}.{key}: '{name}' takes no '{key}' (it takes {})", defaults.keys().join(", "));
+                // The keys it takes, each a typed key where it is one.
+                let mut takes = said![format!("'{name}' takes no '{key}' (it takes ")];
+                for (i, k) in defaults.keys().iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    takes = match HyperKey::from_name(k) {
+                        Some(hk) => takes.then(said![sep, hk]),
+                        None => takes.then(format!("{sep}{k}")),
+                    };
+                }
+                return Err(at(key, takes.then(")")));
             };
             // The default's JSON type says what the key holds.
-            match default {
-                Value::Number(_) if !val.is_number() => bail!("{path}.{key}: expected a number"),
+            let wrong: Option<Message> = match default {
+                Value::Number(_) if !val.is_number() => Some("expected a number".into()),
                 // A count (warmup_steps): the default is written as an integer.
                 Value::Number(d) if d.is_u64() && val.as_u64().is_none() => {
-                    bail!("{path}.{key}: expected a whole number >= 0, got {val}")
+                    Some(format!("expected a whole number >= 0, got {val}").into())
                 }
                 // An optional count (t_alpha, t_beta3): absent by default.
                 Value::Null if !val.is_null() && val.as_u64().is_none() => {
-                    bail!("{path}.{key}: expected a whole number of steps, or null for none; got {val}")
+                    Some(format!("expected a whole number of steps, or null for none; got {val}").into())
                 }
-                Value::Bool(_) if !val.is_boolean() => bail!("{path}.{key}: expected true or false"),
-                Value::String(_) if serde_json::from_value::<AdjustLr>(val.clone()).is_err() => {
-                    bail!("{path}.{key}: expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
-                }
+                Value::Bool(_) if !val.is_boolean() => Some("expected true or false".into()),
+                Value::String(_) if serde_json::from_value::<AdjustLr>(val.clone()).is_err() => Some(
+                    format!("expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
+                        .into(),
+                ),
                 // An element that is null by default (Adafactor's eps1) may be null.
                 Value::Array(d)
                     if val.as_array().is_none_or(|a| {
@@ -301,14 +316,18 @@ impl OptimConfig {
                 {
                     let what =
                         if d.iter().any(Value::is_null) { "numbers (or null where the default is)" } else { "numbers" };
-                    bail!("{path}.{key}: expected an array of {} {what}, e.g. {default}", d.len())
+                    Some(format!("expected an array of {} {what}, e.g. {default}", d.len()).into())
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(m) = wrong {
+                return Err(at(key, m));
             }
             merged.insert(key.clone(), val.clone());
         }
-        let c: OptimConfig = serde_json::from_value(Value::Object(merged)).with_context(|| path.to_string())?;
-        c.validate().with_context(|| path.to_string())?;
+        let c: OptimConfig =
+            serde_json::from_value(Value::Object(merged)).map_err(|e| KeyError::of(path, &anyhow::Error::new(e)))?;
+        c.validate().map_err(|e| KeyError::of(path, &e))?;
         Ok(c)
     }
 
@@ -324,12 +343,18 @@ impl OptimConfig {
     /// width to use instead; `compare` and `bench` ask it before running a width.
     pub fn supports(&self, bits: OptimBits) -> Result<()> {
         if let (OptimConfig::Muon(_), OptimBits::B8) = (self, bits) {
-            bail!("'muon' has no 8-bit form (bitsandbytes has none either): use optim_bits 16 or 32");
+            bail!(said![
+                "'muon' has no 8-bit form (bitsandbytes has none either): use ",
+                HyperKey::OptimBits,
+                " 16 or 32"
+            ]);
         }
         if let (OptimConfig::Adafactor(_), OptimBits::B16 | OptimBits::B8) = (self, bits) {
-            bail!(
-                "'adafactor' keeps f32 state only (its factored state is rows + columns per matrix, about 0 bytes per parameter): use optim_bits 32"
-            );
+            bail!(said![
+                "'adafactor' keeps f32 state only (its factored state is rows + columns per matrix, about 0 bytes per parameter): use ",
+                HyperKey::OptimBits,
+                " 32"
+            ]);
         }
         if bits == OptimBits::B8 {
             // bitsandbytes' blockwise 8-bit optimizers, with its restrictions where the state
@@ -337,13 +362,29 @@ impl OptimConfig {
             let eight = "blockwise 8-bit state is Adam's, AdamW's, SGD's with momentum, RMSProp's, Adagrad's, Lion's and AdEMAMix's";
             match self {
                 OptimConfig::Adam(c) | OptimConfig::Adamw(c) if c.amsgrad => {
-                    bail!("amsgrad has no 8-bit form (bitsandbytes has none either): use optim_bits 16 or 32")
+                    bail!(said![
+                        HyperKey::Amsgrad,
+                        " has no 8-bit form (bitsandbytes has none either): use ",
+                        HyperKey::OptimBits,
+                        " 16 or 32"
+                    ])
                 }
                 OptimConfig::Sgd(c) if c.momentum == 0.0 => {
-                    bail!("SGD without momentum keeps no state, so it has no 8-bit form: use optim_bits 32, or a momentum")
+                    bail!(said![
+                        "SGD without momentum keeps no state, so it has no 8-bit form: use ",
+                        HyperKey::OptimBits,
+                        " 32, or a ",
+                        HyperKey::Momentum
+                    ])
                 }
                 OptimConfig::Adagrad(c) if c.initial_accumulator_value != 0.0 => {
-                    bail!("an initial_accumulator_value has no 8-bit form (codes start at zero, as in bitsandbytes): use optim_bits 16 or 32")
+                    bail!(said![
+                        "an ",
+                        HyperKey::InitialAccumulatorValue,
+                        " has no 8-bit form (codes start at zero, as in bitsandbytes): use ",
+                        HyperKey::OptimBits,
+                        " 16 or 32"
+                    ])
                 }
                 OptimConfig::Adam(_)
                 | OptimConfig::Adamw(_)
@@ -352,7 +393,11 @@ impl OptimConfig {
                 | OptimConfig::Adagrad(_)
                 | OptimConfig::Lion(_)
                 | OptimConfig::Ademamix(_) => {}
-                _ => bail!("'{}' has no 8-bit form ({eight}): use optim_bits 16 or 32", self.name()),
+                _ => bail!(said![
+                    format!("'{}' has no 8-bit form ({eight}): use ", self.name()),
+                    HyperKey::OptimBits,
+                    " 16 or 32"
+                ]),
             }
         }
         Ok(())

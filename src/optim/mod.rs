@@ -36,6 +36,7 @@ pub use state::{Bf16State, Blockwise8State, F32State, OptimState, StoredState};
 pub use step::*;
 
 pub use crate::backend::{Blockwise8, OptimBits, OptimStep, Slot};
+pub use crate::message::{HyperKey, KeyError};
 pub use schedule::Schedule;
 
 #[cfg(test)]
@@ -89,6 +90,22 @@ mod tests {
         let c = OptimConfig::Adam(Adam { amsgrad: true, ..Adam::default() });
         assert_eq!(c.state_names(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
         assert_eq!(c.bytes_per_param(), 36);
+    }
+
+    /// Every key of every optimizer's JSON form is a typed key, and every typed key is some
+    /// optimizer's (so messages name each one and none is stale).
+    #[test]
+    fn every_json_key_is_a_hyper_key() {
+        let mut used = vec![HyperKey::Name, HyperKey::OptimBits, HyperKey::Maximize];
+        for name in OPTIMIZER_NAMES {
+            for k in OptimConfig::defaults(name).unwrap().keys() {
+                let key = HyperKey::from_name(&k).unwrap_or_else(|| panic!("{name}.{k} is no HyperKey"));
+                used.push(key);
+            }
+        }
+        for k in HyperKey::ALL {
+            assert!(used.contains(k), "{k:?} is no optimizer's key");
+        }
     }
 
     #[test]
