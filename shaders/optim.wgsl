@@ -12,10 +12,16 @@
 // bfloat16 values per word (`step_bf16`, one word per invocation: elements 2w and 2w + 1,
 // computed in f32 and rounded to nearest-even on the way back). Offsets are in elements; a
 // bf16 slot's offset is even.
+//
+// With `check` set, the step also does find_nonfinite's work (shaders/elementwise.wgsl) on the
+// gradients it reads: a NaN or ±inf is recorded in FLAG (`tag`, then the element's index in the
+// whole step, `first` being this launch's first), unless a step already was. One pass reads
+// each gradient once for both.
 
 struct Arena {
     n: u32, p_off: u32, g_off: u32, s0: u32,
     s1: u32, s2: u32, used: u32, maximize: u32,
+    check: u32, flag_off: u32, tag: f32, first: u32,
 }
 
 // One element's result: the new parameter and its state slots (x: S0, y: S1, z: S2).
@@ -26,6 +32,7 @@ struct Update { p: f32, s: vec3<f32> }
 @group(0) @binding(3) var<storage, read_write> S0: array<u32>;
 @group(0) @binding(4) var<storage, read_write> S1: array<u32>;
 @group(0) @binding(5) var<storage, read_write> S2: array<u32>;
+@group(0) @binding(6) var<storage, read_write> FLAG: array<f32>;
 
 fn slot_used(k: u32) -> bool { return (P.arena.used & (1u << k)) != 0u; }
 
@@ -33,6 +40,17 @@ fn slot_used(k: u32) -> bool { return (P.arena.used & (1u << k)) != 0u; }
 fn lerp_t(a: f32, b: f32, w: f32) -> f32 {
     if (w < 0.5) { return a + w * (b - a); }
     return b - (b - a) * (1.0 - w);
+}
+
+// Element i's gradient, recorded in FLAG when it is not finite (see the header).
+fn check_grad(i: u32) {
+    let a = P.arena;
+    if (a.check == 0u) { return; }
+    let bits = bitcast<u32>(GRAD[a.g_off + i]);
+    if ((bits & 0x7f800000u) == 0x7f800000u && FLAG[a.flag_off] < 0.0) {
+        FLAG[a.flag_off] = a.tag;
+        FLAG[a.flag_off + 1u] = f32(a.first + i);
+    }
 }
 
 // The gradient at arena index j, negated when maximizing (PyTorch's `maximize`).
@@ -45,6 +63,7 @@ fn grad_at(j: u32) -> f32 {
 // Element i of the arena, stepped with the hyperparameters h.
 fn step_element(i: u32, h: Hyper) {
     let a = P.arena;
+    check_grad(i);
     var s = vec3<f32>(0.0);
     if (slot_used(0u)) { s.x = bitcast<f32>(S0[a.s0 + i]); }
     if (slot_used(1u)) { s.y = bitcast<f32>(S1[a.s1 + i]); }
@@ -68,8 +87,8 @@ fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // elements from the arena header's offsets; GROUPS holds each group's struct. An element in no
 // run (padding, a frozen tensor) is left as it is. Under bfloat16 every run starts at an even
 // element, so a word's two elements are in one run, or the second is in none.
-@group(0) @binding(6) var<storage, read> RUNS: array<u32>;
-@group(0) @binding(7) var<storage, read> GROUPS: array<Hyper>;
+@group(0) @binding(7) var<storage, read> RUNS: array<u32>;
+@group(0) @binding(8) var<storage, read> GROUPS: array<Hyper>;
 
 const NO_RUN: u32 = 0xFFFFFFFFu;
 
@@ -124,10 +143,12 @@ fn step_word(w: u32, h: Hyper, both: bool) {
     if (slot_used(0u)) { x.x = S0[w0]; }
     if (slot_used(1u)) { x.y = S1[w1]; }
     if (slot_used(2u)) { x.z = S2[w2]; }
+    check_grad(i);
     let lo = update(h, PARAM[a.p_off + i], grad_at(a.g_off + i), vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
     PARAM[a.p_off + i] = lo.p;
     var hi = Update(0.0, vec3<f32>(0.0));
     if (both) {
+        check_grad(i + 1u);
         hi = update(h, PARAM[a.p_off + i + 1u], grad_at(a.g_off + i + 1u), vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
         PARAM[a.p_off + i + 1u] = hi.p;
     }

@@ -5,21 +5,12 @@
 
 mod common;
 
-use descent::backend::gpu::GpuBackend;
 use descent::backend::{BinaryOp, ByteBuffer, Device, Gather, UnaryOp};
 use descent::optim::{Adam, OptimBits, OptimConfig, Optimizer, Rmsprop, Schedule, StoredState};
 use descent::reference::{ABS_TOL, REL_TOL};
 use descent::rng::Rng;
 
-const LIMIT: u64 = 1 << 20;
-
-fn small_binding_gpu() -> Device {
-    drop(common::gpu()); // the same adapter checks as every GPU test
-    let g = GpuBackend::open_with_limits(false, |l| l.max_storage_buffer_binding_size = LIMIT).expect("GPU");
-    let dev = Device::from_backend(Box::new(g));
-    assert_eq!(dev.capacity().max_binding_bytes, LIMIT);
-    dev
-}
+use common::{small_binding_gpu, SMALL_BINDING as LIMIT};
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");

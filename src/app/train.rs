@@ -8,7 +8,7 @@ pub use crate::app::clip::GradClip;
 pub use crate::app::metrics::EpochMetrics;
 use crate::autograd::data_parallel::{DataParallel, StepPath, StepRun, SLICE_ROWS};
 use crate::autograd::{Tape, Var};
-use crate::backend::{wait, Act, ByteBuffer, Counters, Device, Gather};
+use crate::backend::{wait, Act, ByteBuffer, Counters, Device, Gather, GradCheck};
 use crate::data::{Dataset, Split};
 use crate::message::Setting;
 use crate::nn::Mlp;
@@ -363,7 +363,14 @@ impl Trainer {
     /// After the backward pass: the non-finite check, then the optimizer step.
     fn finish_step(&mut self) -> Result<()> {
         // Record (on the device) the first step whose gradients hold a NaN or ±∞.
-        self.dev.find_nonfinite(self.model.arena.grads, self.metrics.slice(2, 2), (self.opt.step + 1) as f32);
+        let check = GradCheck { flag: self.metrics.slice(2, 2), tag: (self.opt.step + 1) as f32 };
+        if self.dev.is_gpu() && self.clip.is_none() {
+            // Nothing is read back inside an epoch on a GPU, so the check rides in the step's
+            // own pass (one dispatch that reads the gradients once).
+            self.opt.step_checked(&mut self.dev, &self.model.arena, check)?;
+            return self.dev.flush();
+        }
+        self.dev.find_nonfinite(self.model.arena.grads, check.flag, check.tag);
         if !self.dev.is_gpu() {
             // On the CPU the check costs nothing to read: stop before the bad update is applied.
             self.check_finite()?;

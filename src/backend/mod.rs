@@ -39,7 +39,7 @@ pub use ops::{
     check_labels, class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form,
     Gather, Layout, UnaryOp, IGNORE_INDEX,
 };
-pub use optim_kernel::{Blockwise8, Factored, GroupedStep, OptimBits, OptimStep, Slot};
+pub use optim_kernel::{Blockwise8, Factored, GradCheck, GroupedStep, OptimBits, OptimStep, Slot};
 pub use pending::{wait, Pending};
 
 /// The CPU matmul kernels, at their former path.

@@ -7,7 +7,7 @@
 use super::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GradCheck, GroupedStep, Objective, OptimStep};
 use super::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -123,6 +123,28 @@ pub trait Backend: MaybeSend {
     /// [`Backend::optim_step`] with bfloat16 state: each slot holds two values per 32-bit
     /// word, and its view counts bf16 elements (offsets even).
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]);
+    /// [`Backend::optim_step`] (with `bf16`, [`Backend::optim_step_bf16`]) that also records a
+    /// non-finite gradient in `check` as [`Backend::find_nonfinite`] does over `grads`. This
+    /// default runs the check, then the step: two passes over the gradients. The GPU backend
+    /// folds the check into the step's kernel, one dispatch that reads each gradient once.
+    #[allow(clippy::too_many_arguments)]
+    fn optim_step_checked(
+        &mut self,
+        step: &OptimStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+        check: GradCheck,
+    ) {
+        self.find_nonfinite(grads, check.flag, check.tag);
+        if bf16 {
+            self.optim_step_bf16(step, objective, params, grads, state)
+        } else {
+            self.optim_step(step, objective, params, grads, state)
+        }
+    }
     /// [`Backend::optim_step`] (with `bf16`, [`Backend::optim_step_bf16`]) over the runs of
     /// `g`, each run with its group's step, the rest of `params` untouched: parameter groups,
     /// one dispatch on a GPU. `g` is checked ([`GroupedStep::check`]). This default steps run by

@@ -14,6 +14,18 @@ pub use super::optim_params::*;
 use super::quant::Block;
 use crate::tensor::View;
 
+/// The non-finite gradient check ([`Backend::find_nonfinite`](super::op_set::Backend::find_nonfinite))
+/// folded into an optimizer step: a NaN or ±∞ among the step's gradients is recorded in `flag`
+/// (two f32s: `tag` and the element's index, unless `flag[0]` is already ≥ 0), in the same pass
+/// that reads them for the update on a GPU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradCheck {
+    /// Two f32s, `flag[0]` below zero until a non-finite gradient is recorded.
+    pub flag: View,
+    /// What to record in `flag[0]` (the trainer records the optimizer step, from 1).
+    pub tag: f32,
+}
+
 /// Which way a step goes. PyTorch's `maximize`: the kernel reads the gradient negated, so the
 /// state holds what PyTorch's does (its update begins with `grad = -grad`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

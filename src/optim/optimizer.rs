@@ -178,6 +178,23 @@ impl Optimizer {
         self.step_ranges(dev, arena.params, arena.grads, &ranges)
     }
 
+    /// [`Optimizer::step`] with the check [`Device::find_nonfinite`] makes of the arena's
+    /// gradients (`check.flag` records the first non-finite one) folded into the step: on a
+    /// GPU the check and the step are one dispatch that reads each gradient once. Where the
+    /// step is not one fused pass over the whole arena (frozen tensors, parameter groups, 8-bit
+    /// state, Adafactor, Muon) the check runs first as its own pass. Either way the update is
+    /// applied: read the flag before stepping to stop short of a bad update, as the CPU
+    /// trainer does.
+    pub fn step_checked(&mut self, dev: &mut Device, arena: &ParamArena, check: GradCheck) -> Result<()> {
+        self.check_layout(arena)?;
+        if !self.groups.is_empty() {
+            dev.find_nonfinite(arena.grads, check.flag, check.tag);
+            return self.step_groups(dev, arena);
+        }
+        let ranges = arena.trainable_ranges();
+        self.step_ranges_checked(dev, arena.params, arena.grads, &ranges, Some(check))
+    }
+
     /// Refuse an arena of another layout than the one this optimizer was built for.
     pub(super) fn check_layout(&self, arena: &ParamArena) -> Result<()> {
         let layout = arena_layout(arena);
@@ -261,6 +278,19 @@ impl Optimizer {
         grads: View,
         ranges: &[std::ops::Range<usize>],
     ) -> Result<()> {
+        self.step_ranges_checked(dev, params, grads, ranges, None)
+    }
+
+    /// [`Optimizer::step_ranges`], with `check` over all of `grads` folded into the step where
+    /// it is one fused pass over the whole of `params` (see [`Optimizer::step_checked`]).
+    fn step_ranges_checked(
+        &mut self,
+        dev: &mut Device,
+        params: View,
+        grads: View,
+        ranges: &[std::ops::Range<usize>],
+        check: Option<GradCheck>,
+    ) -> Result<()> {
         ensure!(
             ranges.iter().all(|r| r.end <= self.n),
             "a range past the {} parameters this optimizer was built for",
@@ -281,6 +311,13 @@ impl Optimizer {
             self.state.step(dev, &init, Objective::Minimize, params, grads, &self.whole())?;
         }
         let k = self.next_step();
+        if let Some(c) = check {
+            let whole = matches!(ranges, [r] if *r == (0..params.len));
+            if whole && self.state.step_checked(dev, &k, self.config.objective(), params, grads, c) {
+                return Ok(());
+            }
+            dev.find_nonfinite(grads, c.flag, c.tag);
+        }
         self.state.step(dev, &k, self.config.objective(), params, grads, ranges)
     }
 

@@ -8,7 +8,7 @@ use super::factored_state::FactoredState;
 use super::muon_state::MuonState;
 use super::step::Step;
 use super::{Blockwise8, OptimBits, OptimConfig, Slot};
-use crate::backend::optim_kernel::{Objective, OptimStep};
+use crate::backend::optim_kernel::{GradCheck, Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
 use crate::backend::GroupedStep;
@@ -386,6 +386,33 @@ impl OptimState {
             (OptimState::Factored(s), Step::Factored(h)) => s.step(dev, h, o, params, grads, ranges),
             (OptimState::Muon(s), Step::Muon(m)) => s.step(dev, m, o, params, grads, ranges),
             _ => bail!("this step's kernel does not match the state's kind (Adafactor's state is factored)"),
+        }
+    }
+
+    /// [`OptimState::step`] over the whole of `params` with `check` folded in
+    /// ([`Device::optim_step_checked`]), where `k` is one fused launch at f32 or bfloat16:
+    /// returns whether it stepped (false: nothing was done, and the caller checks and steps
+    /// apart).
+    pub(super) fn step_checked(
+        &mut self,
+        dev: &mut Device,
+        k: &Step,
+        o: Objective,
+        params: View,
+        grads: View,
+        check: GradCheck,
+    ) -> bool {
+        match (self, k) {
+            (OptimState::F32(s), Step::Fused(k)) => {
+                dev.optim_step_checked(k, o, params, grads, &s.slots, false, check);
+                true
+            }
+            (OptimState::Bf16(s), Step::Fused(k)) => {
+                let slots: Vec<View> = s.slots.iter().map(|v| View { offset: 0, len: params.len, ..*v }).collect();
+                dev.optim_step_checked(k, o, params, grads, &slots, true, check);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -17,6 +17,22 @@ pub fn gpu() -> Device {
     dev
 }
 
+/// The largest binding [`small_binding_gpu`] allows: 1 MiB, a quarter-million floats.
+pub const SMALL_BINDING: u64 = 1 << 20;
+
+/// A GPU opened with a small forced `max_storage_buffer_binding_size` ([`SMALL_BINDING`]), so
+/// that modest sizes take the launches split into chunks past one binding.
+pub fn small_binding_gpu() -> Device {
+    drop(gpu()); // the same adapter checks as every GPU test
+    let g = descent::backend::gpu::GpuBackend::open_with_limits(false, |l| {
+        l.max_storage_buffer_binding_size = SMALL_BINDING
+    })
+    .expect("GPU");
+    let dev = Device::from_backend(Box::new(g));
+    assert_eq!(dev.capacity().max_binding_bytes, SMALL_BINDING);
+    dev
+}
+
 /// A fresh, empty folder for `name` in the system's temporary directory, unique to this test
 /// binary and process.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {

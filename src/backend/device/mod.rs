@@ -8,7 +8,7 @@ use super::op_set::{Backend, Capacity, Counters};
 use super::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
+use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GradCheck, GroupedStep, Objective, OptimStep};
 use super::owner::{Loan, Registry};
 use super::pending::{wait, Pending};
 use crate::message::Message;

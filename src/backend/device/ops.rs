@@ -245,6 +245,36 @@ impl Device {
         }
     }
 
+    /// One fused update (with `bf16`, bfloat16 state) that also records a non-finite gradient
+    /// in `check`, in the same pass on a GPU; see [`Backend::optim_step_checked`]. The flag
+    /// must be two elements in a buffer of its own (not the parameters', gradients' or
+    /// state's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn optim_step_checked(
+        &mut self,
+        step: &OptimStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+        check: GradCheck,
+    ) {
+        const OP: &str = "optim_step_checked";
+        debug_assert!(!bf16 || state.iter().all(|s| s.offset % 2 == 0), "bf16 slots start on a word");
+        let words = if bf16 { Self::bf16_words(state) } else { state.to_vec() };
+        if !self.admit_step(OP, params, grads, &words) || !self.admit(OP, [&check.flag]) {
+            return;
+        }
+        if check.flag.len < 2 {
+            return self.record_fault(OP, format!("the check's flag holds {} elements, not 2", check.flag.len));
+        }
+        if [params.buf, grads.buf].into_iter().chain(words.iter().map(|s| s.buf)).any(|b| b == check.flag.buf) {
+            return self.record_fault(OP, "the check's flag shares a buffer with the step's operands".into());
+        }
+        self.backend.optim_step_checked(step, objective, params, grads, state, bf16, check)
+    }
+
     /// Parameter groups in one fused update; see [`Backend::optim_step_groups`]. A malformed
     /// `g` ([`GroupedStep::check`]) is a fault, as a refused view is.
     pub fn optim_step_groups(

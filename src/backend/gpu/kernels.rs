@@ -59,10 +59,10 @@ const MM: &[Access] = &[R, R, R, R, RW, RW];
 const REDUCE: &[Access] = &[R, RW];
 /// The vector kernels' bindings: x (read), y (written).
 const VEC: &[Access] = &[R, RW];
-/// Parameters (written), gradients, then the three state slots.
-const OPT: &[Access] = &[RW, R, RW, RW, RW];
+/// Parameters (written), gradients, the three state slots, the non-finite flag.
+const OPT: &[Access] = &[RW, R, RW, RW, RW, RW];
 /// The grouped entries add the runs and the groups' structs (read-only).
-const OPT_GROUPS: &[Access] = &[RW, R, RW, RW, RW, R, R];
+const OPT_GROUPS: &[Access] = &[RW, R, RW, RW, RW, RW, R, R];
 /// The blockwise 8-bit kernels' bindings: parameters, gradients, three code buffers, absmax,
 /// small-tensor state, table.
 const OPT8: &[Access] = &[RW, R, RW, RW, RW, RW, RW, R];

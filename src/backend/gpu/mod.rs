@@ -46,7 +46,9 @@ use crate::backend::op_set::{Backend, Capacity, Counters};
 use crate::backend::ops::{
     Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
 };
-use crate::backend::optim_kernel::{AdafactorParams, Blockwise8, Factored, GroupedStep, Objective, OptimStep};
+use crate::backend::optim_kernel::{
+    AdafactorParams, Blockwise8, Factored, GradCheck, GroupedStep, Objective, OptimStep,
+};
 use crate::backend::pending::Pending;
 use crate::tensor::View;
 use anyhow::Result;
@@ -83,8 +85,9 @@ pub struct GpuBackend {
     /// Tiny placeholder buffers bound where an optional operand is absent.
     dummy_read: usize,
     /// One per optional written binding of a kernel: WebGPU forbids binding one buffer to two
-    /// writable bindings of a dispatch (Dawn checks it; wgpu natively does not).
-    dummy_write: [usize; 3],
+    /// writable bindings of a dispatch (Dawn checks it; wgpu natively does not). The optimizer
+    /// steps' three state slots, and (the fourth) their non-finite flag.
+    dummy_write: [usize; 4],
     /// Partial sums of the two-pass `sum`.
     partials: usize,
     errors: Arc<Mutex<Vec<crate::message::Message>>>,
@@ -224,11 +227,24 @@ impl Backend for GpuBackend {
     }
 
     fn optim_step(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, objective, false, params, grads, state);
+        self.optim_launch(step, objective, false, params, grads, state, None);
     }
 
     fn optim_step_bf16(&mut self, step: &OptimStep, objective: Objective, params: View, grads: View, state: &[View]) {
-        self.optim_launch(step, objective, true, params, grads, state);
+        self.optim_launch(step, objective, true, params, grads, state, None);
+    }
+
+    fn optim_step_checked(
+        &mut self,
+        step: &OptimStep,
+        objective: Objective,
+        params: View,
+        grads: View,
+        state: &[View],
+        bf16: bool,
+        check: GradCheck,
+    ) {
+        self.optim_launch(step, objective, bf16, params, grads, state, Some(check))
     }
 
     fn optim_step_groups(

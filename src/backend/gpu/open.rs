@@ -211,7 +211,7 @@ impl GpuBackend {
             encoder: None,
             scratch: HashMap::new(),
             dummy_read: 0,
-            dummy_write: [0; 3],
+            dummy_write: [0; 4],
             partials: 0,
             errors,
             counters: Counters::default(),
@@ -223,7 +223,7 @@ impl GpuBackend {
             g.modules.insert(module, compiled);
         }
         g.dummy_read = g.alloc_buffer(4)?;
-        for k in 0..3 {
+        for k in 0..4 {
             g.dummy_write[k] = g.alloc_buffer(4)?;
         }
         g.partials = g.alloc_buffer(256)?;

@@ -6,13 +6,15 @@ use super::dispatch::Binding;
 use super::kernels::{Entry, Kernel};
 use super::params::{word, words_of, Blockwise8Arena, OptimArena};
 use super::{u, GpuBackend, WG};
-use crate::backend::optim_kernel::{Blockwise8, GroupedStep, Objective, OptimStep};
+use crate::backend::optim_kernel::{Blockwise8, GradCheck, GroupedStep, Objective, OptimStep};
 use crate::backend::quant::Block;
 use crate::tensor::View;
 
 impl GpuBackend {
     /// One launch of an optimizer kernel's step entry for f32 state (one element per
-    /// invocation) or, `bf16`, bfloat16 state (two), split into chunks past one binding.
+    /// invocation) or, `bf16`, bfloat16 state (two), split into chunks past one binding; with
+    /// `check`, the non-finite gradient check in the same pass.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn optim_launch(
         &mut self,
         step: &OptimStep,
@@ -21,11 +23,14 @@ impl GpuBackend {
         params: View,
         grads: View,
         state: &[View],
+        check: Option<GradCheck>,
     ) {
         let entry = Entry::step(bf16);
         let per_invocation = entry.elements_per_invocation();
-        let (uni, operands) = self.optim_operands(step, objective, per_invocation, params, grads, state);
-        self.launch_1d(Kernel::optim(step, entry), uni, word!(OptimArena, n), &operands, params.len, per_invocation);
+        let (uni, operands) = self.optim_operands(step, objective, per_invocation, params, grads, state, check);
+        let (n_word, first_word) = (word!(OptimArena, n), word!(OptimArena, first));
+        let kern = Kernel::optim(step, entry);
+        self.launch_1d_at(kern, uni, n_word, Some(first_word), &operands, params.len, per_invocation);
     }
 
     /// Parameter groups in one launch of a `*_groups` entry: the runs and the groups' structs
@@ -42,12 +47,13 @@ impl GpuBackend {
     ) {
         let entry = Entry::step_groups(bf16);
         let per_invocation = entry.elements_per_invocation();
-        let (uni, mut operands) = self.optim_operands(&g.steps[0], objective, per_invocation, params, grads, state);
+        let (uni, mut operands) =
+            self.optim_operands(&g.steps[0], objective, per_invocation, params, grads, state, None);
         operands.push(Operand::whole(g.runs_table.buf));
         operands.push(Operand::whole(g.groups_table.buf));
         if !operands.iter().all(|o| self.fits_binding(o.buf)) {
             for (step, p, gr, s) in g.run_steps(params, grads, state) {
-                self.optim_launch(step, objective, bf16, p, gr, &s);
+                self.optim_launch(step, objective, bf16, p, gr, &s, None);
             }
             return;
         }
@@ -60,7 +66,9 @@ impl GpuBackend {
 
     /// The uniform (arena header, then the step's struct) and the state bindings of one
     /// optimizer launch: binding S0, S1, S2 holds the slot the kernel names there, or a
-    /// placeholder. Slots hold f32 elements, or (`per_invocation` 2) bfloat16 pairs.
+    /// placeholder, and FLAG the check's flag or a placeholder. Slots hold f32 elements, or
+    /// (`per_invocation` 2) bfloat16 pairs.
+    #[allow(clippy::too_many_arguments)]
     fn optim_operands(
         &self,
         step: &OptimStep,
@@ -69,8 +77,9 @@ impl GpuBackend {
         params: View,
         grads: View,
         state: &[View],
+        check: Option<GradCheck>,
     ) -> (Vec<u32>, Vec<Operand>) {
-        let mut slots = self.dummy_write.map(|d| (d, 0));
+        let mut slots = [0, 1, 2].map(|k| (self.dummy_write[k], 0));
         let mut used = 0u32;
         for (b, pos) in step.binding_positions().into_iter().enumerate() {
             if let Some(v) = pos.and_then(|i| state.get(i)) {
@@ -88,6 +97,10 @@ impl GpuBackend {
             s2,
             used,
             maximize: objective.flag(),
+            check: check.is_some() as u32,
+            flag_off: check.map_or(0, |c| u(c.flag.offset)),
+            tag: check.map_or(0.0, |c| c.tag),
+            first: 0,
         };
         let mut uni = words_of(&arena);
         uni.extend_from_slice(bytemuck::cast_slice(step.param_bytes()));
@@ -102,6 +115,7 @@ impl GpuBackend {
                 Operand::whole(buf)
             });
         }
+        operands.push(Operand::whole(check.map_or(self.dummy_write[3], |c| c.flag.buf)));
         (uni, operands)
     }
 

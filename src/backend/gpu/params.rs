@@ -168,6 +168,14 @@ kernel_params!(
         used: u32,
         /// 1: the gradient is read negated (PyTorch's `maximize`).
         maximize: u32,
+        /// 1: a non-finite gradient is recorded in FLAG ([`GradCheck`](crate::backend::optim_kernel::GradCheck)).
+        check: u32,
+        /// First element of FLAG's two.
+        flag_off: u32,
+        /// What FLAG's first element records.
+        tag: f32,
+        /// The index, in the whole step, of this launch's first element (a chunk's start).
+        first: u32,
     }
 );
 
