@@ -13,10 +13,10 @@
 // computed in f32 and rounded to nearest-even on the way back). Offsets are in elements; a
 // bf16 slot's offset is even.
 //
-// With `check` set, the step also does find_nonfinite's work (shaders/elementwise.wgsl) on the
-// gradients it reads: a NaN or ±inf is recorded in FLAG (`tag`, then the element's index in the
+// The `_checked` entries also do find_nonfinite's work (shaders/elementwise.wgsl) on the
+// gradients they read: a NaN or ±inf is recorded in FLAG (`tag`, then the element's index in the
 // whole step, `first` being this launch's first), unless a step already was. One pass reads
-// each gradient once for both.
+// each gradient once for both; the plain entries neither bind FLAG nor test anything.
 
 struct Arena {
     n: u32, p_off: u32, g_off: u32, s0: u32,
@@ -45,7 +45,6 @@ fn lerp_t(a: f32, b: f32, w: f32) -> f32 {
 // Element i's gradient, recorded in FLAG when it is not finite (see the header).
 fn check_grad(i: u32) {
     let a = P.arena;
-    if (a.check == 0u) { return; }
     let bits = bitcast<u32>(GRAD[a.g_off + i]);
     if ((bits & 0x7f800000u) == 0x7f800000u && FLAG[a.flag_off] < 0.0) {
         FLAG[a.flag_off] = a.tag;
@@ -63,7 +62,6 @@ fn grad_at(j: u32) -> f32 {
 // Element i of the arena, stepped with the hyperparameters h.
 fn step_element(i: u32, h: Hyper) {
     let a = P.arena;
-    check_grad(i);
     var s = vec3<f32>(0.0);
     if (slot_used(0u)) { s.x = bitcast<f32>(S0[a.s0 + i]); }
     if (slot_used(1u)) { s.y = bitcast<f32>(S1[a.s1 + i]); }
@@ -79,6 +77,14 @@ fn step_element(i: u32, h: Hyper) {
 fn step_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = flat_index(wid, nwg, lid);
     if (i >= P.arena.n) { return; }
+    step_element(i, P.h);
+}
+
+@compute @workgroup_size(256)
+fn step_f32_checked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= P.arena.n) { return; }
+    check_grad(i);
     step_element(i, P.h);
 }
 
@@ -143,12 +149,10 @@ fn step_word(w: u32, h: Hyper, both: bool) {
     if (slot_used(0u)) { x.x = S0[w0]; }
     if (slot_used(1u)) { x.y = S1[w1]; }
     if (slot_used(2u)) { x.z = S2[w2]; }
-    check_grad(i);
     let lo = update(h, PARAM[a.p_off + i], grad_at(a.g_off + i), vec3<f32>(bf16_lo(x.x), bf16_lo(x.y), bf16_lo(x.z)));
     PARAM[a.p_off + i] = lo.p;
     var hi = Update(0.0, vec3<f32>(0.0));
     if (both) {
-        check_grad(i + 1u);
         hi = update(h, PARAM[a.p_off + i + 1u], grad_at(a.g_off + i + 1u), vec3<f32>(bf16_hi(x.x), bf16_hi(x.y), bf16_hi(x.z)));
         PARAM[a.p_off + i + 1u] = hi.p;
     }
@@ -163,6 +167,17 @@ fn step_bf16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = 2u * w;
     if (i >= P.arena.n) { return; }
     step_word(w, P.h, i + 1u < P.arena.n);
+}
+
+@compute @workgroup_size(256)
+fn step_bf16_checked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let w = flat_index(wid, nwg, lid);
+    let i = 2u * w;
+    if (i >= P.arena.n) { return; }
+    let both = i + 1u < P.arena.n;
+    check_grad(i);
+    if (both) { check_grad(i + 1u); }
+    step_word(w, P.h, both);
 }
 
 @compute @workgroup_size(256)

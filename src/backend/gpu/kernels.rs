@@ -59,9 +59,12 @@ const MM: &[Access] = &[R, R, R, R, RW, RW];
 const REDUCE: &[Access] = &[R, RW];
 /// The vector kernels' bindings: x (read), y (written).
 const VEC: &[Access] = &[R, RW];
-/// Parameters (written), gradients, the three state slots, the non-finite flag.
-const OPT: &[Access] = &[RW, R, RW, RW, RW, RW];
-/// The grouped entries add the runs and the groups' structs (read-only).
+/// Parameters (written), gradients, then the three state slots.
+const OPT: &[Access] = &[RW, R, RW, RW, RW];
+/// The checked entries add the non-finite flag.
+const OPT_CHECKED: &[Access] = &[RW, R, RW, RW, RW, RW];
+/// The grouped entries bind a placeholder there, then the runs and the groups' structs
+/// (read-only).
 const OPT_GROUPS: &[Access] = &[RW, R, RW, RW, RW, RW, R, R];
 /// The blockwise 8-bit kernels' bindings: parameters, gradients, three code buffers, absmax,
 /// small-tensor state, table.
@@ -156,6 +159,10 @@ entries! {
     StepF32 => "step_f32", OPT;
     /// An optimizer step with bfloat16 state: one 32-bit word (two elements) per invocation.
     StepBf16 => "step_bf16", OPT;
+    /// [`Entry::StepF32`] that also records a non-finite gradient.
+    StepF32Checked => "step_f32_checked", OPT_CHECKED;
+    /// [`Entry::StepBf16`] that also records a non-finite gradient.
+    StepBf16Checked => "step_bf16_checked", OPT_CHECKED;
     /// [`Entry::StepF32`] for parameter groups, each element looking its run up.
     StepF32Groups => "step_f32_groups", OPT_GROUPS;
     /// [`Entry::StepBf16`] for parameter groups.
@@ -186,6 +193,15 @@ impl Entry {
         }
     }
 
+    /// The checked step's entry for f32 or bfloat16 state.
+    pub const fn step_checked(bf16: bool) -> Entry {
+        if bf16 {
+            Entry::StepBf16Checked
+        } else {
+            Entry::StepF32Checked
+        }
+    }
+
     /// The grouped step's entry for f32 or bfloat16 state.
     pub const fn step_groups(bf16: bool) -> Entry {
         if bf16 {
@@ -198,7 +214,7 @@ impl Entry {
     /// Elements one invocation of a step entry updates (two bfloat16 per 32-bit word).
     pub const fn elements_per_invocation(self) -> usize {
         match self {
-            Entry::StepBf16 | Entry::StepBf16Groups => 2,
+            Entry::StepBf16 | Entry::StepBf16Checked | Entry::StepBf16Groups => 2,
             _ => 1,
         }
     }
@@ -304,37 +320,37 @@ modules! {
     /// A batch gathered from the dataset's images and labels.
     Gather => "gather", include_str!("../../../shaders/gather.wgsl"), "GatherParams": GatherParams, [Gather];
     /// SGD with momentum, dampening, Nesterov and weight decay.
-    OptimSgd => "optim_sgd", optim_module!("optim_sgd.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimSgd => "optim_sgd", optim_module!("optim_sgd.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Adagrad.
-    OptimAdagrad => "optim_adagrad", optim_module!("optim_adagrad.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAdagrad => "optim_adagrad", optim_module!("optim_adagrad.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// RMSProp, centered or not, with momentum.
-    OptimRmsprop => "optim_rmsprop", optim_module!("optim_rmsprop.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimRmsprop => "optim_rmsprop", optim_module!("optim_rmsprop.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Adam and AdamW, with AMSGrad.
-    OptimAdam => "optim_adam", optim_module!("optim_adam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAdam => "optim_adam", optim_module!("optim_adam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// The lecture's momentum form.
-    OptimLectureMomentum => "optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimLectureMomentum => "optim_lecture_momentum", optim_module!("optim_lecture_momentum.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// NAdam and NAdamW.
-    OptimNadam => "optim_nadam", optim_module!("optim_nadam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimNadam => "optim_nadam", optim_module!("optim_nadam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// RAdam and RAdamW.
-    OptimRadam => "optim_radam", optim_module!("optim_radam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimRadam => "optim_radam", optim_module!("optim_radam.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Adamax.
-    OptimAdamax => "optim_adamax", optim_module!("optim_adamax.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAdamax => "optim_adamax", optim_module!("optim_adamax.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Adadelta.
-    OptimAdadelta => "optim_adadelta", optim_module!("optim_adadelta.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAdadelta => "optim_adadelta", optim_module!("optim_adadelta.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Lion.
-    OptimLion => "optim_lion", optim_module!("optim_lion.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimLion => "optim_lion", optim_module!("optim_lion.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Rprop.
-    OptimRprop => "optim_rprop", optim_module!("optim_rprop.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimRprop => "optim_rprop", optim_module!("optim_rprop.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// ASGD.
-    OptimAsgd => "optim_asgd", optim_module!("optim_asgd.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAsgd => "optim_asgd", optim_module!("optim_asgd.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// AdEMAMix.
-    OptimAdemamix => "optim_ademamix", optim_module!("optim_ademamix.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimAdemamix => "optim_ademamix", optim_module!("optim_ademamix.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Schedule-Free AdamW's step.
-    OptimSchedulefree => "optim_schedulefree", optim_module!("optim_schedulefree.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimSchedulefree => "optim_schedulefree", optim_module!("optim_schedulefree.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Schedule-Free's train/eval switch and z's init.
-    OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Muon's momentum pass.
-    OptimMuonMomentum => "optim_muon_momentum", optim_module!("optim_muon_momentum.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Groups, StepBf16Groups];
+    OptimMuonMomentum => "optim_muon_momentum", optim_module!("optim_muon_momentum.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Adafactor: six passes over its per-tensor table, in the order one step dispatches them.
     Adafactor => "adafactor", include_str!("../../../shaders/adafactor.wgsl"), "Arena": AdafactorArena,
         [AfStats, AfCols, AfTensorStats, AfUsq, AfTensorUsq, AfApply];

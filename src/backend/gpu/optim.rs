@@ -25,9 +25,12 @@ impl GpuBackend {
         state: &[View],
         check: Option<GradCheck>,
     ) {
-        let entry = Entry::step(bf16);
+        let entry = if check.is_some() { Entry::step_checked(bf16) } else { Entry::step(bf16) };
         let per_invocation = entry.elements_per_invocation();
-        let (uni, operands) = self.optim_operands(step, objective, per_invocation, params, grads, state, check);
+        let (uni, mut operands) = self.optim_operands(step, objective, per_invocation, params, grads, state, check);
+        if let Some(c) = check {
+            operands.push(Operand::whole(c.flag.buf));
+        }
         let (n_word, first_word) = (word!(OptimArena, n), word!(OptimArena, first));
         let kern = Kernel::optim(step, entry);
         self.launch_1d_at(kern, uni, n_word, Some(first_word), &operands, params.len, per_invocation);
@@ -49,6 +52,7 @@ impl GpuBackend {
         let per_invocation = entry.elements_per_invocation();
         let (uni, mut operands) =
             self.optim_operands(&g.steps[0], objective, per_invocation, params, grads, state, None);
+        operands.push(Operand::whole(self.dummy_write[3]));
         operands.push(Operand::whole(g.runs_table.buf));
         operands.push(Operand::whole(g.groups_table.buf));
         if !operands.iter().all(|o| self.fits_binding(o.buf)) {
@@ -64,10 +68,10 @@ impl GpuBackend {
         self.dispatch(Kernel::optim(&g.steps[0], entry), &uni, &bufs, grid);
     }
 
-    /// The uniform (arena header, then the step's struct) and the state bindings of one
-    /// optimizer launch: binding S0, S1, S2 holds the slot the kernel names there, or a
-    /// placeholder, and FLAG the check's flag or a placeholder. Slots hold f32 elements, or
-    /// (`per_invocation` 2) bfloat16 pairs.
+    /// The uniform (arena header, with `check`'s fields, then the step's struct) and the
+    /// bindings up to the state of one optimizer launch: binding S0, S1, S2 holds the slot the
+    /// kernel names there, or a placeholder. Slots hold f32 elements, or (`per_invocation` 2)
+    /// bfloat16 pairs.
     #[allow(clippy::too_many_arguments)]
     fn optim_operands(
         &self,
@@ -115,7 +119,6 @@ impl GpuBackend {
                 Operand::whole(buf)
             });
         }
-        operands.push(Operand::whole(check.map_or(self.dummy_write[3], |c| c.flag.buf)));
         (uni, operands)
     }
 

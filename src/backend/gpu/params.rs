@@ -168,7 +168,8 @@ kernel_params!(
         used: u32,
         /// 1: the gradient is read negated (PyTorch's `maximize`).
         maximize: u32,
-        /// 1: a non-finite gradient is recorded in FLAG ([`GradCheck`](crate::backend::optim_kernel::GradCheck)).
+        /// 1 in a `_checked` launch, which records a non-finite gradient in FLAG
+        /// ([`GradCheck`](crate::backend::optim_kernel::GradCheck)).
         check: u32,
         /// First element of FLAG's two.
         flag_off: u32,
