@@ -95,6 +95,33 @@ fn fills_and_scales_split_past_one_binding() {
     assert!(err.contains("over this adapter's max_storage_buffer_binding_size of 1 MiB"), "{err}");
 }
 
+/// The bench's vectorised streaming kernel in chunks of vec4s (at offsets of whole vec4s that
+/// are not the alignment's), against the CPU; its neighbours untouched.
+#[test]
+fn the_streaming_kernel_splits_past_one_binding() {
+    let n = 600_004;
+    let mut rng = Rng::new(12);
+    let x0 = rng.uniform_vec(n + 8, -1.0, 1.0);
+    let mut outs = Vec::new();
+    for mut dev in [Device::cpu(), small_binding_gpu()] {
+        let x = dev.upload(&x0).unwrap();
+        let y = dev.alloc(n + 12).unwrap();
+        dev.fill(y, 7.0);
+        dev.stream_scale(x.slice(4, n), y.slice(8, n), -1.5);
+        outs.push(dev.read(y).unwrap());
+    }
+    assert_eq!(outs[0], outs[1], "the GPU's chunks give the CPU's values");
+    let y = &outs[1];
+    assert!(y[..8].iter().chain(&y[8 + n..]).all(|&v| v == 7.0), "the neighbours are untouched");
+    assert!(y[8..8 + n].iter().zip(&x0[4..4 + n]).all(|(&y, &x)| y == -1.5 * x));
+    // Not whole vec4s: a fault, and nothing runs.
+    let mut dev = small_binding_gpu();
+    let (a, b) = (dev.alloc(8).unwrap(), dev.alloc(8).unwrap());
+    dev.stream_scale(a.slice(1, 4), b.slice(0, 4), 2.0);
+    let err = format!("{:#}", dev.read(b).unwrap_err());
+    assert!(err.contains("stream_scale") && err.contains("multiples of 4"), "{err}");
+}
+
 #[test]
 fn the_gather_reads_rows_from_every_chunk() {
     // 3,000 rows of 784 bytes: 2.35 MB of images, three chunks of the 1 MiB binding.

@@ -104,6 +104,9 @@ pub trait Backend: MaybeSend {
     fn scale_by(&mut self, y: View, s: View);
     /// `y ← α·x + β·y` (x and y of one length).
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
+    /// `y ← scale·x`, x and y of one length, a multiple of 4, at offsets that are multiples of
+    /// 4: the bench's bandwidth reference, on a GPU a kernel of vec4 loads and stores.
+    fn stream_scale(&mut self, x: View, y: View, scale: f32);
     /// Rows `indices[start..start + dst.len / cols]` (little-endian u32) of the `rows × cols`
     /// matrix `src` into `dst`: an f32 dataset's batch, gathered on the device. An index past
     /// the matrix gives a NaN row, not another tensor's data.

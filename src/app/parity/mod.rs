@@ -404,6 +404,18 @@ impl Checker<'_> {
         self.dev.axpby(-0.75, av, 1.5, y);
         let want: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| -0.75 * x as f64 + 1.5 * y as f64).collect();
         self.check("axpby", shape.clone(), y, &want, ABS_TOL, REL_TOL).await?;
+        // The bench's vectorised streaming kernel: whole vec4s (the length rounded down to 4),
+        // into an output poisoned past them too.
+        let n4 = n / 4 * 4;
+        if n4 > 0 {
+            let out = self.poisoned(n)?;
+            self.dev.stream_scale(av.slice(0, n4), out.slice(0, n4), -2.5);
+            let mut want: Vec<f64> = a[..n4].iter().map(|&v| -2.5 * v as f64).collect();
+            // Past the vec4s nothing is written: the poison (NaN) stays.
+            want.extend(std::iter::repeat_n(f64::NAN, n - n4));
+            self.check_by(compare_nan, "stream_scale", shape.clone(), out, &want, ABS_TOL, REL_TOL).await?;
+            self.done(&[out]);
+        }
         // clip_grad_value's clamp, in place, every fifth value a NaN that must stay NaN.
         let mut with_nan = b.clone();
         with_nan.iter_mut().step_by(5).for_each(|v| *v = f32::NAN);

@@ -421,6 +421,10 @@ impl Backend for CpuBackend {
         self.run(y, &[x], |o, i| vector::axpby(alpha, i[0], beta, o));
     }
 
+    fn stream_scale(&mut self, x: View, y: View, scale: f32) {
+        self.run(y, &[x], |o, i| vector::stream_scale(i[0], o, scale));
+    }
+
     fn dropout(&mut self, x: View, y: View, mask: &DropoutMask) {
         self.run(y, &[x], |o, i| dropout::dropout(i[0], o, 0, mask));
     }

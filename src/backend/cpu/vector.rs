@@ -33,6 +33,15 @@ pub fn scale_by(y: &mut [f32], s: f32) {
     y.par_chunks_mut(TASK).for_each(|c| c.iter_mut().for_each(|v| *v *= s));
 }
 
+/// y ← s·x (the twin of the bench's streaming kernel).
+pub fn stream_scale(x: &[f32], y: &mut [f32], s: f32) {
+    y.par_chunks_mut(TASK).zip(x.par_chunks(TASK)).for_each(|(y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = s * x;
+        }
+    });
+}
+
 /// y ← α·x + β·y.
 pub fn axpby(alpha: f32, x: &[f32], beta: f32, y: &mut [f32]) {
     y.par_chunks_mut(TASK).zip(x.par_chunks(TASK)).for_each(|(y, x)| {

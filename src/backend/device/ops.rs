@@ -172,6 +172,23 @@ impl Device {
         }
     }
 
+    /// `y ← scale·x`, the bench's vectorised streaming kernel; see [`Backend::stream_scale`].
+    /// Views of another length than each other, or not whole groups of 4 (length and offset),
+    /// are a fault.
+    pub fn stream_scale(&mut self, x: View, y: View, scale: f32) {
+        if !self.admit("stream_scale", [&x, &y]) {
+            return;
+        }
+        if x.len != y.len || [x.len, x.offset, y.offset].iter().any(|v| v % 4 != 0) {
+            let why = format!(
+                "x of {} at {} and y of {} at {}: the lengths must agree, and lengths and offsets be multiples of 4",
+                x.len, x.offset, y.len, y.offset
+            );
+            return self.record_fault("stream_scale", why);
+        }
+        self.backend.stream_scale(x, y, scale)
+    }
+
     /// `y ← α·x + β·y`; see [`Backend::axpby`].
     pub fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
         debug_assert!(x.len == y.len);

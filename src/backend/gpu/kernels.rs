@@ -155,6 +155,8 @@ entries! {
     Clamp => "clamp_values", VEC;
     /// Dropout from Philox4x32-10.
     Dropout => "dropout", VEC;
+    /// The bench's vectorised streaming kernel (y = s·x in vec4s).
+    Stream => "stream", VEC;
     /// An optimizer step with f32 state: one element per invocation.
     StepF32 => "step_f32", OPT;
     /// An optimizer step with bfloat16 state: one 32-bit word (two elements) per invocation.
@@ -308,6 +310,8 @@ modules! {
     /// Whole-vector operations: the inverse norm, scaling by a device scalar, a·x + b·y.
     Vector => "vector", include_str!("../../../shaders/vector.wgsl"),
         "VectorParams": VectorParams, [SumsqPartial, InvNorm, ClipCoef, ScaleBy, Axpby, Clamp];
+    /// The bench's bandwidth reference: y = s·x, vec4 loads and stores, four per invocation.
+    Stream => "stream", include_str!("../../../shaders/stream.wgsl"), "StreamParams": StreamParams, [Stream];
     /// Dropout from Philox4x32-10 (forward and gradient).
     Dropout => "dropout", include_str!("../../../shaders/dropout.wgsl"), "DropoutParams": DropoutParams, [Dropout];
     /// Row and column sums, the two-pass total.
@@ -503,6 +507,7 @@ pub(super) const K_SCALE_BY: Kernel = Kernel::new(Module::Vector, Entry::ScaleBy
 pub(super) const K_AXPBY: Kernel = Kernel::new(Module::Vector, Entry::Axpby);
 pub(super) const K_CLAMP: Kernel = Kernel::new(Module::Vector, Entry::Clamp);
 pub(super) const K_DROPOUT: Kernel = Kernel::new(Module::Dropout, Entry::Dropout);
+pub(super) const K_STREAM: Kernel = Kernel::new(Module::Stream, Entry::Stream);
 
 #[cfg(test)]
 mod tests {

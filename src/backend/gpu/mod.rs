@@ -206,6 +206,10 @@ impl Backend for GpuBackend {
         self.launch_axpby(alpha, x, beta, y)
     }
 
+    fn stream_scale(&mut self, x: View, y: View, scale: f32) {
+        self.launch_stream(x, y, scale)
+    }
+
     fn unary_grad(&mut self, op: UnaryOp, a: View, g: View, out: View) {
         self.launch_unary_grad(op, a, g, out)
     }

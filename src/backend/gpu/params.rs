@@ -150,6 +150,20 @@ kernel_params!(
 );
 
 kernel_params!(
+    /// `shaders/stream.wgsl`: the bench's vectorised streaming kernel, in vec4s.
+    StreamParams {
+        /// vec4s of Y to write.
+        n4: u32,
+        /// First vec4 of X.
+        x_off4: u32,
+        /// First vec4 of Y.
+        y_off4: u32,
+        /// The factor.
+        scale: f32,
+    }
+);
+
+kernel_params!(
     /// `shaders/optim.wgsl`'s `Arena`: the header before every optimizer's own parameters.
     OptimArena {
         /// Elements of the arena.

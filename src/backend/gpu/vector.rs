@@ -1,9 +1,11 @@
 //! Whole-vector operations (`shaders/vector.wgsl`): the inverse norm into a device scalar (two
-//! passes through the backend's partials buffer), scaling by it, and a·x + b·y. Every buffer is
-//! bound whole.
+//! passes through the backend's partials buffer), scaling by it, and a·x + b·y, every buffer
+//! bound whole; and the bench's vectorised streaming kernel (`shaders/stream.wgsl`), split into
+//! chunks past one binding.
 
-use super::kernels::{K_AXPBY, K_CLAMP, K_CLIP_COEF, K_INV_NORM, K_SCALE_BY, K_SUMSQ_PARTIAL};
-use super::params::{words_of, VectorParams};
+use super::chunk::Operand;
+use super::kernels::{K_AXPBY, K_CLAMP, K_CLIP_COEF, K_INV_NORM, K_SCALE_BY, K_STREAM, K_SUMSQ_PARTIAL};
+use super::params::{word, words_of, StreamParams, VectorParams};
 use super::{u, GpuBackend, WG};
 use crate::tensor::View;
 
@@ -56,6 +58,16 @@ impl GpuBackend {
         let uni = uniform(y.len, y, y, 0, lo, hi, 0.0);
         let grid = self.grid(y.len);
         self.dispatch(K_CLAMP, &uni, &[self.dummy_read, y.buf], grid);
+    }
+
+    /// `y = scale·x` in vec4s, four per invocation (`Device::stream_scale` proved the views
+    /// hold whole vec4s).
+    pub(super) fn launch_stream(&mut self, x: View, y: View, scale: f32) {
+        let uni = words_of(&StreamParams { n4: u(y.len / 4), x_off4: u(x.offset / 4), y_off4: u(y.offset / 4), scale });
+        let vec4 =
+            |v: View, w: usize| Operand { buf: v.buf, offset: v.offset / 4, elem_bytes: 16, offset_word: Some(w) };
+        let operands = [vec4(x, word!(StreamParams, x_off4)), vec4(y, word!(StreamParams, y_off4))];
+        self.launch_1d(K_STREAM, uni, word!(StreamParams, n4), &operands, y.len / 4, 4);
     }
 
     pub(super) fn launch_axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {
