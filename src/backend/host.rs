@@ -15,6 +15,26 @@ pub fn has_avx2_fma() -> bool {
     false
 }
 
+/// Whether this CPU has AVX-512 F, BW and VL beside AVX2 and FMA (checked once): the 8-bit
+/// optimizer step's coder and loops take 16 lanes where it does; every kernel keeps its AVX2
+/// and portable paths. `DESCENT_NO_AVX512=1` turns the AVX-512 paths off (for tests and
+/// side-by-side timing).
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| {
+            has_avx2_fma()
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && std::env::var("DESCENT_NO_AVX512").is_err()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
 /// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
 /// worker (see `cli::main`).

@@ -18,6 +18,16 @@ pub fn run(_a: InfoArgs) -> Result<()> {
             "portable loops and the gemm crate (this CPU lacks AVX2+FMA)"
         }
     );
+    println!(
+        "cpu 8-bit coder: {}",
+        if descent::backend::host::has_avx512() {
+            "AVX-512 (16 lanes: one gather, mask compares, one narrowing store per 16 codes)"
+        } else if descent::backend::host::has_avx2_fma() {
+            "AVX2 (8 lanes)"
+        } else {
+            "portable loop"
+        }
+    );
     println!("{}", super::flags(&descent::backend::gpu::describe_adapters()));
     Ok(())
 }

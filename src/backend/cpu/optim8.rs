@@ -57,13 +57,19 @@ pub fn apply_blockwise8(
     }
     let step = *step;
     let wide = wide_vectors();
+    let widest = crate::backend::host::has_avx512();
     tasks.into_par_iter().for_each(|task| {
+        #[cfg(target_arch = "x86_64")]
+        if widest {
+            // SAFETY: the CPU has AVX-512 F/BW/VL, AVX2 and FMA (checked at run time).
+            return unsafe { task8_avx512(&step, objective, signed, task) };
+        }
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
             return unsafe { task8_avx2(&step, objective, signed, task) };
         }
-        let _ = wide;
+        let _ = (wide, widest);
         task8(&step, objective, signed, task)
     });
 }
@@ -125,6 +131,13 @@ fn task8(step: &OptimStep, objective: Objective, signed: u32, mut t: Task8) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn task8_avx2(step: &OptimStep, objective: Objective, signed: u32, t: Task8) {
+    task8(step, objective, signed, t)
+}
+
+/// [`task8`] compiled for AVX-512 (16 lanes; the coder's own AVX-512 path).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn task8_avx512(step: &OptimStep, objective: Objective, signed: u32, t: Task8) {
     task8(step, objective, signed, t)
 }
 
