@@ -2,6 +2,8 @@
 //! `descent` command. Each module is a client of the engine's public API, nothing more.
 //!
 //! - [`train`]: the training loop (device-resident data, one submit per step, checkpoints)
+//! - `auto_device`: `--device auto` for training, the faster of a hardware GPU and the CPU by a
+//!   trial of a few steps (native only)
 //! - [`tabular`]: the same loop over your own f32 data (`.npy`), classification or regression
 //! - [`checkpoint`]: the safetensors checkpoint and export format
 //! - [`compare`]: which optimizers and settings each case study runs
@@ -12,6 +14,8 @@
 //! - [`metrics`]: metrics.json / metrics.csv and tables; with feature `app`, figures
 //! - `plot` (feature `app`): PNG line charts and contour maps
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod auto_device;
 pub mod bench;
 pub mod checkpoint;
 pub mod clip;

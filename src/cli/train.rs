@@ -41,9 +41,15 @@ pub struct TrainArgs {
     /// The hidden layers' activation.
     #[arg(long, value_enum, default_value_t = descent::backend::Act::Relu)]
     pub activation: descent::backend::Act,
-    /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
+    /// auto (with a hardware GPU, the faster of it and the CPU backend for this model and
+    /// batch, by a trial of a few steps whose verdict is cached; else the CPU backend), cpu or
+    /// gpu (any adapter).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// --device auto: time the trial again and keep no verdict (the cache is
+    /// auto-device.json in descent's cache folder, $DESCENT_CACHE or ~/.cache/descent).
+    #[arg(long)]
+    pub no_device_cache: bool,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -146,7 +152,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let choice = a.device;
     let data = descent::data::load_dataset(&a.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flags(&data.source));
-    let dev = Device::select(choice)?;
+    let dev = if choice == DeviceChoice::Auto {
+        let cache = descent::data::folder::cache_dir().join("auto-device.json");
+        descent::app::auto_device::select_for_training(&data, &config, (!a.no_device_cache).then_some(cache.as_path()))?
+    } else {
+        Device::select(choice)?
+    };
     if let Some(n) = &dev.notice {
         println!("--device auto: {}", super::flags(n));
     }
