@@ -79,6 +79,8 @@ fn gpu_training_step_is_eleven_dispatches_and_one_submit() {
     // division of a total would hide a stray dispatch.
     assert_eq!(after.dispatches - before.dispatches, 5 * 11);
     assert_eq!(after.submits - before.submits, 5);
+    // One compute pass per step: its dispatches are encoded together.
+    assert_eq!(after.compute_passes - before.compute_passes, 5);
     assert_eq!(after.bytes_read_back, before.bytes_read_back);
 }
 

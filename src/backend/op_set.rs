@@ -218,6 +218,8 @@ pub struct Counters {
     pub submits: u64,
     /// Bytes copied back to the host.
     pub bytes_read_back: u64,
+    /// Compute passes encoded (0 on the CPU): one per run of dispatches between other commands.
+    pub compute_passes: u64,
 }
 
 /// How much a device can hold.

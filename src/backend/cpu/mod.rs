@@ -555,7 +555,7 @@ impl Backend for CpuBackend {
     }
 
     fn counters(&self) -> Counters {
-        Counters { dispatches: self.ops, submits: 0, bytes_read_back: 0 }
+        Counters { dispatches: self.ops, submits: 0, bytes_read_back: 0, compute_passes: 0 }
     }
 }
 

@@ -1,11 +1,21 @@
 //! Recording dispatches: the pipeline and bind-group caches, the uniform ring (one 256-byte slot
 //! per dispatch, uploaded once per submit), scratch copies for aliased reads, and the grid.
+//! Dispatches are queued and encoded together, one compute pass for every run of dispatches
+//! between other commands (a copy, a timestamp, the submit): a training step is one pass.
 
 use super::kernels::{Access, Kernel};
 use super::{GpuBackend, RING_SLOTS, SLOT, WG};
 
 /// A storage binding: a buffer, bound whole (`None`) or as `(byte offset, byte size)`.
 pub(super) type Binding = (usize, Option<(u64, u64)>);
+
+/// A dispatch recorded but not yet encoded: its kernel, bind group, uniform slot and grid.
+pub(super) struct Queued {
+    kern: Kernel,
+    bindings: Vec<Binding>,
+    offset: u32,
+    grid: [u32; 3],
+}
 
 fn words(v: &[u32]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()
@@ -152,17 +162,30 @@ impl GpuBackend {
         let mut slot = words(uniform);
         slot.resize(SLOT, 0);
         self.uniforms.extend_from_slice(&slot);
+        self.queued.push(Queued { kern, bindings: key.2, offset, grid });
+        self.counters.dispatches += 1;
+    }
+
+    /// Encode the queued dispatches, in order, as one compute pass (wgpu places the barriers
+    /// between dispatches that one writes and another reads). Every other command is recorded
+    /// after this, so it sees them done.
+    pub(super) fn encode_queued(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.queued);
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            pass.set_pipeline(&self.pipelines[&(kern.module(), kern.entry())]);
-            pass.set_bind_group(0, &self.bind_groups[&key], &[offset]);
-            pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        self.counters.compute_passes += 1;
+        for q in &queued {
+            let (module, entry) = (q.kern.module(), q.kern.entry());
+            pass.set_pipeline(&self.pipelines[&(module, entry)]);
+            let key = (module, entry, q.bindings.clone());
+            pass.set_bind_group(0, &self.bind_groups[&key], &[q.offset]);
+            pass.dispatch_workgroups(q.grid[0], q.grid[1], q.grid[2]);
         }
-        self.counters.dispatches += 1;
     }
 
     /// A copy of a whole buffer in a scratch buffer of the same size (recorded in order).
@@ -181,6 +204,7 @@ impl GpuBackend {
                 }
             },
         };
+        self.encode_queued();
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));

@@ -1,9 +1,10 @@
 //! The WGSL backend: every op as a hand-written compute shader (`shaders/*.wgsl`, embedded),
 //! run through wgpu.
 //!
-//! Ops are recorded into one command encoder; each dispatch's parameters go into a uniform
-//! ring (256-byte slots, bound with a dynamic offset) that is uploaded once per submit. So a
-//! training step is one `queue.submit` and nothing is read back until someone asks. Pipelines
+//! Ops are recorded into one command encoder, consecutive dispatches as one compute pass; each
+//! dispatch's parameters go into a uniform ring (256-byte slots, bound with a dynamic offset)
+//! that is uploaded once per submit. So a training step is one compute pass in one
+//! `queue.submit`, and nothing is read back until someone asks. Pipelines
 //! and bind groups are created once and cached. Storage buffers are bound whole and
 //! addressed by element offsets, so views need no alignment.
 //!
@@ -80,6 +81,8 @@ pub struct GpuBackend {
     ring: wgpu::Buffer,
     uniforms: Vec<u8>,
     encoder: Option<wgpu::CommandEncoder>,
+    /// Dispatches recorded since the last command that was not one, encoded as one pass.
+    queued: Vec<dispatch::Queued>,
     /// Scratch copies for read operands that alias a written buffer, by size in bytes.
     scratch: HashMap<u64, usize>,
     /// Tiny placeholder buffers bound where an optional operand is absent.

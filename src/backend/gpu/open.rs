@@ -209,6 +209,7 @@ impl GpuBackend {
             ring,
             uniforms: Vec::new(),
             encoder: None,
+            queued: Vec::new(),
             scratch: HashMap::new(),
             dummy_read: 0,
             dummy_write: [0; 4],

@@ -57,7 +57,7 @@ impl GpuBackend {
 
     /// Drop a buffer (after submitting work that may use it) and the bind groups that name it.
     pub(super) fn free_buffer(&mut self, buf: usize) {
-        if self.encoder.is_some() {
+        if self.encoder.is_some() || !self.queued.is_empty() {
             let _ = self.submit();
         }
         self.bind_groups.retain(|k, _| !k.2.iter().any(|b| b.0 == buf));
@@ -91,6 +91,7 @@ impl GpuBackend {
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&staging, 0, bytemuck::cast_slice(words));
+        self.encode_queued();
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
@@ -112,6 +113,7 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        self.encode_queued();
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
@@ -136,6 +138,7 @@ impl GpuBackend {
 
     /// Record a buffer-to-buffer copy.
     pub(super) fn record_copy(&mut self, src: View, dst: View) {
+        self.encode_queued();
         let encoder = self
             .encoder
             .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
@@ -164,6 +167,7 @@ impl GpuBackend {
 
     /// Submit the recorded encoder, uploading the uniform ring first; then report any device error.
     pub(super) fn submit(&mut self) -> Result<()> {
+        self.encode_queued();
         if let Some(encoder) = self.encoder.take() {
             if !self.uniforms.is_empty() {
                 self.queue.write_buffer(&self.ring, 0, &self.uniforms);

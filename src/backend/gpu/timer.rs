@@ -14,6 +14,10 @@ pub(super) struct Timer {
 impl GpuBackend {
     /// Write the first timestamp; false when the adapter has no timestamp queries.
     pub(super) fn start_timer(&mut self) -> bool {
+        if self.timer.is_none() {
+            return false;
+        }
+        self.encode_queued();
         let Some(t) = &self.timer else { return false };
         let encoder = self
             .encoder
@@ -24,6 +28,10 @@ impl GpuBackend {
 
     /// Write the second timestamp and resolve both into the readback buffer.
     pub(super) fn stop_timer(&mut self) {
+        if self.timer.is_none() {
+            return;
+        }
+        self.encode_queued();
         let Some(t) = &self.timer else { return };
         let encoder = self
             .encoder
