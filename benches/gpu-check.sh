@@ -25,6 +25,8 @@ for bits in 32 16 8; do
     $bin train --device "$dev" --optimizer adam --optim-bits "$bits" --epochs 1 --verbose | grep -E "^(device|model|epoch|  per)"
   done
 done
+echo "== --device auto: the trial of a few steps on each device, and the one it picks"
+$bin train --device auto --no-device-cache --optimizer adam --epochs 1 | grep -E "^(--device auto|device|epoch)"
 echo "== bench epoch (data in device memory, evaluation excluded)"
 $bin bench epoch --device gpu --optimizer adam --lr 1e-3
 $bin bench epoch --device cpu --optimizer adam --lr 1e-3
