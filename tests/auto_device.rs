@@ -58,3 +58,15 @@ fn a_trial_times_both_devices_and_keeps_the_faster() {
     let d = faster_for_training(common::gpu(), &data, &other, None).unwrap();
     assert!(notice(&d).contains("timed now") && !none.exists());
 }
+
+/// A GPU that cannot run the model loses the trial: the CPU backend, with the reason.
+#[test]
+fn a_failed_trial_falls_back_to_the_cpu() {
+    let data = load_idx_dataset("fashion-mnist", Some(&descent::data::embedded_subset_dir())).unwrap();
+    // 784 × 512 weights: an arena past the 1 MiB binding, which the trainer refuses.
+    let c = TrainConfig { hidden: vec![512], ..config() };
+    let dev = faster_for_training(common::small_binding_gpu(), &data, &c, None).unwrap();
+    let said = notice(&dev);
+    assert!(!dev.is_gpu() && said.starts_with("the CPU backend: the trial on gpu: llvmpipe"), "{said}");
+    assert!(said.contains("failed (") && said.ends_with("Device::gpu tries it anyway"), "{said}");
+}

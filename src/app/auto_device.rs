@@ -94,7 +94,17 @@ pub fn faster_for_training(gpu: Device, data: &Dataset, config: &TrainConfig, ca
             (if v == "gpu" { Verdict::Gpu } else { Verdict::Cpu }, g, c, how)
         }
         None => {
-            let g = time_steps(gpu, data, config, TRIAL_STEPS)?;
+            let g = match time_steps(gpu, data, config, TRIAL_STEPS) {
+                Ok(ms) => ms,
+                // A GPU that cannot run the model (too little memory, a device error) loses.
+                Err(e) => {
+                    let mut dev = Device::cpu();
+                    let why =
+                        said![format!("the CPU backend: the trial on {adapter} failed (")].then(Message::of_error(&e));
+                    dev.notice = Some(why.then("); ").then(Setting::DeviceGpu).then(" tries it anyway"));
+                    return Ok(dev);
+                }
+            };
             let c = time_steps(Device::cpu(), data, config, TRIAL_STEPS)?;
             let v = if g < c { Verdict::Gpu } else { Verdict::Cpu };
             if let Some(p) = cache {
