@@ -22,9 +22,14 @@ pub struct CompareArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// auto (a hardware GPU, else the CPU backend), cpu or gpu (any adapter).
+    /// auto (with a hardware GPU, the faster of it and the CPU backend for the first run's
+    /// model and batch, by a trial of a few steps whose verdict is cached; else the CPU
+    /// backend), cpu or gpu (any adapter). Every run uses the device picked.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// --device auto: time the trial again and keep no verdict.
+    #[arg(long)]
+    pub no_device_cache: bool,
     /// Initial weights are PyTorch's after torch.manual_seed(SEED) (bit for bit).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -97,10 +102,25 @@ pub fn run(a: CompareArgs) -> Result<()> {
         base.validate()?;
         Ok((case, base, runs))
     })())?;
-    let choice = a.device;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("compare-{}", case.name)));
     let data = descent::data::load_dataset(case.dataset, a.data_dir.as_deref())?;
     println!("data: {}", super::flags(&data.source));
+    // auto: one trial (or cached verdict) for the case's first run, then that kind for every run.
+    let choice = if a.device == DeviceChoice::Auto {
+        let cache = descent::data::folder::cache_dir().join("auto-device.json");
+        let cache = (!a.no_device_cache).then_some(cache.as_path());
+        let dev = descent::app::auto_device::select_for_training(&data, &base, cache)?;
+        if let Some(n) = &dev.notice {
+            println!("--device auto: {}", super::flags(n));
+        }
+        if dev.is_gpu() {
+            DeviceChoice::Gpu
+        } else {
+            DeviceChoice::Cpu
+        }
+    } else {
+        a.device
+    };
     let mut report = Report {
         case: case.name.to_string(),
         dataset: super::flags(&data.source),
@@ -113,9 +133,6 @@ pub fn run(a: CompareArgs) -> Result<()> {
     for (label, optimizer) in &runs {
         let dev = Device::select(choice)?;
         if report.device.is_empty() {
-            if let Some(n) = &dev.notice {
-                println!("--device auto: {}", super::flags(n));
-            }
             println!("device: {}", dev.describe());
             report.device = dev.describe();
         }
