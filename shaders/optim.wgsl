@@ -21,7 +21,7 @@
 struct Arena {
     n: u32, p_off: u32, g_off: u32, s0: u32,
     s1: u32, s2: u32, used: u32, maximize: u32,
-    check: u32, flag_off: u32, tag: f32, first: u32,
+    pad0: u32, flag_off: u32, tag: f32, first: u32,
 }
 
 // One element's result: the new parameter and its state slots (x: S0, y: S1, z: S2).

@@ -3,16 +3,16 @@
 //! Dispatches are queued and encoded together, one compute pass for every run of dispatches
 //! between other commands (a copy, a timestamp, the submit): a training step is one pass.
 
-use super::kernels::{Access, Kernel};
+use super::kernels::{Access, Entry, Kernel, Module};
 use super::{GpuBackend, RING_SLOTS, SLOT, WG};
 
 /// A storage binding: a buffer, bound whole (`None`) or as `(byte offset, byte size)`.
 pub(super) type Binding = (usize, Option<(u64, u64)>);
 
-/// A dispatch recorded but not yet encoded: its kernel, bind group, uniform slot and grid.
+/// A dispatch recorded but not yet encoded: its bind group's key (the kernel and its
+/// bindings, which also name its pipeline), uniform slot and grid.
 pub(super) struct Queued {
-    kern: Kernel,
-    bindings: Vec<Binding>,
+    key: (Module, Entry, Vec<Binding>),
     offset: u32,
     grid: [u32; 3],
 }
@@ -162,7 +162,7 @@ impl GpuBackend {
         let mut slot = words(uniform);
         slot.resize(SLOT, 0);
         self.uniforms.extend_from_slice(&slot);
-        self.queued.push(Queued { kern, bindings: key.2, offset, grid });
+        self.queued.push(Queued { key, offset, grid });
         self.counters.dispatches += 1;
     }
 
@@ -180,10 +180,8 @@ impl GpuBackend {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
         self.counters.compute_passes += 1;
         for q in &queued {
-            let (module, entry) = (q.kern.module(), q.kern.entry());
-            pass.set_pipeline(&self.pipelines[&(module, entry)]);
-            let key = (module, entry, q.bindings.clone());
-            pass.set_bind_group(0, &self.bind_groups[&key], &[q.offset]);
+            pass.set_pipeline(&self.pipelines[&(q.key.0, q.key.1)]);
+            pass.set_bind_group(0, &self.bind_groups[&q.key], &[q.offset]);
             pass.dispatch_workgroups(q.grid[0], q.grid[1], q.grid[2]);
         }
     }

@@ -101,7 +101,7 @@ impl GpuBackend {
             s2,
             used,
             maximize: objective.flag(),
-            check: check.is_some() as u32,
+            pad0: 0,
             flag_off: check.map_or(0, |c| u(c.flag.offset)),
             tag: check.map_or(0.0, |c| c.tag),
             first: 0,

@@ -182,10 +182,10 @@ kernel_params!(
         used: u32,
         /// 1: the gradient is read negated (PyTorch's `maximize`).
         maximize: u32,
-        /// 1 in a `_checked` launch, which records a non-finite gradient in FLAG
-        /// ([`GradCheck`](crate::backend::optim_kernel::GradCheck)).
-        check: u32,
-        /// First element of FLAG's two.
+        /// Padding (the optimizer's struct starts on 16 bytes).
+        pad0: u32,
+        /// First element of FLAG's two, in a `_checked` launch (which records a non-finite
+        /// gradient there: [`GradCheck`](crate::backend::optim_kernel::GradCheck)).
         flag_off: u32,
         /// What FLAG's first element records.
         tag: f32,
