@@ -186,11 +186,12 @@ def bench_epoch(batch, epochs, fused):
     return {"median_s": median(times), "min_s": min(times), "max_s": max(times), "batch_size": batch, "source": source, "fused": fused}
 
 
-def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,), shapes=()):
+def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,), shapes=(), ns_dtype="float32"):
     """Alternate `BIN bench optim --optim-bits B` (fused multi-tensor, each width in `widths`)
     and PyTorch's fp32 step (fused=True where PyTorch has it, else its default), per optimizer
     and size (or matrix shape, `shapes`), `rounds` times; report medians and the median
-    per-round ratio for each width."""
+    per-round ratio for each width. descent's Muon runs its Newton–Schulz in `ns_dtype`
+    (PyTorch's is bfloat16)."""
     print(f"\n{'optimizer':<9} {'params':>10} {'bits':>4} {'torch variant':>13} {'torch ms':>10} {'descent ms':>11} {'torch / descent':>16}   (medians of {rounds} alternating rounds)")
     cases = [(str(n), ["--params", str(n)], [n], []) for n in sizes] + [("x".join(map(str, s)), ["--shapes", "x".join(map(str, s))], [], [s]) for s in shapes]
     for name in names:
@@ -201,7 +202,8 @@ def optim_rounds(binary, names, sizes, repeats, tensors, rounds, widths=(32,), s
                 theirs = bench_optim([name], ns, repeats, tensors, VARIANTS[:1], ss)[0]["median_ms"]
                 for b in widths:
                     out = subprocess.run([binary, "bench", "optim", "--device", "gpu" if DEV == "cuda" else "cpu", "--optimizer", name, *flags,
-                                          "--variants", "fused_multi_tensor", "--optim-bits", str(b), "--repeats", str(repeats), "--json"],
+                                          "--variants", "fused_multi_tensor", "--optim-bits", str(b), "--repeats", str(repeats), "--json",
+                                          *(["--ns-dtype", ns_dtype] if name == "muon" else [])],
                                          check=True, capture_output=True, text=True).stdout
                     pairs[b].append((theirs, json.loads(out)["results"][0]["median_ms"]))
             for b in widths:
@@ -397,6 +399,7 @@ def main():
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
     ap.add_argument("--optim-bits", default="32", help="with --descent-bin: descent's state widths to time against PyTorch's fp32 fused step, e.g. 32,16,8")
+    ap.add_argument("--ns-dtype", default="float32", help="descent's Muon Newton–Schulz precision in the optimizer rounds: float32 or bfloat16 (PyTorch's)")
     ap.add_argument("--shapes", default="", help="matrix shapes, each timed alone after the --params rows, e.g. 784x128,1024x1024 (Muon, Adafactor)")
     ap.add_argument("--cuda", action="store_true", help="PyTorch's optimizer steps and matmuls on the CUDA GPU (fp32, TF32 off), descent's on --device gpu; the epoch stays on the CPU")
     a = ap.parse_args()
@@ -431,7 +434,7 @@ def main():
         widths = [int(b) for b in a.optim_bits.split(",")]
         sizes = [int(float(x)) for x in a.params.split(",") if x]
         shapes = [[int(d) for d in s.split("x")] for s in a.shapes.split(",") if s]
-        optim_rounds(a.descent_bin, a.optimizers.split(","), sizes, a.repeats, a.tensors, a.rounds, widths, shapes)
+        optim_rounds(a.descent_bin, a.optimizers.split(","), sizes, a.repeats, a.tensors, a.rounds, widths, shapes, a.ns_dtype)
     elif "optim" not in skip:
         sizes = [int(float(s)) for s in a.params.split(",")]
         print(f"\n{'optimizer':<7} {'torch variant':<9} {'params':>10} {'torch ms':>9} {'GB/s':>6} | {'descent fused_multi_tensor ms':>30} {'ratio':>6}")

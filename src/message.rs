@@ -201,6 +201,8 @@ hyper_keys! {
     NsCoefficients => "ns_coefficients", "--ns-coefficients";
     /// Muon's rate adjustment.
     AdjustLrFn => "adjust_lr_fn", "--adjust-lr-fn";
+    /// Muon's Newton–Schulz precision.
+    NsDtype => "ns_dtype", "--ns-dtype";
     /// Muon's choice of the first and last matrices.
     AuxFirstLast => "aux_first_last", "--aux-first-last";
     /// Muon's auxiliary AdamW's rate.

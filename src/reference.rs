@@ -10,6 +10,11 @@ pub const REL_TOL: f64 = 1e-5;
 /// Absolute tolerance for elementwise kernels vs reference.
 pub const ABS_TOL: f64 = 1e-5;
 
+/// Muon's bfloat16 Newton–Schulz against the f64 iteration with the same roundings: f32 sums
+/// round a few values one bfloat16 step (1/256 at magnitude 1, where the iteration's values
+/// lie) away from where f64 sums round them; two steps allowed.
+pub const NS_BF16_TOL: f64 = 1.0 / 128.0;
+
 /// How close (relative) the reference's normalized value must be to the midpoint between two
 /// neighbouring 8-bit codes for a kernel to pick the other one: f32 arithmetic against f64.
 pub const CODE_TIE_TOL: f64 = 1e-5;

@@ -35,6 +35,18 @@ pub fn has_avx512() -> bool {
     false
 }
 
+/// Whether this CPU has AVX-512 BF16 beside [`has_avx512`] (checked once): Muon's bfloat16
+/// Newton–Schulz multiplies on `vdpbf16ps` where it does, and through widened f32 elsewhere.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| has_avx512() && is_x86_feature_detected!("avx512bf16"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Build rayon's global pool with flush-to-zero on every worker (once; later calls do nothing).
 /// Worker stacks get the main thread's usual 8 MiB because the CLI runs its whole command on a
 /// worker (see `cli::main`).

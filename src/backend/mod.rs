@@ -37,7 +37,7 @@ pub use host::host_available_bytes;
 pub use op_set::{Backend, Capacity, Counters, MaybeSend};
 pub use ops::{
     check_labels, class_index, Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form,
-    Gather, Layout, UnaryOp, IGNORE_INDEX,
+    Gather, Layout, NewtonSchulz, UnaryOp, IGNORE_INDEX,
 };
 pub use optim_kernel::{Blockwise8, Factored, GradCheck, GroupedStep, OptimBits, OptimStep, Slot};
 pub use pending::{wait, Pending};

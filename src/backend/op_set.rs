@@ -5,7 +5,8 @@
 //! one command encoder and submits on [`Backend::finish`] or a read.
 
 use super::ops::{
-    Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, UnaryOp,
+    Act, Axis, Bcast, BinaryOp, ByteBuffer, CeOutputs, Dims, DropoutMask, Epilogue, Form, Gather, Layout, NewtonSchulz,
+    UnaryOp,
 };
 use super::optim_kernel::{AdafactorParams, Blockwise8, Factored, GradCheck, GroupedStep, Objective, OptimStep};
 use super::pending::Pending;
@@ -61,6 +62,16 @@ pub trait Backend: MaybeSend {
     /// mirror the rest; by default it is the full product.
     fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
         self.matmul(form, Dims { m: side, k, n: side }, x, x, out, &Epilogue::default())
+    }
+    /// Muon's Newton–Schulz iteration over the `rows × cols` matrix `x`, in place, in
+    /// bfloat16 as PyTorch runs it (see [`crate::backend::cpu::ns_bf16`]). Only the CPU
+    /// backend has it: the others say so.
+    fn newton_schulz_bf16(&mut self, x: View, rows: usize, cols: usize, ns: &NewtonSchulz) -> Result<(), String> {
+        let _ = (x, rows, cols, ns);
+        Err(format!(
+            "the bfloat16 Newton–Schulz iteration runs on the CPU backend only, not on {}; use ns_dtype float32",
+            self.describe()
+        ))
     }
     /// out = act(x + bias) over rows of `cols`.
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act);

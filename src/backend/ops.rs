@@ -436,6 +436,17 @@ impl DropoutMask {
     }
 }
 
+/// Muon's Newton–Schulz iteration's settings (PyTorch's `ns_coefficients`, `ns_steps`, `eps`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NewtonSchulz {
+    /// (a, b, c) of X ← a·X + (b·S + c·S²)·X.
+    pub coefficients: (f32, f32, f32),
+    /// Iterations.
+    pub steps: u64,
+    /// Floor of the norm the matrix is first divided by.
+    pub eps: f32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use descent::app::bench::{self, Variant, BENCH_OPTIMIZERS};
 use descent::app::train::{TrainConfig, Trainer};
 use descent::backend::{Act, Device, DeviceChoice};
-use descent::optim::OptimBits;
+use descent::optim::{Muon, NsDtype, OptimBits, OptimConfig};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -59,6 +59,10 @@ pub struct OptimBench {
     // `::std::vec::Vec`: one flag holding a list that the parser splits, not a repeated flag.
     #[arg(long, value_parser = super::Widths, default_value = "32")]
     pub optim_bits: ::std::vec::Vec<OptimBits>,
+    /// Muon's Newton–Schulz precisions for the --shapes rows: float32, bfloat16 (PyTorch's;
+    /// the CPU backend only), or both, e.g. float32,bfloat16.
+    #[arg(long, default_value = "float32")]
+    pub ns_dtype: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -138,7 +142,7 @@ fn parse_count(s: &str) -> Result<usize> {
 }
 
 fn optim(a: OptimBench) -> Result<()> {
-    let (names, sizes, variants, widths, shapes) = usage((|| {
+    let (names, sizes, variants, widths, shapes, ns_dtypes) = usage((|| {
         let names: Vec<String> = if a.optimizer == "all" {
             BENCH_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -195,7 +199,14 @@ fn optim(a: OptimBench) -> Result<()> {
                 })
                 .collect::<Result<_>>()?,
         };
-        Ok((names, sizes, variants, widths, shapes))
+        let ns_dtypes = parse_list::<String>(&a.ns_dtype, "--ns-dtype")?
+            .iter()
+            .map(|d: &String| {
+                serde_json::from_value::<NsDtype>(serde_json::Value::String(d.clone()))
+                    .map_err(|_| anyhow::anyhow!("--ns-dtype: '{d}' is not float32 or bfloat16"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((names, sizes, variants, widths, shapes, ns_dtypes))
     })())?;
     let mut dev = open(a.device)?;
     let largest = *sizes.iter().max().unwrap_or(&1);
@@ -266,19 +277,27 @@ fn optim(a: OptimBench) -> Result<()> {
                     rows.push(r);
                 }
             }
-            for shape in &shapes {
-                let r = descent::backend::wait(bench::bench_optim_shapes_async(
-                    &mut dev,
-                    name,
-                    bits,
-                    std::slice::from_ref(shape),
-                    &bw,
-                    a.repeats,
-                ))?;
-                if !a.json {
-                    print_row(&r, &dev);
+            // Muon once per Newton–Schulz precision asked for; the others once.
+            let configs: Vec<OptimConfig> = match bench::bench_config(name)?.with_optim_bits(bits) {
+                OptimConfig::Muon(m) => {
+                    ns_dtypes.iter().map(|&ns_dtype| OptimConfig::Muon(Muon { ns_dtype, ..m.clone() })).collect()
                 }
-                rows.push(r);
+                c => vec![c],
+            };
+            for shape in &shapes {
+                for config in &configs {
+                    let r = descent::backend::wait(bench::bench_config_shapes_async(
+                        &mut dev,
+                        config.clone(),
+                        std::slice::from_ref(shape),
+                        &bw,
+                        a.repeats,
+                    ))?;
+                    if !a.json {
+                        print_row(&r, &dev);
+                    }
+                    rows.push(r);
+                }
             }
         }
     }
@@ -300,7 +319,13 @@ fn print_row(r: &bench::OptimResult, dev: &descent::backend::Device) {
                 .join(",")
         )
     });
-    let ns = r.newton_schulz_tflop_per_s.map_or(String::new(), |t| format!("  Newton–Schulz ≥ {:.1} GFLOP/s", t * 1e3));
+    let precision = match r.ns_dtype {
+        Some(NsDtype::Bfloat16) => " (bfloat16)",
+        _ => "",
+    };
+    let ns = r
+        .newton_schulz_tflop_per_s
+        .map_or(String::new(), |t| format!("  Newton–Schulz{precision} ≥ {:.1} GFLOP/s", t * 1e3));
     println!(
         "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
         r.optimizer,

@@ -226,6 +226,10 @@ pub struct HyperArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adjust_lr_fn: Option<String>,
+    /// Muon: Newton–Schulz's precision, float32 (the default) or bfloat16 (PyTorch's; CPU only).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_dtype: Option<String>,
     /// Muon: with three or more matrices, the first and last go to the auxiliary AdamW (true).
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,7 +283,9 @@ impl HyperArgs {
         }
         for (k, v) in &obj {
             // Every other string here is a number the flag parser could not write as JSON.
-            if let (serde_json::Value::String(text), true) = (v, k != "name" && k != "adjust_lr_fn") {
+            if let (serde_json::Value::String(text), true) =
+                (v, !matches!(k.as_str(), "name" | "adjust_lr_fn" | "ns_dtype"))
+            {
                 anyhow::bail!("--{}: {text} is not a finite number", k.replace('_', "-"));
             }
         }

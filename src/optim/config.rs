@@ -303,10 +303,15 @@ impl OptimConfig {
                     Some(format!("expected a whole number of steps, or null for none; got {val}").into())
                 }
                 Value::Bool(_) if !val.is_boolean() => Some("expected true or false".into()),
-                Value::String(_) if serde_json::from_value::<AdjustLr>(val.clone()).is_err() => Some(
-                    format!("expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
-                        .into(),
-                ),
+                Value::String(_) if key == "ns_dtype" && serde_json::from_value::<NsDtype>(val.clone()).is_err() => {
+                    Some(format!("expected \"float32\" or \"bfloat16\", got {val}").into())
+                }
+                Value::String(_) if key != "ns_dtype" && serde_json::from_value::<AdjustLr>(val.clone()).is_err() => {
+                    Some(
+                        format!("expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
+                            .into(),
+                    )
+                }
                 // An element that is null by default (Adafactor's eps1) may be null.
                 Value::Array(d)
                     if val.as_array().is_none_or(|a| {

@@ -55,6 +55,13 @@ pub enum AdjustLr {
     SpectralUnclamped,
 }
 
+impl NsDtype {
+    /// Whether the iteration rounds to bfloat16.
+    pub fn is_bfloat16(self) -> bool {
+        self == NsDtype::Bfloat16
+    }
+}
+
 impl AdjustLr {
     /// The factor for a matrix of `rows` × `cols`.
     pub fn ratio(self, rows: usize, cols: usize) -> f64 {
@@ -67,6 +74,18 @@ impl AdjustLr {
     }
 }
 
+/// The precision Muon's Newton–Schulz iteration runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NsDtype {
+    /// f32 throughout: the mode checked against the f64 reference at descent's tolerance.
+    #[default]
+    Float32,
+    /// PyTorch's: bfloat16 operands, f32 sums, each op's result rounded to bfloat16 (the CPU
+    /// backend only; `vdpbf16ps` where the CPU has AVX-512 BF16).
+    Bfloat16,
+}
+
 /// Muon's hyperparameters (PyTorch's defaults: lr 1e-3, weight_decay 0.1, momentum 0.95,
 /// nesterov, ns_coefficients (3.4445, −4.775, 2.0315), eps 1e-7, ns_steps 5), and those of the
 /// AdamW it steps every other tensor with (Keller Jordan's `MuonWithAuxAdam`: lr 3e-4, betas
@@ -75,7 +94,7 @@ impl AdjustLr {
 /// Muon steps matrices: each 2-D tensor of the arena, except, where the arena has three or
 /// more, the first and the last (an MLP's input and output layers), which Muon's authors leave
 /// to AdamW (`aux_first_last`). Everything else (biases) goes to the auxiliary AdamW. The
-/// Newton–Schulz iteration runs in f32 (PyTorch casts it to bfloat16).
+/// Newton–Schulz iteration runs in f32 by default; `ns_dtype` bfloat16 runs it as PyTorch does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Muon {
@@ -95,6 +114,9 @@ pub struct Muon {
     pub ns_steps: u64,
     /// How the rate scales with the matrix's shape.
     pub adjust_lr_fn: AdjustLr,
+    /// Newton–Schulz's precision: float32 (the default), or bfloat16 as PyTorch computes it.
+    #[serde(default)]
+    pub ns_dtype: NsDtype,
     /// With three or more matrices, the first and the last go to the auxiliary AdamW.
     pub aux_first_last: bool,
     /// The auxiliary AdamW's learning rate (a schedule scales it as it scales `lr`).
@@ -124,6 +146,7 @@ impl Default for Muon {
             eps: 1e-7,
             ns_steps: 5,
             adjust_lr_fn: AdjustLr::Original,
+            ns_dtype: NsDtype::Float32,
             aux_first_last: true,
             aux_lr: 3e-4,
             aux_betas: (0.9, 0.95),

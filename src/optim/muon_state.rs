@@ -6,11 +6,13 @@
 //! orthogonalize into the scratch X; X ← X / max(‖X‖_F, eps) on the device; `ns_steps` times
 //! S = XXᵀ (XᵀX for a tall W, which keeps X in W's orientation: no transposes),
 //! T = b·S + c·S² and X ← a·X + T·X (X·T); then W ← W·(1 − lr·wd) − lr·ratio·X. Then one fused
-//! AdamW launch per other trainable tensor. Nothing is read back.
+//! AdamW launch per other trainable tensor. Nothing is read back. With `ns_dtype` bfloat16
+//! the iteration is one op, [`Device::newton_schulz_bf16`] (the CPU backend's).
 
+use super::config::NsDtype;
 use super::step::MuonStep;
 use super::OptimBits;
-use crate::backend::ops::{Dims, Epilogue, Form};
+use crate::backend::ops::{Dims, Epilogue, Form, NewtonSchulz};
 use crate::backend::optim_kernel::Objective;
 use crate::backend::Device;
 use crate::tensor::View;
@@ -135,6 +137,13 @@ impl MuonState {
             let (s, ss) = (s.slice(0, side * side), ss.slice(0, side * side));
             let g = grads.slice(w.range.start, len);
             self.launch(dev, &m.momentum, o, x, g, &[self.slot(0, w.at, len)]);
+            if m.ns_dtype == NsDtype::Bfloat16 {
+                let ns = NewtonSchulz { coefficients: m.ns_coefficients, steps: m.ns_steps, eps: m.eps };
+                dev.newton_schulz_bf16(x, rows, cols, &ns);
+                let lr = (m.lr * m.adjust_lr_fn.ratio(rows, cols)) as f32;
+                dev.axpby(-lr, x, m.decay, params.slice(w.range.start, len));
+                continue;
+            }
             dev.inv_norm(x, norm, m.eps);
             dev.scale_by(x, norm);
             let none = Epilogue::default();

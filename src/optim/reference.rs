@@ -338,6 +338,26 @@ pub fn muon_step(c: &OptimConfig, lr: f64, rows: usize, cols: usize, p: &mut [f6
         buf[i] = lerp(buf[i], gi, 1.0 - c.momentum);
         u[i] = if c.nesterov { lerp(gi, buf[i], c.momentum) } else { buf[i] };
     }
+    let x = newton_schulz(&u, rows, cols, &OptimConfig::Muon(c.clone()));
+    let ratio = c.adjust_lr_fn.ratio(rows, cols);
+    for i in 0..rows {
+        for j in 0..cols {
+            let o = x[i * cols + j];
+            let q = &mut p[i * cols + j];
+            *q *= 1.0 - lr * c.weight_decay;
+            *q -= lr * ratio * o;
+        }
+    }
+}
+
+/// Muon's Newton–Schulz iteration of the `rows × cols` matrix `u` (row-major; the result in
+/// the same shape), in f64, or with `ns_dtype` bfloat16 with PyTorch's roundings: the matrix,
+/// its norm, the quotient and each op's result rounded to bfloat16.
+pub fn newton_schulz(u: &[f64], rows: usize, cols: usize, c: &OptimConfig) -> Vec<f64> {
+    let OptimConfig::Muon(c) = c else { panic!("newton_schulz takes a Muon configuration") };
+    let n = rows * cols;
+    let bf16 = c.ns_dtype.is_bfloat16();
+    let rd = |v: f64| if bf16 { round_bf16(v) } else { v };
     // X: the wide orientation (r ≤ k), row-major.
     let tall = rows > cols;
     let (r, k) = if tall { (cols, rows) } else { (rows, cols) };
@@ -345,47 +365,45 @@ pub fn muon_step(c: &OptimConfig, lr: f64, rows: usize, cols: usize, p: &mut [f6
     for i in 0..rows {
         for j in 0..cols {
             if tall {
-                x[j * rows + i] = u[i * cols + j];
+                x[j * rows + i] = rd(u[i * cols + j]);
             } else {
-                x[i * cols + j] = u[i * cols + j];
+                x[i * cols + j] = rd(u[i * cols + j]);
             }
         }
     }
-    let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(c.eps);
-    x.iter_mut().for_each(|v| *v /= norm);
+    let norm = rd(rd(x.iter().map(|v| v * v).sum::<f64>().sqrt()).max(c.eps));
+    x.iter_mut().for_each(|v| *v = rd(*v / norm));
     let (a, b, cc) = c.ns_coefficients;
     for _ in 0..c.ns_steps {
         let mut s = vec![0.0; r * r];
         for i in 0..r {
             for j in 0..r {
-                s[i * r + j] = (0..k).map(|l| x[i * k + l] * x[j * k + l]).sum();
+                s[i * r + j] = rd((0..k).map(|l| x[i * k + l] * x[j * k + l]).sum());
             }
         }
         let mut t = vec![0.0; r * r];
         for i in 0..r {
             for j in 0..r {
                 let ss: f64 = (0..r).map(|l| s[i * r + l] * s[l * r + j]).sum();
-                t[i * r + j] = b * s[i * r + j] + cc * ss;
+                t[i * r + j] = rd(b * s[i * r + j] + cc * ss);
             }
         }
         let mut next = vec![0.0; r * k];
         for i in 0..r {
             for j in 0..k {
                 let tx: f64 = (0..r).map(|l| t[i * r + l] * x[l * k + j]).sum();
-                next[i * k + j] = a * x[i * k + j] + tx;
+                next[i * k + j] = rd(a * x[i * k + j] + tx);
             }
         }
         x = next;
     }
-    let ratio = c.adjust_lr_fn.ratio(rows, cols);
+    let mut out = vec![0.0; n];
     for i in 0..rows {
         for j in 0..cols {
-            let o = if tall { x[j * rows + i] } else { x[i * cols + j] };
-            let q = &mut p[i * cols + j];
-            *q *= 1.0 - lr * c.weight_decay;
-            *q -= lr * ratio * o;
+            out[i * cols + j] = if tall { x[j * rows + i] } else { x[i * cols + j] };
         }
     }
+    out
 }
 
 /// `x` rounded to the nearest bfloat16 (through f32; ties to even).

@@ -7,11 +7,13 @@
 use super::factored_state::FactoredState;
 use super::muon_state::MuonState;
 use super::step::Step;
-use super::{Blockwise8, OptimBits, OptimConfig, Slot};
+use super::{Blockwise8, HyperKey, NsDtype, OptimBits, OptimConfig, Slot};
 use crate::backend::optim_kernel::{GradCheck, Objective, OptimStep};
 use crate::backend::quant::{self, BlockTable};
 use crate::backend::Device;
 use crate::backend::GroupedStep;
+use crate::message::Setting;
+use crate::said;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Result};
 use std::ops::Range;
@@ -341,7 +343,18 @@ impl OptimState {
         match config {
             OptimConfig::Adafactor(_) => return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors)?)),
             OptimConfig::Muon(c) => {
-                return Ok(OptimState::Muon(MuonState::alloc(dev, bits, tensors, c.aux_first_last)?))
+                if c.ns_dtype == NsDtype::Bfloat16 && dev.is_gpu() {
+                    bail!(said![
+                        "muon's ",
+                        HyperKey::NsDtype,
+                        " bfloat16 runs on the CPU backend only (its products need bfloat16 arithmetic): use ",
+                        Setting::DeviceCpu,
+                        ", or ",
+                        HyperKey::NsDtype,
+                        " float32 on a GPU"
+                    ]);
+                }
+                return Ok(OptimState::Muon(MuonState::alloc(dev, bits, tensors, c.aux_first_last)?));
             }
             _ => {}
         }

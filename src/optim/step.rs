@@ -41,6 +41,8 @@ pub struct MuonStep {
     pub eps: f32,
     /// How the rate scales with each matrix's shape.
     pub adjust_lr_fn: AdjustLr,
+    /// Newton–Schulz's precision.
+    pub ns_dtype: NsDtype,
 }
 
 impl Step {
@@ -293,6 +295,7 @@ impl OptimConfig {
                     ns_steps: c.ns_steps,
                     eps: f(c.eps),
                     adjust_lr_fn: c.adjust_lr_fn,
+                    ns_dtype: c.ns_dtype,
                 });
             }
             OptimConfig::Adafactor(c) => {

@@ -4,7 +4,7 @@
 use super::{time_async, Bandwidth};
 use crate::backend::{BinaryOp, Device, UnaryOp};
 use crate::message::Setting;
-use crate::optim::{OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
+use crate::optim::{NsDtype, OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::said;
 use crate::tensor::View;
@@ -281,6 +281,9 @@ pub struct OptimResult {
     /// bound on the iteration's own rate (the elementwise passes are in the time too).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newton_schulz_tflop_per_s: Option<f64>,
+    /// Muon: the precision its Newton–Schulz iteration ran in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_dtype: Option<NsDtype>,
 }
 
 /// What `descent bench optim --json` prints (and the web page downloads): the device, its
@@ -360,8 +363,20 @@ pub async fn bench_optim_shapes_async(
     bw: &Bandwidth,
     repeats: usize,
 ) -> Result<OptimResult> {
-    let config = bench_config(name)?.with_optim_bits(bits);
+    bench_config_shapes_async(dev, bench_config(name)?.with_optim_bits(bits), shapes, bw, repeats).await
+}
+
+/// [`bench_optim_shapes_async`] for any configuration (Muon's `ns_dtype`, say): its name,
+/// width and hyperparameters as given.
+pub async fn bench_config_shapes_async(
+    dev: &mut Device,
+    config: OptimConfig,
+    shapes: &[Vec<usize>],
+    bw: &Bandwidth,
+    repeats: usize,
+) -> Result<OptimResult> {
     config.validate()?;
+    let (name, bits) = (config.name(), config.optim_bits());
     let (layout, n) = crate::nn::arena_layout(shapes);
     let what = format!("{name} ({}-bit state) over {shapes:?}", bits.bits());
     let bytes = 4 * n as u64;
@@ -409,6 +424,10 @@ pub async fn bench_optim_shapes_async(
         fraction_of_streaming_bw: gbps / bw.streaming_gb_per_s,
         shapes: Some(shapes.to_vec()),
         newton_schulz_tflop_per_s: (flops > 0.0).then(|| flops / (timing.median_ms * 1e-3) / 1e12),
+        ns_dtype: match &config {
+            OptimConfig::Muon(c) => Some(c.ns_dtype),
+            _ => None,
+        },
     })
 }
 
@@ -514,5 +533,6 @@ pub async fn bench_optim_async(
         fraction_of_streaming_bw: gbps / bw.streaming_gb_per_s,
         shapes: None,
         newton_schulz_tflop_per_s: None,
+        ns_dtype: None,
     })
 }

@@ -10,12 +10,14 @@ pub use config::*;
 use crate::backend::optim_kernel::{MuonMomentumParams, Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{
-    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, DropoutMask, Epilogue, Form, Layout, UnaryOp, IGNORE_INDEX,
+    Act, Axis, Bcast, BinaryOp, CeOutputs, Device, Dims, DropoutMask, Epilogue, Form, Layout, NewtonSchulz, UnaryOp,
+    IGNORE_INDEX,
 };
 use crate::optim::{
-    reference as optim_ref, Carried, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, Step, StoredState,
+    reference as optim_ref, Carried, Muon, NsDtype, OptimBits, OptimConfig, OptimStep, Optimizer, Schedule, Step,
+    StoredState,
 };
-use crate::reference::{self as r, compare, compare_nan, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, REL_TOL};
+use crate::reference::{self as r, compare, compare_nan, matmul_abs_tol, ABS_TOL, CODE_TIE_TOL, NS_BF16_TOL, REL_TOL};
 use crate::rng::Rng;
 use crate::tensor::View;
 use anyhow::{bail, Context, Result};
@@ -184,6 +186,22 @@ impl Checker<'_> {
             let name = format!("gram_{}", form.name().trim_start_matches("matmul_"));
             self.check(&name, format!("{side}x{inner}"), out, &want, matmul_abs_tol(inner), REL_TOL).await?;
             self.done(&[xv, out]);
+        }
+        // Muon's bfloat16 Newton–Schulz (the CPU backend's op; a GPU has none) against the f64
+        // iteration with PyTorch's roundings.
+        if !self.dev.is_gpu() {
+            let x = self.random(m * k, -1.0, 1.0);
+            let xv = self.input(&x)?;
+            let cfg = OptimConfig::Muon(Muon { ns_dtype: NsDtype::Bfloat16, ..Muon::default() });
+            let OptimConfig::Muon(mc) = &cfg else { unreachable!("a Muon configuration") };
+            let (a, b, c) = mc.ns_coefficients;
+            let ns =
+                NewtonSchulz { coefficients: (a as f32, b as f32, c as f32), steps: mc.ns_steps, eps: mc.eps as f32 };
+            self.dev.newton_schulz_bf16(xv, m, k, &ns);
+            let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let want = optim_ref::newton_schulz(&x64, m, k, &cfg);
+            self.check("newton_schulz_bf16", format!("{m}x{k}"), xv, &want, NS_BF16_TOL, 0.0).await?;
+            self.done(&[xv]);
         }
         let shape2 = format!("{m}x{n}");
         for act in Act::ALL {

@@ -11,6 +11,7 @@ pub mod dropout;
 mod elementwise;
 pub mod gram;
 pub mod matmul;
+pub mod ns_bf16;
 pub mod optim;
 mod optim8;
 pub mod store;
@@ -202,6 +203,17 @@ impl Backend for CpuBackend {
 
     fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
         self.run(out, &[x], |o, i| gram::gram(form, side, k, i[0], o));
+    }
+
+    fn newton_schulz_bf16(
+        &mut self,
+        x: View,
+        rows: usize,
+        cols: usize,
+        ns: &crate::backend::ops::NewtonSchulz,
+    ) -> std::result::Result<(), String> {
+        self.run(x, &[], |o, _| ns_bf16::newton_schulz_bf16(o, rows, cols, ns));
+        Ok(())
     }
 
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {

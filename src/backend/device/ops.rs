@@ -3,6 +3,7 @@
 
 use super::guard::matmul_extents;
 use super::*;
+use crate::backend::ops::NewtonSchulz;
 
 impl Device {
     /// Set every element of `dst` to `value`.
@@ -52,6 +53,21 @@ impl Device {
         }
         if self.admit("gram", [&x, &out]) {
             self.backend.gram(form, side, k, x, out)
+        }
+    }
+
+    /// Muon's Newton–Schulz iteration in bfloat16, as PyTorch computes it, over the
+    /// `rows × cols` matrix `x` in place (see [`Backend::newton_schulz_bf16`]). A backend
+    /// without it (the GPU's) records a fault instead; a view shorter than the matrix is one.
+    pub fn newton_schulz_bf16(&mut self, x: View, rows: usize, cols: usize, ns: &NewtonSchulz) {
+        if x.len < rows * cols {
+            let why = format!("a {rows}×{cols} matrix needs {} elements, the view holds {}", rows * cols, x.len);
+            return self.record_fault("newton_schulz_bf16", why);
+        }
+        if self.admit("newton_schulz_bf16", [&x]) {
+            if let Err(why) = self.backend.newton_schulz_bf16(x, rows, cols, ns) {
+                self.record_fault("newton_schulz_bf16", why);
+            }
         }
     }
 
