@@ -58,6 +58,8 @@ pub struct CpuBackend {
     /// Main-device buffers a worker wrote that were not its private ones (copied on write).
     foreign_writes: Vec<usize>,
     ops: u64,
+    /// Muon's bfloat16 Newton–Schulz buffers, kept from step to step.
+    ns_workspace: ns_bf16::Workspace,
 }
 
 impl Default for CpuBackend {
@@ -71,7 +73,14 @@ impl CpuBackend {
     pub fn new() -> CpuBackend {
         init_thread_pool();
         set_flush_to_zero();
-        CpuBackend { bufs: Vec::new(), base: 0, outer: Default::default(), foreign_writes: Vec::new(), ops: 0 }
+        CpuBackend {
+            bufs: Vec::new(),
+            base: 0,
+            outer: Default::default(),
+            foreign_writes: Vec::new(),
+            ops: 0,
+            ns_workspace: Default::default(),
+        }
     }
 
     /// Run `f` on the output range and the input slices. An input in the output's own buffer
@@ -212,7 +221,10 @@ impl Backend for CpuBackend {
         cols: usize,
         ns: &crate::backend::ops::NewtonSchulz,
     ) -> std::result::Result<(), String> {
-        self.run(x, &[], |o, _| ns_bf16::newton_schulz_bf16(o, rows, cols, ns));
+        let mut ws = std::mem::take(&mut self.ns_workspace);
+        let path = ns_bf16::Path::best();
+        self.run(x, &[], |o, _| ns_bf16::newton_schulz_bf16_in(&mut ws, path, o, rows, cols, ns));
+        self.ns_workspace = ws;
         Ok(())
     }
 

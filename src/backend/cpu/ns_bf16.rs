@@ -18,7 +18,7 @@ use crate::backend::quant::{bf16_from_f32, bf16_to_f32};
 
 /// A bfloat16 matrix, row-major, each row padded to an even length: word `p` of a row holds
 /// columns 2p (low half) and 2p + 1 (high half), the pair `vdpbf16ps` multiplies at once.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pairs {
     rows: usize,
     cols: usize,
@@ -398,39 +398,80 @@ mod avx512 {
     }
 }
 
+/// The buffers one iteration runs in (X, S, T, the next X, B's packing), kept between calls
+/// so that a step allocates (and the kernel zeroes) nothing after the first.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    x: Pairs,
+    s: Pairs,
+    t: Pairs,
+    next: Pairs,
+    packed: Vec<u32>,
+}
+
+impl Pairs {
+    /// This buffer as a `rows × cols` matrix, its padding zero (its values unspecified).
+    fn reshape(&mut self, rows: usize, cols: usize) {
+        let kp = cols.div_ceil(2);
+        *self = Pairs { rows, cols, kp, w: std::mem::take(&mut self.w) };
+        self.w.resize(rows * kp, 0);
+        if cols % 2 == 1 {
+            for r in 0..rows {
+                self.w[r * kp + kp - 1] &= 0xFFFF;
+            }
+        }
+    }
+}
+
 /// PyTorch's Newton–Schulz in bfloat16 over the `rows × cols` row-major matrix `x`, in place:
 /// `x` ends holding the bfloat16 result widened to f32.
 pub fn newton_schulz_bf16(x: &mut [f32], rows: usize, cols: usize, ns: &NewtonSchulz) {
-    newton_schulz_bf16_on(Path::best(), x, rows, cols, ns)
+    newton_schulz_bf16_in(&mut Workspace::default(), Path::best(), x, rows, cols, ns)
 }
 
-/// [`newton_schulz_bf16`] on a given path.
-pub fn newton_schulz_bf16_on(path: Path, x: &mut [f32], rows: usize, cols: usize, ns: &NewtonSchulz) {
+/// [`newton_schulz_bf16`] on a given path, in the buffers of `ws`.
+pub fn newton_schulz_bf16_in(
+    ws: &mut Workspace,
+    path: Path,
+    x: &mut [f32],
+    rows: usize,
+    cols: usize,
+    ns: &NewtonSchulz,
+) {
     let tall = rows > cols;
-    let mut w = Pairs::from_f32(&x[..rows * cols], rows, cols, tall);
-    // X.div_(X.norm().clamp(min=eps)): the norm a bfloat16 scalar, the quotient rounded.
-    let sq: f64 =
-        w.w.iter()
-            .map(|&p| (bf16_to_f32(p as u16) as f64).powi(2) + (bf16_to_f32((p >> 16) as u16) as f64).powi(2))
-            .sum();
-    let norm = bf16_to_f32(bf16_from_f32(bf16_to_f32(bf16_from_f32(sq.sqrt() as f32)).max(ns.eps)));
-    for i in 0..w.rows {
-        for j in 0..w.cols {
-            let v = bf16_to_f32(w.get(i, j)) / norm;
-            w.set(i, j, bf16_from_f32(v));
+    // The wide orientation (side ≤ n), rounded.
+    let (side, n) = if tall { (cols, rows) } else { (rows, cols) };
+    let Workspace { x: w, s, t, next, packed } = ws;
+    w.reshape(side, n);
+    let h = u16_mut(&mut w.w);
+    let stride = 2 * w.kp;
+    for i in 0..rows {
+        for j in 0..cols {
+            let v = bf16_from_f32(x[i * cols + j]);
+            if tall {
+                h[j * stride + i] = v
+            } else {
+                h[i * stride + j] = v
+            }
         }
     }
+    // X.div_(X.norm().clamp(min=eps)): the norm a bfloat16 scalar, the quotient rounded
+    // (padding is zero, so it adds nothing to the norm and stays zero).
+    let sq: f64 = h.iter().map(|&v| (bf16_to_f32(v) as f64).powi(2)).sum();
+    let norm = bf16_to_f32(bf16_from_f32(bf16_to_f32(bf16_from_f32(sq.sqrt() as f32)).max(ns.eps)));
+    for v in h.iter_mut() {
+        *v = bf16_from_f32(bf16_to_f32(*v) / norm);
+    }
     let (a, b, c) = ns.coefficients;
-    let side = w.rows;
-    // Every buffer is made once: S, T, the next X, and B's packing.
-    let (mut s, mut t, mut next, mut packed) =
-        (Pairs::zeros(side, side), Pairs::zeros(side, side), Pairs::zeros(w.rows, w.cols), Vec::new());
+    s.reshape(side, side);
+    t.reshape(side, side);
+    next.reshape(side, n);
     for _ in 0..ns.steps {
-        product_into(path, &w, &w, Right::Transposed, true, (1.0, None), &mut s, &mut packed);
+        product_into(path, w, w, Right::Transposed, true, (1.0, None), s, packed);
         // S·S = S·Sᵀ: read plainly, S packs row by row (contiguous), not column by column.
-        product_into(path, &s, &s, Right::Plain, true, (c, Some((&s, b))), &mut t, &mut packed);
-        product_into(path, &t, &w, Right::Plain, false, (1.0, Some((&w, a))), &mut next, &mut packed);
-        std::mem::swap(&mut w, &mut next);
+        product_into(path, s, s, Right::Plain, true, (c, Some((s, b))), t, packed);
+        product_into(path, t, w, Right::Plain, false, (1.0, Some((w, a))), next, packed);
+        std::mem::swap(w, next);
     }
     w.write_f32(&mut x[..rows * cols], tall);
 }
@@ -503,7 +544,7 @@ mod tests {
                 let (rows, cols) = (case["rows"].as_u64().unwrap() as usize, case["cols"].as_u64().unwrap() as usize);
                 let mut x: Vec<f32> = case["input"].as_array().unwrap().iter().map(num).collect();
                 let torch: Vec<f32> = case["torch"].as_array().unwrap().iter().map(num).collect();
-                newton_schulz_bf16_on(p, &mut x, rows, cols, &ns);
+                newton_schulz_bf16_in(&mut Workspace::default(), p, &mut x, rows, cols, &ns);
                 let same = x.iter().zip(&torch).filter(|(a, b)| a == b).count();
                 let worst = x.iter().zip(&torch).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
                 eprintln!("{p:?} {rows}x{cols}: {same}/{} equal, max diff {worst}", x.len());
