@@ -62,13 +62,18 @@ impl Pairs {
 
     /// The matrix widened to f32 into the row-major `out`, transposed first with `transpose`.
     pub fn write_f32(&self, out: &mut [f32], transpose: bool) {
-        for i in 0..self.rows {
-            for j in 0..self.cols {
-                let v = bf16_to_f32(self.get(i, j));
-                if transpose {
-                    out[j * self.rows + i] = v
-                } else {
-                    out[i * self.cols + j] = v
+        let (rows, cols, stride) = (self.rows, self.cols, 2 * self.kp);
+        let h = u16_ref(&self.w);
+        if transpose {
+            for (j, row) in out.chunks_mut(rows).take(cols).enumerate() {
+                for (i, o) in row.iter_mut().enumerate() {
+                    *o = bf16_to_f32(h[i * stride + j]);
+                }
+            }
+        } else {
+            for (row, src) in out.chunks_mut(cols).zip(h.chunks(stride)).take(rows) {
+                for (o, &v) in row.iter_mut().zip(src) {
+                    *o = bf16_to_f32(v);
                 }
             }
         }
@@ -217,6 +222,18 @@ fn sums_widened(a: &Pairs, b: &Pairs, right: Right, symmetric: bool, sums: &mut 
     }
 }
 
+/// A matrix's words as its bfloat16 values in row order (each word holds the even column in its
+/// low half, so on a little-endian machine the halves are the columns in order).
+fn u16_ref(w: &[u32]) -> &[u16] {
+    #[cfg(target_endian = "little")]
+    // SAFETY: u16 has a weaker alignment than u32, and 2·len u16 lie in len u32s.
+    unsafe {
+        std::slice::from_raw_parts(w.as_ptr() as *const u16, 2 * w.len())
+    }
+    #[cfg(target_endian = "big")]
+    compile_error!("bfloat16 pairs assume a little-endian host")
+}
+
 /// A matrix's words as its bfloat16 values in row order, mutably (each word holds the even
 /// column in its low half, so on a little-endian machine the halves are the columns in order).
 fn u16_mut(w: &mut [u32]) -> &mut [u16] {
@@ -234,7 +251,7 @@ fn u16_mut(w: &mut [u32]) -> &mut [u16] {
 /// registers.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Mix, Pairs, Right};
+    use super::{u16_ref, Mix, Pairs, Right};
     use crate::backend::cpu::matmul::PAR_MIN_MACS;
     use rayon::prelude::*;
 
@@ -246,8 +263,13 @@ mod avx512 {
     /// columns' pairs (B[2p][j] low, B[2p+1][j] high), zero past B's edges.
     pub(super) fn pack_right(b: &Pairs, right: Right, kp: usize, n: usize, packed: &mut Vec<u32>) {
         let panels = n.div_ceil(NR);
-        packed.clear();
+        // Every word of every panel is written below but the last panel's columns past n:
+        // those are zeroed here.
         packed.resize(panels * kp * NR, 0);
+        let last = (panels - 1) * kp * NR;
+        for p in 0..kp {
+            packed[last + p * NR + (n - (panels - 1) * NR)..last + (p + 1) * NR].fill(0);
+        }
         match right {
             Right::Transposed => {
                 for (pj, panel) in packed.chunks_mut(kp * NR).enumerate() {
@@ -261,7 +283,7 @@ mod avx512 {
             }
             Right::Plain => {
                 // Rows 2p and 2p + 1 of B, interleaved column by column.
-                let h = |r: usize| -> &[u16] { bytemuck_u16(&b.w[r * b.kp..(r + 1) * b.kp]) };
+                let h = |r: usize| -> &[u16] { u16_ref(&b.w[r * b.kp..(r + 1) * b.kp]) };
                 for p in 0..kp {
                     let lo = h(2 * p);
                     let hi = if 2 * p + 1 < b.rows { Some(h(2 * p + 1)) } else { None };
@@ -288,18 +310,6 @@ mod avx512 {
         }
     }
 
-    /// A row of pairs as its bfloat16 values, in column order (each word holds the even column in
-    /// its low half, so on a little-endian machine the words' halves are the columns in order).
-    pub(super) fn bytemuck_u16(w: &[u32]) -> &[u16] {
-        #[cfg(target_endian = "little")]
-        // SAFETY: u16 has a weaker alignment than u32, and 2·len u16 lie in len u32s.
-        unsafe {
-            std::slice::from_raw_parts(w.as_ptr() as *const u16, 2 * w.len())
-        }
-        #[cfg(target_endian = "big")]
-        compile_error!("bfloat16 pairs assume a little-endian host")
-    }
-
     /// The product on `vdpbf16ps`: row blocks of [`MR`] in parallel, each over B's panels (up to
     /// the diagonal when `symmetric`), the epilogue applied to each tile in registers.
     ///
@@ -311,9 +321,16 @@ mod avx512 {
         let block = |(rb, dst): (usize, &mut [u32])| {
             let r0 = rb * MR;
             let rows = MR.min(m - r0);
-            // The block's rows of A, padded with zero rows to MR.
-            let mut lhs = vec![0u32; MR * kp];
-            lhs[..rows * kp].copy_from_slice(&a.w[r0 * kp..(r0 + rows) * kp]);
+            // The block's rows of A, copied and padded with zero rows to MR only in the last.
+            let padded;
+            let lhs: &[u32] = if rows == MR {
+                &a.w[r0 * kp..(r0 + MR) * kp]
+            } else {
+                let mut v = vec![0u32; MR * kp];
+                v[..rows * kp].copy_from_slice(&a.w[r0 * kp..(r0 + rows) * kp]);
+                padded = v;
+                &padded
+            };
             let last_col = if symmetric { r0 + rows } else { n };
             for pj in 0..last_col.div_ceil(NR) {
                 // Columns written, padding included (zero: B's packed padding is zero, so is add's).
@@ -325,7 +342,7 @@ mod avx512 {
                 unsafe {
                     tile_avx512(
                         kp,
-                        &lhs,
+                        lhs,
                         &packed[pj * kp * NR..(pj + 1) * kp * NR],
                         (rows, cols, okp),
                         (mix.0, add),
@@ -494,14 +511,15 @@ mod tests {
         add: Option<(&Pairs, f32)>,
     ) -> Pairs {
         let n = if right == Right::Transposed { b.rows } else { b.cols };
-        // Poisoned: every element and the padding must be written.
+        // Poisoned (bfloat16 NaNs): every element must be written, and the packing scratch
+        // holds stale words past what a product packs.
         let mut out = Pairs { w: vec![0x7FC0_7FC0; a.rows * n.div_ceil(2)], ..Pairs::zeros(a.rows, n) };
         if n % 2 == 1 {
             for r in 0..a.rows {
                 out.set(r, n, 0);
             }
         }
-        product_into(path, a, b, right, sym, (alpha, add), &mut out, &mut vec![0xFFFF_FFFF; 3]);
+        product_into(path, a, b, right, sym, (alpha, add), &mut out, &mut vec![0x7FC0_7FC0; 1 << 16]);
         out
     }
 
@@ -581,6 +599,12 @@ mod tests {
             let add = Pairs::from_f32(&random(m * n, 40), m, n, false);
             // Within half a bfloat16 step of the f64 value (|w|·2⁻⁸), plus the f32 sums' error.
             let close = |got: &Pairs, want: &[f32], what: &str| {
+                // The padding of an odd row stays zero: a later product reads it as a pair's half.
+                if got.cols % 2 == 1 {
+                    for r in 0..got.rows {
+                        assert_eq!(got.w[r * got.kp + got.kp - 1] >> 16, 0, "{what} {m}x{k}x{n}: row {r}'s padding");
+                    }
+                }
                 let mut wide = vec![0.0; got.rows * got.cols];
                 got.write_f32(&mut wide, false);
                 for (idx, (g, w)) in wide.iter().zip(want).enumerate() {
