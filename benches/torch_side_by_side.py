@@ -328,11 +328,12 @@ def case_accuracy(seed, data, optimizer="sgd", epochs=10, batch=64, shuffle="ran
     return accs
 
 
-def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82, shuffle="randperm", optimizer="sgd"):
+def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82, shuffle="randperm", optimizer="sgd", ns_dtype="float32"):
     """One optimizer (the lecture's settings, batch 64, 10 epochs) per seed in PyTorch and, with a binary, in descent
     with the same seed (the same initial weights and batches): each epoch's test accuracy of
     both, the largest per-epoch gap, and the spread of final accuracies over seeds. Fashion-MNIST,
-    or with `cifar_dir` the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it)."""
+    or with `cifar_dir` the CIFAR-10 JPEG tree (PyTorch reads descent's decode cache of it).
+    descent's Muon iterates in `ns_dtype` (PyTorch's in bfloat16)."""
     if cifar_dir:
         data = load_cached_folder(cifar_cache)
         extra = ["--dataset", "cifar10", "--data-dir", cifar_dir]
@@ -347,7 +348,8 @@ def accuracy_seeds(binary, seeds, cifar_dir=None, cifar_cache=None, threshold=82
         if binary:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "metrics.json")
-                subprocess.run([binary, "train", *CASE_OPTIMIZERS[optimizer][1], "--epochs", "10", "--device", "cpu",
+                flags = CASE_OPTIMIZERS[optimizer][1] + (["--ns-dtype", ns_dtype] if optimizer == "muon" else [])
+                subprocess.run([binary, "train", *flags, "--epochs", "10", "--device", "cpu",
                                 "--seed", str(seed), "--shuffle", shuffle, "--metrics", path, *extra], check=True, capture_output=True)
                 with open(path) as f:
                     ours = [e["test_accuracy"] for e in json.load(f)["runs"][0]["epochs"]]
@@ -399,7 +401,7 @@ def main():
     ap.add_argument("--shuffle", default="randperm", choices=["randperm", "dataloader"], help="with --accuracy-seeds: the batch order both use (descent train --shuffle)")
     ap.add_argument("--cifar10-cache", metavar="FILE", help="descent's decode cache of that tree (default: the newest ~/.cache/descent/cifar10-*.bin)")
     ap.add_argument("--optim-bits", default="32", help="with --descent-bin: descent's state widths to time against PyTorch's fp32 fused step, e.g. 32,16,8")
-    ap.add_argument("--ns-dtype", default="float32", help="descent's Muon Newton–Schulz precision in the optimizer rounds: float32 or bfloat16 (PyTorch's)")
+    ap.add_argument("--ns-dtype", default="float32", help="descent's Muon Newton–Schulz precision in the optimizer rounds and the accuracy runs: float32 or bfloat16 (PyTorch's)")
     ap.add_argument("--shapes", default="", help="matrix shapes, each timed alone after the --params rows, e.g. 784x128,1024x1024 (Muon, Adafactor)")
     ap.add_argument("--cuda", action="store_true", help="PyTorch's optimizer steps and matmuls on the CUDA GPU (fp32, TF32 off), descent's on --device gpu; the epoch stays on the CPU")
     a = ap.parse_args()
@@ -416,7 +418,7 @@ def main():
                 raise SystemExit("no decode cache found: run `descent train --dataset cifar10 --data-dir DIR --epochs 1` first, or pass --cifar10-cache")
             cache = found[-1]
         threshold = a.threshold if a.threshold is not None else 41 if a.cifar10 else 82
-        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, threshold, a.shuffle, a.accuracy_optimizer)
+        accuracy_seeds(a.descent_bin, range(int(lo), int(hi or lo) + 1), a.cifar10, cache, threshold, a.shuffle, a.accuracy_optimizer, a.ns_dtype)
         return
     skip = set(a.skip.split(","))
     ours = {"optim": [], "matmul": [], "epoch": None}

@@ -50,6 +50,12 @@ const CASES: &[(&[&str], i32, &str)] = &[
         2,
         "--adjust-lr-fn: expected one of \"original\", \"match_rms_adamw\"",
     ),
+    (
+        &["train", "--optimizer", "muon", "--ns-dtype", "float16"],
+        2,
+        "--ns-dtype: expected \"float32\" or \"bfloat16\", got \"float16\"",
+    ),
+    (&["train", "--optimizer", "adam", "--ns-dtype", "bfloat16"], 2, "--ns-dtype: 'adam' takes no 'ns_dtype'"),
     (&["train", "--optimizer", "adafactor", "--d", "0.5"], 2, "invalid d: 0.5 (the clipping threshold must be >= 1"),
     (&["train", "--optimizer", "adam", "--maximize", "--eps", "none,1e-3"], 2, "--eps: expected a number"),
     (&["train", "--optimizer", "adadelta", "--rho", "1.5"], 2, "invalid rho: 1.5 (must be in [0, 1])"),
