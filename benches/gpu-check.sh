@@ -44,6 +44,8 @@ $bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params 1e7
 echo "== every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices"
 $bin bench optim --device gpu --optimizer all --optim-bits 32,16,8 --params 1e7,1e8 --repeats 10 --variants fused_multi_tensor || true
 $bin bench optim --device gpu --optimizer muon,adafactor --shapes 784x128,1024x1024,4096x4096 --repeats 5 || true
+echo "== Muon on the host's CPU: Newton–Schulz in f32 and in bfloat16 (PyTorch's; vdpbf16ps where the CPU has AVX-512 BF16)"
+$bin bench optim --device cpu --optimizer muon --shapes 784x128,1024x1024 --ns-dtype float32,bfloat16 --repeats 5
 echo "== matmul GFLOP/s: trusted (the default: no runtime bounds checks), checked, trusted again"
 $bin bench matmul --device gpu
 DESCENT_GPU_SHADERS=checked $bin bench matmul --device gpu

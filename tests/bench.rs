@@ -119,6 +119,35 @@ fn bench_epoch_json_schema() {
     assert!(v["device"].is_string());
 }
 
+/// Muon's rows on matrices: one per Newton–Schulz precision asked for, each with its FLOP rate
+/// and its elementwise passes timed alone.
+#[test]
+fn bench_optim_muon_rows() {
+    let v = descent_json(&[
+        "bench",
+        "optim",
+        "--optimizer",
+        "muon",
+        "--shapes",
+        "24x40",
+        "--ns-dtype",
+        "float32,bfloat16",
+        "--repeats",
+        "2",
+        "--json",
+    ]);
+    let rows = v["results"].as_array().unwrap();
+    let dtypes: Vec<&str> = rows.iter().map(|r| r["ns_dtype"].as_str().unwrap()).collect();
+    assert_eq!(dtypes, ["float32", "bfloat16"]);
+    for r in rows {
+        assert_eq!(r["shapes"], serde_json::json!([[24, 40]]));
+        for key in ["newton_schulz_tflop_per_s", "elementwise_ms", "elementwise_gb_per_s"] {
+            assert!(number(r, key) > 0.0, "{key} in {r}");
+        }
+        assert!(number(r, "elementwise_ms") < number(r, "median_ms"), "{r}");
+    }
+}
+
 #[test]
 fn bench_rejects_bad_requests() {
     for (args, says) in [
@@ -126,6 +155,7 @@ fn bench_rejects_bad_requests() {
         (vec!["bench", "optim", "--optimizer", "lbfgs"], "unknown optimizer"),
         (vec!["bench", "optim", "--device", "auto"], "--device cpu or --device gpu"),
         (vec!["bench", "optim", "--variants", "fast"], "--variants"),
+        (vec!["bench", "optim", "--optimizer", "muon", "--shapes", "4x4", "--ns-dtype", "float16"], "--ns-dtype"),
         (vec!["bench", "matmul", "--shapes", "64x0x3"], "--shapes"),
         (vec!["bench", "epoch", "--epochs", "2"], "at least 3"),
     ] {

@@ -326,6 +326,10 @@ fn print_row(r: &bench::OptimResult, dev: &descent::backend::Device) {
     let ns = r
         .newton_schulz_tflop_per_s
         .map_or(String::new(), |t| format!("  Newton–Schulz{precision} ≥ {:.1} GFLOP/s", t * 1e3));
+    let ns = match (r.elementwise_ms, r.elementwise_gb_per_s) {
+        (Some(ms), Some(gb)) => format!("{ns}; elementwise passes {ms:.3} ms, {gb:.1} GB/s"),
+        _ => ns,
+    };
     println!(
         "{:<8} {:>4} {:<19} {:>11} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>5} {:>9.1} {:>8.1} {:>6.0}% {:>6.0}%{}",
         r.optimizer,

@@ -4,7 +4,7 @@
 use super::{time_async, Bandwidth};
 use crate::backend::{BinaryOp, Device, UnaryOp};
 use crate::message::Setting;
-use crate::optim::{NsDtype, OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
+use crate::optim::{Muon, NsDtype, OptimBits, OptimConfig, Optimizer, Schedule, Sgd};
 use crate::rng::Rng;
 use crate::said;
 use crate::tensor::View;
@@ -284,6 +284,13 @@ pub struct OptimResult {
     /// Muon: the precision its Newton–Schulz iteration ran in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ns_dtype: Option<NsDtype>,
+    /// Muon: the median time of its elementwise passes alone (momentum, the norm, the update;
+    /// the same step timed with no Newton–Schulz iteration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elementwise_ms: Option<f64>,
+    /// Muon: `bytes_per_param` × params over [`OptimResult::elementwise_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elementwise_gb_per_s: Option<f64>,
 }
 
 /// What `descent bench optim --json` prints (and the web page downloads): the device, its
@@ -402,9 +409,26 @@ pub async fn bench_config_shapes_async(
     })
     .await?;
     opt.release(dev);
+    let bpp = config.bytes_per_param();
+    // Muon's elementwise passes alone (momentum, the norm, the update): the same step with no
+    // Newton–Schulz iteration, timed the same way.
+    let elementwise_ms = match &config {
+        OptimConfig::Muon(m) if m.ns_steps > 0 => {
+            let bare = OptimConfig::Muon(Muon { ns_steps: 0, ..m.clone() });
+            let mut opt = Optimizer::for_shapes(dev, bare, Schedule::Constant, n, &layout)?;
+            let t = time_async(dev, 2, repeats, |d| {
+                if let Err(e) = opt.step_views(d, params, grads) {
+                    unreachable!("the views are the optimizer's length: {e}");
+                }
+            })
+            .await?;
+            opt.release(dev);
+            Some(t.median_ms)
+        }
+        _ => None,
+    };
     dev.release(params);
     dev.release(grads);
-    let bpp = config.bytes_per_param();
     let gbps = (bpp * n) as f64 / (timing.median_ms * 1e-3) / 1e9;
     let flops = newton_schulz_flops(&config, shapes);
     Ok(OptimResult {
@@ -428,6 +452,8 @@ pub async fn bench_config_shapes_async(
             OptimConfig::Muon(c) => Some(c.ns_dtype),
             _ => None,
         },
+        elementwise_ms,
+        elementwise_gb_per_s: elementwise_ms.map(|t| (bpp * n) as f64 / (t * 1e-3) / 1e9),
     })
 }
 
@@ -534,5 +560,7 @@ pub async fn bench_optim_async(
         shapes: None,
         newton_schulz_tflop_per_s: None,
         ns_dtype: None,
+        elementwise_ms: None,
+        elementwise_gb_per_s: None,
     })
 }

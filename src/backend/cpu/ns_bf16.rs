@@ -65,11 +65,7 @@ impl Pairs {
         let (rows, cols, stride) = (self.rows, self.cols, 2 * self.kp);
         let h = u16_ref(&self.w);
         if transpose {
-            for (j, row) in out.chunks_mut(rows).take(cols).enumerate() {
-                for (i, o) in row.iter_mut().enumerate() {
-                    *o = bf16_to_f32(h[i * stride + j]);
-                }
-            }
+            for_tiles(rows, cols, |i, j| out[j * rows + i] = bf16_to_f32(h[i * stride + j]));
         } else {
             for (row, src) in out.chunks_mut(cols).zip(h.chunks(stride)).take(rows) {
                 for (o, &v) in row.iter_mut().zip(src) {
@@ -84,6 +80,21 @@ impl Pairs {
         let mut out = vec![0.0; self.rows * self.cols];
         self.write_f32(&mut out, false);
         out
+    }
+}
+
+/// `f(i, j)` for every i < rows, j < cols, in 32 × 32 tiles (a transpose's order: both the
+/// rows and the columns it walks stay in cache).
+fn for_tiles(rows: usize, cols: usize, mut f: impl FnMut(usize, usize)) {
+    const TILE: usize = 32;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                for j in j0..(j0 + TILE).min(cols) {
+                    f(i, j)
+                }
+            }
+        }
     }
 }
 
@@ -424,6 +435,8 @@ pub struct Workspace {
     t: Pairs,
     next: Pairs,
     packed: Vec<u32>,
+    /// The matrix in its own orientation as bfloat16, before and after the iteration.
+    flat: Vec<u16>,
 }
 
 impl Pairs {
@@ -458,23 +471,32 @@ pub fn newton_schulz_bf16_in(
     let tall = rows > cols;
     // The wide orientation (side ≤ n), rounded.
     let (side, n) = if tall { (cols, rows) } else { (rows, cols) };
-    let Workspace { x: w, s, t, next, packed } = ws;
+    let Workspace { x: w, s, t, next, packed, flat } = ws;
     w.reshape(side, n);
-    let h = u16_mut(&mut w.w);
     let stride = 2 * w.kp;
-    for i in 0..rows {
-        for j in 0..cols {
-            let v = bf16_from_f32(x[i * cols + j]);
-            if tall {
-                h[j * stride + i] = v
-            } else {
-                h[i * stride + j] = v
-            }
+    // Rounded in x's own order (a contiguous loop), then transposed as bfloat16 in tiles.
+    flat.clear();
+    flat.extend(x[..rows * cols].iter().map(|&v| bf16_from_f32(v)));
+    let h = u16_mut(&mut w.w);
+    if tall {
+        for_tiles(rows, cols, |i, j| h[j * stride + i] = flat[i * cols + j]);
+    } else {
+        for (src, dst) in flat.chunks(cols).zip(h.chunks_mut(stride)) {
+            dst[..cols].copy_from_slice(src);
         }
     }
     // X.div_(X.norm().clamp(min=eps)): the norm a bfloat16 scalar, the quotient rounded
-    // (padding is zero, so it adds nothing to the norm and stays zero).
-    let sq: f64 = h.iter().map(|&v| (bf16_to_f32(v) as f64).powi(2)).sum();
+    // (padding is zero, so it adds nothing to the norm and stays zero). Eight partial sums, so
+    // the loop runs at the adder's throughput rather than its latency.
+    let mut lanes = [0.0f64; 8];
+    let chunks = flat.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| (bf16_to_f32(v) as f64).powi(2)).sum();
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += (bf16_to_f32(v) as f64).powi(2);
+        }
+    }
+    let sq: f64 = lanes.iter().sum::<f64>() + tail;
     let norm = bf16_to_f32(bf16_from_f32(bf16_to_f32(bf16_from_f32(sq.sqrt() as f32)).max(ns.eps)));
     for v in h.iter_mut() {
         *v = bf16_from_f32(bf16_to_f32(*v) / norm);
@@ -490,7 +512,18 @@ pub fn newton_schulz_bf16_in(
         product_into(path, t, w, Right::Plain, false, (1.0, Some((w, a))), next, packed);
         std::mem::swap(w, next);
     }
-    w.write_f32(&mut x[..rows * cols], tall);
+    // Back to x's orientation as bfloat16 in tiles, then widened in one contiguous loop.
+    let h = u16_ref(&w.w);
+    if tall {
+        for_tiles(rows, cols, |i, j| flat[i * cols + j] = h[j * stride + i]);
+    } else {
+        for (dst, src) in flat.chunks_mut(cols).zip(h.chunks(stride)) {
+            dst.copy_from_slice(&src[..cols]);
+        }
+    }
+    for (o, &v) in x[..rows * cols].iter_mut().zip(flat.iter()) {
+        *o = bf16_to_f32(v);
+    }
 }
 
 #[cfg(test)]
