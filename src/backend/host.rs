@@ -35,8 +35,9 @@ pub fn has_avx512() -> bool {
     false
 }
 
-/// Whether this CPU has AVX-512 BF16 beside [`has_avx512`] (checked once): Muon's bfloat16
-/// Newton–Schulz multiplies on `vdpbf16ps` where it does, and through widened f32 elsewhere.
+/// Whether this CPU has AVX-512 BF16 beside [`has_avx512`]'s F, BW and VL (checked once; off
+/// with `DESCENT_NO_AVX512=1`): Muon's bfloat16 Newton–Schulz multiplies on `vdpbf16ps` where
+/// it does, and through widened f32 elsewhere.
 pub fn has_avx512_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -28,6 +28,14 @@ pub fn run(_a: InfoArgs) -> Result<()> {
             "portable loop"
         }
     );
+    println!(
+        "cpu bfloat16 Newton–Schulz (Muon's ns_dtype bfloat16): {}",
+        if descent::backend::host::has_avx512_bf16() {
+            "AVX-512 BF16 (vdpbf16ps tiles)"
+        } else {
+            "widened to f32 through the gemm crate (this CPU lacks AVX-512 BF16)"
+        }
+    );
     println!("{}", super::flags(&descent::backend::gpu::describe_adapters()));
     Ok(())
 }

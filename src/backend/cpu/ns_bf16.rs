@@ -178,8 +178,9 @@ pub fn product_into(
         #[cfg(target_arch = "x86_64")]
         Path::Avx512Bf16 if crate::backend::host::has_avx512_bf16() => {
             avx512::pack_right(b, right, a.kp, n, packed);
-            // SAFETY: the CPU has AVX-512 F and BF16 (checked just above); `packed` is B packed
-            // for a's kp and n columns, and the shapes were checked above.
+            // SAFETY: the CPU has AVX-512 F, BW and BF16 (`has_avx512_bf16`, checked just above,
+            // implies all three); `packed` is B packed for a's kp and n columns, and the shapes
+            // were checked above.
             unsafe { avx512::products_avx512(a, packed, symmetric, mix, out) }
         }
         _ => {
