@@ -34,6 +34,7 @@ impl Pairs {
     }
 
     /// Element (r, c) as bfloat16 bits.
+    #[cfg(test)]
     fn get(&self, r: usize, c: usize) -> u16 {
         (self.w[r * self.kp + c / 2] >> (16 * (c & 1))) as u16
     }
@@ -75,11 +76,10 @@ impl Pairs {
         }
     }
 
-    /// The matrix widened to a dense row-major f32 matrix.
-    fn widen(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.rows * self.cols];
-        self.write_f32(&mut out, false);
-        out
+    /// The matrix widened to a dense row-major f32 matrix in `out` (resized to fit).
+    fn widen_into(&self, out: &mut Vec<f32>) {
+        out.resize(self.rows * self.cols, 0.0);
+        self.write_f32(out, false);
     }
 }
 
@@ -114,7 +114,7 @@ pub enum Right {
 pub fn product(a: &Pairs, b: &Pairs, right: Right, symmetric: bool, alpha: f32, add: Option<(&Pairs, f32)>) -> Pairs {
     let n = if right == Right::Transposed { b.rows } else { b.cols };
     let mut out = Pairs::zeros(a.rows, n);
-    product_into(Path::best(), a, b, right, symmetric, (alpha, add), &mut out, &mut Vec::new());
+    product_into(Path::best(), a, b, right, symmetric, (alpha, add), &mut out, &mut Scratch::default());
     out
 }
 
@@ -150,8 +150,18 @@ impl Path {
 /// A product's epilogue: alpha, and the bfloat16 matrix added times beta.
 type Mix<'a> = (f32, Option<(&'a Pairs, f32)>);
 
-/// [`product`] on a given path into `out` (already `m × n`, its padding zero), with `packed`
-/// as the scratch B is packed into.
+/// Scratch a product reuses from call to call: B's packing (AVX-512 BF16), or the operands
+/// widened to f32 and the f32 sums (the widened path).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed: Vec<u32>,
+    wide_a: Vec<f32>,
+    wide_b: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+/// [`product`] on a given path into `out` (already `m × n`, its padding zero), in `scratch`.
 #[allow(clippy::too_many_arguments)]
 pub fn product_into(
     path: Path,
@@ -161,7 +171,7 @@ pub fn product_into(
     symmetric: bool,
     mix: Mix,
     out: &mut Pairs,
-    packed: &mut Vec<u32>,
+    scratch: &mut Scratch,
 ) {
     let (m, k) = (a.rows, a.cols);
     let n = out.cols;
@@ -177,6 +187,7 @@ pub fn product_into(
     match path {
         #[cfg(target_arch = "x86_64")]
         Path::Avx512Bf16 if crate::backend::host::has_avx512_bf16() => {
+            let packed = &mut scratch.packed;
             avx512::pack_right(b, right, a.kp, n, packed);
             // SAFETY: the CPU has AVX-512 F, BW and BF16 (`has_avx512_bf16`, checked just above,
             // implies all three); `packed` is B packed for a's kp and n columns, and the shapes
@@ -184,17 +195,24 @@ pub fn product_into(
             unsafe { avx512::products_avx512(a, packed, symmetric, mix, out) }
         }
         _ => {
-            let _ = packed; // the widened operands need no packing
-            let mut sums = vec![0.0f32; m * n];
-            sums_widened(a, b, right, symmetric, &mut sums);
+            sums_widened(a, b, right, symmetric, scratch);
             let (alpha, add) = mix;
-            for i in 0..m {
-                for j in 0..if symmetric { i + 1 } else { n } {
-                    let mut v = alpha * sums[i * n + j];
-                    if let Some((c, beta)) = add {
-                        v += beta * bf16_to_f32(c.get(i, j));
+            let stride = 2 * out.kp;
+            let h = u16_mut(&mut out.w);
+            for (i, row) in scratch.sums.chunks(n).enumerate() {
+                let dst = &mut h[i * stride..i * stride + n];
+                match add {
+                    Some((c, beta)) => {
+                        let src = &u16_ref(&c.w)[i * stride..i * stride + n];
+                        for ((d, &v), &cv) in dst.iter_mut().zip(row).zip(src) {
+                            *d = bf16_from_f32(alpha * v + beta * bf16_to_f32(cv));
+                        }
                     }
-                    out.set(i, j, bf16_from_f32(v));
+                    None => {
+                        for (d, &v) in dst.iter_mut().zip(row) {
+                            *d = bf16_from_f32(alpha * v);
+                        }
+                    }
                 }
             }
         }
@@ -220,17 +238,22 @@ fn mirror_lower(x: &mut Pairs) {
     }
 }
 
-/// The f32 sums through the `gemm` crate, from operands widened to f32 (exact).
-fn sums_widened(a: &Pairs, b: &Pairs, right: Right, symmetric: bool, sums: &mut [f32]) {
-    let (wa, m, k) = (a.widen(), a.rows, a.cols);
+/// The f32 sums into `scratch.sums` (m × n) through the `gemm` crate, from operands widened to
+/// f32 (exact) in the scratch.
+fn sums_widened(a: &Pairs, b: &Pairs, right: Right, symmetric: bool, scratch: &mut Scratch) {
+    let Scratch { wide_a, wide_b, sums, .. } = scratch;
+    let (m, k) = (a.rows, a.cols);
+    let n = if right == Right::Transposed { b.rows } else { b.cols };
+    a.widen_into(wide_a);
+    sums.resize(m * n, 0.0);
     if symmetric {
         // A·Aᵀ; for S·S with S symmetric, S·Sᵀ is the same product.
-        return gram(Form::NT, m, k, &wa, sums);
+        return gram(Form::NT, m, k, wide_a, sums);
     }
-    let wb = b.widen();
+    b.widen_into(wide_b);
     match right {
-        Right::Transposed => gemm_crate(Form::NT, Dims { m, k, n: b.rows }, &wa, &wb, sums),
-        Right::Plain => gemm_crate(Form::NN, Dims { m, k, n: b.cols }, &wa, &wb, sums),
+        Right::Transposed => gemm_crate(Form::NT, Dims { m, k, n }, wide_a, wide_b, sums),
+        Right::Plain => gemm_crate(Form::NN, Dims { m, k, n }, wide_a, wide_b, sums),
     }
 }
 
@@ -435,7 +458,7 @@ pub struct Workspace {
     s: Pairs,
     t: Pairs,
     next: Pairs,
-    packed: Vec<u32>,
+    scratch: Scratch,
     /// The matrix in its own orientation as bfloat16, before and after the iteration.
     flat: Vec<u16>,
 }
@@ -472,7 +495,7 @@ pub fn newton_schulz_bf16_in(
     let tall = rows > cols;
     // The wide orientation (side ≤ n), rounded.
     let (side, n) = if tall { (cols, rows) } else { (rows, cols) };
-    let Workspace { x: w, s, t, next, packed, flat } = ws;
+    let Workspace { x: w, s, t, next, scratch, flat } = ws;
     w.reshape(side, n);
     let stride = 2 * w.kp;
     // Rounded in x's own order (a contiguous loop), then transposed as bfloat16 in tiles.
@@ -507,10 +530,10 @@ pub fn newton_schulz_bf16_in(
     t.reshape(side, side);
     next.reshape(side, n);
     for _ in 0..ns.steps {
-        product_into(path, w, w, Right::Transposed, true, (1.0, None), s, packed);
+        product_into(path, w, w, Right::Transposed, true, (1.0, None), s, scratch);
         // S·S = S·Sᵀ: read plainly, S packs row by row (contiguous), not column by column.
-        product_into(path, s, s, Right::Plain, true, (c, Some((s, b))), t, packed);
-        product_into(path, t, w, Right::Plain, false, (1.0, Some((w, a))), next, packed);
+        product_into(path, s, s, Right::Plain, true, (c, Some((s, b))), t, scratch);
+        product_into(path, t, w, Right::Plain, false, (1.0, Some((w, a))), next, scratch);
         std::mem::swap(w, next);
     }
     // Back to x's orientation as bfloat16 in tiles, then widened in one contiguous loop.
@@ -553,7 +576,13 @@ mod tests {
                 out.set(r, n, 0);
             }
         }
-        product_into(path, a, b, right, sym, (alpha, add), &mut out, &mut vec![0x7FC0_7FC0; 1 << 16]);
+        let mut scratch = Scratch {
+            packed: vec![0x7FC0_7FC0; 1 << 16],
+            wide_a: vec![f32::NAN; 1 << 14],
+            wide_b: vec![f32::NAN; 1 << 14],
+            sums: vec![f32::NAN; 1 << 14],
+        };
+        product_into(path, a, b, right, sym, (alpha, add), &mut out, &mut scratch);
         out
     }
 
