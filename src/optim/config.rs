@@ -303,14 +303,18 @@ impl OptimConfig {
                     Some(format!("expected a whole number of steps, or null for none; got {val}").into())
                 }
                 Value::Bool(_) if !val.is_boolean() => Some("expected true or false".into()),
-                Value::String(_) if key == "ns_dtype" && serde_json::from_value::<NsDtype>(val.clone()).is_err() => {
-                    Some(format!("expected \"float32\" or \"bfloat16\", got {val}").into())
-                }
-                Value::String(_) if key != "ns_dtype" && serde_json::from_value::<AdjustLr>(val.clone()).is_err() => {
-                    Some(
-                        format!("expected one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\", got {val}")
-                            .into(),
-                    )
+                // A choice among names: each string key's own list.
+                Value::String(_) => {
+                    let (ok, names) = match key.as_str() {
+                        "ns_dtype" => {
+                            (serde_json::from_value::<NsDtype>(val.clone()).is_ok(), "\"float32\" or \"bfloat16\"")
+                        }
+                        _ => (
+                            serde_json::from_value::<AdjustLr>(val.clone()).is_ok(),
+                            "one of \"original\", \"match_rms_adamw\", \"spectral_unclamped\"",
+                        ),
+                    };
+                    (!ok).then(|| format!("expected {names}, got {val}").into())
                 }
                 // An element that is null by default (Adafactor's eps1) may be null.
                 Value::Array(d)

@@ -140,28 +140,26 @@ impl MuonState {
             if m.ns_dtype == NsDtype::Bfloat16 {
                 let ns = NewtonSchulz { coefficients: m.ns_coefficients, steps: m.ns_steps, eps: m.eps };
                 dev.newton_schulz_bf16(x, rows, cols, &ns);
-                let lr = (m.lr * m.adjust_lr_fn.ratio(rows, cols)) as f32;
-                dev.axpby(-lr, x, m.decay, params.slice(w.range.start, len));
-                continue;
-            }
-            dev.inv_norm(x, norm, m.eps);
-            dev.scale_by(x, norm);
-            let none = Epilogue::default();
-            for _ in 0..m.ns_steps {
-                // S = XXᵀ (or XᵀX) is symmetric, so S·S = S·Sᵀ: both are Gram products.
-                if rows <= cols {
-                    dev.gram(Form::NT, side, cols, x, s);
-                } else {
-                    dev.gram(Form::TN, side, rows, x, s);
+            } else {
+                dev.inv_norm(x, norm, m.eps);
+                dev.scale_by(x, norm);
+                let none = Epilogue::default();
+                for _ in 0..m.ns_steps {
+                    // S = XXᵀ (or XᵀX) is symmetric, so S·S = S·Sᵀ: both are Gram products.
+                    if rows <= cols {
+                        dev.gram(Form::NT, side, cols, x, s);
+                    } else {
+                        dev.gram(Form::TN, side, rows, x, s);
+                    }
+                    dev.gram(Form::NT, side, side, s, ss);
+                    dev.axpby(b, s, c, ss);
+                    if rows <= cols {
+                        dev.matmul(Form::NN, Dims { m: rows, k: rows, n: cols }, ss, x, tx, &none);
+                    } else {
+                        dev.matmul(Form::NN, Dims { m: rows, k: cols, n: cols }, x, ss, tx, &none);
+                    }
+                    dev.axpby(1.0, tx, a, x);
                 }
-                dev.gram(Form::NT, side, side, s, ss);
-                dev.axpby(b, s, c, ss);
-                if rows <= cols {
-                    dev.matmul(Form::NN, Dims { m: rows, k: rows, n: cols }, ss, x, tx, &none);
-                } else {
-                    dev.matmul(Form::NN, Dims { m: rows, k: cols, n: cols }, x, ss, tx, &none);
-                }
-                dev.axpby(1.0, tx, a, x);
             }
             let lr = (m.lr * m.adjust_lr_fn.ratio(rows, cols)) as f32;
             dev.axpby(-lr, x, m.decay, params.slice(w.range.start, len));

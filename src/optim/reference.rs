@@ -329,6 +329,7 @@ pub fn adafactor_step(c: &OptimConfig, t: u64, lr: f64, shape: &[usize], p: &mut
 /// the fixtures are made): the momentum lerps, the iteration on the transpose of a tall
 /// matrix, the decay at the unadjusted rate and the update at the adjusted one.
 pub fn muon_step(c: &OptimConfig, lr: f64, rows: usize, cols: usize, p: &mut [f64], g: &[f64], buf: &mut [f64]) {
+    let config = c;
     let OptimConfig::Muon(c) = c else { panic!("muon_step takes a Muon configuration") };
     let n = rows * cols;
     let lerp = |a: f64, b: f64, w: f64| a + w * (b - a);
@@ -338,7 +339,7 @@ pub fn muon_step(c: &OptimConfig, lr: f64, rows: usize, cols: usize, p: &mut [f6
         buf[i] = lerp(buf[i], gi, 1.0 - c.momentum);
         u[i] = if c.nesterov { lerp(gi, buf[i], c.momentum) } else { buf[i] };
     }
-    let x = newton_schulz(&u, rows, cols, &OptimConfig::Muon(c.clone()));
+    let x = newton_schulz(&u, rows, cols, config);
     let ratio = c.adjust_lr_fn.ratio(rows, cols);
     for i in 0..rows {
         for j in 0..cols {

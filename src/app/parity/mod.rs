@@ -192,11 +192,11 @@ impl Checker<'_> {
         if !self.dev.is_gpu() {
             let x = self.random(m * k, -1.0, 1.0);
             let xv = self.input(&x)?;
-            let cfg = OptimConfig::Muon(Muon { ns_dtype: NsDtype::Bfloat16, ..Muon::default() });
-            let OptimConfig::Muon(mc) = &cfg else { unreachable!("a Muon configuration") };
+            let mc = Muon { ns_dtype: NsDtype::Bfloat16, ..Muon::default() };
             let (a, b, c) = mc.ns_coefficients;
             let ns =
                 NewtonSchulz { coefficients: (a as f32, b as f32, c as f32), steps: mc.ns_steps, eps: mc.eps as f32 };
+            let cfg = OptimConfig::Muon(mc);
             self.dev.newton_schulz_bf16(xv, m, k, &ns);
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let want = optim_ref::newton_schulz(&x64, m, k, &cfg);

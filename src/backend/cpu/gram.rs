@@ -83,18 +83,19 @@ pub fn gram(form: Form, side: usize, k: usize, x: &[f32], c: &mut [f32]) {
         // The last bands carry the most work: start them first so the cores finish together.
         (0..bands).into_par_iter().rev().for_each(band);
     }
-    mirror_lower(side, c);
+    mirror_lower(side, side, c);
 }
 
-/// Copy the strict lower triangle of the side×side matrix `c` onto its upper triangle, in
-/// tiles so that both the rows read and the columns written stay in cache.
-fn mirror_lower(side: usize, c: &mut [f32]) {
+/// Copy the strict lower triangle of the side×side matrix `c` (rows `stride` elements apart)
+/// onto its upper triangle, in tiles so that both the rows read and the columns written stay in
+/// cache. Muon's bfloat16 Gram products mirror theirs with it too.
+pub(super) fn mirror_lower<T: Copy>(side: usize, stride: usize, c: &mut [T]) {
     const TILE: usize = 32;
     for i0 in (0..side).step_by(TILE) {
         for j0 in (i0..side).step_by(TILE) {
             for i in i0..(i0 + TILE).min(side) {
                 for j in j0.max(i + 1)..(j0 + TILE).min(side) {
-                    c[i * side + j] = c[j * side + i];
+                    c[i * stride + j] = c[j * stride + i];
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! rounded at the same points, the f32 sums in another order. Either way each output element is
 //! summed by one thread in a fixed order, so the result does not depend on the thread count.
 
-use super::gram::gram;
+use super::gram::{gram, mirror_lower};
 use super::matmul::gemm_crate;
 use crate::backend::ops::{Dims, Form, NewtonSchulz};
 use crate::backend::quant::{bf16_from_f32, bf16_to_f32};
@@ -218,23 +218,7 @@ pub fn product_into(
         }
     }
     if symmetric {
-        mirror_lower(out);
-    }
-}
-
-/// Copy the strict lower triangle of a square matrix onto its upper one, in tiles.
-fn mirror_lower(x: &mut Pairs) {
-    const TILE: usize = 32;
-    let (side, stride) = (x.rows, 2 * x.kp);
-    let h = u16_mut(&mut x.w);
-    for i0 in (0..side).step_by(TILE) {
-        for j0 in (i0..side).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(side) {
-                for j in j0.max(i + 1)..(j0 + TILE).min(side) {
-                    h[i * stride + j] = h[j * stride + i];
-                }
-            }
-        }
+        mirror_lower(out.rows, 2 * out.kp, u16_mut(&mut out.w));
     }
 }
 
