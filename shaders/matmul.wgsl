@@ -7,12 +7,16 @@
 // The tile loads come from one of two files placed after this one: matmul_load_scalar.wgsl
 // (any shape and offset) or matmul_load_vec4.wgsl (one vec4 per invocation and operand, when
 // the contiguous dimension of each operand and its offset are multiples of 4).
+// Split-K (k_split > 0): workgroup z sums only the inner elements [z·k_split, (z+1)·k_split)
+// (k_split a multiple of TK, so every tile but the last one's lies inside its split) and writes
+// the raw sums, with no epilogue, to split z's slab of C and of COLSUM; matmul_split.wgsl adds
+// the slabs in split order and applies the epilogue. The same inputs give the same bits.
 
 struct MatmulParams {
     m: u32, k: u32, n: u32, form: u32,
     a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
     y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
-    grad_act: u32, has_colsum: u32, pad0: u32, pad1: u32,
+    grad_act: u32, has_colsum: u32, k_split: u32, pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: MatmulParams;
@@ -34,7 +38,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc: array<f32, 16>;
     var asum: array<f32, 4>;
     let want_colsum = P.has_colsum == 1u && wid.x == 0u && lid.x == 0u;
-    for (var k0 = 0u; k0 < P.k; k0 += TK) {
+    let split = P.k_split > 0u;
+    let k_begin = select(0u, wid.z * P.k_split, split);
+    let k_end = select(P.k, min(k_begin + P.k_split, P.k), split);
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         load_tiles(t, row0, col0, k0);
         workgroupBarrier();
         for (var p = 0u; p < TK; p++) {
@@ -63,10 +70,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let j = col0 + lid.x * 4u + c;
             if (j >= P.n) { continue; }
             var z = acc[r * 4u + c];
+            if (split) {
+                C[P.out_off + wid.z * P.m * P.n + i * P.n + j] = z;
+                continue;
+            }
             if (P.grad_act > 0u) { z *= act_grad(P.grad_act - 1u, Y[P.y_off + i * P.n + j]); }
             if (P.has_bias == 1u) { z += BIAS[P.bias_off + j]; }
             C[P.out_off + i * P.n + j] = act_apply(P.act, z);
         }
-        if (want_colsum) { COLSUM[P.colsum_off + i] = asum[r]; }
+        if (want_colsum) { COLSUM[P.colsum_off + wid.z * P.m + i] = asum[r]; }
     }
 }

@@ -195,6 +195,28 @@ impl Device {
         }
     }
 
+    /// Which matmul kernels this GPU device runs (see
+    /// [`MatmulKernels`](super::gpu::MatmulKernels); the environment's `DESCENT_GPU_MATMUL` sets
+    /// it when the device opens). An `Err` on the CPU backend, whose matmul is the `gemm` crate's
+    /// or its own.
+    pub fn set_matmul_kernels(&mut self, kernels: super::gpu::MatmulKernels) -> Result<()> {
+        match self.gpu_backend_mut() {
+            Some(g) => {
+                g.set_matmul_kernels(kernels);
+                Ok(())
+            }
+            None => {
+                anyhow::bail!("the CPU backend has no GPU matmul kernels to choose: this is a GPU device's setting")
+            }
+        }
+    }
+
+    /// The GPU kernel a product of these sizes runs on this device (None on the CPU backend).
+    pub fn matmul_plan(&self, d: super::Dims) -> Option<super::gpu::MatmulPlan> {
+        let g: &super::gpu::GpuBackend = self.backend.as_any()?.downcast_ref()?;
+        Some(g.matmul_plan(d))
+    }
+
     /// One line: what executes the ops.
     pub fn describe(&self) -> String {
         self.backend.describe()

@@ -107,6 +107,8 @@ macro_rules! entries {
 entries! {
     /// The tiled matmul (both load widths).
     Matmul => "main", MM;
+    /// A split-K product's second pass: partial sums → output, column sums.
+    MatmulSplitSum => "split_sum", &[R, R, R, RW, RW];
     /// Bias and activation.
     BiasAct => "bias_act", ELEM;
     /// An activation's gradient.
@@ -303,6 +305,10 @@ modules! {
     /// The tiled matmul with vec4 loads (every contiguous run and offset a multiple of 4).
     MatmulVec4 => "matmul_vec4", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_vec4.wgsl")),
         "MatmulParams": MatmulParams, [Matmul];
+    /// The second pass of a split-K matmul: the splits' partial sums added in order, then the
+    /// epilogue.
+    MatmulSplit => "matmul_split", include_str!("../../../shaders/matmul_split.wgsl"),
+        "MatmulSplitParams": MatmulSplitParams, [MatmulSplitSum];
     /// Bias and activation, activation backward, binary and unary ops, fill, expand, the
     /// non-finite check.
     Elementwise => "elementwise", include_str!("../../../shaders/elementwise.wgsl"),
@@ -483,6 +489,7 @@ impl Kernel {
 
 pub(super) const K_MATMUL: Kernel = Kernel::new(Module::Matmul, Entry::Matmul);
 pub(super) const K_MATMUL_VEC4: Kernel = Kernel::new(Module::MatmulVec4, Entry::Matmul);
+pub(super) const K_MATMUL_SPLIT_SUM: Kernel = Kernel::new(Module::MatmulSplit, Entry::MatmulSplitSum);
 pub(super) const K_BIAS_ACT: Kernel = Kernel::new(Module::Elementwise, Entry::BiasAct);
 pub(super) const K_ACT_BACKWARD: Kernel = Kernel::new(Module::Elementwise, Entry::ActBackward);
 pub(super) const K_BINARY: Kernel = Kernel::new(Module::Elementwise, Entry::Binary);

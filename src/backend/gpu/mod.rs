@@ -17,7 +17,8 @@
 //! | `dispatch.rs` | pipeline and bind-group caches, the uniform ring, the grid |
 //! | `chunk.rs` | work past one binding, in aligned sub-ranges |
 //! | `storage.rs` | buffers, writes, copies, readbacks, submit |
-//! | `matmul.rs`, `elementwise.rs`, `reduce.rs`, `gather.rs`, `optim.rs` | one file per kernel family |
+//! | `matmul.rs` | the tiled and split-K matmul, and the rule that picks one per product |
+//! | `elementwise.rs`, `reduce.rs`, `gather.rs`, `optim.rs` | one file per kernel family |
 //! | `timer.rs` | timestamp queries |
 //!
 //! The [`Backend`] impl below is one line per op.
@@ -39,6 +40,7 @@ mod storage;
 mod timer;
 mod vector;
 
+pub use matmul::{plan as matmul_plan, MatmulKernels, MatmulPlan};
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::describe_adapters;
 pub use open::ShaderChecks;
@@ -97,6 +99,10 @@ pub struct GpuBackend {
     counters: Counters,
     /// How the kernels [`Module::trusted_ok`](kernels::Module::trusted_ok) lists are compiled.
     checks: ShaderChecks,
+    /// Which matmul kernel each product runs.
+    matmul_kernels: MatmulKernels,
+    /// The split-K products' partial sums: the buffer and its size in bytes, grown on demand.
+    split_parts: Option<(usize, u64)>,
 }
 
 /// A uniform word from a size or an offset (the host checks sizes against the adapter's limits).

@@ -4,7 +4,7 @@
 use super::future::{describe_error, LOST};
 use super::kernels::{prelude, Module};
 use super::timer::Timer;
-use super::{GpuBackend, RING_SLOTS, SLOT};
+use super::{GpuBackend, MatmulKernels, RING_SLOTS, SLOT};
 use crate::backend::op_set::{Backend, Counters};
 use crate::backend::pending::wait;
 use crate::message::Setting;
@@ -217,8 +217,11 @@ impl GpuBackend {
             errors,
             counters: Counters::default(),
             checks: ShaderChecks::Checked,
+            matmul_kernels: MatmulKernels::Auto,
+            split_parts: None,
         };
         g.checks = ShaderChecks::from_env()?;
+        g.matmul_kernels = MatmulKernels::from_env()?;
         for &module in Module::ALL {
             let compiled = g.compile_module(module).await?;
             g.modules.insert(module, compiled);
@@ -311,12 +314,17 @@ impl GpuBackend {
     /// `describe()`: the adapter, its backend and type, and a warning for software rendering.
     pub(super) fn description(&self) -> String {
         format!(
-            "gpu: {} ({:?}, {:?}{}){}",
+            "gpu: {} ({:?}, {:?}{}){}{}",
             self.info.name,
             self.info.backend,
             self.info.device_type,
             if self.is_software() { ", software rendering: for correctness, not speed" } else { "" },
-            if self.checks == ShaderChecks::Checked { " [checked matmul]" } else { "" }
+            if self.checks == ShaderChecks::Checked { " [checked matmul]" } else { "" },
+            match self.matmul_kernels {
+                MatmulKernels::Auto => "",
+                MatmulKernels::Tiled => " [tiled matmul]",
+                MatmulKernels::SplitK => " [split-k matmul]",
+            }
         )
     }
 

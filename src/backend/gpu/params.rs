@@ -68,10 +68,52 @@ kernel_params!(
         grad_act: u32,
         /// 1: also write the column sums of the stored A.
         has_colsum: u32,
+        /// 0: the whole product in one pass. Else the inner elements each split sums (a
+        /// multiple of the 16-deep k-step): workgroup `z` sums `[z·k_split, (z+1)·k_split)` and
+        /// writes the raw sums to split `z`'s slab of C (`m·n` values) and of the column sums
+        /// (`m`), which `shaders/matmul_split.wgsl` then adds up.
+        k_split: u32,
+        /// Padding to 16-byte rows.
+        pad1: u32,
+    }
+);
+
+kernel_params!(
+    /// `shaders/matmul_split.wgsl`: the second pass of a split-K product. Each output adds its
+    /// splits' partial sums in split order, then applies the epilogue of [`MatmulParams`].
+    MatmulSplitParams {
+        /// Rows of C.
+        m: u32,
+        /// Columns of C.
+        n: u32,
+        /// How many splits (slabs) to add.
+        splits: u32,
+        /// First element of the partial products (split z's slab starts `z·m·n` later).
+        part_off: u32,
+        /// First element of the partial column sums (split z's starts `z·m` later).
+        part_colsum_off: u32,
+        /// First element of C.
+        out_off: u32,
+        /// First element of the bias.
+        bias_off: u32,
+        /// First element of Y (the activation output whose derivative multiplies).
+        y_off: u32,
+        /// First element of the column sums.
+        colsum_off: u32,
+        /// 1: add the bias.
+        has_bias: u32,
+        /// The `ACT_` code applied last.
+        act: u32,
+        /// 0: none; else 1 + the `ACT_` code whose derivative multiplies.
+        grad_act: u32,
+        /// 1: also write the column sums.
+        has_colsum: u32,
         /// Padding to 16-byte rows.
         pad0: u32,
         /// Padding.
         pad1: u32,
+        /// Padding.
+        pad2: u32,
     }
 );
 
