@@ -105,7 +105,29 @@ fn bench_matmul_json_schema() {
     );
     for r in rows {
         assert!(number(r, "gflop_per_s") > 0.0 && number(r, "median_ms") > 0.0);
+        assert!(r["kernel"].is_null(), "the CPU backend runs no GPU kernel: {r}");
     }
+}
+
+/// `--matmul-kernels` times each shape with each GPU kernel choice, and each row names the
+/// kernel it ran (on lavapipe, a software adapter, auto picks the tiled one).
+#[test]
+fn bench_matmul_names_the_gpu_kernel() {
+    let v = descent_json(&[
+        "bench",
+        "matmul",
+        "--device",
+        "gpu",
+        "--shapes",
+        "nt:64x784x128,nn:5x7x3",
+        "--repeats",
+        "2",
+        "--matmul-kernels",
+        "auto,split-k",
+        "--json",
+    ]);
+    let kernels: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["tiled", "split-k 49×16", "tiled", "tiled"]);
 }
 
 #[test]
@@ -157,6 +179,8 @@ fn bench_rejects_bad_requests() {
         (vec!["bench", "optim", "--variants", "fast"], "--variants"),
         (vec!["bench", "optim", "--optimizer", "muon", "--shapes", "4x4", "--ns-dtype", "float16"], "--ns-dtype"),
         (vec!["bench", "matmul", "--shapes", "64x0x3"], "--shapes"),
+        (vec!["bench", "matmul", "--matmul-kernels", "tiled"], "--device gpu"),
+        (vec!["bench", "matmul", "--device", "gpu", "--matmul-kernels", "fast"], "--matmul-kernels fast"),
         (vec!["bench", "epoch", "--epochs", "2"], "at least 3"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(&args).output().unwrap();

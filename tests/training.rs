@@ -5,7 +5,8 @@ mod common;
 
 use descent::app::train::{ShuffleOrder, TrainConfig, Trainer};
 use descent::autograd::data_parallel::StepPath;
-use descent::backend::{Act, Device};
+use descent::backend::gpu::{MatmulKernels, MatmulPlan};
+use descent::backend::{Act, Device, Dims};
 use descent::data::{load_idx_dataset, Dataset, DEBIAN_FASHION_MNIST};
 use descent::optim::{OptimConfig, Schedule};
 use std::path::Path;
@@ -82,6 +83,42 @@ fn gpu_training_step_is_eleven_dispatches_and_one_submit() {
     // One compute pass per step: its dispatches are encoded together.
     assert_eq!(after.compute_passes - before.compute_passes, 5);
     assert_eq!(after.bytes_read_back, before.bytes_read_back);
+}
+
+/// The step with every product split-K (as a hardware GPU's rule picks for the first layer):
+/// the same losses as the CPU's, one more dispatch per split product, still one submit.
+#[test]
+fn gpu_step_losses_match_cpu_with_split_k_matmuls() {
+    let data = full_data();
+    let cpu = step_losses(Device::cpu(), &data, "adam", 1e-3, 20);
+    let mut dev = common::gpu();
+    dev.set_matmul_kernels(MatmulKernels::SplitK).unwrap();
+    // The batch's products: forward 64×784×128, 64×128×128, 64×128×10; backward the weight
+    // gradients (TN) and the two inner layers' input gradients (NT).
+    let products = [(64, 784, 128), (64, 128, 128), (64, 128, 10), (784, 64, 128), (128, 64, 128), (128, 64, 10)]
+        .into_iter()
+        .chain([(64, 10, 128), (64, 128, 128)]);
+    let split = products
+        .filter(|&(m, k, n)| matches!(dev.matmul_plan(Dims { m, k, n }), Some(MatmulPlan::SplitK { .. })))
+        .count() as u64;
+    assert!(split >= 6, "only {split} of the step's 8 products split");
+    let gpu = step_losses(dev, &data, "adam", 1e-3, 20);
+    for (s, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        assert!(
+            (c - g).abs() <= descent::reference::TRAIN_LOSS_REL_TOL * c.abs().max(1.0),
+            "split-k step {s}: cpu loss {c} vs gpu {g}"
+        );
+    }
+    let mut dev = common::gpu();
+    dev.set_matmul_kernels(MatmulKernels::SplitK).unwrap();
+    let mut t = Trainer::new(dev, &data, config("adam", 1e-3, 1)).unwrap();
+    let order = t.epoch_order().unwrap();
+    t.step(order, 0, 64).unwrap();
+    let before = t.counters();
+    t.step(order, 64, 64).unwrap();
+    let after = t.counters();
+    assert_eq!(after.dispatches - before.dispatches, 11 + split);
+    assert_eq!(after.submits - before.submits, 1);
 }
 
 /// The lecture's plain-SGD run (lr 0.01, batch 64, 10 epochs) from seeds 0–2 on the CPU with

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use descent::app::bench::{self, Variant, BENCH_OPTIMIZERS};
 use descent::app::train::{TrainConfig, Trainer};
+use descent::backend::gpu::MatmulKernels;
 use descent::backend::{Act, Device, DeviceChoice};
 use descent::optim::{Muon, NsDtype, OptimBits, OptimConfig};
 use serde_json::json;
@@ -79,6 +80,11 @@ pub struct MatmulBench {
     pub repeats: usize,
     #[arg(long)]
     pub json: bool,
+    /// GPU only: time each shape with each of these kernel choices (auto, tiled, split-k), e.g.
+    /// tiled,split-k; the `kernel` column says which kernel each row ran. Default: auto (the
+    /// environment's DESCENT_GPU_MATMUL when set).
+    #[arg(long)]
+    pub matmul_kernels: Option<String>,
 }
 
 #[derive(Args)]
@@ -366,29 +372,59 @@ fn matmul(a: MatmulBench) -> Result<()> {
     if a.repeats == 0 {
         return usage(Err(anyhow::anyhow!("--repeats must be at least 1")));
     }
+    let kernels = usage(parse_matmul_kernels(a.matmul_kernels.as_deref(), a.device))?;
     let mut dev = open(a.device)?;
     if !a.json {
         println!("device: {}", dev.describe());
         println!(
-            "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9}",
+            "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9}  kernel",
             "shape", "form", "m", "k", "n", "median ms", "min ms", "max ms", "GFLOP/s"
         );
     }
     let mut rows = Vec::new();
     for s in &shapes {
-        let r = bench::bench_matmul(&mut dev, s, a.repeats)?;
-        if !a.json {
-            println!(
-                "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10.4} {:>10.4} {:>10.4} {:>9.1}",
-                s.label, s.form, s.m, s.k, s.n, r.median_ms, r.min_ms, r.max_ms, r.gflop_per_s
-            );
+        for &k in &kernels {
+            if let Some(k) = k {
+                dev.set_matmul_kernels(k)?;
+            }
+            let r = bench::bench_matmul(&mut dev, s, a.repeats)?;
+            if !a.json {
+                println!(
+                    "{:<26} {:<4} {:>6} {:>6} {:>6} {:>10.4} {:>10.4} {:>10.4} {:>9.1}  {}",
+                    s.label,
+                    s.form,
+                    s.m,
+                    s.k,
+                    s.n,
+                    r.median_ms,
+                    r.min_ms,
+                    r.max_ms,
+                    r.gflop_per_s,
+                    r.kernel.as_deref().unwrap_or("-")
+                );
+            }
+            rows.push(r);
         }
-        rows.push(r);
     }
     if a.json {
         println!("{}", json!({"device": {"name": dev.describe(), "gpu": dev.is_gpu()}, "results": rows}));
     }
     Ok(())
+}
+
+/// `--matmul-kernels`: the GPU kernel choices to time each shape with (None: the device's own
+/// setting, the only entry when the flag is absent).
+fn parse_matmul_kernels(list: Option<&str>, device: BenchDeviceArg) -> Result<Vec<Option<MatmulKernels>>> {
+    let Some(list) = list else { return Ok(vec![None]) };
+    if !matches!(device, BenchDeviceArg::Gpu) {
+        bail!("--matmul-kernels chooses among the GPU's matmul kernels: use it with --device gpu");
+    }
+    list.split(',')
+        .map(|name| match MatmulKernels::ALL.into_iter().find(|k| k.name() == name.trim()) {
+            Some(k) => Ok(Some(k)),
+            None => bail!("--matmul-kernels {name}: use auto, tiled or split-k (comma-separated)"),
+        })
+        .collect()
 }
 
 fn epoch(a: EpochBench) -> Result<()> {

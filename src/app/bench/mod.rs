@@ -196,6 +196,9 @@ pub struct MatmulResult {
     pub max_ms: f64,
     pub clock: &'static str,
     pub gflop_per_s: f64,
+    /// The GPU kernel the product ran ([`crate::backend::gpu::MatmulPlan`]: `tiled` or
+    /// `split-k S×K`); None on the CPU backend.
+    pub kernel: Option<String>,
 }
 
 pub fn bench_matmul(dev: &mut Device, shape: &MatmulShape, repeats: usize) -> Result<MatmulResult> {
@@ -228,6 +231,7 @@ pub fn bench_matmul(dev: &mut Device, shape: &MatmulShape, repeats: usize) -> Re
         max_ms: t.max_ms,
         clock: t.clock,
         gflop_per_s: flops / (t.median_ms * 1e-3) / 1e9,
+        kernel: dev.matmul_plan(d).map(|p| p.to_string()),
     })
 }
 

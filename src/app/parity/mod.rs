@@ -7,6 +7,7 @@ mod optim;
 
 pub use config::*;
 
+use crate::backend::gpu::{MatmulKernels, MatmulPlan};
 use crate::backend::optim_kernel::{MuonMomentumParams, Objective, SchedulefreeModeParams};
 use crate::backend::quant::{self, DynamicMap, TensorState};
 use crate::backend::{
@@ -117,15 +118,37 @@ impl Checker<'_> {
     }
 
     async fn matrix_kernels(&mut self, m: usize, k: usize, n: usize) -> Result<()> {
-        let shape = format!("{m}x{k}x{n}");
         let d = Dims { m, k, n };
+        if self.dev.is_gpu() {
+            // Each GPU matmul kernel the rule may pick, forced in turn: the tiled one (its rows
+            // carry the plain names), then split-K where this shape has k-steps to split.
+            let chosen = self.dev.matmul_kernels().unwrap_or_default();
+            self.dev.set_matmul_kernels(MatmulKernels::Tiled)?;
+            self.products(d, "").await?;
+            self.dev.set_matmul_kernels(MatmulKernels::SplitK)?;
+            if let Some(MatmulPlan::SplitK { .. }) = self.dev.matmul_plan(d) {
+                self.products(d, " [split-k]").await?;
+            }
+            self.dev.set_matmul_kernels(chosen)?;
+        } else {
+            self.products(d, "").await?;
+        }
+        self.symmetric_products(m, k, n).await
+    }
+
+    /// The three forms and their fused epilogues at `d`, each row's kernel name followed by
+    /// `variant`.
+    async fn products(&mut self, d: Dims, variant: &str) -> Result<()> {
+        let Dims { m, k, n } = d;
+        let shape = format!("{m}x{k}x{n}");
         for form in Form::ALL {
             let a = self.random(m * k, -1.0, 1.0);
             let b = self.random(k * n, -1.0, 1.0);
             let (av, bv, out) = (self.input(&a)?, self.input(&b)?, self.poisoned(m * n)?);
             self.dev.matmul(form, d, av, bv, out, &Epilogue::default());
             let want = r::matmul(form, m, k, n, &a, &b);
-            self.check(form.name(), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL).await?;
+            self.check(&format!("{}{variant}", form.name()), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL)
+                .await?;
             // The fused epilogues the layers use.
             let epi_kernel = match form {
                 Form::NT => {
@@ -142,7 +165,15 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
-                    self.check("matmul_nt+bias+relu", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
+                    self.check(
+                        &format!("matmul_nt+bias+relu{variant}"),
+                        shape.clone(),
+                        out2,
+                        &want,
+                        matmul_abs_tol(k),
+                        REL_TOL,
+                    )
+                    .await?;
                     vec![biasv, out2]
                 }
                 Form::NN => {
@@ -159,7 +190,15 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
-                    self.check("matmul_nn*tanh'", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
+                    self.check(
+                        &format!("matmul_nn*tanh'{variant}"),
+                        shape.clone(),
+                        out2,
+                        &want,
+                        matmul_abs_tol(k),
+                        REL_TOL,
+                    )
+                    .await?;
                     vec![yv, out2]
                 }
                 Form::TN => {
@@ -167,16 +206,36 @@ impl Checker<'_> {
                     let out2 = self.poisoned(m * n)?;
                     let cs = self.poisoned(m)?;
                     self.dev.matmul(form, d, av, bv, out2, &Epilogue { a_colsum: Some(cs), ..Default::default() });
-                    self.check("matmul_tn+colsum", shape.clone(), out2, &want, matmul_abs_tol(k), REL_TOL).await?;
+                    self.check(
+                        &format!("matmul_tn+colsum{variant}"),
+                        shape.clone(),
+                        out2,
+                        &want,
+                        matmul_abs_tol(k),
+                        REL_TOL,
+                    )
+                    .await?;
                     let want_cs = r::col_sum(&a, m);
-                    self.check("matmul_tn colsum", format!("{k}x{m}"), cs, &want_cs, matmul_abs_tol(k), REL_TOL)
-                        .await?;
+                    self.check(
+                        &format!("matmul_tn colsum{variant}"),
+                        format!("{k}x{m}"),
+                        cs,
+                        &want_cs,
+                        matmul_abs_tol(k),
+                        REL_TOL,
+                    )
+                    .await?;
                     vec![out2, cs]
                 }
             };
             self.done(&epi_kernel);
             self.done(&[av, bv, out]);
         }
+        Ok(())
+    }
+
+    /// Gram products, and (on the CPU) Muon's bfloat16 Newton–Schulz, at the matmul's sizes.
+    async fn symmetric_products(&mut self, m: usize, k: usize, n: usize) -> Result<()> {
         // Gram products: X (m×k) times its own transpose, and Xᵀ·X for X of k rows of n.
         for (form, side, inner) in [(Form::NT, m, k), (Form::TN, n, k)] {
             let x = self.random(side * inner, -1.0, 1.0);

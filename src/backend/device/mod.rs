@@ -211,6 +211,12 @@ impl Device {
         }
     }
 
+    /// Which matmul kernels this GPU device runs (None on the CPU backend).
+    pub fn matmul_kernels(&self) -> Option<super::gpu::MatmulKernels> {
+        let g: &super::gpu::GpuBackend = self.backend.as_any()?.downcast_ref()?;
+        Some(g.matmul_kernels())
+    }
+
     /// The GPU kernel a product of these sizes runs on this device (None on the CPU backend).
     pub fn matmul_plan(&self, d: super::Dims) -> Option<super::gpu::MatmulPlan> {
         let g: &super::gpu::GpuBackend = self.backend.as_any()?.downcast_ref()?;
