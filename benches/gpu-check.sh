@@ -50,6 +50,14 @@ echo "== matmul GFLOP/s: trusted (the default: no runtime bounds checks), checke
 $bin bench matmul --device gpu
 DESCENT_GPU_SHADERS=checked $bin bench matmul --device gpu
 $bin bench matmul --device gpu
+echo "== each matmul kernel at the MLP's batch-64 products (tiled, split-k; auto is the rule's pick), twice"
+for round in 1 2; do
+  $bin bench matmul --device gpu --matmul-kernels tiled,split-k,auto \
+    --shapes nt:64x784x128,nt:64x128x128,nt:64x128x10,tn:784x64x128,tn:128x64x128,tn:128x64x10,nn:64x10x128,nn:64x128x128,nn:2048x2048x2048
+done
+echo "== one epoch with every product tiled, and with the rule's split-k (the default above)"
+DESCENT_GPU_MATMUL=tiled $bin bench epoch --device gpu --optimizer adam --lr 1e-3
+$bin bench epoch --device gpu --optimizer adam --lr 1e-3
 echo "== one epoch with the checked matmul (against the trusted epochs above)"
 DESCENT_GPU_SHADERS=checked $bin bench epoch --device gpu --optimizer adam --lr 1e-3
 DESCENT_GPU_SHADERS=checked $bin parity --device gpu --shapes 1x1x1,1x4099x1,63x65x129,64x784x128,130x7x4097,2049x33x65 | tail -n 1
