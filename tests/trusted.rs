@@ -1,5 +1,6 @@
 //! The GPU matmul's kernels on lavapipe: split-K (forced on every product it can split) is
-//! right, deterministic and the same bits in both compile modes; and the matmul compiled without wgpu's runtime checks (`ShaderChecks::Trusted`) gives the same
+//! right, deterministic and the same bits in both compile modes; the large-tile kernel (forced)
+//! is right and the same bits in both modes; and the matmul compiled without wgpu's runtime checks (`ShaderChecks::Trusted`) gives the same
 //! bits as the checked one, on lavapipe, for every form and fused epilogue at odd shapes (tile
 //! edges, k below and past the tile depth, vec4 and scalar loads), and both agree with the f64
 //! reference; and the host's proof that lets it run unchecked (every view holds what the
@@ -138,7 +139,10 @@ fn trusted_and_checked_matmuls_give_the_same_bits() {
     let mut trusted = common::gpu();
     trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
     assert!(checked.describe().contains("[checked matmul]") && !trusted.describe().contains("checked"));
-    // lavapipe is a software adapter: the rule picks the tiled kernel for every product here.
+    // The tiled kernel on every product (the rule would give 130×7×4097 the large tiles, which
+    // the test below covers).
+    checked.set_matmul_kernels(MatmulKernels::Tiled).unwrap();
+    trusted.set_matmul_kernels(MatmulKernels::Tiled).unwrap();
     assert!(SHAPES.iter().all(|&(m, k, n)| trusted.matmul_plan(Dims { m, k, n }) == Some(MatmulPlan::Tiled)));
     let cases = each_case(|c| {
         let what = what(c);
@@ -182,6 +186,27 @@ fn split_k_matmuls_are_right_deterministic_and_the_same_bits_in_both_modes() {
     });
     // Every shape but the two whose k fits one k-step (1×1×1, 130×7×4097) splits.
     assert_eq!(split, (SHAPES.len() - 2) * (3 + 3 + 2) * 2);
+}
+
+/// The large-tile kernel, forced on every product: right against the reference, and the same
+/// bits trusted and checked.
+#[test]
+fn large_tile_matmuls_are_right_and_the_same_bits_in_both_modes() {
+    let mut checked = common::gpu();
+    checked.set_shader_checks(ShaderChecks::Checked).unwrap();
+    checked.set_matmul_kernels(MatmulKernels::Large).unwrap();
+    let mut trusted = common::gpu();
+    trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
+    trusted.set_matmul_kernels(MatmulKernels::Large).unwrap();
+    assert!(trusted.describe().contains("[large-tile matmul]"), "{}", trusted.describe());
+    let cases = each_case(|c| {
+        let what = what(c);
+        assert_eq!(trusted.matmul_plan(c.d), Some(MatmulPlan::Large), "{what}");
+        let got = run(&mut trusted, c);
+        assert_matches_reference(&what, c, &got);
+        assert_same_bits(&format!("{what} (large), checked"), &run(&mut checked, c), &got);
+    });
+    assert_eq!(cases, SHAPES.len() * (3 + 3 + 2) * 2);
 }
 
 /// The split kernel's column sums when they share the output's buffer (a gradient arena:

@@ -80,7 +80,8 @@ pub struct MatmulBench {
     pub repeats: usize,
     #[arg(long)]
     pub json: bool,
-    /// GPU only: time each shape with each of these kernel choices (auto, tiled, split-k), e.g.
+    /// GPU only: time each shape with each of these kernel choices (auto, tiled, split-k,
+    /// large), e.g.
     /// tiled,split-k; the `kernel` column says which kernel each row ran. Default: auto (the
     /// environment's DESCENT_GPU_MATMUL when set).
     #[arg(long)]
@@ -422,7 +423,7 @@ fn parse_matmul_kernels(list: Option<&str>, device: BenchDeviceArg) -> Result<Ve
     list.split(',')
         .map(|name| match MatmulKernels::ALL.into_iter().find(|k| k.name() == name.trim()) {
             Some(k) => Ok(Some(k)),
-            None => bail!("--matmul-kernels {name}: use auto, tiled or split-k (comma-separated)"),
+            None => bail!("--matmul-kernels {name}: use auto, tiled, split-k or large (comma-separated)"),
         })
         .collect()
 }

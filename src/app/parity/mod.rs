@@ -121,13 +121,17 @@ impl Checker<'_> {
         let d = Dims { m, k, n };
         if self.dev.is_gpu() {
             // Each GPU matmul kernel the rule may pick, forced in turn: the tiled one (its rows
-            // carry the plain names), then split-K where this shape has k-steps to split.
+            // carry the plain names), split-K where this shape has k-steps to split, and the
+            // large-tile one.
             let chosen = self.dev.matmul_kernels().unwrap_or_default();
-            self.dev.set_matmul_kernels(MatmulKernels::Tiled)?;
-            self.products(d, "").await?;
-            self.dev.set_matmul_kernels(MatmulKernels::SplitK)?;
-            if let Some(MatmulPlan::SplitK { .. }) = self.dev.matmul_plan(d) {
-                self.products(d, " [split-k]").await?;
+            for (kernels, variant) in
+                [(MatmulKernels::Tiled, ""), (MatmulKernels::SplitK, " [split-k]"), (MatmulKernels::Large, " [large]")]
+            {
+                self.dev.set_matmul_kernels(kernels)?;
+                let runs = self.dev.matmul_plan(d) != Some(MatmulPlan::Tiled) || kernels == MatmulKernels::Tiled;
+                if runs {
+                    self.products(d, variant).await?;
+                }
             }
             self.dev.set_matmul_kernels(chosen)?;
         } else {

@@ -289,12 +289,12 @@ impl Module {
     /// every index it forms is guarded in the WGSL against the uniform's sizes, every loop has a
     /// trip count fixed by a constant or the uniform, every divisor is a nonzero constant, and
     /// every workgroup element is written before it is read. `Device::matmul` proves, before
-    /// the dispatch, that each view holds what those sizes address. The tiled matmul only, so
-    /// far: the other kernels keep wgpu's checks.
+    /// the dispatch, that each view holds what those sizes address. The tiled and large-tile
+    /// matmuls only, so far: the other kernels keep wgpu's checks.
     ///
     /// [`ShaderChecks::Trusted`]: super::ShaderChecks::Trusted
     pub const fn trusted_ok(self) -> bool {
-        matches!(self, Module::Matmul | Module::MatmulVec4)
+        matches!(self, Module::Matmul | Module::MatmulVec4 | Module::MatmulLarge)
     }
 }
 
@@ -304,6 +304,10 @@ modules! {
         "MatmulParams": MatmulParams, [Matmul];
     /// The tiled matmul with vec4 loads (every contiguous run and offset a multiple of 4).
     MatmulVec4 => "matmul_vec4", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_vec4.wgsl")),
+        "MatmulParams": MatmulParams, [Matmul];
+    /// The large-tile matmul: 128×128 tiles, 8×8 outputs per invocation, for shapes with
+    /// enough tiles to fill a GPU.
+    MatmulLarge => "matmul_large", include_str!("../../../shaders/matmul_large.wgsl"),
         "MatmulParams": MatmulParams, [Matmul];
     /// The second pass of a split-K matmul: the splits' partial sums added in order, then the
     /// epilogue.
@@ -489,6 +493,7 @@ impl Kernel {
 
 pub(super) const K_MATMUL: Kernel = Kernel::new(Module::Matmul, Entry::Matmul);
 pub(super) const K_MATMUL_VEC4: Kernel = Kernel::new(Module::MatmulVec4, Entry::Matmul);
+pub(super) const K_MATMUL_LARGE: Kernel = Kernel::new(Module::MatmulLarge, Entry::Matmul);
 pub(super) const K_MATMUL_SPLIT_SUM: Kernel = Kernel::new(Module::MatmulSplit, Entry::MatmulSplitSum);
 pub(super) const K_BIAS_ACT: Kernel = Kernel::new(Module::Elementwise, Entry::BiasAct);
 pub(super) const K_ACT_BACKWARD: Kernel = Kernel::new(Module::Elementwise, Entry::ActBackward);

@@ -1,9 +1,10 @@
 //! The matmul (`shaders/matmul*.wgsl`): three forms, a fused bias/activation epilogue and the
 //! TN form's column sums, with vec4 loads where every operand allows them; and the choice, per
-//! product, between the one-pass tiled kernel and split-K ([`plan`]: the rule, in one place).
+//! product, between the one-pass tiled kernel, the large-tile kernel and split-K ([`plan`]: the
+//! rule, in one place).
 
 use super::dispatch::Binding;
-use super::kernels::{K_MATMUL, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
+use super::kernels::{K_MATMUL, K_MATMUL_LARGE, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
 use super::params::{words_of, MatmulParams, MatmulSplitParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::{Act, Axis, Dims, Epilogue, Form};
@@ -13,6 +14,13 @@ use std::fmt;
 
 /// Rows and columns of C one workgroup of the tiled kernel computes.
 const TILE: usize = 64;
+/// Rows and columns of C one workgroup of the large-tile kernel computes.
+const LARGE_TILE: usize = 128;
+/// Under [`MatmulKernels::Auto`], the large-tile kernel runs products with at least this many
+/// 128×128 tiles (1024×1024 has 64): enough workgroups for a large GPU even at 8×8 outputs
+/// per invocation. On lavapipe it took 0.33–0.38× the tiled kernel's time at 1024³ (README);
+/// on a real GPU its speed is a prediction until `benches/gpu-check.sh` measures it.
+const LARGE_MIN_WORKGROUPS: usize = 64;
 /// The inner elements one k-step of the tiled kernel loads (`TK` in `matmul.wgsl`).
 const TK: usize = 16;
 /// Workgroups a split product aims for: about one per streaming multiprocessor of a large GPU
@@ -32,18 +40,22 @@ const SPLIT_MIN_KSTEPS: usize = 16;
 /// `DESCENT_GPU_MATMUL` (`auto`, `tiled` or `split-k`) sets it when the device opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MatmulKernels {
-    /// [`plan`]'s rule: split-K for skinny products on a hardware GPU, else tiled.
+    /// [`plan`]'s rule: the large-tile kernel for large products; on a hardware GPU split-K for
+    /// skinny ones; tiled otherwise.
     #[default]
     Auto,
     /// The one-pass tiled kernel everywhere.
     Tiled,
     /// Split-K wherever the product has at least two k-steps to split.
     SplitK,
+    /// The large-tile kernel everywhere.
+    Large,
 }
 
 impl MatmulKernels {
     /// Every choice, in the order `DESCENT_GPU_MATMUL` names them.
-    pub const ALL: [MatmulKernels; 3] = [MatmulKernels::Auto, MatmulKernels::Tiled, MatmulKernels::SplitK];
+    pub const ALL: [MatmulKernels; 4] =
+        [MatmulKernels::Auto, MatmulKernels::Tiled, MatmulKernels::SplitK, MatmulKernels::Large];
 
     /// Its name in `DESCENT_GPU_MATMUL`.
     pub const fn name(self) -> &'static str {
@@ -51,16 +63,18 @@ impl MatmulKernels {
             MatmulKernels::Auto => "auto",
             MatmulKernels::Tiled => "tiled",
             MatmulKernels::SplitK => "split-k",
+            MatmulKernels::Large => "large",
         }
     }
 
-    /// `DESCENT_GPU_MATMUL`: `auto` (or unset), `tiled` or `split-k`; anything else is an error.
+    /// `DESCENT_GPU_MATMUL`: `auto` (or unset), `tiled`, `split-k` or `large`; anything else is
+    /// an error.
     pub fn from_env() -> Result<MatmulKernels> {
         match std::env::var("DESCENT_GPU_MATMUL").as_deref() {
             Err(_) | Ok("") => Ok(MatmulKernels::Auto),
             Ok(name) => match MatmulKernels::ALL.into_iter().find(|k| k.name() == name) {
                 Some(k) => Ok(k),
-                None => bail!("DESCENT_GPU_MATMUL={name}: use auto, tiled or split-k"),
+                None => bail!("DESCENT_GPU_MATMUL={name}: use auto, tiled, split-k or large"),
             },
         }
     }
@@ -71,6 +85,9 @@ impl MatmulKernels {
 pub enum MatmulPlan {
     /// One pass: a 64×64 tile of C per workgroup, walking all of k.
     Tiled,
+    /// One pass: a 128×128 tile of C per workgroup, 8×8 outputs per invocation, the next
+    /// k-step loaded while this one is multiplied.
+    Large,
     /// Two passes: `splits` workgroups per tile, each summing `k_per_split` inner elements
     /// (a multiple of 16) into a slab of partial sums, then one pass that adds the slabs in
     /// split order and applies the epilogue. Deterministic: the same inputs give the same bits.
@@ -86,20 +103,26 @@ impl fmt::Display for MatmulPlan {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             MatmulPlan::Tiled => write!(f, "tiled"),
+            MatmulPlan::Large => write!(f, "large"),
             MatmulPlan::SplitK { splits, k_per_split } => write!(f, "split-k {splits}×{k_per_split}"),
         }
     }
 }
 
 /// The rule that picks a product's kernel, in one place. `hardware`: the adapter is a real GPU
-/// (a software one runs workgroups on a few CPU threads, which two tiles already fill).
+/// (a software one runs workgroups on a few CPU threads, which two tiles already fill, so it
+/// never splits).
 /// `max_scratch_bytes`: the most the partial sums may take (one storage binding). The partial
 /// sums take `splits·(m·n + m)` floats.
 pub fn plan(kernels: MatmulKernels, hardware: bool, d: Dims, max_scratch_bytes: u64) -> MatmulPlan {
     let tiles = d.m.div_ceil(TILE) * d.n.div_ceil(TILE);
     let ksteps = d.k.div_ceil(TK);
+    let large_tiles = d.m.div_ceil(LARGE_TILE) * d.n.div_ceil(LARGE_TILE);
+    if kernels == MatmulKernels::Large || (kernels == MatmulKernels::Auto && large_tiles >= LARGE_MIN_WORKGROUPS) {
+        return MatmulPlan::Large;
+    }
     let wanted = match kernels {
-        MatmulKernels::Tiled => false,
+        MatmulKernels::Tiled | MatmulKernels::Large => false,
         MatmulKernels::SplitK => true,
         MatmulKernels::Auto => hardware && tiles < SPLIT_BELOW_WORKGROUPS && ksteps >= SPLIT_MIN_KSTEPS,
     };
@@ -148,7 +171,7 @@ impl GpuBackend {
     pub(super) fn launch_matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
         let (c_bind, cs_bind, out_o, cs_o, fused_colsum) = self.output_bindings(form, d, out, epi);
         match self.matmul_plan(d) {
-            MatmulPlan::Tiled => {
+            plan @ (MatmulPlan::Tiled | MatmulPlan::Large) => {
                 let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
                 let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
                 let bindings = [(a.buf, None), (b.buf, None), (bias_b, None), (y_b, None), c_bind, cs_bind];
@@ -160,7 +183,12 @@ impl GpuBackend {
                     grad_act: epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
                     ..matmul_params(form, d, a, b, out_o, cs_o, fused_colsum, 0)
                 };
-                self.dispatch_ranged(kernel_for(form, d, a, b), &words_of(&params), &bindings, grid(d, 1));
+                let (kern, grid) = if plan == MatmulPlan::Large {
+                    (K_MATMUL_LARGE, [u(d.n.div_ceil(LARGE_TILE)), u(d.m.div_ceil(LARGE_TILE)), 1])
+                } else {
+                    (kernel_for(form, d, a, b), grid(d, 1))
+                };
+                self.dispatch_ranged(kern, &words_of(&params), &bindings, grid);
             }
             MatmulPlan::SplitK { splits, k_per_split } => {
                 let Some(scratch) = self.split_scratch(splits, d) else { return };
@@ -335,9 +363,22 @@ mod tests {
         assert_eq!(plan(MatmulKernels::Auto, true, first, BIG), MatmulPlan::SplitK { splits: 49, k_per_split: 16 });
         assert_eq!(plan(MatmulKernels::Auto, false, first, BIG), MatmulPlan::Tiled);
         // Enough tiles already, or too few k-steps to be worth a second pass.
-        assert_eq!(plan(MatmulKernels::Auto, true, d(1024, 1024, 1024), BIG), MatmulPlan::Tiled);
+        assert_eq!(plan(MatmulKernels::Auto, true, d(512, 1024, 512), BIG), MatmulPlan::Tiled);
         assert_eq!(plan(MatmulKernels::Auto, true, d(64, 128, 128), BIG), MatmulPlan::Tiled);
         assert_eq!(plan(MatmulKernels::Tiled, true, first, BIG), MatmulPlan::Tiled);
+    }
+
+    #[test]
+    fn auto_takes_the_large_tiles_for_large_products() {
+        for side in [1024, 2048, 4096] {
+            for hardware in [true, false] {
+                assert_eq!(plan(MatmulKernels::Auto, hardware, d(side, side, side), BIG), MatmulPlan::Large);
+            }
+        }
+        // 63 tiles of 128×128 are not enough; forced, any shape runs on them.
+        assert_eq!(plan(MatmulKernels::Auto, true, d(1024, 1024, 896), BIG), MatmulPlan::Tiled);
+        assert_eq!(plan(MatmulKernels::Large, false, d(1, 1, 1), BIG), MatmulPlan::Large);
+        assert_eq!(plan(MatmulKernels::Large, true, d(64, 784, 128), BIG), MatmulPlan::Large);
     }
 
     #[test]
@@ -349,7 +390,7 @@ mod tests {
                     // The last split starts inside k, and together they reach its end.
                     assert!((splits - 1) * k_per_split < k && splits * k_per_split >= k, "{m}x{k}x{n}");
                 }
-                MatmulPlan::Tiled => panic!("{m}x{k}x{n} was not split"),
+                other => panic!("{m}x{k}x{n} was not split: {other}"),
             }
         }
         // One k-step has nothing to split.

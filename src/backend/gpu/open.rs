@@ -324,6 +324,7 @@ impl GpuBackend {
                 MatmulKernels::Auto => "",
                 MatmulKernels::Tiled => " [tiled matmul]",
                 MatmulKernels::SplitK => " [split-k matmul]",
+                MatmulKernels::Large => " [large-tile matmul]",
             }
         )
     }

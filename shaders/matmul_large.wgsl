@@ -1,0 +1,148 @@
+// The large-tile matmul: the same product, forms and fused epilogue as matmul.wgsl (and the same
+// uniform), for shapes with enough 128×128 tiles to fill a GPU. A 16×16 workgroup computes a
+// 128×128 tile of C from 8-deep k-steps; each invocation owns 8×8 outputs, rows
+// {ty·4 + r, 64 + ty·4 + r} and columns {tx·4 + c, 64 + tx·4 + c}, so that its reads of the
+// k-major shared tiles are two vec4 loads per operand, consecutive across invocations (no bank
+// conflicts). The next k-step's tiles are loaded into registers while this one is multiplied.
+// Every global load and store is guarded against m, k and n, so any shape and offset works.
+// Split-K (P.k_split) is not used here: the host never splits a large-tile product.
+
+struct MatmulParams {
+    m: u32, k: u32, n: u32, form: u32,
+    a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
+    y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
+    grad_act: u32, has_colsum: u32, k_split: u32, pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: MatmulParams;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
+@group(0) @binding(4) var<storage, read> Y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> C: array<f32>;
+@group(0) @binding(6) var<storage, read_write> COLSUM: array<f32>;
+
+const BM: u32 = 128u;
+const BK: u32 = 8u;
+// k-major tiles of vec4s: As4[p * 32 + i / 4][i % 4] is op(A)[row0 + i][k0 + p].
+var<workgroup> As4: array<vec4<f32>, 256>;
+var<workgroup> Bs4: array<vec4<f32>, 256>;
+
+// op(A)[i][p] and op(B)[p][j], zero outside the matrices.
+fn a_at(i: u32, p: u32) -> f32 {
+    if (i >= P.m || p >= P.k) { return 0.0; }
+    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
+    return A[P.a_off + i * P.k + p];
+}
+
+fn b_at(p: u32, j: u32) -> f32 {
+    if (p >= P.k || j >= P.n) { return 0.0; }
+    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
+    return B[P.b_off + p * P.n + j];
+}
+
+// The four values invocation t loads of each operand's k-step k0: for A (stored k×m in form
+// 2) four consecutive rows at one p, else four consecutive p at one row; for B likewise along
+// whichever dimension is contiguous. Returned in load order; `store_tiles` places them.
+fn load_a(t: u32, row0: u32, k0: u32) -> vec4<f32> {
+    if (P.form == 2u) {
+        let p = t / 32u;
+        let i = (t % 32u) * 4u;
+        return vec4<f32>(a_at(row0 + i, k0 + p), a_at(row0 + i + 1u, k0 + p),
+                         a_at(row0 + i + 2u, k0 + p), a_at(row0 + i + 3u, k0 + p));
+    }
+    let i = t / 2u;
+    let p = (t % 2u) * 4u;
+    return vec4<f32>(a_at(row0 + i, k0 + p), a_at(row0 + i, k0 + p + 1u),
+                     a_at(row0 + i, k0 + p + 2u), a_at(row0 + i, k0 + p + 3u));
+}
+
+fn load_b(t: u32, col0: u32, k0: u32) -> vec4<f32> {
+    if (P.form == 1u) {
+        let j = t / 2u;
+        let p = (t % 2u) * 4u;
+        return vec4<f32>(b_at(k0 + p, col0 + j), b_at(k0 + p + 1u, col0 + j),
+                         b_at(k0 + p + 2u, col0 + j), b_at(k0 + p + 3u, col0 + j));
+    }
+    let p = t / 32u;
+    let j = (t % 32u) * 4u;
+    return vec4<f32>(b_at(k0 + p, col0 + j), b_at(k0 + p, col0 + j + 1u),
+                     b_at(k0 + p, col0 + j + 2u), b_at(k0 + p, col0 + j + 3u));
+}
+
+fn store_tiles(t: u32, va: vec4<f32>, vb: vec4<f32>) {
+    if (P.form == 2u) {
+        As4[t] = va; // p = t / 32, rows (t % 32)·4 … +3: one vec4 of the k-major tile
+    } else {
+        let i = t / 2u;
+        let p = (t % 2u) * 4u;
+        for (var c = 0u; c < 4u; c++) { As4[(p + c) * 32u + i / 4u][i % 4u] = va[c]; }
+    }
+    if (P.form == 1u) {
+        let j = t / 2u;
+        let p = (t % 2u) * 4u;
+        for (var c = 0u; c < 4u; c++) { Bs4[(p + c) * 32u + j / 4u][j % 4u] = vb[c]; }
+    } else {
+        Bs4[t] = vb;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BM;
+    let t = lid.y * 16u + lid.x;
+    let tx = lid.x;
+    let ty = lid.y;
+    // acc[r * 2 + h]: row (r < 4 ? ty·4 + r : 64 + ty·4 + r − 4), columns h·64 + tx·4 … +3.
+    var acc: array<vec4<f32>, 16>;
+    var asum0 = vec4<f32>(0.0);
+    var asum1 = vec4<f32>(0.0);
+    let want_colsum = P.has_colsum == 1u && wid.x == 0u && tx == 0u;
+    var va = load_a(t, row0, 0u);
+    var vb = load_b(t, col0, 0u);
+    let steps = (P.k + BK - 1u) / BK;
+    for (var s = 0u; s < steps; s++) {
+        store_tiles(t, va, vb);
+        workgroupBarrier();
+        if (s + 1u < steps) {
+            va = load_a(t, row0, (s + 1u) * BK);
+            vb = load_b(t, col0, (s + 1u) * BK);
+        }
+        for (var p = 0u; p < BK; p++) {
+            let a0 = As4[p * 32u + ty];
+            let a1 = As4[p * 32u + 16u + ty];
+            let b0 = Bs4[p * 32u + tx];
+            let b1 = Bs4[p * 32u + 16u + tx];
+            acc[0] += a0.x * b0; acc[1] += a0.x * b1;
+            acc[2] += a0.y * b0; acc[3] += a0.y * b1;
+            acc[4] += a0.z * b0; acc[5] += a0.z * b1;
+            acc[6] += a0.w * b0; acc[7] += a0.w * b1;
+            acc[8] += a1.x * b0; acc[9] += a1.x * b1;
+            acc[10] += a1.y * b0; acc[11] += a1.y * b1;
+            acc[12] += a1.z * b0; acc[13] += a1.z * b1;
+            acc[14] += a1.w * b0; acc[15] += a1.w * b1;
+            if (want_colsum) { asum0 += a0; asum1 += a1; }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 8u; r++) {
+        let i = row0 + select(64u + ty * 4u + r - 4u, ty * 4u + r, r < 4u);
+        if (i >= P.m) { continue; }
+        for (var h = 0u; h < 2u; h++) {
+            let v = acc[r * 2u + h];
+            for (var c = 0u; c < 4u; c++) {
+                let j = col0 + h * 64u + tx * 4u + c;
+                if (j >= P.n) { continue; }
+                var z = v[c];
+                if (P.grad_act > 0u) { z *= act_grad(P.grad_act - 1u, Y[P.y_off + i * P.n + j]); }
+                if (P.has_bias == 1u) { z += BIAS[P.bias_off + j]; }
+                C[P.out_off + i * P.n + j] = act_apply(P.act, z);
+            }
+        }
+        if (want_colsum) {
+            let s = select(asum1[r % 4u], asum0[r % 4u], r < 4u);
+            COLSUM[P.colsum_off + i] = s;
+        }
+    }
+}
