@@ -15,8 +15,9 @@ pub fn has_avx2_fma() -> bool {
     false
 }
 
-/// Whether this CPU has AVX-512 F, BW and VL beside AVX2 and FMA (checked once): the 8-bit
-/// optimizer step's coder and loops take 16 lanes where it does; every kernel keeps its AVX2
+/// Whether this CPU has AVX-512 F, BW and VL beside AVX2 and FMA (checked once): the fused
+/// optimizer loops (f32 and bfloat16 state) and the 8-bit step's coder and loops take 16 lanes
+/// where it does; every kernel keeps its AVX2
 /// and portable paths. `DESCENT_NO_AVX512=1` turns the AVX-512 paths off (for tests and
 /// side-by-side timing).
 pub fn has_avx512() -> bool {

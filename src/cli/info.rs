@@ -19,6 +19,16 @@ pub fn run(_a: InfoArgs) -> Result<()> {
         }
     );
     println!(
+        "cpu fused optimizer loops: {}",
+        if descent::backend::host::has_avx512() {
+            "AVX-512 (16 lanes)"
+        } else if descent::backend::host::has_avx2_fma() {
+            "AVX2 (8 lanes)"
+        } else {
+            "portable loops"
+        }
+    );
+    println!(
         "cpu 8-bit coder: {}",
         if descent::backend::host::has_avx512() {
             "AVX-512 (16 lanes: one gather, mask compares, one narrowing store per 16 codes)"

@@ -80,7 +80,13 @@ fn apply_cells<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g
     }
     let step = *step;
     let wide = wide_vectors();
+    let widest = crate::backend::host::has_avx512();
     work.into_par_iter().for_each(|(p, g, mut s)| {
+        #[cfg(target_arch = "x86_64")]
+        if widest {
+            // SAFETY: the CPU has AVX-512 F, BW and VL with AVX2 and FMA (`has_avx512`).
+            return unsafe { chunk_avx512(&step, objective, p, g, &mut s) };
+        }
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
@@ -119,9 +125,11 @@ fn directed<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &
     }
 }
 
-/// Whether this CPU runs the 8-lane (AVX2) build of the loops. The results are bit-identical
-/// either way: every lane does the same IEEE operations, and Rust never contracts a·b + c into
-/// a fused multiply-add on its own.
+/// Whether this CPU runs the 8-lane (AVX2) build of the loops (the f32 and bfloat16 steps take
+/// the 16-lane AVX-512 build where [`crate::backend::host::has_avx512`] says so). The results
+/// are bit-identical either way (`tests::every_vector_width_gives_the_same_bits_*`): every lane
+/// does the same IEEE operations, and Rust never contracts a·b + c into a fused multiply-add on
+/// its own.
 pub(super) fn wide_vectors() -> bool {
     crate::backend::host::has_avx2_fma()
 }
@@ -208,6 +216,13 @@ pub(super) fn chunk<S: Cell>(step: &OptimStep, p: &mut [f32], g: &[f32], s: &mut
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chunk_avx2<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
+    directed(step, objective, p, g, s)
+}
+
+/// [`directed`] compiled for AVX-512: the same code, vectorized 16 lanes wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn chunk_avx512<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g: &[f32], s: &mut [&mut [S]]) {
     directed(step, objective, p, g, s)
 }
 
@@ -534,5 +549,126 @@ fn schedulefree_mode<S: Cell>(h: &SchedulefreeModeParams, p: &mut [f32], z: &mut
     let w = h.weight;
     for (p, z) in p.iter_mut().zip(z.iter()) {
         *p += w * (z.get() - *p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{Adam, Carried, OptimConfig, Rmsprop, Sgd, Step};
+
+    /// Every fused optimizer's step, and the flags that change its loops, at its second step.
+    fn steps() -> Vec<OptimStep> {
+        let names = [
+            "sgd",
+            "adagrad",
+            "rmsprop",
+            "adam",
+            "adamw",
+            "lecture_momentum",
+            "nadam",
+            "radam",
+            "adamax",
+            "adadelta",
+            "lion",
+            "rprop",
+            "asgd",
+            "ademamix",
+            "schedulefree_adamw",
+        ];
+        let mut configs: Vec<OptimConfig> = names.iter().map(|n| OptimConfig::defaults(n).unwrap()).collect();
+        configs.extend([
+            OptimConfig::Sgd(Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.01, ..Sgd::default() }),
+            OptimConfig::Sgd(Sgd { momentum: 0.9, dampening: 0.1, ..Sgd::default() }),
+            OptimConfig::Rmsprop(Rmsprop { centered: true, momentum: 0.9, ..Rmsprop::default() }),
+            OptimConfig::Adam(Adam { amsgrad: true, weight_decay: 0.01, ..Adam::default() }),
+        ]);
+        let steps: Vec<OptimStep> = configs
+            .iter()
+            .filter_map(|c| match c.kernel_step(2, 1e-2, &Carried::replay(c, 2, |_| 1e-2)) {
+                Step::Fused(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps.len(), configs.len(), "every one of these steps in one fused pass");
+        steps
+    }
+
+    fn random(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+        crate::rng::Rng::new(seed).uniform_vec(n, lo, hi)
+    }
+
+    /// The loops' bits for one step, run by `path` (None: the portable build).
+    type Path<S> = unsafe fn(&OptimStep, Objective, &mut [f32], &[f32], &mut [&mut [S]]);
+
+    /// The 16- and 8-lane builds of the loops give the portable build's bits: for every fused
+    /// optimizer, both objectives, at odd lengths, with state cells of type `S`.
+    fn every_vector_width_gives_the_same_bits<S: Cell + Copy>(paths: &[(&str, Path<S>)], cell: impl Fn(f32) -> S) {
+        let mut compared = 0;
+        for step in steps() {
+            let k = step.slots().len();
+            for objective in [Objective::Minimize, Objective::Maximize] {
+                for n in [1, 7, 1023, 4099] {
+                    let p0 = random(n, 1, -1.0, 1.0);
+                    let g = random(n, 2, -1.0, 1.0);
+                    // Positive state (a centered RMSProp's may still take the root of a
+                    // negative number: NaN, whose bits every width must give alike too).
+                    let s0: Vec<Vec<S>> =
+                        (0..k).map(|j| random(n, 3 + j as u64, 0.01, 0.5).into_iter().map(&cell).collect()).collect();
+                    let run = |path: Option<Path<S>>| {
+                        let mut p = p0.clone();
+                        let mut s = s0.clone();
+                        let mut views: Vec<&mut [S]> = s.iter_mut().map(|v| v.as_mut_slice()).collect();
+                        match path {
+                            // SAFETY: each path is listed only where the CPU has its features.
+                            Some(f) => unsafe { f(&step, objective, &mut p, &g, &mut views) },
+                            None => directed(&step, objective, &mut p, &g, &mut views),
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        let cells: Vec<Vec<f32>> = s.iter().map(|v| v.iter().map(|c| c.get()).collect()).collect();
+                        (bits(&p), cells.iter().map(|v| bits(v)).collect::<Vec<_>>())
+                    };
+                    let want = run(None);
+                    for &(name, f) in paths {
+                        assert!(
+                            run(Some(f)) == want,
+                            "{step:?} {objective:?} n {n}: {name} against the portable loops"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, paths.len() * steps().len() * 2 * 4);
+    }
+
+    #[test]
+    fn every_vector_width_gives_the_same_bits_with_f32_state() {
+        let mut paths: Vec<(&str, Path<f32>)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::backend::host::has_avx2_fma() {
+                paths.push(("avx2", chunk_avx2::<f32>));
+            }
+            if crate::backend::host::has_avx512() {
+                paths.push(("avx512", chunk_avx512::<f32>));
+            }
+        }
+        every_vector_width_gives_the_same_bits(&paths, |x| x);
+    }
+
+    #[test]
+    fn every_vector_width_gives_the_same_bits_with_bf16_state() {
+        let mut paths: Vec<(&str, Path<Bf16>)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::backend::host::has_avx2_fma() {
+                paths.push(("avx2", chunk_avx2::<Bf16>));
+            }
+            if crate::backend::host::has_avx512() {
+                paths.push(("avx512", chunk_avx512::<Bf16>));
+            }
+        }
+        every_vector_width_gives_the_same_bits(&paths, Bf16::put);
     }
 }
