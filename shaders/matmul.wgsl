@@ -4,26 +4,15 @@
 // form 0: A m×k, B k×n; form 1 (A·Bᵀ): B stored n×k; form 2 (Aᵀ·B): A stored k×m.
 // A 16×16 workgroup computes a 64×64 tile of C from 64×16 / 16×64 tiles in workgroup memory,
 // 4×4 outputs per invocation. Every load and store is bounds-checked, so any shape works.
-// The tile loads come from one of two files placed after this one: matmul_load_scalar.wgsl
-// (any shape and offset) or matmul_load_vec4.wgsl (one vec4 per invocation and operand, when
-// the contiguous dimension of each operand and its offset are multiples of 4).
+// The uniform and the epilogue's bindings are in matmul_params.wgsl, placed first. The tile
+// loads come from one of two files placed after this one: matmul_load_scalar.wgsl (after
+// matmul_elements.wgsl: any shape and offset) or matmul_load_vec4.wgsl (one vec4 per
+// invocation and operand, when the contiguous dimension of each operand and its offset are
+// multiples of 4).
 // Split-K (k_split > 0): workgroup z sums only the inner elements [z·k_split, (z+1)·k_split)
 // (k_split a multiple of TK, so every tile but the last one's lies inside its split) and writes
 // the raw sums, with no epilogue, to split z's slab of C and of COLSUM; matmul_split.wgsl adds
 // the slabs in split order and applies the epilogue. The same inputs give the same bits.
-
-struct MatmulParams {
-    m: u32, k: u32, n: u32, form: u32,
-    a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
-    y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
-    grad_act: u32, has_colsum: u32, k_split: u32, pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: MatmulParams;
-@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(4) var<storage, read> Y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> C: array<f32>;
-@group(0) @binding(6) var<storage, read_write> COLSUM: array<f32>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;

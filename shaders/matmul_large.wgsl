@@ -5,41 +5,15 @@
 // k-major shared tiles are two vec4 loads per operand, consecutive across invocations (no bank
 // conflicts). The next k-step's tiles are loaded into registers while this one is multiplied.
 // Every global load and store is guarded against m, k and n, so any shape and offset works.
-// Split-K (P.k_split) is not used here: the host never splits a large-tile product.
-
-struct MatmulParams {
-    m: u32, k: u32, n: u32, form: u32,
-    a_off: u32, b_off: u32, out_off: u32, bias_off: u32,
-    y_off: u32, colsum_off: u32, has_bias: u32, act: u32,
-    grad_act: u32, has_colsum: u32, k_split: u32, pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: MatmulParams;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read> BIAS: array<f32>;
-@group(0) @binding(4) var<storage, read> Y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> C: array<f32>;
-@group(0) @binding(6) var<storage, read_write> COLSUM: array<f32>;
+// Split-K (P.k_split) is not used here: the host never splits a large-tile product. Placed
+// after matmul_params.wgsl (the uniform, the epilogue's bindings) and matmul_elements.wgsl (A, B,
+// a_at, b_at).
 
 const BM: u32 = 128u;
 const BK: u32 = 8u;
 // k-major tiles of vec4s: As4[p * 32 + i / 4][i % 4] is op(A)[row0 + i][k0 + p].
 var<workgroup> As4: array<vec4<f32>, 256>;
 var<workgroup> Bs4: array<vec4<f32>, 256>;
-
-// op(A)[i][p] and op(B)[p][j], zero outside the matrices.
-fn a_at(i: u32, p: u32) -> f32 {
-    if (i >= P.m || p >= P.k) { return 0.0; }
-    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
-    return A[P.a_off + i * P.k + p];
-}
-
-fn b_at(p: u32, j: u32) -> f32 {
-    if (p >= P.k || j >= P.n) { return 0.0; }
-    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
-    return B[P.b_off + p * P.n + j];
-}
 
 // The four values invocation t loads of each operand's k-step k0: for A (stored k×m in form
 // 2) four consecutive rows at one p, else four consecutive p at one row; for B likewise along

@@ -1,19 +1,5 @@
-// Scalar tile loads for matmul.wgsl: any shape, any offset.
-
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-
-fn a_at(i: u32, p: u32) -> f32 {
-    if (i >= P.m || p >= P.k) { return 0.0; }
-    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
-    return A[P.a_off + i * P.k + p];
-}
-
-fn b_at(p: u32, j: u32) -> f32 {
-    if (p >= P.k || j >= P.n) { return 0.0; }
-    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
-    return B[P.b_off + p * P.n + j];
-}
+// Scalar tile loads for matmul.wgsl (from matmul_elements.wgsl's a_at and b_at): any shape,
+// any offset.
 
 // Fill As (64×16 of op(A)) and Bs (16×64 of op(B)) for the k-slice starting at k0: four
 // elements per invocation and operand; neighbouring invocations read neighbouring addresses.

@@ -145,14 +145,15 @@ impl Checker<'_> {
     async fn products(&mut self, d: Dims, variant: &str) -> Result<()> {
         let Dims { m, k, n } = d;
         let shape = format!("{m}x{k}x{n}");
+        let named = |kernel: &str| format!("{kernel}{variant}");
+        let tol = matmul_abs_tol(k);
         for form in Form::ALL {
             let a = self.random(m * k, -1.0, 1.0);
             let b = self.random(k * n, -1.0, 1.0);
             let (av, bv, out) = (self.input(&a)?, self.input(&b)?, self.poisoned(m * n)?);
             self.dev.matmul(form, d, av, bv, out, &Epilogue::default());
             let want = r::matmul(form, m, k, n, &a, &b);
-            self.check(&format!("{}{variant}", form.name()), shape.clone(), out, &want, matmul_abs_tol(k), REL_TOL)
-                .await?;
+            self.check(&named(form.name()), shape.clone(), out, &want, tol, REL_TOL).await?;
             // The fused epilogues the layers use.
             let epi_kernel = match form {
                 Form::NT => {
@@ -169,15 +170,7 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().enumerate().map(|(i, &z)| r::act(Act::Relu, z + bias[i % n] as f64)).collect();
-                    self.check(
-                        &format!("matmul_nt+bias+relu{variant}"),
-                        shape.clone(),
-                        out2,
-                        &want,
-                        matmul_abs_tol(k),
-                        REL_TOL,
-                    )
-                    .await?;
+                    self.check(&named("matmul_nt+bias+relu"), shape.clone(), out2, &want, tol, REL_TOL).await?;
                     vec![biasv, out2]
                 }
                 Form::NN => {
@@ -194,15 +187,7 @@ impl Checker<'_> {
                     );
                     let want: Vec<f64> =
                         want.iter().zip(&y).map(|(&z, &y)| z * r::act_grad(Act::Tanh, y as f64)).collect();
-                    self.check(
-                        &format!("matmul_nn*tanh'{variant}"),
-                        shape.clone(),
-                        out2,
-                        &want,
-                        matmul_abs_tol(k),
-                        REL_TOL,
-                    )
-                    .await?;
+                    self.check(&named("matmul_nn*tanh'"), shape.clone(), out2, &want, tol, REL_TOL).await?;
                     vec![yv, out2]
                 }
                 Form::TN => {
@@ -210,25 +195,9 @@ impl Checker<'_> {
                     let out2 = self.poisoned(m * n)?;
                     let cs = self.poisoned(m)?;
                     self.dev.matmul(form, d, av, bv, out2, &Epilogue { a_colsum: Some(cs), ..Default::default() });
-                    self.check(
-                        &format!("matmul_tn+colsum{variant}"),
-                        shape.clone(),
-                        out2,
-                        &want,
-                        matmul_abs_tol(k),
-                        REL_TOL,
-                    )
-                    .await?;
+                    self.check(&named("matmul_tn+colsum"), shape.clone(), out2, &want, tol, REL_TOL).await?;
                     let want_cs = r::col_sum(&a, m);
-                    self.check(
-                        &format!("matmul_tn colsum{variant}"),
-                        format!("{k}x{m}"),
-                        cs,
-                        &want_cs,
-                        matmul_abs_tol(k),
-                        REL_TOL,
-                    )
-                    .await?;
+                    self.check(&named("matmul_tn colsum"), format!("{k}x{m}"), cs, &want_cs, tol, REL_TOL).await?;
                     vec![out2, cs]
                 }
             };

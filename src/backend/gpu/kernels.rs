@@ -300,14 +300,27 @@ impl Module {
 
 modules! {
     /// The tiled matmul with scalar loads.
-    Matmul => "matmul", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_scalar.wgsl")),
+    Matmul => "matmul", concat!(
+            include_str!("../../../shaders/matmul_params.wgsl"),
+            include_str!("../../../shaders/matmul.wgsl"),
+            include_str!("../../../shaders/matmul_elements.wgsl"),
+            include_str!("../../../shaders/matmul_load_scalar.wgsl")
+        ),
         "MatmulParams": MatmulParams, [Matmul];
     /// The tiled matmul with vec4 loads (every contiguous run and offset a multiple of 4).
-    MatmulVec4 => "matmul_vec4", concat!(include_str!("../../../shaders/matmul.wgsl"), include_str!("../../../shaders/matmul_load_vec4.wgsl")),
+    MatmulVec4 => "matmul_vec4", concat!(
+            include_str!("../../../shaders/matmul_params.wgsl"),
+            include_str!("../../../shaders/matmul.wgsl"),
+            include_str!("../../../shaders/matmul_load_vec4.wgsl")
+        ),
         "MatmulParams": MatmulParams, [Matmul];
     /// The large-tile matmul: 128×128 tiles, 8×8 outputs per invocation, for shapes with
     /// enough tiles to fill a GPU.
-    MatmulLarge => "matmul_large", include_str!("../../../shaders/matmul_large.wgsl"),
+    MatmulLarge => "matmul_large", concat!(
+            include_str!("../../../shaders/matmul_params.wgsl"),
+            include_str!("../../../shaders/matmul_elements.wgsl"),
+            include_str!("../../../shaders/matmul_large.wgsl")
+        ),
         "MatmulParams": MatmulParams, [Matmul];
     /// The second pass of a split-K matmul: the splits' partial sums added in order, then the
     /// epilogue.
