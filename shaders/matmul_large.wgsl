@@ -6,8 +6,7 @@
 // conflicts). The next k-step's tiles are loaded into registers while this one is multiplied.
 // Every global load and store is guarded against m, k and n, so any shape and offset works.
 // Split-K (P.k_split) is not used here: the host never splits a large-tile product. Placed
-// after matmul_params.wgsl (the uniform, the epilogue's bindings) and matmul_elements.wgsl (A, B,
-// a_at, b_at).
+// after matmul_params.wgsl (the uniform, the epilogue's bindings).
 
 const BM: u32 = 128u;
 const BK: u32 = 8u;
@@ -15,34 +14,11 @@ const BK: u32 = 8u;
 var<workgroup> As4: array<vec4<f32>, 256>;
 var<workgroup> Bs4: array<vec4<f32>, 256>;
 
-// The four values invocation t loads of each operand's k-step k0: for A (stored k×m in form
-// 2) four consecutive rows at one p, else four consecutive p at one row; for B likewise along
-// whichever dimension is contiguous. Returned in load order; `store_tiles` places them.
-fn load_a(t: u32, row0: u32, k0: u32) -> vec4<f32> {
-    if (P.form == 2u) {
-        let p = t / 32u;
-        let i = (t % 32u) * 4u;
-        return vec4<f32>(a_at(row0 + i, k0 + p), a_at(row0 + i + 1u, k0 + p),
-                         a_at(row0 + i + 2u, k0 + p), a_at(row0 + i + 3u, k0 + p));
-    }
-    let i = t / 2u;
-    let p = (t % 2u) * 4u;
-    return vec4<f32>(a_at(row0 + i, k0 + p), a_at(row0 + i, k0 + p + 1u),
-                     a_at(row0 + i, k0 + p + 2u), a_at(row0 + i, k0 + p + 3u));
-}
-
-fn load_b(t: u32, col0: u32, k0: u32) -> vec4<f32> {
-    if (P.form == 1u) {
-        let j = t / 2u;
-        let p = (t % 2u) * 4u;
-        return vec4<f32>(b_at(k0 + p, col0 + j), b_at(k0 + p + 1u, col0 + j),
-                         b_at(k0 + p + 2u, col0 + j), b_at(k0 + p + 3u, col0 + j));
-    }
-    let p = t / 32u;
-    let j = (t % 32u) * 4u;
-    return vec4<f32>(b_at(k0 + p, col0 + j), b_at(k0 + p, col0 + j + 1u),
-                     b_at(k0 + p, col0 + j + 2u), b_at(k0 + p, col0 + j + 3u));
-}
+// load_a and load_b (the four values invocation t loads of each operand's k-step k0, in the
+// order store_tiles places them) come from one of two files placed after this one:
+// matmul_large_load_scalar.wgsl (after matmul_elements.wgsl: any shape and offset) or
+// matmul_large_load_vec4.wgsl (one vec4 per operand, where the contiguous dimension of each
+// stored operand and its offset are multiples of 4).
 
 fn store_tiles(t: u32, va: vec4<f32>, vb: vec4<f32>) {
     if (P.form == 2u) {

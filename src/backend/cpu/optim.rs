@@ -92,7 +92,7 @@ fn apply_cells<S: Cell>(step: &OptimStep, objective: Objective, p: &mut [f32], g
             // SAFETY: the CPU has AVX2 and FMA (checked at run time by `wide_vectors`).
             return unsafe { chunk_avx2(&step, objective, p, g, &mut s) };
         }
-        let _ = wide;
+        let _ = (wide, widest);
         directed(&step, objective, p, g, &mut s)
     });
 }

@@ -294,7 +294,7 @@ impl Module {
     ///
     /// [`ShaderChecks::Trusted`]: super::ShaderChecks::Trusted
     pub const fn trusted_ok(self) -> bool {
-        matches!(self, Module::Matmul | Module::MatmulVec4 | Module::MatmulLarge)
+        matches!(self, Module::Matmul | Module::MatmulVec4 | Module::MatmulLarge | Module::MatmulLargeVec4)
     }
 }
 
@@ -318,8 +318,16 @@ modules! {
     /// enough tiles to fill a GPU.
     MatmulLarge => "matmul_large", concat!(
             include_str!("../../../shaders/matmul_params.wgsl"),
+            include_str!("../../../shaders/matmul_large.wgsl"),
             include_str!("../../../shaders/matmul_elements.wgsl"),
-            include_str!("../../../shaders/matmul_large.wgsl")
+            include_str!("../../../shaders/matmul_large_load_scalar.wgsl")
+        ),
+        "MatmulParams": MatmulParams, [Matmul];
+    /// The large-tile matmul with vec4 loads (every contiguous run and offset a multiple of 4).
+    MatmulLargeVec4 => "matmul_large_vec4", concat!(
+            include_str!("../../../shaders/matmul_params.wgsl"),
+            include_str!("../../../shaders/matmul_large.wgsl"),
+            include_str!("../../../shaders/matmul_large_load_vec4.wgsl")
         ),
         "MatmulParams": MatmulParams, [Matmul];
     /// The second pass of a split-K matmul: the splits' partial sums added in order, then the
@@ -507,6 +515,7 @@ impl Kernel {
 pub(super) const K_MATMUL: Kernel = Kernel::new(Module::Matmul, Entry::Matmul);
 pub(super) const K_MATMUL_VEC4: Kernel = Kernel::new(Module::MatmulVec4, Entry::Matmul);
 pub(super) const K_MATMUL_LARGE: Kernel = Kernel::new(Module::MatmulLarge, Entry::Matmul);
+pub(super) const K_MATMUL_LARGE_VEC4: Kernel = Kernel::new(Module::MatmulLargeVec4, Entry::Matmul);
 pub(super) const K_MATMUL_SPLIT_SUM: Kernel = Kernel::new(Module::MatmulSplit, Entry::MatmulSplitSum);
 pub(super) const K_BIAS_ACT: Kernel = Kernel::new(Module::Elementwise, Entry::BiasAct);
 pub(super) const K_ACT_BACKWARD: Kernel = Kernel::new(Module::Elementwise, Entry::ActBackward);

@@ -4,7 +4,7 @@
 //! rule, in one place).
 
 use super::dispatch::Binding;
-use super::kernels::{K_MATMUL, K_MATMUL_LARGE, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
+use super::kernels::{K_MATMUL, K_MATMUL_LARGE, K_MATMUL_LARGE_VEC4, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
 use super::params::{words_of, MatmulParams, MatmulSplitParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::{Act, Axis, Dims, Epilogue, Form};
@@ -183,10 +183,12 @@ impl GpuBackend {
                     grad_act: epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
                     ..matmul_params(form, d, a, b, out_o, cs_o, fused_colsum, 0)
                 };
-                let (kern, grid) = if plan == MatmulPlan::Large {
-                    (K_MATMUL_LARGE, [u(d.n.div_ceil(LARGE_TILE)), u(d.m.div_ceil(LARGE_TILE)), 1])
-                } else {
-                    (kernel_for(form, d, a, b), grid(d, 1))
+                let vec4 = vec4_loads(form, d, a, b);
+                let (kern, grid) = match (plan, vec4) {
+                    (MatmulPlan::Large, true) => (K_MATMUL_LARGE_VEC4, large_grid(d)),
+                    (MatmulPlan::Large, false) => (K_MATMUL_LARGE, large_grid(d)),
+                    (_, true) => (K_MATMUL_VEC4, grid(d, 1)),
+                    (_, false) => (K_MATMUL, grid(d, 1)),
                 };
                 self.dispatch_ranged(kern, &words_of(&params), &bindings, grid);
             }
@@ -210,7 +212,8 @@ impl GpuBackend {
                     colsum_parts,
                 ];
                 let params = matmul_params(form, d, a, b, 0, 0, fused_colsum, u(k_per_split));
-                self.dispatch_ranged(kernel_for(form, d, a, b), &words_of(&params), &bindings, grid(d, splits));
+                let kern = if vec4_loads(form, d, a, b) { K_MATMUL_VEC4 } else { K_MATMUL };
+                self.dispatch_ranged(kern, &words_of(&params), &bindings, grid(d, splits));
                 // Pass 2: the slabs added in split order, then the epilogue.
                 let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
                 let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
@@ -326,19 +329,19 @@ fn matmul_params(
     }
 }
 
-/// vec4 loads when every operand's contiguous dimension and offset allow them.
-fn kernel_for(form: Form, d: Dims, a: View, b: View) -> super::kernels::Kernel {
+/// Whether every operand's contiguous dimension and offset allow vec4 loads.
+fn vec4_loads(form: Form, d: Dims, a: View, b: View) -> bool {
     let (a_run, b_run) = match form {
         Form::NN => (d.k, d.n),
         Form::NT => (d.k, d.k),
         Form::TN => (d.m, d.n),
     };
-    let aligned = [a_run, b_run, a.offset, b.offset].iter().all(|x| x % 4 == 0);
-    if aligned {
-        K_MATMUL_VEC4
-    } else {
-        K_MATMUL
-    }
+    [a_run, b_run, a.offset, b.offset].iter().all(|x| x % 4 == 0)
+}
+
+/// One workgroup per 128×128 tile of C.
+fn large_grid(d: Dims) -> [u32; 3] {
+    [u(d.n.div_ceil(LARGE_TILE)), u(d.m.div_ceil(LARGE_TILE)), 1]
 }
 
 /// One workgroup per 64×64 tile of C, times `splits`.
