@@ -8,7 +8,7 @@
 #        DESCENT_BIN=path/to/descent bash benches/gpu-check.sh   (a binary built elsewhere)
 #        bash benches/gpu-check.sh --small    (every step at small sizes, on the embedded
 #                                              Fashion-MNIST subset: proves the script end to
-#                                              end on lavapipe in a few minutes; CI runs it)
+#                                              end on lavapipe in about 3 minutes; CI runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 small=0
@@ -20,12 +20,14 @@ if [ $small = 1 ]; then
   matmul_small=(--shapes nt:64x784x128,nn:64x128x128 --repeats 3)
   big_shapes=nn:256x256x256,nt:256x256x256,tn:256x256x256; big_repeats=3
   parity_small=(--shapes 63x65x129,64x784x128 --lengths 7,1023)
+  parity_lengths=(--lengths 7,1023)
 else
   data=()
   params=1e6,1e7,1e8; params_state=1e6,1e7,1e8; params_chunked=1e9; params_cpu=1e7; params_all=1e7,1e8
   threads=1,2,4,8,16; muon_shapes=784x128,1024x1024,4096x4096; muon_cpu_shapes=784x128,1024x1024
   matmul_small=()
   parity_small=()
+  parity_lengths=()
   big_shapes=nn:1024x1024x1024,nn:2048x2048x2048,nt:2048x2048x2048,tn:2048x2048x2048,nn:4096x4096x4096; big_repeats=10
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -86,7 +88,7 @@ DESCENT_GPU_MATMUL=tiled $bin bench epoch --device gpu "${data[@]}" --optimizer 
 $bin bench epoch --device gpu "${data[@]}" --optimizer adam --lr 1e-3
 section "one epoch with the checked matmul (against the trusted epochs above)"
 DESCENT_GPU_SHADERS=checked $bin bench epoch --device gpu "${data[@]}" --optimizer adam --lr 1e-3
-DESCENT_GPU_SHADERS=checked $bin parity --device gpu --shapes 1x1x1,1x4099x1,63x65x129,64x784x128,130x7x4097,2049x33x65 | tail -n 1
+DESCENT_GPU_SHADERS=checked $bin parity --device gpu --shapes 1x1x1,1x4099x1,63x65x129,64x784x128,130x7x4097,2049x33x65 "${parity_lengths[@]}" | tail -n 1
 if [ $small = 0 ] && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   section "PyTorch on the same GPU, alternating rounds with descent (--cuda)"
   python3 benches/torch_side_by_side.py --cuda --descent-bin "$bin" --optimizers adam,adamw \
