@@ -132,17 +132,23 @@ fn assert_matches_reference(what: &str, c: &Case, got: &(Vec<f32>, Option<Vec<f3
     }
 }
 
-#[test]
-fn trusted_and_checked_matmuls_give_the_same_bits() {
+/// Two lavapipe devices running `kernels`: one compiled with wgpu's checks, one trusted.
+fn checked_and_trusted(kernels: MatmulKernels) -> (Device, Device) {
     let mut checked = common::gpu();
     checked.set_shader_checks(ShaderChecks::Checked).unwrap();
+    checked.set_matmul_kernels(kernels).unwrap();
     let mut trusted = common::gpu();
     trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
-    assert!(checked.describe().contains("[checked matmul]") && !trusted.describe().contains("checked"));
+    trusted.set_matmul_kernels(kernels).unwrap();
+    (checked, trusted)
+}
+
+#[test]
+fn trusted_and_checked_matmuls_give_the_same_bits() {
     // The tiled kernel on every product (the rule would give 130×7×4097 the large tiles, which
     // the test below covers).
-    checked.set_matmul_kernels(MatmulKernels::Tiled).unwrap();
-    trusted.set_matmul_kernels(MatmulKernels::Tiled).unwrap();
+    let (mut checked, mut trusted) = checked_and_trusted(MatmulKernels::Tiled);
+    assert!(checked.describe().contains("[checked matmul]") && !trusted.describe().contains("checked"));
     assert!(SHAPES.iter().all(|&(m, k, n)| trusted.matmul_plan(Dims { m, k, n }) == Some(MatmulPlan::Tiled)));
     let cases = each_case(|c| {
         let what = what(c);
@@ -158,12 +164,7 @@ fn trusted_and_checked_matmuls_give_the_same_bits() {
 /// run after run, and the same bits trusted and checked.
 #[test]
 fn split_k_matmuls_are_right_deterministic_and_the_same_bits_in_both_modes() {
-    let mut checked = common::gpu();
-    checked.set_shader_checks(ShaderChecks::Checked).unwrap();
-    checked.set_matmul_kernels(MatmulKernels::SplitK).unwrap();
-    let mut trusted = common::gpu();
-    trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
-    trusted.set_matmul_kernels(MatmulKernels::SplitK).unwrap();
+    let (mut checked, mut trusted) = checked_and_trusted(MatmulKernels::SplitK);
     assert!(trusted.describe().contains("[split-k matmul]"), "{}", trusted.describe());
     let mut split = 0;
     each_case(|c| {
@@ -192,12 +193,7 @@ fn split_k_matmuls_are_right_deterministic_and_the_same_bits_in_both_modes() {
 /// bits trusted and checked.
 #[test]
 fn large_tile_matmuls_are_right_and_the_same_bits_in_both_modes() {
-    let mut checked = common::gpu();
-    checked.set_shader_checks(ShaderChecks::Checked).unwrap();
-    checked.set_matmul_kernels(MatmulKernels::Large).unwrap();
-    let mut trusted = common::gpu();
-    trusted.set_shader_checks(ShaderChecks::Trusted).unwrap();
-    trusted.set_matmul_kernels(MatmulKernels::Large).unwrap();
+    let (mut checked, mut trusted) = checked_and_trusted(MatmulKernels::Large);
     assert!(trusted.describe().contains("[large-tile matmul]"), "{}", trusted.describe());
     let cases = each_case(|c| {
         let what = what(c);

@@ -421,7 +421,7 @@ fn parse_matmul_kernels(list: Option<&str>, device: BenchDeviceArg) -> Result<Ve
         bail!("--matmul-kernels chooses among the GPU's matmul kernels: use it with --device gpu");
     }
     list.split(',')
-        .map(|name| match MatmulKernels::ALL.into_iter().find(|k| k.name() == name.trim()) {
+        .map(|name| match MatmulKernels::from_name(name.trim()) {
             Some(k) => Ok(Some(k)),
             None => bail!("--matmul-kernels {name}: use auto, tiled, split-k or large (comma-separated)"),
         })

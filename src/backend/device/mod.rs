@@ -181,6 +181,11 @@ impl Device {
     }
 
     /// The WGSL backend, when this device is one.
+    pub fn gpu_backend(&self) -> Option<&GpuBackend> {
+        self.backend.as_any()?.downcast_ref()
+    }
+
+    /// [`Device::gpu_backend`], mutably.
     pub fn gpu_backend_mut(&mut self) -> Option<&mut GpuBackend> {
         self.backend.as_any_mut()?.downcast_mut()
     }
@@ -213,14 +218,12 @@ impl Device {
 
     /// Which matmul kernels this GPU device runs (None on the CPU backend).
     pub fn matmul_kernels(&self) -> Option<super::gpu::MatmulKernels> {
-        let g: &super::gpu::GpuBackend = self.backend.as_any()?.downcast_ref()?;
-        Some(g.matmul_kernels())
+        Some(self.gpu_backend()?.matmul_kernels())
     }
 
     /// The GPU kernel a product of these sizes runs on this device (None on the CPU backend).
     pub fn matmul_plan(&self, d: super::Dims) -> Option<super::gpu::MatmulPlan> {
-        let g: &super::gpu::GpuBackend = self.backend.as_any()?.downcast_ref()?;
-        Some(g.matmul_plan(d))
+        Some(self.gpu_backend()?.matmul_plan(d))
     }
 
     /// One line: what executes the ops.

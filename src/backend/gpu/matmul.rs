@@ -18,7 +18,7 @@ const TILE: usize = 64;
 const LARGE_TILE: usize = 128;
 /// Under [`MatmulKernels::Auto`], the large-tile kernel runs products with at least this many
 /// 128×128 tiles (1024×1024 has 64): enough workgroups for a large GPU even at 8×8 outputs
-/// per invocation. On lavapipe it took 0.33–0.38× the tiled kernel's time at 1024³ (README);
+/// per invocation. On lavapipe it took 0.35–0.36× the tiled kernel's time at 1024³ (README);
 /// on a real GPU its speed is a prediction until `benches/gpu-check.sh` measures it.
 const LARGE_MIN_WORKGROUPS: usize = 64;
 /// The inner elements one k-step of the tiled kernel loads (`TK` in `matmul.wgsl`).
@@ -67,12 +67,17 @@ impl MatmulKernels {
         }
     }
 
+    /// The choice [`MatmulKernels::name`] names, if any.
+    pub fn from_name(name: &str) -> Option<MatmulKernels> {
+        MatmulKernels::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// `DESCENT_GPU_MATMUL`: `auto` (or unset), `tiled`, `split-k` or `large`; anything else is
     /// an error.
     pub fn from_env() -> Result<MatmulKernels> {
         match std::env::var("DESCENT_GPU_MATMUL").as_deref() {
             Err(_) | Ok("") => Ok(MatmulKernels::Auto),
-            Ok(name) => match MatmulKernels::ALL.into_iter().find(|k| k.name() == name) {
+            Ok(name) => match MatmulKernels::from_name(name) {
                 Some(k) => Ok(k),
                 None => bail!("DESCENT_GPU_MATMUL={name}: use auto, tiled, split-k or large"),
             },
@@ -131,7 +136,7 @@ pub fn plan(kernels: MatmulKernels, hardware: bool, d: Dims, max_scratch_bytes: 
     }
     let steps_per_split = (ksteps * tiles).div_ceil(FILL_WORKGROUPS).max(1);
     let splits = ksteps.div_ceil(steps_per_split);
-    let scratch = split_scratch_bytes(splits, d, 256);
+    let scratch = split_layout(splits, d, 256).0;
     if splits < 2 || scratch > max_scratch_bytes {
         return MatmulPlan::Tiled;
     }
@@ -144,10 +149,6 @@ fn split_layout(splits: usize, d: Dims, align: u64) -> (u64, u64) {
     let parts = (splits * d.m * d.n * 4) as u64;
     let colsums_at = parts.next_multiple_of(align);
     (colsums_at + (splits * d.m * 4) as u64, colsums_at)
-}
-
-fn split_scratch_bytes(splits: usize, d: Dims, align: u64) -> u64 {
-    split_layout(splits, d, align).0
 }
 
 impl GpuBackend {
@@ -170,10 +171,11 @@ impl GpuBackend {
     /// `out = epilogue(op(a) · op(b))` for the three forms, by the kernel [`plan`] picks.
     pub(super) fn launch_matmul(&mut self, form: Form, d: Dims, a: View, b: View, out: View, epi: &Epilogue) {
         let (c_bind, cs_bind, out_o, cs_o, fused_colsum) = self.output_bindings(form, d, out, epi);
+        // The epilogue's operands, read by the pass that writes C.
+        let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
+        let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
         match self.matmul_plan(d) {
             plan @ (MatmulPlan::Tiled | MatmulPlan::Large) => {
-                let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
-                let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
                 let bindings = [(a.buf, None), (b.buf, None), (bias_b, None), (y_b, None), c_bind, cs_bind];
                 let params = MatmulParams {
                     bias_off: u(bias_o),
@@ -215,8 +217,6 @@ impl GpuBackend {
                 let kern = if vec4_loads(form, d, a, b) { K_MATMUL_VEC4 } else { K_MATMUL };
                 self.dispatch_ranged(kern, &words_of(&params), &bindings, grid(d, splits));
                 // Pass 2: the slabs added in split order, then the epilogue.
-                let (bias_b, bias_o) = epi.bias.map_or((self.dummy_read, 0), |v| (v.buf, v.offset));
-                let (y_b, y_o) = epi.act_grad.map_or((self.dummy_read, 0), |(_, v)| (v.buf, v.offset));
                 let params = MatmulSplitParams {
                     m: u(d.m),
                     n: u(d.n),
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn a_split_that_does_not_fit_one_binding_stays_tiled() {
         let first = d(64, 784, 128);
-        let need = split_scratch_bytes(49, first, 256);
+        let need = split_layout(49, first, 256).0;
         assert_eq!(plan(MatmulKernels::SplitK, true, first, need - 1), MatmulPlan::Tiled);
         assert!(matches!(plan(MatmulKernels::SplitK, true, first, need), MatmulPlan::SplitK { .. }));
     }
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn the_environment_names_each_choice() {
         for k in MatmulKernels::ALL {
-            assert_eq!(MatmulKernels::ALL.into_iter().find(|c| c.name() == k.name()), Some(k));
+            assert_eq!(MatmulKernels::from_name(k.name()), Some(k));
         }
     }
 }
