@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use descent::backend::TooLarge;
 use descent::message::{KeyError, Message, Setting};
-use descent::optim::{OptimBits, OptimConfig, Schedule};
+use descent::optim::{OptimBits, OptimConfig, OptimizerName, Schedule};
 
 #[derive(Parser)]
 #[command(
@@ -85,10 +85,9 @@ impl CpuStepArgs {
 /// Optimizer and schedule flags, named like the replay JSON keys (PyTorch's names).
 #[derive(Args, Clone, Debug)]
 pub struct OptimArgs {
-    /// sgd, adagrad, rmsprop, adam, adamw, lecture_momentum, nadam, radam, adamax, adadelta,
-    /// lion, rprop, asgd, ademamix, schedulefree_adamw, adafactor or muon.
-    #[arg(long, default_value = "sgd")]
-    pub optimizer: String,
+    /// Which optimizer (PyTorch's defaults for each hyperparameter not given).
+    #[arg(long, default_value = "sgd", value_parser = OneOptimizer)]
+    pub optimizer: OptimizerName,
     /// Learning rate (default: PyTorch's for the optimizer).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -104,7 +103,7 @@ impl OptimArgs {
     pub fn config(&self) -> Result<OptimConfig> {
         let bits = self.optim_bits.unwrap_or(OptimBits::B32);
         // The hyperparameters were checked by the JSON reader; only the width is new here.
-        let c = self.hyper.config_for(&self.optimizer, self.lr)?.with_optim_bits(bits);
+        let c = self.hyper.config_for(self.optimizer.name(), self.lr)?.with_optim_bits(bits);
         c.supports(bits).map_err(|e| anyhow::anyhow!("--optim-bits {}: {}", bits.bits(), hyper_flags(&e)))?;
         Ok(c)
     }
@@ -358,6 +357,29 @@ fn parse_bits(s: &str) -> Result<Vec<OptimBits>> {
 /// A value clap could not parse, as our one-line message (clap prints `error: ` and exits 2).
 fn flag_error(e: anyhow::Error) -> clap::Error {
     clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e:#}\n"))
+}
+
+/// `--optimizer` of a command that runs one optimizer: parsed by clap into an
+/// [`OptimizerName`], its names listed in `--help`, a wrong one refused with the JSON reader's
+/// message.
+#[derive(Clone, Copy, Debug)]
+pub struct OneOptimizer;
+
+impl clap::builder::TypedValueParser for OneOptimizer {
+    type Value = OptimizerName;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<OptimizerName, clap::Error> {
+        value.to_string_lossy().parse().map_err(flag_error)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(OptimizerName::ALL.iter().filter_map(ValueEnum::to_possible_value)))
+    }
 }
 
 /// `--optim-bits` of a command that runs one width: parsed by clap into an [`OptimBits`].

@@ -3,6 +3,7 @@
 
 pub use super::hyper::*;
 pub use super::hyper_matrix::*;
+pub use super::name::{OptimizerName, OPTIMIZER_NAMES};
 use super::step::Carried;
 use super::{OptimBits, Slot};
 use crate::backend::optim_kernel::Objective;
@@ -12,27 +13,6 @@ use crate::said;
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// The optimizers [`OptimConfig::defaults`] knows, as their JSON and CLI names spell them.
-pub const OPTIMIZER_NAMES: [&str; 17] = [
-    "sgd",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "lecture_momentum",
-    "nadam",
-    "radam",
-    "adamax",
-    "adadelta",
-    "lion",
-    "rprop",
-    "asgd",
-    "ademamix",
-    "schedulefree_adamw",
-    "adafactor",
-    "muon",
-];
 
 /// An optimizer and its hyperparameters, named and defaulted as in PyTorch.
 ///
@@ -79,6 +59,31 @@ pub enum OptimConfig {
     Muon(Muon),
 }
 
+/// PyTorch's defaults for the optimizer (the reference library's for those PyTorch lacks).
+impl From<OptimizerName> for OptimConfig {
+    fn from(name: OptimizerName) -> OptimConfig {
+        match name {
+            OptimizerName::Sgd => OptimConfig::Sgd(Sgd::default()),
+            OptimizerName::Adagrad => OptimConfig::Adagrad(Adagrad::default()),
+            OptimizerName::Rmsprop => OptimConfig::Rmsprop(Rmsprop::default()),
+            OptimizerName::Adam => OptimConfig::Adam(Adam::default()),
+            OptimizerName::Adamw => OptimConfig::Adamw(Adam::adamw()),
+            OptimizerName::LectureMomentum => OptimConfig::LectureMomentum(LectureMomentum::default()),
+            OptimizerName::Nadam => OptimConfig::Nadam(Nadam::default()),
+            OptimizerName::Radam => OptimConfig::Radam(Radam::default()),
+            OptimizerName::Adamax => OptimConfig::Adamax(Adamax::default()),
+            OptimizerName::Adadelta => OptimConfig::Adadelta(Adadelta::default()),
+            OptimizerName::Lion => OptimConfig::Lion(Lion::default()),
+            OptimizerName::Rprop => OptimConfig::Rprop(Rprop::default()),
+            OptimizerName::Asgd => OptimConfig::Asgd(Asgd::default()),
+            OptimizerName::Ademamix => OptimConfig::Ademamix(Ademamix::default()),
+            OptimizerName::SchedulefreeAdamw => OptimConfig::SchedulefreeAdamw(SchedulefreeAdamw::default()),
+            OptimizerName::Adafactor => OptimConfig::Adafactor(Adafactor::default()),
+            OptimizerName::Muon => OptimConfig::Muon(Muon::default()),
+        }
+    }
+}
+
 /// `$body` on the hyperparameter struct of whichever optimizer `$config` is: the fields every
 /// optimizer has (`lr`, `maximize`, `optim_bits`) are read and set through it.
 macro_rules! each_config {
@@ -105,51 +110,38 @@ macro_rules! each_config {
 }
 
 impl OptimConfig {
-    /// PyTorch's defaults for `name` (one of [`OPTIMIZER_NAMES`]).
+    /// PyTorch's defaults for `name` (one of [`OPTIMIZER_NAMES`]); [`OptimConfig::from`] takes
+    /// the typed [`OptimizerName`].
     pub fn defaults(name: &str) -> Result<OptimConfig> {
-        Ok(match name {
-            "sgd" => OptimConfig::Sgd(Sgd::default()),
-            "adagrad" => OptimConfig::Adagrad(Adagrad::default()),
-            "rmsprop" => OptimConfig::Rmsprop(Rmsprop::default()),
-            "adam" => OptimConfig::Adam(Adam::default()),
-            "adamw" => OptimConfig::Adamw(Adam::adamw()),
-            "lecture_momentum" => OptimConfig::LectureMomentum(LectureMomentum::default()),
-            "nadam" => OptimConfig::Nadam(Nadam::default()),
-            "radam" => OptimConfig::Radam(Radam::default()),
-            "adamax" => OptimConfig::Adamax(Adamax::default()),
-            "adadelta" => OptimConfig::Adadelta(Adadelta::default()),
-            "lion" => OptimConfig::Lion(Lion::default()),
-            "rprop" => OptimConfig::Rprop(Rprop::default()),
-            "asgd" => OptimConfig::Asgd(Asgd::default()),
-            "ademamix" => OptimConfig::Ademamix(Ademamix::default()),
-            "schedulefree_adamw" => OptimConfig::SchedulefreeAdamw(SchedulefreeAdamw::default()),
-            "adafactor" => OptimConfig::Adafactor(Adafactor::default()),
-            "muon" => OptimConfig::Muon(Muon::default()),
-            _ => bail!("unknown optimizer '{name}': use one of {}", OPTIMIZER_NAMES.join(", ")),
-        })
+        Ok(OptimConfig::from(name.parse::<OptimizerName>()?))
+    }
+
+    /// Which optimizer this is.
+    pub fn kind(&self) -> OptimizerName {
+        match self {
+            OptimConfig::Sgd(_) => OptimizerName::Sgd,
+            OptimConfig::Adagrad(_) => OptimizerName::Adagrad,
+            OptimConfig::Rmsprop(_) => OptimizerName::Rmsprop,
+            OptimConfig::Adam(_) => OptimizerName::Adam,
+            OptimConfig::Adamw(_) => OptimizerName::Adamw,
+            OptimConfig::LectureMomentum(_) => OptimizerName::LectureMomentum,
+            OptimConfig::Nadam(_) => OptimizerName::Nadam,
+            OptimConfig::Radam(_) => OptimizerName::Radam,
+            OptimConfig::Adamax(_) => OptimizerName::Adamax,
+            OptimConfig::Adadelta(_) => OptimizerName::Adadelta,
+            OptimConfig::Lion(_) => OptimizerName::Lion,
+            OptimConfig::Rprop(_) => OptimizerName::Rprop,
+            OptimConfig::Asgd(_) => OptimizerName::Asgd,
+            OptimConfig::Ademamix(_) => OptimizerName::Ademamix,
+            OptimConfig::SchedulefreeAdamw(_) => OptimizerName::SchedulefreeAdamw,
+            OptimConfig::Adafactor(_) => OptimizerName::Adafactor,
+            OptimConfig::Muon(_) => OptimizerName::Muon,
+        }
     }
 
     /// The optimizer's name, as JSON and the CLI spell it.
     pub fn name(&self) -> &'static str {
-        match self {
-            OptimConfig::Sgd(_) => "sgd",
-            OptimConfig::Adagrad(_) => "adagrad",
-            OptimConfig::Rmsprop(_) => "rmsprop",
-            OptimConfig::Adam(_) => "adam",
-            OptimConfig::Adamw(_) => "adamw",
-            OptimConfig::LectureMomentum(_) => "lecture_momentum",
-            OptimConfig::Nadam(_) => "nadam",
-            OptimConfig::Radam(_) => "radam",
-            OptimConfig::Adamax(_) => "adamax",
-            OptimConfig::Adadelta(_) => "adadelta",
-            OptimConfig::Lion(_) => "lion",
-            OptimConfig::Rprop(_) => "rprop",
-            OptimConfig::Asgd(_) => "asgd",
-            OptimConfig::Ademamix(_) => "ademamix",
-            OptimConfig::SchedulefreeAdamw(_) => "schedulefree_adamw",
-            OptimConfig::Adafactor(_) => "adafactor",
-            OptimConfig::Muon(_) => "muon",
-        }
+        self.kind().name()
     }
 
     /// The base learning rate (before any schedule).

@@ -8,9 +8,9 @@
 //! arena: `backend::cpu::optim` (rayon) and `shaders/optim_<kernel>.wgsl` (WGSL).
 //! [`reference`](mod@reference) holds the plain f64 formulas that tests compare both with.
 //!
-//! Adding an optimizer takes a variant in `config.rs` (its struct, defaults, checks and kernel step), a
-//! kernel in `optim_kernel` with its WGSL file, the rayon twin and the reference; the compiler
-//! refuses a missing match arm in the last three and `tests/kernel_mirror.rs` a missing or
+//! Adding an optimizer takes its name in `name.rs`, a variant in `config.rs` (its struct,
+//! defaults, checks and kernel step), a kernel in `optim_kernel` with its WGSL file, the rayon
+//! twin and the reference; the compiler refuses a missing match arm in all of these and `tests/kernel_mirror.rs` a missing or
 //! different WGSL struct or entry point.
 
 mod config;
@@ -19,6 +19,7 @@ mod groups;
 mod hyper;
 mod hyper_matrix;
 mod muon_state;
+mod name;
 mod optimizer;
 pub mod reference;
 pub mod schedule;
