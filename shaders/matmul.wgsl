@@ -13,6 +13,8 @@
 // (k_split a multiple of TK, so every tile but the last one's lies inside its split) and writes
 // the raw sums, with no epilogue, to split z's slab of C and of COLSUM; matmul_split.wgsl adds
 // the slabs in split order and applies the epilogue. The same inputs give the same bits.
+// Batched (k_split 0, grid z > 1): workgroup z computes member z of a batch of products laid
+// out one after another (batch_bases in matmul_params.wgsl); the host gives them no epilogue.
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -30,6 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let split = P.k_split > 0u;
     let k_begin = select(0u, wid.z * P.k_split, split);
     let k_end = select(P.k, min(k_begin + P.k_split, P.k), split);
+    batch_bases(select(wid.z, 0u, split));
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         load_tiles(t, row0, col0, k0);
         workgroupBarrier();
@@ -65,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
             if (P.grad_act > 0u) { z *= act_grad(P.grad_act - 1u, Y[P.y_off + i * P.n + j]); }
             if (P.has_bias == 1u) { z += BIAS[P.bias_off + j]; }
-            C[P.out_off + i * P.n + j] = act_apply(P.act, z);
+            C[c_base + i * P.n + j] = act_apply(P.act, z);
         }
         if (want_colsum) { COLSUM[P.colsum_off + wid.z * P.m + i] = asum[r]; }
     }

@@ -6,12 +6,12 @@
 
 fn a_at(i: u32, p: u32) -> f32 {
     if (i >= P.m || p >= P.k) { return 0.0; }
-    if (P.form == 2u) { return A[P.a_off + p * P.m + i]; }
-    return A[P.a_off + i * P.k + p];
+    if (P.form == 2u) { return A[a_base + p * P.m + i]; }
+    return A[a_base + i * P.k + p];
 }
 
 fn b_at(p: u32, j: u32) -> f32 {
     if (p >= P.k || j >= P.n) { return 0.0; }
-    if (P.form == 1u) { return B[P.b_off + j * P.k + p]; }
-    return B[P.b_off + p * P.n + j];
+    if (P.form == 1u) { return B[b_base + j * P.k + p]; }
+    return B[b_base + p * P.n + j];
 }

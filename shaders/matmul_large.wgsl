@@ -5,7 +5,8 @@
 // k-major shared tiles are two vec4 loads per operand, consecutive across invocations (no bank
 // conflicts). The next k-step's tiles are loaded into registers while this one is multiplied.
 // Every global load and store is guarded against m, k and n, so any shape and offset works.
-// Split-K (P.k_split) is not used here: the host never splits a large-tile product. Placed
+// Split-K (P.k_split) is not used here: the host never splits a large-tile product. A batched
+// product runs member wid.z (batch_bases in matmul_params.wgsl). Placed
 // after matmul_params.wgsl (the uniform, the epilogue's bindings).
 
 const BM: u32 = 128u;
@@ -42,6 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let row0 = wid.y * BM;
     let col0 = wid.x * BM;
     let t = lid.y * 16u + lid.x;
+    batch_bases(wid.z);
     let tx = lid.x;
     let ty = lid.y;
     // acc[r * 2 + h]: row (r < 4 ? ty·4 + r : 64 + ty·4 + r − 4), columns h·64 + tx·4 … +3.
@@ -87,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 var z = v[c];
                 if (P.grad_act > 0u) { z *= act_grad(P.grad_act - 1u, Y[P.y_off + i * P.n + j]); }
                 if (P.has_bias == 1u) { z += BIAS[P.bias_off + j]; }
-                C[P.out_off + i * P.n + j] = act_apply(P.act, z);
+                C[c_base + i * P.n + j] = act_apply(P.act, z);
             }
         }
         if (want_colsum) {

@@ -12,13 +12,13 @@ fn load_a(t: u32, row0: u32, k0: u32) -> vec4<f32> {
         let p = k0 + t / 32u;
         let i = row0 + (t % 32u) * 4u;
         if (p >= P.k || i >= P.m) { return vec4<f32>(0.0); }
-        return A4[(P.a_off + p * P.m + i) / 4u];
+        return A4[(a_base + p * P.m + i) / 4u];
     }
     // A stored m×k: p … p + 3 at one row i.
     let i = row0 + t / 2u;
     let p = k0 + (t % 2u) * 4u;
     if (i >= P.m || p >= P.k) { return vec4<f32>(0.0); }
-    return A4[(P.a_off + i * P.k + p) / 4u];
+    return A4[(a_base + i * P.k + p) / 4u];
 }
 
 fn load_b(t: u32, col0: u32, k0: u32) -> vec4<f32> {
@@ -27,11 +27,11 @@ fn load_b(t: u32, col0: u32, k0: u32) -> vec4<f32> {
         let j = col0 + t / 2u;
         let p = k0 + (t % 2u) * 4u;
         if (j >= P.n || p >= P.k) { return vec4<f32>(0.0); }
-        return B4[(P.b_off + j * P.k + p) / 4u];
+        return B4[(b_base + j * P.k + p) / 4u];
     }
     // B stored k×n: columns j … j + 3 at one p.
     let p = k0 + t / 32u;
     let j = col0 + (t % 32u) * 4u;
     if (p >= P.k || j >= P.n) { return vec4<f32>(0.0); }
-    return B4[(P.b_off + p * P.n + j) / 4u];
+    return B4[(b_base + p * P.n + j) / 4u];
 }

@@ -15,3 +15,16 @@ struct MatmulParams {
 @group(0) @binding(5) var<storage, read_write> C: array<f32>;
 @group(0) @binding(6) var<storage, read_write> COLSUM: array<f32>;
 
+
+// Where this workgroup's operands and output start: P's offsets, moved to member z of a batched
+// product (the grid's z counts members when k_split is 0; member z's A, B and C lie m·k, k·n
+// and m·n elements after member z − 1's). Each kernel's main sets them before any load.
+var<private> a_base: u32;
+var<private> b_base: u32;
+var<private> c_base: u32;
+
+fn batch_bases(z: u32) {
+    a_base = P.a_off + z * P.m * P.k;
+    b_base = P.b_off + z * P.k * P.n;
+    c_base = P.out_off + z * P.m * P.n;
+}

@@ -170,6 +170,28 @@ fn bench_optim_muon_rows() {
     }
 }
 
+/// `N*RxC` is one row of N same-shaped matrices in one arena (Muon steps them as one
+/// Newton–Schulz batch), counted in the FLOP rate and printed back in that form.
+#[test]
+fn bench_optim_repeated_shapes_are_one_row() {
+    let args = ["bench", "optim", "--optimizer", "muon", "--shapes", "24x40,4*8x12", "--repeats", "2"];
+    let v = descent_json(&[&args[..], &["--json"]].concat());
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["shapes"], serde_json::json!([[24, 40]]));
+    assert_eq!(rows[1]["shapes"], serde_json::json!([[8, 12], [8, 12], [8, 12], [8, 12]]));
+    assert_eq!(rows[1]["tensors"], 4);
+    // Muon's first and last matrices go to the auxiliary AdamW: two of the four are Muon's.
+    let (m, n) = (8.0, 12.0);
+    let flops = 2.0 * 5.0 * (4.0 * m * m * n + 2.0 * m * m * m);
+    let rate = number(&rows[1], "newton_schulz_tflop_per_s");
+    let counted = rate * 1e12 * number(&rows[1], "median_ms") * 1e-3;
+    assert!((counted / flops - 1.0).abs() < 1e-6, "{counted} FLOPs counted, {flops} wanted: {}", rows[1]);
+    let out = Command::new(env!("CARGO_BIN_EXE_descent")).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("4*8x12"), "{text}");
+}
+
 #[test]
 fn bench_rejects_bad_requests() {
     for (args, says) in [
@@ -178,6 +200,11 @@ fn bench_rejects_bad_requests() {
         (vec!["bench", "optim", "--device", "auto"], "--device cpu or --device gpu"),
         (vec!["bench", "optim", "--variants", "fast"], "--variants"),
         (vec!["bench", "optim", "--optimizer", "muon", "--shapes", "4x4", "--ns-dtype", "float16"], "--ns-dtype"),
+        (
+            vec!["bench", "optim", "--optimizer", "muon", "--shapes", "0*4x4"],
+            "not a shape such as 784x128 or 12*256x256",
+        ),
+        (vec!["bench", "optim", "--optimizer", "muon", "--shapes", "5000*4x4"], "use at most 4096"),
         (vec!["bench", "matmul", "--shapes", "64x0x3"], "--shapes"),
         (vec!["bench", "matmul", "--matmul-kernels", "tiled"], "--device gpu"),
         (vec!["bench", "matmul", "--device", "gpu", "--matmul-kernels", "fast"], "--matmul-kernels fast"),

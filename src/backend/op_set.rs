@@ -63,6 +63,24 @@ pub trait Backend: MaybeSend {
     fn gram(&mut self, form: Form, side: usize, k: usize, x: View, out: View) {
         self.matmul(form, Dims { m: side, k, n: side }, x, x, out, &Epilogue::default())
     }
+    /// `batch` products of the same shape with no epilogue, each operand's members one after
+    /// another: member i of A at `a.offset + i·m·k`, of B at `b.offset + i·k·n`, of the output
+    /// at `out.offset + i·m·n`. Each member's bits are [`Backend::matmul`]'s for it alone. By
+    /// default one product per member; a GPU runs them all in one dispatch.
+    fn matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
+        let Dims { m, k, n } = d;
+        for i in 0..batch {
+            let (ai, bi, oi) = (a.slice(i * m * k, m * k), b.slice(i * k * n, k * n), out.slice(i * m * n, m * n));
+            self.matmul(form, d, ai, bi, oi, &Epilogue::default());
+        }
+    }
+    /// `batch` Gram products ([`Backend::gram`]) of same-shaped matrices laid out one after
+    /// another in `x`, into `side × side` members of `out`. By default one per member.
+    fn gram_batched(&mut self, form: Form, side: usize, k: usize, batch: usize, x: View, out: View) {
+        for i in 0..batch {
+            self.gram(form, side, k, x.slice(i * side * k, side * k), out.slice(i * side * side, side * side));
+        }
+    }
     /// Muon's Newton–Schulz iteration over the `rows × cols` matrix `x`, in place, in
     /// bfloat16 as PyTorch runs it (see [`crate::backend::cpu::ns_bf16`]). Only the CPU
     /// backend has it: the others say so.

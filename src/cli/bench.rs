@@ -52,7 +52,9 @@ pub struct OptimBench {
     pub variants: Option<String>,
     /// Matrix shapes, each benchmarked alone as one tensor (the fused multi-tensor variant),
     /// after the --params rows: e.g. 784x128,1024x1024 (Muon and Adafactor step them as
-    /// matrices; Muon also reports its Newton–Schulz TFLOP/s).
+    /// matrices; Muon also reports its Newton–Schulz TFLOP/s). N*RxC is one row of N tensors
+    /// of that shape in one arena (a stack of same-shaped layers: Muon batches them), e.g.
+    /// 12*256x256.
     #[arg(long)]
     pub shapes: Option<String>,
     /// State widths: 32 (f32), 16 (bfloat16), 8 (blockwise 8-bit, where the
@@ -188,23 +190,9 @@ fn optim(a: OptimBench) -> Result<()> {
                 c.supports(b).map_err(|e| anyhow::anyhow!("--optim-bits {}: {}", b.bits(), super::hyper_flags(&e)))?;
             }
         }
-        let shapes: Vec<Vec<usize>> = match &a.shapes {
+        let shapes: Vec<Vec<Vec<usize>>> = match &a.shapes {
             None => Vec::new(),
-            Some(text) => text
-                .split(',')
-                .map(|s| {
-                    let dims: Vec<usize> = s
-                        .split('x')
-                        .map(|d| d.trim().parse::<usize>())
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| anyhow::anyhow!("--shapes: '{s}' is not a shape such as 784x128"))?;
-                    anyhow::ensure!(
-                        !dims.is_empty() && dims.iter().all(|&d| d > 0),
-                        "--shapes: '{s}' is not a shape such as 784x128"
-                    );
-                    Ok(dims)
-                })
-                .collect::<Result<_>>()?,
+            Some(text) => text.split(',').map(parse_shape_row).collect::<Result<_>>()?,
         };
         let ns_dtypes = parse_list::<String>(&a.ns_dtype, "--ns-dtype")?
             .iter()
@@ -291,12 +279,12 @@ fn optim(a: OptimBench) -> Result<()> {
                 }
                 c => vec![c],
             };
-            for shape in &shapes {
+            for row in &shapes {
                 for config in &configs {
                     let r = descent::backend::wait(bench::bench_config_shapes_async(
                         &mut dev,
                         config.clone(),
-                        std::slice::from_ref(shape),
+                        row,
                         &bw,
                         a.repeats,
                     ))?;
@@ -315,17 +303,42 @@ fn optim(a: OptimBench) -> Result<()> {
     Ok(())
 }
 
+/// Most tensors one `--shapes` entry (`N*RxC`) may hold.
+const MOST_SHAPE_REPEATS: usize = 4096;
+
+/// One `--shapes` entry: a shape such as 784x128, or N*RxC for N tensors of that shape.
+fn parse_shape_row(s: &str) -> Result<Vec<Vec<usize>>> {
+    let bad = || anyhow::anyhow!("--shapes: '{s}' is not a shape such as 784x128 or 12*256x256");
+    let (count, shape) = match s.split_once('*') {
+        Some((n, shape)) => (n.trim().parse::<usize>().map_err(|_| bad())?, shape),
+        None => (1, s),
+    };
+    let dims: Vec<usize> =
+        shape.split('x').map(|d| d.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    anyhow::ensure!(!dims.is_empty() && dims.iter().all(|&d| d > 0) && count > 0, bad());
+    anyhow::ensure!(
+        count <= MOST_SHAPE_REPEATS,
+        "--shapes: '{s}' repeats a shape {count} times; use at most {MOST_SHAPE_REPEATS}"
+    );
+    Ok(vec![dims; count])
+}
+
+/// Shapes as `--shapes` spells them, runs of one shape as N*RxC.
+fn shapes_text(shapes: &[Vec<usize>]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < shapes.len() {
+        let run = shapes[i..].iter().take_while(|s| **s == shapes[i]).count();
+        let dims = shapes[i].iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+        out.push(if run > 1 { format!("{run}*{dims}") } else { dims });
+        i += run;
+    }
+    out.join(",")
+}
+
 /// One row of `bench optim`'s table.
 fn print_row(r: &bench::OptimResult, dev: &descent::backend::Device) {
-    let shape = r.shapes.as_ref().map_or(String::new(), |s| {
-        format!(
-            "  {}",
-            s.iter()
-                .map(|d| d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x"))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    });
+    let shape = r.shapes.as_ref().map_or(String::new(), |s| format!("  {}", shapes_text(s)));
     let precision = match r.ns_dtype {
         Some(NsDtype::Bfloat16) => " (bfloat16)",
         _ => "",

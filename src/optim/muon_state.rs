@@ -6,13 +6,19 @@
 //! orthogonalize into the scratch X; X ← X / max(‖X‖_F, eps) on the device; `ns_steps` times
 //! S = XXᵀ (XᵀX for a tall W, which keeps X in W's orientation: no transposes),
 //! T = b·S + c·S² and X ← a·X + T·X (X·T); then W ← W·(1 − lr·wd) − lr·ratio·X. Then one fused
-//! AdamW launch per other trainable tensor. Nothing is read back. With `ns_dtype` bfloat16
+//! AdamW launch per other trainable tensor. Nothing is read back.
+//!
+//! Matrices of one shape run Newton–Schulz together ([`MuonState::batches`]): their X lie one
+//! after another in the scratch, and each product and update of the iteration is one batched
+//! op for all of them ([`Device::matmul_batched`], [`Device::gram_batched`]), so a model with
+//! L same-shaped layers takes the iteration's 5·`ns_steps` launches once, not L times. Each
+//! matrix gets the bits it would get alone. With `ns_dtype` bfloat16
 //! the iteration is one op, [`Device::newton_schulz_bf16`] (the CPU backend's).
 
 use super::config::NsDtype;
 use super::step::MuonStep;
 use super::OptimBits;
-use crate::backend::ops::{Dims, Epilogue, Form, NewtonSchulz};
+use crate::backend::ops::{Dims, Form, NewtonSchulz};
 use crate::backend::optim_kernel::Objective;
 use crate::backend::Device;
 use crate::tensor::View;
@@ -48,6 +54,11 @@ pub struct MuonState {
     /// Scratch: X and T·X (the largest matrix), S and S² (its smaller side squared), the norm.
     scratch: [View; 5],
 }
+
+/// The most scratch elements (of X, and of T·X) one Newton–Schulz batch takes, 16 MiB each,
+/// unless one matrix alone is larger: a batch is cut there, so the scratch stays bounded
+/// however many layers share a shape.
+const BATCH_ELEMENTS: usize = 1 << 22;
 
 /// Element offsets of compact slots: a multiple of 4 (bfloat16 pairs start on a word).
 fn align(x: usize) -> usize {
@@ -91,11 +102,21 @@ impl MuonState {
             _ => dev.alloc_zeroed(len.div_ceil(2).max(1)),
         };
         let slots = [slot(lens[0])?, slot(lens[1])?, slot(lens[2])?];
-        let biggest = matrices.iter().map(|m| m.range.len()).max().unwrap_or(0).max(1);
-        let side = matrices.iter().map(|m| m.rows.min(m.cols)).max().unwrap_or(0).max(1);
-        let scratch =
-            [dev.alloc(biggest)?, dev.alloc(biggest)?, dev.alloc(side * side)?, dev.alloc(side * side)?, dev.alloc(1)?];
+        // The scratch holds the largest batch (every matrix trainable).
+        let batches = batches(matrices.iter());
+        let most =
+            |f: &dyn Fn(&MuonMatrix) -> usize| batches.iter().map(|b| b.len() * f(b[0])).max().unwrap_or(0).max(1);
+        let (x_len, s_len) = (most(&|m| m.range.len()), most(&|m| m.rows.min(m.cols).pow(2)));
+        let count = most(&|_| 1);
+        let scratch = [dev.alloc(x_len)?, dev.alloc(x_len)?, dev.alloc(s_len)?, dev.alloc(s_len)?, dev.alloc(count)?];
         Ok(MuonState { matrices, aux, bits, slots, lens, scratch })
+    }
+
+    /// The trainable matrices (those starting inside `ranges`), in batches that run
+    /// Newton–Schulz together: one shape each, in the order each shape first appears, at most
+    /// [`BATCH_ELEMENTS`] elements (or one matrix) each.
+    pub fn batches(&self, ranges: &[Range<usize>]) -> Vec<Vec<&MuonMatrix>> {
+        batches(self.matrices.iter().filter(|w| ranges.iter().any(|t| t.contains(&w.range.start))))
     }
 
     /// A view of slot `k` for `len` elements from `at` (bfloat16 views count elements).
@@ -130,39 +151,45 @@ impl MuonState {
         let trainable = |r: &Range<usize>| ranges.iter().any(|t| t.contains(&r.start));
         let [x, tx, s, ss, norm] = self.scratch;
         let (a, b, c) = m.ns_coefficients;
-        for w in self.matrices.iter().filter(|w| trainable(&w.range)) {
-            let (len, rows, cols) = (w.range.len(), w.rows, w.cols);
-            let (x, tx) = (x.slice(0, len), tx.slice(0, len));
-            let side = rows.min(cols);
-            let (s, ss) = (s.slice(0, side * side), ss.slice(0, side * side));
-            let g = grads.slice(w.range.start, len);
-            self.launch(dev, &m.momentum, o, x, g, &[self.slot(0, w.at, len)]);
-            if m.ns_dtype == NsDtype::Bfloat16 {
-                let ns = NewtonSchulz { coefficients: m.ns_coefficients, steps: m.ns_steps, eps: m.eps };
-                dev.newton_schulz_bf16(x, rows, cols, &ns);
-            } else {
-                dev.inv_norm(x, norm, m.eps);
-                dev.scale_by(x, norm);
-                let none = Epilogue::default();
+        for batch in self.batches(ranges) {
+            let (rows, cols, count) = (batch[0].rows, batch[0].cols, batch.len());
+            let (len, side) = (rows * cols, rows.min(cols));
+            let (x, tx) = (x.slice(0, count * len), tx.slice(0, count * len));
+            let (s, ss) = (s.slice(0, count * side * side), ss.slice(0, count * side * side));
+            let member = |i: usize| x.slice(i * len, len);
+            for (i, w) in batch.iter().enumerate() {
+                let g = grads.slice(w.range.start, len);
+                self.launch(dev, &m.momentum, o, member(i), g, &[self.slot(0, w.at, len)]);
+                if m.ns_dtype == NsDtype::Bfloat16 {
+                    let ns = NewtonSchulz { coefficients: m.ns_coefficients, steps: m.ns_steps, eps: m.eps };
+                    dev.newton_schulz_bf16(member(i), rows, cols, &ns);
+                } else {
+                    dev.inv_norm(member(i), norm.slice(i, 1), m.eps);
+                    dev.scale_by(member(i), norm.slice(i, 1));
+                }
+            }
+            if m.ns_dtype == NsDtype::Float32 {
                 for _ in 0..m.ns_steps {
                     // S = XXᵀ (or XᵀX) is symmetric, so S·S = S·Sᵀ: both are Gram products.
                     if rows <= cols {
-                        dev.gram(Form::NT, side, cols, x, s);
+                        dev.gram_batched(Form::NT, side, cols, count, x, s);
                     } else {
-                        dev.gram(Form::TN, side, rows, x, s);
+                        dev.gram_batched(Form::TN, side, rows, count, x, s);
                     }
-                    dev.gram(Form::NT, side, side, s, ss);
+                    dev.gram_batched(Form::NT, side, side, count, s, ss);
                     dev.axpby(b, s, c, ss);
                     if rows <= cols {
-                        dev.matmul(Form::NN, Dims { m: rows, k: rows, n: cols }, ss, x, tx, &none);
+                        dev.matmul_batched(Form::NN, Dims { m: rows, k: rows, n: cols }, count, ss, x, tx);
                     } else {
-                        dev.matmul(Form::NN, Dims { m: rows, k: cols, n: cols }, x, ss, tx, &none);
+                        dev.matmul_batched(Form::NN, Dims { m: rows, k: cols, n: cols }, count, x, ss, tx);
                     }
                     dev.axpby(1.0, tx, a, x);
                 }
             }
             let lr = (m.lr * m.adjust_lr_fn.ratio(rows, cols)) as f32;
-            dev.axpby(-lr, x, m.decay, params.slice(w.range.start, len));
+            for (i, w) in batch.iter().enumerate() {
+                dev.axpby(-lr, member(i), m.decay, params.slice(w.range.start, len));
+            }
         }
         for (r, at) in self.aux.iter().filter(|(r, _)| trainable(r)) {
             let len = r.len();
@@ -238,5 +265,49 @@ impl MuonState {
         for v in self.slots.into_iter().chain(self.scratch) {
             dev.release(v);
         }
+    }
+}
+
+/// `matrices` in batches of one shape, in the order each shape first appears, each at most
+/// [`BATCH_ELEMENTS`] elements (or one matrix).
+fn batches<'a>(matrices: impl Iterator<Item = &'a MuonMatrix>) -> Vec<Vec<&'a MuonMatrix>> {
+    let mut out: Vec<Vec<&MuonMatrix>> = Vec::new();
+    for w in matrices {
+        let fits = |b: &&mut Vec<&MuonMatrix>| {
+            (b[0].rows, b[0].cols) == (w.rows, w.cols) && (b.len() + 1) * w.range.len() <= BATCH_ELEMENTS
+        };
+        match out.iter_mut().rev().find(fits) {
+            Some(b) => b.push(w),
+            None => out.push(vec![w]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(at: usize, rows: usize, cols: usize) -> MuonMatrix {
+        MuonMatrix { range: at..at + rows * cols, rows, cols, at }
+    }
+
+    #[test]
+    fn batches_group_one_shape_in_first_appearance_order() {
+        let ms = [matrix(0, 4, 8), matrix(32, 8, 4), matrix(64, 4, 8), matrix(96, 8, 4), matrix(128, 4, 8)];
+        let got: Vec<Vec<usize>> =
+            batches(ms.iter()).iter().map(|b| b.iter().map(|w| w.range.start).collect()).collect();
+        assert_eq!(got, vec![vec![0, 64, 128], vec![32, 96]]);
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_scratch_bound() {
+        // 1024×1024 is a quarter of the bound: four per batch. A larger matrix runs alone.
+        let side = 1024;
+        let ms: Vec<MuonMatrix> = (0..9).map(|i| matrix(i * side * side, side, side)).collect();
+        let sizes: Vec<usize> = batches(ms.iter()).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![4, 4, 1]);
+        let big = [matrix(0, 4096, 2048), matrix(1 << 23, 4096, 2048)];
+        assert_eq!(batches(big.iter()).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
     }
 }

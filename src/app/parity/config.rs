@@ -44,6 +44,9 @@ impl Default for ParityConfig {
 /// the blockwise ones and 14 for a matmul's three operands.
 pub const PEAK_BYTES_PER_ELEMENT: u64 = 128;
 
+/// Products in parity's batched matmul rows.
+pub const PARITY_BATCH: usize = 2;
+
 impl ParityConfig {
     /// Refuse, with a [`crate::backend::TooLarge`] error and before anything is allocated, a
     /// size the host or `dev` cannot hold (a length past a kernel's 32-bit element index, a
@@ -52,7 +55,8 @@ impl ParityConfig {
         // Element counts in u64, saturating: the sizes come from the user.
         let mul = |a: usize, b: usize| (a as u64).saturating_mul(b as u64);
         let matrix = self.shapes.iter().map(|&(m, k, n)| {
-            let operands = [mul(m, k), mul(k, n), mul(m, n)];
+            // The batched rows hold PARITY_BATCH of each operand.
+            let operands = [mul(m, k), mul(k, n), mul(m, n)].map(|x| x.saturating_mul(PARITY_BATCH as u64));
             let total = operands.iter().fold(0u64, |t, &x| t.saturating_add(x));
             (format!("matmul {m}x{k}x{n}"), total, operands.into_iter().max().unwrap_or(0))
         });

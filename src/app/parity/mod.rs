@@ -132,12 +132,36 @@ impl Checker<'_> {
                 if runs {
                     self.products(d, variant).await?;
                 }
+                // A batch is never split: its rows run on the tiled and the large kernels.
+                if kernels != MatmulKernels::SplitK {
+                    self.batched_products(d, variant).await?;
+                }
             }
             self.dev.set_matmul_kernels(chosen)?;
         } else {
             self.products(d, "").await?;
+            self.batched_products(d, "").await?;
         }
         self.symmetric_products(m, k, n).await
+    }
+
+    /// [`PARITY_BATCH`] products of `d` in one batched call (Muon's Newton–Schulz over
+    /// same-shaped matrices), every member against its own f64 product.
+    async fn batched_products(&mut self, d: Dims, variant: &str) -> Result<()> {
+        let (Dims { m, k, n }, batch) = (d, PARITY_BATCH);
+        for form in Form::ALL {
+            let a = self.random(batch * m * k, -1.0, 1.0);
+            let b = self.random(batch * k * n, -1.0, 1.0);
+            let (av, bv, out) = (self.input(&a)?, self.input(&b)?, self.poisoned(batch * m * n)?);
+            self.dev.matmul_batched(form, d, batch, av, bv, out);
+            let want: Vec<f64> = (0..batch)
+                .flat_map(|i| r::matmul(form, m, k, n, &a[i * m * k..][..m * k], &b[i * k * n..][..k * n]))
+                .collect();
+            let name = format!("{} batch {batch}{variant}", form.name());
+            self.check(&name, format!("{m}x{k}x{n}"), out, &want, matmul_abs_tol(k), REL_TOL).await?;
+            self.done(&[av, bv, out]);
+        }
+        Ok(())
     }
 
     /// The three forms and their fused epilogues at `d`, each row's kernel name followed by
@@ -544,8 +568,19 @@ pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<Parit
     // Muon runs on the matmul kernels: with the matrix checks (a run of vectors alone skips it).
     for (label, case) in muon_cases().into_iter().filter(|_| !cfg.shapes.is_empty()) {
         // Wide and tall matrices, a square one, and vectors for the auxiliary AdamW; with the
-        // shapes the kernels run at their odd sizes.
-        let mut shapes = vec![vec![1, 1], vec![3, 5], vec![5, 3], vec![7], vec![129, 65], vec![784, 128], vec![6, 6]];
+        // shapes the kernels run at their odd sizes. Shapes that repeat run Newton–Schulz as
+        // one batch.
+        let mut shapes = vec![
+            vec![1, 1],
+            vec![3, 5],
+            vec![5, 3],
+            vec![7],
+            vec![129, 65],
+            vec![784, 128],
+            vec![6, 6],
+            vec![5, 3],
+            vec![129, 65],
+        ];
         for &(m, k, _) in &cfg.shapes {
             shapes.push(vec![m, k]);
         }

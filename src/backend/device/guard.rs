@@ -35,6 +35,24 @@ pub(super) fn matmul_extents(
     Ok(())
 }
 
+/// Why a batched product's views cannot hold `batch` members of A (m×k), B (k×n) and the
+/// output (m×n), if they cannot.
+pub(super) fn batched_extents(d: Dims, batch: usize, [a, b, out]: [&View; 3]) -> std::result::Result<(), String> {
+    let Dims { m, k, n } = d;
+    for (what, v, x, y) in [("A", a, m, k), ("B", b, k, n), ("the output", out, m, n)] {
+        match x.checked_mul(y).and_then(|len| len.checked_mul(batch)) {
+            Some(len) if v.len >= len => {}
+            _ => {
+                return Err(format!(
+                    "{what} holds {} values, fewer than the {batch}×{x}×{y} a batch of {batch} {m}×{k}·{k}×{n} products uses",
+                    v.len
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A cross-entropy's labels, kept to explain a NaN read later.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct LabelCheck {

@@ -1,7 +1,7 @@
 //! Every op as a method of the same name as the backend's: the views checked (see
 //! [`guard`](super::guard)), then forwarded.
 
-use super::guard::matmul_extents;
+use super::guard::{batched_extents, matmul_extents};
 use super::*;
 use crate::backend::ops::NewtonSchulz;
 
@@ -53,6 +53,32 @@ impl Device {
         }
         if self.admit("gram", [&x, &out]) {
             self.backend.gram(form, side, k, x, out)
+        }
+    }
+
+    /// `batch` same-shaped products with no epilogue, the members of each operand one after
+    /// another; see [`Backend::matmul_batched`]. Views smaller than `batch` members are a
+    /// fault, as for [`Device::matmul`].
+    pub fn matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
+        if let Err(why) = batched_extents(d, batch, [&a, &b, &out]) {
+            return self.record_fault("matmul_batched", why);
+        }
+        if self.admit("matmul_batched", [&a, &b, &out]) {
+            self.backend.matmul_batched(form, d, batch, a, b, out)
+        }
+    }
+
+    /// `batch` Gram products ([`Device::gram`]) of same-shaped matrices laid out one after
+    /// another; see [`Backend::gram_batched`].
+    pub fn gram_batched(&mut self, form: Form, side: usize, k: usize, batch: usize, x: View, out: View) {
+        if !matches!(form, Form::NT | Form::TN) {
+            return self.record_fault("gram_batched", "a Gram product is NT (X·Xᵀ) or TN (Xᵀ·X)".into());
+        }
+        if let Err(why) = batched_extents(Dims { m: side, k, n: side }, batch, [&x, &x, &out]) {
+            return self.record_fault("gram_batched", why);
+        }
+        if self.admit("gram_batched", [&x, &out]) {
+            self.backend.gram_batched(form, side, k, batch, x, out)
         }
     }
 

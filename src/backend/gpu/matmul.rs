@@ -245,6 +245,39 @@ impl GpuBackend {
         }
     }
 
+    /// `batch` products with no epilogue, members one after another in each operand (see
+    /// [`Backend::matmul_batched`](crate::backend::Backend::matmul_batched)): one dispatch of
+    /// the tiled or large-tile kernel, as [`plan`] picks for one member (never split), with
+    /// workgroup z running member z. Each member's bits are those of its own product.
+    pub(super) fn launch_matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
+        let large = self.matmul_plan(d) == MatmulPlan::Large;
+        let (kern, tiles) = match (large, vec4_loads(form, d, a, b)) {
+            (true, true) => (K_MATMUL_LARGE_VEC4, large_grid(d)),
+            (true, false) => (K_MATMUL_LARGE, large_grid(d)),
+            (false, true) => (K_MATMUL_VEC4, grid(d, 1)),
+            (false, false) => (K_MATMUL, grid(d, 1)),
+        };
+        let Dims { m, k, n } = d;
+        let most = self.limits.max_compute_workgroups_per_dimension as usize;
+        let mut first = 0;
+        while first < batch {
+            let count = (batch - first).min(most);
+            let (a, b) = (a.slice(first * m * k, count * m * k), b.slice(first * k * n, count * k * n));
+            let out = out.slice(first * m * n, count * m * n);
+            let params = matmul_params(form, d, a, b, u(out.offset), 0, false, 0);
+            let bindings = [
+                (a.buf, None),
+                (b.buf, None),
+                (self.dummy_read, None),
+                (self.dummy_read, None),
+                (out.buf, None),
+                (self.dummy_write[0], None),
+            ];
+            self.dispatch_ranged(kern, &words_of(&params), &bindings, [tiles[0], tiles[1], u(count)]);
+            first += count;
+        }
+    }
+
     /// Where the product's last pass writes C and the column sums: (C's binding, the column
     /// sums' binding, C's offset and the column sums' offset in them, whether the column sums
     /// are written in that pass). They are bound as the ranges they write when they share the

@@ -159,6 +159,14 @@ impl Backend for GpuBackend {
         self.launch_matmul(form, d, a, b, out, epi)
     }
 
+    fn matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
+        self.launch_matmul_batched(form, d, batch, a, b, out)
+    }
+
+    fn gram_batched(&mut self, form: Form, side: usize, k: usize, batch: usize, x: View, out: View) {
+        self.launch_matmul_batched(form, Dims { m: side, k, n: side }, batch, x, x, out)
+    }
+
     fn bias_act(&mut self, x: View, bias: Option<View>, out: View, cols: usize, act: Act) {
         self.launch_bias_act(x, bias, out, cols, act)
     }
