@@ -16,7 +16,7 @@ small=0
 if [ $small = 1 ]; then
   data=(--data-dir datasets/fashion-mnist-subset)
   params=1e4,1e5; params_state=1e4,1e5; params_chunked=4e7; params_cpu=1e5; params_all=1e4
-  threads=1,2; muon_shapes=64x32,128x128; muon_cpu_shapes=64x32,128x128
+  threads=1,2; muon_shapes=64x32,128x128,4*32x32; muon_cpu_shapes=64x32,128x128
   matmul_small=(--shapes nt:64x784x128,nn:64x128x128 --repeats 3)
   big_shapes=nn:256x256x256,nt:256x256x256,tn:256x256x256; big_repeats=3
   parity_small=(--shapes 63x65x129,64x784x128 --lengths 7,1023)
@@ -24,7 +24,7 @@ if [ $small = 1 ]; then
 else
   data=()
   params=1e6,1e7,1e8; params_state=1e6,1e7,1e8; params_chunked=1e9; params_cpu=1e7; params_all=1e7,1e8
-  threads=1,2,4,8,16; muon_shapes=784x128,1024x1024,4096x4096; muon_cpu_shapes=784x128,1024x1024
+  threads=1,2,4,8,16; muon_shapes=784x128,1024x1024,4096x4096,12*256x256,12*1024x1024; muon_cpu_shapes=784x128,1024x1024
   matmul_small=()
   parity_small=()
   parity_lengths=()
@@ -65,7 +65,7 @@ $bin bench optim --device gpu --optimizer adam,adamw --optim-bits 32,16,8 --para
 section "the fused step at $params_chunked parameters (split into chunks of one binding)"
 $bin bench optim --device gpu --optimizer adam --optim-bits 32,8 --params "$params_chunked" --repeats 5 --variants fused_multi_tensor || true
 $bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params "$params_cpu" --repeats 10 --variants fused_multi_tensor
-section "every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices"
+section "every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices (N*RxC: N same-shaped ones, Muon's Newton–Schulz batched)"
 $bin bench optim --device gpu --optimizer all --optim-bits 32,16,8 --params "$params_all" --repeats 10 --variants fused_multi_tensor || true
 $bin bench optim --device gpu --optimizer muon,adafactor --shapes "$muon_shapes" --repeats 5 || true
 section "Muon on the host's CPU: Newton–Schulz in f32 and in bfloat16 (PyTorch's; vdpbf16ps where the CPU has AVX-512 BF16)"
