@@ -214,6 +214,34 @@ impl Backend for CpuBackend {
         self.run(out, &[x], |o, i| gram::gram(form, side, k, i[0], o));
     }
 
+    /// The members in parallel, each the product [`Backend::matmul`] computes for it alone
+    /// (whose bits do not depend on the threads that run it), so small members keep every core
+    /// busy without a fork and join per product.
+    fn matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
+        let Dims { m, k, n } = d;
+        if batch == 0 || m * n == 0 {
+            return;
+        }
+        self.run(out, &[a, b], |o, i| {
+            o[..batch * m * n].par_chunks_mut(m * n).enumerate().for_each(|(j, c)| {
+                gemm_f32(form, d, &i[0][j * m * k..(j + 1) * m * k], &i[1][j * k * n..(j + 1) * k * n], c)
+            })
+        });
+    }
+
+    /// The members in parallel, as for `matmul_batched`.
+    fn gram_batched(&mut self, form: Form, side: usize, k: usize, batch: usize, x: View, out: View) {
+        if batch == 0 || side == 0 {
+            return;
+        }
+        self.run(out, &[x], |o, i| {
+            o[..batch * side * side]
+                .par_chunks_mut(side * side)
+                .enumerate()
+                .for_each(|(j, c)| gram::gram(form, side, k, &i[0][j * side * k..(j + 1) * side * k], c))
+        });
+    }
+
     fn newton_schulz_bf16(
         &mut self,
         x: View,
