@@ -374,7 +374,7 @@ impl clap::builder::TypedValueParser for OneOptimizer {
         _: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> std::result::Result<OptimizerName, clap::Error> {
-        value.to_string_lossy().parse().map_err(flag_error)
+        value.to_string_lossy().parse().map_err(|e: anyhow::Error| flag_error(e.context("--optimizer")))
     }
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
