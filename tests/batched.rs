@@ -1,7 +1,8 @@
 //! Batched products (`Device::matmul_batched`, `Device::gram_batched`): on lavapipe one
 //! dispatch runs every member, and each member gets exactly the bits of its own product, with
 //! the tiled and the large-tile kernel, checked and trusted, at odd shapes and offsets, outputs
-//! poisoned; on both devices, views too small for the batch are refused. And Muon, which runs
+//! poisoned; on both devices, views too small for the batch are refused. Batched norms
+//! (`inv_norm_batched`, `scale_by_batched`) give each member its own bits too. And Muon, which runs
 //! Newton–Schulz over same-shaped matrices as one batch: the same bits as each matrix stepped
 //! alone, in fewer launches.
 
@@ -171,6 +172,49 @@ fn views_too_small_for_the_batch_are_refused(dev: &mut Device) {
 }
 test_device!(batched_extents, views_too_small_for_the_batch_are_refused);
 
+/// Batched norms and scaling: every member's inverse norm and scaled values are the bits
+/// `inv_norm` and `scale_by` give it alone, at lengths below one workgroup, past one, and past
+/// 256 workgroups of partials (the partials buffer grows for the batch); the scalars' neighbours
+/// and the views' bad lengths are checked.
+fn batched_norms_match_single_norms(dev: &mut Device) {
+    let mut rng = Rng::new(26);
+    for len in [1, 7, 1023, 70_000] {
+        let members = 3;
+        let x = rng.uniform_vec(members * len, -1.0, 1.0);
+        let (xv, yv) = (at(dev, &x, 1), at(dev, &x, 0));
+        let norms = poisoned(dev, members);
+        let before = dev.counters().dispatches;
+        dev.inv_norm_batched(xv, members, norms, 1e-7);
+        dev.scale_by_batched(yv, members, norms);
+        if dev.is_gpu() {
+            assert_eq!(dev.counters().dispatches - before, 3, "len {len}: two passes and the scaling");
+        }
+        let got_norms = dev.read(View { len: members + 1, ..norms }).unwrap();
+        assert!(got_norms[members].is_nan(), "len {len}: wrote past the norms");
+        let scaled = dev.read(yv).unwrap();
+        for i in 0..members {
+            let (xi, yi) = (xv.slice(i * len, len), at(dev, &x[i * len..(i + 1) * len], 0));
+            let one = poisoned(dev, 1);
+            dev.inv_norm(xi, one, 1e-7);
+            dev.scale_by(yi, one);
+            let want = dev.read(one).unwrap()[0];
+            assert_eq!(got_norms[i].to_bits(), want.to_bits(), "len {len}: member {i}'s norm");
+            let want64 = 1.0 / x[i * len..(i + 1) * len].iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            assert!((want as f64 - want64).abs() <= 1e-5 * want64, "len {len}: member {i} against f64");
+            assert_eq!(bits(&scaled[i * len..(i + 1) * len]), bits(&dev.read(yi).unwrap()), "len {len}: member {i}");
+        }
+    }
+    let (x, out) = (dev.upload(&[1.0; 6]).unwrap(), dev.upload(&[f32::NAN; 3]).unwrap());
+    dev.inv_norm_batched(x, 4, out, 1e-7);
+    assert!(dev.clear_fault().unwrap().contains("6 elements are not 4 members"));
+    dev.scale_by_batched(x, 3, out.slice(0, 2));
+    assert!(dev.clear_fault().unwrap().contains("2 per-member values for 3 members"));
+    dev.inv_norm_batched(x, 0, out, 1e-7);
+    assert!(dev.clear_fault().is_some());
+    assert!(dev.read(out).unwrap().iter().all(|v| v.is_nan()), "a refused batch wrote");
+}
+test_device!(batched_norms, batched_norms_match_single_norms);
+
 /// Muon over `shapes` (every matrix to Muon) for three steps from fixed data: the parameters
 /// after, and the launches the last step took.
 fn muon_steps(dev: &mut Device, shapes: &[Vec<usize>], p0: &[f32], grads: &[Vec<f32>]) -> (Vec<f32>, u64) {
@@ -205,9 +249,9 @@ fn muon_batches_same_shaped_matrices(dev: &mut Device) {
         assert_eq!(bits(&together[*at..at + len]), bits(&alone), "the matrix at {at}");
     }
     if dev.is_gpu() {
-        // Per matrix: momentum, the norm (two passes), its scaling and the update; per batch:
-        // five launches for each of the 5 Newton–Schulz steps.
-        assert_eq!(launches, 5 * count as u64 + 5 * 5);
+        // Per matrix: the momentum and the update; per batch: the norms (two passes), their
+        // scaling, and five launches for each of the 5 Newton–Schulz steps.
+        assert_eq!(launches, 2 * count as u64 + 3 + 5 * 5);
     }
 }
 test_device!(muon_batches, muon_batches_same_shaped_matrices);

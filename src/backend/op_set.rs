@@ -131,6 +131,23 @@ pub trait Backend: MaybeSend {
     fn clip_coef(&mut self, x: View, out: View, max_norm: f32);
     /// `y ← y · s[0]`, a device scalar (as [`Backend::inv_norm`] leaves it).
     fn scale_by(&mut self, y: View, s: View);
+    /// `out[i] = 1 / max(‖x_i‖₂, eps)` for `members` vectors of `x.len / members` elements laid
+    /// out one after another in `x`, each with the bits [`Backend::inv_norm`] gives it alone.
+    /// By default one [`Backend::inv_norm`] per member; a GPU runs all of them in its two passes.
+    fn inv_norm_batched(&mut self, x: View, members: usize, out: View, eps: f32) {
+        let len = x.len / members.max(1);
+        for i in 0..members {
+            self.inv_norm(x.slice(i * len, len), out.slice(i, 1), eps);
+        }
+    }
+    /// `y_i ← y_i · s[i]` for `members` pieces of `y.len / members` elements (as
+    /// [`Backend::inv_norm_batched`] leaves `s`). By default one [`Backend::scale_by`] per member.
+    fn scale_by_batched(&mut self, y: View, members: usize, s: View) {
+        let len = y.len / members.max(1);
+        for i in 0..members {
+            self.scale_by(y.slice(i * len, len), s.slice(i, 1));
+        }
+    }
     /// `y ← α·x + β·y` (x and y of one length).
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View);
     /// `y ← scale·x`, x and y of one length, a multiple of 4, at offsets that are multiples of

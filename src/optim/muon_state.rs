@@ -9,10 +9,12 @@
 //! AdamW launch per other trainable tensor. Nothing is read back.
 //!
 //! Matrices of one shape run Newton–Schulz together ([`MuonState::batches`]): their X lie one
-//! after another in the scratch, and each product and update of the iteration is one batched
-//! op for all of them ([`Device::matmul_batched`], [`Device::gram_batched`]), so a model with
-//! L same-shaped layers takes the iteration's 5·`ns_steps` launches once, not L times. Each
-//! matrix gets the bits it would get alone. With `ns_dtype` bfloat16
+//! after another in the scratch, and the norms, each product and each update of the iteration
+//! is one batched op for all of them ([`Device::inv_norm_batched`],
+//! [`Device::scale_by_batched`], [`Device::matmul_batched`], [`Device::gram_batched`]), so a
+//! model with L same-shaped layers takes those 3 + 5·`ns_steps` launches once, not L times
+//! (the momentum and the update stay one launch per matrix: the matrices are not contiguous in
+//! the arena). Each matrix gets the bits it would get alone. With `ns_dtype` bfloat16
 //! the iteration is one op, [`Device::newton_schulz_bf16`] (the CPU backend's).
 
 use super::config::NsDtype;
@@ -163,12 +165,12 @@ impl MuonState {
                 if m.ns_dtype == NsDtype::Bfloat16 {
                     let ns = NewtonSchulz { coefficients: m.ns_coefficients, steps: m.ns_steps, eps: m.eps };
                     dev.newton_schulz_bf16(member(i), rows, cols, &ns);
-                } else {
-                    dev.inv_norm(member(i), norm.slice(i, 1), m.eps);
-                    dev.scale_by(member(i), norm.slice(i, 1));
                 }
             }
             if m.ns_dtype == NsDtype::Float32 {
+                // Every member divided by its own norm (kept on the device), then iterated.
+                dev.inv_norm_batched(x, count, norm.slice(0, count), m.eps);
+                dev.scale_by_batched(x, count, norm.slice(0, count));
                 for _ in 0..m.ns_steps {
                     // S = XXᵀ (or XᵀX) is symmetric, so S·S = S·Sᵀ: both are Gram products.
                     if rows <= cols {

@@ -206,6 +206,29 @@ impl Device {
         }
     }
 
+    /// `out[i] = 1 / max(‖x_i‖₂, eps)` for `members` vectors laid out one after another in `x`;
+    /// see [`Backend::inv_norm_batched`]. A length that is not `members` whole vectors, or an
+    /// `out` shorter than `members`, is a fault.
+    pub fn inv_norm_batched(&mut self, x: View, members: usize, out: View, eps: f32) {
+        if let Err(why) = whole_members(x.len, members, out.len) {
+            return self.record_fault("inv_norm_batched", why);
+        }
+        if self.admit("inv_norm_batched", [&x, &out]) {
+            self.backend.inv_norm_batched(x, members, out, eps)
+        }
+    }
+
+    /// `y_i ← y_i · s[i]` for `members` pieces of `y`; see [`Backend::scale_by_batched`].
+    /// Checked as [`Device::inv_norm_batched`].
+    pub fn scale_by_batched(&mut self, y: View, members: usize, s: View) {
+        if let Err(why) = whole_members(y.len, members, s.len) {
+            return self.record_fault("scale_by_batched", why);
+        }
+        if self.admit("scale_by_batched", [&y, &s]) {
+            self.backend.scale_by_batched(y, members, s)
+        }
+    }
+
     /// `y ← y · s[0]`; see [`Backend::scale_by`].
     pub fn scale_by(&mut self, y: View, s: View) {
         debug_assert!(s.len >= 1);
@@ -378,4 +401,16 @@ impl Device {
             self.backend.step_8bit(step, objective, params, grads, state)
         }
     }
+}
+
+/// Why `len` elements with `scalars` per-member values are not `members` whole members, if
+/// they are not.
+fn whole_members(len: usize, members: usize, scalars: usize) -> std::result::Result<(), String> {
+    if members == 0 || len % members != 0 {
+        return Err(format!("{len} elements are not {members} members of one length"));
+    }
+    if scalars < members {
+        return Err(format!("{scalars} per-member values for {members} members"));
+    }
+    Ok(())
 }

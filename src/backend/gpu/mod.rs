@@ -93,8 +93,10 @@ pub struct GpuBackend {
     /// writable bindings of a dispatch (Dawn checks it; wgpu natively does not). The optimizer
     /// steps' three state slots, and (the fourth) their non-finite flag.
     dummy_write: [usize; 4],
-    /// Partial sums of the two-pass `sum`.
+    /// Partial sums of the two-pass `sum` and norms: the buffer and the floats it holds (256,
+    /// or more once a batch of norms needed them).
     partials: usize,
+    partials_len: usize,
     errors: Arc<Mutex<Vec<crate::message::Message>>>,
     counters: Counters,
     /// How the kernels [`Module::trusted_ok`](kernels::Module::trusted_ok) lists are compiled.
@@ -217,6 +219,14 @@ impl Backend for GpuBackend {
 
     fn scale_by(&mut self, y: View, s: View) {
         self.launch_scale_by(y, s)
+    }
+
+    fn inv_norm_batched(&mut self, x: View, members: usize, out: View, eps: f32) {
+        self.launch_inv_norm_batched(x, members, out, eps)
+    }
+
+    fn scale_by_batched(&mut self, y: View, members: usize, s: View) {
+        self.launch_scale_by_batched(y, members, s)
     }
 
     fn axpby(&mut self, alpha: f32, x: View, beta: f32, y: View) {

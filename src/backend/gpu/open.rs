@@ -214,6 +214,7 @@ impl GpuBackend {
             dummy_read: 0,
             dummy_write: [0; 4],
             partials: 0,
+            partials_len: 256,
             errors,
             counters: Counters::default(),
             checks: ShaderChecks::Checked,

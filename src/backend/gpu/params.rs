@@ -300,8 +300,8 @@ kernel_params!(
         beta: f32,
         /// inv_norm's floor of the norm.
         eps: f32,
-        /// Padding.
-        pad0: u32,
+        /// scale_by's elements per scalar (the batch's member length; n or more: one scalar).
+        member_len: u32,
     }
 );
 

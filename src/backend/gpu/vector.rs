@@ -18,16 +18,54 @@ fn uniform(n: usize, x: View, y: View, s_off: usize, alpha: f32, beta: f32, eps:
         alpha,
         beta,
         eps,
-        pad0: 0,
+        member_len: u(n.max(1)),
     })
 }
 
 impl GpuBackend {
     /// Two passes: the partial sums of squares, then their total's inverse root.
     pub(super) fn launch_inv_norm(&mut self, x: View, out: View, eps: f32) {
-        let partials = self.launch_sumsq_partials(x);
-        let uni = uniform(partials.len, partials, out, out.offset, 0.0, 0.0, eps);
-        self.dispatch(K_INV_NORM, &uni, &[self.partials, out.buf], [1, 1, 1]);
+        self.launch_inv_norm_batched(x, 1, out, eps)
+    }
+
+    /// [`GpuBackend::launch_inv_norm`] for `members` vectors laid out one after another in
+    /// `x`, in the same two passes (grid y counts the members), each member's partials and sum
+    /// in the order it has alone.
+    pub(super) fn launch_inv_norm_batched(&mut self, x: View, members: usize, out: View, eps: f32) {
+        let len = x.len / members.max(1);
+        let groups = len.div_ceil(WG as usize).clamp(1, 256);
+        let Some(partials) = self.partials_for(members * groups) else { return };
+        let uni = uniform(len, x, View::whole(partials, members * groups), 0, 0.0, 0.0, 0.0);
+        self.dispatch(K_SUMSQ_PARTIAL, &uni, &[x.buf, partials], [u(groups), u(members), 1]);
+        let uni = uniform(groups, View::whole(partials, members * groups), out, out.offset, 0.0, 0.0, eps);
+        self.dispatch(K_INV_NORM, &uni, &[partials, out.buf], [1, u(members), 1]);
+    }
+
+    /// `y_i ← y_i · s[i]` for `members` pieces of `y` laid out one after another.
+    pub(super) fn launch_scale_by_batched(&mut self, y: View, members: usize, s: View) {
+        let mut uni = uniform(y.len, s, y, s.offset, 0.0, 0.0, 0.0);
+        uni[word!(VectorParams, member_len)] = u((y.len / members.max(1)).max(1));
+        let grid = self.grid(y.len);
+        self.dispatch(K_SCALE_BY, &uni, &[s.buf, y.buf], grid);
+    }
+
+    /// The partial sums' buffer, holding at least `floats` (grown when a batch needs more).
+    /// None, with the error logged, when it cannot be made.
+    fn partials_for(&mut self, floats: usize) -> Option<usize> {
+        if floats <= self.partials_len {
+            return Some(self.partials);
+        }
+        match self.new_buffer(floats as u64 * 4, "a batch of norms' partial sums") {
+            Ok(buf) => {
+                self.free_buffer(self.partials);
+                (self.partials, self.partials_len) = (buf, floats);
+                Some(buf)
+            }
+            Err(e) => {
+                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
+                None
+            }
+        }
     }
 
     pub(super) fn launch_clip_coef(&mut self, x: View, out: View, max_norm: f32) {
