@@ -406,7 +406,7 @@ impl Device {
 /// Why `len` elements with `scalars` per-member values are not `members` whole members, if
 /// they are not.
 fn whole_members(len: usize, members: usize, scalars: usize) -> std::result::Result<(), String> {
-    if members == 0 || len % members != 0 {
+    if members == 0 || !len.is_multiple_of(members) {
         return Err(format!("{len} elements are not {members} members of one length"));
     }
     if scalars < members {
