@@ -478,6 +478,24 @@ impl Checker<'_> {
         self.dev.axpby(-0.75, av, 1.5, y);
         let want: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| -0.75 * x as f64 + 1.5 * y as f64).collect();
         self.check("axpby", shape.clone(), y, &want, ABS_TOL, REL_TOL).await?;
+        // Batched norms (Muon's same-shaped matrices): up to three members within the n
+        // elements, each normalised by its own inverse norm.
+        let members = n.min(3);
+        let len = n / members;
+        let (xs, ys) = (av.slice(0, members * len), y.slice(0, members * len));
+        let norms = self.poisoned(members)?;
+        self.dev.inv_norm_batched(xs, members, norms, 1e-7);
+        let inv: Vec<f64> = a[..members * len]
+            .chunks(len)
+            .map(|m| 1.0 / m.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt().max(1e-7))
+            .collect();
+        let batch = format!("{members} x {len}");
+        self.check("inv_norm batch", batch.clone(), norms, &inv, ABS_TOL, REL_TOL).await?;
+        self.dev.write(y, &b)?;
+        self.dev.scale_by_batched(ys, members, norms);
+        let want: Vec<f64> = b[..members * len].iter().enumerate().map(|(i, &v)| v as f64 * inv[i / len]).collect();
+        self.check("scale_by batch", batch, ys, &want, ABS_TOL, REL_TOL).await?;
+        self.done(&[norms]);
         // The bench's vectorised streaming kernel: whole vec4s (the length rounded down to 4),
         // into an output poisoned past them too.
         let n4 = n / 4 * 4;
