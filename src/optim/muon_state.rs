@@ -62,6 +62,10 @@ pub struct MuonState {
 /// however many layers share a shape.
 const BATCH_ELEMENTS: usize = 1 << 22;
 
+/// The most matrices in one batch: a GPU runs one workgroup row per member, and WebGPU
+/// guarantees 65,535 workgroups per grid dimension.
+const BATCH_MEMBERS: usize = 65_535;
+
 /// Element offsets of compact slots: a multiple of 4 (bfloat16 pairs start on a word).
 fn align(x: usize) -> usize {
     x.next_multiple_of(4)
@@ -116,7 +120,7 @@ impl MuonState {
 
     /// The trainable matrices (those starting inside `ranges`), in batches that run
     /// Newton–Schulz together: one shape each, in the order each shape first appears, at most
-    /// [`BATCH_ELEMENTS`] elements (or one matrix) each.
+    /// [`BATCH_ELEMENTS`] elements (or one matrix) and [`BATCH_MEMBERS`] matrices each.
     pub fn batches(&self, ranges: &[Range<usize>]) -> Vec<Vec<&MuonMatrix>> {
         batches(self.matrices.iter().filter(|w| ranges.iter().any(|t| t.contains(&w.range.start))))
     }
@@ -271,12 +275,14 @@ impl MuonState {
 }
 
 /// `matrices` in batches of one shape, in the order each shape first appears, each at most
-/// [`BATCH_ELEMENTS`] elements (or one matrix).
+/// [`BATCH_ELEMENTS`] elements (or one matrix) and [`BATCH_MEMBERS`] matrices.
 fn batches<'a>(matrices: impl Iterator<Item = &'a MuonMatrix>) -> Vec<Vec<&'a MuonMatrix>> {
     let mut out: Vec<Vec<&MuonMatrix>> = Vec::new();
     for w in matrices {
         let fits = |b: &&mut Vec<&MuonMatrix>| {
-            (b[0].rows, b[0].cols) == (w.rows, w.cols) && (b.len() + 1) * w.range.len() <= BATCH_ELEMENTS
+            (b[0].rows, b[0].cols) == (w.rows, w.cols)
+                && (b.len() + 1) * w.range.len() <= BATCH_ELEMENTS
+                && b.len() < BATCH_MEMBERS
         };
         match out.iter_mut().rev().find(fits) {
             Some(b) => b.push(w),
@@ -311,5 +317,8 @@ mod tests {
         assert_eq!(sizes, vec![4, 4, 1]);
         let big = [matrix(0, 4096, 2048), matrix(1 << 23, 4096, 2048)];
         assert_eq!(batches(big.iter()).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        // 1×1 matrices: cut at the members a grid dimension holds.
+        let tiny: Vec<MuonMatrix> = (0..BATCH_MEMBERS + 2).map(|i| matrix(i, 1, 1)).collect();
+        assert_eq!(batches(tiny.iter()).iter().map(Vec::len).collect::<Vec<_>>(), vec![BATCH_MEMBERS, 2]);
     }
 }
