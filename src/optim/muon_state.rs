@@ -120,7 +120,7 @@ impl MuonState {
 
     /// The trainable matrices (those starting inside `ranges`), in batches that run
     /// Newton–Schulz together: one shape each, in the order each shape first appears, at most
-    /// [`BATCH_ELEMENTS`] elements (or one matrix) and [`BATCH_MEMBERS`] matrices each.
+    /// 16 MiB of scratch (or one matrix) and 65,535 matrices each.
     pub fn batches(&self, ranges: &[Range<usize>]) -> Vec<Vec<&MuonMatrix>> {
         batches(self.matrices.iter().filter(|w| ranges.iter().any(|t| t.contains(&w.range.start))))
     }
