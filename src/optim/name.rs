@@ -9,6 +9,16 @@ use std::str::FromStr;
 
 /// An optimizer descent knows, spelled in JSON and on the command line as [`OptimizerName::name`]
 /// says (PyTorch's class name in snake case, or the reference library's).
+///
+/// ```
+/// use descent::optim::{OptimConfig, OptimizerName};
+///
+/// let name: OptimizerName = "adamw".parse()?;
+/// let config = OptimConfig::from(name); // PyTorch's defaults: weight_decay 0.01
+/// assert_eq!((config.kind(), config.weight_decay()), (OptimizerName::Adamw, 0.01));
+/// assert!("AdamW".parse::<OptimizerName>().is_err()); // names are exact
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerName {

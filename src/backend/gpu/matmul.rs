@@ -4,7 +4,7 @@
 //! rule, in one place).
 
 use super::dispatch::Binding;
-use super::kernels::{K_MATMUL, K_MATMUL_LARGE, K_MATMUL_LARGE_VEC4, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
+use super::kernels::{Kernel, K_MATMUL, K_MATMUL_LARGE, K_MATMUL_LARGE_VEC4, K_MATMUL_SPLIT_SUM, K_MATMUL_VEC4};
 use super::params::{words_of, MatmulParams, MatmulSplitParams};
 use super::{u, GpuBackend};
 use crate::backend::ops::{Act, Axis, Dims, Epilogue, Form};
@@ -185,13 +185,7 @@ impl GpuBackend {
                     grad_act: epi.act_grad.map_or(0, |(act, _)| act.code() + 1),
                     ..matmul_params(form, d, a, b, out_o, cs_o, fused_colsum, 0)
                 };
-                let vec4 = vec4_loads(form, d, a, b);
-                let (kern, grid) = match (plan, vec4) {
-                    (MatmulPlan::Large, true) => (K_MATMUL_LARGE_VEC4, large_grid(d)),
-                    (MatmulPlan::Large, false) => (K_MATMUL_LARGE, large_grid(d)),
-                    (_, true) => (K_MATMUL_VEC4, grid(d, 1)),
-                    (_, false) => (K_MATMUL, grid(d, 1)),
-                };
+                let (kern, grid) = one_pass(plan == MatmulPlan::Large, form, d, a, b);
                 self.dispatch_ranged(kern, &words_of(&params), &bindings, grid);
             }
             MatmulPlan::SplitK { splits, k_per_split } => {
@@ -214,7 +208,7 @@ impl GpuBackend {
                     colsum_parts,
                 ];
                 let params = matmul_params(form, d, a, b, 0, 0, fused_colsum, u(k_per_split));
-                let kern = if vec4_loads(form, d, a, b) { K_MATMUL_VEC4 } else { K_MATMUL };
+                let (kern, _) = one_pass(false, form, d, a, b);
                 self.dispatch_ranged(kern, &words_of(&params), &bindings, grid(d, splits));
                 // Pass 2: the slabs added in split order, then the epilogue.
                 let params = MatmulSplitParams {
@@ -250,13 +244,7 @@ impl GpuBackend {
     /// the tiled or large-tile kernel, as [`plan`] picks for one member (never split), with
     /// workgroup z running member z. Each member's bits are those of its own product.
     pub(super) fn launch_matmul_batched(&mut self, form: Form, d: Dims, batch: usize, a: View, b: View, out: View) {
-        let large = self.matmul_plan(d) == MatmulPlan::Large;
-        let (kern, tiles) = match (large, vec4_loads(form, d, a, b)) {
-            (true, true) => (K_MATMUL_LARGE_VEC4, large_grid(d)),
-            (true, false) => (K_MATMUL_LARGE, large_grid(d)),
-            (false, true) => (K_MATMUL_VEC4, grid(d, 1)),
-            (false, false) => (K_MATMUL, grid(d, 1)),
-        };
+        let (kern, tiles) = one_pass(self.matmul_plan(d) == MatmulPlan::Large, form, d, a, b);
         let Dims { m, k, n } = d;
         let most = self.limits.max_compute_workgroups_per_dimension as usize;
         let mut first = 0;
@@ -309,23 +297,9 @@ impl GpuBackend {
     fn split_scratch(&mut self, splits: usize, d: Dims) -> Option<usize> {
         let align = self.limits.min_storage_buffer_offset_alignment as u64;
         let need = split_layout(splits, d, align).0;
-        if let Some((buf, bytes)) = self.split_parts {
-            if bytes >= need {
-                return Some(buf);
-            }
-            self.free_buffer(buf);
-            self.split_parts = None;
-        }
-        match self.new_buffer(need, "a split-K product's partial sums") {
-            Ok(buf) => {
-                self.split_parts = Some((buf, need));
-                Some(buf)
-            }
-            Err(e) => {
-                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
-                None
-            }
-        }
+        let held = self.grown(self.split_parts, need, "a split-K product's partial sums")?;
+        self.split_parts = Some(held);
+        Some(held.0)
     }
 }
 
@@ -372,9 +346,16 @@ fn vec4_loads(form: Form, d: Dims, a: View, b: View) -> bool {
     [a_run, b_run, a.offset, b.offset].iter().all(|x| x % 4 == 0)
 }
 
-/// One workgroup per 128×128 tile of C.
-fn large_grid(d: Dims) -> [u32; 3] {
-    [u(d.n.div_ceil(LARGE_TILE)), u(d.m.div_ceil(LARGE_TILE)), 1]
+/// A one-pass product's kernel (large-tile or tiled, vec4 loads where the operands allow
+/// them) and its grid: one workgroup per 128×128 or 64×64 tile of C.
+fn one_pass(large: bool, form: Form, d: Dims, a: View, b: View) -> (Kernel, [u32; 3]) {
+    match (large, vec4_loads(form, d, a, b)) {
+        (true, vec4) => {
+            let kern = if vec4 { K_MATMUL_LARGE_VEC4 } else { K_MATMUL_LARGE };
+            (kern, [u(d.n.div_ceil(LARGE_TILE)), u(d.m.div_ceil(LARGE_TILE)), 1])
+        }
+        (false, vec4) => (if vec4 { K_MATMUL_VEC4 } else { K_MATMUL }, grid(d, 1)),
+    }
 }
 
 /// One workgroup per 64×64 tile of C, times `splits`.

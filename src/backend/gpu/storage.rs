@@ -56,6 +56,27 @@ impl GpuBackend {
     }
 
     /// Drop a buffer (after submitting work that may use it) and the bind groups that name it.
+    /// A scratch buffer of at least `need` bytes: `held` (buffer, bytes) when it is large
+    /// enough, else a new one, the old one dropped after the work recorded so far. None, with
+    /// the error logged and `held` kept, when the new one cannot be made.
+    pub(super) fn grown(&mut self, held: Option<(usize, u64)>, need: u64, what: &str) -> Option<(usize, u64)> {
+        if let Some((buf, bytes)) = held.filter(|&(_, bytes)| bytes >= need) {
+            return Some((buf, bytes));
+        }
+        match self.new_buffer(need, what) {
+            Ok(buf) => {
+                if let Some((old, _)) = held {
+                    self.free_buffer(old);
+                }
+                Some((buf, need))
+            }
+            Err(e) => {
+                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
+                None
+            }
+        }
+    }
+
     pub(super) fn free_buffer(&mut self, buf: usize) {
         if self.encoder.is_some() || !self.queued.is_empty() {
             let _ = self.submit();

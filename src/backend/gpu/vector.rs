@@ -52,20 +52,10 @@ impl GpuBackend {
     /// The partial sums' buffer, holding at least `floats` (grown when a batch needs more).
     /// None, with the error logged, when it cannot be made.
     fn partials_for(&mut self, floats: usize) -> Option<usize> {
-        if floats <= self.partials_len {
-            return Some(self.partials);
-        }
-        match self.new_buffer(floats as u64 * 4, "a batch of norms' partial sums") {
-            Ok(buf) => {
-                self.free_buffer(self.partials);
-                (self.partials, self.partials_len) = (buf, floats);
-                Some(buf)
-            }
-            Err(e) => {
-                self.errors.lock().map(|mut v| v.push(crate::message::Message::of_error(&e))).ok();
-                None
-            }
-        }
+        let held = Some((self.partials, self.partials_len as u64 * 4));
+        let (buf, bytes) = self.grown(held, floats as u64 * 4, "a batch of norms' partial sums")?;
+        (self.partials, self.partials_len) = (buf, bytes as usize / 4);
+        Some(buf)
     }
 
     pub(super) fn launch_clip_coef(&mut self, x: View, out: View, max_norm: f32) {
