@@ -67,7 +67,7 @@ $bin bench optim --device gpu --optimizer adam --optim-bits 32,8 --params "$para
 $bin bench optim --device cpu --optimizer adam --optim-bits 32,16,8 --params "$params_cpu" --repeats 10 --variants fused_multi_tensor
 section "every optimizer at every width it has (fused multi-tensor); Muon and Adafactor on matrices (N*RxC: N same-shaped ones, Muon's Newton–Schulz batched)"
 $bin bench optim --device gpu --optimizer all --optim-bits 32,16,8 --params "$params_all" --repeats 10 --variants fused_multi_tensor || true
-$bin bench optim --device gpu --optimizer muon,adafactor --shapes "$muon_shapes" --repeats 5 || true
+$bin bench optim --device gpu --optimizer muon,adafactor --shapes "$muon_shapes" --optim-bits 32,16 --repeats 5 || true
 section "Muon on the host's CPU: Newton–Schulz in f32 and in bfloat16 (PyTorch's; vdpbf16ps where the CPU has AVX-512 BF16)"
 $bin bench optim --device cpu --optimizer muon --shapes "$muon_cpu_shapes" --ns-dtype float32,bfloat16 --repeats 5
 section "matmul GFLOP/s: trusted (the default: no runtime bounds checks), checked, trusted again"

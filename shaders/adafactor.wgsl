@@ -3,12 +3,22 @@
 // step, each over the table's units (one per matrix row, one per 1,024 elements of a vector),
 // column chunks, tensors or matrices; every sum is a per-workgroup tree reduction or a loop in
 // a fixed order, so results do not depend on scheduling, and nothing is read back:
-//   af_stats        Σp² per unit; a row's mean of g² into R, a vector's g² into V (lerp)
+//   af_stats        Σp² per unit; a row's mean of g² into R (lerp)
 //   af_cols         a column's mean of g² into C (lerp)
 //   af_tensor_stats Σp² per tensor (from the units' partials), the mean of R per matrix
 //   af_usq          Σu² per unit, u = g / √max(V̂, eps1²), V̂ = R_i·C_j / max(mean R, eps1) or V
 //   af_tensor_usq   Σu² per tensor
-//   af_apply        p ← p·(1 − lr·wd) − α / max(1, RMS(u)/d) · u, α = max(eps2, RMS(p))·ρ
+//   af_apply        p ← p·(1 − lr·wd) − α / max(1, RMS(u)/d) · u, α = max(eps2, RMS(p))·ρ;
+//                   a vector's new V stored
+//
+// The stored statistics (binding 3) are read through `st(i)` and written through
+// `st_set(i, x)`, defined by the state file appended to this one: adafactor_state_f32.wgsl
+// (f32 values) or adafactor_state_bf16.wgsl (two bfloat16 values a word, rounded where they are
+// stored). Each new statistic is computed in f32 from the stored one, and the rest of the step
+// reads that f32 value: R and C from the work buffer's fresh area (written beside the state),
+// V recomputed where it is read, lerp(V, g², β) (stored by af_apply, the last pass to read the
+// old V). So both widths take the same step from the same widened state. Every pass writes
+// only statistics it alone owns.
 
 // The header (in the place of the elementwise kernels' arena): the table's counts, the
 // parameter and gradient offsets. The table's sections follow each other: tensors (8 words
@@ -34,7 +44,6 @@ struct AdafactorUniform { arena: Arena, h: AdafactorParams }
 @group(0) @binding(0) var<uniform> P: AdafactorUniform;
 @group(0) @binding(1) var<storage, read_write> PARAM: array<f32>;
 @group(0) @binding(2) var<storage, read> GRAD: array<f32>;
-@group(0) @binding(3) var<storage, read_write> STATE: array<f32>;
 @group(0) @binding(4) var<storage, read_write> WORK: array<f32>;
 @group(0) @binding(5) var<storage, read> TABLE: array<u32>;
 
@@ -42,15 +51,18 @@ const AF_WG: u32 = 64u;
 
 var<workgroup> RED: array<vec2<f32>, 64>;
 
-struct Tensor { first_unit: u32, units: u32, rows: u32, cols: u32, batch: u32, state: u32, first_matrix: u32, n: u32 }
+struct Tensor { first_unit: u32, units: u32, rows: u32, cols: u32, batch: u32, state: u32, first_matrix: u32, n: u32, fresh: u32 }
 struct Unit { start: u32, len: u32, tensor: u32, state: u32 }
 
+// Words per tensor in the table (TENSOR_WORDS in src/backend/factored.rs).
+const TENSOR_WORDS: u32 = 9u;
+
 fn tensor_at(t: u32) -> Tensor {
-    let b = 8u * t;
-    return Tensor(TABLE[b], TABLE[b + 1u], TABLE[b + 2u], TABLE[b + 3u], TABLE[b + 4u], TABLE[b + 5u], TABLE[b + 6u], TABLE[b + 7u]);
+    let b = TENSOR_WORDS * t;
+    return Tensor(TABLE[b], TABLE[b + 1u], TABLE[b + 2u], TABLE[b + 3u], TABLE[b + 4u], TABLE[b + 5u], TABLE[b + 6u], TABLE[b + 7u], TABLE[b + 8u]);
 }
 
-fn unit_off() -> u32 { return 8u * P.arena.tensors; }
+fn unit_off() -> u32 { return TENSOR_WORDS * P.arena.tensors; }
 fn chunk_off() -> u32 { return unit_off() + 4u * P.arena.units; }
 fn matrix_off() -> u32 { return chunk_off() + 4u * P.arena.chunks; }
 
@@ -72,10 +84,24 @@ fn lerp_t(a: f32, b: f32, w: f32) -> f32 {
     return b - (b - a) * (1.0 - w);
 }
 
-// The work buffer: Σp² per unit, Σu² per unit, (Σp², Σu²) per tensor, the mean of R per matrix.
+// The work buffer: Σp² per unit, Σu² per unit, (Σp², Σu²) per tensor, the mean of R per matrix,
+// then the fresh area (each factored tensor's new R and C in f32, laid out as in the state).
 fn usq_at(u: u32) -> u32 { return P.arena.units + u; }
 fn sums_at(t: u32) -> u32 { return 2u * P.arena.units + 2u * t; }
 fn mean_at(m: u32) -> u32 { return 2u * P.arena.units + 2u * P.arena.tensors + m; }
+fn fresh_at(f: u32) -> u32 { return mean_at(P.arena.matrices) + f; }
+
+// Factored statistic i of tensor t, just computed as x: stored, and kept in f32 for the step.
+fn fresh_set(t: Tensor, i: u32, x: f32) {
+    st_set(i, x);
+    WORK[fresh_at(t.fresh + i - t.state)] = x;
+}
+
+// Factored statistic i of tensor t as this step computed it.
+fn fresh(t: Tensor, i: u32) -> f32 { return WORK[fresh_at(t.fresh + i - t.state)]; }
+
+// A vector's new second moment at state index i: lerp(V, g², β).
+fn new_v(i: u32, g: f32) -> f32 { return lerp_t(st(i), g * g, P.h.beta2_t); }
 
 // The workgroup's sum of v (a tree over its 64 invocations).
 fn reduce2(t: u32, v: vec2<f32>) -> vec2<f32> {
@@ -90,16 +116,15 @@ fn reduce2(t: u32, v: vec2<f32>) -> vec2<f32> {
     return r;
 }
 
-// Element k of unit u's update, u = g / √max(V̂, eps1²).
-fn update_at(u: Unit, t: Tensor, k: u32, mean_r: f32) -> f32 {
-    let g = grad(u.start + k);
+// Element k of unit u's update, u = g / √max(V̂, eps1²), from its gradient g.
+fn update_at(u: Unit, t: Tensor, k: u32, g: f32, mean_r: f32) -> f32 {
     var v = 0.0;
     if (t.cols > 0u) {
         let row = u.state - t.state;
         let c = t.state + t.batch * t.rows + (row / t.rows) * t.cols + k;
-        v = STATE[u.state] * STATE[c] / max(mean_r, P.h.eps1);
+        v = fresh(t, u.state) * fresh(t, c) / max(mean_r, P.h.eps1);
     } else {
-        v = STATE[u.state + k];
+        v = new_v(u.state + k, g);
     }
     return g / sqrt(max(v, P.h.eps1 * P.h.eps1));
 }
@@ -121,12 +146,11 @@ fn af_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         let p = PARAM[P.arena.p_off + u.start + k];
         let g = grad(u.start + k);
         acc = acc + vec2<f32>(g * g, p * p);
-        if (t.cols == 0u) { STATE[u.state + k] = lerp_t(STATE[u.state + k], g * g, P.h.beta2_t); }
     }
     let r = reduce2(lid.x, acc);
     if (lid.x == 0u) {
         WORK[b] = r.y;
-        if (t.cols > 0u) { STATE[u.state] = lerp_t(STATE[u.state], r.x / f32(t.cols), P.h.beta2_t); }
+        if (t.cols > 0u) { fresh_set(t, u.state, lerp_t(st(u.state), r.x / f32(t.cols), P.h.beta2_t)); }
     }
 }
 
@@ -146,7 +170,7 @@ fn af_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         s = s + g * g;
     }
     let c = t.state + t.batch * t.rows + m * t.cols + j;
-    STATE[c] = lerp_t(STATE[c], s / f32(t.rows), P.h.beta2_t);
+    fresh_set(t, c, lerp_t(st(c), s / f32(t.rows), P.h.beta2_t));
 }
 
 // Tensor b's Σ of its units' partials at `first` (the Σp² or the Σu² region), into slot `k`
@@ -169,10 +193,10 @@ fn af_tensor_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let m = b - P.arena.tensors;
     if (m >= P.arena.matrices) { return; }
     let base = matrix_off() + 4u * m;
-    let r0 = TABLE[base];
     let rows = TABLE[base + 1u];
+    let f0 = fresh_at(TABLE[base + 2u]);
     var acc = 0.0;
-    for (var i = lid.x; i < rows; i = i + AF_WG) { acc = acc + STATE[r0 + i]; }
+    for (var i = lid.x; i < rows; i = i + AF_WG) { acc = acc + WORK[f0 + i]; }
     let r = reduce2(lid.x, vec2<f32>(acc, 0.0));
     if (lid.x == 0u) { WORK[mean_at(m)] = r.x / f32(rows); }
 }
@@ -186,7 +210,7 @@ fn af_usq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let mean_r = unit_mean_r(u, t);
     var acc = 0.0;
     for (var k = lid.x; k < u.len; k = k + AF_WG) {
-        let x = update_at(u, t, k, mean_r);
+        let x = update_at(u, t, k, grad(u.start + k), mean_r);
         acc = acc + x * x;
     }
     let r = reduce2(lid.x, vec2<f32>(acc, 0.0));
@@ -213,6 +237,9 @@ fn af_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let step = alpha / den;
     for (var k = lid.x; k < u.len; k = k + AF_WG) {
         let i = P.arena.p_off + u.start + k;
-        PARAM[i] = PARAM[i] * P.h.decay - step * update_at(u, t, k, mean_r);
+        let g = grad(u.start + k);
+        PARAM[i] = PARAM[i] * P.h.decay - step * update_at(u, t, k, g, mean_r);
+        // The old V was read for the last time just above.
+        if (t.cols == 0u) { st_set(u.state + k, new_v(u.state + k, g)); }
     }
 }

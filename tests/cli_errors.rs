@@ -57,6 +57,7 @@ const CASES: &[(&[&str], i32, &str)] = &[
     ),
     (&["train", "--optimizer", "adam", "--ns-dtype", "bfloat16"], 2, "--ns-dtype: 'adam' takes no 'ns_dtype'"),
     (&["train", "--optimizer", "adafactor", "--d", "0.5"], 2, "invalid d: 0.5 (the clipping threshold must be >= 1"),
+    (&["train", "--optimizer", "adafactor", "--optim-bits", "8"], 2, "--optim-bits 8: 'adafactor' has no 8-bit form"),
     (&["train", "--optimizer", "adam", "--maximize", "--eps", "none,1e-3"], 2, "--eps: expected a number"),
     (&["train", "--optimizer", "adadelta", "--rho", "1.5"], 2, "invalid rho: 1.5 (must be in [0, 1])"),
     (

@@ -107,6 +107,22 @@ fn train_writes_the_same_schema_and_a_plot() {
 }
 
 #[test]
+fn compare_runs_each_width_an_optimizer_has() {
+    // Adafactor keeps statistics, so it runs at 16 bits; plain SGD keeps none and is skipped.
+    let out = std::env::temp_dir().join(format!("descent-compare-widths-{}", std::process::id()));
+    let o = out.to_string_lossy().into_owned();
+    let args = ["compare", "--case", "fashion-mnist", "--epochs", "1", "--device", "cpu", "--data-dir", SUBSET];
+    let more = ["--out", &o, "--optimizers", "sgd,adafactor", "--optim-bits", "32,16"];
+    let (code, stdout, stderr) = descent(&[&args[..], &more[..]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("sgd: skipped at 16 bits (it keeps no state)"), "{stdout}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let runs: Vec<&str> = m["runs"].as_array().unwrap().iter().map(|r| r["optimizer"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["sgd", "adafactor", "adafactor_16bit"]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn compare_rejects_bad_requests() {
     for (args, want, says) in [
         (vec!["compare", "--case", "imagenet"], 2, "unknown case 'imagenet'"),

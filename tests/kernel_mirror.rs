@@ -119,10 +119,19 @@ fn every_kernel_struct_mirrors_its_wgsl_twin() {
     }
     let eight_bit_modules = Module::ALL.iter().filter(|m| m.entries() == [Entry::Step8bit]).count();
     assert_eq!(eight, eight_bit_modules, "every 8-bit kernel is some step's");
-    // Adafactor's own module: its six entry points, its parameters after a 32-byte header.
-    let adafactor = format!("{}{}", kernels::prelude(), read("adafactor.wgsl"));
-    let diffs = differences(&ADAFACTOR, &adafactor, Module::Adafactor, false);
-    assert!(diffs.is_empty(), "adafactor: {}", diffs.join("; "));
+    // Adafactor's own modules (f32 and bfloat16 statistics): its six entry points, its
+    // parameters after a 32-byte header.
+    for (m, width) in [(Module::Adafactor, "f32"), (Module::AdafactorBf16, "bf16")] {
+        let source = format!(
+            "{}{}{}",
+            kernels::prelude(),
+            read("adafactor.wgsl"),
+            read(&format!("adafactor_state_{width}.wgsl"))
+        );
+        assert_eq!(source, kernels::module_source(m), "adafactor {width}: the backend assembles it so");
+        let diffs = differences(&ADAFACTOR, &source, m, false);
+        assert!(diffs.is_empty(), "adafactor {width}: {}", diffs.join("; "));
+    }
 }
 
 #[test]

@@ -112,6 +112,44 @@ fn replay_matches_independent_fixtures(dev: &mut Device) {
 
 test_device!(replay_fixtures, replay_matches_independent_fixtures);
 
+/// Adafactor with bfloat16 statistics, replayed on `dev` against PyTorch's own Adafactor in
+/// float32 with its statistics rounded to bfloat16 after every step (20 steps; a matrix in each
+/// orientation and a vector). PyTorch sums its statistics in another order (a norm, squared),
+/// so a statistic near a bfloat16 rounding boundary may land one bfloat16 unit away: the
+/// statistics must be equal or neighbouring bfloat16 values (at most one in twenty
+/// neighbouring), and the parameters within the kernel tolerances.
+fn adafactor_bf16_matches_pytorch(dev: &mut Device) {
+    for name in ["adafactor_16bit_9x7", "adafactor_16bit_7x9", "adafactor_16bit_300"] {
+        let f = fixture(&format!("{name}.json"));
+        let spec = ReplaySpec::parse(&f["spec"].to_string()).unwrap();
+        let out = replay::run(dev, &spec).unwrap();
+        let params = out.params.last().unwrap();
+        let want = floats(&f["params"]);
+        assert_eq!(params.len(), want.len(), "{name}");
+        for (i, (&g, &w)) in params.iter().zip(&want).enumerate() {
+            let ok = (g - w).abs() as f64 <= ABS_TOL + REL_TOL * w.abs() as f64;
+            assert!(ok, "{name} params[{i}]: got {g:e}, PyTorch {w:e} ({})", dev.describe());
+        }
+        let stats = f["state"].as_object().unwrap();
+        assert!(!stats.is_empty(), "{name}: no statistics");
+        for (key, want) in stats {
+            let got = out.state.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap();
+            let want = floats(want);
+            assert_eq!(got.len(), want.len(), "{name} {key}");
+            let mut neighbours = 0;
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits() & 0xFFFF, 0, "{name} {key}[{i}]: {g:e} is not a bfloat16");
+                let units = (g.to_bits() >> 16).abs_diff(w.to_bits() >> 16);
+                assert!(units <= 1, "{name} {key}[{i}]: got {g:e}, PyTorch {w:e} ({})", dev.describe());
+                neighbours += units;
+            }
+            assert!(neighbours as usize <= got.len().div_ceil(20), "{name} {key}: {neighbours} neighbouring values");
+        }
+    }
+}
+
+test_device!(adafactor_bf16_fixtures, adafactor_bf16_matches_pytorch);
+
 fn descent(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_descent")).args(args).output().unwrap()
 }

@@ -216,8 +216,8 @@ fn replay_rejects_bad_specs_with_json_paths() {
             "invalid beta2_decay",
         ),
         (
-            r#"{"optimizer": {"name": "adafactor", "optim_bits": 16}, "init": [1], "grads": [[1]]}"#,
-            "'adafactor' keeps f32 state only",
+            r#"{"optimizer": {"name": "adafactor", "optim_bits": 8}, "init": [1], "grads": [[1]]}"#,
+            "'adafactor' has no 8-bit form",
         ),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1, 2], "grads": [[1, 2], [1]]}"#, "$.grads[1]: has 1 values"),
         (r#"{"optimizer": {"name": "sgd"}, "init": [1], "grads": [[1]], "quadratic": [1], "steps": 2}"#, "not both"),

@@ -66,6 +66,7 @@ fn resume_is_bit_exact(dev: &mut Device) {
         json!({"name": "adamw", "lr": 0.01, "optim_bits": 8}),
         json!({"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": true}),
         json!({"name": "adafactor", "lr": 0.01}),
+        json!({"name": "adafactor", "lr": 0.01, "optim_bits": 16}),
         json!({"name": "muon", "lr": 0.02}),
         json!({"name": "schedulefree_adamw", "lr": 0.01, "warmup_steps": 2}),
     ] {

@@ -9,13 +9,19 @@
 //! one per matrix row, and one per [`CHUNK`] elements of a vector. The per-tensor sums (of p²
 //! and of the update's square) are reduced from per-unit partials in a fixed order, so the
 //! results do not depend on scheduling.
+//!
+//! A step computes each new statistic in f32 from the stored one and reads that f32 value for
+//! the rest of the step, whatever width stores it: R and C go to the work buffer's fresh area
+//! (as well as to the state), and V, which is per element, is recomputed where it is read and
+//! stored by the last pass. So bfloat16 statistics give exactly the step that f32 ones give
+//! from the same widened state, and only what is stored is rounded.
 
 /// Elements of a vector per unit of work.
 pub const CHUNK: usize = 1024;
 /// Columns per column-statistics workgroup.
 pub const COLS_PER_GROUP: usize = 64;
 /// Words per tensor row of the table.
-pub const TENSOR_WORDS: usize = 8;
+pub const TENSOR_WORDS: usize = 9;
 /// Words per unit row and per column-chunk row of the table.
 pub const UNIT_WORDS: usize = 4;
 
@@ -40,6 +46,9 @@ pub struct FactorTensor {
     pub units: usize,
     /// Its first matrix among all factored matrices (the index of its first mean of R).
     pub first_matrix: usize,
+    /// Where its statistics' f32 copies start in the work buffer's fresh area (a factored
+    /// tensor's R then C, laid out as in the state; 0 for a vector, which keeps none).
+    pub fresh: usize,
 }
 
 impl FactorTensor {
@@ -96,13 +105,16 @@ pub struct FactorTable {
     pub units: Vec<Unit>,
     /// Their matrices' column chunks.
     pub col_chunks: Vec<ColChunk>,
-    /// Each listed factored matrix: where its R starts in the state buffer, and its rows (the
-    /// means of R are taken per matrix, in this order).
-    pub matrix_rows: Vec<(usize, usize)>,
+    /// Each listed factored matrix: where its R starts in the state buffer, its rows, and
+    /// where its R starts in the fresh area (the means of R are taken per matrix, in this
+    /// order).
+    pub matrix_rows: Vec<(usize, usize, usize)>,
     /// Length of the state buffer (every tensor's statistics, trainable or not).
     pub state_len: usize,
     /// Listed factored matrices (the length of `matrix_rows`).
     pub matrices: usize,
+    /// Floats of the fresh area: the listed factored tensors' statistics.
+    pub fresh_len: usize,
 }
 
 impl FactorTable {
@@ -117,6 +129,7 @@ impl FactorTable {
             matrix_rows: Vec::new(),
             state_len: 0,
             matrices: 0,
+            fresh_len: 0,
         };
         for (k, (start, shape)) in tensors.iter().enumerate() {
             let n: usize = shape.iter().product();
@@ -136,6 +149,7 @@ impl FactorTable {
                 first_unit: t.units.len(),
                 units: 0,
                 first_matrix: t.matrices,
+                fresh: 0,
             };
             t.state_len += ft.state_len();
             if !active(k) {
@@ -143,6 +157,8 @@ impl FactorTable {
             }
             let index = t.tensors.len();
             if ft.factored() {
+                ft.fresh = t.fresh_len;
+                t.fresh_len += ft.state_len();
                 for b in 0..batch {
                     for i in 0..rows {
                         let row = b * rows + i;
@@ -156,7 +172,7 @@ impl FactorTable {
                     for col0 in (0..cols).step_by(COLS_PER_GROUP) {
                         t.col_chunks.push(ColChunk { tensor: index, matrix: b, col0 });
                     }
-                    t.matrix_rows.push((ft.state + b * rows, rows));
+                    t.matrix_rows.push((ft.state + b * rows, rows, ft.fresh + b * rows));
                 }
                 t.matrices += batch;
             } else {
@@ -176,20 +192,25 @@ impl FactorTable {
     }
 
     /// Floats of the per-step work buffer: a partial per unit for Σp² and for Σu², two sums per
-    /// tensor, and a mean of R per matrix.
+    /// tensor, a mean of R per matrix, then the fresh area.
     pub fn work_len(&self) -> usize {
+        self.fresh_at() + self.fresh_len
+    }
+
+    /// Where the fresh area starts in the work buffer.
+    pub fn fresh_at(&self) -> usize {
         2 * self.units.len() + 2 * self.tensors.len() + self.matrices
     }
 
     /// The table as the kernels read it: the tensors ([`TENSOR_WORDS`] each: first unit, units,
-    /// rows, cols, batch, state, first matrix, n), then the units ([`UNIT_WORDS`] each: start,
-    /// len, tensor, state), then the column chunks (tensor, matrix, first column, 0), then the
-    /// matrices (R's start, rows, 0, 0).
+    /// rows, cols, batch, state, first matrix, n, fresh), then the units ([`UNIT_WORDS`] each:
+    /// start, len, tensor, state), then the column chunks (tensor, matrix, first column, 0),
+    /// then the matrices (R's start, rows, R's start in the fresh area, 0).
     pub fn words(&self) -> Vec<u32> {
         let u = |x: usize| x as u32;
         let mut w = Vec::with_capacity(self.words_len());
         for t in &self.tensors {
-            w.extend([t.first_unit, t.units, t.rows, t.cols, t.batch, t.state, t.first_matrix, t.n].map(u));
+            w.extend([t.first_unit, t.units, t.rows, t.cols, t.batch, t.state, t.first_matrix, t.n, t.fresh].map(u));
         }
         for x in &self.units {
             w.extend([x.start, x.len, x.tensor, x.state].map(u));
@@ -197,8 +218,8 @@ impl FactorTable {
         for c in &self.col_chunks {
             w.extend([c.tensor, c.matrix, c.col0, 0].map(u));
         }
-        for &(r, rows) in &self.matrix_rows {
-            w.extend([r, rows, 0, 0].map(u));
+        for &(r, rows, fresh) in &self.matrix_rows {
+            w.extend([r, rows, fresh, 0].map(u));
         }
         w
     }
@@ -253,6 +274,10 @@ mod tests {
         assert_eq!((t.matrices, t.tensors[2].first_matrix), (3, 1));
         assert_eq!(t.col_chunks.len(), 1 + 2);
         assert_eq!(t.words().len(), t.words_len());
+        // The fresh area: the factored tensors' R and C, in the order listed.
+        assert_eq!((t.tensors[0].fresh, t.tensors[2].fresh, t.fresh_len), (0, 8, 8 + 10));
+        assert_eq!(t.matrix_rows[2], (8 + 2500 + 2, 2, 8 + 2));
+        assert_eq!(t.work_len(), 2 * 10 + 2 * 3 + 3 + 18);
         // An inactive tensor keeps its state but is not listed.
         let some = FactorTable::new(&[(0, vec![3, 5]), (16, vec![2500])], |k| k == 1);
         assert_eq!((some.tensors.len(), some.units.len(), some.state_len), (1, 3, 2508));

@@ -556,8 +556,13 @@ pub const ADAFACTOR: KernelInfo = info::<AdafactorParams>("adafactor", "Adafacto
 /// buffer of 32-bit words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Factored {
-    /// Every tensor's statistics: R then C per factored tensor, V per vector.
+    /// Every tensor's statistics: R then C per factored tensor, V per vector. As f32 values, or
+    /// (`bf16`) as bfloat16 two a word: statistic i in the low half of word i / 2 when i is
+    /// even, in the high half when odd, which is a little-endian `[u16]` of the statistics.
     pub state: View,
+    /// Whether the statistics are bfloat16 (each rounded to nearest-even where it is stored;
+    /// the rest of the step reads the stored value).
+    pub bf16: bool,
     /// Per-step partial and per-tensor sums (overwritten by every step).
     pub work: View,
     /// The table as 32-bit words, for the GPU kernels.

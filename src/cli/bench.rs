@@ -241,15 +241,15 @@ fn optim(a: OptimBench) -> Result<()> {
             for &n in &sizes {
                 let mut fused_ms = None;
                 for &v in &variants {
-                    if !bench::variant_supports(v, bits) {
-                        if !a.json {
-                            println!("{:<8} {:>4} {:<19} (32-bit state only)", name, bits.bits(), v.name());
-                        }
-                        continue;
-                    }
                     if !bench::variant_applies(&bench::bench_config(name)?, v) {
                         if !a.json {
                             println!("{:<8} {:>4} {:<19} (one launch over every tensor)", name, bits.bits(), v.name());
+                        }
+                        continue;
+                    }
+                    if !bench::variant_supports(v, bits) {
+                        if !a.json {
+                            println!("{:<8} {:>4} {:<19} (32-bit state only)", name, bits.bits(), v.name());
                         }
                         continue;
                     }

@@ -71,7 +71,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         for (label, optimizer) in &case.runs {
             for &bits in &widths {
                 let c = optimizer.clone().with_optim_bits(bits);
-                if bits != OptimBits::B32 && c.slots().is_empty() {
+                if bits != OptimBits::B32 && !c.keeps_state() {
                     println!("{label}: skipped at {} bits (it keeps no state)", bits.bits());
                     continue;
                 }

@@ -339,7 +339,7 @@ impl OptimConfig {
     }
 
     /// Whether this optimizer, with its other settings, has a form with state at `bits`: every
-    /// optimizer but Adafactor at 16 bits; at 8, bitsandbytes' blockwise optimizers (Adam and
+    /// optimizer at 16 bits; at 8, bitsandbytes' blockwise optimizers (Adam and
     /// AdamW without AMSGrad, SGD with momentum, RMSProp, Adagrad, Lion, AdEMAMix). The error says which
     /// width to use instead; `compare` and `bench` ask it before running a width.
     pub fn supports(&self, bits: OptimBits) -> Result<()> {
@@ -350,11 +350,11 @@ impl OptimConfig {
                 " 16 or 32"
             ]);
         }
-        if let (OptimConfig::Adafactor(_), OptimBits::B16 | OptimBits::B8) = (self, bits) {
+        if let (OptimConfig::Adafactor(_), OptimBits::B8) = (self, bits) {
             bail!(said![
-                "'adafactor' keeps f32 state only (its factored state is rows + columns per matrix, about 0 bytes per parameter): use ",
+                "'adafactor' has no 8-bit form (bitsandbytes has none either; its factored state is rows + columns per matrix): use ",
                 HyperKey::OptimBits,
-                " 32"
+                " 16 or 32"
             ]);
         }
         if bits == OptimBits::B8 {
@@ -434,6 +434,12 @@ impl OptimConfig {
         self.kernel_step(1, self.lr(), &first).slots()
     }
 
+    /// Whether the optimizer keeps any state (per-element slots, or Adafactor's statistics):
+    /// one that keeps none is the same at every width.
+    pub fn keeps_state(&self) -> bool {
+        matches!(self, OptimConfig::Adafactor(_)) || !self.slots().is_empty()
+    }
+
     /// Names of the state buffers, in slot order (PyTorch's `state_dict()` names).
     pub fn state_names(&self) -> Vec<&'static str> {
         self.slots().into_iter().map(Slot::name).collect()
@@ -483,8 +489,12 @@ impl OptimConfig {
     /// the absmax of each block, and f32 state when `n` is under `quant::MIN_8BIT_SIZE`.
     pub fn state_bytes(&self, n: usize) -> u64 {
         if let OptimConfig::Adafactor(_) = self {
-            // As one vector of n (its largest): V per element. Matrices keep rows + columns.
-            return 4 * n as u64;
+            // As one vector of n (its largest): V per element, f32 or bfloat16 two a word.
+            // Matrices keep rows + columns.
+            return match self.optim_bits() {
+                OptimBits::B16 => 4 * n.div_ceil(2) as u64,
+                _ => 4 * n as u64,
+            };
         }
         let slots = self.slots().len() as u64;
         match self.optim_bits() {

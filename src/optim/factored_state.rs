@@ -1,8 +1,10 @@
 //! Adafactor's state on a device: the statistics of every tensor (R and C per matrix, V per
-//! vector), the per-step work sums and the table the kernels walk (`backend::factored`).
+//! vector) as f32 or bfloat16, the per-step work sums and the table the kernels walk
+//! (`backend::factored`).
 
 use crate::backend::factored::FactorTable;
 use crate::backend::optim_kernel::{AdafactorParams, Factored, Objective};
+use crate::backend::quant;
 use crate::backend::Device;
 use crate::tensor::View;
 use anyhow::{ensure, Result};
@@ -27,9 +29,17 @@ pub struct FactoredState {
 }
 
 impl FactoredState {
-    pub(super) fn alloc(dev: &mut Device, n: usize, tensors: &[(usize, Vec<usize>)]) -> Result<FactoredState> {
+    /// Zeroed statistics for `tensors` (first arena element, shape) of an arena of `n`, as f32
+    /// or, with `bf16`, bfloat16 two a word.
+    pub(super) fn alloc(
+        dev: &mut Device,
+        n: usize,
+        tensors: &[(usize, Vec<usize>)],
+        bf16: bool,
+    ) -> Result<FactoredState> {
         let full = FactorTable::new(tensors, |_| true);
-        let state = dev.alloc_zeroed(full.state_len.max(1))?;
+        let words = if bf16 { full.state_len.div_ceil(2) } else { full.state_len };
+        let state = dev.alloc_zeroed(words.max(1))?;
         let work = dev.alloc(full.work_len().max(1))?;
         // Every work value a step reads it writes first: NaN shows one it did not.
         dev.fill(work, f32::NAN);
@@ -38,7 +48,7 @@ impl FactoredState {
         if !words.is_empty() {
             dev.write(table.slice(0, words.len()), &floats(&words))?;
         }
-        let buffers = Factored { state, work, table, layout: Arc::new(full.clone()) };
+        let buffers = Factored { state, bf16, work, table, layout: Arc::new(full.clone()) };
         Ok(FactoredState { buffers, tensors: tensors.to_vec(), full, uploaded_for: std::iter::once(0..n).collect() })
     }
 
@@ -68,22 +78,58 @@ impl FactoredState {
         Ok(())
     }
 
-    /// The statistics as stored (every tensor's, in the order of [`FactorTable`]).
+    /// Whether the statistics are bfloat16.
+    pub(super) fn bf16(&self) -> bool {
+        self.buffers.bf16
+    }
+
+    /// The f32 statistics as stored (every tensor's, in the order of [`FactorTable`]).
     pub(super) async fn read(&self, dev: &mut Device) -> Result<Vec<f32>> {
+        ensure!(!self.bf16(), "adafactor's statistics are bfloat16 here: read them as such");
         let mut v = dev.read_async(self.buffers.state).await?;
         v.truncate(self.full.state_len);
         Ok(v)
     }
 
+    /// The bfloat16 statistics' bits as stored.
+    pub(super) async fn read_bf16(&self, dev: &mut Device) -> Result<Vec<u16>> {
+        ensure!(self.bf16(), "adafactor's statistics are f32 here: read them as such");
+        let words = dev.read_async(self.buffers.state).await?;
+        let mut h: Vec<u16> = words.iter().flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16]).collect();
+        h.truncate(self.full.state_len);
+        Ok(h)
+    }
+
+    /// The statistics widened to f32, whatever their width.
+    pub(super) async fn read_widened(&self, dev: &mut Device) -> Result<Vec<f32>> {
+        if self.bf16() {
+            Ok(self.read_bf16(dev).await?.into_iter().map(quant::bf16_to_f32).collect())
+        } else {
+            self.read(dev).await
+        }
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        ensure!(len == self.full.state_len, "adafactor state of {len} values for a layout of {}", self.full.state_len);
+        Ok(())
+    }
+
     pub(super) fn write(&self, dev: &mut Device, v: &[f32]) -> Result<()> {
-        ensure!(
-            v.len() == self.full.state_len,
-            "adafactor state of {} values for a layout of {}",
-            v.len(),
-            self.full.state_len
-        );
+        ensure!(!self.bf16(), "adafactor's statistics are bfloat16 here: write them as such");
+        self.check_len(v.len())?;
         if !v.is_empty() {
             dev.write(self.buffers.state.slice(0, v.len()), v)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_bf16(&self, dev: &mut Device, h: &[u16]) -> Result<()> {
+        ensure!(self.bf16(), "adafactor's statistics are f32 here: write them as such");
+        self.check_len(h.len())?;
+        let words: Vec<f32> =
+            h.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect();
+        if !words.is_empty() {
+            dev.write(self.buffers.state.slice(0, words.len()), &words)?;
         }
         Ok(())
     }

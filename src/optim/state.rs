@@ -38,6 +38,8 @@ pub enum StoredState {
     /// Adafactor's statistics, every tensor's in the order of its layout (R then C per
     /// factored tensor, V per vector).
     Factored(Vec<f32>),
+    /// [`StoredState::Factored`]'s statistics as bfloat16 bits.
+    FactoredBf16(Vec<u16>),
 }
 
 /// The 8-bit state as stored: codes, absmax and small-tensor state, each per kept slot (the
@@ -341,7 +343,9 @@ impl OptimState {
     ) -> Result<OptimState> {
         let bits = config.optim_bits();
         match config {
-            OptimConfig::Adafactor(_) => return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors)?)),
+            OptimConfig::Adafactor(_) => {
+                return Ok(OptimState::Factored(FactoredState::alloc(dev, n, tensors, bits == OptimBits::B16)?))
+            }
             OptimConfig::Muon(c) => {
                 if c.ns_dtype == NsDtype::Bfloat16 && dev.is_gpu() {
                     bail!(said![
@@ -459,6 +463,7 @@ impl OptimState {
                 let (codes, absmax, small) = s.read(dev, n).await?;
                 StoredState::Blockwise8 { codes, absmax, small }
             }
+            OptimState::Factored(s) if s.bf16() => StoredState::FactoredBf16(s.read_bf16(dev).await?),
             OptimState::Factored(s) => StoredState::Factored(s.read(dev).await?),
             OptimState::Muon(s) if s.bits == OptimBits::B32 => StoredState::F32(s.read_f32(dev).await?),
             OptimState::Muon(s) => StoredState::Bf16(s.read_bf16(dev).await?),
@@ -487,7 +492,7 @@ impl OptimState {
                 let stored = s.read(dev, n).await?;
                 s.decode(n, &names, stored)
             }
-            OptimState::Factored(s) => s.decode(&s.read(dev).await?),
+            OptimState::Factored(s) => s.decode(&s.read_widened(dev).await?),
             // Muon's compact slots, each as long as the tensors that keep it; empty ones left out.
             OptimState::Muon(s) => {
                 let slots: Vec<Vec<f32>> = if s.bits == OptimBits::B32 {
@@ -517,6 +522,7 @@ impl OptimState {
                     small: vec![vec![0.0; s.table.small_len]; k],
                 }
             }
+            OptimState::Factored(s) if s.bf16() => StoredState::FactoredBf16(vec![0; s.full.state_len]),
             OptimState::Factored(s) => StoredState::Factored(vec![0.0; s.full.state_len]),
             OptimState::Muon(s) if s.bits == OptimBits::B32 => {
                 StoredState::F32(s.lens.iter().map(|&l| vec![0.0; l]).collect())
@@ -534,7 +540,8 @@ impl OptimState {
             (OptimState::Blockwise8(s), StoredState::Blockwise8 { codes, absmax, small }) => {
                 s.write(dev, n, codes, absmax, small)?
             }
-            (OptimState::Factored(s), StoredState::Factored(v)) => s.write(dev, v)?,
+            (OptimState::Factored(s), StoredState::Factored(v)) if !s.bf16() => s.write(dev, v)?,
+            (OptimState::Factored(s), StoredState::FactoredBf16(v)) if s.bf16() => s.write_bf16(dev, v)?,
             (OptimState::Muon(s), StoredState::F32(v)) if s.bits == OptimBits::B32 => s.write_f32(dev, v)?,
             (OptimState::Muon(s), StoredState::Bf16(v)) if s.bits == OptimBits::B16 => s.write_bf16(dev, v)?,
             _ => return Ok(false),

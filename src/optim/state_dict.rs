@@ -159,6 +159,12 @@ impl Optimizer {
                     put(name, shape, v[r].to_vec(), Stored::F32);
                 }
             }
+            StoredState::FactoredBf16(v) => {
+                let table = self.factor_table().context("adafactor's state has a layout")?;
+                for (name, shape, r) in factored_tensors(table, entries) {
+                    put(name, shape, v[r].iter().map(|&h| bf16_to_f32(h)).collect(), Stored::Bf16);
+                }
+            }
         }
         Ok(out)
     }
@@ -230,6 +236,15 @@ impl Optimizer {
                     v[r].copy_from_slice(&find(&name)?.data);
                 }
                 StoredState::Factored(v)
+            }
+            StoredState::FactoredBf16(mut v) => {
+                let table = self.factor_table().context("adafactor's state has a layout")?;
+                for (name, _, r) in factored_tensors(table, entries) {
+                    for (h, &x) in v[r].iter_mut().zip(&find(&name)?.data) {
+                        *h = bf16_from_f32(x);
+                    }
+                }
+                StoredState::FactoredBf16(v)
             }
         })
     }

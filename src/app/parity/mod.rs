@@ -613,6 +613,10 @@ pub async fn run_async(dev: &mut Device, cfg: &ParityConfig) -> Result<Vec<Parit
             // pass over all of them.
             let shapes = [vec![m, k], vec![k, n], vec![n], vec![2, m, n]];
             c.adafactor(&label, &case, &shapes, cfg.optim_steps).await?;
+            c.adafactor_bf16(&label, &case, &shapes, cfg.optim_steps).await?;
+        }
+        for &n in &cfg.lengths {
+            c.adafactor_bf16(&label, &case, &[vec![n]], cfg.optim_steps).await?;
         }
     }
     if !cfg.blockwise_lengths.is_empty() {

@@ -427,6 +427,59 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Adafactor with bfloat16 statistics over tensors of `shapes` in one arena, step by step:
+    /// each step an f32 Adafactor runs from the same parameters and the same statistics
+    /// widened to f32, and the bfloat16 one must give exactly its parameters and its
+    /// statistics rounded to nearest-even (a step reads each new statistic in f32, so only
+    /// what is stored is rounded).
+    pub(super) async fn adafactor_bf16(
+        &mut self,
+        label: &str,
+        cfg: &OptimConfig,
+        shapes: &[Vec<usize>],
+        steps: u64,
+    ) -> Result<()> {
+        let (tensors, n) = crate::nn::arena_layout(shapes);
+        let p0 = self.random(n, -1.0, 1.0);
+        let pv = self.input(&p0)?;
+        let pf = self.dev.alloc(n)?;
+        let gv = self.dev.alloc(n)?;
+        let (c16, c32) = (cfg.clone().with_optim_bits(OptimBits::B16), cfg.clone().with_optim_bits(OptimBits::B32));
+        let mut opt16 = Optimizer::for_shapes(self.dev, c16, Schedule::Constant, n, &tensors)?;
+        let mut opt32 = Optimizer::for_shapes(self.dev, c32, Schedule::Constant, n, &tensors)?;
+        let (mut pres, mut sres) = (Vec::new(), Vec::new());
+        for t in 1..=steps {
+            let p_now = self.dev.read_async(pv).await?;
+            self.dev.write(pf, &p_now)?;
+            let StoredState::FactoredBf16(h) = opt16.read_stored_async(self.dev).await? else {
+                bail!("{label}: 16-bit adafactor stores bfloat16 statistics")
+            };
+            opt32.write_stored(self.dev, &StoredState::Factored(h.into_iter().map(quant::bf16_to_f32).collect()))?;
+            let g = self.gradients(n, t);
+            self.dev.write(gv, &g)?;
+            opt32.step_views(self.dev, pf, gv)?;
+            opt16.step_views(self.dev, pv, gv)?;
+            let want_p: Vec<f64> = self.dev.read_async(pf).await?.iter().map(|&v| v as f64).collect();
+            pres.push(compare(&self.dev.read_async(pv).await?, &want_p, 0.0, 0.0));
+            let (StoredState::Factored(s32), StoredState::FactoredBf16(s16)) =
+                (opt32.read_stored_async(self.dev).await?, opt16.read_stored_async(self.dev).await?)
+            else {
+                bail!("{label}: adafactor stores f32 or bfloat16 statistics")
+            };
+            let want: Vec<f64> = s32.iter().map(|&v| optim_ref::round_bf16(v as f64)).collect();
+            let got: Vec<f32> = s16.into_iter().map(quant::bf16_to_f32).collect();
+            sres.push(compare(&got, &want, 0.0, 0.0));
+        }
+        let names: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+        let shape = format!("{} x {steps} steps", names.join(" "));
+        self.row(format!("{label} bf16 param"), &shape, &pres);
+        self.row(format!("{label} bf16 statistics"), &shape, &sres);
+        opt16.release(self.dev);
+        opt32.release(self.dev);
+        self.done(&[pv, pf, gv]);
+        Ok(())
+    }
+
     /// Muon over tensors of `shapes` in one arena, through [`Optimizer`] (momentum,
     /// Newton–Schulz on the matmul kernels, the update; the auxiliary AdamW on the rest),
     /// against the f64 reference: Newton–Schulz in f64 per matrix, AdamW per other tensor.

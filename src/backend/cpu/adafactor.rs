@@ -2,8 +2,11 @@
 //! ([`FactorTable`]), each parallel over its units, column chunks or tensors. Every sum runs in
 //! a fixed order (eight lanes within a unit, then over a tensor's units), so the result does
 //! not depend on the number of threads. The loops run on slices, eight lanes wide, so they
-//! vectorize (AVX2 where the CPU has it).
+//! vectorize (AVX2 where the CPU has it). The statistics are f32 or bfloat16 ([`Cell`]): a
+//! bfloat16 one is rounded where it is stored, and the rest of the step reads the stored value,
+//! as the WGSL's `adafactor_state_bf16.wgsl` does.
 
+use super::optim::Cell;
 use crate::backend::factored::{lerp, FactorTable, FactorTensor, Unit, COLS_PER_GROUP};
 use crate::backend::optim_kernel::{AdafactorParams, Objective};
 use rayon::prelude::*;
@@ -14,7 +17,7 @@ const LANES: usize = 8;
 /// Σ f(a_i, b_i) over two slices of one length, in [`LANES`] lanes (chunks of eight, so the
 /// loop vectorizes), then the lanes in order.
 #[inline(always)]
-fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+fn lane_sum2<B: Copy>(a: &[f32], b: &[B], f: impl Fn(f32, B) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -31,22 +34,28 @@ fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum()
 }
 
-/// One Adafactor step of `p` (the arena) from `g`, with the statistics `state` and the sums in
-/// `work` (both as [`FactorTable`] lays them out).
-pub fn apply(
+/// One Adafactor step of `p` (the arena) from `g`, with the statistics `state` (f32 or
+/// bfloat16) and the sums in `work` (both as [`FactorTable`] lays them out).
+pub fn apply<C: Cell>(
     h: &AdafactorParams,
     objective: Objective,
     t: &FactorTable,
     p: &mut [f32],
     g: &[f32],
-    state: &mut [f32],
+    state: &mut [C],
     work: &mut [f32],
 ) {
     let sign = objective.sign();
     let (units, tensors) = (t.units.len(), t.tensors.len());
     let w = h.beta2_t;
+    let fresh_at = t.fresh_at();
+    // A factored statistic's new value: stored, and kept in f32 in the fresh area for the step.
+    let put = |state: &mut [C], work: &mut [f32], tensor: &FactorTensor, i: usize, x: f32| {
+        state[i] = C::put(x);
+        work[fresh_at + tensor.fresh + i - tensor.state] = x;
+    };
 
-    // af_stats: Σg² and Σp² per unit; vectors' V updated in place.
+    // af_stats: Σg² and Σp² per unit; a row's mean of g² into R.
     let sums: Vec<(f32, f32)> = t
         .units
         .par_iter()
@@ -58,13 +67,12 @@ pub fn apply(
     for (u, &(gs, _)) in t.units.iter().zip(&sums) {
         let tensor = &t.tensors[u.tensor];
         if tensor.factored() {
-            state[u.state] = lerp(state[u.state], gs / tensor.cols as f32, w);
+            put(state, work, tensor, u.state, lerp(state[u.state].get(), gs / tensor.cols as f32, w));
         }
     }
     for (k, &(_, ps)) in sums.iter().enumerate() {
         work[k] = ps;
     }
-    vector_moments(t, state, g, w);
 
     // af_cols: a column's mean of g² into C.
     let cols: Vec<(usize, [f32; COLS_PER_GROUP])> = t
@@ -82,51 +90,67 @@ pub fn apply(
         let tensor = &t.tensors[c.tensor];
         let width = COLS_PER_GROUP.min(tensor.cols - c.col0);
         for (j, &x) in s.iter().enumerate().take(width) {
-            state[at + j] = lerp(state[at + j], x / tensor.rows as f32, w);
+            put(state, work, tensor, at + j, lerp(state[at + j].get(), x / tensor.rows as f32, w));
         }
     }
 
-    // af_tensor_stats: Σp² per tensor, the mean of R per matrix.
+    // af_tensor_stats: Σp² per tensor, the mean of R per matrix (R as this step computed it).
     let (sums_at, mean_at) = (2 * units, 2 * units + 2 * tensors);
     for (k, tensor) in t.tensors.iter().enumerate() {
         work[sums_at + 2 * k] = work[tensor.first_unit..tensor.first_unit + tensor.units].iter().sum();
     }
-    for (m, &(r0, rows)) in t.matrix_rows.iter().enumerate() {
-        work[mean_at + m] = state[r0..r0 + rows].iter().sum::<f32>() / rows as f32;
+    for (m, &(_, rows, f0)) in t.matrix_rows.iter().enumerate() {
+        let r = fresh_at + f0;
+        work[mean_at + m] = work[r..r + rows].iter().sum::<f32>() / rows as f32;
     }
 
     // af_usq: Σu² per unit; af_tensor_usq: per tensor.
-    let state = &*state;
-    let usq: Vec<f32> = t
-        .units
-        .par_iter()
-        .map(|u| {
-            let v = Scale::of(h, t, u, state, work, mean_at);
-            wide!(update_squares(&v, &g[u.start..u.start + u.len]))
-        })
-        .collect();
+    let usq: Vec<f32> = {
+        let (state, work) = (&*state, &*work);
+        t.units
+            .par_iter()
+            .map(|u| {
+                let v = Scale::of(h, t, u, work, mean_at);
+                let gu = &g[u.start..u.start + u.len];
+                let var: &[C] = if v.factored { &[] } else { &state[u.state..u.state + u.len] };
+                wide!(update_squares(&v, gu, var))
+            })
+            .collect()
+    };
     work[units..2 * units].copy_from_slice(&usq);
     for (k, tensor) in t.tensors.iter().enumerate() {
         let first = units + tensor.first_unit;
         work[sums_at + 2 * k + 1] = work[first..first + tensor.units].iter().sum();
     }
 
-    // af_apply: p ← p·(1 − lr·wd) − α / max(1, RMS(u)/d) · u, per unit.
+    // af_apply: p ← p·(1 − lr·wd) − α / max(1, RMS(u)/d) · u, per unit; a vector's new V
+    // stored (its old V read for the last time).
     let work = &*work;
-    let mut pieces: Vec<(&Unit, &mut [f32])> = Vec::with_capacity(units);
-    let mut rest: &mut [f32] = p;
-    let mut at = 0;
+    let mut pieces: Vec<(&Unit, &mut [f32], &mut [C])> = Vec::with_capacity(units);
+    let (mut rest_p, mut rest_s): (&mut [f32], &mut [C]) = (p, state);
+    let (mut at_p, mut at_s) = (0, 0);
     for u in &t.units {
-        let tail = std::mem::take(&mut rest);
-        let (_, tail) = tail.split_at_mut(u.start - at);
+        let tail = std::mem::take(&mut rest_p);
+        let (_, tail) = tail.split_at_mut(u.start - at_p);
         let (piece, tail) = tail.split_at_mut(u.len);
-        pieces.push((u, piece));
-        rest = tail;
-        at = u.start + u.len;
+        rest_p = tail;
+        at_p = u.start + u.len;
+        // A vector's chunk takes its V; the units lie in state order as in arena order.
+        let v: &mut [C] = if t.tensors[u.tensor].factored() {
+            &mut []
+        } else {
+            let tail = std::mem::take(&mut rest_s);
+            let (_, tail) = tail.split_at_mut(u.state - at_s);
+            let (v, tail) = tail.split_at_mut(u.len);
+            rest_s = tail;
+            at_s = u.state + u.len;
+            v
+        };
+        pieces.push((u, piece, v));
     }
-    pieces.into_par_iter().for_each(|(u, piece)| {
+    pieces.into_par_iter().for_each(|(u, piece, v_state)| {
         let tensor = &t.tensors[u.tensor];
-        let v = Scale::of(h, t, u, state, work, mean_at);
+        let v = Scale::of(h, t, u, work, mean_at);
         let k = sums_at + 2 * u.tensor;
         let root_n = (tensor.n as f32).sqrt();
         let alpha = h.eps2.max(work[k].sqrt() / root_n) * h.rho;
@@ -134,7 +158,7 @@ pub fn apply(
         // Maximizing reads −g: every sum above is of squares and u is odd in g, so only the
         // update's direction flips (exactly: a sign).
         let step = sign * (alpha / den);
-        wide!(apply_unit(&v, piece, &g[u.start..u.start + u.len], h.decay, step));
+        wide!(apply_unit(&v, piece, &g[u.start..u.start + u.len], v_state, h.decay, step));
     });
 }
 
@@ -189,36 +213,42 @@ fn floor(x: f32, floor: f32) -> f32 {
     }
 }
 
-/// Σu² of a unit.
+/// Σu² of a unit: a matrix row's from its fresh R and C, a vector chunk's from its stored V
+/// (`var`, its new value recomputed as the WGSL's `new_v` does).
 #[inline(always)]
-fn update_squares(v: &Scale, g: &[f32]) -> f32 {
-    let (r, den, e) = (v.row, v.den, v.eps1_sq);
+fn update_squares<C: Cell>(v: &Scale, g: &[f32], var: &[C]) -> f32 {
+    let (r, den, e, w) = (v.row, v.den, v.eps1_sq, v.beta2_t);
     if v.factored {
-        lane_sum2(g, v.stats, |g, c| {
+        lane_sum2(g, v.cols, |g, c| {
             let x = g / floor(r * c / den, e).sqrt();
             x * x
         })
     } else {
-        lane_sum2(g, v.stats, |g, var| {
-            let x = g / floor(var, e).sqrt();
+        lane_sum2(g, var, |g, var| {
+            let x = g / floor(lerp(var.get(), g * g, w), e).sqrt();
             x * x
         })
     }
 }
 
-/// A unit's parameters: p ← p·decay − step·u.
+/// A unit's parameters: p ← p·decay − step·u; a vector chunk's V (`var`) then takes its new
+/// value.
 #[inline(always)]
-fn apply_unit(v: &Scale, p: &mut [f32], g: &[f32], decay: f32, step: f32) {
-    let (r, den, e) = (v.row, v.den, v.eps1_sq);
-    let n = p.len().min(g.len()).min(v.stats.len());
-    let (p, g, stats) = (&mut p[..n], &g[..n], &v.stats[..n]);
+fn apply_unit<C: Cell>(v: &Scale, p: &mut [f32], g: &[f32], var: &mut [C], decay: f32, step: f32) {
+    let (r, den, e, w) = (v.row, v.den, v.eps1_sq, v.beta2_t);
     if v.factored {
-        for ((x, &g), &c) in p.iter_mut().zip(g).zip(stats) {
+        let n = p.len().min(g.len()).min(v.cols.len());
+        let (p, g, cols) = (&mut p[..n], &g[..n], &v.cols[..n]);
+        for ((x, &g), &c) in p.iter_mut().zip(g).zip(cols) {
             *x = *x * decay - step * (g / floor(r * c / den, e).sqrt());
         }
     } else {
-        for ((x, &g), &var) in p.iter_mut().zip(g).zip(stats) {
-            *x = *x * decay - step * (g / floor(var, e).sqrt());
+        let n = p.len().min(g.len()).min(var.len());
+        let (p, g, var) = (&mut p[..n], &g[..n], &mut var[..n]);
+        for ((x, &g), s) in p.iter_mut().zip(g).zip(var) {
+            let new_v = lerp(s.get(), g * g, w);
+            *x = *x * decay - step * (g / floor(new_v, e).sqrt());
+            *s = C::put(new_v);
         }
     }
 }
@@ -245,70 +275,57 @@ mod paste_avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn update_squares(v: &Scale, g: &[f32]) -> f32 {
-        super::update_squares(v, g)
+    pub(super) unsafe fn update_squares<C: Cell>(v: &Scale, g: &[f32], var: &[C]) -> f32 {
+        super::update_squares(v, g, var)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn apply_unit(v: &Scale, p: &mut [f32], g: &[f32], decay: f32, step: f32) {
-        super::apply_unit(v, p, g, decay, step)
+    pub(super) unsafe fn apply_unit<C: Cell>(
+        v: &Scale,
+        p: &mut [f32],
+        g: &[f32],
+        var: &mut [C],
+        decay: f32,
+        step: f32,
+    ) {
+        super::apply_unit(v, p, g, var, decay, step)
     }
-}
-
-/// Vectors' second moments: V ← lerp(V, g², w), in parallel over the vectors' units.
-fn vector_moments(t: &FactorTable, state: &mut [f32], g: &[f32], w: f32) {
-    let mut pieces: Vec<(&Unit, &mut [f32])> = Vec::new();
-    let mut rest: &mut [f32] = state;
-    let mut at = 0;
-    let mut chunks: Vec<&Unit> = t.units.iter().filter(|u| !t.tensors[u.tensor].factored()).collect();
-    chunks.sort_by_key(|u| u.state);
-    for u in chunks {
-        let tail = std::mem::take(&mut rest);
-        let (_, tail) = tail.split_at_mut(u.state - at);
-        let (piece, tail) = tail.split_at_mut(u.len);
-        pieces.push((u, piece));
-        rest = tail;
-        at = u.state + u.len;
-    }
-    pieces.into_par_iter().for_each(|(u, v)| {
-        for (x, &gk) in v.iter_mut().zip(&g[u.start..u.start + u.len]) {
-            *x = lerp(*x, gk * gk, w);
-        }
-    });
 }
 
 /// How a unit's update reads its second-moment estimate: a matrix row's R_i·C_j / max(mean R,
-/// eps1), or a vector chunk's V.
+/// eps1) from the fresh area, or a vector chunk's new V (from its stored V and g).
 struct Scale<'a> {
     /// R_i of a row (unused for a chunk).
     row: f32,
     /// max(mean R, eps1) of the row's matrix (unused for a chunk).
     den: f32,
-    /// C of the row's matrix, or V from the chunk's first element.
-    stats: &'a [f32],
+    /// C of the row's matrix (empty for a chunk).
+    cols: &'a [f32],
     factored: bool,
     eps1_sq: f32,
+    beta2_t: f32,
 }
 
 impl<'a> Scale<'a> {
-    fn of(
-        h: &AdafactorParams,
-        t: &'a FactorTable,
-        u: &Unit,
-        state: &'a [f32],
-        work: &[f32],
-        mean_at: usize,
-    ) -> Scale<'a> {
+    fn of(h: &AdafactorParams, t: &FactorTable, u: &Unit, work: &'a [f32], mean_at: usize) -> Scale<'a> {
         let tensor: &FactorTensor = &t.tensors[u.tensor];
-        let eps1_sq = h.eps1 * h.eps1;
+        let (eps1_sq, beta2_t) = (h.eps1 * h.eps1, h.beta2_t);
         if tensor.factored() {
             let row = u.state - tensor.state;
-            let mean_r = work[mean_at + tensor.first_matrix + row / tensor.rows];
-            let c0 = tensor.col_state() + (row / tensor.rows) * tensor.cols;
-            let stats = &state[c0..c0 + tensor.cols];
-            Scale { row: state[u.state], den: mean_r.max(h.eps1), stats, factored: true, eps1_sq }
+            let matrix = row / tensor.rows;
+            let mean_r = work[mean_at + tensor.first_matrix + matrix];
+            let fresh = t.fresh_at() + tensor.fresh;
+            let c0 = fresh + tensor.batch * tensor.rows + matrix * tensor.cols;
+            Scale {
+                row: work[fresh + row],
+                den: mean_r.max(h.eps1),
+                cols: &work[c0..c0 + tensor.cols],
+                factored: true,
+                eps1_sq,
+                beta2_t,
+            }
         } else {
-            Scale { row: 0.0, den: 1.0, stats: &state[u.state..u.state + u.len], factored: false, eps1_sq }
+            Scale { row: 0.0, den: 1.0, cols: &[], factored: false, eps1_sq, beta2_t }
         }
     }
 }

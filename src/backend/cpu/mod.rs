@@ -559,9 +559,14 @@ impl Backend for CpuBackend {
         let mut work = self.take(s.work.buf);
         {
             let g = &self.vec(grads.buf)[grads.range()];
-            let n = s.state.len.min(state.len());
             let pm = &mut p[params.range()];
-            adafactor::apply(h, objective, &s.layout, pm, g, &mut state[..n], &mut work);
+            let n = s.state.len.min(state.len());
+            if s.bf16 {
+                let cells: &mut [optim::Bf16] = bytemuck::cast_slice_mut(&mut state[..n]);
+                adafactor::apply(h, objective, &s.layout, pm, g, cells, &mut work);
+            } else {
+                adafactor::apply(h, objective, &s.layout, pm, g, &mut state[..n], &mut work);
+            }
         }
         self.put(params.buf, p);
         self.put(s.state.buf, state);

@@ -1,5 +1,6 @@
-//! Adafactor (`shaders/adafactor.wgsl`): six dispatches over the per-tensor table, every
-//! buffer bound whole (the arena must fit one binding, as the matmuls' do).
+//! Adafactor (`shaders/adafactor.wgsl`, with f32 or bfloat16 statistics): six dispatches over
+//! the per-tensor table, every buffer bound whole (the arena must fit one binding, as the
+//! matmuls' do).
 
 use super::kernels::{Entry, Kernel, Module};
 use super::params::{words_of, AdafactorArena};
@@ -35,7 +36,8 @@ impl GpuBackend {
         let buffers = [params.buf, grads.buf, s.state.buf, s.work.buf, s.table.buf];
         // One workgroup per unit, chunk, tensor or matrix: `grid` counts invocations of WG.
         let groups = |n: usize| n * WG as usize;
-        for &entry in Module::Adafactor.entries() {
+        let module = if s.bf16 { Module::AdafactorBf16 } else { Module::Adafactor };
+        for &entry in module.entries() {
             let n = match entry {
                 Entry::AfCols => t.col_chunks.len(),
                 Entry::AfTensorStats => t.tensors.len() + t.matrices,
@@ -43,7 +45,7 @@ impl GpuBackend {
                 _ => t.units.len(),
             };
             let grid = self.grid(groups(n));
-            self.dispatch(Kernel::new(Module::Adafactor, entry), &uni, &buffers, grid);
+            self.dispatch(Kernel::new(module, entry), &uni, &buffers, grid);
         }
     }
 }

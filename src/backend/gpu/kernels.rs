@@ -386,8 +386,18 @@ modules! {
     OptimSchedulefreeMode => "optim_schedulefree_mode", optim_module!("optim_schedulefree_mode.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
     /// Muon's momentum pass.
     OptimMuonMomentum => "optim_muon_momentum", optim_module!("optim_muon_momentum.wgsl"), "Arena": OptimArena, [StepF32, StepBf16, StepF32Checked, StepBf16Checked, StepF32Groups, StepBf16Groups];
-    /// Adafactor: six passes over its per-tensor table, in the order one step dispatches them.
-    Adafactor => "adafactor", include_str!("../../../shaders/adafactor.wgsl"), "Arena": AdafactorArena,
+    /// Adafactor: six passes over its per-tensor table, in the order one step dispatches them
+    /// (f32 statistics).
+    Adafactor => "adafactor", concat!(
+            include_str!("../../../shaders/adafactor.wgsl"),
+            include_str!("../../../shaders/adafactor_state_f32.wgsl")
+        ), "Arena": AdafactorArena,
+        [AfStats, AfCols, AfTensorStats, AfUsq, AfTensorUsq, AfApply];
+    /// Adafactor with bfloat16 statistics, two a word.
+    AdafactorBf16 => "adafactor_bf16", concat!(
+            include_str!("../../../shaders/adafactor.wgsl"),
+            include_str!("../../../shaders/adafactor_state_bf16.wgsl")
+        ), "Arena": AdafactorArena,
         [AfStats, AfCols, AfTensorStats, AfUsq, AfTensorUsq, AfApply];
     /// Blockwise 8-bit state (optim8.wgsl: its own bindings and header) with Adam's `update`.
     OptimAdam8 => "optim8_adam", optim8_module!("optim_adam.wgsl"), "Arena": Blockwise8Arena, [Step8bit];
