@@ -12,7 +12,9 @@ pub fn run(_a: InfoArgs) -> Result<()> {
     println!("cpu backend: {}", cpu.describe());
     println!(
         "cpu kernels: {}",
-        if descent::backend::host::has_avx2_fma() {
+        if descent::backend::host::has_avx512() {
+            "AVX-512 (A·Bᵀ in 4×6 blocks; A·B and Aᵀ·B with inner size ≤ 256 in 6×32 blocks; the same bits as their AVX2 forms), AVX2+FMA for the edges; longer A·B and Aᵀ·B through the gemm crate"
+        } else if descent::backend::host::has_avx2_fma() {
             "AVX2+FMA (A·Bᵀ; A·B and Aᵀ·B with inner size ≤ 256; fused optimizers); longer A·B and Aᵀ·B through the gemm crate"
         } else {
             "portable loops and the gemm crate (this CPU lacks AVX2+FMA)"

@@ -6,6 +6,11 @@
 //! torch.mm's rate; see BENCHMARKS.md). A·B and Aᵀ·B with a short inner size (every backward
 //! product of the MLP up to batch 256) have one more AVX2 kernel that skips packing altogether;
 //! only long inner sizes (1024³ and the like) go through `gemm`.
+//!
+//! Where the CPU has AVX-512 both kernels take 16 lanes and give the same bits as their AVX2
+//! forms: the unpacked A·B keeps each element's sum over k in one lane in the same order, and
+//! A·Bᵀ puts two columns' eight-lane partial sums side by side in one register, so every dot
+//! product is added in the AVX2 kernel's order (`DESCENT_NO_AVX512=1` turns them off).
 
 use crate::backend::ops::{Dims, Form};
 #[cfg(target_arch = "x86_64")]
@@ -119,8 +124,15 @@ pub mod nt {
     /// product is large enough; each element is one thread's fixed-order sum, so results do
     /// not depend on the thread count.
     pub fn matmul_nt(d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+        matmul_nt_at(d, a, b, c, crate::backend::host::has_avx512())
+    }
+
+    /// [`matmul_nt`] with the AVX-512 blocks (`wide`, which the CPU must have) or the AVX2 ones
+    /// alone: the same bits either way.
+    pub(super) fn matmul_nt_at(d: Dims, a: &[f32], b: &[f32], c: &mut [f32], wide: bool) {
         let Dims { m, k, n } = d;
         assert!(crate::backend::host::has_avx2_fma(), "matmul_nt needs AVX2 and FMA");
+        assert!(!wide || crate::backend::host::has_avx512(), "matmul_nt's wide blocks need AVX-512");
         assert!(a.len() == m * k && b.len() == n * k && c.len() == m * n, "matmul_nt operand sizes");
         let rows_per_task = if m * n * k >= KERNEL_PAR_MIN_MACS && crate::backend::host::may_fork() {
             // Two tasks per thread, whole register blocks each.
@@ -131,8 +143,16 @@ pub mod nt {
         let task = |(t, c_rows): (usize, &mut [f32])| {
             let r0 = t * rows_per_task;
             let rows = c_rows.len() / n;
-            // SAFETY: the CPU has AVX2 and FMA (asserted above); the slices bound every access.
-            unsafe { rows_nt(&a[r0 * k..(r0 + rows) * k], b, c_rows, rows, k, n) }
+            let a_rows = &a[r0 * k..(r0 + rows) * k];
+            // SAFETY: the CPU has AVX2 and FMA, and AVX-512 when `wide` (asserted above); the
+            // slices bound every access.
+            unsafe {
+                if wide {
+                    rows_nt_avx512(a_rows, b, c_rows, rows, k, n)
+                } else {
+                    rows_nt(a_rows, b, c_rows, rows, k, n, 0)
+                }
+            }
         };
         if rows_per_task < m {
             c.par_chunks_mut(rows_per_task * n).enumerate().for_each(task);
@@ -141,13 +161,13 @@ pub mod nt {
         }
     }
 
-    /// One task: `rows` rows of C from the matching rows of A and all of B.
+    /// One task: `rows` rows of C from the matching rows of A and all of B, columns from `j0`.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_nt(a: &[f32], b: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+    unsafe fn rows_nt(a: &[f32], b: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize, j0: usize) {
         let mut i = 0;
         while i < rows {
             let mr = MR.min(rows - i);
-            let mut j = 0;
+            let mut j = j0;
             while j < n {
                 let nr = NR.min(n - j);
                 let (ap, bp) = (a.as_ptr().add(i * k), b.as_ptr().add(j * k));
@@ -209,6 +229,104 @@ pub mod nt {
         }
     }
 
+    /// Column pairs per AVX-512 block: 4 rows × 6 columns, 12 sixteen-lane accumulators.
+    const PAIRS: usize = 3;
+
+    /// [`rows_nt`] with AVX-512: blocks of up to 4 rows × 6 columns, each register holding two
+    /// columns' eight-lane partial sums; the columns past the last whole 6 go to the AVX2
+    /// blocks (the same bits).
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    unsafe fn rows_nt_avx512(a: &[f32], b: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+        let wide_cols = n / (2 * PAIRS) * (2 * PAIRS);
+        // Columns outside, rows inside: a block's rows of B stay in L1 while A's rows pass.
+        let mut j = 0;
+        while j < wide_cols {
+            let mut i = 0;
+            while i < rows {
+                let (ap, bp) = (a.as_ptr().add(i * k), b.as_ptr().add(j * k));
+                let cp = c.as_mut_ptr().add(i * n + j);
+                match MR.min(rows - i) {
+                    4 => block_avx512::<4, PAIRS>(ap, bp, cp, k, n),
+                    3 => block_avx512::<3, PAIRS>(ap, bp, cp, k, n),
+                    2 => block_avx512::<2, PAIRS>(ap, bp, cp, k, n),
+                    _ => block_avx512::<1, PAIRS>(ap, bp, cp, k, n),
+                }
+                i += MR;
+            }
+            j += 2 * PAIRS;
+        }
+        if wide_cols < n {
+            rows_nt(a, b, c, rows, k, n, wide_cols);
+        }
+    }
+
+    /// Eight floats broadcast to both halves of a register.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    #[inline]
+    unsafe fn both_halves(x: __m256) -> __m512 {
+        _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(x)))
+    }
+
+    /// `lo` in the low half of a register, `hi` in the high half.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    #[inline]
+    unsafe fn halves(lo: __m256, hi: __m256) -> __m512 {
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1))
+    }
+
+    /// [`block`] for R rows × 2P columns: register (r, q) holds the eight-lane partial sums of
+    /// columns 2q (low half) and 2q + 1 (high half) of row r, each lane taking exactly the
+    /// products and additions it takes in [`block`]; the halves are then added as [`block`]
+    /// adds its registers.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    #[inline]
+    unsafe fn block_avx512<const R: usize, const P: usize>(
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        k: usize,
+        ldc: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let full = k / 8 * 8;
+        let mut p = 0;
+        while p < full {
+            let mut bv = [_mm512_setzero_ps(); P];
+            for (q, v) in bv.iter_mut().enumerate() {
+                *v = halves(_mm256_loadu_ps(b.add(2 * q * k + p)), _mm256_loadu_ps(b.add((2 * q + 1) * k + p)));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = both_halves(_mm256_loadu_ps(a.add(r * k + p)));
+                for (q, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(av, bv[q], *x);
+                }
+            }
+            p += 8;
+        }
+        if full < k {
+            let mask = tail_mask(k - full);
+            let mut bv = [_mm512_setzero_ps(); P];
+            for (q, v) in bv.iter_mut().enumerate() {
+                let lo = _mm256_maskload_ps(b.add(2 * q * k + full), mask);
+                *v = halves(lo, _mm256_maskload_ps(b.add((2 * q + 1) * k + full), mask));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = both_halves(_mm256_maskload_ps(a.add(r * k + full), mask));
+                for (q, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(av, bv[q], *x);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (q, x) in row.iter().enumerate() {
+                let lo = _mm512_castps512_ps256(*x);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(*x), 1));
+                *c.add(r * ldc + 2 * q) = hsum(lo);
+                *c.add(r * ldc + 2 * q + 1) = hsum(hi);
+            }
+        }
+    }
+
     /// Lanes 0..len set (len < 8): loads past the row's end are masked off, never read.
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -241,8 +359,15 @@ pub mod small {
 
     /// C (m×n) = op(A)·B for `Form::NN` (A stored m×k) or `Form::TN` (A stored k×m); B k×n.
     pub fn matmul_small(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32]) {
+        matmul_small_at(form, d, a, b, c, crate::backend::host::has_avx512())
+    }
+
+    /// [`matmul_small`] with the AVX-512 blocks (`wide`, which the CPU must have) or the AVX2
+    /// ones alone: the same bits either way.
+    pub(super) fn matmul_small_at(form: Form, d: Dims, a: &[f32], b: &[f32], c: &mut [f32], wide: bool) {
         let Dims { m, k, n } = d;
         assert!(crate::backend::host::has_avx2_fma(), "matmul_small needs AVX2 and FMA");
+        assert!(!wide || crate::backend::host::has_avx512(), "matmul_small's wide blocks need AVX-512");
         assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul_small operand sizes");
         // Element (i, p) of the logical m×k operand A is at a[i * row + p * col].
         let (row, col) = match form {
@@ -257,9 +382,17 @@ pub mod small {
             if m * n * k >= KERNEL_PAR_MIN_MACS && threads > 1 { m.div_ceil(threads).next_multiple_of(MR) } else { m };
         let task = |(t, c_rows): (usize, &mut [f32])| {
             let (r0, rows) = (t * rows_per_task, c_rows.len() / n);
-            // SAFETY: AVX2 and FMA are present (asserted); rows r0..r0 + rows of A lie inside
-            // `a` (its length is m·k) and every other access is bounded by k and n.
-            unsafe { kernel(a.as_ptr().add(r0 * row), row, col, b.as_ptr(), c_rows.as_mut_ptr(), rows, k, n) }
+            // SAFETY: AVX2 and FMA are present, and AVX-512 when `wide` (asserted); rows r0..r0 +
+            // rows of A lie inside `a` (its length is m·k) and every other access is bounded by
+            // k and n.
+            unsafe {
+                let (ap, cp) = (a.as_ptr().add(r0 * row), c_rows.as_mut_ptr());
+                if wide {
+                    kernel_avx512(ap, row, col, b.as_ptr(), cp, rows, k, n)
+                } else {
+                    kernel(ap, row, col, b.as_ptr(), cp, rows, k, n, 0)
+                }
+            }
         };
         if rows_per_task < m {
             c.par_chunks_mut(rows_per_task * n).enumerate().for_each(task);
@@ -268,10 +401,21 @@ pub mod small {
         }
     }
 
+    /// Columns `j0..n` of C in 6×16 blocks.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(a: *const f32, row: usize, col: usize, b: *const f32, c: *mut f32, m: usize, k: usize, n: usize) {
-        let mut j = 0;
+    unsafe fn kernel(
+        a: *const f32,
+        row: usize,
+        col: usize,
+        b: *const f32,
+        c: *mut f32,
+        m: usize,
+        k: usize,
+        n: usize,
+        j0: usize,
+    ) {
+        let mut j = j0;
         while j < n {
             let cols = NC.min(n - j);
             let mut i = 0;
@@ -295,6 +439,47 @@ pub mod small {
                 i += MR;
             }
             j += NC;
+        }
+    }
+
+    /// Columns per AVX-512 block: two sixteen-lane registers a row.
+    const NC_WIDE: usize = 32;
+
+    /// [`kernel`] with AVX-512: whole 6×32 blocks, then the columns past the last whole 32
+    /// through [`kernel`] (each element's sum is the same either way).
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_avx512(
+        a: *const f32,
+        row: usize,
+        col: usize,
+        b: *const f32,
+        c: *mut f32,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) {
+        let wide_cols = n / NC_WIDE * NC_WIDE;
+        let mut j = 0;
+        while j < wide_cols {
+            let mut i = 0;
+            while i < m {
+                let (ap, bp, cp) = (a.add(i * row), b.add(j), c.add(i * n + j));
+                let at = Block { a: ap, col, row, b: bp, c: cp, k, n, cols: NC_WIDE };
+                match MR.min(m - i) {
+                    6 => at.run_avx512::<6>(),
+                    5 => at.run_avx512::<5>(),
+                    4 => at.run_avx512::<4>(),
+                    3 => at.run_avx512::<3>(),
+                    2 => at.run_avx512::<2>(),
+                    _ => at.run_avx512::<1>(),
+                }
+                i += MR;
+            }
+            j += NC_WIDE;
+        }
+        if wide_cols < n {
+            kernel(a, row, col, b, c, m, k, n, wide_cols);
         }
     }
 
@@ -345,6 +530,29 @@ pub mod small {
                     _mm256_maskstore_ps(crow, m0, x[0]);
                     _mm256_maskstore_ps(crow.add(8), m1, x[1]);
                 }
+            }
+        }
+
+        /// [`Block::run`] for R rows × 32 whole columns with sixteen-lane registers: each
+        /// element's sum over k in one lane, in [`Block::run`]'s order.
+        #[target_feature(enable = "avx2,fma,avx512f")]
+        #[inline]
+        unsafe fn run_avx512<const R: usize>(&self) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for p in 0..self.k {
+                let brow = self.b.add(p * self.n);
+                let (b0, b1) = (_mm512_loadu_ps(brow), _mm512_loadu_ps(brow.add(16)));
+                let acol = self.a.add(p * self.col);
+                for (r, x) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*acol.add(r * self.row));
+                    x[0] = _mm512_fmadd_ps(av, b0, x[0]);
+                    x[1] = _mm512_fmadd_ps(av, b1, x[1]);
+                }
+            }
+            for (r, x) in acc.iter().enumerate() {
+                let crow = self.c.add(r * self.n);
+                _mm512_storeu_ps(crow, x[0]);
+                _mm512_storeu_ps(crow.add(16), x[1]);
             }
         }
     }
@@ -405,6 +613,50 @@ mod tests {
         ];
         for form in [Form::NN, Form::TN] {
             check(form, &shapes, 11, |d, a, b, c| small::matmul_small(form, d, a, b, c));
+        }
+    }
+
+    /// The AVX-512 blocks give exactly the AVX2 blocks' bits, on fresh operands whose column
+    /// counts run past and short of the wide blocks (where the CPU has AVX-512).
+    #[test]
+    fn avx512_blocks_give_the_avx2_bits() {
+        if !crate::backend::host::has_avx512() {
+            eprintln!("this CPU lacks AVX-512: only the AVX2 blocks run here");
+            return;
+        }
+        let mut rng = crate::rng::Rng::new(23);
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 6),
+            (5, 9, 13),
+            (4, 8, 12),
+            (7, 17, 33),
+            (64, 784, 128),
+            (65, 129, 70),
+            (13, 3, 31),
+            (64, 128, 128),
+            (6, 200, 64),
+        ];
+        for &(m, k, n) in &shapes {
+            let d = Dims { m, k, n };
+            let a = rng.uniform_vec(m * k, -1.0, 1.0);
+            let b = rng.uniform_vec(k * n, -1.0, 1.0);
+            let run = |f: &dyn Fn(&mut [f32])| {
+                let mut c = vec![f32::NAN; m * n + 1];
+                f(&mut c[..m * n]);
+                assert!(c[m * n].is_nan(), "{m}×{k}×{n}: wrote past the end");
+                c.truncate(m * n);
+                c
+            };
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            let nt = |wide| bits(run(&|c| nt::matmul_nt_at(d, &a, &b, c, wide)));
+            assert_eq!(nt(true), nt(false), "A·Bᵀ {m}×{k}×{n}");
+            if k <= SMALL_MAX_K {
+                for form in [Form::NN, Form::TN] {
+                    let small = |wide| bits(run(&|c| small::matmul_small_at(form, d, &a, &b, c, wide)));
+                    assert_eq!(small(true), small(false), "{form:?} {m}×{k}×{n}");
+                }
+            }
         }
     }
 
