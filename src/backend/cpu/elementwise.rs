@@ -106,12 +106,39 @@ pub(super) fn max_run(x: &[f32], first: usize, count: usize, step: usize) -> (f3
     (best, at)
 }
 
+/// Run `f` compiled for the widest vectors the CPU has (AVX-512, else AVX2, else as built):
+/// the loops below are elementwise, so every width gives the same bits, and a closure inlined
+/// here vectorizes at that width.
+#[inline(always)]
+pub(super) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if crate::backend::host::has_avx512() {
+            // SAFETY: the CPU has AVX-512 F, BW and VL, AVX2 and FMA (checked at run time).
+            return unsafe { avx512(f) };
+        }
+        if crate::backend::host::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// `out[i] = f(i, out[i])` over rows of `cols`, in parallel when large.
 pub(super) fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if fork(out.len()) {
-        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
+        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| widest(|| f(r, row)));
     } else {
-        out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row));
+        widest(|| out.chunks_mut(cols).enumerate().for_each(|(r, row)| f(r, row)));
     }
 }
 
@@ -120,8 +147,10 @@ pub(super) fn rows_mut(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32
 /// with a branch-free exponent check that vectorises, and only a chunk that fails is searched.
 pub(super) fn first_nonfinite(x: &[f32]) -> Option<usize> {
     fn chunk_is_finite(c: &[f32]) -> bool {
-        let bad = c.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000));
-        bad == 0
+        widest(|| {
+            let bad = c.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000));
+            bad == 0
+        })
     }
     let chunk = if fork(x.len() / 16) {
         x.par_chunks(CHUNK).position_first(|c| !chunk_is_finite(c))
@@ -137,7 +166,7 @@ pub(super) const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(a[i])`, in parallel chunks when large (slices zipped, so the loop vectorizes).
 pub(super) fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
-    let body = |(o, a): (&mut [f32], &[f32])| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x));
+    let body = |(o, a): (&mut [f32], &[f32])| widest(|| o.iter_mut().zip(a).for_each(|(o, &x)| *o = f(x)));
     if fork(out.len()) {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
     } else {
@@ -147,8 +176,9 @@ pub(super) fn map1(out: &mut [f32], a: &[f32], f: impl Fn(f32) -> f32 + Sync) {
 
 /// `out[i] = f(a[i], b[i])`, like [`map1`].
 pub(super) fn map2(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    let body =
-        |((o, a), b): ((&mut [f32], &[f32]), &[f32])| o.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+    let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        widest(|| o.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y)))
+    };
     if fork(out.len()) {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
     } else {
