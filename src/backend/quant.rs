@@ -34,6 +34,21 @@ pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
+/// bfloat16 values packed two a 32-bit word as device buffers hold them (value 2i in the low
+/// half of word i, 2i + 1 in the high half; an odd count's last high half 0), as the f32
+/// values `Device::write` takes.
+pub fn bf16_words(h: &[u16]) -> Vec<f32> {
+    h.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect()
+}
+
+/// The first `n` bfloat16 values of words read back from a device buffer ([`bf16_words`]'s
+/// inverse).
+pub fn bf16_from_words(words: &[f32], n: usize) -> Vec<u16> {
+    let mut h: Vec<u16> = words.iter().flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16]).collect();
+    h.truncate(n);
+    h
+}
+
 /// `torch.linspace(start, end, steps, dtype=torch.float32)` as PyTorch's CPU kernel computes
 /// it: an f32 step, the first half counted up from `start`, the second half down from `end`,
 /// each a fused multiply-add (the compiler contracts `start + step * i` in PyTorch's build;
@@ -335,6 +350,15 @@ impl BlockTable {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_words_pack_two_a_word_low_half_first() {
+        let h = [0x3F80, 0xC000, 0x1234];
+        let words = bf16_words(&h);
+        assert_eq!(words.iter().map(|w| w.to_bits()).collect::<Vec<_>>(), [0xC000_3F80, 0x0000_1234]);
+        assert_eq!(bf16_from_words(&words, 3), h);
+        assert!(bf16_words(&[]).is_empty());
+    }
 
     #[test]
     fn bf16_rounds_to_nearest_even() {

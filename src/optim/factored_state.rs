@@ -94,10 +94,7 @@ impl FactoredState {
     /// The bfloat16 statistics' bits as stored.
     pub(super) async fn read_bf16(&self, dev: &mut Device) -> Result<Vec<u16>> {
         ensure!(self.bf16(), "adafactor's statistics are f32 here: read them as such");
-        let words = dev.read_async(self.buffers.state).await?;
-        let mut h: Vec<u16> = words.iter().flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16]).collect();
-        h.truncate(self.full.state_len);
-        Ok(h)
+        Ok(quant::bf16_from_words(&dev.read_async(self.buffers.state).await?, self.full.state_len))
     }
 
     /// The statistics widened to f32, whatever their width.
@@ -126,8 +123,7 @@ impl FactoredState {
     pub(super) fn write_bf16(&self, dev: &mut Device, h: &[u16]) -> Result<()> {
         ensure!(self.bf16(), "adafactor's statistics are f32 here: write them as such");
         self.check_len(h.len())?;
-        let words: Vec<f32> =
-            h.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect();
+        let words = quant::bf16_words(h);
         if !words.is_empty() {
             dev.write(self.buffers.state.slice(0, words.len()), &words)?;
         }

@@ -22,6 +22,7 @@ use super::step::MuonStep;
 use super::OptimBits;
 use crate::backend::ops::{Dims, Form, NewtonSchulz};
 use crate::backend::optim_kernel::Objective;
+use crate::backend::quant;
 use crate::backend::Device;
 use crate::tensor::View;
 use anyhow::{bail, ensure, Result};
@@ -220,10 +221,7 @@ impl MuonState {
     pub(super) async fn read_bf16(&self, dev: &mut Device) -> Result<Vec<Vec<u16>>> {
         let mut out = Vec::new();
         for k in 0..3 {
-            let words = dev.read_async(self.slots[k]).await?;
-            let mut h: Vec<u16> = words.iter().flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16]).collect();
-            h.truncate(self.lens[k]);
-            out.push(h);
+            out.push(quant::bf16_from_words(&dev.read_async(self.slots[k]).await?, self.lens[k]));
         }
         Ok(out)
     }
@@ -243,10 +241,7 @@ impl MuonState {
         ensure!(v.len() == 3, "muon state of {} slots, expected 3", v.len());
         for (k, slot) in v.iter().enumerate() {
             ensure!(slot.len() == self.lens[k], "muon slot {k}: {} values, expected {}", slot.len(), self.lens[k]);
-            let words: Vec<f32> = slot
-                .chunks(2)
-                .map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16))
-                .collect();
+            let words = quant::bf16_words(slot);
             if !words.is_empty() {
                 dev.write(self.slots[k].slice(0, words.len()), &words)?;
             }

@@ -128,10 +128,7 @@ impl Bf16State {
     async fn read(&self, dev: &mut Device, n: usize) -> Result<Vec<Vec<u16>>> {
         let mut out = Vec::new();
         for &v in &self.slots {
-            let words = bits(dev.read_async(v).await?);
-            let mut h: Vec<u16> = words.iter().flat_map(|w| [*w as u16, (*w >> 16) as u16]).collect();
-            h.truncate(n);
-            out.push(h);
+            out.push(quant::bf16_from_words(&dev.read_async(v).await?, n));
         }
         Ok(out)
     }
@@ -139,9 +136,7 @@ impl Bf16State {
     fn write(&self, dev: &mut Device, n: usize, v: &[Vec<u16>]) -> Result<()> {
         for (&s, h) in self.slots.iter().zip(v) {
             ensure!(h.len() == n, "bf16 state of {} values for {n} parameters", h.len());
-            let words: Vec<u32> =
-                h.chunks(2).map(|p| p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16).collect();
-            dev.write(s, &floats(&words))?;
+            dev.write(s, &quant::bf16_words(h))?;
         }
         Ok(())
     }
